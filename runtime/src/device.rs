@@ -1,0 +1,61 @@
+//! Where a tensor lives and where its ops run.
+
+use std::fmt;
+
+use crate::{Error, Result};
+
+/// A compute device. Model code is written once against [`crate::Tensor`] and runs on either.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Device {
+    /// The host, through the rayon + `gemm` reference backend.
+    #[default]
+    Cpu,
+    /// An NVIDIA GPU by ordinal, through kiln-kernels.
+    Cuda(usize),
+}
+
+impl Device {
+    /// Returns the CUDA device `ordinal`, checking that this build and machine can use it.
+    ///
+    /// Without the `cuda` feature this is [`Error::CudaNotBuilt`]; it never panics,
+    /// with or without a driver present.
+    pub fn cuda(ordinal: usize) -> Result<Device> {
+        if cfg!(feature = "cuda") {
+            // The CUDA backend lands with the kernels issue; until then no device can be opened.
+            Err(Error::CudaUnavailable { ordinal, reason: "the CUDA backend is not implemented yet".into() })
+        } else {
+            Err(Error::CudaNotBuilt)
+        }
+    }
+
+    /// Whether this is the host.
+    pub fn is_cpu(self) -> bool {
+        self == Device::Cpu
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Device {
+    type Err = String;
+
+    /// Parses `cpu`, `cuda` (ordinal 0) or `cuda:N`. Availability is checked by [`Device::cuda`].
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Device::Cuda)
+                .ok_or_else(|| format!("unknown device `{s}` (expected cpu, cuda or cuda:N)")),
+        }
+    }
+}

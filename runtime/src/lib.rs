@@ -1,0 +1,27 @@
+//! kiln-runtime: tensors, the CPU reference backend, and safetensors checkpoints.
+//!
+//! - [`Tensor`]: a shape and contiguous row-major storage in [`DType`] f32, f16 or bf16, on a
+//!   [`Device`]. Activations are NHWC. Model code calls the ops in [`ops`] as methods on
+//!   tensors; each op checks shapes once and dispatches to the backend of its operands' device,
+//!   so one model definition runs unchanged on the CPU and (with the `cuda` feature) on a GPU.
+//! - [`cpu`]: the reference backend, rayon-parallel, matrix products through the `gemm` crate,
+//!   f32 accumulation whatever the storage dtype.
+//! - [`checkpoint`]: memory-mapped safetensors files, detection of the layout (single-file
+//!   original or diffusers folder) and model family (SD 1.5, SDXL base and refiner,
+//!   inpainting variants), and the mapping of every tensor name onto one canonical naming.
+#![deny(missing_docs)]
+
+pub mod checkpoint;
+pub mod cpu;
+mod device;
+mod dtype;
+mod error;
+pub mod ops;
+mod storage;
+mod tensor;
+
+pub use device::Device;
+pub use dtype::DType;
+pub use error::{Error, Result};
+pub use storage::CpuStorage;
+pub use tensor::{Storage, Tensor};
