@@ -1,0 +1,169 @@
+//! Model families kiln runs, and their detection from the UNet's canonical tensor shapes.
+//!
+//! Three numbers decide: the UNet's input channels (`conv_in.weight [C, in, 3, 3]`: 4, or 9 for
+//! inpainting), its cross-attention context dim (`attn2.to_k.weight [C, ctx]`: 768 for SD 1.5,
+//! 2048 for SDXL base, 1280 for the refiner) and its added embedding's input width
+//! (`add_embedding.linear_1.weight [T, a]`: absent for SD 1.5, 2816 for SDXL base, 2560 for the
+//! refiner) — the same features diffusers' and ComfyUI's single-file loaders look at.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use super::Component;
+use super::error::CheckpointError;
+
+/// Canonical tensor name to canonical shape.
+pub type Shapes = BTreeMap<String, Vec<usize>>;
+
+/// A model family kiln runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    /// Stable Diffusion 1.5 (and 1.x fine-tunes): CLIP-L, 4-level UNet, context 768.
+    Sd15,
+    /// SD 1.5 inpainting: as SD 1.5 with 9 UNet input channels (latent, mask, masked latent).
+    Sd15Inpaint,
+    /// SDXL base: CLIP-L + OpenCLIP-G, 3-level UNet, context 2048, added embedding of 2816.
+    SdxlBase,
+    /// SDXL refiner: OpenCLIP-G only, 4-level UNet, context 1280, added embedding of 2560.
+    SdxlRefiner,
+    /// SDXL inpainting: as SDXL base with 9 UNet input channels.
+    SdxlInpaint,
+}
+
+impl Family {
+    /// Every family, in a fixed order.
+    pub const ALL: [Family; 5] =
+        [Family::Sd15, Family::Sd15Inpaint, Family::SdxlBase, Family::SdxlRefiner, Family::SdxlInpaint];
+
+    /// A short identifier (`sd15`, `sdxl_base`, ...), as used by the fixture manifests.
+    pub fn id(self) -> &'static str {
+        match self {
+            Family::Sd15 => "sd15",
+            Family::Sd15Inpaint => "sd15_inpaint",
+            Family::SdxlBase => "sdxl_base",
+            Family::SdxlRefiner => "sdxl_refiner",
+            Family::SdxlInpaint => "sdxl_inpaint",
+        }
+    }
+
+    /// The family with identifier `id`.
+    pub fn from_id(id: &str) -> Option<Family> {
+        Family::ALL.into_iter().find(|f| f.id() == id)
+    }
+
+    /// Whether this is one of the SDXL families.
+    pub fn is_sdxl(self) -> bool {
+        matches!(self, Family::SdxlBase | Family::SdxlRefiner | Family::SdxlInpaint)
+    }
+
+    /// Whether the UNet takes the 9-channel inpainting input.
+    pub fn is_inpainting(self) -> bool {
+        matches!(self, Family::Sd15Inpaint | Family::SdxlInpaint)
+    }
+
+    /// The components a pipeline of this family needs.
+    pub fn components(self) -> &'static [Component] {
+        match self {
+            Family::Sd15 | Family::Sd15Inpaint => &[Component::Unet, Component::Vae, Component::TextEncoder],
+            Family::SdxlBase | Family::SdxlInpaint => {
+                &[Component::Unet, Component::Vae, Component::TextEncoder, Component::TextEncoder2]
+            }
+            Family::SdxlRefiner => &[Component::Unet, Component::Vae, Component::TextEncoder2],
+        }
+    }
+
+    /// The UNet's input channels.
+    pub fn unet_in_channels(self) -> usize {
+        if self.is_inpainting() { 9 } else { 4 }
+    }
+
+    /// The UNet's cross-attention context width.
+    pub fn context_dim(self) -> usize {
+        match self {
+            Family::Sd15 | Family::Sd15Inpaint => 768,
+            Family::SdxlBase | Family::SdxlInpaint => 2048,
+            Family::SdxlRefiner => 1280,
+        }
+    }
+
+    /// The input width of the UNet's added (pooled text + size) embedding, if it has one.
+    pub fn addition_embed_inputs(self) -> Option<usize> {
+        match self {
+            Family::Sd15 | Family::Sd15Inpaint => None,
+            Family::SdxlBase | Family::SdxlInpaint => Some(2816),
+            Family::SdxlRefiner => Some(2560),
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Family::Sd15 => "SD 1.5",
+            Family::Sd15Inpaint => "SD 1.5 inpainting",
+            Family::SdxlBase => "SDXL base",
+            Family::SdxlRefiner => "SDXL refiner",
+            Family::SdxlInpaint => "SDXL inpainting",
+        })
+    }
+}
+
+/// The features of a UNet that decide its family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnetSignature {
+    /// `conv_in`'s input channels.
+    pub in_channels: usize,
+    /// The cross-attention context width, if the UNet has cross-attention.
+    pub context_dim: Option<usize>,
+    /// The added embedding's input width, if it has one.
+    pub addition_embed_inputs: Option<usize>,
+}
+
+impl UnetSignature {
+    /// Reads the signature from canonical shapes; `None` without `unet.conv_in.weight`.
+    pub fn read(shapes: &Shapes) -> Option<UnetSignature> {
+        let in_channels = *shapes.get("unet.conv_in.weight")?.get(1)?;
+        let context_dim = shapes
+            .iter()
+            .find(|(n, s)| n.starts_with("unet.") && n.ends_with(".attn2.to_k.weight") && s.len() == 2)
+            .map(|(_, s)| s[1]);
+        let addition_embed_inputs =
+            shapes.get("unet.add_embedding.linear_1.weight").and_then(|s| s.get(1)).copied();
+        Some(UnetSignature { in_channels, context_dim, addition_embed_inputs })
+    }
+
+    /// The family with this signature, if kiln supports it.
+    pub fn family(self) -> Option<Family> {
+        Family::ALL.into_iter().find(|f| {
+            f.unet_in_channels() == self.in_channels
+                && Some(f.context_dim()) == self.context_dim
+                && f.addition_embed_inputs() == self.addition_embed_inputs
+        })
+    }
+
+    /// What the signature says, in words, with a guess at what the model is.
+    pub fn describe(self) -> String {
+        let context = self.context_dim.map_or("no cross-attention".into(), |c| format!("cross-attention dim {c}"));
+        let add = self.addition_embed_inputs.map_or("no added embedding".into(), |a| format!("an added embedding of {a} inputs"));
+        let guess = match (self.context_dim, self.in_channels) {
+            (Some(1024), _) => " (looks like SD 2.x, which kiln does not run)",
+            (_, 8) => " (8 input channels: looks like an InstructPix2Pix model)",
+            (Some(768 | 2048 | 1280), _) => " (a known context width with unexpected channels or added embedding)",
+            _ => "",
+        };
+        format!("UNet with {} input channels, {context} and {add}{guess}", self.in_channels)
+    }
+}
+
+/// Detects the family from canonical shapes, or says what was found.
+pub fn detect(path: &Path, shapes: &Shapes) -> Result<Family, CheckpointError> {
+    let signature = UnetSignature::read(shapes).ok_or_else(|| CheckpointError::UnsupportedFamily {
+        path: path.into(),
+        found: "the UNet has no conv_in weight of shape [C, in, kh, kw]".into(),
+    })?;
+    signature
+        .family()
+        .ok_or_else(|| CheckpointError::UnsupportedFamily { path: path.into(), found: signature.describe() })
+}

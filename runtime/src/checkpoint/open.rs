@@ -1,0 +1,249 @@
+//! Opening a [`Checkpoint`]: map the files, name every tensor, detect the family, size the
+//! components.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::config::{self, ComponentConfig, infer};
+use super::error::CheckpointError;
+use super::family::{self, Family, Shapes};
+use super::file::SafetensorsFile;
+use super::layout::{self, Format, OpenOptions};
+use super::model::{Checkpoint, ComponentInfo, ConfigSource, Entry, IgnoredTensor, UnrecognisedTensor};
+use super::names::{self, KeyKind};
+use super::{Component, Warning};
+
+/// Opens a single file in the original layout.
+pub(super) fn open_single_file(path: &Path) -> Result<Checkpoint, CheckpointError> {
+    let file = SafetensorsFile::open(path)?;
+    let structure = names::scan_single_file(file.tensors().map(|v| v.name()))
+        .map_err(|reason| CheckpointError::UnetStructure { path: path.into(), reason })?;
+    let mut b = Builder::new(path);
+    b.add_file(file, |key| names::single_file_key(key, &structure))?;
+    if b.tensors.is_empty() {
+        return Err(CheckpointError::UnknownLayout { path: path.into(), reason: b.describe_unknown() });
+    }
+    if !b.present().contains(&Component::Unet) {
+        return Err(CheckpointError::MissingComponent {
+            path: path.into(),
+            component: Component::Unet,
+            family: None,
+            hint: Some("the file has no model.diffusion_model.* tensors: a standalone VAE or text encoder?".into()),
+        });
+    }
+    let shapes = b.shapes();
+    let family = family::detect(path, &shapes)?;
+    let mut configs = Vec::new();
+    for component in b.present() {
+        let config = match component {
+            Component::Unet => ComponentConfig::Unet(infer::unet_config(path, family, &shapes)?),
+            Component::Vae => ComponentConfig::Vae(infer::vae_config(path, family, &shapes)?),
+            c => ComponentConfig::TextEncoder(infer::text_config(path, c, &shapes)?),
+        };
+        configs.push((component, config, ConfigSource::Weights));
+    }
+    Ok(b.finish(Format::SingleFile, family, configs))
+}
+
+/// Opens a diffusers folder.
+pub(super) fn open_diffusers(root: &Path, options: &OpenOptions) -> Result<Checkpoint, CheckpointError> {
+    let folder = layout::diffusers_folder(root, options)?;
+    let mut b = Builder::new(root);
+    b.warnings = folder.warnings;
+    for files in &folder.components {
+        for path in &files.files {
+            let file = SafetensorsFile::open(path)?;
+            if let Some((index, map)) = &files.index {
+                if let Some((name, _)) = map.iter().find(|(name, shard)| shard == path && file.get(name).is_none()) {
+                    return Err(CheckpointError::ShardIndex {
+                        path: index.clone(),
+                        reason: format!("`{name}` is listed in {} but that shard does not hold it", path.display()),
+                    });
+                }
+            }
+            b.add_file(file, |key| names::diffusers_key(files.component, key))?;
+        }
+    }
+    let present = b.present();
+    if !present.contains(&Component::Unet) {
+        return Err(CheckpointError::MissingComponent {
+            path: root.into(),
+            component: Component::Unet,
+            family: None,
+            hint: Some(format!("no unet/ folder with UNet weights in {}", root.display())),
+        });
+    }
+    let shapes = b.shapes();
+    let family = family::detect(root, &shapes)?;
+    let mut configs = Vec::new();
+    for files in folder.components.iter().filter(|f| present.contains(&f.component)) {
+        let (component, config_path) = (files.component, files.dir.join("config.json"));
+        if !config_path.is_file() {
+            b.warnings.push(Warning::MissingConfig { component, path: config_path });
+            let config = match component {
+                Component::Unet => ComponentConfig::Unet(infer::unet_config(root, family, &shapes)?),
+                Component::Vae => ComponentConfig::Vae(infer::vae_config(root, family, &shapes)?),
+                c => ComponentConfig::TextEncoder(infer::text_config(root, c, &shapes)?),
+            };
+            configs.push((component, config, ConfigSource::Weights));
+            continue;
+        }
+        let json = config::diffusers::read_object(&config_path)?;
+        let config = match component {
+            Component::Unet => {
+                let c = config::diffusers::unet(&config_path, &json, family)?;
+                infer::check_unet(&config_path, &c, &infer::unet_facts(root, &shapes)?)?;
+                ComponentConfig::Unet(c)
+            }
+            Component::Vae => {
+                let c = config::diffusers::vae(&config_path, &json)?;
+                infer::check_vae(&config_path, &c, &infer::vae_facts(root, &shapes)?)?;
+                ComponentConfig::Vae(c)
+            }
+            c => {
+                let facts = infer::text_facts(root, c, &shapes)?;
+                let config = config::diffusers::text_encoder(&config_path, &json, facts.projection_dim.is_some())?;
+                infer::check_text(&config_path, &config, &facts)?;
+                ComponentConfig::TextEncoder(config)
+            }
+        };
+        configs.push((component, config, ConfigSource::ConfigJson(config_path)));
+    }
+    Ok(b.finish(Format::Diffusers, family, configs))
+}
+
+/// Collects canonical entries from stored tensors.
+struct Builder {
+    path: PathBuf,
+    files: Vec<SafetensorsFile>,
+    tensors: BTreeMap<String, Entry>,
+    ignored: Vec<IgnoredTensor>,
+    unrecognised: Vec<UnrecognisedTensor>,
+    warnings: Vec<Warning>,
+}
+
+impl Builder {
+    fn new(path: &Path) -> Builder {
+        Builder {
+            path: path.into(),
+            files: Vec::new(),
+            tensors: BTreeMap::new(),
+            ignored: Vec::new(),
+            unrecognised: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Adds every tensor of `file`, classified by `classify`.
+    fn add_file(&mut self, file: SafetensorsFile, classify: impl Fn(&str) -> KeyKind) -> Result<(), CheckpointError> {
+        let index = self.files.len();
+        for view in file.tensors() {
+            match classify(view.name()) {
+                KeyKind::Mapped(targets) => {
+                    for t in targets {
+                        let shape = t.transform.canonical_shape(view.shape()).map_err(|reason| view.bad_shape(reason))?;
+                        if let Some(prev) = self.tensors.get(&t.name) {
+                            let prev_file = if prev.file == index { file.path() } else { self.files[prev.file].path() };
+                            return Err(CheckpointError::DuplicateTensor {
+                                path: self.path.clone(),
+                                canonical: t.name,
+                                first: format!("{} in {}", prev.key, prev_file.display()),
+                                second: format!("{} in {}", view.name(), file.path().display()),
+                            });
+                        }
+                        let entry = Entry { file: index, key: view.name().into(), transform: t.transform, shape };
+                        self.tensors.insert(t.name, entry);
+                    }
+                }
+                KeyKind::Ignored(reason) => {
+                    self.ignored.push(IgnoredTensor { file: file.path().into(), name: view.name().into(), reason })
+                }
+                KeyKind::Unrecognised => self.unrecognised.push(UnrecognisedTensor {
+                    file: file.path().into(),
+                    name: view.name().into(),
+                    dtype: view.dtype().to_string(),
+                    shape: view.shape().to_vec(),
+                }),
+            }
+        }
+        self.files.push(file);
+        Ok(())
+    }
+
+    /// The components that have at least one canonical tensor, in pipeline order.
+    fn present(&self) -> Vec<Component> {
+        let mut seen: Vec<Component> =
+            self.tensors.keys().filter_map(|k| Component::split_name(k).map(|(c, _)| c)).collect();
+        seen.sort();
+        seen.dedup();
+        seen
+    }
+
+    fn shapes(&self) -> Shapes {
+        self.tensors.iter().map(|(k, e)| (k.clone(), e.shape.clone())).collect()
+    }
+
+    /// Says why no tensor was recognised, with a hint at what the file is.
+    fn describe_unknown(&self) -> String {
+        let names: Vec<&str> = self.unrecognised.iter().map(|u| u.name.as_str()).collect();
+        if names.is_empty() {
+            return "the file holds no tensors (only ignored buffers, if any)".into();
+        }
+        let has = |p: &str| names.iter().any(|n| n.starts_with(p));
+        let hint = if has("down_blocks.") && has("conv_in.") && has("time_embedding.") {
+            "; these are a diffusers UNet's names: open the diffusers folder, not one component file"
+        } else if has("decoder.up_blocks.") || has("encoder.down_blocks.") {
+            "; these are a diffusers VAE's names: open the diffusers folder, not one component file"
+        } else if has("decoder.up.") || has("encoder.down.") {
+            "; these look like a standalone VAE in the original layout, which kiln opens only inside a full checkpoint"
+        } else if has("text_model.") || has("embeddings.token_embedding") {
+            "; these are a CLIP text encoder's names: open the diffusers folder, not one component file"
+        } else if has("lora_") || names.iter().any(|n| n.contains(".lora_")) {
+            "; these look like a LoRA, not a model"
+        } else {
+            ""
+        };
+        let sample: Vec<String> = names.iter().take(3).map(|n| format!("`{n}`")).collect();
+        format!("none of its {} tensors has a known name (e.g. {}){hint}", names.len(), sample.join(", "))
+    }
+
+    fn finish(self, format: Format, family: Family, configs: Vec<(Component, ComponentConfig, ConfigSource)>) -> Checkpoint {
+        let mut components: Vec<ComponentInfo> = configs
+            .into_iter()
+            .map(|(component, config, config_source)| ComponentInfo {
+                component,
+                config,
+                config_source,
+                parameters: 0,
+                tensors: 0,
+                dtypes: BTreeMap::new(),
+                files: Vec::new(),
+            })
+            .collect();
+        for (name, e) in &self.tensors {
+            let Some((c, _)) = Component::split_name(name) else { continue };
+            let Some(info) = components.iter_mut().find(|i| i.component == c) else { continue };
+            let file = &self.files[e.file];
+            info.parameters += e.shape.iter().product::<usize>() as u64;
+            info.tensors += 1;
+            let dtype = file.get(&e.key).expect("entries point at tensors of their file").dtype();
+            *info.dtypes.entry(dtype.to_string()).or_default() += 1;
+            if !info.files.iter().any(|f| f == file.path()) {
+                info.files.push(file.path().into());
+            }
+        }
+        let missing = family.components().iter().copied().filter(|c| !components.iter().any(|i| i.component == *c)).collect();
+        Checkpoint {
+            path: self.path,
+            format,
+            family,
+            files: self.files,
+            tensors: self.tensors,
+            components,
+            missing,
+            ignored: self.ignored,
+            unrecognised: self.unrecognised,
+            warnings: self.warnings,
+        }
+    }
+}
