@@ -5,6 +5,12 @@
 //! 2048 for SDXL base, 1280 for the refiner) and its added embedding's input width
 //! (`add_embedding.linear_1.weight [T, a]`: absent for SD 1.5, 2816 for SDXL base, 2560 for the
 //! refiner) — the same features diffusers' and ComfyUI's single-file loaders look at.
+//!
+//! Reduced-size test models (random weights, real topology, tiny widths: `fixtures/tiny/`) have
+//! none of those widths. A UNet whose first level is narrower than any real model's (320
+//! channels) is classified by topology instead: an added embedding with 3 levels is SDXL base,
+//! with 4 levels the refiner, none with 4 levels SD 1.5; the channels pick inpainting. Real-width
+//! models must match exactly, so SD 2.x (context 1024) is still refused.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -119,23 +125,58 @@ pub struct UnetSignature {
     pub context_dim: Option<usize>,
     /// The added embedding's input width, if it has one.
     pub addition_embed_inputs: Option<usize>,
+    /// Number of resolution levels (down blocks).
+    pub levels: usize,
+    /// `conv_in`'s output channels: the first level's width.
+    pub first_width: usize,
 }
+
+/// Narrowest first level of any real SD / SDXL UNet; narrower ones are reduced test models.
+const REAL_MIN_WIDTH: usize = 320;
 
 impl UnetSignature {
     /// Reads the signature from canonical shapes; `None` without `unet.conv_in.weight`.
     pub fn read(shapes: &Shapes) -> Option<UnetSignature> {
-        let in_channels = *shapes.get("unet.conv_in.weight")?.get(1)?;
+        let conv_in = shapes.get("unet.conv_in.weight")?;
+        let (first_width, in_channels) = (*conv_in.first()?, *conv_in.get(1)?);
+        let levels = shapes
+            .keys()
+            .filter_map(|k| k.strip_prefix("unet.down_blocks.")?.split_once('.')?.0.parse::<usize>().ok())
+            .max()
+            .map_or(0, |m| m + 1);
         let context_dim = shapes
             .iter()
             .find(|(n, s)| n.starts_with("unet.") && n.ends_with(".attn2.to_k.weight") && s.len() == 2)
             .map(|(_, s)| s[1]);
         let addition_embed_inputs =
             shapes.get("unet.add_embedding.linear_1.weight").and_then(|s| s.get(1)).copied();
-        Some(UnetSignature { in_channels, context_dim, addition_embed_inputs })
+        Some(UnetSignature { in_channels, context_dim, addition_embed_inputs, levels, first_width })
     }
 
-    /// The family with this signature, if kiln supports it.
+    /// Whether this is a reduced-size test model (first level narrower than any real model's).
+    pub fn is_reduced(self) -> bool {
+        self.first_width < REAL_MIN_WIDTH
+    }
+
+    /// The family with this signature, if kiln supports it: by exact widths for real models,
+    /// by topology for reduced ones.
     pub fn family(self) -> Option<Family> {
+        if self.is_reduced() {
+            let inpaint = match self.in_channels {
+                4 => false,
+                9 => true,
+                _ => return None,
+            };
+            self.context_dim?;
+            return match (self.addition_embed_inputs.is_some(), self.levels, inpaint) {
+                (true, 3, false) => Some(Family::SdxlBase),
+                (true, 3, true) => Some(Family::SdxlInpaint),
+                (true, 4, false) => Some(Family::SdxlRefiner),
+                (false, 4, false) => Some(Family::Sd15),
+                (false, 4, true) => Some(Family::Sd15Inpaint),
+                _ => None,
+            };
+        }
         Family::ALL.into_iter().find(|f| {
             f.unet_in_channels() == self.in_channels
                 && Some(f.context_dim()) == self.context_dim
@@ -153,17 +194,59 @@ impl UnetSignature {
             (Some(768 | 2048 | 1280), _) => " (a known context width with unexpected channels or added embedding)",
             _ => "",
         };
-        format!("UNet with {} input channels, {context} and {add}{guess}", self.in_channels)
+        format!(
+            "UNet with {} levels, {} input channels, {context} and {add}{guess}",
+            self.levels, self.in_channels
+        )
     }
 }
 
-/// Detects the family from canonical shapes, or says what was found.
-pub fn detect(path: &Path, shapes: &Shapes) -> Result<Family, CheckpointError> {
+/// Detects the family from canonical shapes, or says what was found. Also returns whether the
+/// model is a reduced-size test model.
+pub fn detect(path: &Path, shapes: &Shapes) -> Result<(Family, bool), CheckpointError> {
     let signature = UnetSignature::read(shapes).ok_or_else(|| CheckpointError::UnsupportedFamily {
         path: path.into(),
         found: "the UNet has no conv_in weight of shape [C, in, kh, kw]".into(),
     })?;
     signature
         .family()
+        .map(|f| (f, signature.is_reduced()))
         .ok_or_else(|| CheckpointError::UnsupportedFamily { path: path.into(), found: signature.describe() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sig(in_channels: usize, ctx: usize, add: Option<usize>, levels: usize, width: usize) -> Option<Family> {
+        UnetSignature { in_channels, context_dim: Some(ctx), addition_embed_inputs: add, levels, first_width: width }.family()
+    }
+
+    #[test]
+    fn real_widths_must_match_exactly() {
+        assert_eq!(sig(4, 768, None, 4, 320), Some(Family::Sd15));
+        assert_eq!(sig(9, 768, None, 4, 320), Some(Family::Sd15Inpaint));
+        assert_eq!(sig(4, 2048, Some(2816), 3, 320), Some(Family::SdxlBase));
+        assert_eq!(sig(9, 2048, Some(2816), 3, 320), Some(Family::SdxlInpaint));
+        assert_eq!(sig(4, 1280, Some(2560), 4, 384), Some(Family::SdxlRefiner));
+        assert_eq!(sig(4, 1024, None, 4, 320), None, "SD 2.x");
+        assert_eq!(sig(8, 768, None, 4, 320), None, "InstructPix2Pix");
+        assert_eq!(sig(9, 1280, Some(2560), 4, 384), None, "no refiner inpainting");
+    }
+
+    #[test]
+    fn reduced_models_are_classified_by_topology() {
+        assert_eq!(sig(4, 32, None, 4, 16), Some(Family::Sd15));
+        assert_eq!(sig(4, 48, Some(80), 3, 16), Some(Family::SdxlBase));
+        assert_eq!(sig(9, 48, Some(80), 3, 16), Some(Family::SdxlInpaint));
+        assert_eq!(sig(4, 32, Some(72), 4, 16), Some(Family::SdxlRefiner));
+        assert_eq!(sig(4, 32, None, 3, 16), None);
+    }
+
+    #[test]
+    fn description_guesses_sd2() {
+        let s = UnetSignature { in_channels: 4, context_dim: Some(1024), addition_embed_inputs: None, levels: 4, first_width: 320 };
+        let d = s.describe();
+        assert!(d.contains("cross-attention dim 1024") && d.contains("SD 2.x"), "{d}");
+    }
 }

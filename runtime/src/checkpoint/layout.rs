@@ -37,12 +37,23 @@ pub struct OpenOptions {
     /// full-precision files are preferred, as diffusers does; a folder holding only variant
     /// files is read either way.
     pub variant: Option<String>,
+    /// For a single file: a folder whose `unet/config.json`, `vae/config.json`, ... describe
+    /// the components (a diffusers folder of the same model, as diffusers' `from_single_file`
+    /// takes with `config=`). They are honoured and checked against the weights; without them
+    /// the sizes come from the weights and the family's published config.
+    pub config_dir: Option<PathBuf>,
 }
 
 impl OpenOptions {
     /// Prefers the `variant` weight files (`diffusion_pytorch_model.{variant}.safetensors`).
     pub fn variant(mut self, variant: impl Into<String>) -> Self {
         self.variant = Some(variant.into());
+        self
+    }
+
+    /// Reads a single file's component configs from `dir` (see [`OpenOptions::config_dir`]).
+    pub fn config_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config_dir = Some(dir.into());
         self
     }
 }

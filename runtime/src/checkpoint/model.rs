@@ -20,6 +20,7 @@ pub struct Checkpoint {
     pub(super) path: PathBuf,
     pub(super) format: Format,
     pub(super) family: Family,
+    pub(super) reduced: bool,
     pub(super) files: Vec<SafetensorsFile>,
     pub(super) tensors: BTreeMap<String, Entry>,
     pub(super) components: Vec<ComponentInfo>,
@@ -165,7 +166,7 @@ impl Checkpoint {
             }
             open_diffusers(&root, options)
         } else {
-            open_single_file(&root)
+            open_single_file(&root, options)
         }
     }
 
@@ -182,6 +183,12 @@ impl Checkpoint {
     /// The model family.
     pub fn family(&self) -> Family {
         self.family
+    }
+
+    /// Whether the model is a reduced-size test model (real topology, tiny widths), recognised
+    /// by topology rather than by the family's real widths.
+    pub fn is_reduced(&self) -> bool {
+        self.reduced
     }
 
     /// The components present, in pipeline order.

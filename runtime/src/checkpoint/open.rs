@@ -14,7 +14,7 @@ use super::names::{self, KeyKind};
 use super::{Component, Warning};
 
 /// Opens a single file in the original layout.
-pub(super) fn open_single_file(path: &Path) -> Result<Checkpoint, CheckpointError> {
+pub(super) fn open_single_file(path: &Path, options: &OpenOptions) -> Result<Checkpoint, CheckpointError> {
     let file = SafetensorsFile::open(path)?;
     let structure = names::scan_single_file(file.tensors().map(|v| v.name()))
         .map_err(|reason| CheckpointError::UnetStructure { path: path.into(), reason })?;
@@ -32,17 +32,19 @@ pub(super) fn open_single_file(path: &Path) -> Result<Checkpoint, CheckpointErro
         });
     }
     let shapes = b.shapes();
-    let family = family::detect(path, &shapes)?;
+    let (family, reduced) = family::detect(path, &shapes)?;
     let mut configs = Vec::new();
     for component in b.present() {
-        let config = match component {
-            Component::Unet => ComponentConfig::Unet(infer::unet_config(path, family, &shapes)?),
-            Component::Vae => ComponentConfig::Vae(infer::vae_config(path, family, &shapes)?),
-            c => ComponentConfig::TextEncoder(infer::text_config(path, c, &shapes)?),
-        };
-        configs.push((component, config, ConfigSource::Weights));
+        // With a config folder (diffusers' `from_single_file(config=...)`), its config.json files
+        // are honoured and checked; otherwise the weights and the family's config decide.
+        let json = options.config_dir.as_ref().map(|d| d.join(component.prefix()).join("config.json"));
+        if let Some(json) = json.as_ref().filter(|p| !p.is_file()) {
+            b.warnings.push(Warning::MissingConfig { component, path: json.clone() });
+        }
+        let json = json.filter(|p| p.is_file());
+        configs.push(component_config(path, component, json.as_deref(), family, &shapes)?);
     }
-    Ok(b.finish(Format::SingleFile, family, configs))
+    Ok(b.finish(Format::SingleFile, (family, reduced), configs))
 }
 
 /// Opens a diffusers folder.
@@ -74,42 +76,56 @@ pub(super) fn open_diffusers(root: &Path, options: &OpenOptions) -> Result<Check
         });
     }
     let shapes = b.shapes();
-    let family = family::detect(root, &shapes)?;
+    let (family, reduced) = family::detect(root, &shapes)?;
     let mut configs = Vec::new();
     for files in folder.components.iter().filter(|f| present.contains(&f.component)) {
-        let (component, config_path) = (files.component, files.dir.join("config.json"));
-        if !config_path.is_file() {
-            b.warnings.push(Warning::MissingConfig { component, path: config_path });
-            let config = match component {
-                Component::Unet => ComponentConfig::Unet(infer::unet_config(root, family, &shapes)?),
-                Component::Vae => ComponentConfig::Vae(infer::vae_config(root, family, &shapes)?),
-                c => ComponentConfig::TextEncoder(infer::text_config(root, c, &shapes)?),
-            };
-            configs.push((component, config, ConfigSource::Weights));
-            continue;
+        let json = files.dir.join("config.json");
+        if !json.is_file() {
+            b.warnings.push(Warning::MissingConfig { component: files.component, path: json.clone() });
         }
-        let json = config::diffusers::read_object(&config_path)?;
-        let config = match component {
-            Component::Unet => {
-                let c = config::diffusers::unet(&config_path, &json, family)?;
-                infer::check_unet(&config_path, &c, &infer::unet_facts(root, &shapes)?)?;
-                ComponentConfig::Unet(c)
-            }
-            Component::Vae => {
-                let c = config::diffusers::vae(&config_path, &json)?;
-                infer::check_vae(&config_path, &c, &infer::vae_facts(root, &shapes)?)?;
-                ComponentConfig::Vae(c)
-            }
-            c => {
-                let facts = infer::text_facts(root, c, &shapes)?;
-                let config = config::diffusers::text_encoder(&config_path, &json, facts.projection_dim.is_some())?;
-                infer::check_text(&config_path, &config, &facts)?;
-                ComponentConfig::TextEncoder(config)
-            }
-        };
-        configs.push((component, config, ConfigSource::ConfigJson(config_path)));
+        let json = Some(json).filter(|p| p.is_file());
+        configs.push(component_config(root, files.component, json.as_deref(), family, &shapes)?);
     }
-    Ok(b.finish(Format::Diffusers, family, configs))
+    Ok(b.finish(Format::Diffusers, (family, reduced), configs))
+}
+
+/// A component's config: read from `json` and checked against the weights when given, otherwise
+/// inferred from the weights and the family's published config.
+fn component_config(
+    path: &Path,
+    component: Component,
+    json: Option<&Path>,
+    family: Family,
+    shapes: &Shapes,
+) -> Result<(Component, ComponentConfig, ConfigSource), CheckpointError> {
+    let Some(json_path) = json else {
+        let config = match component {
+            Component::Unet => ComponentConfig::Unet(infer::unet_config(path, family, shapes)?),
+            Component::Vae => ComponentConfig::Vae(infer::vae_config(path, family, shapes)?),
+            c => ComponentConfig::TextEncoder(infer::text_config(path, c, shapes)?),
+        };
+        return Ok((component, config, ConfigSource::Weights));
+    };
+    let json = config::diffusers::read_object(json_path)?;
+    let config = match component {
+        Component::Unet => {
+            let c = config::diffusers::unet(json_path, &json, family)?;
+            infer::check_unet(json_path, &c, &infer::unet_facts(path, shapes)?)?;
+            ComponentConfig::Unet(c)
+        }
+        Component::Vae => {
+            let c = config::diffusers::vae(json_path, &json)?;
+            infer::check_vae(json_path, &c, &infer::vae_facts(path, shapes)?)?;
+            ComponentConfig::Vae(c)
+        }
+        c => {
+            let facts = infer::text_facts(path, c, shapes)?;
+            let config = config::diffusers::text_encoder(json_path, &json, facts.projection_dim.is_some())?;
+            infer::check_text(json_path, &config, &facts)?;
+            ComponentConfig::TextEncoder(config)
+        }
+    };
+    Ok((component, config, ConfigSource::ConfigJson(json_path.into())))
 }
 
 /// Collects canonical entries from stored tensors.
@@ -207,7 +223,7 @@ impl Builder {
         format!("none of its {} tensors has a known name (e.g. {}){hint}", names.len(), sample.join(", "))
     }
 
-    fn finish(self, format: Format, family: Family, configs: Vec<(Component, ComponentConfig, ConfigSource)>) -> Checkpoint {
+    fn finish(self, format: Format, (family, reduced): (Family, bool), configs: Vec<(Component, ComponentConfig, ConfigSource)>) -> Checkpoint {
         let mut components: Vec<ComponentInfo> = configs
             .into_iter()
             .map(|(component, config, config_source)| ComponentInfo {
@@ -237,6 +253,7 @@ impl Builder {
             path: self.path,
             format,
             family,
+            reduced,
             files: self.files,
             tensors: self.tensors,
             components,
