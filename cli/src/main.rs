@@ -1,5 +1,7 @@
 //! The `kiln` command.
 
+mod inspect;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -19,6 +21,9 @@ enum Command {
         #[arg(long)]
         out: std::path::PathBuf,
     },
+    /// Describe a checkpoint: format, family, each component's size, parameters and dtypes,
+    /// and any tensor kiln does not recognise.
+    Inspect(inspect::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -26,5 +31,6 @@ fn main() -> anyhow::Result<()> {
         Command::Render { .. } => {
             anyhow::bail!("`kiln render` is not implemented yet: it lands with the pipeline issue")
         }
+        Command::Inspect(args) => inspect::run(&args),
     }
 }

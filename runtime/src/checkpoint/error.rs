@@ -350,6 +350,13 @@ pub enum Warning {
         /// The file sets that were not.
         ignored: Vec<PathBuf>,
     },
+    /// A reduced-size test model read from a single file without a config folder: the fields
+    /// the weights cannot tell (head counts, norm groups, sample size, time-id width) are the
+    /// real family's values, which such a model probably does not use.
+    ReducedModelDefaults {
+        /// The components whose configs were inferred.
+        components: Vec<Component>,
+    },
     /// A model_index.json names a component whose folder is absent.
     DeclaredComponentAbsent {
         /// The component.
@@ -368,6 +375,15 @@ impl std::fmt::Display for Warning {
             Warning::SeveralWeightFiles { component, used, ignored } => {
                 let ignored: Vec<String> = ignored.iter().map(|p| p.display().to_string()).collect();
                 write!(f, "{component}: used {} (also present: {})", used.display(), ignored.join(", "))
+            }
+            Warning::ReducedModelDefaults { components } => {
+                let names: Vec<String> = components.iter().map(|c| c.to_string()).collect();
+                write!(
+                    f,
+                    "{}: a reduced-size model without config.json files; head counts, norm groups and \
+                     sample size are the real family's, probably not this model's (pass a config folder)",
+                    names.join(", ")
+                )
             }
             Warning::DeclaredComponentAbsent { component } => {
                 write!(f, "{component}: named in model_index.json but its folder is absent")

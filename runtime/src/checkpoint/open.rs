@@ -44,6 +44,11 @@ pub(super) fn open_single_file(path: &Path, options: &OpenOptions) -> Result<Che
         let json = json.filter(|p| p.is_file());
         configs.push(component_config(path, component, json.as_deref(), family, &shapes)?);
     }
+    let guessed: Vec<Component> =
+        configs.iter().filter(|(_, _, source)| *source == ConfigSource::Weights).map(|(c, _, _)| *c).collect();
+    if reduced && !guessed.is_empty() {
+        b.warnings.push(Warning::ReducedModelDefaults { components: guessed });
+    }
     Ok(b.finish(Format::SingleFile, (family, reduced), configs))
 }
 
