@@ -266,7 +266,8 @@ fn sniff(bytes: &[u8]) -> Option<&'static str> {
 fn check_preamble(path: &Path, map: &[u8]) -> Result<usize, CheckpointError> {
     let header_len = u64::from_le_bytes(map[..8].try_into().expect("8 bytes"));
     let available = map.len() as u64 - 8;
-    let looks_like_json = map.get(8) == Some(&b'{');
+    // A JSON document starts with `{` (or, wrongly for safetensors, `[`), maybe after spaces.
+    let looks_like_json = matches!(map.get(8), Some(b'{' | b'[' | b' ' | b'\n' | b'\r' | b'\t'));
     if let Some(what) = sniff(map).filter(|_| !looks_like_json) {
         return Err(not_safetensors(path, format!("it looks like {what}")));
     }
