@@ -26,7 +26,10 @@ Checks run on every invocation:
     (`single_file_utils`), gives exactly the diffusers-layout tensors (names, shapes, values);
   * `StableDiffusion(XL)Pipeline.from_single_file(..., config=<our folder>, local_files_only=True)`
     loads the single file to exactly the same weights;
-  * the tokenizer turns "a photo of a cat" into 49406 320 1125 539 320 2368 49407.
+  * the tokenizer turns "a photo of a cat" into 49406 320 1125 539 320 2368 49407;
+  * each pipeline runs two steps at 64x64 to a finite, non-constant image.
+The tiny SDXL text encoders are 16 and 32 wide (not 32 and 64): the 49408-row token tables,
+stored twice (both layouts), dominate the size, and fixtures/tiny/ is kept under ~30 MB.
 
 Run:   /work/venv/bin/python tools/make_tiny_models.py
 Needs: the packages pinned in tools/requirements.txt (torch 2.15.0, diffusers 0.42.1,
@@ -64,6 +67,11 @@ from diffusers import (  # noqa: E402
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer  # noqa: E402
 import safetensors.torch  # noqa: E402
+import diffusers.utils.logging  # noqa: E402
+import transformers.utils.logging  # noqa: E402
+
+diffusers.utils.logging.disable_progress_bar()
+transformers.utils.logging.disable_progress_bar()
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "fixtures" / "tiny"
@@ -380,6 +388,16 @@ def check_reload(family: str, folder: Path, single: Path, models: dict) -> None:
         check_tokenizer(folder / "tokenizer_2", 0)
 
 
+def check_pipeline_runs(family: str, folder: Path) -> None:
+    """Two denoising steps at 64x64 in float32 give a finite, non-constant image."""
+    kwargs = {"add_watermarker": False} if family == "sdxl" else {}
+    pipe = DiffusionPipeline.from_pretrained(folder, torch_dtype=torch.float32, **kwargs)
+    pipe.set_progress_bar_config(disable=True)
+    image = pipe("a photo of a cat", num_inference_steps=2, height=64, width=64, output_type="np",
+                 generator=torch.Generator().manual_seed(0)).images[0]
+    assert image.shape == (64, 64, 3) and bool((image == image).all()) and image.std() > 0.01, image.std()
+
+
 def check_file_entries(path: Path, tensors: dict) -> None:
     """The file on disk lists exactly these tensors, in the order `sdconvert.file_order` predicts."""
     _, entries = sc.read_header(path)
@@ -402,6 +420,7 @@ def make(family: str) -> dict:
 
     n = check_single_file(family, ck, models)
     check_reload(family, folder, single, models)
+    check_pipeline_runs(family, folder)
     return {"params": {c: params(m) for c, m in models.items()}, "single_file_tensors": len(ck),
             "roundtrip_tensors": n}
 

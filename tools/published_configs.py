@@ -16,6 +16,11 @@ Sources and confidence:
   parameter count (2,259,526,660).
 - SDXL inpainting 0.1 (diffusers/stable-diffusion-xl-1.0-inpainting-0.1): SDXL base with
   in_channels 9; `_diffusers_version` strings of this repo are a best guess.
+The SD 1.5 repositories also hold safety_checker/ (CLIP ViT-L/14 vision tower) and
+feature_extractor/; model_index.json lists them as published, but their configs and tensors are
+left out: kiln does not load them, and the published safety_checker/model.safetensors is ~5 KB of
+header larger than the state dict of diffusers' StableDiffusionSafetyChecker explains, so its
+exact tensor list could not be pinned down here.
 Values that decide tensor names and shapes are checked by the parameter counts asserted in
 `make_key_manifests.py`; bookkeeping keys (`_diffusers_version`, `_name_or_path`,
 `transformers_version`) are best-effort and are not used by any loader for shapes.
@@ -107,26 +112,6 @@ _OPENCLIP_BIGG = {
     "torch_dtype": "float32",
     "transformers_version": "4.32.0.dev0",
     "vocab_size": 49408,
-}
-
-# CompVis/stable-diffusion-safety-checker as copied into the SD 1.5 repos: only the vision tower
-# (CLIP ViT-L/14) and the projection are built by StableDiffusionSafetyChecker.
-_SAFETY_CHECKER = {
-    "_name_or_path": "CompVis/stable-diffusion-safety-checker",
-    "architectures": ["StableDiffusionSafetyChecker"],
-    "initializer_factor": 1.0,
-    "logit_scale_init_value": 2.6592,
-    "model_type": "clip",
-    "projection_dim": 768,
-    "text_config_dict": {
-        "hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12, "num_hidden_layers": 12,
-    },
-    "torch_dtype": "float32",
-    "transformers_version": None,
-    "vision_config_dict": {
-        "hidden_size": 1024, "intermediate_size": 4096, "num_attention_heads": 16, "num_hidden_layers": 24,
-        "patch_size": 14,
-    },
 }
 
 _PNDM_SD15 = {
@@ -295,7 +280,6 @@ FAMILIES: dict[str, dict] = {
         "unet": _SD15_UNET,
         "vae": _SD15_VAE,
         "text_encoder": _CLIP_L,
-        "safety_checker": _SAFETY_CHECKER,
         "scheduler": _PNDM_SD15,
     },
     "sd15_inpaint": {
@@ -305,7 +289,6 @@ FAMILIES: dict[str, dict] = {
         "unet": _with(_SD15_UNET, _diffusers_version="0.6.0.dev0", in_channels=9),
         "vae": _with(_SD15_VAE, _diffusers_version="0.6.0.dev0"),
         "text_encoder": _CLIP_L,
-        "safety_checker": _SAFETY_CHECKER,
         "scheduler": _DDIM_SD15_INPAINT,
     },
     "sdxl_base": {
