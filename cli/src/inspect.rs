@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use kiln_runtime::checkpoint::{
-    Checkpoint, ComponentConfig, ComponentInfo, ConfigSource, OpenOptions, TextEncoderConfig, Transform, UNetConfig,
-    VaeConfig,
+    Checkpoint, ComponentConfig, ComponentInfo, ConfigSource, OpenOptions, TextEncoderConfig, Transform,
+    UNetConfig, VaeConfig,
 };
 
 /// Arguments of `kiln inspect`.
@@ -32,7 +32,8 @@ pub struct Args {
 /// Runs `kiln inspect`.
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let options = OpenOptions { variant: args.variant.clone(), config_dir: args.config_dir.clone() };
-    let ckpt = Checkpoint::open_with(&args.path, &options).with_context(|| "cannot inspect the checkpoint")?;
+    let ckpt =
+        Checkpoint::open_with(&args.path, &options).with_context(|| "cannot inspect the checkpoint")?;
     let out = if args.json { json(&ckpt, args.tensors)? } else { text(&ckpt, args.tensors) };
     print!("{out}");
     Ok(())
@@ -192,9 +193,16 @@ fn component(s: &mut String, c: &ComponentInfo) {
 }
 
 fn unet(s: &mut String, u: &UNetConfig) {
-    let depth: Vec<String> = (0..u.levels())
-        .map(|l| if u.down_has_attention(l) { u.transformer_layers_per_block[l].to_string() } else { "-".into() })
-        .collect();
+    let depth: Vec<String> =
+        (0..u.levels())
+            .map(|l| {
+                if u.down_has_attention(l) {
+                    u.transformer_layers_per_block[l].to_string()
+                } else {
+                    "-".into()
+                }
+            })
+            .collect();
     let head_dims: Vec<String> = (0..u.levels()).map(|l| u.head_dim(l).to_string()).collect();
     let _ = writeln!(
         s,
@@ -203,7 +211,9 @@ fn unet(s: &mut String, u: &UNetConfig) {
         u.block_out_channels,
         u.layers_per_block,
         depth.join(", "),
-        u.mid_block_type.as_deref().map_or("none".to_string(), |t| format!("{t} (depth {})", u.mid_transformer_layers()))
+        u.mid_block_type
+            .as_deref()
+            .map_or("none".to_string(), |t| format!("{t} (depth {})", u.mid_transformer_layers()))
     );
     let _ = writeln!(
         s,
@@ -217,11 +227,18 @@ fn unet(s: &mut String, u: &UNetConfig) {
     );
     let added = match (&u.addition_embed_type, u.projection_class_embeddings_input_dim) {
         (Some(t), Some(n)) => {
-            format!("added embedding {t} of {n} inputs (time ids {} wide)", u.addition_time_embed_dim.unwrap_or(0))
+            format!(
+                "added embedding {t} of {n} inputs (time ids {} wide)",
+                u.addition_time_embed_dim.unwrap_or(0)
+            )
         }
         _ => "no added embedding".into(),
     };
-    let _ = writeln!(s, "  {added}, norm groups {} (eps {}), sample size {}", u.norm_num_groups, u.norm_eps, u.sample_size);
+    let _ = writeln!(
+        s,
+        "  {added}, norm groups {} (eps {}), sample size {}",
+        u.norm_num_groups, u.norm_eps, u.sample_size
+    );
 }
 
 fn vae(s: &mut String, v: &VaeConfig) {

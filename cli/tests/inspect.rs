@@ -25,8 +25,18 @@ fn tiny_fixtures_in_both_layouts() {
     for (rel, format, family, components) in [
         ("fixtures/tiny/sd15", "diffusers folder", "SD 1.5", &["unet", "vae", "text_encoder"][..]),
         ("fixtures/tiny/sd15.safetensors", "single file", "SD 1.5", &["unet", "vae", "text_encoder"][..]),
-        ("fixtures/tiny/sdxl", "diffusers folder", "SDXL base", &["unet", "vae", "text_encoder", "text_encoder_2"][..]),
-        ("fixtures/tiny/sdxl.safetensors", "single file", "SDXL base", &["unet", "vae", "text_encoder", "text_encoder_2"][..]),
+        (
+            "fixtures/tiny/sdxl",
+            "diffusers folder",
+            "SDXL base",
+            &["unet", "vae", "text_encoder", "text_encoder_2"][..],
+        ),
+        (
+            "fixtures/tiny/sdxl.safetensors",
+            "single file",
+            "SDXL base",
+            &["unet", "vae", "text_encoder", "text_encoder_2"][..],
+        ),
     ] {
         let path = repo().join(rel);
         let text = inspect_ok(&["inspect", path.to_str().unwrap()]);
@@ -82,17 +92,24 @@ fn config_dir_makes_a_reduced_single_file_exact() {
 fn full_size_sdxl_base_from_the_manifests_in_both_layouts() {
     let dir = tempfile::tempdir().unwrap();
     for format in ["single_file", "diffusers"] {
-        let manifest = Manifest::read(&repo().join(format!("fixtures/manifests/sdxl_base.{format}.json"))).unwrap();
+        let manifest =
+            Manifest::read(&repo().join(format!("fixtures/manifests/sdxl_base.{format}.json"))).unwrap();
         let path = manifest.materialize(&dir.path().join(format)).unwrap();
         let text = inspect_ok(&["inspect", path.to_str().unwrap()]);
         assert!(text.contains("family      SDXL base\n"), "{format}:\n{text}");
-        for (component, params) in
-            [("unet", "2,567,463,684"), ("vae", "83,653,863"), ("text_encoder", "123,060,480"), ("text_encoder_2", "694,659,840")]
-        {
+        for (component, params) in [
+            ("unet", "2,567,463,684"),
+            ("vae", "83,653,863"),
+            ("text_encoder", "123,060,480"),
+            ("text_encoder_2", "694,659,840"),
+        ] {
             let line = text.lines().find(|l| l.starts_with(&format!("{component} "))).unwrap();
             assert!(line.contains(&format!("{params} parameters")), "{format}: {line}");
         }
-        assert!(text.contains("heads [5, 10, 20] (head dim [64, 64, 64]), context 2048"), "{format}:\n{text}");
+        assert!(
+            text.contains("heads [5, 10, 20] (head dim [64, 64, 64]), context 2048"),
+            "{format}:\n{text}"
+        );
         assert!(text.contains("unrecognised tensors: 0"));
     }
 }

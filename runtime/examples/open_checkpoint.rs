@@ -35,7 +35,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         }
         [path] => open(path.into(), None),
         [path, flag, name] if flag == "--read" => open(path.into(), Some(name)),
-        _ => Err("usage: open_checkpoint PATH [--read CANONICAL_NAME] | --materialize MANIFEST OUT_DIR".into()),
+        _ => {
+            Err("usage: open_checkpoint PATH [--read CANONICAL_NAME] | --materialize MANIFEST OUT_DIR".into())
+        }
     }
 }
 

@@ -151,11 +151,23 @@ fn header_not_json() {
 fn malformed_entries() {
     let dir = tempfile::tempdir().unwrap();
     for (name, header, what) in [
-        ("dtype.safetensors", r#"{"w":{"dtype":"F17","shape":[2],"data_offsets":[0,8]}}"#, "unknown dtype `F17`"),
+        (
+            "dtype.safetensors",
+            r#"{"w":{"dtype":"F17","shape":[2],"data_offsets":[0,8]}}"#,
+            "unknown dtype `F17`",
+        ),
         ("noshape.safetensors", r#"{"w":{"dtype":"F32","data_offsets":[0,8]}}"#, "no `shape`"),
-        ("negative.safetensors", r#"{"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}"#, "not a non-negative integer"),
+        (
+            "negative.safetensors",
+            r#"{"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}"#,
+            "not a non-negative integer",
+        ),
         ("offsets.safetensors", r#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,4,8]}}"#, "not 2"),
-        ("meta.safetensors", r#"{"__metadata__":{"n":1},"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, "__metadata__"),
+        (
+            "meta.safetensors",
+            r#"{"__metadata__":{"n":1},"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#,
+            "__metadata__",
+        ),
     ] {
         let path = raw(dir.path(), name, header, None, 8);
         let e = open_err(&path);
@@ -244,7 +256,10 @@ fn unsupported_dtype_when_converting() {
     write::write_safetensors(&path, &[("w", Dtype::F8_E4M3, &[4], &[0x38, 0x40, 0, 0xb8])]).unwrap();
     let f = SafetensorsFile::open(&path).unwrap();
     let e = f.get("w").unwrap().to_tensor(DType::F32).unwrap_err();
-    assert!(matches!(e, E::UnsupportedDtype { dtype: Dtype::F8_E4M3, ref tensor, .. } if tensor == "w"), "{e:?}");
+    assert!(
+        matches!(e, E::UnsupportedDtype { dtype: Dtype::F8_E4M3, ref tensor, .. } if tensor == "w"),
+        "{e:?}"
+    );
     assert_names_file(&e, &path);
 }
 
@@ -254,8 +269,12 @@ fn every_float_and_integer_dtype_converts() {
     let path = dir.path().join("dtypes.safetensors");
     let f64s: Vec<u8> = [0.5f64, -3.0].iter().flat_map(|v| v.to_le_bytes()).collect();
     let i64s: Vec<u8> = [7i64, -1].iter().flat_map(|v| v.to_le_bytes()).collect();
-    let f16s: Vec<u8> = [half::f16::from_f32(0.5), half::f16::from_f32(-3.0)].iter().flat_map(|v| v.to_le_bytes()).collect();
-    let bf16s: Vec<u8> = [half::bf16::from_f32(0.5), half::bf16::from_f32(-3.0)].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let f16s: Vec<u8> =
+        [half::f16::from_f32(0.5), half::f16::from_f32(-3.0)].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let bf16s: Vec<u8> = [half::bf16::from_f32(0.5), half::bf16::from_f32(-3.0)]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
     write::write_safetensors(
         &path,
         &[

@@ -37,13 +37,19 @@ fn rename_tensors(path: &Path, rename: impl Fn(&str) -> String) {
 fn fp16_variant_files_are_found() {
     let dir = tempfile::tempdir().unwrap();
     let root = copy_tiny("sd15", dir.path());
-    for (c, stem) in [("unet", "diffusion_pytorch_model"), ("vae", "diffusion_pytorch_model"), ("text_encoder", "model")] {
+    for (c, stem) in
+        [("unet", "diffusion_pytorch_model"), ("vae", "diffusion_pytorch_model"), ("text_encoder", "model")]
+    {
         let d = root.join(c);
-        std::fs::rename(d.join(format!("{stem}.safetensors")), d.join(format!("{stem}.fp16.safetensors"))).unwrap();
+        std::fs::rename(d.join(format!("{stem}.safetensors")), d.join(format!("{stem}.fp16.safetensors")))
+            .unwrap();
     }
     let c = Checkpoint::open(&root).unwrap();
     assert_same_as_reference(&c);
-    assert!(c.component(Component::Unet).unwrap().files[0].ends_with("unet/diffusion_pytorch_model.fp16.safetensors"));
+    assert!(
+        c.component(Component::Unet).unwrap().files[0]
+            .ends_with("unet/diffusion_pytorch_model.fp16.safetensors")
+    );
     assert!(c.warnings().is_empty(), "{:?}", c.warnings());
 }
 
@@ -52,12 +58,25 @@ fn with_both_precisions_the_plain_files_win_unless_a_variant_is_asked_for() {
     let dir = tempfile::tempdir().unwrap();
     let root = copy_tiny("sd15", dir.path());
     let unet = root.join("unet");
-    std::fs::copy(unet.join("diffusion_pytorch_model.safetensors"), unet.join("diffusion_pytorch_model.fp16.safetensors")).unwrap();
+    std::fs::copy(
+        unet.join("diffusion_pytorch_model.safetensors"),
+        unet.join("diffusion_pytorch_model.fp16.safetensors"),
+    )
+    .unwrap();
     let c = Checkpoint::open(&root).unwrap();
-    assert!(c.component(Component::Unet).unwrap().files[0].ends_with("unet/diffusion_pytorch_model.safetensors"));
-    assert!(matches!(c.warnings(), [Warning::SeveralWeightFiles { component: Component::Unet, .. }]), "{:?}", c.warnings());
+    assert!(
+        c.component(Component::Unet).unwrap().files[0].ends_with("unet/diffusion_pytorch_model.safetensors")
+    );
+    assert!(
+        matches!(c.warnings(), [Warning::SeveralWeightFiles { component: Component::Unet, .. }]),
+        "{:?}",
+        c.warnings()
+    );
     let c = Checkpoint::open_with(&root, &OpenOptions::default().variant("fp16")).unwrap();
-    assert!(c.component(Component::Unet).unwrap().files[0].ends_with("unet/diffusion_pytorch_model.fp16.safetensors"));
+    assert!(
+        c.component(Component::Unet).unwrap().files[0]
+            .ends_with("unet/diffusion_pytorch_model.fp16.safetensors")
+    );
 }
 
 #[test]
@@ -72,7 +91,9 @@ fn a_folder_without_model_index_json() {
 fn transformers_5_clip_names_without_text_model() {
     let dir = tempfile::tempdir().unwrap();
     let root = copy_tiny("sd15", dir.path());
-    rename_tensors(&root.join("text_encoder/model.safetensors"), |n| n.strip_prefix("text_model.").unwrap_or(n).to_string());
+    rename_tensors(&root.join("text_encoder/model.safetensors"), |n| {
+        n.strip_prefix("text_model.").unwrap_or(n).to_string()
+    });
     let c = Checkpoint::open(&root).unwrap();
     assert_same_as_reference(&c);
     assert_eq!(c.ignored()[0].name, "embeddings.position_ids");
@@ -83,7 +104,10 @@ fn legacy_diffusers_vae_attention_names() {
     let dir = tempfile::tempdir().unwrap();
     let root = copy_tiny("sd15", dir.path());
     rename_tensors(&root.join("vae/diffusion_pytorch_model.safetensors"), |n| {
-        n.replace(".to_q.", ".query.").replace(".to_k.", ".key.").replace(".to_v.", ".value.").replace(".to_out.0.", ".proj_attn.")
+        n.replace(".to_q.", ".query.")
+            .replace(".to_k.", ".key.")
+            .replace(".to_v.", ".value.")
+            .replace(".to_out.0.", ".proj_attn.")
     });
     assert_same_as_reference(&Checkpoint::open(&root).unwrap());
 }
@@ -94,7 +118,12 @@ fn unknown_extra_tensors_are_listed_not_fatal() {
     let root = copy_tiny("sd15", dir.path());
     let path = root.join("unet/diffusion_pytorch_model.safetensors");
     let mut tensors = read_all(&path);
-    tensors.push(("down_blocks.0.attentions.0.lora_up.weight".into(), kiln_runtime::checkpoint::Dtype::F16, vec![2], vec![0; 4]));
+    tensors.push((
+        "down_blocks.0.attentions.0.lora_up.weight".into(),
+        kiln_runtime::checkpoint::Dtype::F16,
+        vec![2],
+        vec![0; 4],
+    ));
     write_all(&path, &tensors);
     let c = Checkpoint::open(&root).unwrap();
     let u: Vec<&str> = c.unrecognised().iter().map(|u| u.name.as_str()).collect();
@@ -110,9 +139,16 @@ fn single_file_with_old_clip_names_and_extra_keys() {
     let path = dir.path().join("old.safetensors");
     let mut tensors: Vec<_> = read_all(&common::tiny("sd15.safetensors"))
         .into_iter()
-        .map(|(n, d, s, b)| (n.replace("cond_stage_model.transformer.text_model.", "cond_stage_model.transformer."), d, s, b))
+        .map(|(n, d, s, b)| {
+            (n.replace("cond_stage_model.transformer.text_model.", "cond_stage_model.transformer."), d, s, b)
+        })
         .collect();
-    tensors.push(("cond_stage_model.transformer.vision_model.post_layernorm.weight".into(), kiln_runtime::checkpoint::Dtype::F16, vec![2], vec![0; 4]));
+    tensors.push((
+        "cond_stage_model.transformer.vision_model.post_layernorm.weight".into(),
+        kiln_runtime::checkpoint::Dtype::F16,
+        vec![2],
+        vec![0; 4],
+    ));
     write_all(&path, &tensors);
     let c = Checkpoint::open(&path).unwrap();
     let single = Checkpoint::open(common::tiny("sd15.safetensors")).unwrap();

@@ -55,7 +55,11 @@ fn map_manifest(m: &Manifest) -> Mapped {
             KeyKind::Mapped(targets) => {
                 for target in targets {
                     let shape = target.transform.canonical_shape(&t.shape).unwrap();
-                    assert!(out.shapes.insert(target.name.clone(), shape).is_none(), "duplicate {}", target.name);
+                    assert!(
+                        out.shapes.insert(target.name.clone(), shape).is_none(),
+                        "duplicate {}",
+                        target.name
+                    );
                     out.transforms.insert(target.name, (t.name.clone(), target.transform));
                 }
             }
@@ -63,7 +67,13 @@ fn map_manifest(m: &Manifest) -> Mapped {
             KeyKind::Unrecognised => unrecognised.push(format!("{file}: {}", t.name)),
         }
     }
-    assert!(unrecognised.is_empty(), "{} {}: unrecognised tensors:\n{}", m.family, m.format, unrecognised.join("\n"));
+    assert!(
+        unrecognised.is_empty(),
+        "{} {}: unrecognised tensors:\n{}",
+        m.family,
+        m.format,
+        unrecognised.join("\n")
+    );
     out
 }
 
@@ -91,8 +101,10 @@ fn both_layouts_of_each_family_give_the_same_canonical_tensors_and_shapes() {
     for family in FAMILIES {
         let single = map_manifest(&manifest(family, "single_file"));
         let diffusers = map_manifest(&manifest(family, "diffusers"));
-        let only_single: Vec<_> = single.shapes.keys().filter(|k| !diffusers.shapes.contains_key(*k)).collect();
-        let only_diffusers: Vec<_> = diffusers.shapes.keys().filter(|k| !single.shapes.contains_key(*k)).collect();
+        let only_single: Vec<_> =
+            single.shapes.keys().filter(|k| !diffusers.shapes.contains_key(*k)).collect();
+        let only_diffusers: Vec<_> =
+            diffusers.shapes.keys().filter(|k| !single.shapes.contains_key(*k)).collect();
         assert!(
             only_single.is_empty() && only_diffusers.is_empty(),
             "{family}: only in the single file: {only_single:?}\nonly in diffusers: {only_diffusers:?}"
@@ -106,9 +118,13 @@ fn both_layouts_of_each_family_give_the_same_canonical_tensors_and_shapes() {
 #[test]
 fn the_transforms_of_the_real_single_files() {
     // Per family: VAE attention reshapes, OpenCLIP q/k/v row splits, OpenCLIP projection transposes.
-    for (family, reshapes, rows, transposes) in
-        [("sd15", 8, 0, 0), ("sd15_inpaint", 8, 0, 0), ("sdxl_base", 8, 192, 1), ("sdxl_refiner", 8, 192, 1), ("sdxl_inpaint", 8, 192, 1)]
-    {
+    for (family, reshapes, rows, transposes) in [
+        ("sd15", 8, 0, 0),
+        ("sd15_inpaint", 8, 0, 0),
+        ("sdxl_base", 8, 192, 1),
+        ("sdxl_refiner", 8, 192, 1),
+        ("sdxl_inpaint", 8, 192, 1),
+    ] {
         let t = map_manifest(&manifest(family, "single_file")).transforms;
         let count = |f: &dyn Fn(&Transform) -> bool| t.values().filter(|(_, x)| f(x)).count();
         assert_eq!(count(&|x| *x == Transform::Reshape), reshapes, "{family}");
@@ -122,8 +138,14 @@ fn the_transforms_of_the_real_single_files() {
         ("text_encoder_2.text_projection.weight", "conditioner.embedders.0.model.text_projection"),
         ("unet.up_blocks.0.upsamplers.0.conv.weight", "model.diffusion_model.output_blocks.2.1.conv.weight"),
         ("unet.up_blocks.1.upsamplers.0.conv.weight", "model.diffusion_model.output_blocks.5.2.conv.weight"),
-        ("unet.down_blocks.3.resnets.1.conv2.weight", "model.diffusion_model.input_blocks.11.0.out_layers.3.weight"),
-        ("vae.decoder.up_blocks.0.upsamplers.0.conv.weight", "first_stage_model.decoder.up.3.upsample.conv.weight"),
+        (
+            "unet.down_blocks.3.resnets.1.conv2.weight",
+            "model.diffusion_model.input_blocks.11.0.out_layers.3.weight",
+        ),
+        (
+            "vae.decoder.up_blocks.0.upsamplers.0.conv.weight",
+            "first_stage_model.decoder.up.3.upsample.conv.weight",
+        ),
     ];
     for (canonical, stored) in pins {
         assert_eq!(refiner[canonical].0, stored, "{canonical}");
@@ -166,12 +188,18 @@ fn full_size_sparse_checkpoints_open_with_the_right_sizes() {
             let path = m.materialize(&dir.path().join(format!("{family}.{format}"))).unwrap();
             let c = Checkpoint::open(&path).unwrap_or_else(|e| panic!("{family} {format}: {e}"));
             let expected_format = if format == "diffusers" { Format::Diffusers } else { Format::SingleFile };
-            assert_eq!((c.format(), c.family(), c.is_reduced()), (expected_format, Family::from_id(family).unwrap(), false));
+            assert_eq!(
+                (c.format(), c.family(), c.is_reduced()),
+                (expected_format, Family::from_id(family).unwrap(), false)
+            );
             assert!(c.unrecognised().is_empty() && c.missing_components().is_empty(), "{family} {format}");
-            let counts: BTreeMap<String, u64> = c.components().iter().map(|i| (i.component.to_string(), i.parameters)).collect();
+            let counts: BTreeMap<String, u64> =
+                c.components().iter().map(|i| (i.component.to_string(), i.parameters)).collect();
             assert_eq!(counts, m.parameters, "{family} {format}");
             if format == "diffusers" {
-                assert!(c.components().iter().all(|i| matches!(i.config_source, ConfigSource::ConfigJson(_))));
+                assert!(
+                    c.components().iter().all(|i| matches!(i.config_source, ConfigSource::ConfigJson(_)))
+                );
                 assert!(c.warnings().is_empty(), "{family}: {:?}", c.warnings());
             }
         }
@@ -185,8 +213,10 @@ fn weights_inferred_configs_equal_the_published_diffusers_configs() {
     let dir = tempfile::tempdir().unwrap();
     for family in FAMILIES {
         let open = |format: &str| {
-            Checkpoint::open(manifest(family, format).materialize(&dir.path().join(format!("{family}.{format}"))).unwrap())
-                .unwrap()
+            Checkpoint::open(
+                manifest(family, format).materialize(&dir.path().join(format!("{family}.{format}"))).unwrap(),
+            )
+            .unwrap()
         };
         let (single, diffusers) = (open("single_file"), open("diffusers"));
         for c in Component::ALL {

@@ -18,8 +18,14 @@ fn open_err(path: &Path) -> E {
 }
 
 /// The tiny SD 1.5 single file rewritten without the tensors `drop` selects, plus `extra`.
-fn edited_sd15(dir: &Path, name: &str, drop: impl Fn(&str) -> bool, extra: &[(&str, Dtype, &[usize])]) -> std::path::PathBuf {
-    let mut tensors: Vec<_> = read_all(&common::tiny("sd15.safetensors")).into_iter().filter(|t| !drop(&t.0)).collect();
+fn edited_sd15(
+    dir: &Path,
+    name: &str,
+    drop: impl Fn(&str) -> bool,
+    extra: &[(&str, Dtype, &[usize])],
+) -> std::path::PathBuf {
+    let mut tensors: Vec<_> =
+        read_all(&common::tiny("sd15.safetensors")).into_iter().filter(|t| !drop(&t.0)).collect();
     for &(n, d, s) in extra {
         let len = s.iter().product::<usize>() * (d.bitsize() / 8);
         tensors.push((n.to_string(), d, s.to_vec(), vec![0u8; len]));
@@ -32,7 +38,11 @@ fn edited_sd15(dir: &Path, name: &str, drop: impl Fn(&str) -> bool, extra: &[(&s
 #[test]
 fn unknown_layout() {
     let dir = tempfile::tempdir().unwrap();
-    let path = sparse(dir.path(), "weird.safetensors", &[("foo.weight", Dtype::F32, &[4]), ("bar", Dtype::F16, &[2, 2])]);
+    let path = sparse(
+        dir.path(),
+        "weird.safetensors",
+        &[("foo.weight", Dtype::F32, &[4]), ("bar", Dtype::F16, &[2, 2])],
+    );
     let e = open_err(&path);
     assert!(matches!(e, E::UnknownLayout { ref reason, .. } if reason.contains("`bar`")), "{e:?}");
     assert_names_file(&e, &path);
@@ -44,7 +54,9 @@ fn a_diffusers_component_file_alone_gets_a_hint() {
     let e = open_err(&path);
     assert!(matches!(e, E::UnknownLayout { ref reason, .. } if reason.contains("diffusers UNet")), "{e:?}");
     let path = common::tiny("sd15/vae/diffusion_pytorch_model.safetensors");
-    assert!(matches!(open_err(&path), E::UnknownLayout { ref reason, .. } if reason.contains("diffusers VAE")));
+    assert!(
+        matches!(open_err(&path), E::UnknownLayout { ref reason, .. } if reason.contains("diffusers VAE"))
+    );
 }
 
 #[test]
@@ -76,14 +88,18 @@ fn a_diffusers_folder_without_vae_opens_and_reports_it() {
     assert_eq!(c.missing_components(), [Component::Vae]);
     assert!(c.warnings().iter().any(|w| w.to_string().contains("model_index.json")), "{:?}", c.warnings());
     let e = c.require_complete().unwrap_err();
-    assert!(matches!(e, E::MissingComponent { component: Component::Vae, family: Some(Family::Sd15), .. }), "{e:?}");
+    assert!(
+        matches!(e, E::MissingComponent { component: Component::Vae, family: Some(Family::Sd15), .. }),
+        "{e:?}"
+    );
     assert_names_file(&e, &root);
 }
 
 #[test]
 fn a_single_file_without_vae_or_text_encoder_is_a_usable_unet() {
     let dir = tempfile::tempdir().unwrap();
-    let path = edited_sd15(dir.path(), "unet_only.safetensors", |n| !n.starts_with("model.diffusion_model."), &[]);
+    let path =
+        edited_sd15(dir.path(), "unet_only.safetensors", |n| !n.starts_with("model.diffusion_model."), &[]);
     let c = Checkpoint::open(&path).unwrap();
     assert_eq!(c.family(), Family::Sd15);
     assert_eq!(c.missing_components(), [Component::Vae, Component::TextEncoder]);
@@ -103,19 +119,39 @@ fn a_single_file_without_unet() {
 }
 
 /// A sparse single file with an SD-shaped UNet grid of `levels` levels and 2 resnets per level.
-fn unet_skeleton(dir: &Path, name: &str, width: usize, in_ch: usize, context: usize, levels: usize) -> std::path::PathBuf {
+fn unet_skeleton(
+    dir: &Path,
+    name: &str,
+    width: usize,
+    in_ch: usize,
+    context: usize,
+    levels: usize,
+) -> std::path::PathBuf {
     let mut names: Vec<(String, Vec<usize>)> = vec![
         ("model.diffusion_model.input_blocks.0.0.weight".into(), vec![width, in_ch, 3, 3]),
         ("model.diffusion_model.input_blocks.1.0.in_layers.2.weight".into(), vec![width, width, 3, 3]),
-        ("model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight".into(), vec![width, context]),
+        (
+            "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight".into(),
+            vec![width, context],
+        ),
         ("model.diffusion_model.out.2.weight".into(), vec![4, width, 3, 3]),
     ];
     for l in 0..levels - 1 {
-        names.push((format!("model.diffusion_model.input_blocks.{}.0.op.weight", 3 * (l + 1)), vec![width, width, 3, 3]));
+        names.push((
+            format!("model.diffusion_model.input_blocks.{}.0.op.weight", 3 * (l + 1)),
+            vec![width, width, 3, 3],
+        ));
     }
-    names.push((format!("model.diffusion_model.input_blocks.{}.0.in_layers.2.weight", 3 * levels - 1), vec![width, width, 3, 3]));
-    names.push((format!("model.diffusion_model.output_blocks.{}.0.in_layers.2.weight", 3 * levels - 1), vec![width, width, 3, 3]));
-    let specs: Vec<(&str, Dtype, &[usize])> = names.iter().map(|(n, s)| (n.as_str(), Dtype::F16, s.as_slice())).collect();
+    names.push((
+        format!("model.diffusion_model.input_blocks.{}.0.in_layers.2.weight", 3 * levels - 1),
+        vec![width, width, 3, 3],
+    ));
+    names.push((
+        format!("model.diffusion_model.output_blocks.{}.0.in_layers.2.weight", 3 * levels - 1),
+        vec![width, width, 3, 3],
+    ));
+    let specs: Vec<(&str, Dtype, &[usize])> =
+        names.iter().map(|(n, s)| (n.as_str(), Dtype::F16, s.as_slice())).collect();
     sparse(dir, name, &specs)
 }
 
@@ -124,11 +160,17 @@ fn sd2_is_an_unsupported_family() {
     let dir = tempfile::tempdir().unwrap();
     let path = unet_skeleton(dir.path(), "sd21.safetensors", 320, 4, 1024, 4);
     let e = open_err(&path);
-    assert!(matches!(e, E::UnsupportedFamily { ref found, .. } if found.contains("cross-attention dim 1024") && found.contains("SD 2.x")), "{e:?}");
+    assert!(
+        matches!(e, E::UnsupportedFamily { ref found, .. } if found.contains("cross-attention dim 1024") && found.contains("SD 2.x")),
+        "{e:?}"
+    );
     assert_names_file(&e, &path);
     let path = unet_skeleton(dir.path(), "ip2p.safetensors", 320, 8, 768, 4);
     let e = open_err(&path);
-    assert!(matches!(e, E::UnsupportedFamily { ref found, .. } if found.contains("8 input channels")), "{e:?}");
+    assert!(
+        matches!(e, E::UnsupportedFamily { ref found, .. } if found.contains("8 input channels")),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -148,7 +190,8 @@ fn a_unet_grid_that_does_not_add_up() {
 fn a_vae_attention_weight_of_the_wrong_shape() {
     let dir = tempfile::tempdir().unwrap();
     let key = "first_stage_model.decoder.mid.attn_1.q.weight";
-    let path = edited_sd15(dir.path(), "bad_q.safetensors", |n| n == key, &[(key, Dtype::F16, &[16, 16, 3, 3])]);
+    let path =
+        edited_sd15(dir.path(), "bad_q.safetensors", |n| n == key, &[(key, Dtype::F16, &[16, 16, 3, 3])]);
     let e = open_err(&path);
     assert!(matches!(e, E::BadShape { ref tensor, .. } if tensor == key), "{e:?}");
     assert_names_file(&e, &path);
@@ -180,7 +223,8 @@ fn config_json_that_does_not_parse() {
     let e = open_err(&root);
     assert!(matches!(e, E::Config { .. }), "{e:?}");
     assert_names_file(&e, &config);
-    std::fs::write(&config, r#"{"block_out_channels": [16, 16, 32, 32], "layers_per_block": "two"}"#).unwrap();
+    std::fs::write(&config, r#"{"block_out_channels": [16, 16, 32, 32], "layers_per_block": "two"}"#)
+        .unwrap();
     let e = open_err(&root);
     assert!(matches!(e, E::Config { ref reason, .. } if reason.contains("layers_per_block")), "{e:?}");
     assert_names_file(&e, &config);
@@ -208,7 +252,12 @@ fn configs_that_disagree_with_the_weights() {
     let cases: [(&str, &str, serde_json::Value, &str); 6] = [
         ("unet/config.json", "cross_attention_dim", 64.into(), "cross_attention_dim"),
         ("unet/config.json", "layers_per_block", 3.into(), "layers_per_block"),
-        ("unet/config.json", "transformer_layers_per_block", serde_json::json!([1, 1, 3]), "transformer_layers_per_block[2]"),
+        (
+            "unet/config.json",
+            "transformer_layers_per_block",
+            serde_json::json!([1, 1, 3]),
+            "transformer_layers_per_block[2]",
+        ),
         ("unet/config.json", "attention_head_dim", serde_json::json!([1, 2, 3]), "num_attention_heads[2]"),
         ("vae/config.json", "latent_channels", 16.into(), "latent_channels"),
         ("text_encoder_2/config.json", "num_hidden_layers", 12.into(), "num_hidden_layers"),
@@ -243,7 +292,10 @@ fn component_folder_without_safetensors() {
     std::fs::remove_file(root.join("vae/diffusion_pytorch_model.safetensors")).unwrap();
     std::fs::write(root.join("vae/diffusion_pytorch_model.bin"), b"PK").unwrap();
     let e = open_err(&root);
-    assert!(matches!(e, E::NoWeights { ref found, .. } if found == &["diffusion_pytorch_model.bin"]), "{e:?}");
+    assert!(
+        matches!(e, E::NoWeights { ref found, .. } if found == &["diffusion_pytorch_model.bin"]),
+        "{e:?}"
+    );
     assert_names_file(&e, &root.join("vae"));
 }
 
@@ -254,7 +306,10 @@ fn shard_unet(root: &Path) -> std::path::PathBuf {
     let tensors = read_all(&plain);
     std::fs::remove_file(&plain).unwrap();
     let (a, b) = tensors.split_at(tensors.len() / 2);
-    let shards = ["diffusion_pytorch_model-00001-of-00002.safetensors", "diffusion_pytorch_model-00002-of-00002.safetensors"];
+    let shards = [
+        "diffusion_pytorch_model-00001-of-00002.safetensors",
+        "diffusion_pytorch_model-00002-of-00002.safetensors",
+    ];
     write_all(&unet.join(shards[0]), a);
     write_all(&unet.join(shards[1]), b);
     let mut map = serde_json::Map::new();
@@ -293,7 +348,10 @@ fn shard_index_errors() {
     // A shard that is not there.
     std::fs::remove_file(unet.join("diffusion_pytorch_model-00002-of-00002.safetensors")).unwrap();
     let e = open_err(&root);
-    assert!(matches!(e, E::ShardIndex { ref reason, .. } if reason.contains("00002-of-00002") && reason.contains("missing")), "{e:?}");
+    assert!(
+        matches!(e, E::ShardIndex { ref reason, .. } if reason.contains("00002-of-00002") && reason.contains("missing")),
+        "{e:?}"
+    );
     assert_names_file(&e, &index);
     // A tensor the index places in a shard that does not hold it.
     edit_json(&index, |o| {

@@ -48,7 +48,10 @@ fn both_layouts_give_the_same_canonical_tensors_shapes_and_values() {
             // bit for bit, whatever transform the single file needs.
             let x = folder.tensor(name, DType::F16).unwrap().to_vec_f32().unwrap();
             let y = single.tensor(name, DType::F16).unwrap().to_vec_f32().unwrap();
-            assert!(x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits()), "{model}: {name} values differ");
+            assert!(
+                x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits()),
+                "{model}: {name} values differ"
+            );
             assert_eq!(x.len(), y.len());
         }
         for c in Component::ALL {
@@ -60,7 +63,9 @@ fn both_layouts_give_the_same_canonical_tensors_shapes_and_values() {
 #[test]
 fn every_transform_is_exercised_by_the_sdxl_single_file() {
     let single = open("sdxl.safetensors");
-    let count = |f: &dyn Fn(Transform) -> bool| single.names().filter(|n| f(single.view(n).unwrap().transform)).count();
+    let count = |f: &dyn Fn(Transform) -> bool| {
+        single.names().filter(|n| f(single.view(n).unwrap().transform)).count()
+    };
     // 4 VAE attention linears x encoder/decoder; 2 fused tensors x 3 parts x 4 OpenCLIP layers;
     // one projection.
     assert_eq!(count(&|t| t == Transform::Reshape), 8);
@@ -96,12 +101,24 @@ fn ignored_tensors_are_listed_with_reasons() {
     let sd15 = open("sd15.safetensors");
     let names: Vec<&str> = sd15.ignored().iter().map(|i| i.name.as_str()).collect();
     assert_eq!(names.len(), 15, "{names:?}");
-    for n in ["alphas_cumprod", "betas", "model_ema.decay", "model_ema.num_updates", "cond_stage_model.transformer.text_model.embeddings.position_ids"] {
+    for n in [
+        "alphas_cumprod",
+        "betas",
+        "model_ema.decay",
+        "model_ema.num_updates",
+        "cond_stage_model.transformer.text_model.embeddings.position_ids",
+    ] {
         assert!(names.contains(&n), "{n} not ignored: {names:?}");
     }
     let sdxl = open("sdxl.safetensors");
     let names: Vec<&str> = sdxl.ignored().iter().map(|i| i.name.as_str()).collect();
-    assert_eq!(names, ["conditioner.embedders.0.transformer.text_model.embeddings.position_ids", "conditioner.embedders.1.model.logit_scale"]);
+    assert_eq!(
+        names,
+        [
+            "conditioner.embedders.0.transformer.text_model.embeddings.position_ids",
+            "conditioner.embedders.1.model.logit_scale"
+        ]
+    );
     let folder = open("sd15");
     assert_eq!(folder.ignored().len(), 1);
     assert_eq!(folder.ignored()[0].name, "text_model.embeddings.position_ids");
@@ -118,9 +135,15 @@ fn diffusers_configs_are_honoured() {
     assert_eq!(u.projection_class_embeddings_input_dim, Some(80));
     assert!(u.use_linear_projection);
     let v = c.vae_config().unwrap();
-    assert_eq!((v.scaling_factor, v.norm_num_groups, v.block_out_channels.as_slice()), (0.13025, 4, &[8, 8, 16, 16][..]));
+    assert_eq!(
+        (v.scaling_factor, v.norm_num_groups, v.block_out_channels.as_slice()),
+        (0.13025, 4, &[8, 8, 16, 16][..])
+    );
     let t2 = c.text_encoder_config(Component::TextEncoder2).unwrap();
-    assert_eq!((t2.hidden_size, t2.num_attention_heads, t2.hidden_act.as_str(), t2.projection_dim), (32, 2, "gelu", Some(32)));
+    assert_eq!(
+        (t2.hidden_size, t2.num_attention_heads, t2.hidden_act.as_str(), t2.projection_dim),
+        (32, 2, "gelu", Some(32))
+    );
     let t1 = c.text_encoder_config(Component::TextEncoder).unwrap();
     assert_eq!((t1.hidden_size, t1.hidden_act.as_str(), t1.projection_dim), (16, "quick_gelu", None));
     for info in c.components() {
@@ -141,7 +164,10 @@ fn single_file_sizes_from_the_weights_match_the_configs() {
         assert_eq!(a.mid_transformer_layers(), b.mid_transformer_layers(), "{model}");
         for l in 0..a.levels() {
             if a.down_has_attention(l) {
-                assert_eq!(a.transformer_layers_per_block[l], b.transformer_layers_per_block[l], "{model} level {l}");
+                assert_eq!(
+                    a.transformer_layers_per_block[l], b.transformer_layers_per_block[l],
+                    "{model} level {l}"
+                );
             }
         }
         assert_eq!(
@@ -149,7 +175,10 @@ fn single_file_sizes_from_the_weights_match_the_configs() {
             (b.in_channels, b.out_channels, b.cross_attention_dim, b.use_linear_projection),
             "{model}"
         );
-        assert_eq!(a.projection_class_embeddings_input_dim, b.projection_class_embeddings_input_dim, "{model}");
+        assert_eq!(
+            a.projection_class_embeddings_input_dim, b.projection_class_embeddings_input_dim,
+            "{model}"
+        );
         let (a, b) = (folder.vae_config().unwrap(), single.vae_config().unwrap());
         assert_eq!(
             (&a.block_out_channels, a.layers_per_block, a.latent_channels, a.scaling_factor),
@@ -157,16 +186,33 @@ fn single_file_sizes_from_the_weights_match_the_configs() {
             "{model}"
         );
         for c in [Component::TextEncoder, Component::TextEncoder2] {
-            let (Some(a), Some(b)) = (folder.text_encoder_config(c), single.text_encoder_config(c)) else { continue };
+            let (Some(a), Some(b)) = (folder.text_encoder_config(c), single.text_encoder_config(c)) else {
+                continue;
+            };
             assert_eq!(
-                (a.hidden_size, a.num_hidden_layers, a.intermediate_size, a.vocab_size, a.max_position_embeddings),
-                (b.hidden_size, b.num_hidden_layers, b.intermediate_size, b.vocab_size, b.max_position_embeddings),
+                (
+                    a.hidden_size,
+                    a.num_hidden_layers,
+                    a.intermediate_size,
+                    a.vocab_size,
+                    a.max_position_embeddings
+                ),
+                (
+                    b.hidden_size,
+                    b.num_hidden_layers,
+                    b.intermediate_size,
+                    b.vocab_size,
+                    b.max_position_embeddings
+                ),
                 "{model} {c}"
             );
             assert_eq!((&a.hidden_act, a.projection_dim), (&b.hidden_act, b.projection_dim), "{model} {c}");
         }
         // What the weights cannot tell is flagged for a reduced model.
-        assert!(single.warnings().iter().any(|w| matches!(w, Warning::ReducedModelDefaults { .. })), "{model}");
+        assert!(
+            single.warnings().iter().any(|w| matches!(w, Warning::ReducedModelDefaults { .. })),
+            "{model}"
+        );
     }
 }
 
@@ -202,5 +248,8 @@ fn values_survive_every_compute_dtype() {
     let bf16 = single.tensor(name, DType::BF16).unwrap();
     assert_eq!(bf16.dtype(), DType::BF16);
     let err = single.tensor("unet.no_such.weight", DType::F32).unwrap_err();
-    assert!(err.to_string().contains("unet.no_such.weight") && err.to_string().contains("sdxl.safetensors"), "{err}");
+    assert!(
+        err.to_string().contains("unet.no_such.weight") && err.to_string().contains("sdxl.safetensors"),
+        "{err}"
+    );
 }

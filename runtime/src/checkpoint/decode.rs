@@ -17,8 +17,12 @@ use crate::{CpuStorage, DType};
 pub fn decode(bytes: &[u8], src: Dtype, dst: DType) -> Option<CpuStorage> {
     match (src, dst) {
         (Dtype::F32, DType::F32) => Some(CpuStorage::F32(decode_f32(bytes, src)?)),
-        (Dtype::F16, DType::F16) => Some(CpuStorage::F16(chunks::<2>(bytes).map(f16::from_le_bytes).collect())),
-        (Dtype::BF16, DType::BF16) => Some(CpuStorage::BF16(chunks::<2>(bytes).map(bf16::from_le_bytes).collect())),
+        (Dtype::F16, DType::F16) => {
+            Some(CpuStorage::F16(chunks::<2>(bytes).map(f16::from_le_bytes).collect()))
+        }
+        (Dtype::BF16, DType::BF16) => {
+            Some(CpuStorage::BF16(chunks::<2>(bytes).map(bf16::from_le_bytes).collect()))
+        }
         _ => Some(CpuStorage::from_f32(decode_f32(bytes, src)?, dst)),
     }
 }

@@ -186,12 +186,17 @@ impl UnetSignature {
 
     /// What the signature says, in words, with a guess at what the model is.
     pub fn describe(self) -> String {
-        let context = self.context_dim.map_or("no cross-attention".into(), |c| format!("cross-attention dim {c}"));
-        let add = self.addition_embed_inputs.map_or("no added embedding".into(), |a| format!("an added embedding of {a} inputs"));
+        let context =
+            self.context_dim.map_or("no cross-attention".into(), |c| format!("cross-attention dim {c}"));
+        let add = self
+            .addition_embed_inputs
+            .map_or("no added embedding".into(), |a| format!("an added embedding of {a} inputs"));
         let guess = match (self.context_dim, self.in_channels) {
             (Some(1024), _) => " (looks like SD 2.x, which kiln does not run)",
             (_, 8) => " (8 input channels: looks like an InstructPix2Pix model)",
-            (Some(768 | 2048 | 1280), _) => " (a known context width with unexpected channels or added embedding)",
+            (Some(768 | 2048 | 1280), _) => {
+                " (a known context width with unexpected channels or added embedding)"
+            }
             _ => "",
         };
         format!(
@@ -218,8 +223,21 @@ pub fn detect(path: &Path, shapes: &Shapes) -> Result<(Family, bool), Checkpoint
 mod tests {
     use super::*;
 
-    fn sig(in_channels: usize, ctx: usize, add: Option<usize>, levels: usize, width: usize) -> Option<Family> {
-        UnetSignature { in_channels, context_dim: Some(ctx), addition_embed_inputs: add, levels, first_width: width }.family()
+    fn sig(
+        in_channels: usize,
+        ctx: usize,
+        add: Option<usize>,
+        levels: usize,
+        width: usize,
+    ) -> Option<Family> {
+        UnetSignature {
+            in_channels,
+            context_dim: Some(ctx),
+            addition_embed_inputs: add,
+            levels,
+            first_width: width,
+        }
+        .family()
     }
 
     #[test]
@@ -245,7 +263,13 @@ mod tests {
 
     #[test]
     fn description_guesses_sd2() {
-        let s = UnetSignature { in_channels: 4, context_dim: Some(1024), addition_embed_inputs: None, levels: 4, first_width: 320 };
+        let s = UnetSignature {
+            in_channels: 4,
+            context_dim: Some(1024),
+            addition_embed_inputs: None,
+            levels: 4,
+            first_width: 320,
+        };
         let d = s.describe();
         assert!(d.contains("cross-attention dim 1024") && d.contains("SD 2.x"), "{d}");
     }

@@ -192,18 +192,18 @@ impl<'a> TensorView<'a> {
     }
 
     /// Reads the elements into a host tensor of `dtype` with the stored shape.
-    pub fn to_tensor(&self, dtype: DType) -> Result<Tensor, CheckpointError> {
+    pub fn to_tensor(self, dtype: DType) -> Result<Tensor, CheckpointError> {
         self.to_tensor_as(self.shape, dtype)
     }
 
     /// Reads the elements into a host tensor of `dtype` under `shape` (same element count).
-    pub(crate) fn to_tensor_as(&self, shape: &[usize], dtype: DType) -> Result<Tensor, CheckpointError> {
+    pub(crate) fn to_tensor_as(self, shape: &[usize], dtype: DType) -> Result<Tensor, CheckpointError> {
         let storage = decode::decode(self.data, self.dtype, dtype).ok_or_else(|| self.unsupported())?;
         Tensor::from_cpu_storage(storage, shape).map_err(|e| self.bad_shape(e.to_string()))
     }
 
     /// Reads the elements as f32 values.
-    pub fn to_f32_vec(&self) -> Result<Vec<f32>, CheckpointError> {
+    pub fn to_f32_vec(self) -> Result<Vec<f32>, CheckpointError> {
         decode::decode_f32(self.data, self.dtype).ok_or_else(|| self.unsupported())
     }
 
@@ -221,7 +221,11 @@ impl<'a> TensorView<'a> {
     }
 
     pub(crate) fn unsupported(&self) -> CheckpointError {
-        CheckpointError::UnsupportedDtype { path: self.file.into(), tensor: self.name.into(), dtype: self.dtype }
+        CheckpointError::UnsupportedDtype {
+            path: self.file.into(),
+            tensor: self.name.into(),
+            dtype: self.dtype,
+        }
     }
 
     pub(crate) fn bad_shape(&self, reason: String) -> CheckpointError {
@@ -285,7 +289,10 @@ fn check_preamble(path: &Path, map: &[u8]) -> Result<usize, CheckpointError> {
         });
     }
     if header_len > MAX_HEADER_LEN {
-        return Err(not_safetensors(path, format!("its header length {header_len} exceeds the 100 MB limit")));
+        return Err(not_safetensors(
+            path,
+            format!("its header length {header_len} exceeds the 100 MB limit"),
+        ));
     }
     if !looks_like_json {
         return Err(not_safetensors(path, "no JSON header follows the 8-byte length".into()));
@@ -326,7 +333,9 @@ fn diagnose(path: &Path, header: &[u8], data_len: u64) -> Option<CheckpointError
         }
         match parse_entry(&value) {
             Ok((dtype, shape, begin, end)) => entries.push(RawEntry { name, dtype, shape, begin, end }),
-            Err(reason) => return Some(CheckpointError::HeaderEntry { path: path.into(), tensor: name, reason }),
+            Err(reason) => {
+                return Some(CheckpointError::HeaderEntry { path: path.into(), tensor: name, reason });
+            }
         }
     }
     if let Some(e) = check_entries(path, &entries) {
@@ -420,7 +429,12 @@ fn check_ranges(path: &Path, entries: &mut [RawEntry], data_len: u64) -> Option<
             });
         }
         if e.begin > cursor {
-            return Some(CheckpointError::Gap { path: path.into(), tensor: e.name.clone(), expected: cursor, begin: e.begin });
+            return Some(CheckpointError::Gap {
+                path: path.into(),
+                tensor: e.name.clone(),
+                expected: cursor,
+                begin: e.begin,
+            });
         }
         if let Some(p) = prev.filter(|_| e.begin < cursor) {
             return Some(CheckpointError::Overlap {
@@ -446,7 +460,11 @@ fn check_ranges(path: &Path, entries: &mut [RawEntry], data_len: u64) -> Option<
         });
     }
     if cursor < data_len {
-        return Some(CheckpointError::TrailingData { path: path.into(), described: cursor, actual: data_len });
+        return Some(CheckpointError::TrailingData {
+            path: path.into(),
+            described: cursor,
+            actual: data_len,
+        });
     }
     None
 }

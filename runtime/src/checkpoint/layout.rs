@@ -100,7 +100,10 @@ impl WeightSet {
 }
 
 /// Finds the components of the diffusers folder `root`.
-pub(crate) fn diffusers_folder(root: &Path, options: &OpenOptions) -> Result<DiffusersFolder, CheckpointError> {
+pub(crate) fn diffusers_folder(
+    root: &Path,
+    options: &OpenOptions,
+) -> Result<DiffusersFolder, CheckpointError> {
     let mut warnings = Vec::new();
     let index_path = root.join("model_index.json");
     let declared = if index_path.is_file() { declared_components(&index_path)? } else { Vec::new() };
@@ -162,7 +165,9 @@ fn weight_sets(dir: &Path, variant: Option<&str>) -> Result<Vec<WeightSet>, Chec
         .filter_map(|n| {
             STEMS.iter().find_map(|stem| {
                 let v = n.strip_prefix(stem)?.strip_prefix('.')?;
-                let v = v.strip_suffix(".safetensors").or_else(|| v.strip_prefix("safetensors.index.")?.strip_suffix(".json"))?;
+                let v = v
+                    .strip_suffix(".safetensors")
+                    .or_else(|| v.strip_prefix("safetensors.index.")?.strip_suffix(".json"))?;
                 (!v.is_empty() && !v.contains('.') && !v.contains('-')).then(|| v.to_string())
             })
         })
@@ -209,7 +214,9 @@ fn shard_map(dir: &Path, index: &Path) -> Result<Vec<(String, PathBuf)>, Checkpo
     };
     let mut out = Vec::with_capacity(map.len());
     for (name, shard) in map {
-        let shard = shard.as_str().ok_or_else(|| bad(format!("the shard of `{name}` is {shard}, not a file name")))?;
+        let shard = shard
+            .as_str()
+            .ok_or_else(|| bad(format!("the shard of `{name}` is {shard}, not a file name")))?;
         if shard.contains('/') || shard.contains('\\') || shard == ".." {
             return Err(bad(format!("shard `{shard}` of `{name}` is not a plain file name")));
         }
@@ -259,7 +266,14 @@ mod tests {
     #[test]
     fn plain_weights_are_preferred_unless_a_variant_is_asked_for() {
         let dir = tempfile::tempdir().unwrap();
-        touch(dir.path(), &["diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors", "config.json"]);
+        touch(
+            dir.path(),
+            &[
+                "diffusion_pytorch_model.safetensors",
+                "diffusion_pytorch_model.fp16.safetensors",
+                "config.json",
+            ],
+        );
         let sets = weight_sets(dir.path(), None).unwrap();
         assert_eq!(sets[0], WeightSet::Single(dir.path().join("diffusion_pytorch_model.safetensors")));
         assert_eq!(sets.len(), 2);
@@ -271,7 +285,10 @@ mod tests {
     fn variant_only_and_sharded_variants_are_found() {
         let dir = tempfile::tempdir().unwrap();
         touch(dir.path(), &["model.fp16.safetensors"]);
-        assert_eq!(weight_sets(dir.path(), None).unwrap(), [WeightSet::Single(dir.path().join("model.fp16.safetensors"))]);
+        assert_eq!(
+            weight_sets(dir.path(), None).unwrap(),
+            [WeightSet::Single(dir.path().join("model.fp16.safetensors"))]
+        );
         let dir = tempfile::tempdir().unwrap();
         touch(
             dir.path(),

@@ -88,8 +88,10 @@ impl Manifest {
             std::io::ErrorKind::NotFound => CheckpointError::NotFound { path: path.into() },
             _ => CheckpointError::Io { path: path.into(), source },
         })?;
-        serde_json::from_str(&text)
-            .map_err(|e| CheckpointError::Config { path: path.into(), reason: format!("is not a valid key manifest: {e}") })
+        serde_json::from_str(&text).map_err(|e| CheckpointError::Config {
+            path: path.into(),
+            reason: format!("is not a valid key manifest: {e}"),
+        })
     }
 
     /// Every tensor of every file, as (file path, tensor).
@@ -102,19 +104,26 @@ impl Manifest {
     pub fn materialize(&self, dir: &Path) -> Result<PathBuf, CheckpointError> {
         let bad = |reason: String| CheckpointError::Config { path: dir.into(), reason };
         for (rel, value) in &self.configs {
-            let path = dir.join(relative(rel).ok_or_else(|| bad(format!("config path `{rel}` is not relative")))?);
+            let path =
+                dir.join(relative(rel).ok_or_else(|| bad(format!("config path `{rel}` is not relative")))?);
             create_parent(&path)?;
             let text = serde_json::to_string_pretty(value).expect("JSON values serialise");
-            std::fs::write(&path, text).map_err(|source| CheckpointError::Io { path: path.clone(), source })?;
+            std::fs::write(&path, text)
+                .map_err(|source| CheckpointError::Io { path: path.clone(), source })?;
         }
         for file in &self.files {
-            let path = dir.join(relative(&file.path).ok_or_else(|| bad(format!("file path `{}` is not relative", file.path)))?);
+            let path = dir.join(
+                relative(&file.path)
+                    .ok_or_else(|| bad(format!("file path `{}` is not relative", file.path)))?,
+            );
             create_parent(&path)?;
             let specs = file
                 .tensors
                 .iter()
                 .map(|t| {
-                    let dtype = t.safetensors_dtype().ok_or_else(|| bad(format!("tensor `{}` has unknown dtype `{}`", t.name, t.dtype)))?;
+                    let dtype = t
+                        .safetensors_dtype()
+                        .ok_or_else(|| bad(format!("tensor `{}` has unknown dtype `{}`", t.name, t.dtype)))?;
                     Ok((t.name.as_str(), dtype, t.shape.as_slice()))
                 })
                 .collect::<Result<Vec<_>, CheckpointError>>()?;
@@ -123,7 +132,9 @@ impl Manifest {
         match (self.format.as_str(), self.files.as_slice()) {
             ("single_file", [only]) => Ok(dir.join(&only.path)),
             ("diffusers", _) => Ok(dir.to_path_buf()),
-            (format, files) => Err(bad(format!("format `{format}` with {} files is not a checkpoint layout", files.len()))),
+            (format, files) => {
+                Err(bad(format!("format `{format}` with {} files is not a checkpoint layout", files.len())))
+            }
         }
     }
 }
@@ -136,7 +147,8 @@ fn relative(p: &str) -> Option<&Path> {
 
 fn create_parent(path: &Path) -> Result<(), CheckpointError> {
     match path.parent() {
-        Some(parent) => std::fs::create_dir_all(parent).map_err(|source| CheckpointError::Io { path: parent.into(), source }),
+        Some(parent) => std::fs::create_dir_all(parent)
+            .map_err(|source| CheckpointError::Io { path: parent.into(), source }),
         None => Ok(()),
     }
 }

@@ -26,8 +26,8 @@ mod file;
 mod layout;
 pub mod manifest;
 mod model;
-mod open;
 pub mod names;
+mod open;
 pub mod write;
 
 use std::fmt;
@@ -57,7 +57,8 @@ pub enum Component {
 
 impl Component {
     /// Every component, in pipeline order.
-    pub const ALL: [Component; 4] = [Component::Unet, Component::Vae, Component::TextEncoder, Component::TextEncoder2];
+    pub const ALL: [Component; 4] =
+        [Component::Unet, Component::Vae, Component::TextEncoder, Component::TextEncoder2];
 
     /// The canonical-name prefix, which is also the diffusers folder name.
     pub fn prefix(self) -> &'static str {

@@ -133,7 +133,8 @@ impl<'a> CanonicalView<'a> {
                 };
                 let v = src.to_f32_vec()?;
                 let t: Vec<f32> = (0..cols * rows).map(|i| v[(i % rows) * cols + i / rows]).collect(); // [cols, rows]
-                Tensor::from_cpu_storage(CpuStorage::from_f32(t, dtype), self.shape).map_err(|e| src.bad_shape(e.to_string()))
+                Tensor::from_cpu_storage(CpuStorage::from_f32(t, dtype), self.shape)
+                    .map_err(|e| src.bad_shape(e.to_string()))
             }
         }
     }
@@ -161,7 +162,8 @@ impl Checkpoint {
             if !layout::is_diffusers_folder(&root) {
                 return Err(CheckpointError::UnknownLayout {
                     path: root,
-                    reason: "a folder without model_index.json or unet/, vae/, text_encoder/ subfolders".into(),
+                    reason: "a folder without model_index.json or unet/, vae/, text_encoder/ subfolders"
+                        .into(),
                 });
             }
             open_diffusers(&root, options)

@@ -28,7 +28,9 @@ pub(super) fn open_single_file(path: &Path, options: &OpenOptions) -> Result<Che
             path: path.into(),
             component: Component::Unet,
             family: None,
-            hint: Some("the file has no model.diffusion_model.* tensors: a standalone VAE or text encoder?".into()),
+            hint: Some(
+                "the file has no model.diffusion_model.* tensors: a standalone VAE or text encoder?".into(),
+            ),
         });
     }
     let shapes = b.shapes();
@@ -44,8 +46,11 @@ pub(super) fn open_single_file(path: &Path, options: &OpenOptions) -> Result<Che
         let json = json.filter(|p| p.is_file());
         configs.push(component_config(path, component, json.as_deref(), family, &shapes)?);
     }
-    let guessed: Vec<Component> =
-        configs.iter().filter(|(_, _, source)| *source == ConfigSource::Weights).map(|(c, _, _)| *c).collect();
+    let guessed: Vec<Component> = configs
+        .iter()
+        .filter(|(_, _, source)| *source == ConfigSource::Weights)
+        .map(|(c, _, _)| *c)
+        .collect();
     if reduced && !guessed.is_empty() {
         b.warnings.push(Warning::ReducedModelDefaults { components: guessed });
     }
@@ -61,10 +66,15 @@ pub(super) fn open_diffusers(root: &Path, options: &OpenOptions) -> Result<Check
         for path in &files.files {
             let file = SafetensorsFile::open(path)?;
             if let Some((index, map)) = &files.index {
-                if let Some((name, _)) = map.iter().find(|(name, shard)| shard == path && file.get(name).is_none()) {
+                if let Some((name, _)) =
+                    map.iter().find(|(name, shard)| shard == path && file.get(name).is_none())
+                {
                     return Err(CheckpointError::ShardIndex {
                         path: index.clone(),
-                        reason: format!("`{name}` is listed in {} but that shard does not hold it", path.display()),
+                        reason: format!(
+                            "`{name}` is listed in {} but that shard does not hold it",
+                            path.display()
+                        ),
                     });
                 }
             }
@@ -156,15 +166,23 @@ impl Builder {
     }
 
     /// Adds every tensor of `file`, classified by `classify`.
-    fn add_file(&mut self, file: SafetensorsFile, classify: impl Fn(&str) -> KeyKind) -> Result<(), CheckpointError> {
+    fn add_file(
+        &mut self,
+        file: SafetensorsFile,
+        classify: impl Fn(&str) -> KeyKind,
+    ) -> Result<(), CheckpointError> {
         let index = self.files.len();
         for view in file.tensors() {
             match classify(view.name()) {
                 KeyKind::Mapped(targets) => {
                     for t in targets {
-                        let shape = t.transform.canonical_shape(view.shape()).map_err(|reason| view.bad_shape(reason))?;
+                        let shape = t
+                            .transform
+                            .canonical_shape(view.shape())
+                            .map_err(|reason| view.bad_shape(reason))?;
                         if let Some(prev) = self.tensors.get(&t.name) {
-                            let prev_file = if prev.file == index { file.path() } else { self.files[prev.file].path() };
+                            let prev_file =
+                                if prev.file == index { file.path() } else { self.files[prev.file].path() };
                             return Err(CheckpointError::DuplicateTensor {
                                 path: self.path.clone(),
                                 canonical: t.name,
@@ -172,13 +190,16 @@ impl Builder {
                                 second: format!("{} in {}", view.name(), file.path().display()),
                             });
                         }
-                        let entry = Entry { file: index, key: view.name().into(), transform: t.transform, shape };
+                        let entry =
+                            Entry { file: index, key: view.name().into(), transform: t.transform, shape };
                         self.tensors.insert(t.name, entry);
                     }
                 }
-                KeyKind::Ignored(reason) => {
-                    self.ignored.push(IgnoredTensor { file: file.path().into(), name: view.name().into(), reason })
-                }
+                KeyKind::Ignored(reason) => self.ignored.push(IgnoredTensor {
+                    file: file.path().into(),
+                    name: view.name().into(),
+                    reason,
+                }),
                 KeyKind::Unrecognised => self.unrecognised.push(UnrecognisedTensor {
                     file: file.path().into(),
                     name: view.name().into(),
@@ -228,7 +249,12 @@ impl Builder {
         format!("none of its {} tensors has a known name (e.g. {}){hint}", names.len(), sample.join(", "))
     }
 
-    fn finish(self, format: Format, (family, reduced): (Family, bool), configs: Vec<(Component, ComponentConfig, ConfigSource)>) -> Checkpoint {
+    fn finish(
+        self,
+        format: Format,
+        (family, reduced): (Family, bool),
+        configs: Vec<(Component, ComponentConfig, ConfigSource)>,
+    ) -> Checkpoint {
         let mut components: Vec<ComponentInfo> = configs
             .into_iter()
             .map(|(component, config, config_source)| ComponentInfo {
@@ -253,7 +279,12 @@ impl Builder {
                 info.files.push(file.path().into());
             }
         }
-        let missing = family.components().iter().copied().filter(|c| !components.iter().any(|i| i.component == *c)).collect();
+        let missing = family
+            .components()
+            .iter()
+            .copied()
+            .filter(|c| !components.iter().any(|i| i.component == *c))
+            .collect();
         Checkpoint {
             path: self.path,
             format,

@@ -38,7 +38,10 @@ pub fn header(tensors: &[(&str, Dtype, &[usize])]) -> Option<(Vec<u8>, u64)> {
 
 /// Writes a safetensors file holding `tensors` (name, dtype, shape, little-endian bytes).
 /// Fails with [`CheckpointError::ByteCount`] when a tensor's bytes do not match its shape.
-pub fn write_safetensors(path: &Path, tensors: &[(&str, Dtype, &[usize], &[u8])]) -> Result<(), CheckpointError> {
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &[(&str, Dtype, &[usize], &[u8])],
+) -> Result<(), CheckpointError> {
     for &(name, dtype, shape, data) in tensors {
         let expected = byte_len(dtype, shape).unwrap_or(u64::MAX);
         if expected != data.len() as u64 {
@@ -65,9 +68,13 @@ pub fn write_safetensors(path: &Path, tensors: &[(&str, Dtype, &[usize], &[u8])]
 
 /// Writes a full-size safetensors file whose data region is a hole reading as zeros: only the
 /// header takes disk space. Returns the file's length.
-pub fn write_sparse_safetensors(path: &Path, tensors: &[(&str, Dtype, &[usize])]) -> Result<u64, CheckpointError> {
+pub fn write_sparse_safetensors(
+    path: &Path,
+    tensors: &[(&str, Dtype, &[usize])],
+) -> Result<u64, CheckpointError> {
     let Some((head, data_len)) = header(tensors) else {
-        let (name, dtype, shape) = tensors.iter().find(|(_, d, s)| byte_len(*d, s).is_none()).copied().unwrap_or(tensors[0]);
+        let (name, dtype, shape) =
+            tensors.iter().find(|(_, d, s)| byte_len(*d, s).is_none()).copied().unwrap_or(tensors[0]);
         return Err(CheckpointError::ByteCount {
             path: path.into(),
             tensor: name.into(),

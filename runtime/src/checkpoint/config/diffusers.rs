@@ -51,7 +51,9 @@ impl Fields<'_> {
     }
 
     fn opt_usize(&self, key: &str) -> Result<Option<usize>, CheckpointError> {
-        self.get(key).map(|v| v.as_u64().map(|n| n as usize).ok_or_else(|| self.err(key, "a non-negative integer"))).transpose()
+        self.get(key)
+            .map(|v| v.as_u64().map(|n| n as usize).ok_or_else(|| self.err(key, "a non-negative integer")))
+            .transpose()
     }
 
     fn f64(&self, key: &str, default: f64) -> Result<f64, CheckpointError> {
@@ -67,15 +69,18 @@ impl Fields<'_> {
     }
 
     fn opt_string(&self, key: &str) -> Result<Option<String>, CheckpointError> {
-        self.get(key).map(|v| v.as_str().map(str::to_string).ok_or_else(|| self.err(key, "a string"))).transpose()
+        self.get(key)
+            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| self.err(key, "a string")))
+            .transpose()
     }
 
     fn strings(&self, key: &str, default: &[&str]) -> Result<Vec<String>, CheckpointError> {
         match self.get(key) {
             None => Ok(default.iter().map(|s| s.to_string()).collect()),
-            Some(Value::Array(a)) => {
-                a.iter().map(|v| v.as_str().map(str::to_string).ok_or_else(|| self.err(key, "a list of strings"))).collect()
-            }
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| v.as_str().map(str::to_string).ok_or_else(|| self.err(key, "a list of strings")))
+                .collect(),
             Some(_) => Err(self.err(key, "a list of strings")),
         }
     }
@@ -92,7 +97,9 @@ impl Fields<'_> {
                     _ => Err(self.err(key, &expected)),
                 }
             }
-            Some(v) => v.as_u64().map(|n| Some(vec![n as usize; levels])).ok_or_else(|| self.err(key, &expected)),
+            Some(v) => {
+                v.as_u64().map(|n| Some(vec![n as usize; levels])).ok_or_else(|| self.err(key, &expected))
+            }
         }
     }
 
@@ -151,11 +158,15 @@ pub fn unet(path: &Path, o: &Object, family: Family) -> Result<UNetConfig, Check
             "down_block_types",
             &["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
         )?,
-        up_block_types: f
-            .strings("up_block_types", &["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"])?,
+        up_block_types: f.strings(
+            "up_block_types",
+            &["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+        )?,
         mid_block_type,
         layers_per_block: f.uniform("layers_per_block", 2)?,
-        transformer_layers_per_block: f.per_level("transformer_layers_per_block", levels)?.unwrap_or(vec![1; levels]),
+        transformer_layers_per_block: f
+            .per_level("transformer_layers_per_block", levels)?
+            .unwrap_or(vec![1; levels]),
         cross_attention_dim: f.uniform("cross_attention_dim", 1280)?,
         num_attention_heads,
         block_out_channels,
@@ -212,7 +223,11 @@ pub fn vae(path: &Path, o: &Object) -> Result<VaeConfig, CheckpointError> {
 
 /// Parses a transformers CLIP text `config.json` (flat, or nested under `text_config`).
 /// `has_projection` says whether the weights hold a `text_projection`.
-pub fn text_encoder(path: &Path, o: &Object, has_projection: bool) -> Result<TextEncoderConfig, CheckpointError> {
+pub fn text_encoder(
+    path: &Path,
+    o: &Object,
+    has_projection: bool,
+) -> Result<TextEncoderConfig, CheckpointError> {
     let o = match o.get("text_config") {
         Some(Value::Object(inner)) if !o.contains_key("hidden_size") => inner,
         _ => o,
@@ -250,16 +265,24 @@ mod tests {
         assert_eq!(c.num_attention_heads, [5, 10, 20]);
         assert_eq!(c.head_dim(2), 64);
         assert_eq!(c.mid_transformer_layers(), 10);
-        let o = object(r#"{"block_out_channels": [32, 64], "attention_head_dim": 8, "transformer_layers_per_block": 1}"#);
+        let o = object(
+            r#"{"block_out_channels": [32, 64], "attention_head_dim": 8, "transformer_layers_per_block": 1}"#,
+        );
         let c = unet(Path::new("unet/config.json"), &o, Family::Sd15).unwrap();
-        assert_eq!((c.num_attention_heads.as_slice(), c.transformer_layers_per_block.as_slice()), (&[8, 8][..], &[1, 1][..]));
+        assert_eq!(
+            (c.num_attention_heads.as_slice(), c.transformer_layers_per_block.as_slice()),
+            (&[8, 8][..], &[1, 1][..])
+        );
     }
 
     #[test]
     fn wrong_types_name_the_field_and_file() {
         let o = object(r#"{"block_out_channels": [320, 640], "layers_per_block": "two"}"#);
         let e = unet(Path::new("/m/unet/config.json"), &o, Family::Sd15).unwrap_err().to_string();
-        assert!(e.contains("/m/unet/config.json") && e.contains("`layers_per_block`") && e.contains("\"two\""), "{e}");
+        assert!(
+            e.contains("/m/unet/config.json") && e.contains("`layers_per_block`") && e.contains("\"two\""),
+            "{e}"
+        );
         let o = object(r#"{"block_out_channels": [320, 640], "transformer_layers_per_block": [1, 2, 3]}"#);
         let e = unet(Path::new("u.json"), &o, Family::Sd15).unwrap_err().to_string();
         assert!(e.contains("a list of 2 integers"), "{e}");
@@ -267,7 +290,8 @@ mod tests {
 
     #[test]
     fn clip_defaults_and_nesting() {
-        let o = object(r#"{"text_config": {"hidden_size": 1280, "hidden_act": "gelu", "projection_dim": 1280}}"#);
+        let o =
+            object(r#"{"text_config": {"hidden_size": 1280, "hidden_act": "gelu", "projection_dim": 1280}}"#);
         let c = text_encoder(Path::new("c.json"), &o, true).unwrap();
         assert_eq!((c.hidden_size, c.hidden_act.as_str(), c.projection_dim), (1280, "gelu", Some(1280)));
         let c = text_encoder(Path::new("c.json"), &object("{}"), false).unwrap();

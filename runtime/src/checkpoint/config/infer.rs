@@ -22,7 +22,8 @@ struct Weights<'a> {
 
 impl Weights<'_> {
     fn dim(&self, name: &str, axis: usize) -> Result<usize, CheckpointError> {
-        self.opt_dim(name, axis)?.ok_or_else(|| CheckpointError::MissingTensor { path: self.path.into(), name: name.into() })
+        self.opt_dim(name, axis)?
+            .ok_or_else(|| CheckpointError::MissingTensor { path: self.path.into(), name: name.into() })
     }
 
     /// The size of `axis` of `name`, `None` if the tensor is absent, an error if it has too few axes.
@@ -50,7 +51,9 @@ impl Weights<'_> {
             .collect();
         match found.iter().enumerate().find(|&(i, &n)| i != n) {
             None => Ok(found.len()),
-            Some((i, _)) => Err(CheckpointError::MissingTensor { path: self.path.into(), name: format!("{prefix}{i}.*") }),
+            Some((i, _)) => {
+                Err(CheckpointError::MissingTensor { path: self.path.into(), name: format!("{prefix}{i}.*") })
+            }
         }
     }
 }
@@ -84,20 +87,25 @@ pub struct UnetFacts {
 pub fn unet_facts(path: &Path, shapes: &Shapes) -> Result<UnetFacts, CheckpointError> {
     let w = Weights { path, shapes };
     let levels = w.count("unet.down_blocks.")?;
-    let block_out_channels =
-        (0..levels).map(|l| w.dim(&format!("unet.down_blocks.{l}.resnets.0.conv1.weight"), 0)).collect::<Result<Vec<_>, _>>()?;
+    let block_out_channels = (0..levels)
+        .map(|l| w.dim(&format!("unet.down_blocks.{l}.resnets.0.conv1.weight"), 0))
+        .collect::<Result<Vec<_>, _>>()?;
     let depth = |prefix: String| -> Result<Option<usize>, CheckpointError> {
         if w.count(&format!("{prefix}attentions."))? == 0 {
             return Ok(None);
         }
         w.count(&format!("{prefix}attentions.0.transformer_blocks.")).map(Some)
     };
-    let down_attention = (0..levels).map(|l| depth(format!("unet.down_blocks.{l}."))).collect::<Result<Vec<_>, _>>()?;
+    let down_attention =
+        (0..levels).map(|l| depth(format!("unet.down_blocks.{l}."))).collect::<Result<Vec<_>, _>>()?;
     let up_levels = w.count("unet.up_blocks.")?;
     let up_attention = (0..up_levels)
         .map(|i| w.count(&format!("unet.up_blocks.{i}.attentions.")).map(|n| n > 0))
         .collect::<Result<Vec<_>, _>>()?;
-    let projection_rank = shapes.iter().find(|(k, _)| k.starts_with("unet.") && k.ends_with(".proj_in.weight")).map(|(_, s)| s.len());
+    let projection_rank = shapes
+        .iter()
+        .find(|(k, _)| k.starts_with("unet.") && k.ends_with(".proj_in.weight"))
+        .map(|(_, s)| s.len());
     let context = shapes
         .iter()
         .find(|(k, s)| k.starts_with("unet.") && k.ends_with(".attn2.to_k.weight") && s.len() == 2)
@@ -141,7 +149,8 @@ pub fn unet_config(path: &Path, family: Family, shapes: &Shapes) -> Result<UNetC
     } else {
         vec![8; levels]
     };
-    let block_type = |attn: bool, with: &str, without: &str| if attn { with.to_string() } else { without.to_string() };
+    let block_type =
+        |attn: bool, with: &str, without: &str| if attn { with.to_string() } else { without.to_string() };
     Ok(UNetConfig {
         in_channels: facts.in_channels,
         out_channels: facts.out_channels,
@@ -150,8 +159,16 @@ pub fn unet_config(path: &Path, family: Family, shapes: &Shapes) -> Result<UNetC
             .iter()
             .map(|a| block_type(a.is_some(), "CrossAttnDownBlock2D", "DownBlock2D"))
             .collect(),
-        up_block_types: facts.up_attention.iter().map(|&a| block_type(a, "CrossAttnUpBlock2D", "UpBlock2D")).collect(),
-        mid_block_type: Some(block_type(facts.mid_attention.is_some(), "UNetMidBlock2DCrossAttn", "UNetMidBlock2D")),
+        up_block_types: facts
+            .up_attention
+            .iter()
+            .map(|&a| block_type(a, "CrossAttnUpBlock2D", "UpBlock2D"))
+            .collect(),
+        mid_block_type: Some(block_type(
+            facts.mid_attention.is_some(),
+            "UNetMidBlock2DCrossAttn",
+            "UNetMidBlock2D",
+        )),
         block_out_channels: facts.block_out_channels,
         layers_per_block: facts.layers_per_block,
         transformer_layers_per_block: depth,
@@ -178,7 +195,11 @@ pub fn check_unet(config_path: &Path, c: &UNetConfig, facts: &UnetFacts) -> Resu
     if let Some(linear) = facts.use_linear_projection {
         check.eq("use_linear_projection", &c.use_linear_projection, &linear)?;
     }
-    check.eq("projection_class_embeddings_input_dim", &c.projection_class_embeddings_input_dim, &facts.addition_embed_inputs)?;
+    check.eq(
+        "projection_class_embeddings_input_dim",
+        &c.projection_class_embeddings_input_dim,
+        &facts.addition_embed_inputs,
+    )?;
     let down: Vec<bool> = (0..c.levels()).map(|l| c.down_has_attention(l)).collect();
     let down_facts: Vec<bool> = facts.down_attention.iter().map(Option::is_some).collect();
     check.eq_shown("down_block_types (cross-attention per level)", &down, &down_facts)?;
@@ -186,11 +207,19 @@ pub fn check_unet(config_path: &Path, c: &UNetConfig, facts: &UnetFacts) -> Resu
     check.eq_shown("up_block_types (cross-attention per level)", &up, &facts.up_attention)?;
     for (level, fact) in facts.down_attention.iter().enumerate() {
         if let Some(n) = fact {
-            check.eq(&format!("transformer_layers_per_block[{level}]"), &c.transformer_layers_per_block[level], n)?;
+            check.eq(
+                &format!("transformer_layers_per_block[{level}]"),
+                &c.transformer_layers_per_block[level],
+                n,
+            )?;
         }
     }
     if let Some(mid) = facts.mid_attention {
-        check.eq("transformer_layers_per_block (mid block: last entry)", &c.mid_transformer_layers(), &mid)?;
+        check.eq(
+            "transformer_layers_per_block (mid block: last entry)",
+            &c.mid_transformer_layers(),
+            &mid,
+        )?;
     }
     for (level, (&width, &heads)) in c.block_out_channels.iter().zip(&c.num_attention_heads).enumerate() {
         if heads == 0 || width % heads != 0 {
@@ -308,10 +337,17 @@ pub fn text_facts(path: &Path, component: Component, shapes: &Shapes) -> Result<
 /// A text encoder config from the weights: CLIP-L's published config for `text_encoder`,
 /// OpenCLIP-G's for `text_encoder_2`, for heads (head width 64 when the width differs) and
 /// activation.
-pub fn text_config(path: &Path, component: Component, shapes: &Shapes) -> Result<TextEncoderConfig, CheckpointError> {
+pub fn text_config(
+    path: &Path,
+    component: Component,
+    shapes: &Shapes,
+) -> Result<TextEncoderConfig, CheckpointError> {
     let facts = text_facts(path, component, shapes)?;
-    let published =
-        if component == Component::TextEncoder2 { TextEncoderConfig::open_clip_g() } else { TextEncoderConfig::clip_l() };
+    let published = if component == Component::TextEncoder2 {
+        TextEncoderConfig::open_clip_g()
+    } else {
+        TextEncoderConfig::clip_l()
+    };
     let heads = if facts.hidden_size == published.hidden_size {
         published.num_attention_heads
     } else {
@@ -330,7 +366,11 @@ pub fn text_config(path: &Path, component: Component, shapes: &Shapes) -> Result
 }
 
 /// Checks a text encoder config (read from `config_path`) against the weights.
-pub fn check_text(config_path: &Path, c: &TextEncoderConfig, facts: &TextFacts) -> Result<(), CheckpointError> {
+pub fn check_text(
+    config_path: &Path,
+    c: &TextEncoderConfig,
+    facts: &TextFacts,
+) -> Result<(), CheckpointError> {
     let check = Check { path: config_path };
     check.eq("vocab_size", &c.vocab_size, &facts.vocab_size)?;
     check.eq("hidden_size", &c.hidden_size, &facts.hidden_size)?;
@@ -354,11 +394,21 @@ struct Check<'a> {
 }
 
 impl Check<'_> {
-    fn eq<T: PartialEq + std::fmt::Debug>(&self, field: &str, config: &T, weights: &T) -> Result<(), CheckpointError> {
+    fn eq<T: PartialEq + std::fmt::Debug>(
+        &self,
+        field: &str,
+        config: &T,
+        weights: &T,
+    ) -> Result<(), CheckpointError> {
         self.eq_shown(field, config, weights)
     }
 
-    fn eq_shown<T: PartialEq + std::fmt::Debug>(&self, field: &str, config: &T, weights: &T) -> Result<(), CheckpointError> {
+    fn eq_shown<T: PartialEq + std::fmt::Debug>(
+        &self,
+        field: &str,
+        config: &T,
+        weights: &T,
+    ) -> Result<(), CheckpointError> {
         if config == weights {
             Ok(())
         } else {

@@ -36,7 +36,10 @@ const OPEN_CLIP_LAYER: &[(&str, &str)] = &[
 
 /// The fused projections, split into three row ranges each.
 const OPEN_CLIP_FUSED: &[(&str, [&str; 3])] = &[
-    ("attn.in_proj_weight", ["self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"]),
+    (
+        "attn.in_proj_weight",
+        ["self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"],
+    ),
     ("attn.in_proj_bias", ["self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias"]),
 ];
 
@@ -61,7 +64,10 @@ pub fn map_open_clip(rest: &str) -> Option<Vec<Target>> {
             parts
                 .iter()
                 .enumerate()
-                .map(|(index, part)| Target { name: format!("{layer}{part}"), transform: Transform::Rows { index, of: 3 } })
+                .map(|(index, part)| Target {
+                    name: format!("{layer}{part}"),
+                    transform: Transform::Rows { index, of: 3 },
+                })
                 .collect(),
         );
     }
@@ -87,14 +93,23 @@ mod tests {
         );
         let t = map_open_clip("text_projection").unwrap();
         assert_eq!((t[0].name.as_str(), t[0].transform), ("text_projection.weight", Transform::Transpose));
-        assert_eq!(map_open_clip("transformer.resblocks.0.mlp.c_fc.bias").unwrap()[0].name, "text_model.encoder.layers.0.mlp.fc1.bias");
+        assert_eq!(
+            map_open_clip("transformer.resblocks.0.mlp.c_fc.bias").unwrap()[0].name,
+            "text_model.encoder.layers.0.mlp.fc1.bias"
+        );
         assert_eq!(map_open_clip("visual.proj"), None);
     }
 
     #[test]
     fn transformers_names_with_and_without_text_model() {
-        assert_eq!(map_transformers("embeddings.token_embedding.weight").as_deref(), Some("text_model.embeddings.token_embedding.weight"));
-        assert_eq!(map_transformers("text_model.final_layer_norm.bias").as_deref(), Some("text_model.final_layer_norm.bias"));
+        assert_eq!(
+            map_transformers("embeddings.token_embedding.weight").as_deref(),
+            Some("text_model.embeddings.token_embedding.weight")
+        );
+        assert_eq!(
+            map_transformers("text_model.final_layer_norm.bias").as_deref(),
+            Some("text_model.final_layer_norm.bias")
+        );
         assert_eq!(map_transformers("text_projection.weight").as_deref(), Some("text_projection.weight"));
         assert_eq!(map_transformers("vision_model.post_layernorm.weight"), None);
     }

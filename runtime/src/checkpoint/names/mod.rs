@@ -188,13 +188,16 @@ pub fn single_file_key(key: &str, structure: &SingleFileStructure) -> KeyKind {
     if let Some(reason) = ignored_reason(key) {
         return KeyKind::Ignored(reason);
     }
-    let Some((rest, source)) = SINGLE_FILE_PREFIXES.iter().find_map(|&(p, s)| Some((key.strip_prefix(p)?, s)))
+    let Some((rest, source)) =
+        SINGLE_FILE_PREFIXES.iter().find_map(|&(p, s)| Some((key.strip_prefix(p)?, s)))
     else {
         return KeyKind::Unrecognised;
     };
     let (component, targets) = match source {
         Source::Unet => (Component::Unet, structure.unet.and_then(|b| unet::map(rest, b)).map(identity)),
-        Source::Vae => (Component::Vae, structure.vae_levels.and_then(|l| vae::map(rest, l)).map(|t| vec![t])),
+        Source::Vae => {
+            (Component::Vae, structure.vae_levels.and_then(|l| vae::map(rest, l)).map(|t| vec![t]))
+        }
         Source::HfClip(c) => (c, clip::map_transformers(rest).map(identity)),
         Source::OpenClip(c) => (c, clip::map_open_clip(rest)),
     };
@@ -223,7 +226,9 @@ fn identity(name: String) -> Vec<Target> {
 /// Prefixes the component and keeps the result only if every name is canonical.
 fn finish(component: Component, targets: Option<Vec<Target>>) -> KeyKind {
     match targets {
-        Some(targets) if !targets.is_empty() && targets.iter().all(|t| is_canonical_in(component, &t.name)) => {
+        Some(targets)
+            if !targets.is_empty() && targets.iter().all(|t| is_canonical_in(component, &t.name)) =>
+        {
             KeyKind::Mapped(
                 targets
                     .into_iter()
@@ -255,7 +260,9 @@ pub fn scan_single_file<'a>(keys: impl IntoIterator<Item = &'a str>) -> Result<S
                 max(&mut outputs, k);
             }
         } else if let Some(rest) = key.strip_prefix("first_stage_model.") {
-            if let Some((i, _)) = index_after(rest, "decoder.up.").or_else(|| index_after(rest, "encoder.down.")) {
+            if let Some((i, _)) =
+                index_after(rest, "decoder.up.").or_else(|| index_after(rest, "encoder.down."))
+            {
                 max(&mut vae_levels, i);
             }
         }

@@ -59,8 +59,12 @@ pub fn map(rest: &str, blocks: UnetBlocks) -> Option<String> {
             return None;
         }
         return match (j == blocks.layers_per_block, sub) {
-            (true, 0) => Some(format!("down_blocks.{level}.downsamplers.0.conv.{}", tail.strip_prefix("op.")?)),
-            (false, 0) => Some(format!("down_blocks.{level}.resnets.{j}.{}", rename_tail(tail, Tail::Resnet)?)),
+            (true, 0) => {
+                Some(format!("down_blocks.{level}.downsamplers.0.conv.{}", tail.strip_prefix("op.")?))
+            }
+            (false, 0) => {
+                Some(format!("down_blocks.{level}.resnets.{j}.{}", rename_tail(tail, Tail::Resnet)?))
+            }
             (false, 1) => Some(format!("down_blocks.{level}.attentions.{j}.{tail}")),
             _ => None,
         };
@@ -111,12 +115,18 @@ mod tests {
             (SD15, "output_blocks.5.2.conv.bias", "up_blocks.1.upsamplers.0.conv.bias"),
             (SD15, "output_blocks.5.1.norm.weight", "up_blocks.1.attentions.2.norm.weight"),
             (SD15, "output_blocks.11.0.emb_layers.1.weight", "up_blocks.3.resnets.2.time_emb_proj.weight"),
-            (SDXL, "input_blocks.7.1.transformer_blocks.9.attn2.to_k.weight",
-                "down_blocks.2.attentions.0.transformer_blocks.9.attn2.to_k.weight"),
+            (
+                SDXL,
+                "input_blocks.7.1.transformer_blocks.9.attn2.to_k.weight",
+                "down_blocks.2.attentions.0.transformer_blocks.9.attn2.to_k.weight",
+            ),
             (SDXL, "output_blocks.8.0.in_layers.2.bias", "up_blocks.2.resnets.2.conv1.bias"),
             (SDXL, "label_emb.0.2.weight", "add_embedding.linear_2.weight"),
-            (SDXL, "middle_block.1.transformer_blocks.0.ff.net.0.proj.weight",
-                "mid_block.attentions.0.transformer_blocks.0.ff.net.0.proj.weight"),
+            (
+                SDXL,
+                "middle_block.1.transformer_blocks.0.ff.net.0.proj.weight",
+                "mid_block.attentions.0.transformer_blocks.0.ff.net.0.proj.weight",
+            ),
         ];
         for (blocks, key, want) in cases {
             assert_eq!(map(key, blocks).as_deref(), Some(want), "{key}");

@@ -71,7 +71,9 @@ const LEGACY_DIFFUSERS: &[(&str, &str)] = &[
 /// The canonical tensor (without `vae.`) for a single-file VAE key, given the VAE's level count.
 pub fn map(rest: &str, levels: usize) -> Option<Target> {
     let plain = |name: String| Some(Target { name, transform: Transform::Identity });
-    if let Some((to, tail, t)) = FIXED.iter().find_map(|&(from, to, tail)| rest.strip_prefix(from).map(|t| (to, tail, t))) {
+    if let Some((to, tail, t)) =
+        FIXED.iter().find_map(|&(from, to, tail)| rest.strip_prefix(from).map(|t| (to, tail, t)))
+    {
         return match tail {
             Tail::Same => plain(format!("{to}{t}")),
             Tail::Resnet => plain(format!("{to}{}", rename_prefix(t, RESNET)?)),
@@ -85,14 +87,20 @@ pub fn map(rest: &str, levels: usize) -> Option<Target> {
         if let Some((j, t)) = index_after(t, "block.") {
             return plain(format!("encoder.down_blocks.{i}.resnets.{j}.{}", rename_prefix(t, RESNET)?));
         }
-        return plain(format!("encoder.down_blocks.{i}.downsamplers.0.conv.{}", t.strip_prefix("downsample.conv.")?));
+        return plain(format!(
+            "encoder.down_blocks.{i}.downsamplers.0.conv.{}",
+            t.strip_prefix("downsample.conv.")?
+        ));
     }
     if let Some((i, t)) = index_after(rest, "decoder.up.") {
         let level = levels.checked_sub(1)?.checked_sub(i)?;
         if let Some((j, t)) = index_after(t, "block.") {
             return plain(format!("decoder.up_blocks.{level}.resnets.{j}.{}", rename_prefix(t, RESNET)?));
         }
-        return plain(format!("decoder.up_blocks.{level}.upsamplers.0.conv.{}", t.strip_prefix("upsample.conv.")?));
+        return plain(format!(
+            "decoder.up_blocks.{level}.upsamplers.0.conv.{}",
+            t.strip_prefix("upsample.conv.")?
+        ));
     }
     None
 }
@@ -115,16 +123,25 @@ mod tests {
         let t = map("encoder.down.2.downsample.conv.weight", 4).unwrap();
         assert_eq!(t.name, "encoder.down_blocks.2.downsamplers.0.conv.weight");
         let t = map("encoder.mid.attn_1.proj_out.weight", 4).unwrap();
-        assert_eq!((t.name.as_str(), t.transform), ("encoder.mid_block.attentions.0.to_out.0.weight", Transform::Reshape));
+        assert_eq!(
+            (t.name.as_str(), t.transform),
+            ("encoder.mid_block.attentions.0.to_out.0.weight", Transform::Reshape)
+        );
         let t = map("decoder.mid.attn_1.norm.bias", 4).unwrap();
-        assert_eq!((t.name.as_str(), t.transform), ("decoder.mid_block.attentions.0.group_norm.bias", Transform::Identity));
+        assert_eq!(
+            (t.name.as_str(), t.transform),
+            ("decoder.mid_block.attentions.0.group_norm.bias", Transform::Identity)
+        );
         assert_eq!(map("decoder.up.4.block.0.conv1.weight", 4), None);
         assert_eq!(map("encoder.mid.attn_1.qkv.weight", 4), None);
     }
 
     #[test]
     fn legacy_attention_names() {
-        assert_eq!(legacy_diffusers("decoder.mid_block.attentions.0.proj_attn.weight"), "decoder.mid_block.attentions.0.to_out.0.weight");
+        assert_eq!(
+            legacy_diffusers("decoder.mid_block.attentions.0.proj_attn.weight"),
+            "decoder.mid_block.attentions.0.to_out.0.weight"
+        );
         assert_eq!(legacy_diffusers("decoder.conv_in.weight"), "decoder.conv_in.weight");
     }
 }
