@@ -177,7 +177,7 @@ pub enum CheckpointError {
         dtype: Dtype,
         /// Its declared shape.
         shape: Vec<usize>,
-        /// Bytes that dtype and shape need (`None` prints as overflow).
+        /// Bytes that dtype and shape need (`u64::MAX` when the count overflows).
         expected: u64,
         /// Bytes in its range.
         actual: u64,

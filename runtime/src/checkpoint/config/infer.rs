@@ -202,9 +202,9 @@ pub fn check_unet(config_path: &Path, c: &UNetConfig, facts: &UnetFacts) -> Resu
     )?;
     let down: Vec<bool> = (0..c.levels()).map(|l| c.down_has_attention(l)).collect();
     let down_facts: Vec<bool> = facts.down_attention.iter().map(Option::is_some).collect();
-    check.eq_shown("down_block_types (cross-attention per level)", &down, &down_facts)?;
+    check.eq("down_block_types (cross-attention per level)", &down, &down_facts)?;
     let up: Vec<bool> = c.up_block_types.iter().map(|t| t.contains("CrossAttn")).collect();
-    check.eq_shown("up_block_types (cross-attention per level)", &up, &facts.up_attention)?;
+    check.eq("up_block_types (cross-attention per level)", &up, &facts.up_attention)?;
     for (level, fact) in facts.down_attention.iter().enumerate() {
         if let Some(n) = fact {
             check.eq(
@@ -395,15 +395,6 @@ struct Check<'a> {
 
 impl Check<'_> {
     fn eq<T: PartialEq + std::fmt::Debug>(
-        &self,
-        field: &str,
-        config: &T,
-        weights: &T,
-    ) -> Result<(), CheckpointError> {
-        self.eq_shown(field, config, weights)
-    }
-
-    fn eq_shown<T: PartialEq + std::fmt::Debug>(
         &self,
         field: &str,
         config: &T,
