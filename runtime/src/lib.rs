@@ -9,6 +9,8 @@
 //! - [`checkpoint`]: memory-mapped safetensors files, detection of the layout (single-file
 //!   original or diffusers folder) and model family (SD 1.5, SDXL base and refiner,
 //!   inpainting variants), and the mapping of every tensor name onto one canonical naming.
+//!   [`checkpoint::Checkpoint::open`] gives each component's size and every tensor by its
+//!   canonical name (`unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.weight`).
 #![deny(missing_docs)]
 
 pub mod checkpoint;

@@ -69,6 +69,14 @@ fn a_folder_that_is_no_model() {
 }
 
 #[test]
+fn a_component_folder_alone_gets_a_hint() {
+    let path = common::tiny("sd15/unet");
+    let e = open_err(&path);
+    assert!(matches!(e, E::UnknownLayout { ref reason, .. } if reason.contains("component folder")), "{e:?}");
+    assert_names_file(&e, &path);
+}
+
+#[test]
 fn a_diffusers_folder_without_unet() {
     let dir = tempfile::tempdir().unwrap();
     let root = copy_tiny("sd15", dir.path());

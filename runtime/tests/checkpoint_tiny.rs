@@ -253,3 +253,21 @@ fn values_survive_every_compute_dtype() {
         "{err}"
     );
 }
+
+#[test]
+fn a_checkpoint_can_be_shared_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Checkpoint>();
+    let c = open("sd15.safetensors");
+    let names: Vec<&str> = c.names().collect();
+    std::thread::scope(|s| {
+        for part in names.chunks(names.len() / 2 + 1) {
+            let c = &c;
+            s.spawn(move || {
+                for n in part {
+                    c.tensor(n, DType::F32).unwrap();
+                }
+            });
+        }
+    });
+}

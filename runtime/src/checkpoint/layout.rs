@@ -81,6 +81,11 @@ pub(crate) fn is_diffusers_folder(dir: &Path) -> bool {
     dir.join("model_index.json").is_file() || Component::ALL.iter().any(|c| dir.join(c.prefix()).is_dir())
 }
 
+/// Whether `dir` looks like one component folder of a diffusers model (config.json + weights).
+pub(crate) fn is_component_folder(dir: &Path) -> bool {
+    dir.join("config.json").is_file() && weight_sets(dir, None).is_ok_and(|sets| !sets.is_empty())
+}
+
 /// The weight file names kiln looks for, by stem: diffusers models and transformers models.
 const STEMS: &[&str] = &["diffusion_pytorch_model", "model"];
 

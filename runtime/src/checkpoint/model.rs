@@ -160,10 +160,16 @@ impl Checkpoint {
         };
         if root.is_dir() {
             if !layout::is_diffusers_folder(&root) {
+                let hint = if layout::is_component_folder(&root) {
+                    "; it looks like one component folder of a diffusers model: open the folder above it"
+                } else {
+                    ""
+                };
                 return Err(CheckpointError::UnknownLayout {
                     path: root,
-                    reason: "a folder without model_index.json or unet/, vae/, text_encoder/ subfolders"
-                        .into(),
+                    reason: format!(
+                        "a folder without model_index.json or unet/, vae/, text_encoder/ subfolders{hint}"
+                    ),
                 });
             }
             open_diffusers(&root, options)
