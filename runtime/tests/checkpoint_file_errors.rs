@@ -1,9 +1,9 @@
 //! Bad safetensors files: every one gives a specific typed error naming the file, never a panic.
 //! Each file is crafted byte by byte in a temporary folder.
 
-mod common;
+mod checkpoint_common;
 
-use common::{assert_names_file, file, raw};
+use checkpoint_common::{assert_names_file, file, raw};
 use kiln_runtime::DType;
 use kiln_runtime::checkpoint::{CheckpointError as E, Dtype, SafetensorsFile, write};
 

@@ -2,16 +2,16 @@
 //! model_index.json, transformers 5 CLIP names, pre-0.14 diffusers VAE attention names, and
 //! unknown extra tensors (listed, not an error).
 
-mod common;
+mod checkpoint_common;
 
 use std::path::Path;
 
-use common::{copy_tiny, read_all, write_all};
+use checkpoint_common::{copy_tiny, read_all, write_all};
 use kiln_runtime::DType;
 use kiln_runtime::checkpoint::{Checkpoint, Component, OpenOptions, Warning};
 
 fn reference() -> Checkpoint {
-    Checkpoint::open(common::tiny("sd15")).unwrap()
+    Checkpoint::open(checkpoint_common::tiny("sd15")).unwrap()
 }
 
 /// Asserts `c` has exactly the reference's canonical tensors with the same values.
@@ -137,7 +137,7 @@ fn single_file_with_old_clip_names_and_extra_keys() {
     // Some SD 1.x files store CLIP without `text_model.`; unknown keys are listed.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.safetensors");
-    let mut tensors: Vec<_> = read_all(&common::tiny("sd15.safetensors"))
+    let mut tensors: Vec<_> = read_all(&checkpoint_common::tiny("sd15.safetensors"))
         .into_iter()
         .map(|(n, d, s, b)| {
             (n.replace("cond_stage_model.transformer.text_model.", "cond_stage_model.transformer."), d, s, b)
@@ -151,7 +151,7 @@ fn single_file_with_old_clip_names_and_extra_keys() {
     ));
     write_all(&path, &tensors);
     let c = Checkpoint::open(&path).unwrap();
-    let single = Checkpoint::open(common::tiny("sd15.safetensors")).unwrap();
+    let single = Checkpoint::open(checkpoint_common::tiny("sd15.safetensors")).unwrap();
     assert_eq!(c.names().collect::<Vec<_>>(), single.names().collect::<Vec<_>>());
     assert_eq!(c.unrecognised().len(), 1);
 }

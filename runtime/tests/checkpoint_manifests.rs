@@ -6,7 +6,7 @@
 //! and parameter counts. Then each manifest is rebuilt as a full-size checkpoint whose data is a
 //! sparse hole (instant, no disk) and opened for real.
 
-mod common;
+mod checkpoint_common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,7 +19,7 @@ use kiln_runtime::checkpoint::{Checkpoint, Component, ConfigSource, Family, Form
 const FAMILIES: [&str; 5] = ["sd15", "sd15_inpaint", "sdxl_base", "sdxl_refiner", "sdxl_inpaint"];
 
 fn manifest_path(family: &str, format: &str) -> PathBuf {
-    common::repo().join(format!("fixtures/manifests/{family}.{format}.json"))
+    checkpoint_common::repo().join(format!("fixtures/manifests/{family}.{format}.json"))
 }
 
 fn manifest(family: &str, format: &str) -> Manifest {

@@ -2,11 +2,11 @@
 //! components, unsupported families, configs that do not parse or disagree with the weights,
 //! broken shard indexes. Each gives its typed error naming the file or folder.
 
-mod common;
+mod checkpoint_common;
 
 use std::path::Path;
 
-use common::{assert_names_file, copy_tiny, read_all, sparse, write_all};
+use checkpoint_common::{assert_names_file, copy_tiny, read_all, sparse, write_all};
 use kiln_runtime::DType;
 use kiln_runtime::checkpoint::{Checkpoint, CheckpointError as E, Component, Dtype, Family};
 
@@ -25,7 +25,7 @@ fn edited_sd15(
     extra: &[(&str, Dtype, &[usize])],
 ) -> std::path::PathBuf {
     let mut tensors: Vec<_> =
-        read_all(&common::tiny("sd15.safetensors")).into_iter().filter(|t| !drop(&t.0)).collect();
+        read_all(&checkpoint_common::tiny("sd15.safetensors")).into_iter().filter(|t| !drop(&t.0)).collect();
     for &(n, d, s) in extra {
         let len = s.iter().product::<usize>() * (d.bitsize() / 8);
         tensors.push((n.to_string(), d, s.to_vec(), vec![0u8; len]));
@@ -50,10 +50,10 @@ fn unknown_layout() {
 
 #[test]
 fn a_diffusers_component_file_alone_gets_a_hint() {
-    let path = common::tiny("sd15/unet/diffusion_pytorch_model.safetensors");
+    let path = checkpoint_common::tiny("sd15/unet/diffusion_pytorch_model.safetensors");
     let e = open_err(&path);
     assert!(matches!(e, E::UnknownLayout { ref reason, .. } if reason.contains("diffusers UNet")), "{e:?}");
-    let path = common::tiny("sd15/vae/diffusion_pytorch_model.safetensors");
+    let path = checkpoint_common::tiny("sd15/vae/diffusion_pytorch_model.safetensors");
     assert!(
         matches!(open_err(&path), E::UnknownLayout { ref reason, .. } if reason.contains("diffusers VAE"))
     );
@@ -70,7 +70,7 @@ fn a_folder_that_is_no_model() {
 
 #[test]
 fn a_component_folder_alone_gets_a_hint() {
-    let path = common::tiny("sd15/unet");
+    let path = checkpoint_common::tiny("sd15/unet");
     let e = open_err(&path);
     assert!(matches!(e, E::UnknownLayout { ref reason, .. } if reason.contains("component folder")), "{e:?}");
     assert_names_file(&e, &path);
@@ -337,7 +337,7 @@ fn sharded_weights_read_like_one_file() {
     let root = copy_tiny("sd15", dir.path());
     shard_unet(&root);
     let sharded = Checkpoint::open(&root).unwrap();
-    let plain = Checkpoint::open(common::tiny("sd15")).unwrap();
+    let plain = Checkpoint::open(checkpoint_common::tiny("sd15")).unwrap();
     assert_eq!(sharded.names().collect::<Vec<_>>(), plain.names().collect::<Vec<_>>());
     assert_eq!(sharded.component(Component::Unet).unwrap().files.len(), 2);
     let name = "unet.up_blocks.3.attentions.2.transformer_blocks.0.attn2.to_v.weight";

@@ -4,9 +4,9 @@
 //! checks the Reshape (VAE attention), Rows (OpenCLIP q/k/v) and Transpose (OpenCLIP
 //! projection) transforms on real data.
 
-mod common;
+mod checkpoint_common;
 
-use common::tiny;
+use checkpoint_common::tiny;
 use kiln_runtime::DType;
 use kiln_runtime::checkpoint::{
     Checkpoint, Component, ConfigSource, Family, Format, OpenOptions, Transform, Warning,
