@@ -137,6 +137,42 @@ SINGLE_FILE_COUNTS = {
     "sdxl_refiner": (1857, 1858), "sdxl_inpaint": (2513, 2515),
 }
 
+# A few names, dtypes and shapes of the published single files, pinned by hand as a check on
+# sdconvert that does not go through diffusers (e.g. bigG's fused in_proj [3840, 1280] and the
+# VAE's 1x1-conv attention are as public readers of the real headers describe them).
+SPOT_CHECKS = {
+    "sd15": [
+        ("model.diffusion_model.input_blocks.0.0.weight", "F32", [320, 4, 3, 3]),
+        ("model.diffusion_model.input_blocks.1.1.proj_in.weight", "F32", [320, 320, 1, 1]),
+        ("model.diffusion_model.output_blocks.2.1.conv.weight", "F32", [1280, 1280, 3, 3]),
+        ("model.diffusion_model.output_blocks.8.2.conv.weight", "F32", [640, 640, 3, 3]),
+        ("first_stage_model.encoder.mid.attn_1.q.weight", "F32", [512, 512, 1, 1]),
+        ("first_stage_model.decoder.up.0.block.0.nin_shortcut.weight", "F32", [128, 256, 1, 1]),
+        ("cond_stage_model.transformer.text_model.final_layer_norm.weight", "F32", [768]),
+    ],
+    "sd15_inpaint": [("model.diffusion_model.input_blocks.0.0.weight", "F32", [320, 9, 3, 3])],
+    "sdxl_base": [
+        ("model.diffusion_model.label_emb.0.0.weight", "F16", [1280, 2816]),
+        ("model.diffusion_model.input_blocks.4.1.proj_in.weight", "F16", [640, 640]),
+        ("model.diffusion_model.input_blocks.7.1.transformer_blocks.9.attn2.to_k.weight", "F16", [1280, 2048]),
+        ("model.diffusion_model.middle_block.1.transformer_blocks.9.ff.net.0.proj.weight", "F16", [10240, 1280]),
+        ("model.diffusion_model.output_blocks.2.2.conv.weight", "F16", [1280, 1280, 3, 3]),
+        ("conditioner.embedders.1.model.transformer.resblocks.31.attn.in_proj_weight", "F16", [3840, 1280]),
+        ("conditioner.embedders.1.model.text_projection", "F16", [1280, 1280]),
+        ("conditioner.embedders.1.model.positional_embedding", "F16", [77, 1280]),
+        ("first_stage_model.decoder.up.3.upsample.conv.weight", "F16", [512, 512, 3, 3]),
+    ],
+    "sdxl_refiner": [
+        ("model.diffusion_model.label_emb.0.0.weight", "F16", [1536, 2560]),
+        ("model.diffusion_model.input_blocks.10.0.in_layers.2.weight", "F16", [1536, 1536, 3, 3]),
+        ("model.diffusion_model.output_blocks.2.1.conv.weight", "F16", [1536, 1536, 3, 3]),
+        ("model.diffusion_model.output_blocks.5.2.conv.weight", "F16", [1536, 1536, 3, 3]),
+        ("model.diffusion_model.input_blocks.4.1.transformer_blocks.3.attn2.to_k.weight", "F16", [768, 1280]),
+        ("conditioner.embedders.0.model.transformer.resblocks.0.attn.in_proj_weight", "F16", [3840, 1280]),
+    ],
+    "sdxl_inpaint": [("model.diffusion_model.input_blocks.0.0.weight", "F16", [320, 9, 3, 3])],
+}
+
 # Published file sizes in bytes (Hub listings, see the header). "modern": safetensors >= 0.3
 # serialization ({"format": "pt"} metadata, dtype-then-name order, header padded to 8 bytes),
 # must match exactly; "2022": older serialization, must match within TOLERANCE.
@@ -345,6 +381,9 @@ def make(family: str) -> list[str]:
     want_model, want_total = SINGLE_FILE_COUNTS[family]
     assert (n_model, len(ck)) == (want_model, want_total), (family, n_model, len(ck))
     entries = layout_order(family, sc.entries_of(ck))
+    by_name = {e["name"]: e for e in entries}
+    for name, dtype, shape in SPOT_CHECKS[family]:
+        assert by_name[name] == {"name": name, "dtype": dtype, "shape": shape}, (name, by_name.get(name))
     path = SINGLE_FILE[family]
     write({"family": family, "format": "single_file", "files": [{"path": path, "tensors": entries}],
            "configs": {}, "parameters": parameters})
