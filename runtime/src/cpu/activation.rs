@@ -6,6 +6,7 @@
 
 use rayon::prelude::*;
 
+use super::math::exp_f32;
 use super::{ELEMWISE_CHUNK, narrow, unary_map, widen};
 use crate::CpuStorage;
 
@@ -15,10 +16,10 @@ pub(crate) fn gelu_f32(x: f32) -> f32 {
     0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
-/// SiLU (swish) of one value: `x * sigmoid(x)`.
-#[inline]
+/// SiLU (swish) of one value: `x * sigmoid(x)`, with the vectorisable `exp`.
+#[inline(always)]
 pub(crate) fn silu_f32(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
+    x / (1.0 + exp_f32(-x))
 }
 
 /// Element-wise GELU.

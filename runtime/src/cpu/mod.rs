@@ -18,6 +18,7 @@
 //! - [`binary`]: broadcasting add and multiply, affine maps.
 //! - [`layout`]: nearest upsampling, concatenation, permutation, narrowing.
 //! - [`embedding`]: sinusoidal timestep embeddings.
+//! - `math`: a vectorisable `exp` and sums shared by the ops above.
 
 use std::borrow::Cow;
 
@@ -33,6 +34,7 @@ pub mod binary;
 pub mod conv;
 pub mod embedding;
 pub mod layout;
+pub(crate) mod math;
 pub mod matmul;
 pub mod norm;
 pub mod softmax;

@@ -9,6 +9,8 @@
 
 use rayon::prelude::*;
 
+use super::activation::silu_f32;
+use super::math::{dot_f32, sum_f32};
 use super::{ELEMWISE_CHUNK, narrow, widen};
 use crate::CpuStorage;
 
@@ -34,11 +36,11 @@ pub(crate) fn group_norm(
     let rows_per_task = (ELEMWISE_CHUNK / c).max(1);
     for (xs, os) in xf.chunks_exact(per_sample).zip(out.chunks_exact_mut(per_sample)).take(n) {
         // Pass 1: per-group means.
-        let sums = channel_sums(xs, c, rows_per_task, |_, v| v);
+        let sums = channel_sums(xs, c, rows_per_task, None);
         let mean: Vec<f64> = sums.chunks_exact(cg).map(|s| s.iter().sum::<f64>() / count).collect();
         let mean_c: Vec<f64> = (0..c).map(|ch| mean[ch / cg]).collect();
         // Pass 2: per-group biased variances around those means.
-        let sq = channel_sums(xs, c, rows_per_task, |ch, v| (v - mean_c[ch]) * (v - mean_c[ch]));
+        let sq = channel_sums(xs, c, rows_per_task, Some(&mean_c));
         let rstd: Vec<f64> =
             sq.chunks_exact(cg).map(|s| 1.0 / (s.iter().sum::<f64>() / count + eps as f64).sqrt()).collect();
         // Pass 3: out = (x - mean) * rstd * gamma + beta, per channel.
@@ -46,9 +48,10 @@ pub(crate) fn group_norm(
         let scale: Vec<f32> = (0..c).map(|ch| (rstd[ch / cg] * gf[ch] as f64) as f32).collect();
         os.par_chunks_mut(rows_per_task * c).zip(xs.par_chunks(rows_per_task * c)).for_each(|(o, i)| {
             for (orow, irow) in o.chunks_exact_mut(c).zip(i.chunks_exact(c)) {
-                for ch in 0..c {
-                    let y = (irow[ch] - shift[ch]) * scale[ch] + bf[ch];
-                    orow[ch] = if silu { super::activation::silu_f32(y) } else { y };
+                let per_channel = irow.iter().zip(&shift).zip(&scale).zip(bf.iter());
+                for (o, (((&x, &m), &s), &b)) in orow.iter_mut().zip(per_channel) {
+                    let y = (x - m) * s + b;
+                    *o = if silu { silu_f32(y) } else { y };
                 }
             }
         });
@@ -56,14 +59,19 @@ pub(crate) fn group_norm(
     narrow(out, x.dtype())
 }
 
-/// Per-channel sums of `f(channel, x)` over the rows of `xs [rows, c]`, in f64, in parallel.
-fn channel_sums(xs: &[f32], c: usize, rows_per_task: usize, f: impl Fn(usize, f64) -> f64 + Sync) -> Vec<f64> {
+/// Per-channel sums over the rows of `xs [rows, c]` in f64, in parallel: of the values, or with
+/// `center`, of their squared deviations from it.
+fn channel_sums(xs: &[f32], c: usize, rows_per_task: usize, center: Option<&[f64]>) -> Vec<f64> {
     xs.par_chunks(rows_per_task * c)
         .map(|block| {
             let mut acc = vec![0f64; c];
             for row in block.chunks_exact(c) {
-                for (ch, (a, &v)) in acc.iter_mut().zip(row).enumerate() {
-                    *a += f(ch, v as f64);
+                match center {
+                    None => acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v as f64),
+                    Some(m) => acc.iter_mut().zip(row).zip(m).for_each(|((a, &v), &m)| {
+                        let d = v as f64 - m;
+                        *a += d * d;
+                    }),
                 }
             }
             acc
@@ -87,11 +95,13 @@ pub(crate) fn layer_norm(x: &CpuStorage, gamma: &CpuStorage, beta: &CpuStorage, 
     let rows_per_task = (ELEMWISE_CHUNK / c).max(1);
     out.par_chunks_mut(rows_per_task * c).zip(xf.par_chunks(rows_per_task * c)).for_each(|(o, i)| {
         for (orow, irow) in o.chunks_exact_mut(c).zip(i.chunks_exact(c)) {
-            let mean = irow.iter().sum::<f32>() / c as f32;
-            let var = irow.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / c as f32;
+            let mean = sum_f32(irow) / c as f32;
+            // Deviations go through the output row, so the variance is a plain vectorised sum.
+            orow.iter_mut().zip(irow).for_each(|(o, &v)| *o = v - mean);
+            let var = dot_f32(orow, orow) / c as f32;
             let rstd = 1.0 / (var + eps).sqrt();
-            for ch in 0..c {
-                orow[ch] = (irow[ch] - mean) * rstd * gf[ch] + bf[ch];
+            for ((o, &g), &b) in orow.iter_mut().zip(gf.iter()).zip(bf.iter()) {
+                *o = *o * rstd * g + b;
             }
         }
     });
