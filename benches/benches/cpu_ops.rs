@@ -51,21 +51,31 @@ fn linear(c: &mut Criterion) {
     }
 }
 
+/// One convolution case: NHWC input, output channels, square kernel, stride, padding.
+struct ConvCase {
+    input: [usize; 4],
+    cout: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    dtypes: &'static [DType],
+}
+
 fn conv(c: &mut Criterion) {
-    // (input NHWC, cout, kernel, stride, padding, dtypes)
-    let cases: [((usize, usize, usize, usize), usize, usize, usize, usize, &[DType]); 3] = [
-        ((1, 64, 64, 320), 320, 3, 1, 1, &DTYPES),
-        ((1, 64, 64, 320), 320, 3, 2, 1, &[DType::F32]),
-        ((1, 64, 64, 320), 320, 1, 1, 0, &[DType::F32]),
+    let cases = [
+        ConvCase { input: [1, 64, 64, 320], cout: 320, kernel: 3, stride: 1, padding: 1, dtypes: &DTYPES },
+        ConvCase { input: [1, 64, 64, 320], cout: 320, kernel: 3, stride: 2, padding: 1, dtypes: &[DType::F32] },
+        ConvCase { input: [1, 64, 64, 320], cout: 320, kernel: 1, stride: 1, padding: 0, dtypes: &[DType::F32] },
     ];
-    for ((n, h, w, cin), cout, k, stride, padding, dtypes) in cases {
+    for ConvCase { input, cout, kernel: k, stride, padding, dtypes } in cases {
+        let [n, h, w, cin] = input;
         for &dtype in dtypes {
-            let x = random_tensor(&[n, h, w, cin], dtype, 4);
+            let x = random_tensor(&input, dtype, 4);
             let wt = random_tensor(&[cout, k, k, cin], dtype, 5);
             let b = random_tensor(&[cout], dtype, 6);
             let (ho, wo) = ((h + 2 * padding - k) / stride + 1, (w + 2 * padding - k) / stride + 1);
             let work = Work::Flops(2 * (n * ho * wo * cout * k * k * cin) as u64);
-            let id = format!("{k}x{k} s{stride} [{n},{h},{w},{cin}]->{cout} {dtype}");
+            let id = format!("{k}x{k} s{stride} {input:?}->{cout} {dtype}");
             case(c, "conv2d", &id, work, || {
                 black_box(x.conv2d(&wt, Some(&b), Conv2dParams { stride, padding }).unwrap());
             });

@@ -53,17 +53,29 @@ impl Samples {
 
     /// The median time per iteration, warm-up batches included (they are few).
     pub fn median(&self) -> Option<f64> {
+        let v = self.sorted();
+        v.get(v.len() / 2).copied()
+    }
+
+    /// The shortest time per iteration: on a machine shared with other work, the closest to
+    /// what the code can do.
+    pub fn best(&self) -> Option<f64> {
+        self.sorted().first().copied()
+    }
+
+    fn sorted(&self) -> Vec<f64> {
         let mut v = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
         v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied()
+        v
     }
 }
 
-/// Prints `label: RATE (T ms/iter)` from the median of `samples`, and returns the rate.
+/// Prints `label: RATE (best RATE, T ms/iter)` from the median and best of `samples`, and
+/// returns the median rate.
 pub fn report(label: &str, work: Work, samples: &Samples) -> Option<String> {
-    let secs = samples.median()?;
-    let rate = work.rate(secs);
-    println!("{label}: {rate} ({:.3} ms/iter)", secs * 1e3);
+    let (median, best) = (samples.median()?, samples.best()?);
+    let rate = work.rate(median);
+    println!("{label}: {rate} (best {}, {:.3} ms/iter)", work.rate(best), median * 1e3);
     Some(rate)
 }
 

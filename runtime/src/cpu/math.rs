@@ -1,5 +1,30 @@
 //! Small f32 kernels shared by several ops, written so that loops over slices auto-vectorise:
-//! an `exp` without library calls, and sums with independent accumulators.
+//! an `exp` without library calls, sums with independent accumulators, and [`vectorized`],
+//! which runs a leaf loop from a copy compiled for AVX2 and FMA when the CPU has them.
+
+/// Runs `f`, compiled for AVX2 and FMA when this x86-64 CPU has them, as is.
+///
+/// The default target is x86-64 with SSE2 only, so auto-vectorised loops are 4 lanes wide;
+/// inside `f` they get 8 lanes and fused multiply-adds. Only code inlined into `f` benefits,
+/// so `f` should be a leaf loop over slices (mark the closure `#[inline(always)]`) that calls
+/// nothing but `#[inline(always)]` helpers such as [`exp_f32`].
+#[inline(always)]
+pub(crate) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        /// # Safety
+        /// The CPU must support AVX2 and FMA.
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2_fma<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has the features `avx2_fma` is compiled for.
+            return unsafe { avx2_fma(f) };
+        }
+    }
+    f()
+}
 
 /// `e^x` for f32 within about 2 ulp, written so that loops over slices auto-vectorise (no
 /// branches, no library calls; the platform `expf` is scalar and costs ~5 ns).

@@ -83,7 +83,7 @@ pub(crate) fn unary_map(x: &CpuStorage, f: impl Fn(f32) -> f32 + Sync) -> CpuSto
             for block in chunk.chunks_mut(BLOCK) {
                 let buf = &mut buf[..block.len()];
                 T::to_f32s(block, buf);
-                buf.iter_mut().for_each(|a| *a = f(*a));
+                map_in_place(buf, f);
                 T::from_f32s(buf, block);
             }
         });
@@ -92,12 +92,21 @@ pub(crate) fn unary_map(x: &CpuStorage, f: impl Fn(f32) -> f32 + Sync) -> CpuSto
     match x {
         CpuStorage::F32(v) => {
             let mut out = v.clone();
-            out.par_chunks_mut(ELEMWISE_CHUNK).for_each(|c| c.iter_mut().for_each(|a| *a = f(*a)));
+            out.par_chunks_mut(ELEMWISE_CHUNK).for_each(|c| map_in_place(c, &f));
             CpuStorage::F32(out)
         }
         CpuStorage::F16(v) => CpuStorage::F16(halves(v, &f)),
         CpuStorage::BF16(v) => CpuStorage::BF16(halves(v, &f)),
     }
+}
+
+/// `x = f(x)` for every element, [`math::vectorized`].
+#[inline(always)]
+fn map_in_place(xs: &mut [f32], f: &impl Fn(f32) -> f32) {
+    math::vectorized(
+        #[inline(always)]
+        || xs.iter_mut().for_each(|a| *a = f(*a)),
+    )
 }
 
 /// Slice conversion between a half type and f32, for [`unary_map`].

@@ -10,7 +10,7 @@
 use rayon::prelude::*;
 
 use super::activation::silu_f32;
-use super::math::{dot_f32, sum_f32};
+use super::math::{dot_f32, sum_f32, vectorized};
 use super::{ELEMWISE_CHUNK, narrow, widen};
 use crate::CpuStorage;
 
@@ -47,13 +47,18 @@ pub(crate) fn group_norm(
         let shift: Vec<f32> = mean_c.iter().map(|&m| m as f32).collect();
         let scale: Vec<f32> = (0..c).map(|ch| (rstd[ch / cg] * gf[ch] as f64) as f32).collect();
         os.par_chunks_mut(rows_per_task * c).zip(xs.par_chunks(rows_per_task * c)).for_each(|(o, i)| {
-            for (orow, irow) in o.chunks_exact_mut(c).zip(i.chunks_exact(c)) {
-                let per_channel = irow.iter().zip(&shift).zip(&scale).zip(bf.iter());
-                for (o, (((&x, &m), &s), &b)) in orow.iter_mut().zip(per_channel) {
-                    let y = (x - m) * s + b;
-                    *o = if silu { silu_f32(y) } else { y };
-                }
-            }
+            vectorized(
+                #[inline(always)]
+                || {
+                    for (orow, irow) in o.chunks_exact_mut(c).zip(i.chunks_exact(c)) {
+                        let per_channel = irow.iter().zip(&shift).zip(&scale).zip(bf.iter());
+                        for (o, (((&x, &m), &s), &b)) in orow.iter_mut().zip(per_channel) {
+                            let y = (x - m) * s + b;
+                            *o = if silu { silu_f32(y) } else { y };
+                        }
+                    }
+                },
+            )
         });
     }
     narrow(out, x.dtype())
@@ -65,15 +70,20 @@ fn channel_sums(xs: &[f32], c: usize, rows_per_task: usize, center: Option<&[f64
     xs.par_chunks(rows_per_task * c)
         .map(|block| {
             let mut acc = vec![0f64; c];
-            for row in block.chunks_exact(c) {
-                match center {
-                    None => acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v as f64),
-                    Some(m) => acc.iter_mut().zip(row).zip(m).for_each(|((a, &v), &m)| {
-                        let d = v as f64 - m;
-                        *a += d * d;
-                    }),
-                }
-            }
+            vectorized(
+                #[inline(always)]
+                || {
+                    for row in block.chunks_exact(c) {
+                        match center {
+                            None => acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v as f64),
+                            Some(m) => acc.iter_mut().zip(row).zip(m).for_each(|((a, &v), &m)| {
+                                let d = v as f64 - m;
+                                *a += d * d;
+                            }),
+                        }
+                    }
+                },
+            );
             acc
         })
         .reduce(

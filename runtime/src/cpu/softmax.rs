@@ -2,30 +2,18 @@
 
 use rayon::prelude::*;
 
-use super::math::{exp_f32, max_f32, sum_f32};
+use super::math::{exp_f32, max_f32, sum_f32, vectorized};
 use super::{ELEMWISE_CHUNK, narrow, widen};
 use crate::CpuStorage;
 
 /// Replaces `row` by `exp(row - max(row))` and returns the sum of the new values (at least 1
-/// for a non-empty row without NaN, since the maximum maps to 1).
-///
-/// This loop is the hot spot of attention, so on x86-64 CPUs with AVX2 and FMA it runs a copy
-/// compiled for them (8 lanes instead of SSE2's 4); the arithmetic is the same.
+/// for a non-empty row without NaN, since the maximum maps to 1). This is the hot loop of
+/// attention, so it runs [`vectorized`].
 pub(crate) fn exp_shifted(row: &mut [f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has the features `exp_shifted_avx2` is compiled for.
-        return unsafe { exp_shifted_avx2(row) };
-    }
-    exp_shifted_portable(row)
-}
-
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn exp_shifted_avx2(row: &mut [f32]) -> f32 {
-    exp_shifted_portable(row)
+    vectorized(
+        #[inline(always)]
+        || exp_shifted_portable(row),
+    )
 }
 
 #[inline(always)]
