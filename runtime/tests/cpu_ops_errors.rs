@@ -122,4 +122,73 @@ fn empty_tensors_are_fine() {
     assert_eq!(t(&[1, 3, 3, 4]).group_norm(2, &t(&[4]), &t(&[4]), 1e-5, false).unwrap().dims(), [1, 3, 3, 4]);
     assert_eq!(t(&[2, 0, 4]).layer_norm(&t(&[4]), &t(&[4]), 1e-5).unwrap().dims(), [2, 0, 4]);
     assert_eq!(t(&[3, 0]).geglu().unwrap().dims(), [3, 0]);
+    assert_eq!(Tensor::concat(&[&t(&[0, 3]), &t(&[0, 2])], 1).unwrap().dims(), [0, 5]);
+    assert_eq!(Tensor::concat(&[&t(&[2, 0]), &t(&[2, 0])], 0).unwrap().dims(), [4, 0]);
+    assert_eq!(t(&[0, 4]).narrow(1, 1, 2).unwrap().dims(), [0, 2]);
+    assert_eq!(t(&[2, 3]).add(&t(&[0, 1, 3])).unwrap().dims(), [0, 2, 3]);
+    assert_eq!(Tensor::timestep_embedding(&[], 8, Default::default(), DType::F16, kiln_runtime::Device::Cpu).unwrap().dims(), [0, 8]);
+}
+
+/// Every combination of tiny sizes, zeros included, gives a result or a typed error.
+#[test]
+fn tiny_and_degenerate_shapes_never_panic() {
+    let sizes = [0, 1, 2, 3];
+    for &n in &sizes[..2] {
+        for &h in &sizes {
+            for &w in &sizes {
+                for &cin in &sizes {
+                    for &cout in &sizes[..3] {
+                        for &k in &sizes {
+                            for &stride in &sizes[..3] {
+                                for &padding in &sizes[..3] {
+                                    let r = t(&[n, h, w, cin]).conv2d(&t(&[cout, k, k, cin]), None, Conv2dParams { stride, padding });
+                                    assert!(matches!(r, Ok(_) | Err(Error::Shape { .. })), "conv2d: {r:?}");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let shapes: Vec<Vec<usize>> = [vec![], vec![0], vec![1], vec![3], vec![2, 1], vec![0, 3], vec![2, 3], vec![1, 2, 3], vec![3, 0, 1]]
+        .into_iter()
+        .collect();
+    for a in &shapes {
+        for b in &shapes {
+            let r = t(a).add(&t(b));
+            assert!(matches!(r, Ok(_) | Err(Error::Shape { .. })), "add {a:?} {b:?}: {r:?}");
+            let r = Tensor::concat(&[&t(a), &t(b)], 0);
+            assert!(matches!(r, Ok(_) | Err(Error::Shape { .. })), "concat {a:?} {b:?}: {r:?}");
+        }
+        for groups in 0..3 {
+            let c = a.last().copied().unwrap_or(0);
+            let r = t(a).group_norm(groups, &t(&[c]), &t(&[c]), 1e-5, true);
+            assert!(matches!(r, Ok(_) | Err(Error::Shape { .. })), "group_norm {a:?} {groups}: {r:?}");
+        }
+        for f in [Tensor::softmax, Tensor::gelu, Tensor::silu, Tensor::geglu] {
+            assert!(matches!(f(&t(a)), Ok(_) | Err(Error::Shape { .. })), "unary op on {a:?}");
+        }
+        for dim in 0..3 {
+            for chunks in 0..3 {
+                assert!(matches!(t(a).chunk(chunks, dim), Ok(_) | Err(Error::Shape { .. })), "chunk {a:?}");
+            }
+        }
+    }
+    for m in 0..3 {
+        for k in 0..3 {
+            for n in 0..3 {
+                let r = t(&[m, k]).linear(&t(&[n, k]), Some(&t(&[n])));
+                assert_eq!(r.unwrap().to_vec_f32().unwrap().len(), m * n);
+                let r = t(&[2, m, k]).matmul(&t(&[2, k, n]));
+                assert_eq!(r.unwrap().dims(), [2, m, n]);
+                let r = t(&[m, n, k]).layer_norm(&t(&[k]), &t(&[k]), 1e-5);
+                assert_eq!(r.unwrap().dims(), [m, n, k]);
+            }
+        }
+    }
+    for &(b, lq, lk, h, d) in &[(0, 1, 1, 1, 1), (1, 0, 1, 1, 1), (1, 1, 1, 0, 1), (1, 1, 1, 1, 0), (2, 3, 1, 2, 1)] {
+        let r = Tensor::attention(&t(&[b, lq, h, d]), &t(&[b, lk, h, d]), &t(&[b, lk, h, d]), 1.0);
+        assert!(r.is_ok(), "attention {:?}: {r:?}", (b, lq, lk, h, d));
+    }
 }

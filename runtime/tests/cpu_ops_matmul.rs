@@ -131,6 +131,7 @@ fn conv2d_matches_reference() {
         ((1, 4, 5, 3), 2, 3, 1, 0, true),   // 3x3 valid
         ((1, 3, 3, 2), 4, 3, 1, 2, false),  // padding larger than half the kernel
         ((1, 6, 6, 32), 16, 3, 1, 1, true), // wider channels
+        ((1, 128, 128, 32), 4, 3, 1, 1, true), // im2col larger than one chunk (4 Mi floats)
     ];
     for dtype in DTYPES {
         for &((n, h, w, cin), cout, k, stride, padding, with_bias) in &cases {

@@ -4,7 +4,7 @@
 //! `(ky, kx, ci)` order, which is exactly how an OHWI weight is laid out) with the input patch
 //! under the kernel, read in the same order. A 1x1 convolution with stride 1 and no padding is
 //! therefore a plain linear layer over pixels. Every other convolution copies patches into an
-//! im2col buffer one chunk of output rows at a time (at most [`COL_BUDGET`] floats, whatever
+//! im2col buffer one chunk of output rows at a time (at most `COL_BUDGET` floats, whatever
 //! the image size: a full im2col of SDXL's VAE at 1024x1024x128 would take ~5 GB) and multiplies
 //! each chunk by the weight with `gemm`, writing straight into the output.
 
@@ -74,11 +74,11 @@ pub(crate) fn conv2d_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: ConvGeom
         return linear_f32(x, w, bias, (rows, k, g.cout));
     }
     let mut out = bias_rows(bias, rows, g.cout); // [n*ho*wo, cout]
-    if rows == 0 || g.cout == 0 {
-        return out;
+    if rows == 0 || g.cout == 0 || k == 0 {
+        return out; // nothing to sum: the bias, or zeros
     }
     let mode = if bias.is_some() { Dst::Accumulate } else { Dst::Overwrite };
-    let chunk_rows = (col_budget / k.max(1)).clamp(1, rows);
+    let chunk_rows = (col_budget / k).clamp(1, rows);
     let mut col = vec![0f32; chunk_rows * k];
     for (ci, dst) in out.chunks_mut(chunk_rows * g.cout).enumerate() {
         let r0 = ci * chunk_rows;

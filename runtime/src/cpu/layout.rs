@@ -2,7 +2,7 @@
 //!
 //! These ops do no arithmetic, so they copy the stored elements in their own dtype (exact,
 //! and half the traffic of widening halves to f32). Each is written once, generic over
-//! [`Elem`], and instantiated per dtype by `with_elem!`.
+//! `Elem`, and instantiated per dtype by `with_elem!`.
 
 use rayon::prelude::*;
 
@@ -47,7 +47,7 @@ pub(crate) fn concat(xs: &[&CpuStorage], outer: usize, blocks: &[usize]) -> CpuS
         let srcs: Vec<&[T]> = xs.iter().map(|s| elems::<T>(s)).collect();
         let row: usize = blocks.iter().sum();
         let mut out: Vec<T> = Vec::with_capacity(outer * row);
-        if row == 0 {
+        if outer * row == 0 {
             return T::wrap(out);
         }
         let rows_per_task = (ELEMWISE_CHUNK / row).max(1);

@@ -1,7 +1,7 @@
 //! Matrix products: the one safe wrapper around `gemm::gemm`, linear layers and batched matmul.
 //!
 //! Everything that multiplies matrices on the CPU (linear, conv, attention) goes through
-//! [`gemm_f32`], which checks that every strided access stays inside its slice before handing
+//! `gemm_f32`, which checks that every strided access stays inside its slice before handing
 //! raw pointers to `gemm`.
 
 use gemm::Parallelism;

@@ -2,8 +2,8 @@
 //!
 //! One module per family of ops; each takes host storage plus the dimensions that
 //! [`crate::ops`] has already validated and returns new host storage. Arithmetic widens every
-//! dtype to f32 ([`widen`]), accumulates in f32 (f64 for group-norm statistics) and rounds the
-//! result back to the operands' dtype ([`narrow`]). Ops that only move data ([`layout`]) copy the
+//! dtype to f32 (`widen`), accumulates in f32 (f64 for group-norm statistics) and rounds the
+//! result back to the operands' dtype (`narrow`). Ops that only move data ([`layout`]) copy the
 //! stored elements as they are, which is exact for every dtype.
 //!
 //! Parallelism is rayon at one level: an op either splits its work into rayon tasks that call
