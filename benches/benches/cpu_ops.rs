@@ -129,7 +129,13 @@ fn gemm_alone(c: &mut Criterion) {
 
 fn attention(c: &mut Criterion) {
     // (B, Lq, Lk, H, D)
-    let cases = [(1, 1024, 1024, 8, 40), (1, 1024, 1024, 8, 64), (1, 4096, 4096, 8, 40), (1, 4096, 77, 8, 40), (1, 1024, 77, 8, 64)];
+    let cases = [
+        (1, 1024, 1024, 8, 40),
+        (1, 1024, 1024, 8, 64),
+        (1, 4096, 4096, 8, 40),
+        (1, 4096, 77, 8, 40),
+        (1, 1024, 77, 8, 64),
+    ];
     for (b, lq, lk, h, d) in cases {
         for dtype in [DType::F32, DType::F16] {
             if dtype == DType::F16 && lq * lk > 1 << 22 {

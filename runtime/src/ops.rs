@@ -48,7 +48,10 @@ fn expect_dims(op: &'static str, name: &str, t: &Tensor, expected: &[usize], con
     if t.dims() == expected {
         Ok(())
     } else {
-        Err(Error::shape(op, format!("{name} has shape {:?}, expected {expected:?} for input {:?}", t.dims(), context.dims())))
+        Err(Error::shape(
+            op,
+            format!("{name} has shape {:?}, expected {expected:?} for input {:?}", t.dims(), context.dims()),
+        ))
     }
 }
 
@@ -92,7 +95,10 @@ impl Tensor {
         let (m, k) = split_last(OP, self)?; // x: [M, K]
         let [n, wk] = weight.dims_n::<2>(OP)?;
         if wk != k {
-            return Err(Error::shape(OP, format!("input {:?} has {k} features but weight {:?} takes {wk}", self.dims(), weight.dims())));
+            return Err(Error::shape(
+                OP,
+                format!("input {:?} has {k} features but weight {:?} takes {wk}", self.dims(), weight.dims()),
+            ));
         }
         if let Some(b) = bias {
             expect_dims(OP, "bias", b, &[n], self)?;
@@ -114,7 +120,10 @@ impl Tensor {
             (&[m, k], &[kr, n]) => (None, m, k, kr, n),
             (&[b, m, k], &[br, kr, n]) if b == br => (Some(b), m, k, kr, n),
             (a, b) => {
-                return Err(Error::shape(OP, format!("expected [M, K] x [K, N] or [B, M, K] x [B, K, N], got {a:?} x {b:?}")));
+                return Err(Error::shape(
+                    OP,
+                    format!("expected [M, K] x [K, N] or [B, M, K] x [B, K, N], got {a:?} x {b:?}"),
+                ));
             }
         };
         if k != kr {
@@ -267,7 +276,10 @@ impl Tensor {
         const OP: &str = "geglu";
         let (_, c2) = split_last(OP, self)?;
         if c2 % 2 != 0 {
-            return Err(Error::shape(OP, format!("last dimension of {:?} is odd; cannot split into hidden and gate", self.dims())));
+            return Err(Error::shape(
+                OP,
+                format!("last dimension of {:?} is odd; cannot split into hidden and gate", self.dims()),
+            ));
         }
         let shape = [&self.dims()[..self.rank() - 1], &[c2 / 2]].concat(); // [.., N]
         match self.storage() {
@@ -287,8 +299,9 @@ impl Tensor {
 
     fn broadcast_binary(&self, op: &'static str, bop: BinaryOp, rhs: &Tensor) -> Result<Tensor> {
         check_operands(op, self, [rhs])?;
-        let shape = broadcast_shape(self.dims(), rhs.dims())
-            .ok_or_else(|| Error::shape(op, format!("shapes {:?} and {:?} do not broadcast", self.dims(), rhs.dims())))?;
+        let shape = broadcast_shape(self.dims(), rhs.dims()).ok_or_else(|| {
+            Error::shape(op, format!("shapes {:?} and {:?} do not broadcast", self.dims(), rhs.dims()))
+        })?;
         match self.storage() {
             Storage::Cpu(a) => {
                 let out = binary::binary(bop, a, self.dims(), host(op, rhs)?, rhs.dims(), &shape);

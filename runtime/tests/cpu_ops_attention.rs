@@ -6,7 +6,13 @@ use common::{DTYPES, assert_close, normal, rng, tensor};
 use kiln_runtime::Tensor;
 
 /// `softmax(scale * q k^T) v` per batch and head, `q [b, lq, h, d]`, `k, v [b, lk, h, d]`, in f64.
-fn attention_ref(q: &[f64], k: &[f64], v: &[f64], (b, lq, lk, h, d): (usize, usize, usize, usize, usize), scale: f64) -> Vec<f64> {
+fn attention_ref(
+    q: &[f64],
+    k: &[f64],
+    v: &[f64],
+    (b, lq, lk, h, d): (usize, usize, usize, usize, usize),
+    scale: f64,
+) -> Vec<f64> {
     let mut out = vec![0.0; b * lq * h * d];
     for bi in 0..b {
         for hi in 0..h {
@@ -54,7 +60,13 @@ fn attention_matches_reference() {
             let got = Tensor::attention(&q, &k, &v, scale).unwrap();
             let expected = attention_ref(&qq, &kq, &vq, (b, lq, lk, h, d), scale as f64);
             // Score errors (a length-D dot product) become relative errors of the weights.
-            assert_close(&format!("attention B{b} Lq{lq} Lk{lk} H{h} D{d}"), &got, &[b, lq, h, d], &expected, 4.0 * d as f64);
+            assert_close(
+                &format!("attention B{b} Lq{lq} Lk{lk} H{h} D{d}"),
+                &got,
+                &[b, lq, h, d],
+                &expected,
+                4.0 * d as f64,
+            );
         }
     }
 }

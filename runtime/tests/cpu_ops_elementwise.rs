@@ -37,7 +37,8 @@ fn geglu_matches_reference() {
             let (x, xq) = tensor(normal(&mut rng, shape.iter().product(), 0.0, 2.0), shape, dtype);
             let c2 = *shape.last().unwrap();
             let n = c2 / 2;
-            let expected: Vec<f64> = xq.chunks(c2).flat_map(|row| (0..n).map(move |j| row[j] * gelu_ref(row[n + j]))).collect();
+            let expected: Vec<f64> =
+                xq.chunks(c2).flat_map(|row| (0..n).map(move |j| row[j] * gelu_ref(row[n + j]))).collect();
             let out_shape = [&shape[..shape.len() - 1], &[n]].concat();
             assert_close(&format!("geglu {shape:?}"), &x.geglu().unwrap(), &out_shape, &expected, 16.0);
         }

@@ -53,7 +53,10 @@ fn conv2d_rejects_bad_shapes() {
     assert_rank_err(t(&[8, 8, 3]).conv2d(&t(&[4, 3, 3, 3]), None, p), "conv2d", 4);
     assert_shape_err(t(&[1, 8, 8, 3]).conv2d(&t(&[4, 3, 3, 5]), None, p), "conv2d");
     assert_shape_err(t(&[1, 8, 8, 3]).conv2d(&t(&[4, 3, 3, 3]), Some(&t(&[5])), p), "conv2d");
-    assert_shape_err(t(&[1, 8, 8, 3]).conv2d(&t(&[4, 3, 3, 3]), None, Conv2dParams { stride: 0, padding: 1 }), "conv2d");
+    assert_shape_err(
+        t(&[1, 8, 8, 3]).conv2d(&t(&[4, 3, 3, 3]), None, Conv2dParams { stride: 0, padding: 1 }),
+        "conv2d",
+    );
     assert_shape_err(t(&[1, 2, 2, 3]).conv2d(&t(&[4, 5, 5, 3]), None, Conv2dParams::default()), "conv2d");
 }
 
@@ -116,7 +119,10 @@ fn empty_tensors_are_fine() {
     assert_eq!(t(&[2, 0]).softmax().unwrap().dims(), [2, 0]);
     assert_eq!(t(&[0, 4, 4, 3]).conv2d(&t(&[2, 3, 3, 3]), None, Conv2dParams::default()).unwrap().dims(), [0, 2, 2, 2]);
     assert_eq!(t(&[1, 0, 2, 8]).gelu().unwrap().dims(), [1, 0, 2, 8]);
-    assert_eq!(Tensor::attention(&t(&[1, 0, 2, 8]), &t(&[1, 3, 2, 8]), &t(&[1, 3, 2, 8]), 1.0).unwrap().dims(), [1, 0, 2, 8]);
+    assert_eq!(
+        Tensor::attention(&t(&[1, 0, 2, 8]), &t(&[1, 3, 2, 8]), &t(&[1, 3, 2, 8]), 1.0).unwrap().dims(),
+        [1, 0, 2, 8]
+    );
     assert_eq!(t(&[0, 2, 2, 4]).upsample_nearest2x().unwrap().dims(), [0, 4, 4, 4]);
     assert_eq!(t(&[2, 0, 3]).permute(&[2, 1, 0]).unwrap().dims(), [3, 0, 2]);
     assert_eq!(t(&[1, 3, 3, 4]).group_norm(2, &t(&[4]), &t(&[4]), 1e-5, false).unwrap().dims(), [1, 3, 3, 4]);
@@ -126,7 +132,10 @@ fn empty_tensors_are_fine() {
     assert_eq!(Tensor::concat(&[&t(&[2, 0]), &t(&[2, 0])], 0).unwrap().dims(), [4, 0]);
     assert_eq!(t(&[0, 4]).narrow(1, 1, 2).unwrap().dims(), [0, 2]);
     assert_eq!(t(&[2, 3]).add(&t(&[0, 1, 3])).unwrap().dims(), [0, 2, 3]);
-    assert_eq!(Tensor::timestep_embedding(&[], 8, Default::default(), DType::F16, kiln_runtime::Device::Cpu).unwrap().dims(), [0, 8]);
+    assert_eq!(
+        Tensor::timestep_embedding(&[], 8, Default::default(), DType::F16, kiln_runtime::Device::Cpu).unwrap().dims(),
+        [0, 8]
+    );
 }
 
 /// Every combination of tiny sizes, zeros included, gives a result or a typed error.
@@ -141,7 +150,11 @@ fn tiny_and_degenerate_shapes_never_panic() {
                         for &k in &sizes {
                             for &stride in &sizes[..3] {
                                 for &padding in &sizes[..3] {
-                                    let r = t(&[n, h, w, cin]).conv2d(&t(&[cout, k, k, cin]), None, Conv2dParams { stride, padding });
+                                    let r = t(&[n, h, w, cin]).conv2d(
+                                        &t(&[cout, k, k, cin]),
+                                        None,
+                                        Conv2dParams { stride, padding },
+                                    );
                                     assert!(matches!(r, Ok(_) | Err(Error::Shape { .. })), "conv2d: {r:?}");
                                 }
                             }
@@ -151,9 +164,10 @@ fn tiny_and_degenerate_shapes_never_panic() {
             }
         }
     }
-    let shapes: Vec<Vec<usize>> = [vec![], vec![0], vec![1], vec![3], vec![2, 1], vec![0, 3], vec![2, 3], vec![1, 2, 3], vec![3, 0, 1]]
-        .into_iter()
-        .collect();
+    let shapes: Vec<Vec<usize>> =
+        [vec![], vec![0], vec![1], vec![3], vec![2, 1], vec![0, 3], vec![2, 3], vec![1, 2, 3], vec![3, 0, 1]]
+            .into_iter()
+            .collect();
     for a in &shapes {
         for b in &shapes {
             let r = t(a).add(&t(b));

@@ -50,7 +50,12 @@ fn upsample_nearest2x_repeats_each_pixel() {
                     }
                 }
             }
-            assert_exact(&format!("upsample {:?} {dtype}", [n, h, w, c]), &x.upsample_nearest2x().unwrap(), &[n, ho, wo, c], &expected);
+            assert_exact(
+                &format!("upsample {:?} {dtype}", [n, h, w, c]),
+                &x.upsample_nearest2x().unwrap(),
+                &[n, ho, wo, c],
+                &expected,
+            );
         }
     }
 }
@@ -88,7 +93,12 @@ fn concat_along_every_dim() {
                 })
                 .collect();
             let refs: Vec<&Tensor> = inputs.iter().map(|(t, _, _)| t).collect();
-            assert_exact(&format!("concat dim {dim} {dtype}"), &Tensor::concat(&refs, dim).unwrap(), &out_shape, &expected);
+            assert_exact(
+                &format!("concat dim {dim} {dtype}"),
+                &Tensor::concat(&refs, dim).unwrap(),
+                &out_shape,
+                &expected,
+            );
         }
     }
 }
@@ -114,7 +124,12 @@ fn permute_matches_index_arithmetic() {
                     xq[idx.iter().zip(perm).map(|(&i, &p)| i * in_strides[p]).sum::<usize>()]
                 })
                 .collect();
-            assert_exact(&format!("permute {dims:?} by {perm:?} {dtype}"), &x.permute(perm).unwrap(), &out_shape, &expected);
+            assert_exact(
+                &format!("permute {dims:?} by {perm:?} {dtype}"),
+                &x.permute(perm).unwrap(),
+                &out_shape,
+                &expected,
+            );
         }
     }
 }
@@ -138,7 +153,12 @@ fn narrow_and_chunk_split_like_torch() {
                     xq[idx.iter().zip(&st).map(|(i, s)| i * s).sum::<usize>()]
                 })
                 .collect();
-            assert_exact(&format!("narrow dim {dim} {dtype}"), &x.narrow(dim, start, len).unwrap(), &out_shape, &expected);
+            assert_exact(
+                &format!("narrow dim {dim} {dtype}"),
+                &x.narrow(dim, start, len).unwrap(),
+                &out_shape,
+                &expected,
+            );
         }
         // torch.chunk: 7 into 3 gives 3 + 3 + 1; 6 into 4 gives 2 + 2 + 2 (three pieces).
         let sizes = |dim, n| x.chunk(n, dim).unwrap().iter().map(|t| t.dims()[dim]).collect::<Vec<_>>();

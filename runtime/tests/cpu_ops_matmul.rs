@@ -59,11 +59,18 @@ fn matmul_matches_reference() {
             for bi in 0..b {
                 for i in 0..m {
                     for j in 0..n {
-                        expected[(bi * m + i) * n + j] = (0..k).map(|p| aq[(bi * m + i) * k + p] * rq[(bi * k + p) * n + j]).sum();
+                        expected[(bi * m + i) * n + j] =
+                            (0..k).map(|p| aq[(bi * m + i) * k + p] * rq[(bi * k + p) * n + j]).sum();
                     }
                 }
             }
-            assert_close(&format!("matmul [{b},{m},{k}]x[{b},{k},{n}]"), &a.matmul(&r).unwrap(), &[b, m, n], &expected, dot_scale(k));
+            assert_close(
+                &format!("matmul [{b},{m},{k}]x[{b},{k},{n}]"),
+                &a.matmul(&r).unwrap(),
+                &[b, m, n],
+                &expected,
+                dot_scale(k),
+            );
         }
         // Plain rank 2.
         let (a, aq) = rand_tensor(&mut rng, &[6, 11], dtype);
@@ -106,7 +113,8 @@ fn conv_ref(
                             }
                             let (iy, ix) = (iy as usize, ix as usize);
                             for ci in 0..cin {
-                                acc += x[((bi * h + iy) * w + ix) * cin + ci] * wt[((co * kh + ky) * kw + kx) * cin + ci];
+                                acc +=
+                                    x[((bi * h + iy) * w + ix) * cin + ci] * wt[((co * kh + ky) * kw + kx) * cin + ci];
                             }
                         }
                     }
@@ -123,14 +131,14 @@ fn conv2d_matches_reference() {
     let mut rng = rng(3);
     // (input NHWC, cout, k, stride, padding, bias)
     let cases = [
-        ((1, 8, 8, 3), 5, 3, 1, 1, true),   // 3x3 same padding, odd channels
-        ((2, 7, 9, 4), 6, 3, 2, 1, true),   // stride 2 with odd H and W
-        ((1, 9, 7, 5), 3, 3, 2, 0, false),  // stride 2, no padding
-        ((2, 5, 6, 7), 9, 1, 1, 0, true),   // 1x1 stride 1: direct GEMM path
-        ((1, 5, 5, 4), 3, 1, 2, 0, true),   // 1x1 stride 2: im2col path
-        ((1, 4, 5, 3), 2, 3, 1, 0, true),   // 3x3 valid
-        ((1, 3, 3, 2), 4, 3, 1, 2, false),  // padding larger than half the kernel
-        ((1, 6, 6, 32), 16, 3, 1, 1, true), // wider channels
+        ((1, 8, 8, 3), 5, 3, 1, 1, true),      // 3x3 same padding, odd channels
+        ((2, 7, 9, 4), 6, 3, 2, 1, true),      // stride 2 with odd H and W
+        ((1, 9, 7, 5), 3, 3, 2, 0, false),     // stride 2, no padding
+        ((2, 5, 6, 7), 9, 1, 1, 0, true),      // 1x1 stride 1: direct GEMM path
+        ((1, 5, 5, 4), 3, 1, 2, 0, true),      // 1x1 stride 2: im2col path
+        ((1, 4, 5, 3), 2, 3, 1, 0, true),      // 3x3 valid
+        ((1, 3, 3, 2), 4, 3, 1, 2, false),     // padding larger than half the kernel
+        ((1, 6, 6, 32), 16, 3, 1, 1, true),    // wider channels
         ((1, 128, 128, 32), 4, 3, 1, 1, true), // im2col larger than one chunk (4 Mi floats)
     ];
     for dtype in DTYPES {

@@ -2,20 +2,33 @@
 
 mod common;
 
-use kiln_runtime::DType;
 use common::{DTYPES, assert_close, normal, rand_tensor, rng, tensor};
+use kiln_runtime::DType;
 
 /// Group norm of `x [n, l, c]` in f64, two-pass, biased variance, optional SiLU.
 #[allow(clippy::too_many_arguments)]
-fn group_norm_ref(x: &[f64], (n, l, c): (usize, usize, usize), groups: usize, g: &[f64], b: &[f64], eps: f64, silu: bool) -> Vec<f64> {
+fn group_norm_ref(
+    x: &[f64],
+    (n, l, c): (usize, usize, usize),
+    groups: usize,
+    g: &[f64],
+    b: &[f64],
+    eps: f64,
+    silu: bool,
+) -> Vec<f64> {
     let cg = c / groups;
     let mut out = vec![0.0; x.len()];
     for s in 0..n {
         for gi in 0..groups {
             let idx = |p: usize, j: usize| (s * l + p) * c + gi * cg + j;
             let count = (l * cg) as f64;
-            let mean = (0..l).flat_map(|p| (0..cg).map(move |j| (p, j))).map(|(p, j)| x[idx(p, j)]).sum::<f64>() / count;
-            let var = (0..l).flat_map(|p| (0..cg).map(move |j| (p, j))).map(|(p, j)| (x[idx(p, j)] - mean).powi(2)).sum::<f64>() / count;
+            let mean =
+                (0..l).flat_map(|p| (0..cg).map(move |j| (p, j))).map(|(p, j)| x[idx(p, j)]).sum::<f64>() / count;
+            let var = (0..l)
+                .flat_map(|p| (0..cg).map(move |j| (p, j)))
+                .map(|(p, j)| (x[idx(p, j)] - mean).powi(2))
+                .sum::<f64>()
+                / count;
             for p in 0..l {
                 for j in 0..cg {
                     let ch = gi * cg + j;

@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 
 use super::math::exp_f32;
-use super::{ELEMWISE_CHUNK, narrow, unary_map, widen};
+use super::{ELEMWISE_CHUNK, round_to, unary_map, widen};
 use crate::CpuStorage;
 
 /// GELU of one value, erf form.
@@ -48,5 +48,5 @@ pub(crate) fn geglu(x: &CpuStorage, n: usize) -> CpuStorage {
             }
         });
     }
-    narrow(out, x.dtype())
+    round_to(out, x.dtype())
 }

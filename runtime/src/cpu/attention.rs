@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use super::matmul::{Dst, Mat, gemm_f32};
 use super::softmax::exp_shifted;
-use super::{narrow, widen};
+use super::{round_to, widen};
 use crate::CpuStorage;
 
 /// Most query rows per task; scores then take at most `MAX_BLOCK * Lk` floats per task (2 MiB
@@ -39,10 +39,16 @@ pub(crate) struct AttentionGeometry {
 }
 
 /// `softmax(scale * q k^T) v` for every batch and head -> `[b, lq, h, d]`.
-pub(crate) fn attention(q: &CpuStorage, k: &CpuStorage, v: &CpuStorage, g: AttentionGeometry, scale: f32) -> CpuStorage {
+pub(crate) fn attention(
+    q: &CpuStorage,
+    k: &CpuStorage,
+    v: &CpuStorage,
+    g: AttentionGeometry,
+    scale: f32,
+) -> CpuStorage {
     let (qf, kf, vf) = (widen(q), widen(k), widen(v));
     let out = attention_f32(&qf, &kf, &vf, g, scale, block_rows(g));
-    narrow(out, q.dtype())
+    round_to(out, q.dtype())
 }
 
 /// Query rows per task: about four tasks per thread, within [`MIN_BLOCK`, `MAX_BLOCK`].
@@ -89,4 +95,28 @@ pub(crate) fn attention_f32(
         );
     });
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Any query block size, dividing the rows or not, gives the same result.
+    #[test]
+    fn block_size_does_not_change_the_result() {
+        let g = AttentionGeometry { b: 2, lq: 37, lk: 11, h: 3, d: 5 };
+        let values = |n: usize, seed: usize| -> Vec<f32> {
+            (0..n).map(|i| ((i * 7919 + seed * 104_729) % 1000) as f32 / 250.0 - 2.0).collect()
+        };
+        let q = values(g.b * g.lq * g.h * g.d, 1);
+        let k = values(g.b * g.lk * g.h * g.d, 2);
+        let v = values(g.b * g.lk * g.h * g.d, 3);
+        let whole = attention_f32(&q, &k, &v, g, 0.4, g.lq);
+        for block in [1, 5, 16, 36, 64] {
+            let got = attention_f32(&q, &k, &v, g, 0.4, block);
+            for (i, (a, b)) in got.iter().zip(&whole).enumerate() {
+                assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "block {block}, index {i}: {a} vs {b}");
+            }
+        }
+    }
 }

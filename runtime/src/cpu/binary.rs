@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::{ELEMWISE_CHUNK, narrow, unary_map, widen};
+use super::{ELEMWISE_CHUNK, round_to, unary_map, widen};
 use crate::CpuStorage;
 
 /// An element-wise binary op.
@@ -34,7 +34,7 @@ pub(crate) fn binary(
         BinaryOp::Add => broadcast_zip(&a, lhs_dims, &b, rhs_dims, out_dims, |x, y| x + y),
         BinaryOp::Mul => broadcast_zip(&a, lhs_dims, &b, rhs_dims, out_dims, |x, y| x * y),
     };
-    narrow(out, lhs.dtype())
+    round_to(out, lhs.dtype())
 }
 
 /// `x * mul + add`, element-wise.

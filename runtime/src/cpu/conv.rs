@@ -12,7 +12,7 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::matmul::{Dst, Mat, bias_rows, gemm_f32, linear_f32};
-use super::{ELEMWISE_CHUNK, narrow, widen};
+use super::{ELEMWISE_CHUNK, round_to, widen};
 use crate::CpuStorage;
 
 /// Most f32 elements an im2col chunk holds (16 MiB).
@@ -63,7 +63,7 @@ pub(crate) fn conv2d(x: &CpuStorage, weight: &CpuStorage, bias: Option<&CpuStora
     let (xf, wf) = (widen(x), widen(weight));
     let bf = bias.map(widen);
     let out = conv2d_f32(&xf, &wf, bf.as_deref(), g, COL_BUDGET);
-    narrow(out, x.dtype())
+    round_to(out, x.dtype())
 }
 
 /// The f32 convolution, with the im2col budget as a parameter so tests can force many chunks.

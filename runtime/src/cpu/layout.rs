@@ -114,8 +114,18 @@ pub(crate) fn permute(x: &CpuStorage, dims: &[usize], perm: &[usize]) -> CpuStor
 
 /// `len` entries from `start` along a dimension of size `size`: `outer` is the product of the
 /// dimensions before it, `inner` of those after it.
-pub(crate) fn narrow(x: &CpuStorage, (outer, size, inner): (usize, usize, usize), start: usize, len: usize) -> CpuStorage {
-    fn go<T: Elem>(x: &CpuStorage, (outer, size, inner): (usize, usize, usize), start: usize, len: usize) -> CpuStorage {
+pub(crate) fn narrow(
+    x: &CpuStorage,
+    (outer, size, inner): (usize, usize, usize),
+    start: usize,
+    len: usize,
+) -> CpuStorage {
+    fn go<T: Elem>(
+        x: &CpuStorage,
+        (outer, size, inner): (usize, usize, usize),
+        start: usize,
+        len: usize,
+    ) -> CpuStorage {
         let x = elems::<T>(x);
         let block = len * inner;
         let mut out: Vec<T> = Vec::with_capacity(outer * block);

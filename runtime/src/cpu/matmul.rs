@@ -7,7 +7,7 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::{narrow, widen};
+use super::{round_to, widen};
 use crate::CpuStorage;
 
 /// A read-only strided matrix inside a slice: element `(i, j)` is `data[i * rs + j * cs]`.
@@ -132,7 +132,7 @@ pub(crate) fn linear(
 ) -> CpuStorage {
     let (xf, wf) = (widen(x), widen(weight));
     let bf = bias.map(widen);
-    narrow(linear_f32(&xf, &wf, bf.as_deref(), (m, k, n)), x.dtype())
+    round_to(linear_f32(&xf, &wf, bf.as_deref(), (m, k, n)), x.dtype())
 }
 
 /// Batched matrix product: `a [batch, m, k] * b [batch, k, n] -> [batch, m, n]`.
@@ -140,7 +140,7 @@ pub(crate) fn matmul(a: &CpuStorage, b: &CpuStorage, (batch, m, k, n): (usize, u
     let (af, bf) = (widen(a), widen(b));
     let mut out = vec![0f32; batch * m * n];
     if m * n == 0 {
-        return narrow(out, a.dtype());
+        return round_to(out, a.dtype());
     }
     let one = |(i, dst): (usize, &mut [f32]), par| {
         let lhs = Mat::rows(&af[i * m * k..], k);
@@ -154,5 +154,5 @@ pub(crate) fn matmul(a: &CpuStorage, b: &CpuStorage, (batch, m, k, n): (usize, u
     } else {
         out.chunks_mut(m * n).enumerate().for_each(|job| one(job, Parallelism::Rayon(0)));
     }
-    narrow(out, a.dtype())
+    round_to(out, a.dtype())
 }

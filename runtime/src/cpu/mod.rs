@@ -3,7 +3,7 @@
 //! One module per family of ops; each takes host storage plus the dimensions that
 //! [`crate::ops`] has already validated and returns new host storage. Arithmetic widens every
 //! dtype to f32 (`widen`), accumulates in f32 (f64 for group-norm statistics) and rounds the
-//! result back to the operands' dtype (`narrow`). Ops that only move data ([`layout`]) copy the
+//! result back to the operands' dtype (`round_to`). Ops that only move data ([`layout`]) copy the
 //! stored elements as they are, which is exact for every dtype.
 //!
 //! Parallelism is rayon at one level: an op either splits its work into rayon tasks that call
@@ -58,7 +58,7 @@ pub(crate) fn widen(s: &CpuStorage) -> Cow<'_, [f32]> {
 }
 
 /// Stores f32 results as `dtype`, rounding to nearest even in parallel.
-pub(crate) fn narrow(v: Vec<f32>, dtype: DType) -> CpuStorage {
+pub(crate) fn round_to(v: Vec<f32>, dtype: DType) -> CpuStorage {
     fn go<T: Send + Copy>(v: &[f32], zero: T, conv: impl Fn(&[f32], &mut [T]) + Sync) -> Vec<T> {
         let mut out = vec![zero; v.len()];
         out.par_chunks_mut(ELEMWISE_CHUNK).zip(v.par_chunks(ELEMWISE_CHUNK)).for_each(|(o, i)| conv(i, o));

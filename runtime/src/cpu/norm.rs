@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use super::activation::silu_f32;
 use super::math::{dot_f32, sum_f32, vectorized};
-use super::{ELEMWISE_CHUNK, narrow, widen};
+use super::{ELEMWISE_CHUNK, round_to, widen};
 use crate::CpuStorage;
 
 /// Group norm of `x [n, l, c]` with `gamma [c]`, `beta [c]`, optionally followed by SiLU.
@@ -29,7 +29,7 @@ pub(crate) fn group_norm(
     let mut out = vec![0f32; xf.len()];
     let per_sample = l * c;
     if per_sample == 0 {
-        return narrow(out, x.dtype());
+        return round_to(out, x.dtype());
     }
     let cg = c / groups;
     let count = (l * cg) as f64;
@@ -61,7 +61,7 @@ pub(crate) fn group_norm(
             )
         });
     }
-    narrow(out, x.dtype())
+    round_to(out, x.dtype())
 }
 
 /// Per-channel sums over the rows of `xs [rows, c]` in f64, in parallel: of the values, or with
@@ -100,7 +100,7 @@ pub(crate) fn layer_norm(x: &CpuStorage, gamma: &CpuStorage, beta: &CpuStorage, 
     let (xf, gf, bf) = (widen(x), widen(gamma), widen(beta));
     let mut out = vec![0f32; xf.len()];
     if c == 0 {
-        return narrow(out, x.dtype());
+        return round_to(out, x.dtype());
     }
     let rows_per_task = (ELEMWISE_CHUNK / c).max(1);
     out.par_chunks_mut(rows_per_task * c).zip(xf.par_chunks(rows_per_task * c)).for_each(|(o, i)| {
@@ -115,5 +115,5 @@ pub(crate) fn layer_norm(x: &CpuStorage, gamma: &CpuStorage, beta: &CpuStorage, 
             }
         }
     });
-    narrow(out, x.dtype())
+    round_to(out, x.dtype())
 }

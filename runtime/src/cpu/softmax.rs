@@ -3,7 +3,7 @@
 use rayon::prelude::*;
 
 use super::math::{exp_f32, max_f32, sum_f32, vectorized};
-use super::{ELEMWISE_CHUNK, narrow, widen};
+use super::{ELEMWISE_CHUNK, round_to, widen};
 use crate::CpuStorage;
 
 /// Replaces `row` by `exp(row - max(row))` and returns the sum of the new values (at least 1
@@ -47,5 +47,5 @@ pub(crate) fn softmax(x: &CpuStorage, c: usize) -> CpuStorage {
             }
         });
     }
-    narrow(out, x.dtype())
+    round_to(out, x.dtype())
 }

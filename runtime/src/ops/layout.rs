@@ -38,7 +38,8 @@ impl Tensor {
         check_operands(OP, first, rest.iter().copied())?;
         check_dim(OP, first, dim)?;
         let fits = |t: &Tensor| {
-            t.rank() == first.rank() && t.dims().iter().zip(first.dims()).enumerate().all(|(i, (a, b))| i == dim || a == b)
+            t.rank() == first.rank()
+                && t.dims().iter().zip(first.dims()).enumerate().all(|(i, (a, b))| i == dim || a == b)
         };
         if !rest.iter().all(|t| fits(t)) {
             let shapes: Vec<&[usize]> = tensors.iter().map(|t| t.dims()).collect();
@@ -63,9 +64,13 @@ impl Tensor {
     pub fn permute(&self, dims: &[usize]) -> Result<Tensor> {
         const OP: &str = "permute";
         let mut seen = vec![false; self.rank()];
-        let is_perm = dims.len() == self.rank() && dims.iter().all(|&d| d < seen.len() && !std::mem::replace(&mut seen[d], true));
+        let is_perm =
+            dims.len() == self.rank() && dims.iter().all(|&d| d < seen.len() && !std::mem::replace(&mut seen[d], true));
         if !is_perm {
-            return Err(Error::shape(OP, format!("{dims:?} is not a permutation of the dimensions of {:?}", self.dims())));
+            return Err(Error::shape(
+                OP,
+                format!("{dims:?} is not a permutation of the dimensions of {:?}", self.dims()),
+            ));
         }
         let shape: Vec<usize> = dims.iter().map(|&d| self.dims()[d]).collect();
         match self.storage() {
@@ -79,7 +84,10 @@ impl Tensor {
         check_dim(OP, self, dim)?;
         let size = self.dims()[dim];
         if start.checked_add(len).is_none_or(|end| end > size) {
-            return Err(Error::shape(OP, format!("{start}..{start}+{len} out of range for dimension {dim} of {:?}", self.dims())));
+            return Err(Error::shape(
+                OP,
+                format!("{start}..{start}+{len} out of range for dimension {dim} of {:?}", self.dims()),
+            ));
         }
         let outer = self.dims()[..dim].iter().product();
         let inner = self.dims()[dim + 1..].iter().product();

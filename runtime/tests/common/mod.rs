@@ -70,8 +70,11 @@ pub fn assert_close(what: &str, got: &Tensor, shape: &[usize], expected: &[f64],
         }
     }
     if !bad.is_empty() {
-        let first: Vec<String> =
-            bad.iter().take(6).map(|(i, g, e, tol)| format!("  [{i}] got {g:.7e} expected {e:.7e} (tol {tol:.2e})")).collect();
+        let first: Vec<String> = bad
+            .iter()
+            .take(6)
+            .map(|(i, g, e, tol)| format!("  [{i}] got {g:.7e} expected {e:.7e} (tol {tol:.2e})"))
+            .collect();
         panic!(
             "{what} ({dtype}): {} of {} elements mismatch, max abs error {max_err:.3e}; first:\n{}",
             bad.len(),
