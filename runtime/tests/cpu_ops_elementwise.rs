@@ -56,7 +56,7 @@ fn add_and_mul_broadcast_like_numpy() {
     let mut rng = rng(32);
     // (lhs, rhs, out): same shape, channel bias over NHWC, per-sample [N,1,1,C] term, both sides
     // broadcasting, a scalar-like [1], lower-rank rhs in the middle, an empty tensor.
-    let cases: [(&[usize], &[usize], &[usize]); 8] = [
+    let cases: [(&[usize], &[usize], &[usize]); 11] = [
         (&[2, 3, 4, 5], &[2, 3, 4, 5], &[2, 3, 4, 5]),
         (&[2, 4, 4, 320], &[320], &[2, 4, 4, 320]),
         (&[2, 3, 5, 7], &[2, 1, 1, 7], &[2, 3, 5, 7]),
@@ -65,6 +65,10 @@ fn add_and_mul_broadcast_like_numpy() {
         (&[5], &[4, 3, 5], &[4, 3, 5]),
         (&[4, 3, 1], &[3, 9], &[4, 3, 9]),
         (&[0, 3], &[3], &[0, 3]),
+        // Larger than one parallel task: rows split mid-way, and one merged 40000-long row.
+        (&[5, 7001], &[7001], &[5, 7001]),
+        (&[2, 20000], &[2, 20000], &[2, 20000]),
+        (&[3, 1, 9000], &[2, 1], &[3, 2, 9000]),
     ];
     for dtype in DTYPES {
         for &(ls, rs, os) in &cases {

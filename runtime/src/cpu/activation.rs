@@ -4,10 +4,8 @@
 //! GEGLU matches diffusers' `GEGLU`: the projection's last dimension `2N` splits into
 //! `hidden, gate = x.chunk(2, -1)` and the output is `hidden * gelu(gate)`.
 
-use rayon::prelude::*;
-
 use super::math::exp_f32;
-use super::{ELEMWISE_CHUNK, round_to, unary_map, widen};
+use super::{produce_rows, read_f32, unary_map};
 use crate::CpuStorage;
 
 /// GELU of one value, erf form.
@@ -34,19 +32,14 @@ pub(crate) fn silu(x: &CpuStorage) -> CpuStorage {
 
 /// GEGLU of `x [rows, 2n]` -> `[rows, n]`.
 pub(crate) fn geglu(x: &CpuStorage, n: usize) -> CpuStorage {
-    let xf = widen(x);
-    let rows = if n == 0 { 0 } else { xf.len() / (2 * n) };
-    let mut out = vec![0f32; rows * n];
-    if rows > 0 {
-        let rows_per_task = (ELEMWISE_CHUNK / n).max(1);
-        out.par_chunks_mut(rows_per_task * n).zip(xf.par_chunks(rows_per_task * 2 * n)).for_each(|(o, i)| {
-            for (orow, irow) in o.chunks_exact_mut(n).zip(i.chunks_exact(2 * n)) {
-                let (hidden, gate) = irow.split_at(n);
-                for ((o, &hv), &gv) in orow.iter_mut().zip(hidden).zip(gate) {
-                    *o = hv * gelu_f32(gv);
-                }
+    let rows = if n == 0 { 0 } else { x.len() / (2 * n) };
+    produce_rows(x.dtype(), rows, n, |r0, out| {
+        let xs = read_f32(x, r0 * 2 * n, 2 * out.len());
+        for (orow, irow) in out.chunks_exact_mut(n).zip(xs.chunks_exact(2 * n)) {
+            let (hidden, gate) = irow.split_at(n);
+            for ((o, &hv), &gv) in orow.iter_mut().zip(hidden).zip(gate) {
+                *o = hv * gelu_f32(gv);
             }
-        });
-    }
-    round_to(out, x.dtype())
+        }
+    })
 }

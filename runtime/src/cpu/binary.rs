@@ -6,10 +6,8 @@
 //! a `[N, 1, 1, C]` per-sample term) become one or two flat loops whose innermost stride is
 //! 1 or 0 for each operand.
 
-use rayon::prelude::*;
-
-use super::{ELEMWISE_CHUNK, round_to, unary_map, widen};
-use crate::CpuStorage;
+use super::{produce_rows, unary_map, widen};
+use crate::{CpuStorage, DType};
 
 /// An element-wise binary op.
 #[derive(Clone, Copy, Debug)]
@@ -30,11 +28,11 @@ pub(crate) fn binary(
     out_dims: &[usize],
 ) -> CpuStorage {
     let (a, b) = (widen(lhs), widen(rhs));
-    let out = match op {
-        BinaryOp::Add => broadcast_zip(&a, lhs_dims, &b, rhs_dims, out_dims, |x, y| x + y),
-        BinaryOp::Mul => broadcast_zip(&a, lhs_dims, &b, rhs_dims, out_dims, |x, y| x * y),
-    };
-    round_to(out, lhs.dtype())
+    let dtype = lhs.dtype();
+    match op {
+        BinaryOp::Add => broadcast_zip(dtype, (&a, lhs_dims), (&b, rhs_dims), out_dims, |x, y| x + y),
+        BinaryOp::Mul => broadcast_zip(dtype, (&a, lhs_dims), (&b, rhs_dims), out_dims, |x, y| x * y),
+    }
 }
 
 /// `x * mul + add`, element-wise.
@@ -86,43 +84,46 @@ fn axes(lhs_dims: &[usize], rhs_dims: &[usize], out_dims: &[usize]) -> Vec<Axis>
 }
 
 /// The broadcasting loop, generic over the scalar function so each op gets its own inner loop.
+///
+/// Tasks take equal flat ranges of the output, not whole rows, so that a single long row (two
+/// operands of the same shape merge into one) still splits across threads.
 fn broadcast_zip(
-    a: &[f32],
-    lhs_dims: &[usize],
-    b: &[f32],
-    rhs_dims: &[usize],
+    dtype: DType,
+    (a, lhs_dims): (&[f32], &[usize]),
+    (b, rhs_dims): (&[f32], &[usize]),
     out_dims: &[usize],
     f: impl Fn(f32, f32) -> f32 + Sync,
-) -> Vec<f32> {
+) -> CpuStorage {
     let len: usize = out_dims.iter().product();
-    let mut out = vec![0f32; len];
-    if len == 0 {
-        return out;
-    }
     let axes = axes(lhs_dims, rhs_dims, out_dims);
     let (outer, last) = axes.split_at(axes.len() - 1);
     let last = last[0];
     let n = last.size;
-    let rows_per_task = (ELEMWISE_CHUNK / n).max(1);
-    out.par_chunks_mut(rows_per_task * n).enumerate().for_each(|(t, block)| {
-        for (i, orow) in block.chunks_exact_mut(n).enumerate() {
+    produce_rows(dtype, len, 1, |start, block| {
+        let mut done = 0;
+        while done < block.len() {
+            // The output row holding flat position `start + done`, and the column within it.
+            let (row, col) = ((start + done) / n, (start + done) % n);
+            let seg = (n - col).min(block.len() - done);
+            let out = &mut block[done..done + seg];
             // Offsets of this row in each operand, from its multi-index over the outer axes.
-            let (mut r, mut ao, mut bo) = (t * rows_per_task + i, 0, 0);
+            let (mut r, mut ao, mut bo) = (row, 0, 0);
             for ax in outer.iter().rev() {
                 let idx = r % ax.size;
                 r /= ax.size;
                 ao += idx * ax.lhs;
                 bo += idx * ax.rhs;
             }
+            let (ao, bo) = (ao + col * last.lhs, bo + col * last.rhs);
             match (last.lhs, last.rhs) {
-                (1, 1) => zip_into(orow, &a[ao..ao + n], &b[bo..bo + n], &f),
-                (1, _) => orow.iter_mut().zip(&a[ao..ao + n]).for_each(|(o, &x)| *o = f(x, b[bo])),
-                (_, 1) => orow.iter_mut().zip(&b[bo..bo + n]).for_each(|(o, &y)| *o = f(a[ao], y)),
-                _ => orow.fill(f(a[ao], b[bo])),
+                (1, 1) => zip_into(out, &a[ao..ao + seg], &b[bo..bo + seg], &f),
+                (1, _) => out.iter_mut().zip(&a[ao..ao + seg]).for_each(|(o, &x)| *o = f(x, b[bo])),
+                (_, 1) => out.iter_mut().zip(&b[bo..bo + seg]).for_each(|(o, &y)| *o = f(a[ao], y)),
+                _ => out.fill(f(a[ao], b[bo])),
             }
+            done += seg;
         }
-    });
-    out
+    })
 }
 
 #[inline]

@@ -71,6 +71,66 @@ pub(crate) fn round_to(v: Vec<f32>, dtype: DType) -> CpuStorage {
     }
 }
 
+/// Rows per rayon task for row-wise loops over rows of `row_len` elements.
+pub(crate) fn rows_per_task(row_len: usize) -> usize {
+    (ELEMWISE_CHUNK / row_len.max(1)).max(1)
+}
+
+/// Builds a `[rows, row_len]` result of `dtype` in parallel: `f(first_row, block)` fills an
+/// f32 block of whole rows starting at row `first_row`. For f32 the block is the output
+/// itself; for halves it is a per-task buffer rounded into the output, so no full-size f32
+/// temporary exists.
+pub(crate) fn produce_rows(
+    dtype: DType,
+    rows: usize,
+    row_len: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync,
+) -> CpuStorage {
+    fn halves<T: Copy + Send>(
+        zero: T,
+        (rows, row_len): (usize, usize),
+        f: impl Fn(usize, &mut [f32]) + Sync,
+        store: impl Fn(&[f32], &mut [T]) + Sync,
+    ) -> Vec<T> {
+        let mut out = vec![zero; rows * row_len];
+        let per_task = rows_per_task(row_len);
+        if !out.is_empty() {
+            out.par_chunks_mut(per_task * row_len).enumerate().for_each(|(t, block)| {
+                let mut buf = vec![0f32; block.len()];
+                f(t * per_task, &mut buf);
+                store(&buf, block);
+            });
+        }
+        out
+    }
+    match dtype {
+        DType::F32 => {
+            let mut out = vec![0f32; rows * row_len];
+            let per_task = rows_per_task(row_len);
+            if !out.is_empty() {
+                out.par_chunks_mut(per_task * row_len).enumerate().for_each(|(t, block)| f(t * per_task, block));
+            }
+            CpuStorage::F32(out)
+        }
+        DType::F16 => {
+            CpuStorage::F16(halves(f16::ZERO, (rows, row_len), f, |src, dst| dst.convert_from_f32_slice(src)))
+        }
+        DType::BF16 => {
+            CpuStorage::BF16(halves(bf16::ZERO, (rows, row_len), f, |src, dst| dst.convert_from_f32_slice(src)))
+        }
+    }
+}
+
+/// Elements `start..start + len` of `s` as f32: borrowed for f32 storage, converted otherwise.
+/// Meant for the per-task blocks of [`produce_rows`].
+pub(crate) fn read_f32(s: &CpuStorage, start: usize, len: usize) -> Cow<'_, [f32]> {
+    match s {
+        CpuStorage::F32(v) => Cow::Borrowed(&v[start..start + len]),
+        CpuStorage::F16(v) => Cow::Owned(v[start..start + len].to_f32_vec()),
+        CpuStorage::BF16(v) => Cow::Owned(v[start..start + len].to_f32_vec()),
+    }
+}
+
 /// Applies `f` to every element in f32, in parallel, without widening the whole buffer:
 /// half-precision inputs are widened and rounded back one block at a time.
 pub(crate) fn unary_map(x: &CpuStorage, f: impl Fn(f32) -> f32 + Sync) -> CpuStorage {

@@ -1,9 +1,7 @@
 //! Softmax over the last dimension, numerically stable (the row maximum is subtracted first).
 
-use rayon::prelude::*;
-
 use super::math::{exp_f32, max_f32, sum_f32, vectorized};
-use super::{ELEMWISE_CHUNK, round_to, widen};
+use super::{produce_rows, read_f32};
 use crate::CpuStorage;
 
 /// Replaces `row` by `exp(row - max(row))` and returns the sum of the new values (at least 1
@@ -37,15 +35,12 @@ fn exp_shifted_portable(row: &mut [f32]) -> f32 {
 
 /// Softmax over the last dimension of `x [rows, c]`.
 pub(crate) fn softmax(x: &CpuStorage, c: usize) -> CpuStorage {
-    let mut out = widen(x).into_owned();
-    // A zero-length last dimension leaves nothing to normalise.
-    if let Some(rows_per_task) = ELEMWISE_CHUNK.checked_div(c).map(|r| r.max(1)) {
-        out.par_chunks_mut(rows_per_task * c).for_each(|block| {
-            for row in block.chunks_exact_mut(c) {
-                let inv = 1.0 / exp_shifted(row);
-                row.iter_mut().for_each(|v| *v *= inv);
-            }
-        });
-    }
-    round_to(out, x.dtype())
+    let rows = if c == 0 { 0 } else { x.len() / c };
+    produce_rows(x.dtype(), rows, c, |r0, out| {
+        out.copy_from_slice(&read_f32(x, r0 * c, out.len()));
+        for row in out.chunks_exact_mut(c) {
+            let inv = 1.0 / exp_shifted(row);
+            row.iter_mut().for_each(|v| *v *= inv);
+        }
+    })
 }
