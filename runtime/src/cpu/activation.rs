@@ -32,7 +32,7 @@ pub(crate) fn silu(x: &CpuStorage) -> CpuStorage {
 
 /// GEGLU of `x [rows, 2n]` -> `[rows, n]`.
 pub(crate) fn geglu(x: &CpuStorage, n: usize) -> CpuStorage {
-    let rows = if n == 0 { 0 } else { x.len() / (2 * n) };
+    let rows = x.len().checked_div(2 * n).unwrap_or(0);
     produce_rows(x.dtype(), rows, n, |r0, out| {
         let xs = read_f32(x, r0 * 2 * n, 2 * out.len());
         for (orow, irow) in out.chunks_exact_mut(n).zip(xs.chunks_exact(2 * n)) {

@@ -35,7 +35,7 @@ fn exp_shifted_portable(row: &mut [f32]) -> f32 {
 
 /// Softmax over the last dimension of `x [rows, c]`.
 pub(crate) fn softmax(x: &CpuStorage, c: usize) -> CpuStorage {
-    let rows = if c == 0 { 0 } else { x.len() / c };
+    let rows = x.len().checked_div(c).unwrap_or(0);
     produce_rows(x.dtype(), rows, c, |r0, out| {
         out.copy_from_slice(&read_f32(x, r0 * c, out.len()));
         for row in out.chunks_exact_mut(c) {
