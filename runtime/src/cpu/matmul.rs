@@ -1,0 +1,158 @@
+//! Matrix products: the one safe wrapper around `gemm::gemm`, linear layers and batched matmul.
+//!
+//! Everything that multiplies matrices on the CPU (linear, conv, attention) goes through
+//! `gemm_f32`, which checks that every strided access stays inside its slice before handing
+//! raw pointers to `gemm`.
+
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+use super::{round_to, widen};
+use crate::CpuStorage;
+
+/// A read-only strided matrix inside a slice: element `(i, j)` is `data[i * rs + j * cs]`.
+#[derive(Clone, Copy)]
+pub(crate) struct Mat<'a> {
+    /// The elements; the matrix starts at index 0.
+    pub data: &'a [f32],
+    /// Row stride.
+    pub rs: usize,
+    /// Column stride.
+    pub cs: usize,
+}
+
+impl<'a> Mat<'a> {
+    /// A row-major matrix with `cols` columns.
+    pub fn rows(data: &'a [f32], cols: usize) -> Self {
+        Mat { data, rs: cols, cs: 1 }
+    }
+
+    /// The transpose of a row-major matrix with `cols` columns (`[N, K]` read as `[K, N]`).
+    pub fn transposed(data: &'a [f32], cols: usize) -> Self {
+        Mat { data, rs: 1, cs: cols }
+    }
+
+    /// Whether a `rows x cols` matrix with these strides fits in `data`.
+    fn fits(&self, rows: usize, cols: usize) -> bool {
+        rows == 0 || cols == 0 || (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
+    }
+}
+
+/// How `gemm_f32` treats the destination's previous contents.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dst {
+    /// `dst = scale * a * b`.
+    Overwrite,
+    /// `dst += scale * a * b`.
+    Accumulate,
+}
+
+/// `dst[m, n] (+)= scale * a[m, k] * b[k, n]`, f32 throughout; `dst` is row-major with row
+/// stride `dst_rs`. Use `Parallelism::None` when calling from inside a rayon task.
+///
+/// # Panics
+/// If a matrix does not fit in its slice: callers derive all sizes from validated shapes,
+/// so this guards the unsafe call against bugs in the backend, not against user input.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_f32(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    dst_rs: usize,
+    mode: Dst,
+    a: Mat<'_>,
+    b: Mat<'_>,
+    scale: f32,
+    parallelism: Parallelism,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let d = Mat { data: dst, rs: dst_rs, cs: 1 };
+    assert!(d.fits(m, n) && a.fits(m, k) && b.fits(k, n), "gemm_f32: operand out of bounds");
+    if k == 0 {
+        if mode == Dst::Overwrite {
+            dst.chunks_mut(dst_rs).take(m).for_each(|row| row[..n].fill(0.0));
+        }
+        return;
+    }
+    // SAFETY: the assert above proves that every index the product reads or writes lies inside
+    // the corresponding slice, and `dst` is borrowed mutably so nothing else aliases it.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_rs as isize,
+            mode == Dst::Accumulate,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            1.0,
+            scale,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// A destination of `rows x n` filled with `bias` on every row, or zeros.
+pub(crate) fn bias_rows(bias: Option<&[f32]>, rows: usize, n: usize) -> Vec<f32> {
+    match bias {
+        Some(b) if n > 0 => {
+            let mut out = vec![0.0; rows * n];
+            out.par_chunks_mut(n * (super::ELEMWISE_CHUNK / n).max(1))
+                .for_each(|c| c.chunks_exact_mut(n).for_each(|row| row.copy_from_slice(b)));
+            out
+        }
+        _ => vec![0.0; rows * n],
+    }
+}
+
+/// `x[m, k] * w[n, k]^T + bias[n]` on f32 slices, into a new `[m, n]` buffer.
+pub(crate) fn linear_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, (m, k, n): (usize, usize, usize)) -> Vec<f32> {
+    let mut out = bias_rows(bias, m, n);
+    let mode = if bias.is_some() { Dst::Accumulate } else { Dst::Overwrite };
+    gemm_f32((m, n, k), &mut out, n, mode, Mat::rows(x, k), Mat::transposed(w, k), 1.0, Parallelism::Rayon(0));
+    out
+}
+
+/// Linear layer: `x [m, k]`, PyTorch-layout `weight [n, k]`, `bias [n]` -> `[m, n]`.
+pub(crate) fn linear(
+    x: &CpuStorage,
+    weight: &CpuStorage,
+    bias: Option<&CpuStorage>,
+    (m, k, n): (usize, usize, usize),
+) -> CpuStorage {
+    let (xf, wf) = (widen(x), widen(weight));
+    let bf = bias.map(widen);
+    round_to(linear_f32(&xf, &wf, bf.as_deref(), (m, k, n)), x.dtype())
+}
+
+/// Batched matrix product: `a [batch, m, k] * b [batch, k, n] -> [batch, m, n]`.
+pub(crate) fn matmul(a: &CpuStorage, b: &CpuStorage, (batch, m, k, n): (usize, usize, usize, usize)) -> CpuStorage {
+    let (af, bf) = (widen(a), widen(b));
+    let mut out = vec![0f32; batch * m * n];
+    if m * n == 0 {
+        return round_to(out, a.dtype());
+    }
+    let one = |(i, dst): (usize, &mut [f32]), par| {
+        let lhs = Mat::rows(&af[i * m * k..], k);
+        let rhs = Mat::rows(&bf[i * k * n..], n);
+        gemm_f32((m, n, k), dst, n, Dst::Overwrite, lhs, rhs, 1.0, par);
+    };
+    // Many small products: one rayon task each, gemm single-threaded. Few large ones: gemm
+    // parallelises each product itself.
+    if batch >= rayon::current_num_threads() && m * n * k < 1 << 21 {
+        out.par_chunks_mut(m * n).enumerate().for_each(|job| one(job, Parallelism::None));
+    } else {
+        out.chunks_mut(m * n).enumerate().for_each(|job| one(job, Parallelism::Rayon(0)));
+    }
+    round_to(out, a.dtype())
+}

@@ -1,0 +1,46 @@
+//! Softmax over the last dimension, numerically stable (the row maximum is subtracted first).
+
+use super::math::{exp_f32, max_f32, sum_f32, vectorized};
+use super::{produce_rows, read_f32};
+use crate::CpuStorage;
+
+/// Replaces `row` by `exp(row - max(row))` and returns the sum of the new values (at least 1
+/// for a non-empty row without NaN, since the maximum maps to 1). This is the hot loop of
+/// attention, so it runs [`vectorized`].
+pub(crate) fn exp_shifted(row: &mut [f32]) -> f32 {
+    vectorized(
+        #[inline(always)]
+        || exp_shifted_portable(row),
+    )
+}
+
+#[inline(always)]
+fn exp_shifted_portable(row: &mut [f32]) -> f32 {
+    let max = max_f32(row);
+    // A row of -inf (every key masked) has no finite maximum; shifting by 0 keeps it all zeros.
+    let max = if max.is_finite() { max } else { 0.0 };
+    // Exponentiate and sum in one pass, eight lanes wide.
+    let mut acc = [0f32; 8];
+    let mut chunks = row.chunks_exact_mut(8);
+    for c in &mut chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *v = exp_f32(*v - max);
+            *a += *v;
+        }
+    }
+    let tail = chunks.into_remainder();
+    tail.iter_mut().for_each(|v| *v = exp_f32(*v - max));
+    acc.iter().sum::<f32>() + sum_f32(tail)
+}
+
+/// Softmax over the last dimension of `x [rows, c]`.
+pub(crate) fn softmax(x: &CpuStorage, c: usize) -> CpuStorage {
+    let rows = x.len().checked_div(c).unwrap_or(0);
+    produce_rows(x.dtype(), rows, c, |r0, out| {
+        out.copy_from_slice(&read_f32(x, r0 * c, out.len()));
+        for row in out.chunks_exact_mut(c) {
+            let inv = 1.0 / exp_shifted(row);
+            row.iter_mut().for_each(|v| *v *= inv);
+        }
+    })
+}
