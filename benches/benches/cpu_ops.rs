@@ -64,8 +64,22 @@ struct ConvCase {
 fn conv(c: &mut Criterion) {
     let cases = [
         ConvCase { input: [1, 64, 64, 320], cout: 320, kernel: 3, stride: 1, padding: 1, dtypes: &DTYPES },
-        ConvCase { input: [1, 64, 64, 320], cout: 320, kernel: 3, stride: 2, padding: 1, dtypes: &[DType::F32] },
-        ConvCase { input: [1, 64, 64, 320], cout: 320, kernel: 1, stride: 1, padding: 0, dtypes: &[DType::F32] },
+        ConvCase {
+            input: [1, 64, 64, 320],
+            cout: 320,
+            kernel: 3,
+            stride: 2,
+            padding: 1,
+            dtypes: &[DType::F32],
+        },
+        ConvCase {
+            input: [1, 64, 64, 320],
+            cout: 320,
+            kernel: 1,
+            stride: 1,
+            padding: 0,
+            dtypes: &[DType::F32],
+        },
     ];
     for ConvCase { input, cout, kernel: k, stride, padding, dtypes } in cases {
         let [n, h, w, cin] = input;
@@ -96,34 +110,40 @@ fn gemm_alone(c: &mut Criterion) {
         let lhs = random_f32(m * k, 7);
         let rhs = random_f32(n * k, 8);
         let mut dst = vec![0f32; m * n];
-        case(c, "gemm alone", &format!("{name}: m{m} n{n} k{k} f32"), Work::Flops(2 * (m * n * k) as u64), || {
-            // SAFETY: lhs is [m, k], rhs [n, k] read transposed, dst [m, n], all row-major
-            // buffers of exactly those sizes.
-            unsafe {
-                gemm::gemm(
-                    m,
-                    n,
-                    k,
-                    dst.as_mut_ptr(),
-                    1,
-                    n as isize,
-                    false,
-                    lhs.as_ptr(),
-                    1,
-                    k as isize,
-                    rhs.as_ptr(),
-                    k as isize,
-                    1,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::Rayon(0),
-                )
-            };
-            black_box(&dst);
-        });
+        case(
+            c,
+            "gemm alone",
+            &format!("{name}: m{m} n{n} k{k} f32"),
+            Work::Flops(2 * (m * n * k) as u64),
+            || {
+                // SAFETY: lhs is [m, k], rhs [n, k] read transposed, dst [m, n], all row-major
+                // buffers of exactly those sizes.
+                unsafe {
+                    gemm::gemm(
+                        m,
+                        n,
+                        k,
+                        dst.as_mut_ptr(),
+                        1,
+                        n as isize,
+                        false,
+                        lhs.as_ptr(),
+                        1,
+                        k as isize,
+                        rhs.as_ptr(),
+                        k as isize,
+                        1,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::Rayon(0),
+                    )
+                };
+                black_box(&dst);
+            },
+        );
     }
 }
 
@@ -160,9 +180,15 @@ fn norms(c: &mut Criterion) {
         let n: usize = shape.iter().product();
         let x = random_tensor(&shape, dtype, 12);
         let (g, b) = (random_tensor(&[320], dtype, 13), random_tensor(&[320], dtype, 14));
-        case(c, "group_norm", &format!("{shape:?} 32 groups + SiLU {dtype}"), Work::Bytes(2 * bytes(n, dtype)), || {
-            black_box(x.group_norm(32, &g, &b, 1e-5, true).unwrap());
-        });
+        case(
+            c,
+            "group_norm",
+            &format!("{shape:?} 32 groups + SiLU {dtype}"),
+            Work::Bytes(2 * bytes(n, dtype)),
+            || {
+                black_box(x.group_norm(32, &g, &b, 1e-5, true).unwrap());
+            },
+        );
         let shape = [1, 4096, 320];
         let x = x.reshape(&shape).unwrap();
         case(c, "layer_norm", &format!("{shape:?} {dtype}"), Work::Bytes(2 * bytes(n, dtype)), || {
@@ -195,9 +221,13 @@ fn elementwise(c: &mut Criterion) {
         let img = random_tensor(&[1, 64, 64, 320], dtype, 19);
         let bias = random_tensor(&[320], dtype, 20);
         let m = 64 * 64 * 320;
-        case(c, "add", &format!("[1, 64, 64, 320] + [320] {dtype}"), Work::Bytes(2 * bytes(m, dtype)), || {
-            drop(black_box(img.add(&bias).unwrap()))
-        });
+        case(
+            c,
+            "add",
+            &format!("[1, 64, 64, 320] + [320] {dtype}"),
+            Work::Bytes(2 * bytes(m, dtype)),
+            || drop(black_box(img.add(&bias).unwrap())),
+        );
         case(c, "mul", &format!("{shape:?} * {shape:?} {dtype}"), Work::Bytes(3 * bytes(n, dtype)), || {
             drop(black_box(x.mul(&y).unwrap()))
         });
@@ -208,15 +238,23 @@ fn layout(c: &mut Criterion) {
     for dtype in [DType::F32, DType::F16] {
         let x = random_tensor(&[1, 32, 32, 640], dtype, 21);
         let n = 32 * 32 * 640;
-        case(c, "upsample_nearest2x", &format!("[1, 32, 32, 640] {dtype}"), Work::Bytes(5 * bytes(n, dtype)), || {
-            drop(black_box(x.upsample_nearest2x().unwrap()))
-        });
+        case(
+            c,
+            "upsample_nearest2x",
+            &format!("[1, 32, 32, 640] {dtype}"),
+            Work::Bytes(5 * bytes(n, dtype)),
+            || drop(black_box(x.upsample_nearest2x().unwrap())),
+        );
         let a = random_tensor(&[1, 64, 64, 320], dtype, 22);
         let b = random_tensor(&[1, 64, 64, 320], dtype, 23);
         let m = 64 * 64 * 320;
-        case(c, "concat", &format!("2x [1, 64, 64, 320] dim 3 {dtype}"), Work::Bytes(4 * bytes(m, dtype)), || {
-            drop(black_box(Tensor::concat(&[&a, &b], 3).unwrap()))
-        });
+        case(
+            c,
+            "concat",
+            &format!("2x [1, 64, 64, 320] dim 3 {dtype}"),
+            Work::Bytes(4 * bytes(m, dtype)),
+            || drop(black_box(Tensor::concat(&[&a, &b], 3).unwrap())),
+        );
     }
 }
 

@@ -31,7 +31,11 @@ use crate::cpu::{self, activation, binary, norm};
 use crate::{CpuStorage, DType, Device, Error, Result, Storage, Tensor};
 
 /// Checks that `others` share `first`'s dtype and device.
-fn check_operands<'a>(op: &'static str, first: &Tensor, others: impl IntoIterator<Item = &'a Tensor>) -> Result<()> {
+fn check_operands<'a>(
+    op: &'static str,
+    first: &Tensor,
+    others: impl IntoIterator<Item = &'a Tensor>,
+) -> Result<()> {
     for t in others {
         if t.dtype() != first.dtype() {
             return Err(Error::DTypeMismatch { op, lhs: first.dtype(), rhs: t.dtype() });
@@ -127,7 +131,10 @@ impl Tensor {
             }
         };
         if k != kr {
-            return Err(Error::shape(OP, format!("inner dimensions differ: {:?} x {:?}", self.dims(), rhs.dims())));
+            return Err(Error::shape(
+                OP,
+                format!("inner dimensions differ: {:?} x {:?}", self.dims(), rhs.dims()),
+            ));
         }
         let shape = match batch {
             Some(b) => vec![b, m, n], // [B, M, N]
@@ -179,7 +186,14 @@ impl Tensor {
     /// Group norm over channels-last `x [N, .., C]` (NHWC or `[N, L, C]`), as `nn.GroupNorm`:
     /// mean and biased variance per (sample, group) over every position and the group's
     /// `C / groups` channels, then `gamma [C]` and `beta [C]` per channel, then SiLU if `silu`.
-    pub fn group_norm(&self, groups: usize, gamma: &Tensor, beta: &Tensor, eps: f32, silu: bool) -> Result<Tensor> {
+    pub fn group_norm(
+        &self,
+        groups: usize,
+        gamma: &Tensor,
+        beta: &Tensor,
+        eps: f32,
+        silu: bool,
+    ) -> Result<Tensor> {
         const OP: &str = "group_norm";
         check_operands(OP, self, [gamma, beta])?;
         let dims = self.dims();
@@ -189,13 +203,17 @@ impl Tensor {
         };
         let l = dims[1..dims.len() - 1].iter().product(); // x: [N, L, C]
         if groups == 0 || c % groups != 0 {
-            return Err(Error::shape(OP, format!("{c} channels of {dims:?} do not split into {groups} groups")));
+            return Err(Error::shape(
+                OP,
+                format!("{c} channels of {dims:?} do not split into {groups} groups"),
+            ));
         }
         expect_dims(OP, "gamma", gamma, &[c], self)?;
         expect_dims(OP, "beta", beta, &[c], self)?;
         match self.storage() {
             Storage::Cpu(x) => {
-                let out = norm::group_norm(x, host(OP, gamma)?, host(OP, beta)?, (n, l, c), groups, eps, silu);
+                let out =
+                    norm::group_norm(x, host(OP, gamma)?, host(OP, beta)?, (n, l, c), groups, eps, silu);
                 Tensor::from_cpu_storage(out, dims)
             }
         }

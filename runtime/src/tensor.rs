@@ -95,10 +95,11 @@ impl Tensor {
 
     /// The dimensions of a rank-`N` tensor, for destructuring: `let [b, h, w, c] = x.dims_n::<4>("op")?;`.
     pub fn dims_n<const N: usize>(&self, op: &'static str) -> Result<[usize; N]> {
-        self.shape
-            .as_slice()
-            .try_into()
-            .map_err(|_| Error::Rank { op, expected: N, shape: self.shape.clone() })
+        self.shape.as_slice().try_into().map_err(|_| Error::Rank {
+            op,
+            expected: N,
+            shape: self.shape.clone(),
+        })
     }
 
     /// The same elements under another shape with the same element count (no copy).

@@ -111,7 +111,9 @@ fn timestep_ref(ts: &[f32], dim: usize, p: TimestepEmbeddingParams) -> Vec<f64> 
     let mut out = vec![0.0; ts.len() * dim];
     for (r, &t) in ts.iter().enumerate() {
         for i in 0..half {
-            let freq = (-(p.max_period as f64).ln() * i as f64 / (half as f64 - p.downscale_freq_shift as f64)).exp();
+            let freq = (-(p.max_period as f64).ln() * i as f64
+                / (half as f64 - p.downscale_freq_shift as f64))
+                .exp();
             let (s, c) = (t as f64 * freq).sin_cos();
             let (first, second) = if p.flip_sin_to_cos { (c, s) } else { (s, c) };
             out[r * dim + i] = first;
@@ -127,7 +129,10 @@ fn timestep_embedding_matches_formula() {
     let configs = [
         (320, TimestepEmbeddingParams::default()),
         (1280, TimestepEmbeddingParams::default()),
-        (9, TimestepEmbeddingParams { flip_sin_to_cos: false, downscale_freq_shift: 1.0, max_period: 10_000 }),
+        (
+            9,
+            TimestepEmbeddingParams { flip_sin_to_cos: false, downscale_freq_shift: 1.0, max_period: 10_000 },
+        ),
     ];
     for dtype in DTYPES {
         for &(dim, p) in &configs {
@@ -152,8 +157,10 @@ fn timestep_embedding_matches_diffusers() {
             downscale_freq_shift: case["downscale_freq_shift"].as_f64().unwrap() as f32,
             max_period: case["max_period"].as_u64().unwrap() as u32,
         };
-        let ts: Vec<f32> = case["timesteps"].as_array().unwrap().iter().map(|t| t.as_f64().unwrap() as f32).collect();
-        let expected: Vec<f64> = case["expected"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let ts: Vec<f32> =
+            case["timesteps"].as_array().unwrap().iter().map(|t| t.as_f64().unwrap() as f32).collect();
+        let expected: Vec<f64> =
+            case["expected"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
         let got = Tensor::timestep_embedding(&ts, dim, p, DType::F32, Device::Cpu).unwrap();
         // Both sides form t * freq in f32, but torch's vectorised exp is not correctly rounded
         // (e.g. freq 2 of 160 is one ulp above the rounded value), so for t = 999 the

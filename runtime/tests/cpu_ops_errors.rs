@@ -80,7 +80,10 @@ fn norms_attention_and_activations_reject_bad_shapes() {
 #[test]
 fn binary_and_layout_ops_reject_bad_shapes() {
     let err = t(&[2, 3]).add(&t(&[2])).unwrap_err();
-    assert!(err.to_string().contains("[2, 3]") && err.to_string().contains("[2]"), "names both shapes: {err}");
+    assert!(
+        err.to_string().contains("[2, 3]") && err.to_string().contains("[2]"),
+        "names both shapes: {err}"
+    );
     assert_shape_err(t(&[4, 3, 2]).mul(&t(&[3, 3])), "mul");
     assert_rank_err(t(&[4, 4, 3]).upsample_nearest2x(), "upsample_nearest2x", 4);
     assert_shape_err(Tensor::concat(&[], 0), "concat");
@@ -117,7 +120,10 @@ fn mixed_dtypes_are_rejected() {
 fn empty_tensors_are_fine() {
     assert_eq!(t(&[0, 5]).linear(&t(&[3, 5]), Some(&t(&[3]))).unwrap().dims(), [0, 3]);
     assert_eq!(t(&[2, 0]).softmax().unwrap().dims(), [2, 0]);
-    assert_eq!(t(&[0, 4, 4, 3]).conv2d(&t(&[2, 3, 3, 3]), None, Conv2dParams::default()).unwrap().dims(), [0, 2, 2, 2]);
+    assert_eq!(
+        t(&[0, 4, 4, 3]).conv2d(&t(&[2, 3, 3, 3]), None, Conv2dParams::default()).unwrap().dims(),
+        [0, 2, 2, 2]
+    );
     assert_eq!(t(&[1, 0, 2, 8]).gelu().unwrap().dims(), [1, 0, 2, 8]);
     assert_eq!(
         Tensor::attention(&t(&[1, 0, 2, 8]), &t(&[1, 3, 2, 8]), &t(&[1, 3, 2, 8]), 1.0).unwrap().dims(),
@@ -133,7 +139,9 @@ fn empty_tensors_are_fine() {
     assert_eq!(t(&[0, 4]).narrow(1, 1, 2).unwrap().dims(), [0, 2]);
     assert_eq!(t(&[2, 3]).add(&t(&[0, 1, 3])).unwrap().dims(), [0, 2, 3]);
     assert_eq!(
-        Tensor::timestep_embedding(&[], 8, Default::default(), DType::F16, kiln_runtime::Device::Cpu).unwrap().dims(),
+        Tensor::timestep_embedding(&[], 8, Default::default(), DType::F16, kiln_runtime::Device::Cpu)
+            .unwrap()
+            .dims(),
         [0, 8]
     );
 }
@@ -201,7 +209,9 @@ fn tiny_and_degenerate_shapes_never_panic() {
             }
         }
     }
-    for &(b, lq, lk, h, d) in &[(0, 1, 1, 1, 1), (1, 0, 1, 1, 1), (1, 1, 1, 0, 1), (1, 1, 1, 1, 0), (2, 3, 1, 2, 1)] {
+    for &(b, lq, lk, h, d) in
+        &[(0, 1, 1, 1, 1), (1, 0, 1, 1, 1), (1, 1, 1, 0, 1), (1, 1, 1, 1, 0), (2, 3, 1, 2, 1)]
+    {
         let r = Tensor::attention(&t(&[b, lq, h, d]), &t(&[b, lk, h, d]), &t(&[b, lk, h, d]), 1.0);
         assert!(r.is_ok(), "attention {:?}: {r:?}", (b, lq, lk, h, d));
     }

@@ -28,7 +28,8 @@ fn unravel(mut flat: usize, dims: &[usize]) -> Vec<usize> {
 fn assert_exact(what: &str, got: &Tensor, shape: &[usize], expected: &[f64]) {
     assert_eq!(got.dims(), shape, "{what}: shape");
     let got = got.to_vec_f32().unwrap();
-    let bad: Vec<_> = got.iter().zip(expected).enumerate().filter(|(_, (g, e))| **g as f64 != **e).take(5).collect();
+    let bad: Vec<_> =
+        got.iter().zip(expected).enumerate().filter(|(_, (g, e))| **g as f64 != **e).take(5).collect();
     assert!(bad.is_empty(), "{what}: first mismatches (index, (got, expected)): {bad:?}");
     assert_eq!(got.len(), expected.len(), "{what}: element count");
 }
@@ -45,7 +46,8 @@ fn upsample_nearest2x_repeats_each_pixel() {
                 for y in 0..ho {
                     for xx in 0..wo {
                         for ch in 0..c {
-                            expected[((b * ho + y) * wo + xx) * c + ch] = xq[((b * h + y / 2) * w + xx / 2) * c + ch];
+                            expected[((b * ho + y) * wo + xx) * c + ch] =
+                                xq[((b * h + y / 2) * w + xx / 2) * c + ch];
                         }
                     }
                 }

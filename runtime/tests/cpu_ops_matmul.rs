@@ -113,8 +113,8 @@ fn conv_ref(
                             }
                             let (iy, ix) = (iy as usize, ix as usize);
                             for ci in 0..cin {
-                                acc +=
-                                    x[((bi * h + iy) * w + ix) * cin + ci] * wt[((co * kh + ky) * kw + kx) * cin + ci];
+                                acc += x[((bi * h + iy) * w + ix) * cin + ci]
+                                    * wt[((co * kh + ky) * kw + kx) * cin + ci];
                             }
                         }
                     }
@@ -147,8 +147,15 @@ fn conv2d_matches_reference() {
             let (wt, wq) = rand_tensor(&mut rng, &[cout, k, k, cin], dtype);
             let (b, bq) = rand_tensor(&mut rng, &[cout], dtype);
             let got = x.conv2d(&wt, with_bias.then_some(&b), Conv2dParams { stride, padding }).unwrap();
-            let (expected, shape) =
-                conv_ref(&xq, (n, h, w, cin), &wq, (cout, k, k), with_bias.then_some(&bq[..]), stride, padding);
+            let (expected, shape) = conv_ref(
+                &xq,
+                (n, h, w, cin),
+                &wq,
+                (cout, k, k),
+                with_bias.then_some(&bq[..]),
+                stride,
+                padding,
+            );
             let what = format!("conv2d {:?} k{k} s{stride} p{padding} -> {cout}", [n, h, w, cin]);
             assert_close(&what, &got, &shape, &expected, dot_scale(k * k * cin));
         }

@@ -23,7 +23,8 @@ fn group_norm_ref(
             let idx = |p: usize, j: usize| (s * l + p) * c + gi * cg + j;
             let count = (l * cg) as f64;
             let mean =
-                (0..l).flat_map(|p| (0..cg).map(move |j| (p, j))).map(|(p, j)| x[idx(p, j)]).sum::<f64>() / count;
+                (0..l).flat_map(|p| (0..cg).map(move |j| (p, j))).map(|(p, j)| x[idx(p, j)]).sum::<f64>()
+                    / count;
             let var = (0..l)
                 .flat_map(|p| (0..cg).map(move |j| (p, j)))
                 .map(|(p, j)| (x[idx(p, j)] - mean).powi(2))
@@ -61,7 +62,13 @@ fn group_norm_matches_reference() {
             let (b, bq) = rand_tensor(&mut rng, &[c], dtype);
             let got = x.group_norm(groups, &g, &b, 1e-5, silu).unwrap();
             let expected = group_norm_ref(&xq, (n, l, c), groups, &gq, &bq, 1e-5, silu);
-            assert_close(&format!("group_norm {shape:?} groups {groups} silu {silu}"), &got, shape, &expected, 16.0);
+            assert_close(
+                &format!("group_norm {shape:?} groups {groups} silu {silu}"),
+                &got,
+                shape,
+                &expected,
+                16.0,
+            );
         }
     }
 }

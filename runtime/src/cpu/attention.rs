@@ -86,7 +86,16 @@ pub(crate) fn attention_f32(
                     let sums: Vec<f32> = scores.chunks_exact_mut(lk).map(exp_shifted).collect();
                     let vh = Mat::rows(&vb[head * d..], hd); // [lk, d]
                     let dst = &mut oc[head * d..];
-                    gemm_f32((rows, d, lk), dst, hd, Dst::Overwrite, Mat::rows(scores, lk), vh, 1.0, Parallelism::None);
+                    gemm_f32(
+                        (rows, d, lk),
+                        dst,
+                        hd,
+                        Dst::Overwrite,
+                        Mat::rows(scores, lk),
+                        vh,
+                        1.0,
+                        Parallelism::None,
+                    );
                     for (row, sum) in dst.chunks_mut(hd).zip(sums) {
                         row[..d].iter_mut().for_each(|o| *o /= sum);
                     }

@@ -59,7 +59,12 @@ impl ConvGeometry {
 
 /// `x [n, h, w, cin]` convolved with `weight [cout, kh, kw, cin]` plus `bias [cout]`
 /// -> `[n, ho, wo, cout]`.
-pub(crate) fn conv2d(x: &CpuStorage, weight: &CpuStorage, bias: Option<&CpuStorage>, g: ConvGeometry) -> CpuStorage {
+pub(crate) fn conv2d(
+    x: &CpuStorage,
+    weight: &CpuStorage,
+    bias: Option<&CpuStorage>,
+    g: ConvGeometry,
+) -> CpuStorage {
     let (xf, wf) = (widen(x), widen(weight));
     let bf = bias.map(widen);
     let out = conv2d_f32(&xf, &wf, bf.as_deref(), g, COL_BUDGET);
@@ -67,7 +72,13 @@ pub(crate) fn conv2d(x: &CpuStorage, weight: &CpuStorage, bias: Option<&CpuStora
 }
 
 /// The f32 convolution, with the im2col budget as a parameter so tests can force many chunks.
-pub(crate) fn conv2d_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: ConvGeometry, col_budget: usize) -> Vec<f32> {
+pub(crate) fn conv2d_f32(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    g: ConvGeometry,
+    col_budget: usize,
+) -> Vec<f32> {
     let rows = g.n * g.ho * g.wo;
     let k = g.patch_len();
     if g.is_pointwise() {
@@ -135,8 +146,10 @@ mod tests {
     /// result as a single chunk.
     #[test]
     fn chunking_does_not_change_the_result() {
-        let g = ConvGeometry { n: 2, h: 7, w: 5, cin: 3, cout: 4, kh: 3, kw: 3, stride: 2, pad: 1, ho: 4, wo: 3 };
-        let x: Vec<f32> = (0..g.n * g.h * g.w * g.cin).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
+        let g =
+            ConvGeometry { n: 2, h: 7, w: 5, cin: 3, cout: 4, kh: 3, kw: 3, stride: 2, pad: 1, ho: 4, wo: 3 };
+        let x: Vec<f32> =
+            (0..g.n * g.h * g.w * g.cin).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
         let w: Vec<f32> = (0..g.cout * 27).map(|i| ((i * 53 % 97) as f32 - 48.0) / 40.0).collect();
         let bias = [0.5, -1.0, 0.25, 2.0];
         let whole = conv2d_f32(&x, &w, Some(&bias), g, usize::MAX / 2);

@@ -116,10 +116,24 @@ pub(crate) fn bias_rows(bias: Option<&[f32]>, rows: usize, n: usize) -> Vec<f32>
 }
 
 /// `x[m, k] * w[n, k]^T + bias[n]` on f32 slices, into a new `[m, n]` buffer.
-pub(crate) fn linear_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, (m, k, n): (usize, usize, usize)) -> Vec<f32> {
+pub(crate) fn linear_f32(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    (m, k, n): (usize, usize, usize),
+) -> Vec<f32> {
     let mut out = bias_rows(bias, m, n);
     let mode = if bias.is_some() { Dst::Accumulate } else { Dst::Overwrite };
-    gemm_f32((m, n, k), &mut out, n, mode, Mat::rows(x, k), Mat::transposed(w, k), 1.0, Parallelism::Rayon(0));
+    gemm_f32(
+        (m, n, k),
+        &mut out,
+        n,
+        mode,
+        Mat::rows(x, k),
+        Mat::transposed(w, k),
+        1.0,
+        Parallelism::Rayon(0),
+    );
     out
 }
 
@@ -136,7 +150,11 @@ pub(crate) fn linear(
 }
 
 /// Batched matrix product: `a [batch, m, k] * b [batch, k, n] -> [batch, m, n]`.
-pub(crate) fn matmul(a: &CpuStorage, b: &CpuStorage, (batch, m, k, n): (usize, usize, usize, usize)) -> CpuStorage {
+pub(crate) fn matmul(
+    a: &CpuStorage,
+    b: &CpuStorage,
+    (batch, m, k, n): (usize, usize, usize, usize),
+) -> CpuStorage {
     let (af, bf) = (widen(a), widen(b));
     let mut out = vec![0f32; batch * m * n];
     if m * n == 0 {

@@ -108,16 +108,18 @@ pub(crate) fn produce_rows(
             let mut out = vec![0f32; rows * row_len];
             let per_task = rows_per_task(row_len);
             if !out.is_empty() {
-                out.par_chunks_mut(per_task * row_len).enumerate().for_each(|(t, block)| f(t * per_task, block));
+                out.par_chunks_mut(per_task * row_len)
+                    .enumerate()
+                    .for_each(|(t, block)| f(t * per_task, block));
             }
             CpuStorage::F32(out)
         }
         DType::F16 => {
             CpuStorage::F16(halves(f16::ZERO, (rows, row_len), f, |src, dst| dst.convert_from_f32_slice(src)))
         }
-        DType::BF16 => {
-            CpuStorage::BF16(halves(bf16::ZERO, (rows, row_len), f, |src, dst| dst.convert_from_f32_slice(src)))
-        }
+        DType::BF16 => CpuStorage::BF16(halves(bf16::ZERO, (rows, row_len), f, |src, dst| {
+            dst.convert_from_f32_slice(src)
+        })),
     }
 }
 

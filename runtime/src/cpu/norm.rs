@@ -104,7 +104,13 @@ fn channel_sums(x: &CpuStorage, (first, rows, c): (usize, usize, usize), center:
 }
 
 /// Layer norm over the last dimension of `x [rows, c]` with `gamma [c]`, `beta [c]`.
-pub(crate) fn layer_norm(x: &CpuStorage, gamma: &CpuStorage, beta: &CpuStorage, c: usize, eps: f32) -> CpuStorage {
+pub(crate) fn layer_norm(
+    x: &CpuStorage,
+    gamma: &CpuStorage,
+    beta: &CpuStorage,
+    c: usize,
+    eps: f32,
+) -> CpuStorage {
     let (gf, bf) = (widen(gamma), widen(beta));
     let rows = x.len().checked_div(c).unwrap_or(0);
     produce_rows(x.dtype(), rows, c, |r0, out| {

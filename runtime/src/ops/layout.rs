@@ -64,8 +64,8 @@ impl Tensor {
     pub fn permute(&self, dims: &[usize]) -> Result<Tensor> {
         const OP: &str = "permute";
         let mut seen = vec![false; self.rank()];
-        let is_perm =
-            dims.len() == self.rank() && dims.iter().all(|&d| d < seen.len() && !std::mem::replace(&mut seen[d], true));
+        let is_perm = dims.len() == self.rank()
+            && dims.iter().all(|&d| d < seen.len() && !std::mem::replace(&mut seen[d], true));
         if !is_perm {
             return Err(Error::shape(
                 OP,
@@ -94,7 +94,9 @@ impl Tensor {
         let mut shape = self.dims().to_vec();
         shape[dim] = len;
         match self.storage() {
-            Storage::Cpu(x) => Tensor::from_cpu_storage(layout::narrow(x, (outer, size, inner), start, len), &shape),
+            Storage::Cpu(x) => {
+                Tensor::from_cpu_storage(layout::narrow(x, (outer, size, inner), start, len), &shape)
+            }
         }
     }
 
