@@ -1,0 +1,1 @@
+// kernels/cuda/attention.cu: written in the CUDA backend issue.

@@ -1,0 +1,1 @@
+// kernels/cuda/elementwise.cu: written in the CUDA backend issue.

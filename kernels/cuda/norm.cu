@@ -1,0 +1,1 @@
+// kernels/cuda/norm.cu: written in the CUDA backend issue.

@@ -1,0 +1,1 @@
+//! The attention kernels: typed entry list and launchers.

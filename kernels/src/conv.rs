@@ -1,0 +1,1 @@
+//! The conv kernels: typed entry list and launchers.

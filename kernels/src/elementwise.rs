@@ -1,0 +1,1 @@
+//! The elementwise kernels: typed entry list and launchers.

@@ -1,0 +1,1 @@
+//! The norm kernels: typed entry list and launchers.
