@@ -11,9 +11,15 @@
 #![deny(missing_docs)]
 
 pub mod attention;
+pub mod compile;
 pub mod conv;
 pub mod elementwise;
 mod family;
+pub mod launch;
+pub mod locate;
 pub mod norm;
+mod nvrtc;
+pub mod ptxas;
 
+pub use compile::{Arch, CompileError, Compiler};
 pub use family::{Family, KernelDType};
