@@ -10,9 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::{env, fmt, fs};
 
+use crate::Family;
 use crate::locate;
 use crate::nvrtc;
-use crate::Family;
 
 /// The shared header families may `#include "common.cuh"`, embedded in the program.
 pub const COMMON_HEADER: (&str, &str) = ("common.cuh", include_str!("../cuda/common.cuh"));
@@ -239,12 +239,9 @@ impl Compiler {
         if let Some(ptx) = path.as_ref().and_then(|p| fs::read_to_string(p).ok()) {
             return Ok(CompiledFamily { family, arch, ptx, origin: PtxOrigin::Cache, log: String::new() });
         }
-        let (ptx, log) = nvrtc::compile(family.source(), family.file_name(), &[COMMON_HEADER], &options)
-            .map_err(|f| CompileError::Compile {
-                file: family.file_name(),
-                arch,
-                status: f.status.status,
-                log: f.log,
+        let (ptx, log) =
+            nvrtc::compile(family.source(), family.file_name(), &[COMMON_HEADER], &options).map_err(|f| {
+                CompileError::Compile { file: family.file_name(), arch, status: f.status.status, log: f.log }
             })?;
         if let Some(p) = &path {
             // The cache is an optimisation: a folder that cannot be written only costs a compile.
@@ -283,7 +280,8 @@ fn cache_key(source: &str, options: &[String], arch: Arch, version: (i32, i32)) 
 fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     let tmp = dir.join(format!(".tmp-{}-{nanos}", std::process::id()));
     fs::write(&tmp, text)?;
     fs::rename(&tmp, path).inspect_err(|_| {

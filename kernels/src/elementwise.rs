@@ -6,7 +6,9 @@
 //! dimensions and the buffers' alignment, and launches one thread per vector on blocks of
 //! [`EW_THREADS`] threads (`EW_THREADS` in elementwise.cu).
 
-use cudarc::driver::{CudaFunction, CudaStream, CudaView, CudaViewMut, DeviceRepr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{
+    CudaFunction, CudaStream, CudaView, CudaViewMut, DeviceRepr, LaunchConfig, PushKernelArg,
+};
 
 use crate::KernelDType;
 use crate::launch::{KernelElem, LaunchError, aligned16, blocks_for, check_len};
@@ -130,7 +132,10 @@ impl ElementwiseKernel {
             .iter()
             .flat_map(|&dtype| ElementwiseOp::ALL.map(|op| ElementwiseKernel::Op { op, dtype }));
         let casts = CastType::ALL.iter().flat_map(|&from| {
-            CastType::ALL.into_iter().filter(move |&to| to != from).map(move |to| ElementwiseKernel::Cast { from, to })
+            CastType::ALL
+                .into_iter()
+                .filter(move |&to| to != from)
+                .map(move |to| ElementwiseKernel::Cast { from, to })
         });
         ops.chain(casts).collect()
     }
@@ -262,7 +267,10 @@ pub fn launch_binary<T: KernelElem>(
     if n == 0 {
         return Ok(());
     }
-    let vec = if plan.inner_size() % 8 == 0 && aligned16(stream, a) && aligned16(stream, b) && aligned16(stream, out)
+    let vec = if plan.inner_size() % 8 == 0
+        && aligned16(stream, a)
+        && aligned16(stream, b)
+        && aligned16(stream, out)
     {
         8
     } else {
@@ -414,7 +422,8 @@ mod tests {
         let all = ElementwiseKernel::all();
         assert_eq!(all.len(), 9 * 2 + 6);
         let names: Vec<String> = all.iter().map(|k| k.entry()).collect();
-        for n in ["gelu_bf16", "geglu_f16", "upsample_nearest2x_bf16", "cast_f32_to_bf16", "cast_f16_to_bf16"] {
+        for n in ["gelu_bf16", "geglu_f16", "upsample_nearest2x_bf16", "cast_f32_to_bf16", "cast_f16_to_bf16"]
+        {
             assert!(names.iter().any(|e| e == n), "{n} missing from {names:?}");
         }
     }

@@ -54,7 +54,12 @@ impl KernelElem for half::f16 {
 }
 
 /// Checks that a buffer holds exactly `expected` elements.
-pub(crate) fn check_len(kernel: &'static str, what: &str, len: usize, expected: usize) -> Result<(), LaunchError> {
+pub(crate) fn check_len(
+    kernel: &'static str,
+    what: &str,
+    len: usize,
+    expected: usize,
+) -> Result<(), LaunchError> {
     if len == expected {
         Ok(())
     } else {
@@ -78,6 +83,7 @@ pub(crate) fn blocks_for(kernel: &'static str, work: usize, threads: usize) -> R
 
 /// `v` as a kernel `int`, or an error naming `what`.
 pub(crate) fn to_i32(kernel: &'static str, what: &str, v: usize) -> Result<i32, LaunchError> {
-    i32::try_from(v)
-        .map_err(|_| LaunchError::unsupported(kernel, format!("{what} = {v} does not fit the kernel's 32-bit index")))
+    i32::try_from(v).map_err(|_| {
+        LaunchError::unsupported(kernel, format!("{what} = {v} does not fit the kernel's 32-bit index"))
+    })
 }

@@ -15,7 +15,9 @@ pub const PIP_INSTALL_HINT: &str =
 
 /// A colon-separated path list from the environment, empty entries dropped.
 fn env_paths(var: &str) -> Vec<PathBuf> {
-    env::var_os(var).map(|v| env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()).collect()).unwrap_or_default()
+    env::var_os(var)
+        .map(|v| env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()).collect())
+        .unwrap_or_default()
 }
 
 /// CUDA toolkit roots: `$CUDA_PATH`, `$CUDA_HOME`, `/usr/local/cuda`.
@@ -72,7 +74,9 @@ pub fn include_dir_candidates() -> Vec<PathBuf> {
 
 /// The first candidate folder holding both `cuda_fp16.h` and `cuda_bf16.h`.
 pub fn find_include_dir() -> Option<PathBuf> {
-    include_dir_candidates().into_iter().find(|d| d.join("cuda_fp16.h").is_file() && d.join("cuda_bf16.h").is_file())
+    include_dir_candidates()
+        .into_iter()
+        .find(|d| d.join("cuda_fp16.h").is_file() && d.join("cuda_bf16.h").is_file())
 }
 
 /// Full paths where an NVRTC 12 library may sit, in search order: `$KILN_NVRTC_LIB` (a file),

@@ -149,7 +149,8 @@ pub fn launch_group_norm<T: KernelElem>(
     if n * l * c == 0 {
         return Ok(());
     }
-    let vec = if c % 8 == 0 && [x, gamma, beta].iter().all(|b| aligned16(stream, *b)) && aligned16(stream, y) {
+    let vec = if c % 8 == 0 && [x, gamma, beta].iter().all(|b| aligned16(stream, *b)) && aligned16(stream, y)
+    {
         8
     } else {
         1
@@ -160,14 +161,20 @@ pub fn launch_group_norm<T: KernelElem>(
     if cols > STATS_MAX_THREADS || smem > STATS_MAX_SMEM {
         return Err(LaunchError::unsupported(
             K,
-            format!("{c} channels (vector width {vec}) exceed the statistics block (at most {STATS_MAX_THREADS} threads, {STATS_MAX_SMEM} bytes of shared memory)"),
+            format!(
+                "{c} channels (vector width {vec}) exceed the statistics block (at most {STATS_MAX_THREADS} threads, {STATS_MAX_SMEM} bytes of shared memory)"
+            ),
         ));
     }
     let (rpc, chunks) = dims.chunking();
     let (l_i, c_i, g_i) = (to_i32(K, "l", l)?, to_i32(K, "c", c)?, to_i32(K, "groups", groups)?);
     to_i32(K, "l * c", l * c)?;
-    let n_y = u32::try_from(n).ok().filter(|&v| v <= 65_535).ok_or_else(|| LaunchError::unsupported(K, format!("{n} samples exceed the grid's y limit 65535")))?;
-    let (rpc_i, chunks_i, n_i, vec_i) = (to_i32(K, "rows per chunk", rpc)?, to_i32(K, "chunks", chunks)?, n as i32, vec as i32);
+    let n_y = u32::try_from(n)
+        .ok()
+        .filter(|&v| v <= 65_535)
+        .ok_or_else(|| LaunchError::unsupported(K, format!("{n} samples exceed the grid's y limit 65535")))?;
+    let (rpc_i, chunks_i, n_i, vec_i) =
+        (to_i32(K, "rows per chunk", rpc)?, to_i32(K, "chunks", chunks)?, n as i32, vec as i32);
 
     // Workspace: partial [n, chunks, groups, 2], mean [n, c], scale [n, c].
     let (mut partial, mut rest) = workspace.split_at_mut(n * chunks * groups * 2);
@@ -245,12 +252,13 @@ pub fn launch_layer_norm<T: KernelElem>(
     if rows * c == 0 {
         return Ok(());
     }
-    let vec = if c % 8 == 0 && [x, gamma, beta].iter().all(|b| aligned16(stream, *b)) && aligned16(stream, y) {
-        8
-    } else {
-        1
-    };
-    let (rows_i, c_i, vec_i) = (to_i32(K, "rows", rows)?, to_i32(K, "c", c)?, vec as i32);
+    let vec_i: i32 =
+        if c % 8 == 0 && [x, gamma, beta].iter().all(|b| aligned16(stream, *b)) && aligned16(stream, y) {
+            8
+        } else {
+            1
+        };
+    let (rows_i, c_i) = (to_i32(K, "rows", rows)?, to_i32(K, "c", c)?);
     let cfg = LaunchConfig {
         grid_dim: (blocks_for(K, rows, LN_WARPS)?, 1, 1),
         block_dim: ((LN_WARPS * 32) as u32, 1, 1),

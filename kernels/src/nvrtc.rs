@@ -67,7 +67,8 @@ impl Program {
         let mut size = 0usize;
         // SAFETY: a live program and valid out-pointers sized from NVRTC's answer.
         unsafe {
-            if sys::nvrtcGetProgramLogSize(self.0, &mut size) != sys::nvrtcResult::NVRTC_SUCCESS || size == 0 {
+            if sys::nvrtcGetProgramLogSize(self.0, &mut size) != sys::nvrtcResult::NVRTC_SUCCESS || size == 0
+            {
                 return String::new();
             }
             let mut buf = vec![0 as c_char; size];

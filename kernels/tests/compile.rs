@@ -90,20 +90,32 @@ fn every_family_compiles_with_its_table_and_no_forbidden_spills() {
 fn check_table(compiled: &CompiledFamily) -> Vec<String> {
     let present = compiled.entries();
     let Some(table) = tables().into_iter().find(|t| t.family == compiled.family) else {
-        eprintln!("{}: no typed table yet ({} entries in the PTX)", compiled.family.file_name(), present.len());
+        eprintln!(
+            "{}: no typed table yet ({} entries in the PTX)",
+            compiled.family.file_name(),
+            present.len()
+        );
         return Vec::new();
     };
     let typed = (table.entries)();
     for extra in present.iter().filter(|p| !typed.iter().any(|t| t == *p)) {
-        eprintln!("note: {} ({}) has entry {extra} that its typed table lacks", compiled.family.file_name(), compiled.arch);
+        eprintln!(
+            "note: {} ({}) has entry {extra} that its typed table lacks",
+            compiled.family.file_name(),
+            compiled.arch
+        );
     }
     let mut seen = std::collections::HashSet::new();
     let mut failures: Vec<String> = typed
         .iter()
         .filter(|t| !present.contains(&t.as_str()))
-        .map(|t| format!("{} ({}): typed entry {t} is not in the PTX", compiled.family.file_name(), compiled.arch))
+        .map(|t| {
+            format!("{} ({}): typed entry {t} is not in the PTX", compiled.family.file_name(), compiled.arch)
+        })
         .collect();
-    failures.extend(typed.iter().filter(|t| !seen.insert(t.as_str())).map(|t| format!("duplicate typed entry {t}")));
+    failures.extend(
+        typed.iter().filter(|t| !seen.insert(t.as_str())).map(|t| format!("duplicate typed entry {t}")),
+    );
     failures
 }
 

@@ -106,7 +106,10 @@ mod tests {
         assert_eq!((p.rank(), p.inner_size(), p.inner_strides(), n), (1, 24, (1, 1), 24));
         // A [C] bias over NHWC: rows broadcast, channels contiguous.
         let (p, n) = BroadcastPlan::new(&[2, 8, 8, 320], &[320]).unwrap();
-        assert_eq!((p.rank(), p.size[0], p.lhs[0], p.rhs[0], p.inner_size(), n), (2, 128, 320, 0, 320, 40960));
+        assert_eq!(
+            (p.rank(), p.size[0], p.lhs[0], p.rhs[0], p.inner_size(), n),
+            (2, 128, 320, 0, 320, 40960)
+        );
         // A per-sample [N, 1, 1, C] time embedding over [N, H, W, C].
         let (p, _) = BroadcastPlan::new(&[2, 8, 8, 320], &[2, 1, 1, 320]).unwrap();
         assert_eq!(p.rank(), 3);
