@@ -142,7 +142,11 @@ impl AttentionDims {
     /// Floating-point operations of the two matrix products, `4 * B * H * Lq * Lk * D` (the
     /// count FlashAttention papers report TFLOP/s against; softmax not included).
     pub fn flops(&self) -> f64 {
-        4.0 * self.batch as f64 * self.heads as f64 * self.len_q as f64 * self.len_k as f64 * self.head_dim as f64
+        4.0 * self.batch as f64
+            * self.heads as f64
+            * self.len_q as f64
+            * self.len_k as f64
+            * self.head_dim as f64
     }
 }
 
@@ -150,7 +154,10 @@ impl AttentionDims {
 #[derive(Debug, thiserror::Error)]
 pub enum AttentionError {
     /// No kernel for this head dim.
-    #[error("flash attention ({dtype}): head dim {head_dim} has no kernel (have {:?})", AttentionKernel::HEAD_DIMS)]
+    #[error(
+        "flash attention ({dtype}): head dim {head_dim} has no kernel (have {:?})",
+        AttentionKernel::HEAD_DIMS
+    )]
     UnsupportedHeadDim {
         /// Storage type asked for.
         dtype: KernelDType,
@@ -192,7 +199,9 @@ pub enum AttentionError {
         ptr: u64,
     },
     /// The device cannot give a block the shared memory the tile needs.
-    #[error("flash attention {entry}: needs {needed} bytes of shared memory per block, the device allows {available}")]
+    #[error(
+        "flash attention {entry}: needs {needed} bytes of shared memory per block, the device allows {available}"
+    )]
     SharedMemory {
         /// Entry point name.
         entry: String,
@@ -303,7 +312,10 @@ pub fn launch_flash_attention<T: AttentionElement>(
         if shared > available {
             return Err(AttentionError::SharedMemory { entry: kernel.entry(), needed: shared, available });
         }
-        func.set_attribute(CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, shared as i32)?;
+        func.set_attribute(
+            CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+            shared as i32,
+        )?;
     }
 
     // The guards order this launch after earlier writes of the inputs (and reads and writes
@@ -318,7 +330,8 @@ pub fn launch_flash_attention<T: AttentionElement>(
         }
     }
     // validate() bounded every size below i32::MAX.
-    let (batch, heads, len_q, len_k) = (dims.batch as i32, dims.heads as i32, dims.len_q as i32, dims.len_k as i32);
+    let (batch, heads, len_q, len_k) =
+        (dims.batch as i32, dims.heads as i32, dims.len_q as i32, dims.len_k as i32);
     let mut launch = stream.launch_builder(func);
     launch.arg(&q_ptr).arg(&k_ptr).arg(&v_ptr).arg(&o_ptr);
     launch.arg(&batch).arg(&heads).arg(&len_q).arg(&len_k).arg(&dims.scale);
@@ -342,7 +355,8 @@ mod tests {
             .lines()
             .filter_map(|l| l.strip_prefix("KILN_ATTN_TILE(")?.strip_suffix(')'))
             .map(|args| {
-                let n: Vec<usize> = args.split(',').map(|a| a.trim().parse().expect("integer tile arg")).collect();
+                let n: Vec<usize> =
+                    args.split(',').map(|a| a.trim().parse().expect("integer tile arg")).collect();
                 AttentionTile { head_dim: n[0], m_tiles_per_warp: n[1], warps: n[2], block_n: n[3] }
             })
             .collect();
