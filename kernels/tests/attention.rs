@@ -166,8 +166,9 @@ fn check<T: Elem>(
     let (hd, heads, len_q) = (dims.head_dim, dims.heads, dims.len_q);
     let mut bad = 0;
     for (idx, (g, w)) in got.iter().map(|g| g.to_f64()).zip(&want).enumerate() {
-        // `!(x <= tol)` also catches NaN (an unwritten, poisoned element).
-        if !((g - w).abs() <= atol + rtol * w.abs()) {
+        // NaN is an unwritten (poisoned) element.
+        let err = (g - w).abs();
+        if err.is_nan() || err > atol + rtol * w.abs() {
             if bad < 8 {
                 let (dd, rest) = (idx % hd, idx / hd);
                 let (h, rest) = (rest % heads, rest / heads);
