@@ -3,18 +3,17 @@
 //! FlashAttention papers use).
 //!
 //! Run: `cargo bench -p kiln-benches --features cuda --bench cuda_attention`. Without a CUDA
-//! driver, a GPU or NVRTC it prints why and exits. The module is compiled with NVRTC for the
-//! device's architecture; `cuda_fp16.h`/`cuda_bf16.h` come from `KILN_CUDA_INCLUDE`
-//! (colon-separated) or `/usr/local/cuda/include`.
+//! driver, a GPU or NVRTC it prints why and exits. The module is compiled with kiln-kernels'
+//! `Compiler` for the device's architecture.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use cudarc::driver::{CudaContext, CudaModule, CudaSlice, CudaStream, sys::CUdevice_attribute};
-use cudarc::nvrtc::{CompileOptions, compile_ptx_with_opts};
-use kiln_kernels::Family;
-use kiln_kernels::attention::{AttentionDims, AttentionElement, AttentionKernel, launch_flash_attention};
+use cudarc::driver::{CudaContext, CudaModule, CudaSlice, CudaStream};
+use cudarc::nvrtc::Ptx;
+use kiln_kernels::attention::{AttentionDims, AttentionKernel, KernelElem, launch_flash_attention};
+use kiln_kernels::{Arch, Compiler, Family};
 
 /// (label, batch, heads, len_q, len_k, head_dim).
 const CASES: [(&str, usize, usize, usize, usize, usize); 6] = [
@@ -28,43 +27,26 @@ const CASES: [(&str, usize, usize, usize, usize, usize); 6] = [
 
 /// The attention module compiled for device 0, or why not.
 fn setup() -> Result<(Arc<CudaContext>, Arc<CudaModule>), String> {
-    // SAFETY: only probes whether the shared libraries can be loaded.
+    // SAFETY: only probes whether the driver library can be loaded.
     if !unsafe { cudarc::driver::sys::is_culib_present() } {
         return Err("no CUDA driver library (libcuda) on this machine".into());
     }
-    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-        return Err("no NVRTC library on this machine".into());
-    }
+    let compiler = Compiler::new().map_err(|e| e.to_string())?;
     let ctx = CudaContext::new(0).map_err(|e| format!("no CUDA device: {e}"))?;
-    let cc = |a| ctx.attribute(a).map_err(|e| e.to_string());
-    let major = cc(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
-    let minor = cc(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
+    let (major, minor) = ctx.compute_capability().map_err(|e| e.to_string())?;
     if major < 8 {
         return Err(format!("device is sm_{major}{minor}; the attention kernels need sm_80 or newer"));
     }
-    let mut include_paths: Vec<String> = std::env::var("KILN_CUDA_INCLUDE")
-        .map(|s| s.split(':').filter(|p| !p.is_empty()).map(String::from).collect())
-        .unwrap_or_default();
-    include_paths.push("/usr/local/cuda/include".into());
-    let arch: &'static str = Box::leak(format!("compute_{major}{minor}").into_boxed_str());
-    let opts = CompileOptions {
-        arch: Some(arch),
-        include_paths,
-        options: vec!["--std=c++17".into(), "-default-device".into()],
-        ..Default::default()
-    };
-    let ptx = compile_ptx_with_opts(Family::Attention.source(), opts).map_err(|e| format!("NVRTC: {e}"))?;
-    let module = ctx.load_module(ptx).map_err(|e| format!("loading the PTX: {e}"))?;
+    let arch = compiler.target_for(Arch { major: major as u32, minor: minor as u32 });
+    let compiled = compiler.compile(Family::Attention, arch).map_err(|e| format!("attention.cu: {e}"))?;
+    let module = ctx
+        .load_module(Ptx::from_src(compiled.ptx))
+        .map_err(|e| format!("loading the attention PTX: {e}"))?;
     Ok((ctx, module))
 }
 
 /// Device buffers of uniform values in [-1, 1) (a fixed LCG: the values do not matter here).
-fn random<T: AttentionElement>(
-    stream: &Arc<CudaStream>,
-    n: usize,
-    seed: u64,
-    f: fn(f32) -> T,
-) -> CudaSlice<T> {
+fn random<T: KernelElem>(stream: &Arc<CudaStream>, n: usize, seed: u64, f: fn(f32) -> T) -> CudaSlice<T> {
     let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     let host: Vec<T> = (0..n)
         .map(|_| {
@@ -75,7 +57,7 @@ fn random<T: AttentionElement>(
     stream.clone_htod(&host).expect("upload")
 }
 
-fn bench_case<T: AttentionElement>(
+fn bench_case<T: KernelElem>(
     c: &mut Criterion,
     ctx: &Arc<CudaContext>,
     module: &Arc<CudaModule>,

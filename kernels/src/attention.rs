@@ -9,11 +9,12 @@
 //! permutes. `cuda/attention.cu` documents the algorithm, the fragment layouts and the index math.
 
 use cudarc::driver::{
-    CudaFunction, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr, DriverError, LaunchConfig, PushKernelArg,
+    CudaFunction, CudaStream, DevicePtr, DevicePtrMut, DriverError, LaunchConfig, PushKernelArg,
     sys::{CUdevice_attribute, CUfunction_attribute},
 };
 
 use crate::KernelDType;
+pub use crate::launch::KernelElem;
 
 /// Tile shape of one head-dim instantiation.
 ///
@@ -215,23 +216,6 @@ pub enum AttentionError {
     Driver(#[from] DriverError),
 }
 
-/// A storage type the attention kernels are instantiated for (`half::bf16`, `half::f16`).
-pub trait AttentionElement: DeviceRepr + sealed::Sealed {
-    /// The matching kernel dtype.
-    const DTYPE: KernelDType;
-}
-impl AttentionElement for half::bf16 {
-    const DTYPE: KernelDType = KernelDType::BF16;
-}
-impl AttentionElement for half::f16 {
-    const DTYPE: KernelDType = KernelDType::F16;
-}
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for half::bf16 {}
-    impl Sealed for half::f16 {}
-}
-
 /// Launch configuration for `dims` with `tile`: grid `(ceil(len_q / block_m), heads, batch)`,
 /// `threads` per block, `shared_bytes` of dynamic shared memory. `None` for an empty output.
 pub fn launch_config(tile: AttentionTile, dims: &AttentionDims) -> Option<LaunchConfig> {
@@ -280,7 +264,7 @@ pub fn validate(dtype: KernelDType, dims: &AttentionDims) -> Result<AttentionKer
 /// [`TILES`]; the function's dynamic shared-memory limit is raised when the tile needs more
 /// than 48 KB. Bad dims, short or misaligned buffers give an [`AttentionError`] and nothing
 /// is launched; an empty output (`B`, `H` or `Lq` zero) launches nothing and returns `Ok`.
-pub fn launch_flash_attention<T: AttentionElement>(
+pub fn launch_flash_attention<T: KernelElem>(
     stream: &CudaStream,
     func: &CudaFunction,
     q: &impl DevicePtr<T>,

@@ -4,25 +4,25 @@
 //! The output is poisoned with NaN before each run so unwritten elements fail.
 //!
 //! Without a CUDA driver, a GPU or NVRTC the test prints why and passes. The attention module
-//! is compiled here with NVRTC for the device's own architecture; `cuda_fp16.h`/`cuda_bf16.h`
-//! come from `KILN_CUDA_INCLUDE` (colon-separated directories) or `/usr/local/cuda/include`.
+//! is compiled with the crate's [`Compiler`] (NVRTC and headers found as it documents) for the
+//! device's own architecture.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use cudarc::driver::{CudaContext, CudaModule, sys::CUdevice_attribute};
-use cudarc::nvrtc::{CompileOptions, Ptx, compile_ptx_with_opts};
-use kiln_kernels::Family;
+use cudarc::driver::{CudaContext, CudaModule};
+use cudarc::nvrtc::Ptx;
 use kiln_kernels::attention::{
-    AttentionDims, AttentionElement, AttentionError, AttentionKernel, launch_flash_attention,
+    AttentionDims, AttentionError, AttentionKernel, KernelElem, launch_flash_attention,
 };
+use kiln_kernels::{Arch, Compiler, Family};
 
 /// (batch, heads, len_q, len_k): the last tile of queries and keys is partial in each.
 const CASES: [(usize, usize, usize, usize); 4] =
     [(2, 3, 200, 77), (1, 2, 130, 300), (1, 1, 1, 1), (1, 2, 257, 64)];
 
 /// A test element type: conversions and the NaN bit pattern.
-trait Elem: AttentionElement + Copy + std::fmt::Debug {
+trait Elem: KernelElem + Copy + std::fmt::Debug {
     fn from_f32(x: f32) -> Self;
     fn to_f64(self) -> f64;
     fn nan() -> Self;
@@ -68,37 +68,21 @@ impl Rng {
 
 /// The driver context and the attention module, or why the test cannot run here.
 fn setup() -> Result<(Arc<CudaContext>, Arc<CudaModule>), String> {
-    // SAFETY: only probes whether the shared libraries can be loaded.
+    // SAFETY: only probes whether the driver library can be loaded.
     if !unsafe { cudarc::driver::sys::is_culib_present() } {
         return Err("no CUDA driver library (libcuda) on this machine".into());
     }
-    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-        return Err("no NVRTC library on this machine".into());
-    }
+    let compiler = Compiler::new().map_err(|e| e.to_string())?;
     let ctx = CudaContext::new(0).map_err(|e| format!("no CUDA device: {e}"))?;
-    let major = ctx
-        .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)
-        .map_err(|e| e.to_string())?;
-    let minor = ctx
-        .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)
-        .map_err(|e| e.to_string())?;
+    let (major, minor) = ctx.compute_capability().map_err(|e| e.to_string())?;
     if major < 8 {
         return Err(format!("device is sm_{major}{minor}; the attention kernels need sm_80 or newer"));
     }
-    let mut include_paths: Vec<String> = std::env::var("KILN_CUDA_INCLUDE")
-        .map(|s| s.split(':').filter(|p| !p.is_empty()).map(String::from).collect())
-        .unwrap_or_default();
-    include_paths.push("/usr/local/cuda/include".into());
-    let arch: &'static str = Box::leak(format!("compute_{major}{minor}").into_boxed_str());
-    let opts = CompileOptions {
-        arch: Some(arch),
-        include_paths,
-        options: vec!["--std=c++17".into(), "-default-device".into()],
-        ..Default::default()
-    };
-    let ptx: Ptx = compile_ptx_with_opts(Family::Attention.source(), opts)
-        .unwrap_or_else(|e| panic!("attention.cu failed to compile for {arch}: {e}"));
-    let module = ctx.load_module(ptx).unwrap_or_else(|e| panic!("attention PTX failed to load: {e}"));
+    let arch = compiler.target_for(Arch { major: major as u32, minor: minor as u32 });
+    let compiled = compiler.compile(Family::Attention, arch).map_err(|e| format!("attention.cu: {e}"))?;
+    let module = ctx
+        .load_module(Ptx::from_src(compiled.ptx))
+        .map_err(|e| format!("loading the attention PTX: {e}"))?;
     Ok((ctx, module))
 }
 
