@@ -67,7 +67,8 @@ pub enum ConvVariant {
 
 impl ConvVariant {
     /// Every variant, in table order.
-    pub const ALL: [ConvVariant; 3] = [ConvVariant::Tiled128x128, ConvVariant::Tiled128x64, ConvVariant::Generic];
+    pub const ALL: [ConvVariant; 3] =
+        [ConvVariant::Tiled128x128, ConvVariant::Tiled128x64, ConvVariant::Generic];
 
     /// The suffix of the entry point (`tiled_128x128`, `tiled_128x64`, `generic`).
     pub fn suffix(self) -> &'static str {
@@ -232,11 +233,8 @@ impl ConvDims {
             return Err("kernel larger than the padded input".into());
         }
         let limit = i32::MAX as usize;
-        let lens = [
-            ("input", self.input_len()),
-            ("weight", self.weight_len()),
-            ("output", self.output_len()),
-        ];
+        let lens =
+            [("input", self.input_len()), ("weight", self.weight_len()), ("output", self.output_len())];
         for (name, len) in lens {
             if len > limit {
                 return Err(format!("{name} has {len} elements, over the 32-bit index limit {limit}"));
@@ -492,8 +490,7 @@ mod tests {
                 .lines()
                 .find(|l| l.starts_with(&format!("KILN_CONV_ENTRY({},", k.entry())))
                 .expect("entry line");
-            let fields: Vec<&str> =
-                line.trim_end_matches(')').split(',').map(str::trim).collect::<Vec<_>>();
+            let fields: Vec<&str> = line.trim_end_matches(')').split(',').map(str::trim).collect::<Vec<_>>();
             assert_eq!(fields[2].parse::<usize>().unwrap(), t.bm, "{line}");
             assert_eq!(fields[3].parse::<usize>().unwrap(), t.bn, "{line}");
             assert_eq!(fields[6].parse::<usize>().unwrap(), t.stages, "{line}");
