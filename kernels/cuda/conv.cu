@@ -18,6 +18,8 @@
 // Entry points (T = __nv_bfloat16 or __half, f32 accumulation):
 //   conv2d_<bf16|f16>_tiled_128x128   Cin % 8 == 0, Cout % 2 == 0: 16-byte cp.async gathers,
 //                                     CTA tile 128(M) x 128(N) x 32(K), 8 warps of 64x32, 4 stages
+//   conv2d_<bf16|f16>_tiled_128x128_k64  the same with a K tile of 64 and 3 stages (half the barriers
+//                                     per FLOP, 108 KB of shared memory)
 //   conv2d_<bf16|f16>_tiled_128x64    the same with an N tile of 64 (8 warps of 32x32), for Cout
 //                                     that is not a multiple of 128 (320) or small
 //   conv2d_<bf16|f16>_generic         any Cin, Cout: scalar guarded loads, CTA tile 128x64x32,
@@ -36,8 +38,9 @@
 namespace kiln_conv {
 
 constexpr int THREADS = 256;  // 8 warps
-constexpr int BK = 32;        // K extent of one tile (two m16n8k16 steps)
-constexpr int LDS = BK + 8;   // shared row pitch in elements: 80 bytes, see "Bank conflicts" below
+// BK (the K extent of one tile: BK/16 m16n8k16 steps) is a template parameter, 32 or 64; shared rows
+// are padded by 8 elements: pitch LDS = BK + 8 (80 or 144 bytes), see "Bank conflicts" below.
+template <int BK> struct Pitch { static constexpr int LDS = BK + 8; };
 
 // ---------------------------------------------------------------------------------------------
 // Element traits: the mma type name and the f32 pair -> T pair conversion.
@@ -69,9 +72,9 @@ __device__ __forceinline__ void cp_async_16(unsigned dst, const void* src, bool 
     int src_bytes = valid ? 16 : 0;
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 template <int N> __device__ __forceinline__ void cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
 // ldmatrix.x4: four 8x8 matrices of 16-bit elements. Lanes 8i..8i+7 give the shared addresses of the
@@ -125,21 +128,23 @@ struct Geo {
 // Shared-memory layout of one pipeline stage (elements of T):
 //   As[BM][LDS]  rows = output pixels of the tile, columns = the BK values of k of this tile
 //   Bs[BN][LDS]  rows = output channels of the tile, columns = the same BK values of k
-// Only columns 0..BK-1 are used; the 8 extra elements pad each row to 80 bytes.
+// Only columns 0..BK-1 are used; the 8 extra elements pad each row to 80 (BK 32) or 144 (BK 64) bytes.
 //
 // Bank conflicts: ldmatrix reads, per 8-lane phase, 8 rows x 16 bytes at the same column. With an
-// 80-byte pitch the rows start at 4-byte banks 0, 20, 8, 28, 16, 4, 24, 12 (mod 32), each covering
-// 4 banks: all 32 distinct, no conflict. Every row start is 16-byte aligned (80 = 5 * 16), as
-// cp.async 16 and ldmatrix require.
+// 80-byte pitch (20 words) the rows start at 4-byte banks 0, 20, 8, 28, 16, 4, 24, 12 (mod 32); with
+// 144 bytes (36 words) at 0, 4, 8, ..., 28; each row covers 4 banks: all 32 distinct, no conflict.
+// Every row start is 16-byte aligned (80 = 5 * 16, 144 = 9 * 16), as cp.async 16 and ldmatrix require.
 // ---------------------------------------------------------------------------------------------
 
-// Vectorised loader (Cin % 8 == 0): a tile row holds BK/8 = 4 chunks of 8 channels, and because
+// Vectorised loader (Cin % 8 == 0): a tile row holds BK/8 chunks of 8 channels, and because
 // Cin % 8 == 0 (so K % 8 == 0 too) a chunk never straddles two taps. Thread `tid` owns chunk column
-// c = tid % 4 and rows tid/4 + 64*i. It keeps, for the next tile to load, the decomposition of its
-// k = kt*BK + 8c into (ky, kx, ci), advanced by BK per tile without divisions.
-template <typename T, int BM, int BN>
+// c = tid % (BK/8) and rows tid/(BK/8) + (THREADS/(BK/8))*i. It keeps, for the next tile to load,
+// the decomposition of its k = kt*BK + 8c into (ky, kx, ci), advanced by BK per tile without
+// divisions.
+template <typename T, int BM, int BN, int BK>
 struct VecLoader {
-    static constexpr int ROWS_PER_PASS = THREADS / (BK / 8);  // 64
+    static constexpr int LDS = Pitch<BK>::LDS;
+    static constexpr int ROWS_PER_PASS = THREADS / (BK / 8);  // 64 (BK 32) or 32 (BK 64)
     static constexpr int A_ITERS = BM / ROWS_PER_PASS;
     static constexpr int B_ITERS = BN / ROWS_PER_PASS;
     static_assert(BM % ROWS_PER_PASS == 0 && BN % ROWS_PER_PASS == 0, "tile rows");
@@ -150,7 +155,7 @@ struct VecLoader {
     int b_row[B_ITERS];   // n*K, or -1 when n >= Cout
     int kglob;            // k of this thread's chunk in the next tile
     int ky, kx, ci;       // its decomposition
-    int col;              // chunk column, 0..3
+    int col;              // chunk column, 0..BK/8-1
     int row0;             // first row
 
     __device__ __forceinline__ void init(const Geo& g, int m0, int n0, int tid) {
@@ -221,12 +226,14 @@ struct VecLoader {
 };
 
 // Generic loader (any Cin, Cout): element-wise guarded loads, stored straight to shared memory.
-// Thread `tid` owns column kc = tid % 32 of the tile and rows tid/32 + 8*i; a warp therefore reads
+// Thread `tid` owns column kc = tid % BK of the tile and rows tid/BK + (THREADS/BK)*i; with BK 32 a
+// warp therefore reads
 // 32 consecutive k of one row (contiguous channels within a tap) and writes 64 contiguous bytes.
 // Per-row gather data for the BM rows of A live in shared memory (filled once by init()).
-template <typename T, int BM, int BN>
+template <typename T, int BM, int BN, int BK>
 struct GenericLoader {
-    static constexpr int ROWS_PER_PASS = THREADS / BK;  // 8
+    static constexpr int LDS = Pitch<BK>::LDS;
+    static constexpr int ROWS_PER_PASS = THREADS / BK;  // 8 for BK 32
     int kc;    // column within the tile
     int row0;  // first row
     int kt;    // index of the next tile
@@ -279,27 +286,33 @@ struct GenericLoader {
 #pragma unroll 4
         for (int i = 0; i < BN / ROWS_PER_PASS; ++i) {
             int r = row0 + i * ROWS_PER_PASS;
-            int n = n0 + r;
+            int n = n0 + r;  // rows of Bs are output channels
             bool v = kvalid && n < g.cout;
             Bs[r * LDS + kc] = v ? w[n * g.k + k] : zero;
         }
     }
 };
 
-template <typename T, int BM, int BN, bool VEC> struct VecOrGeneric;
-template <typename T, int BM, int BN> struct VecOrGeneric<T, BM, BN, true> { typedef VecLoader<T, BM, BN> type; };
-template <typename T, int BM, int BN> struct VecOrGeneric<T, BM, BN, false> { typedef GenericLoader<T, BM, BN> type; };
+template <typename T, int BM, int BN, int BK, bool VEC> struct VecOrGeneric;
+template <typename T, int BM, int BN, int BK> struct VecOrGeneric<T, BM, BN, BK, true> {
+    typedef VecLoader<T, BM, BN, BK> type;
+};
+template <typename T, int BM, int BN, int BK> struct VecOrGeneric<T, BM, BN, BK, false> {
+    typedef GenericLoader<T, BM, BN, BK> type;
+};
 
 // ---------------------------------------------------------------------------------------------
 // The kernel. 8 warps in a WARPS_M x WARPS_N grid; warp (wm, wn) owns rows wm*WM .. +WM and
 // columns wn*WN .. +WN of the CTA tile, as MF x NF m16n8 accumulator tiles (MF = WM/16, NF = WN/8).
 // ---------------------------------------------------------------------------------------------
-template <typename T, int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool VEC>
+template <typename T, int BM, int BN, int BK, int WARPS_M, int WARPS_N, int STAGES, bool VEC>
 __device__ __forceinline__ void conv2d_body(const T* __restrict__ x, const T* __restrict__ w,
                                             const T* __restrict__ bias, const T* residual, T* y, int n_img,
                                             int h, int wd, int cin, int cout, int kh, int kw, int stride,
                                             int pad, int ho, int wo) {
     static_assert(WARPS_M * WARPS_N * 32 == THREADS, "8 warps");
+    static_assert(BK % 16 == 0 && THREADS % BK == 0, "BK: whole k16 steps");
+    constexpr int LDS = Pitch<BK>::LDS;
     constexpr int WM = BM / WARPS_M;
     constexpr int WN = BN / WARPS_N;
     constexpr int MF = WM / 16;
@@ -339,7 +352,7 @@ __device__ __forceinline__ void conv2d_body(const T* __restrict__ x, const T* __
             for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
 
     // Loader state.
-    typedef typename VecOrGeneric<T, BM, BN, VEC>::type Loader;
+    typedef typename VecOrGeneric<T, BM, BN, BK, VEC>::type Loader;
     Loader loader;
     __shared__ int row_info[VEC ? 1 : 3 * BM];
     if constexpr (VEC) {
@@ -464,18 +477,20 @@ __device__ __forceinline__ void conv2d_body(const T* __restrict__ x, const T* __
 // Entry points. Tile shapes (BM, BN, WARPS_M, WARPS_N, STAGES) are mirrored in kernels/src/conv.rs.
 // __launch_bounds__(256, 2): two CTAs per SM, so at most 128 registers per thread.
 // ---------------------------------------------------------------------------------------------
-#define KILN_CONV_ENTRY(NAME, T, BM, BN, WMS, WNS, STAGES, VEC)                                          \
+#define KILN_CONV_ENTRY(NAME, T, BM, BN, BK, WMS, WNS, STAGES, VEC)                                          \
     extern "C" __global__ void __launch_bounds__(kiln_conv::THREADS, 2)                                 \
         NAME(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,               \
              const T* residual, T* y, int n, int h, int wd, int cin, int cout, int kh, int kw,          \
              int stride, int pad, int ho, int wo) {                                                     \
-        kiln_conv::conv2d_body<T, BM, BN, WMS, WNS, STAGES, VEC>(x, w, bias, residual, y, n, h, wd, cin, \
+        kiln_conv::conv2d_body<T, BM, BN, BK, WMS, WNS, STAGES, VEC>(x, w, bias, residual, y, n, h, wd, cin, \
                                                                   cout, kh, kw, stride, pad, ho, wo);   \
     }
 
-KILN_CONV_ENTRY(conv2d_bf16_tiled_128x128, __nv_bfloat16, 128, 128, 2, 4, 4, true)
-KILN_CONV_ENTRY(conv2d_f16_tiled_128x128, __half, 128, 128, 2, 4, 4, true)
-KILN_CONV_ENTRY(conv2d_bf16_tiled_128x64, __nv_bfloat16, 128, 64, 4, 2, 4, true)
-KILN_CONV_ENTRY(conv2d_f16_tiled_128x64, __half, 128, 64, 4, 2, 4, true)
-KILN_CONV_ENTRY(conv2d_bf16_generic, __nv_bfloat16, 128, 64, 4, 2, 2, false)
-KILN_CONV_ENTRY(conv2d_f16_generic, __half, 128, 64, 4, 2, 2, false)
+KILN_CONV_ENTRY(conv2d_bf16_tiled_128x128, __nv_bfloat16, 128, 128, 32, 2, 4, 4, true)
+KILN_CONV_ENTRY(conv2d_f16_tiled_128x128, __half, 128, 128, 32, 2, 4, 4, true)
+KILN_CONV_ENTRY(conv2d_bf16_tiled_128x128_k64, __nv_bfloat16, 128, 128, 64, 2, 4, 3, true)
+KILN_CONV_ENTRY(conv2d_f16_tiled_128x128_k64, __half, 128, 128, 64, 2, 4, 3, true)
+KILN_CONV_ENTRY(conv2d_bf16_tiled_128x64, __nv_bfloat16, 128, 64, 32, 4, 2, 4, true)
+KILN_CONV_ENTRY(conv2d_f16_tiled_128x64, __half, 128, 64, 32, 4, 2, 4, true)
+KILN_CONV_ENTRY(conv2d_bf16_generic, __nv_bfloat16, 128, 64, 32, 4, 2, 2, false)
+KILN_CONV_ENTRY(conv2d_f16_generic, __half, 128, 64, 32, 4, 2, 2, false)
