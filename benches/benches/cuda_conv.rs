@@ -1,7 +1,7 @@
 //! conv2d implicit-GEMM kernels at SDXL's 3x3 shapes, against cuBLAS on the equivalent GEMM.
 //!
-//! Run: `cargo bench -p kiln-benches --features cuda --bench cuda_conv` (headers for NVRTC from
-//! `$KILN_CUDA_INCLUDE`, else `/usr/local/cuda/include`). Shapes: batch 2, 128x128x320,
+//! Run: `cargo bench -p kiln-benches --features cuda --bench cuda_conv` (NVRTC and the CUDA
+//! headers are found by `kiln_kernels::locate`; PTX is cached as at run time). Shapes: batch 2, 128x128x320,
 //! 64x64x640 and 32x32x1280, 3x3, stride 1, padding 1, Cout = Cin, bias fused. Each kernel
 //! variant that supports the shape is timed with CUDA events around a batch of launches, and so
 //! is `cublasGemmEx` on the same `[M, K] x [K, Cout]` product (M = N*H*W, K = 9*Cin; f32 compute).
@@ -15,10 +15,10 @@ use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_
 use cudarc::cublas::{CudaBlas, Gemm, GemmConfig, sys::cublasOperation_t};
 use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::{CudaContext, CudaModule, CudaSlice, CudaStream};
-use cudarc::nvrtc::{CompileOptions, compile_ptx_with_opts};
+use cudarc::nvrtc::Ptx;
 use half::bf16;
 use kiln_kernels::conv::{ConvDims, ConvKernel, ConvVariant, launch_conv2d};
-use kiln_kernels::{Family, KernelDType};
+use kiln_kernels::{Arch, Compiler, Family, KernelDType};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -31,31 +31,16 @@ struct Gpu {
 }
 
 fn gpu() -> Result<Gpu, String> {
-    // SAFETY: only probes whether the shared libraries can be opened.
+    // SAFETY: only probes whether the driver library can be opened.
     if !unsafe { cudarc::driver::sys::is_culib_present() } {
         return Err("no CUDA driver (libcuda)".into());
     }
-    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-        return Err("no NVRTC library".into());
-    }
     let ctx = CudaContext::new(0).map_err(|e| format!("no CUDA device: {e}"))?;
     let (major, minor) = ctx.compute_capability().map_err(|e| e.to_string())?;
-    let include = std::env::var("KILN_CUDA_INCLUDE")
-        .into_iter()
-        .chain(["/usr/local/cuda/include".to_string()])
-        .find(|d| std::path::Path::new(d).join("cuda_bf16.h").exists())
-        .ok_or("no CUDA headers: set KILN_CUDA_INCLUDE")?;
-    let opts = CompileOptions {
-        include_paths: vec![include],
-        options: vec![
-            format!("--gpu-architecture=sm_{major}{minor}"),
-            "--std=c++17".into(),
-            "-default-device".into(),
-        ],
-        ..Default::default()
-    };
-    let ptx = compile_ptx_with_opts(Family::Conv.source(), opts).map_err(|e| format!("NVRTC: {e:?}"))?;
-    let module = ctx.load_module(ptx).map_err(|e| e.to_string())?;
+    let compiler = Compiler::new().map_err(|e| e.to_string())?;
+    let arch = compiler.target_for(Arch { major: major as u32, minor: minor as u32 });
+    let compiled = compiler.compile(Family::Conv, arch).map_err(|e| e.to_string())?;
+    let module = ctx.load_module(Ptx::from_src(compiled.ptx)).map_err(|e| e.to_string())?;
     Ok(Gpu { stream: ctx.default_stream(), module })
 }
 

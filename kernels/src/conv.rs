@@ -20,11 +20,11 @@ use std::fmt;
 
 use cudarc::driver::sys::CUfunction_attribute;
 use cudarc::driver::{
-    CudaFunction, CudaStream, CudaView, CudaViewMut, DevicePtr, DeviceRepr, DriverError, LaunchConfig,
-    PushKernelArg,
+    CudaFunction, CudaStream, CudaView, CudaViewMut, DevicePtr, DriverError, LaunchConfig, PushKernelArg,
 };
 
 use crate::KernelDType;
+use crate::launch::{KernelElem, LaunchError};
 
 /// Threads per CTA of every conv entry (8 warps); `THREADS` in `conv.cu`.
 pub const CONV_THREADS: u32 = 256;
@@ -335,24 +335,14 @@ pub enum ConvError {
     Driver(#[from] DriverError),
 }
 
-/// The element types the conv kernels are instantiated for.
-pub trait ConvElement: DeviceRepr + Copy + sealed::Sealed {
-    /// The matching kernel dtype.
-    const DTYPE: KernelDType;
-}
-
-impl ConvElement for half::bf16 {
-    const DTYPE: KernelDType = KernelDType::BF16;
-}
-
-impl ConvElement for half::f16 {
-    const DTYPE: KernelDType = KernelDType::F16;
-}
-
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for half::bf16 {}
-    impl Sealed for half::f16 {}
+impl From<ConvError> for LaunchError {
+    /// The crate-wide launcher error, for callers that handle every family alike.
+    fn from(e: ConvError) -> Self {
+        match e {
+            ConvError::Driver(source) => LaunchError::Driver { kernel: "conv2d", source },
+            other => LaunchError::Unsupported { kernel: "conv2d", message: other.to_string() },
+        }
+    }
 }
 
 /// Grid, block and dynamic shared memory of `kernel` on `dims`.
@@ -373,7 +363,7 @@ pub fn launch_config(kernel: ConvKernel, dims: &ConvDims) -> LaunchConfig {
 /// nothing on error; raises the function's dynamic shared-memory limit when the tile needs more
 /// than 48 KB.
 #[allow(clippy::too_many_arguments)]
-pub fn launch_conv2d<T: ConvElement>(
+pub fn launch_conv2d<T: KernelElem>(
     stream: &CudaStream,
     func: &CudaFunction,
     kernel: ConvKernel,

@@ -7,7 +7,7 @@
 //! `cargo test` works anywhere; with `KILN_REQUIRE_NVRTC=1` (set by `.ci/run`) it fails instead.
 
 use kiln_kernels::compile::{Arch, CompiledFamily, Compiler, PtxOrigin};
-use kiln_kernels::{Family, elementwise, locate, norm, ptxas};
+use kiln_kernels::{Family, conv, elementwise, locate, norm, ptxas};
 
 /// The typed table of one family: the entry names its Rust side launches.
 struct Table {
@@ -24,7 +24,11 @@ macro_rules! table {
 
 /// Every family's typed table. Adding a family is one line here.
 fn tables() -> Vec<Table> {
-    vec![table!(Family::Norm, norm::NormKernel), table!(Family::Elementwise, elementwise::ElementwiseKernel)]
+    vec![
+        table!(Family::Conv, conv::ConvKernel),
+        table!(Family::Norm, norm::NormKernel),
+        table!(Family::Elementwise, elementwise::ElementwiseKernel),
+    ]
 }
 
 /// Families whose entries must not spill registers (CI fails otherwise).

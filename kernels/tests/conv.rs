@@ -2,17 +2,18 @@
 //!
 //! Each case runs every variant that supports it (see `ConvVariant::unsupported_reason`) for bf16
 //! and f16, with the output poisoned with NaN before the launch so that unwritten elements fail.
-//! Skips, saying why, where there is no CUDA driver, no GPU or no NVRTC. The module is compiled here
-//! with NVRTC for the device's own architecture; the CUDA headers (`cuda_fp16.h`, `cuda_bf16.h`)
-//! are looked for in `$KILN_CUDA_INCLUDE`, then `/usr/local/cuda/include`.
+//! Skips, saying why, where there is no CUDA driver, no GPU or no NVRTC. The module is compiled
+//! with the crate's [`Compiler`] (NVRTC and headers found by `kiln_kernels::locate`) for the
+//! device's own architecture.
 
 use std::sync::Arc;
 
 use cudarc::driver::{CudaContext, CudaModule, CudaStream};
-use cudarc::nvrtc::{CompileOptions, compile_ptx_with_opts};
+use cudarc::nvrtc::Ptx;
 use half::{bf16, f16};
-use kiln_kernels::conv::{ConvDims, ConvElement, ConvKernel, ConvVariant, launch_conv2d};
-use kiln_kernels::{Family, KernelDType};
+use kiln_kernels::conv::{ConvDims, ConvKernel, ConvVariant, launch_conv2d};
+use kiln_kernels::launch::KernelElem;
+use kiln_kernels::{Arch, Compiler, Family, KernelDType};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -21,42 +22,25 @@ struct Gpu {
     module: Arc<CudaModule>,
 }
 
-fn include_dir() -> Option<String> {
-    let candidates =
-        std::env::var("KILN_CUDA_INCLUDE").into_iter().chain(["/usr/local/cuda/include".to_string()]);
-    candidates.into_iter().find(|d| std::path::Path::new(d).join("cuda_bf16.h").exists())
-}
-
-/// The device and the compiled conv module, or why not.
+/// The device and the conv module compiled for it (through the crate's one compile path,
+/// without the on-disk cache), or why not.
 fn gpu() -> Result<Gpu, String> {
-    // SAFETY: only probes whether the shared libraries can be opened.
+    // SAFETY: only probes whether the driver library can be opened.
     if !unsafe { cudarc::driver::sys::is_culib_present() } {
         return Err("no CUDA driver (libcuda) on this machine".into());
     }
-    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-        return Err("no NVRTC library on this machine".into());
-    }
     let ctx = CudaContext::new(0).map_err(|e| format!("no CUDA device: {e}"))?;
     let (major, minor) = ctx.compute_capability().map_err(|e| e.to_string())?;
-    let include =
-        include_dir().ok_or("no CUDA headers: set KILN_CUDA_INCLUDE to the dir with cuda_bf16.h")?;
-    let opts = CompileOptions {
-        include_paths: vec![include],
-        options: vec![
-            format!("--gpu-architecture=sm_{major}{minor}"),
-            "--std=c++17".into(),
-            "-default-device".into(),
-        ],
-        ..Default::default()
-    };
-    let ptx =
-        compile_ptx_with_opts(Family::Conv.source(), opts).map_err(|e| format!("NVRTC failed: {e:?}"))?;
-    let module = ctx.load_module(ptx).map_err(|e| format!("loading the module failed: {e}"))?;
+    let compiler = Compiler::new().map_err(|e| e.to_string())?.with_cache_dir(None);
+    let arch = compiler.target_for(Arch { major: major as u32, minor: minor as u32 });
+    let compiled = compiler.compile(Family::Conv, arch).map_err(|e| e.to_string())?;
+    let module =
+        ctx.load_module(Ptx::from_src(compiled.ptx)).map_err(|e| format!("loading conv.cu ({arch}): {e}"))?;
     Ok(Gpu { stream: ctx.default_stream(), module })
 }
 
 /// Storage-type helpers for the test.
-trait TestElem: ConvElement + cudarc::driver::ValidAsZeroBits {
+trait TestElem: KernelElem {
     fn from_f64(v: f64) -> Self;
     fn to_f64(self) -> f64;
     fn nan() -> Self;
@@ -232,12 +216,10 @@ fn run_case<T: TestElem>(gpu: &Gpu, kernel: ConvKernel, c: &Case, seed: u64) -> 
         if (g - e).abs() <= tol {
             continue;
         }
-        {
-            count += 1;
-            if bad.len() < 8 {
-                let (m, co) = (i / d.cout, i % d.cout);
-                bad.push(format!("  y[m={m}, co={co}] = {g}, expected {e} (tol {tol:.2e})"));
-            }
+        count += 1;
+        if bad.len() < 8 {
+            let (m, co) = (i / d.cout, i % d.cout);
+            bad.push(format!("  y[m={m}, co={co}] = {g}, expected {e} (tol {tol:.2e})"));
         }
     }
     if count == 0 {
