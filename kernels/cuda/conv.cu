@@ -474,23 +474,26 @@ __device__ __forceinline__ void conv2d_body(const T* __restrict__ x, const T* __
 }  // namespace kiln_conv
 
 // ---------------------------------------------------------------------------------------------
-// Entry points. Tile shapes (BM, BN, WARPS_M, WARPS_N, STAGES) are mirrored in kernels/src/conv.rs.
-// __launch_bounds__(256, 2): two CTAs per SM, so at most 128 registers per thread.
+// Entry points: (name, T, BM, BN, BK, WARPS_M, WARPS_N, STAGES, VEC, MIN_CTAS); BM, BN, BK and
+// STAGES are mirrored in kernels/src/conv.rs (`ConvVariant::tile`, checked by a unit test).
+// __launch_bounds__(256, MIN_CTAS): 2 CTAs per SM (at most 128 registers per thread) for the
+// 128x128 tiles, 3 (at most 85 registers) for the 128x64 ones, whose 60 KB of shared memory fit
+// three times in an H100/H200 SM (228 KB; an A100's 164 KB hold two).
 // ---------------------------------------------------------------------------------------------
-#define KILN_CONV_ENTRY(NAME, T, BM, BN, BK, WMS, WNS, STAGES, VEC)                                          \
-    extern "C" __global__ void __launch_bounds__(kiln_conv::THREADS, 2)                                 \
-        NAME(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,               \
-             const T* residual, T* y, int n, int h, int wd, int cin, int cout, int kh, int kw,          \
-             int stride, int pad, int ho, int wo) {                                                     \
-        kiln_conv::conv2d_body<T, BM, BN, BK, WMS, WNS, STAGES, VEC>(x, w, bias, residual, y, n, h, wd, cin, \
-                                                                  cout, kh, kw, stride, pad, ho, wo);   \
+#define KILN_CONV_ENTRY(NAME, T, BM, BN, BK, WMS, WNS, STAGES, VEC, MIN_CTAS)                                  \
+    extern "C" __global__ void __launch_bounds__(kiln_conv::THREADS, MIN_CTAS)                                 \
+        NAME(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,                     \
+             const T* residual, T* y, int n, int h, int wd, int cin, int cout, int kh, int kw,                 \
+             int stride, int pad, int ho, int wo) {                                                            \
+        kiln_conv::conv2d_body<T, BM, BN, BK, WMS, WNS, STAGES, VEC>(x, w, bias, residual, y, n, h, wd, cin,   \
+                                                                  cout, kh, kw, stride, pad, ho, wo);          \
     }
 
-KILN_CONV_ENTRY(conv2d_bf16_tiled_128x128, __nv_bfloat16, 128, 128, 32, 2, 4, 4, true)
-KILN_CONV_ENTRY(conv2d_f16_tiled_128x128, __half, 128, 128, 32, 2, 4, 4, true)
-KILN_CONV_ENTRY(conv2d_bf16_tiled_128x128_k64, __nv_bfloat16, 128, 128, 64, 2, 4, 3, true)
-KILN_CONV_ENTRY(conv2d_f16_tiled_128x128_k64, __half, 128, 128, 64, 2, 4, 3, true)
-KILN_CONV_ENTRY(conv2d_bf16_tiled_128x64, __nv_bfloat16, 128, 64, 32, 4, 2, 4, true)
-KILN_CONV_ENTRY(conv2d_f16_tiled_128x64, __half, 128, 64, 32, 4, 2, 4, true)
-KILN_CONV_ENTRY(conv2d_bf16_generic, __nv_bfloat16, 128, 64, 32, 4, 2, 2, false)
-KILN_CONV_ENTRY(conv2d_f16_generic, __half, 128, 64, 32, 4, 2, 2, false)
+KILN_CONV_ENTRY(conv2d_bf16_tiled_128x128, __nv_bfloat16, 128, 128, 32, 2, 4, 4, true, 2)
+KILN_CONV_ENTRY(conv2d_f16_tiled_128x128, __half, 128, 128, 32, 2, 4, 4, true, 2)
+KILN_CONV_ENTRY(conv2d_bf16_tiled_128x128_k64, __nv_bfloat16, 128, 128, 64, 2, 4, 3, true, 2)
+KILN_CONV_ENTRY(conv2d_f16_tiled_128x128_k64, __half, 128, 128, 64, 2, 4, 3, true, 2)
+KILN_CONV_ENTRY(conv2d_bf16_tiled_128x64, __nv_bfloat16, 128, 64, 32, 4, 2, 4, true, 3)
+KILN_CONV_ENTRY(conv2d_f16_tiled_128x64, __half, 128, 64, 32, 4, 2, 4, true, 3)
+KILN_CONV_ENTRY(conv2d_bf16_generic, __nv_bfloat16, 128, 64, 32, 4, 2, 2, false, 3)
+KILN_CONV_ENTRY(conv2d_f16_generic, __half, 128, 64, 32, 4, 2, 2, false, 3)

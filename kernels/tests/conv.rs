@@ -103,6 +103,8 @@ fn cases() -> Vec<Case> {
         with(case(2, 9, 7, 320, 320, (3, 3), 1, 1), true, true),
         with(case(1, 11, 13, 640, 640, (3, 3), 1, 1), true, false),
         with(case(1, 5, 6, 1280, 1280, (3, 3), 1, 1), false, true),
+        // Several M tiles and a long K loop on the selected 128x64 path.
+        with(case(2, 16, 16, 320, 320, (3, 3), 1, 1), true, true),
         // Downsample: stride 2 with odd H/W, padding 1.
         with(case(2, 9, 11, 320, 320, (3, 3), 2, 1), true, false),
         with(case(1, 13, 7, 128, 256, (3, 3), 2, 1), false, false),
