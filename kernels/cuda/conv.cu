@@ -16,7 +16,7 @@
 // A is never materialised: each CTA gathers its tile of A from x while loading it into shared memory.
 //
 // Entry points (T = __nv_bfloat16 or __half, f32 accumulation):
-//   conv2d_<bf16|f16>_tiled_128x128   Cin % 8 == 0, Cout % 2 == 0: 16-byte cp.async gathers,
+//   conv2d_<bf16|f16>_tiled_128x128   Cin % 8 == 0 (any Cout): 16-byte cp.async gathers,
 //                                     CTA tile 128(M) x 128(N) x 32(K), 8 warps of 64x32, 4 stages
 //   conv2d_<bf16|f16>_tiled_128x128_k64  the same with a K tile of 64 and 3 stages (half the barriers
 //                                     per FLOP, 108 KB of shared memory)
@@ -435,7 +435,10 @@ __device__ __forceinline__ void conv2d_body(const T* __restrict__ x, const T* __
     for (int j = 0; j < NF; ++j) {
         const int col = n0 + wn * WN + 8 * j + 2 * tq;
         if (col >= cout) continue;
-        const bool pair = VEC || col + 1 < cout;  // VEC: Cout even and col even, so col+1 < Cout
+        // Paired (4-byte) accesses when Cout is even: col is even, so off below is even and col+1 <
+        // Cout. Odd Cout (the VAE's last conv, Cout = 3) takes the scalar path.
+        const bool vec_pairs = VEC && (cout & 1) == 0;
+        const bool pair = vec_pairs || col + 1 < cout;
         float b0 = 0.f, b1 = 0.f;
         if (bias != nullptr) {
             b0 = Elem<T>::to_f32(bias[col]);
@@ -450,8 +453,7 @@ __device__ __forceinline__ void conv2d_body(const T* __restrict__ x, const T* __
                 float v0 = acc[i][j][2 * hh] + b0;
                 float v1 = acc[i][j][2 * hh + 1] + b1;
                 const int off = row * cout + col;
-                if (VEC) {
-                    // Cout even, col even: off is even, so the pair is 4-byte aligned.
+                if (vec_pairs) {
                     if (residual != nullptr) {
                         float2 rv = Elem<T>::to_f32x2(*reinterpret_cast<const T2*>(residual + off));
                         v0 += rv.x;

@@ -9,8 +9,8 @@
 //!
 //! Three variants per storage type ([`ConvVariant`]):
 //! - [`ConvVariant::Tiled128x128`], [`ConvVariant::Tiled128x128K64`] and [`ConvVariant::Tiled128x64`]:
-//!   16-byte `cp.async` gathers through a 3- or 4-stage pipeline; need `Cin % 8 == 0` and an even
-//!   `Cout`;
+//!   16-byte `cp.async` gathers through a 3- or 4-stage pipeline; need `Cin % 8 == 0` (any `Cout`: paired
+//!   stores when it is even, scalar ones otherwise);
 //! - [`ConvVariant::Generic`]: any channel counts (SD's first conv with 4 or 9 channels, the VAE's
 //!   3-channel ends), scalar guarded loads, slower.
 //!
@@ -58,12 +58,11 @@ impl ConvTile {
 /// The kernel variants of `conv.cu`, each instantiated for bf16 and f16.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConvVariant {
-    /// CTA tile 128x128x32, 8 warps of 64x32, 4 stages of `cp.async`; `Cin % 8 == 0`, even `Cout`.
+    /// CTA tile 128x128x32, 8 warps of 64x32, 4 stages of `cp.async`; `Cin % 8 == 0`.
     Tiled128x128,
-    /// CTA tile 128x128x64, 8 warps of 64x32, 3 stages (108 KB of shared memory); `Cin % 8 == 0`,
-    /// even `Cout`.
+    /// CTA tile 128x128x64, 8 warps of 64x32, 3 stages (108 KB of shared memory); `Cin % 8 == 0`.
     Tiled128x128K64,
-    /// CTA tile 128x64x32, 8 warps of 32x32, 4 stages; `Cin % 8 == 0`, even `Cout`.
+    /// CTA tile 128x64x32, 8 warps of 32x32, 4 stages; `Cin % 8 == 0`.
     Tiled128x64,
     /// CTA tile 128x64x32, scalar guarded loads, 2 stages; any `Cin` and `Cout`.
     Generic,
@@ -109,8 +108,6 @@ impl ConvVariant {
             ConvVariant::Tiled128x128 | ConvVariant::Tiled128x128K64 | ConvVariant::Tiled128x64 => {
                 if dims.cin % 8 != 0 {
                     Some(format!("cin = {} is not a multiple of 8 (16-byte channel chunks)", dims.cin))
-                } else if dims.cout % 2 != 0 {
-                    Some(format!("cout = {} is odd (paired stores)", dims.cout))
                 } else {
                     None
                 }
@@ -148,7 +145,7 @@ impl ConvKernel {
             .collect()
     }
 
-    /// The variant to use for `dims`: the 16-byte paths when the channel counts allow, with the
+    /// The variant to use for `dims`: the 16-byte paths when `Cin % 8 == 0`, with the
     /// 128-wide N tile when `Cout` is a multiple of 128 (640, 1280, 128, 256, 512) and the 64-wide
     /// one otherwise (320 would waste a sixth of a 128 tile); the generic path for the rest.
     /// Which is faster for 320, and whether the K-64 tile beats the K-32 one, has not been
@@ -394,20 +391,23 @@ pub fn launch_conv2d<T: KernelElem>(
     }
     check_len("y", y.len(), dims.output_len())?;
 
-    // The tiled variants read x and w in 16-byte chunks and bias, residual and y in pairs.
+    // The tiled variants read x and w in 16-byte chunks and, when Cout is even, bias, residual and
+    // y in pairs.
     if kernel.variant != ConvVariant::Generic {
         let check_align = |name: &'static str, ptr: u64, align: u64| {
             if ptr % align == 0 { Ok(()) } else { Err(ConvError::Misaligned { name, ptr, align, kernel }) }
         };
         check_align("x", x.device_ptr(stream).0, 16)?;
         check_align("w", w.device_ptr(stream).0, 16)?;
-        if let Some(b) = bias {
-            check_align("bias", b.device_ptr(stream).0, 4)?;
+        if dims.cout % 2 == 0 {
+            if let Some(b) = bias {
+                check_align("bias", b.device_ptr(stream).0, 4)?;
+            }
+            if let Some(r) = residual {
+                check_align("residual", r.device_ptr(stream).0, 4)?;
+            }
+            check_align("y", y.device_ptr(stream).0, 4)?;
         }
-        if let Some(r) = residual {
-            check_align("residual", r.device_ptr(stream).0, 4)?;
-        }
-        check_align("y", y.device_ptr(stream).0, 4)?;
     }
 
     let cfg = launch_config(kernel, &dims);
@@ -519,7 +519,7 @@ mod tests {
         assert_eq!(ConvKernel::select(bf, &dims(640, 640, 3, 1, 1)).variant, ConvVariant::Tiled128x128);
         assert_eq!(ConvKernel::select(bf, &dims(1280, 1280, 3, 2, 1)).variant, ConvVariant::Tiled128x128);
         assert_eq!(ConvKernel::select(bf, &dims(4, 320, 3, 1, 1)).variant, ConvVariant::Generic);
-        assert_eq!(ConvKernel::select(bf, &dims(128, 3, 3, 1, 1)).variant, ConvVariant::Generic);
+        assert_eq!(ConvKernel::select(bf, &dims(128, 3, 3, 1, 1)).variant, ConvVariant::Tiled128x64);
         assert_eq!(ConvKernel::select(bf, &dims(320, 4, 3, 1, 1)).variant, ConvVariant::Tiled128x64);
     }
 
