@@ -172,24 +172,39 @@ fn random<T: TestElem>(rng: &mut StdRng, len: usize, scale: f64) -> (Vec<T>, Vec
 
 /// Runs `kernel` on `c` and compares with the f64 reference; returns a description of the first
 /// mismatches, if any.
-fn run_case<T: TestElem>(gpu: &Gpu, kernel: ConvKernel, c: &Case, seed: u64) -> Result<(), String> {
+/// The inputs of one case (as stored) and the f64 reference output.
+struct Inputs<T> {
+    x: Vec<T>,
+    w: Vec<T>,
+    b: Vec<T>,
+    r: Vec<T>,
+    expect: Vec<f64>,
+}
+
+fn inputs<T: TestElem>(c: &Case, seed: u64) -> Inputs<T> {
     let d = c.dims;
     let mut rng = StdRng::seed_from_u64(seed);
-    let k = d.gemm_k();
     let (x, xf) = random::<T>(&mut rng, d.input_len(), 1.0);
     // Weights scaled by 1/sqrt(K) so outputs stay O(1) whatever K is.
-    let (w, wf) = random::<T>(&mut rng, d.weight_len(), 1.0 / (k as f64).sqrt());
+    let (w, wf) = random::<T>(&mut rng, d.weight_len(), 1.0 / (d.gemm_k() as f64).sqrt());
     let (b, bfv) = random::<T>(&mut rng, d.cout, 1.0);
     let (r, rf) = random::<T>(&mut rng, d.output_len(), 1.0);
     let expect = reference(&d, &xf, &wf, c.bias.then_some(&bfv[..]), c.residual.then_some(&rf[..]));
+    Inputs { x, w, b, r, expect }
+}
+
+fn run_case<T: TestElem>(gpu: &Gpu, kernel: ConvKernel, c: &Case, inp: &Inputs<T>) -> Result<(), String> {
+    let d = c.dims;
+    let k = d.gemm_k();
+    let Inputs { x, w, b, r, expect } = inp;
 
     let s = &gpu.stream;
     let func = gpu.module.load_function(&kernel.entry()).map_err(|e| format!("{}: {e}", kernel.entry()))?;
     let err = |e: cudarc::driver::DriverError| e.to_string();
-    let xd = s.clone_htod(&x).map_err(err)?;
-    let wd = s.clone_htod(&w).map_err(err)?;
-    let bd = s.clone_htod(&b).map_err(err)?;
-    let rd = s.clone_htod(&r).map_err(err)?;
+    let xd = s.clone_htod(x).map_err(err)?;
+    let wd = s.clone_htod(w).map_err(err)?;
+    let bd = s.clone_htod(b).map_err(err)?;
+    let rd = s.clone_htod(r).map_err(err)?;
     let mut yd = s.clone_htod(&vec![T::nan(); d.output_len()]).map_err(err)?;
     let (bv, rv) = (bd.as_view(), rd.as_view());
     launch_conv2d(
@@ -211,7 +226,7 @@ fn run_case<T: TestElem>(gpu: &Gpu, kernel: ConvKernel, c: &Case, seed: u64) -> 
     // (negligible next to T's), and a margin growing like sqrt(K) for the accumulation order.
     let mut bad = Vec::new();
     let mut count = 0usize;
-    for (i, (&g, &e)) in got.iter().zip(&expect).enumerate() {
+    for (i, (&g, &e)) in got.iter().zip(expect).enumerate() {
         let g = g.to_f64();
         let tol = 2.0 * T::EPS * e.abs().max(1.0) + 5e-6 * (k as f64).sqrt();
         // NaN (the poison) compares false, so it counts as a mismatch.
@@ -235,13 +250,14 @@ fn run_all<T: TestElem>(gpu: &Gpu) {
     let mut failures = Vec::new();
     let mut runs = 0;
     for (ci, c) in cases().iter().enumerate() {
+        let inp = inputs::<T>(c, 1000 + ci as u64);
         for variant in ConvVariant::ALL {
             if variant.unsupported_reason(&c.dims).is_some() {
                 continue;
             }
             let kernel = ConvKernel { dtype: T::DTYPE, variant };
             runs += 1;
-            if let Err(e) = run_case::<T>(gpu, kernel, c, 1000 + ci as u64) {
+            if let Err(e) = run_case::<T>(gpu, kernel, c, &inp) {
                 failures
                     .push(format!("{kernel} on {} (bias {}, residual {}): {e}", c.dims, c.bias, c.residual));
             }
