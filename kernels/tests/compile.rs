@@ -7,7 +7,7 @@
 //! `cargo test` works anywhere; with `KILN_REQUIRE_NVRTC=1` (set by `.ci/run`) it fails instead.
 
 use kiln_kernels::compile::{Arch, CompiledFamily, Compiler, PtxOrigin};
-use kiln_kernels::{Family, attention, elementwise, locate, norm, ptxas};
+use kiln_kernels::{Family, attention, conv, elementwise, locate, norm, ptxas};
 
 /// The typed table of one family: the entry names its Rust side launches.
 struct Table {
@@ -26,6 +26,7 @@ macro_rules! table {
 fn tables() -> Vec<Table> {
     vec![
         table!(Family::Attention, attention::AttentionKernel),
+        table!(Family::Conv, conv::ConvKernel),
         table!(Family::Norm, norm::NormKernel),
         table!(Family::Elementwise, elementwise::ElementwiseKernel),
     ]
