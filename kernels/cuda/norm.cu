@@ -1,1 +1,232 @@
-// kernels/cuda/norm.cu: written in the CUDA backend issue.
+// kernels/cuda/norm.cu: group norm (optionally fused with SiLU) and layer norm, bf16 and f16
+// storage, f32 arithmetic. Launchers and the typed entry list: kernels/src/norm.rs.
+//
+// Group norm over channels-last x [N, L, C] (L = H*W), G groups of cg = C/G channels, as
+// torch.nn.GroupNorm: biased variance per (sample, group) over L*cg values, then per-channel
+// gamma/beta, then SiLU if asked. Three launches on one stream:
+//   1. group_norm_stats:    grid (chunks, N), block (cols, lanes). Block (k, n) reads rows
+//      [k*rpc, min(L, (k+1)*rpc)) of sample n. Thread (col, lane) owns channels
+//      [col*VEC, col*VEC+VEC) and rows r0+lane, r0+lane+lanes, ..., keeping one Welford state
+//      per channel (Welford: stable in f32 whatever the mean). The block then merges its states
+//      per group (Chan et al.) and writes partial[n][k][g] = (mean, M2) of its rows * cg values.
+//   2. group_norm_finalize: one warp per (n, g) merges the chunks' partials and writes, per
+//      channel c of the group, mean[n][c] and scale[n][c] = gamma[c] / sqrt(var + eps).
+//   3. group_norm_apply:    grid (ceil(L*C/VEC/256), N), 256 threads; each thread VEC
+//      consecutive channels of one position: y = (x - mean) * scale + beta, then SiLU.
+// The workspace (f32, from the launcher) holds partial [N, chunks, G, 2], mean [N, C] and
+// scale [N, C]. VEC is 8 (16-byte accesses, C % 8 == 0 and aligned pointers) or 1, passed as
+// `vec`; the launcher picks it and the block shape. STATS_THREADS mirrors STATS_MAX_THREADS
+// in norm.rs.
+//
+// Layer norm over the last dimension of x [rows, C], as torch.nn.LayerNorm: one warp per row,
+// two passes (mean, then mean squared deviation) like the CPU reference; the second and third
+// reads of a row hit L1. LN_WARPS mirrors norm.rs.
+#include "common.cuh"
+
+#define STATS_THREADS 1024  // launch bound; blocks are (C / VEC) x lanes, about 256
+#define LN_WARPS 8
+
+namespace {
+
+using namespace kiln;
+
+template <typename T, int VEC>
+__device__ __forceinline__ void welford_rows(const T* base, int r, int r1, int stride_rows, int C, float& cnt,
+                                             float (&mean)[VEC], float (&m2)[VEC]) {
+    // Four rows per step so each thread has four independent 16-byte loads in flight.
+    for (; r + 3 * stride_rows < r1; r += 4 * stride_rows) {
+        Vec<T, VEC> v[4];
+#pragma unroll
+        for (int u = 0; u < 4; ++u) v[u] = load_vec<T, VEC>(base + (size_t)(r + u * stride_rows) * C);
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+            cnt += 1.0f;
+            const float inv = 1.0f / cnt;
+#pragma unroll
+            for (int i = 0; i < VEC; ++i) {
+                const float xv = to_f32(v[u].v[i]);
+                const float d = xv - mean[i];
+                mean[i] += d * inv;
+                m2[i] += d * (xv - mean[i]);
+            }
+        }
+    }
+    for (; r < r1; r += stride_rows) {
+        const Vec<T, VEC> v = load_vec<T, VEC>(base + (size_t)r * C);
+        cnt += 1.0f;
+        const float inv = 1.0f / cnt;
+#pragma unroll
+        for (int i = 0; i < VEC; ++i) {
+            const float xv = to_f32(v.v[i]);
+            const float d = xv - mean[i];
+            mean[i] += d * inv;
+            m2[i] += d * (xv - mean[i]);
+        }
+    }
+}
+
+// Dynamic shared memory: s_mean [lanes][C], s_m2 [lanes][C], s_cnt [lanes] (f32).
+template <typename T, int VEC>
+__device__ void group_norm_stats(const T* __restrict__ x, float2* __restrict__ partial, int L, int C, int G,
+                                 int rpc) {
+    extern __shared__ float smem[];
+    const int n = blockIdx.y, chunk = blockIdx.x, chunks = gridDim.x;
+    const int col = threadIdx.x, lane = threadIdx.y, lanes = blockDim.y;
+    const int r0 = chunk * rpc, r1 = min(L, r0 + rpc);
+
+    float cnt = 0.0f, mean[VEC], m2[VEC];
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) mean[i] = m2[i] = 0.0f;
+    const T* base = x + (size_t)n * L * C + col * VEC;  // channel col*VEC of row 0 of sample n
+    welford_rows<T, VEC>(base, r0 + lane, r1, lanes, C, cnt, mean, m2);
+
+    float* s_mean = smem;
+    float* s_m2 = smem + lanes * C;
+    float* s_cnt = smem + 2 * lanes * C;
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) {
+        s_mean[lane * C + col * VEC + i] = mean[i];
+        s_m2[lane * C + col * VEC + i] = m2[i];
+    }
+    if (col == 0) s_cnt[lane] = cnt;
+    __syncthreads();
+
+    // One thread per group merges lanes x channels of the group.
+    const int cg = C / G;
+    const int tid = lane * blockDim.x + col, nthreads = lanes * blockDim.x;
+    for (int g = tid; g < G; g += nthreads) {
+        Welford acc = {0.0f, 0.0f, 0.0f};
+        for (int l = 0; l < lanes; ++l) {
+            for (int c = g * cg; c < (g + 1) * cg; ++c) {
+                const Welford w = {s_cnt[l], s_mean[l * C + c], s_m2[l * C + c]};
+                acc = welford_merge(acc, w);
+            }
+        }
+        partial[((size_t)n * chunks + chunk) * G + g] = make_float2(acc.mean, acc.m2);
+    }
+}
+
+// Grid: ceil(N*G / 8) blocks of 256 threads; warp w of the grid handles (n, g) = (w / G, w % G).
+template <typename T>
+__device__ void group_norm_finalize(const float2* __restrict__ partial, const T* __restrict__ gamma,
+                                    float* __restrict__ mean_out, float* __restrict__ scale_out, int N, int L,
+                                    int C, int G, int rpc, int chunks, float eps) {
+    const int warp = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
+    if (warp >= N * G) return;  // whole warps leave together
+    const int n = warp / G, g = warp % G, cg = C / G;
+    Welford acc = {0.0f, 0.0f, 0.0f};
+    for (int k = lane; k < chunks; k += 32) {
+        const float2 p = partial[((size_t)n * chunks + k) * G + g];
+        const int rows = min(L, (k + 1) * rpc) - k * rpc;
+        const Welford w = {(float)rows * (float)cg, p.x, p.y};
+        acc = welford_merge(acc, w);
+    }
+    acc = warp_welford(acc);
+    // Lanes may differ in the last bits (merge order); everyone takes lane 0's.
+    const float mean = __shfl_sync(0xffffffffu, acc.mean, 0);
+    const float m2 = __shfl_sync(0xffffffffu, acc.m2, 0);
+    const float var = m2 / ((float)L * (float)cg);  // biased, as nn.GroupNorm
+    const float rstd = 1.0f / sqrtf(var + eps);
+    for (int c = g * cg + lane; c < (g + 1) * cg; c += 32) {
+        mean_out[n * C + c] = mean;
+        scale_out[n * C + c] = rstd * to_f32(gamma[c]);
+    }
+}
+
+template <typename T, int VEC>
+__device__ void group_norm_apply(const T* __restrict__ x, const float* __restrict__ mean,
+                                 const float* __restrict__ scale, const T* __restrict__ beta, T* __restrict__ y,
+                                 int L, int C, int silu) {
+    const int n = blockIdx.y;
+    const int i = (blockIdx.x * blockDim.x + threadIdx.x) * VEC;  // offset within sample n
+    if (i >= L * C) return;
+    const int c = i % C;  // VEC divides C: the VEC values are channels c.. of one position
+    const size_t off = (size_t)n * L * C + i;
+    const Vec<T, VEC> v = load_vec<T, VEC>(x + off);
+    Vec<T, VEC> out;
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) {
+        float r = (to_f32(v.v[j]) - mean[n * C + c + j]) * scale[n * C + c + j] + to_f32(beta[c + j]);
+        if (silu) r = silu_f32(r);
+        out.v[j] = from_f32<T>(r);
+    }
+    store_vec<T, VEC>(y + off, out);
+}
+
+// Grid: ceil(rows / LN_WARPS) blocks of LN_WARPS * 32 threads; one warp per row.
+template <typename T, int VEC>
+__device__ void layer_norm(const T* __restrict__ x, const T* __restrict__ gamma, const T* __restrict__ beta,
+                           T* __restrict__ y, int rows, int C, float eps) {
+    const int row = blockIdx.x * LN_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= rows) return;
+    const T* xr = x + (size_t)row * C;
+    T* yr = y + (size_t)row * C;
+
+    float s = 0.0f;
+    for (int c = lane * VEC; c < C; c += 32 * VEC) {
+        const Vec<T, VEC> v = load_vec<T, VEC>(xr + c);
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) s += to_f32(v.v[j]);
+    }
+    const float mean = warp_sum(s) / (float)C;
+
+    float q = 0.0f;
+    for (int c = lane * VEC; c < C; c += 32 * VEC) {
+        const Vec<T, VEC> v = load_vec<T, VEC>(xr + c);
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) {
+            const float d = to_f32(v.v[j]) - mean;
+            q += d * d;
+        }
+    }
+    const float rstd = 1.0f / sqrtf(warp_sum(q) / (float)C + eps);
+
+    for (int c = lane * VEC; c < C; c += 32 * VEC) {
+        const Vec<T, VEC> v = load_vec<T, VEC>(xr + c);
+        const Vec<T, VEC> g = load_vec<T, VEC>(gamma + c);
+        const Vec<T, VEC> b = load_vec<T, VEC>(beta + c);
+        Vec<T, VEC> out;
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) {
+            out.v[j] = from_f32<T>((to_f32(v.v[j]) - mean) * rstd * to_f32(g.v[j]) + to_f32(b.v[j]));
+        }
+        store_vec<T, VEC>(yr + c, out);
+    }
+}
+
+}  // namespace
+
+// ---- entry points: <op>_<dtype> ---------------------------------------------------------------
+
+#define KILN_NORM_ENTRIES(T, SUFFIX)                                                                          \
+    extern "C" __global__ void __launch_bounds__(STATS_THREADS)                                               \
+        group_norm_stats_##SUFFIX(const T* x, float2* partial, int L, int C, int G, int rpc, int vec) {       \
+        if (vec == 8)                                                                                          \
+            group_norm_stats<T, 8>(x, partial, L, C, G, rpc);                                                  \
+        else                                                                                                   \
+            group_norm_stats<T, 1>(x, partial, L, C, G, rpc);                                                  \
+    }                                                                                                          \
+    extern "C" __global__ void __launch_bounds__(256)                                                         \
+        group_norm_finalize_##SUFFIX(const float2* partial, const T* gamma, float* mean, float* scale, int N,  \
+                                     int L, int C, int G, int rpc, int chunks, float eps) {                    \
+        group_norm_finalize<T>(partial, gamma, mean, scale, N, L, C, G, rpc, chunks, eps);                     \
+    }                                                                                                          \
+    extern "C" __global__ void __launch_bounds__(256)                                                         \
+        group_norm_apply_##SUFFIX(const T* x, const float* mean, const float* scale, const T* beta, T* y,     \
+                                  int L, int C, int silu, int vec) {                                           \
+        if (vec == 8)                                                                                          \
+            group_norm_apply<T, 8>(x, mean, scale, beta, y, L, C, silu);                                       \
+        else                                                                                                   \
+            group_norm_apply<T, 1>(x, mean, scale, beta, y, L, C, silu);                                       \
+    }                                                                                                          \
+    extern "C" __global__ void __launch_bounds__(LN_WARPS * 32)                                               \
+        layer_norm_##SUFFIX(const T* x, const T* gamma, const T* beta, T* y, int rows, int C, float eps,       \
+                            int vec) {                                                                         \
+        if (vec == 8)                                                                                          \
+            layer_norm<T, 8>(x, gamma, beta, y, rows, C, eps);                                                 \
+        else                                                                                                   \
+            layer_norm<T, 1>(x, gamma, beta, y, rows, C, eps);                                                 \
+    }
+
+KILN_NORM_ENTRIES(__nv_bfloat16, bf16)
+KILN_NORM_ENTRIES(__half, f16)
