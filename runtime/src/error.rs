@@ -98,14 +98,15 @@ pub enum Error {
         /// The failing call and the driver's error.
         message: String,
     },
-    /// kiln-kernels could not compile or load a kernel family for the device.
-    #[error("{device}: cannot load the {family} kernels: {source}")]
+    /// kiln-kernels could not compile or load the kernels an op needs on the device.
+    #[error("{op} on {device}: the CUDA kernels are unavailable: {source}")]
     Kernels {
+        /// The op that needed them.
+        op: &'static str,
         /// The device.
         device: Device,
-        /// The kernel family (`attention`, `conv`, `norm`, `elementwise`).
-        family: &'static str,
-        /// kiln-kernels' error (NVRTC missing, a compile error with its log, a missing entry).
+        /// kiln-kernels' error (NVRTC or the CUDA headers missing, a compile error with NVRTC's
+        /// log, PTX the driver rejects, a missing entry point).
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A checkpoint could not be read or understood.

@@ -1,12 +1,14 @@
-//! Multi-head attention on the GPU through kiln-kernels' fused flash-attention forward.
-//!
-//! The launcher (`kiln_kernels::attention::launch_flash_attention`) has not landed on this
-//! branch yet: the op validates its operands and returns [`crate::Error::Unsupported`]. Wiring
-//! it is a local edit here.
+//! Multi-head attention on the GPU through kiln-kernels' fused flash-attention forward
+//! ([`launch_flash_attention`]: online softmax, no materialised score matrix), for the head
+//! dims it is instantiated for (40, 64, 80, 128, 160); other head dims are
+//! [`crate::Error::Unsupported`].
 
-use super::{CudaStorage, not_landed, operand};
+use kiln_kernels::Family;
+use kiln_kernels::attention::{AttentionDims, AttentionError, AttentionKernel, launch_flash_attention};
+
+use super::{CudaStorage, Elem, dispatch_half, driver_error, kernel_dtype, operand};
 use crate::cpu::attention::AttentionGeometry;
-use crate::{Result, Tensor};
+use crate::{DType, Device, Error, Result, Tensor};
 
 /// `softmax(scale * Q K^T) V` per batch and head: `q [B, Lq, H, D]`, `k`, `v` `[B, Lk, H, D]`.
 pub(crate) fn attention(
@@ -18,6 +20,31 @@ pub(crate) fn attention(
     shape: &[usize],
 ) -> Result<Tensor> {
     const OP: &str = "attention";
-    let _ = (operand(OP, k)?, operand(OP, v)?, g, scale, shape);
-    Err(not_landed(OP, q, "kiln_kernels::attention::launch_flash_attention"))
+    let dev = q.device();
+    let (ks, vs) = (operand(OP, k)?, operand(OP, v)?);
+    let AttentionGeometry { b, lq, lk, h, d } = g;
+    let dims = AttentionDims { batch: b, heads: h, len_q: lq, len_k: lk, head_dim: d, scale };
+    let shapes = || format!("q {shape:?}, k/v {:?}", k.dims());
+    dispatch_half!(OP, q.dtype(), dev.device(), |T| {
+        let kernel = AttentionKernel::for_head_dim(kernel_dtype::<T>(), d).ok_or_else(|| {
+            Error::unsupported(
+                OP,
+                T::DTYPE,
+                dev.device(),
+                format!("no flash-attention kernel for head dim {d} (have {:?}): {}", AttentionKernel::HEAD_DIMS, shapes()),
+            )
+        })?;
+        let f = dev.function(OP, Family::Attention, &kernel.entry())?;
+        let mut o = CudaStorage::alloc(dev, T::DTYPE, q.len(), OP)?;
+        launch_flash_attention::<T>(dev.stream(), &f, &q.view(), &ks.view(), &vs.view(), &mut o.view_mut(), dims)
+            .map_err(|e| attention_error(e, T::DTYPE, dev.device(), &shapes()))?;
+        Tensor::from_cuda_storage(o, shape) // [B, Lq, H, D]
+    })
+}
+
+fn attention_error(e: AttentionError, dtype: DType, device: Device, shapes: &str) -> Error {
+    match e {
+        AttentionError::Driver(source) => driver_error("attention", device, "flash attention launch", source),
+        e => Error::unsupported("attention", dtype, device, format!("{e} ({shapes})")),
+    }
 }

@@ -43,7 +43,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::cublaslt::CudaBlasLT;
 use cudarc::driver::sys::CUresult;
-use cudarc::driver::{CudaContext, CudaStream, DriverError};
+use cudarc::driver::{CudaContext, CudaFunction, CudaStream, DriverError};
 
 pub use alloc::MemoryStats;
 pub use storage::CudaStorage;
@@ -215,10 +215,10 @@ impl CudaDevice {
         self.poison.load(Ordering::Relaxed)
     }
 
-    /// The entry point `entry` of kernel `family`, compiling and loading the family on first use.
-    #[allow(dead_code)] // called by the family modules as kiln-kernels' launchers are wired
-    pub(crate) fn function(&self, family: kiln_kernels::Family, entry: &str) -> Result<cudarc::driver::CudaFunction> {
-        self.modules.function(self, family, entry)
+    /// The entry point `entry` of kernel `family`, for `op`; the kernel modules are compiled
+    /// and loaded on the first call.
+    pub(crate) fn function(&self, op: &'static str, family: kiln_kernels::Family, entry: &str) -> Result<CudaFunction> {
+        self.modules.function(op, &self.ctx, family, entry)
     }
 
     /// Makes this device's context current on the calling thread (cuBLASLt and launches on a
@@ -265,21 +265,27 @@ macro_rules! dispatch_half {
 }
 pub(crate) use dispatch_half;
 
-/// The [`kiln_kernels::KernelDType`] of a half dtype (`None` for f32).
-pub(crate) fn kernel_dtype(dtype: DType) -> Option<kiln_kernels::KernelDType> {
-    match dtype {
-        DType::BF16 => Some(kiln_kernels::KernelDType::BF16),
-        DType::F16 => Some(kiln_kernels::KernelDType::F16),
-        DType::F32 => None,
-    }
+
+/// The kiln-kernels storage type of `T` (bf16 or f16).
+pub(crate) fn kernel_dtype<T: kiln_kernels::launch::KernelElem>() -> kiln_kernels::KernelDType {
+    T::DTYPE
 }
 
-/// The [`Error::Unsupported`] of an op whose kiln-kernels launcher has not landed yet.
-pub(crate) fn not_landed(op: &'static str, x: &CudaStorage, launcher: &str) -> Error {
-    Error::unsupported(
-        op,
-        x.dtype(),
-        x.device().device(),
-        format!("its CUDA launcher ({launcher}) is not wired into this build of kiln-runtime yet"),
-    )
+/// The [`Error::Unsupported`] of an op that has no CUDA kernel.
+pub(crate) fn no_kernel(op: &'static str, x: &CudaStorage, what: &str) -> Error {
+    Error::unsupported(op, x.dtype(), x.device().device(), format!("kiln-kernels has no {what} kernel"))
+}
+
+/// Maps a launcher's error: refused dimensions are [`Error::Unsupported`], a driver failure is
+/// [`Error::Cuda`].
+pub(crate) fn launch_error(
+    op: &'static str,
+    dtype: DType,
+    device: Device,
+) -> impl Fn(kiln_kernels::launch::LaunchError) -> Error {
+    use kiln_kernels::launch::LaunchError;
+    move |e| match e {
+        LaunchError::Unsupported { .. } => Error::unsupported(op, dtype, device, e.to_string()),
+        LaunchError::Driver { kernel, source } => driver_error(op, device, kernel, source),
+    }
 }
