@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::{Error, Result};
+use crate::Result;
 
 /// A compute device. Model code is written once against [`crate::Tensor`] and runs on either.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -17,14 +17,19 @@ pub enum Device {
 impl Device {
     /// Returns the CUDA device `ordinal`, checking that this build and machine can use it.
     ///
-    /// Without the `cuda` feature this is [`Error::CudaNotBuilt`]; it never panics,
-    /// with or without a driver present.
+    /// Without the `cuda` feature this is [`crate::Error::CudaNotBuilt`]. With it, the device is
+    /// opened (once per process) and any reason it cannot be used is a typed error
+    /// ([`crate::Error::CudaUnavailable`]: no driver, no device, no such ordinal, no cuBLASLt); it never
+    /// panics, with or without a driver present.
     pub fn cuda(ordinal: usize) -> Result<Device> {
-        if cfg!(feature = "cuda") {
-            // The CUDA backend lands with the kernels issue; until then no device can be opened.
-            Err(Error::CudaUnavailable { ordinal, reason: "the CUDA backend is not implemented yet".into() })
-        } else {
-            Err(Error::CudaNotBuilt)
+        #[cfg(feature = "cuda")]
+        {
+            crate::cuda::device(ordinal).map(|_| Device::Cuda(ordinal))
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            let _ = ordinal;
+            Err(crate::Error::CudaNotBuilt)
         }
     }
 

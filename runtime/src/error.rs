@@ -65,6 +65,50 @@ pub enum Error {
         /// Why: no driver, no such device, ...
         reason: String,
     },
+    /// A device allocation failed, even after the caching allocator released its cache.
+    #[error("{device}: out of memory allocating {bytes} bytes for {op} (the allocator's cache was freed and the allocation retried once)")]
+    OutOfMemory {
+        /// The device.
+        device: Device,
+        /// The op (or `upload`) that asked.
+        op: &'static str,
+        /// The size asked for, in bytes.
+        bytes: usize,
+    },
+    /// The op has no implementation for this dtype on this device (e.g. f32 on CUDA, which stores
+    /// f32 for uploads, downloads and casts but has bf16/f16 kernels only).
+    #[error("{op} is not supported for {dtype} on {device}: {reason}")]
+    Unsupported {
+        /// The op.
+        op: &'static str,
+        /// The operands' dtype.
+        dtype: DType,
+        /// The operands' device.
+        device: Device,
+        /// Why, and what to do instead.
+        reason: String,
+    },
+    /// A CUDA driver or cuBLASLt call failed while running an op.
+    #[error("{op} on {device}: {message}")]
+    Cuda {
+        /// The op (or `upload`, `download`).
+        op: &'static str,
+        /// The device.
+        device: Device,
+        /// The failing call and the driver's error.
+        message: String,
+    },
+    /// kiln-kernels could not compile or load the kernels an op needs on the device.
+    #[error("{op} on {device}: the CUDA kernels are unavailable: {source}")]
+    Kernels {
+        /// The op that needed them.
+        op: &'static str,
+        /// The device.
+        device: Device,
+        /// kiln-kernels' error (NVRTC or the CUDA headers missing, a compile error with NVRTC's
+        /// log, PTX the driver rejects, a missing entry point).
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A checkpoint could not be read or understood.
     #[error(transparent)]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
@@ -74,5 +118,11 @@ impl Error {
     /// Builds an [`Error::Shape`].
     pub(crate) fn shape(op: &'static str, msg: impl Into<String>) -> Self {
         Error::Shape { op, msg: msg.into() }
+    }
+
+    /// Builds an [`Error::Unsupported`].
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn unsupported(op: &'static str, dtype: DType, device: Device, reason: impl Into<String>) -> Self {
+        Error::Unsupported { op, dtype, device, reason: reason.into() }
     }
 }

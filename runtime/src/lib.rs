@@ -4,6 +4,8 @@
 //!   [`Device`]. Activations are NHWC. Model code calls the ops in [`ops`] as methods on
 //!   tensors; each op checks shapes once and dispatches to the backend of its operands' device,
 //!   so one model definition runs unchanged on the CPU and (with the `cuda` feature) on a GPU.
+//! - `cuda` (with the `cuda` feature): the GPU backend: a per-device registry with one stream
+//!   and a caching allocator, cuBLASLt for matrix products, kiln-kernels' launchers for the rest.
 //! - [`cpu`]: the reference backend, rayon-parallel, matrix products through the `gemm` crate,
 //!   f32 accumulation whatever the storage dtype.
 //! - [`checkpoint`]: memory-mapped safetensors files, detection of the layout (single-file
@@ -15,6 +17,8 @@
 
 pub mod checkpoint;
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod device;
 mod dtype;
 mod error;

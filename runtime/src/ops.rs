@@ -4,7 +4,8 @@
 //! Every op here is the whole contract a backend implements: the checks live in this file
 //! only, so a backend function receives validated sizes and cannot be handed a bad shape. The
 //! dispatch is a `match` on the first operand's [`Storage`] (the others are on the same device,
-//! which the checks guarantee); the CUDA backend adds its arm next to [`Storage::Cpu`].
+//! which the checks guarantee); the CUDA backend's arm (`Storage::Cuda`, with the `cuda` feature)
+//! delegates to one module per family of ops under `crate::cuda`.
 //!
 //! Conventions shared by all ops:
 //! - activations are NHWC (`[N, H, W, C]`) and token sequences `[N, L, C]`;
@@ -28,6 +29,8 @@ use crate::cpu::attention::AttentionGeometry;
 use crate::cpu::binary::BinaryOp;
 use crate::cpu::conv::ConvGeometry;
 use crate::cpu::{self, activation, binary, norm};
+#[cfg(feature = "cuda")]
+use crate::cuda;
 use crate::{CpuStorage, DType, Device, Error, Result, Storage, Tensor};
 
 /// Checks that `others` share `first`'s dtype and device.
@@ -113,6 +116,8 @@ impl Tensor {
                 let out = cpu::matmul::linear(x, host(OP, weight)?, host_opt(OP, bias)?, (m, k, n));
                 Tensor::from_cpu_storage(out, &shape)
             }
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(x) => cuda::matmul::linear(x, weight, bias, (m, k, n), &shape),
         }
     }
 
@@ -145,6 +150,8 @@ impl Tensor {
                 let out = cpu::matmul::matmul(a, host(OP, rhs)?, (batch.unwrap_or(1), m, k, n));
                 Tensor::from_cpu_storage(out, &shape)
             }
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(a) => cuda::matmul::matmul(a, rhs, (batch.unwrap_or(1), m, k, n), &shape),
         }
     }
 
@@ -180,6 +187,8 @@ impl Tensor {
                 let out = cpu::conv::conv2d(x, host(OP, weight)?, host_opt(OP, bias)?, g);
                 Tensor::from_cpu_storage(out, &[n, ho, wo, cout]) // [N, Ho, Wo, Cout]
             }
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(x) => cuda::conv::conv2d(x, weight, bias, g, &[n, ho, wo, cout]),
         }
     }
 
@@ -216,6 +225,8 @@ impl Tensor {
                     norm::group_norm(x, host(OP, gamma)?, host(OP, beta)?, (n, l, c), groups, eps, silu);
                 Tensor::from_cpu_storage(out, dims)
             }
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(x) => cuda::norm::group_norm(x, gamma, beta, (n, l, c), groups, eps, silu, dims),
         }
     }
 
@@ -231,6 +242,8 @@ impl Tensor {
                 let out = norm::layer_norm(x, host(OP, gamma)?, host(OP, beta)?, c, eps);
                 Tensor::from_cpu_storage(out, self.dims())
             }
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(x) => cuda::norm::layer_norm(x, gamma, beta, c, eps, self.dims()),
         }
     }
 
@@ -239,6 +252,8 @@ impl Tensor {
         let (_, c) = split_last("softmax", self)?;
         match self.storage() {
             Storage::Cpu(x) => Tensor::from_cpu_storage(cpu::softmax::softmax(x, c), self.dims()),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(x) => cuda::norm::softmax(x, c, self.dims()),
         }
     }
 
@@ -271,6 +286,8 @@ impl Tensor {
                 let out = cpu::attention::attention(qs, host(OP, k)?, host(OP, v)?, g, scale);
                 Tensor::from_cpu_storage(out, q.dims()) // [B, Lq, H, D]
             }
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(qs) => cuda::attention::attention(qs, k, v, g, scale, q.dims()),
         }
     }
 
@@ -278,6 +295,8 @@ impl Tensor {
     pub fn gelu(&self) -> Result<Tensor> {
         match self.storage() {
             Storage::Cpu(x) => Tensor::from_cpu_storage(activation::gelu(x), self.dims()),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(x) => cuda::elementwise::gelu(x, self.dims()),
         }
     }
 
@@ -285,6 +304,8 @@ impl Tensor {
     pub fn silu(&self) -> Result<Tensor> {
         match self.storage() {
             Storage::Cpu(x) => Tensor::from_cpu_storage(activation::silu(x), self.dims()),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(x) => cuda::elementwise::silu(x, self.dims()),
         }
     }
 
@@ -302,6 +323,8 @@ impl Tensor {
         let shape = [&self.dims()[..self.rank() - 1], &[c2 / 2]].concat(); // [.., N]
         match self.storage() {
             Storage::Cpu(x) => Tensor::from_cpu_storage(activation::geglu(x, c2 / 2), &shape),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(x) => cuda::elementwise::geglu(x, c2 / 2, &shape),
         }
     }
 
@@ -325,6 +348,8 @@ impl Tensor {
                 let out = binary::binary(bop, a, self.dims(), host(op, rhs)?, rhs.dims(), &shape);
                 Tensor::from_cpu_storage(out, &shape)
             }
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(a) => cuda::elementwise::binary(op, bop, a, self.dims(), rhs, &shape),
         }
     }
 
@@ -332,6 +357,8 @@ impl Tensor {
     pub fn affine(&self, mul: f32, add: f32) -> Result<Tensor> {
         match self.storage() {
             Storage::Cpu(x) => Tensor::from_cpu_storage(binary::affine(x, mul, add), self.dims()),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(x) => cuda::elementwise::affine(x, mul, add, self.dims()),
         }
     }
 

@@ -6,10 +6,13 @@ use std::sync::Arc;
 use crate::{CpuStorage, DType, Device, Error, Result};
 
 /// Where a tensor's elements live.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub enum Storage {
     /// Host memory.
     Cpu(CpuStorage),
+    /// GPU memory (with the `cuda` feature).
+    #[cfg(feature = "cuda")]
+    Cuda(crate::cuda::CudaStorage),
 }
 
 impl Storage {
@@ -17,6 +20,8 @@ impl Storage {
     pub fn device(&self) -> Device {
         match self {
             Storage::Cpu(_) => Device::Cpu,
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(s) => s.device().device(),
         }
     }
 
@@ -24,6 +29,8 @@ impl Storage {
     pub fn dtype(&self) -> DType {
         match self {
             Storage::Cpu(s) => s.dtype(),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(s) => s.dtype(),
         }
     }
 }
@@ -43,6 +50,13 @@ impl Tensor {
     pub fn from_cpu_storage(storage: CpuStorage, shape: &[usize]) -> Result<Tensor> {
         check_len(shape, storage.len())?;
         Ok(Tensor { shape: shape.to_vec(), storage: Arc::new(Storage::Cpu(storage)) })
+    }
+
+    /// Wraps device storage. Fails when the element count does not match `shape`.
+    #[cfg(feature = "cuda")]
+    pub(crate) fn from_cuda_storage(storage: crate::cuda::CudaStorage, shape: &[usize]) -> Result<Tensor> {
+        check_len(shape, storage.len())?;
+        Ok(Tensor { shape: shape.to_vec(), storage: Arc::new(Storage::Cuda(storage)) })
     }
 
     /// Builds a tensor of `dtype` on `device` from f32 values (rounded to the dtype).
@@ -90,6 +104,17 @@ impl Tensor {
     pub fn cpu_storage(&self) -> Option<&CpuStorage> {
         match self.storage.as_ref() {
             Storage::Cpu(s) => Some(s),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(_) => None,
+        }
+    }
+
+    /// The device storage, or `None` for a tensor on the host.
+    #[cfg(feature = "cuda")]
+    pub fn cuda_storage(&self) -> Option<&crate::cuda::CudaStorage> {
+        match self.storage.as_ref() {
+            Storage::Cuda(s) => Some(s),
+            Storage::Cpu(_) => None,
         }
     }
 
@@ -120,22 +145,44 @@ impl Tensor {
         }
         match self.storage.as_ref() {
             Storage::Cpu(s) => Tensor::from_cpu_storage(s.to_dtype(dtype), &self.shape),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(s) => crate::cuda::elementwise::cast(s, dtype, &self.shape),
         }
     }
 
     /// Moves the tensor to `device` (shares the buffer when it is already there).
+    ///
+    /// Host to GPU uploads once into an exact-size buffer: keep the returned tensor (weights
+    /// are uploaded at load and stay on the device). GPU to host waits for the GPU's pending
+    /// work. Without the `cuda` feature, any CUDA device is [`Error::CudaNotBuilt`].
     pub fn to_device(&self, device: Device) -> Result<Tensor> {
-        match device {
-            // Every storage is on the host until the CUDA backend lands.
-            Device::Cpu => Ok(self.clone()),
-            Device::Cuda(ordinal) => Device::cuda(ordinal).map(|_| self.clone()),
+        if device == self.device() {
+            return Ok(self.clone());
+        }
+        match (self.storage.as_ref(), device) {
+            #[cfg(feature = "cuda")]
+            (Storage::Cpu(s), Device::Cuda(ordinal)) => {
+                let dev = crate::cuda::device(ordinal)?;
+                Tensor::from_cuda_storage(crate::cuda::CudaStorage::upload(&dev, s)?, &self.shape)
+            }
+            #[cfg(feature = "cuda")]
+            (Storage::Cuda(s), _) => {
+                let host = Tensor::from_cpu_storage(s.download()?, &self.shape)?;
+                host.to_device(device)
+            }
+            #[cfg(not(feature = "cuda"))]
+            (Storage::Cpu(_), Device::Cuda(ordinal)) => Device::cuda(ordinal).map(|_| self.clone()),
+            (Storage::Cpu(_), Device::Cpu) => Ok(self.clone()),
         }
     }
 
-    /// Copies the elements to the host as f32, in row-major order.
+    /// Copies the elements to the host as f32, in row-major order (for a GPU tensor, after
+    /// waiting for the GPU's pending work).
     pub fn to_vec_f32(&self) -> Result<Vec<f32>> {
         match self.storage.as_ref() {
             Storage::Cpu(s) => Ok(s.as_f32().into_owned()),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(s) => Ok(s.download()?.as_f32().into_owned()),
         }
     }
 }

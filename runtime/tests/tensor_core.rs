@@ -54,15 +54,22 @@ fn dims_n_destructures_or_names_the_op() {
 
 #[test]
 fn cuda_without_the_backend_is_a_typed_error_not_a_panic() {
-    let err = Device::cuda(0).unwrap_err();
+    let t = Tensor::from_f32(random(4, 5), &[4], DType::F32, Device::Cpu).unwrap();
+    assert!(t.to_device(Device::Cpu).is_ok());
+    let err = match Device::cuda(0) {
+        Ok(_) => {
+            // With the `cuda` feature on a machine with a GPU: runtime/tests/cuda_ops.rs covers it.
+            eprintln!("a CUDA device is present; the no-GPU error path is not exercised here");
+            return;
+        }
+        Err(err) => err,
+    };
     if cfg!(feature = "cuda") {
         assert!(matches!(err, Error::CudaUnavailable { ordinal: 0, .. }), "{err}");
     } else {
         assert!(matches!(err, Error::CudaNotBuilt), "{err}");
     }
-    let t = Tensor::from_f32(random(4, 5), &[4], DType::F32, Device::Cpu).unwrap();
     assert!(t.to_device(Device::Cuda(0)).is_err());
-    assert!(t.to_device(Device::Cpu).is_ok());
 }
 
 #[test]

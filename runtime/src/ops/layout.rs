@@ -5,6 +5,8 @@
 
 use super::{check_operands, host};
 use crate::cpu::layout;
+#[cfg(feature = "cuda")]
+use crate::cuda;
 use crate::{CpuStorage, Error, Result, Storage, Tensor};
 
 /// Checks that `dim` indexes a dimension of `t`.
@@ -26,6 +28,8 @@ impl Tensor {
                 let out = layout::upsample_nearest2x(x, (n, h, w, c));
                 Tensor::from_cpu_storage(out, &[n, 2 * h, 2 * w, c]) // [N, 2H, 2W, C]
             }
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(x) => cuda::layout::upsample_nearest2x(x, (n, h, w, c)),
         }
     }
 
@@ -55,6 +59,8 @@ impl Tensor {
                 let xs = tensors.iter().map(|t| host(OP, t)).collect::<Result<Vec<&CpuStorage>>>()?;
                 Tensor::from_cpu_storage(layout::concat(&xs, outer, &blocks), &shape)
             }
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(_) => cuda::layout::concat(tensors, outer, &blocks, &shape),
         }
     }
 
@@ -75,6 +81,8 @@ impl Tensor {
         let shape: Vec<usize> = dims.iter().map(|&d| self.dims()[d]).collect();
         match self.storage() {
             Storage::Cpu(x) => Tensor::from_cpu_storage(layout::permute(x, self.dims(), dims), &shape),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(x) => cuda::layout::permute(x, self.dims(), dims, &shape),
         }
     }
 
@@ -97,6 +105,8 @@ impl Tensor {
             Storage::Cpu(x) => {
                 Tensor::from_cpu_storage(layout::narrow(x, (outer, size, inner), start, len), &shape)
             }
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(x) => cuda::layout::narrow(x, (outer, size, inner), start, len, &shape),
         }
     }
 
