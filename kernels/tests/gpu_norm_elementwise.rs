@@ -106,8 +106,9 @@ fn cpu<T: Elem>(v: &[f32], shape: &[usize]) -> Tensor {
 fn check<T: Elem>(what: &str, got: &[f32], want: &[f32]) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     let (atol, rtol) = T::TOL;
-    let bad: Vec<usize> =
-        (0..got.len()).filter(|&i| !((got[i] - want[i]).abs() <= atol + rtol * want[i].abs())).collect();
+    // Written so that a NaN (an unwritten, poisoned element) counts as a mismatch.
+    let close = |i: usize| (got[i] - want[i]).abs() <= atol + rtol * want[i].abs();
+    let bad: Vec<usize> = (0..got.len()).filter(|&i| !close(i)).collect();
     if !bad.is_empty() {
         let first: Vec<String> =
             bad.iter().take(8).map(|&i| format!("[{i}] gpu {} cpu {}", got[i], want[i])).collect();
