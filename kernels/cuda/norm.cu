@@ -13,8 +13,8 @@
 //      channel c of the group, mean[n][c] and scale[n][c] = gamma[c] / sqrt(var + eps).
 //   3. group_norm_apply:    grid (ceil(L*C/VEC/256), N), 256 threads; each thread VEC
 //      consecutive channels of one position: y = (x - mean) * scale + beta, then SiLU.
-// The workspace (f32, from the launcher) holds partial [N, chunks, G, 2], mean [N, C] and
-// scale [N, C]. VEC is 8 (16-byte accesses, C % 8 == 0 and aligned pointers) or 1, passed as
+// The workspace (f32, from the caller) holds partial [N, chunks, G, 2] (padded to 8 floats),
+// mean [N, C] and scale [N, C]. VEC is 8 (16-byte accesses, C % 8 == 0 and aligned pointers) or 1, passed as
 // `vec`; the launcher picks it and the block shape. STATS_THREADS mirrors STATS_MAX_THREADS
 // in norm.rs.
 //
@@ -143,10 +143,26 @@ __device__ void group_norm_apply(const T* __restrict__ x, const float* __restric
     const int c = i % C;  // VEC divides C: the VEC values are channels c.. of one position
     const size_t off = (size_t)n * L * C + i;
     const Vec<T, VEC> v = load_vec<T, VEC>(x + off);
+    const Vec<T, VEC> b = load_vec<T, VEC>(beta + c);
+    // mean and scale of channels c..c+VEC-1 (VEC f32s, 32-byte aligned when VEC == 8: the
+    // workspace is 16-byte aligned and n*C + c is a multiple of 8).
+    float m[VEC], k[VEC];
+    if (VEC % 4 == 0) {
+#pragma unroll
+        for (int j = 0; j < VEC; j += 4) {
+            const Vec<float, 4> mv = load_vec<float, 4>(mean + n * C + c + j);
+            const Vec<float, 4> kv = load_vec<float, 4>(scale + n * C + c + j);
+#pragma unroll
+            for (int u = 0; u < 4; ++u) m[j + u] = mv.v[u], k[j + u] = kv.v[u];
+        }
+    } else {
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) m[j] = mean[n * C + c + j], k[j] = scale[n * C + c + j];
+    }
     Vec<T, VEC> out;
 #pragma unroll
     for (int j = 0; j < VEC; ++j) {
-        float r = (to_f32(v.v[j]) - mean[n * C + c + j]) * scale[n * C + c + j] + to_f32(beta[c + j]);
+        float r = (to_f32(v.v[j]) - m[j]) * k[j] + to_f32(b.v[j]);
         if (silu) r = silu_f32(r);
         out.v[j] = from_f32<T>(r);
     }

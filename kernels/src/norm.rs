@@ -98,11 +98,17 @@ impl GroupNormDims {
         (rpc, self.l.div_ceil(rpc))
     }
 
-    /// The f32 workspace [`launch_group_norm`] needs: partial statistics
-    /// `[n, chunks, groups, 2]`, then mean and scale `[n, c]` each.
-    pub fn workspace_len(&self) -> usize {
+    /// f32s of the partial statistics `[n, chunks, groups, 2]`, rounded up to a multiple of 8
+    /// so that the mean and scale arrays after them stay 32-byte aligned.
+    fn partial_len(&self) -> usize {
         let (_, chunks) = self.chunking();
-        self.n * chunks * self.groups * 2 + 2 * self.n * self.c
+        (self.n * chunks * self.groups * 2).next_multiple_of(8)
+    }
+
+    /// The f32 workspace [`launch_group_norm`] needs: partial statistics
+    /// `[n, chunks, groups, 2]` (padded), then mean and scale `[n, c]` each.
+    pub fn workspace_len(&self) -> usize {
+        self.partial_len() + 2 * self.n * self.c
     }
 }
 
@@ -149,12 +155,10 @@ pub fn launch_group_norm<T: KernelElem>(
     if n * l * c == 0 {
         return Ok(());
     }
-    let vec = if c % 8 == 0 && [x, gamma, beta].iter().all(|b| aligned16(stream, *b)) && aligned16(stream, y)
-    {
-        8
-    } else {
-        1
-    };
+    let aligned = [x, gamma, beta].iter().all(|b| aligned16(stream, *b))
+        && aligned16(stream, y)
+        && aligned16(stream, workspace);
+    let vec = if c % 8 == 0 && aligned { 8 } else { 1 };
     let cols = c / vec;
     let lanes = (STATS_TARGET_THREADS / cols).max(1);
     let smem = (2 * lanes * c + lanes) * 4;
@@ -176,8 +180,8 @@ pub fn launch_group_norm<T: KernelElem>(
     let (rpc_i, chunks_i, n_i, vec_i) =
         (to_i32(K, "rows per chunk", rpc)?, to_i32(K, "chunks", chunks)?, n as i32, vec as i32);
 
-    // Workspace: partial [n, chunks, groups, 2], mean [n, c], scale [n, c].
-    let (mut partial, mut rest) = workspace.split_at_mut(n * chunks * groups * 2);
+    // Workspace: partial [n, chunks, groups, 2] (padded), mean [n, c], scale [n, c].
+    let (mut partial, mut rest) = workspace.split_at_mut(dims.partial_len());
     let (mut mean, mut rest) = rest.split_at_mut(n * c);
     let mut scale = rest.slice_mut(..n * c);
 
@@ -289,6 +293,8 @@ mod tests {
         let (rpc, chunks) = d.chunking();
         assert_eq!((rpc, chunks), (102, 161));
         assert_eq!(d.workspace_len(), 2 * 161 * 32 * 2 + 2 * 2 * 320);
+        let odd = GroupNormDims { n: 1, l: 3, c: 8, groups: 1, ..d };
+        assert_eq!(odd.workspace_len(), 8 + 2 * 8);
         // A one-row input still gets one chunk.
         let d = GroupNormDims { l: 1, ..d };
         assert_eq!(d.chunking(), (1, 1));
