@@ -181,13 +181,14 @@ def ref(x, w, bias, res, n, h, wd, cin, cout, kh, kw, stride, pad):
     if res is not None: Y = Y + res
     return Y
 
-VARIANTS = {'128x128': (128,128,32,2,4,4,True), '128x128_k64': (128,128,64,2,4,3,True), '128x64': (128,64,32,4,2,4,True), 'generic': (128,64,32,4,2,2,False)}
+VARIANTS = {'128x128': (128,128,32,2,4,4,True), '128x128_k64': (128,128,64,2,4,3,True), '256x128': (256,128,32,4,2,4,True), '128x64': (128,64,32,4,2,4,True), 'generic': (128,64,32,4,2,2,False)}
 if len(sys.argv) > 1: VARIANTS = {k: v for k, v in VARIANTS.items() if k in sys.argv[1:]}
 cases = [ (1,5,6,16,128,3,3,1,1,True,True), (2,3,5,8,18,3,3,1,2,True,True), (1,9,11,24,64,3,3,2,1,False,True),
           (1,4,5,40,130,1,1,1,0,True,False), (1,6,7,64,66,3,3,1,1,True,True), (1,7,5,3,5,3,3,1,1,True,True),
           (1,9,7,5,7,5,3,3,2,True,False), (1,12,12,48,64,3,3,1,1,True,False),
           (1,6,5,72,32,3,3,1,1,True,True), (2,7,9,24,20,3,3,2,1,True,True),
-          (1,9,10,16,3,3,3,1,1,True,True), (1,5,7,8,7,1,1,1,0,True,False)]
+          (1,9,10,16,3,3,3,1,1,True,True), (1,5,7,8,7,1,1,1,0,True,False),
+          (1,17,17,24,130,3,3,1,1,True,True)]
 rng = np.random.default_rng(0)
 for c in cases:
     n,h,wd,cin,cout,kh,kw,stride,pad,hb,hr = c

@@ -20,6 +20,8 @@
 //                                     CTA tile 128(M) x 128(N) x 32(K), 8 warps of 64x32, 4 stages
 //   conv2d_<bf16|f16>_tiled_128x128_k64  the same with a K tile of 64 and 3 stages (half the barriers
 //                                     per FLOP, 108 KB of shared memory)
+//   conv2d_<bf16|f16>_tiled_256x128   CTA tile 256x128x32, 8 warps of 64x64 (fewer ldmatrix per mma:
+//                                     0.25 vs 0.375), 4 stages, 120 KB, one CTA per SM; for large M
 //   conv2d_<bf16|f16>_tiled_128x64    the same with an N tile of 64 (8 warps of 32x32), for Cout
 //                                     that is not a multiple of 128 (320) or small
 //   conv2d_<bf16|f16>_generic         any Cin, Cout: scalar guarded loads, CTA tile 128x64x32,
@@ -478,7 +480,8 @@ __device__ __forceinline__ void conv2d_body(const T* __restrict__ x, const T* __
 // ---------------------------------------------------------------------------------------------
 // Entry points: (name, T, BM, BN, BK, WARPS_M, WARPS_N, STAGES, VEC, MIN_CTAS); BM, BN, BK and
 // STAGES are mirrored in kernels/src/conv.rs (`ConvVariant::tile`, checked by a unit test).
-// __launch_bounds__(256, MIN_CTAS): 2 CTAs per SM (at most 128 registers per thread) for the
+// __launch_bounds__(256, MIN_CTAS): 1 CTA per SM for the 256x128 tile (64x64 warp tiles: 128
+// accumulators per thread, ~215 registers), 2 (at most 128 registers per thread) for the
 // 128x128 tiles, 3 (at most 85 registers) for the 128x64 ones, whose 60 KB of shared memory fit
 // three times in an H100/H200 SM (228 KB; an A100's 164 KB hold two).
 // ---------------------------------------------------------------------------------------------
@@ -495,6 +498,8 @@ KILN_CONV_ENTRY(conv2d_bf16_tiled_128x128, __nv_bfloat16, 128, 128, 32, 2, 4, 4,
 KILN_CONV_ENTRY(conv2d_f16_tiled_128x128, __half, 128, 128, 32, 2, 4, 4, true, 2)
 KILN_CONV_ENTRY(conv2d_bf16_tiled_128x128_k64, __nv_bfloat16, 128, 128, 64, 2, 4, 3, true, 2)
 KILN_CONV_ENTRY(conv2d_f16_tiled_128x128_k64, __half, 128, 128, 64, 2, 4, 3, true, 2)
+KILN_CONV_ENTRY(conv2d_bf16_tiled_256x128, __nv_bfloat16, 256, 128, 32, 4, 2, 4, true, 1)
+KILN_CONV_ENTRY(conv2d_f16_tiled_256x128, __half, 256, 128, 32, 4, 2, 4, true, 1)
 KILN_CONV_ENTRY(conv2d_bf16_tiled_128x64, __nv_bfloat16, 128, 64, 32, 4, 2, 4, true, 3)
 KILN_CONV_ENTRY(conv2d_f16_tiled_128x64, __half, 128, 64, 32, 4, 2, 4, true, 3)
 KILN_CONV_ENTRY(conv2d_bf16_generic, __nv_bfloat16, 128, 64, 32, 4, 2, 2, false, 3)
