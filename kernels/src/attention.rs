@@ -14,6 +14,7 @@ use cudarc::driver::{
 };
 
 use crate::KernelDType;
+use crate::launch::LaunchError;
 pub use crate::launch::KernelElem;
 
 /// Tile shape of one head-dim instantiation.
@@ -214,6 +215,16 @@ pub enum AttentionError {
     /// The CUDA driver failed.
     #[error("flash attention: CUDA driver error: {0}")]
     Driver(#[from] DriverError),
+}
+
+impl From<AttentionError> for LaunchError {
+    /// The crate-wide launcher error, for callers that handle every family alike.
+    fn from(e: AttentionError) -> Self {
+        match e {
+            AttentionError::Driver(source) => LaunchError::Driver { kernel: "flash_attention", source },
+            other => LaunchError::Unsupported { kernel: "flash_attention", message: other.to_string() },
+        }
+    }
 }
 
 /// Launch configuration for `dims` with `tile`: grid `(ceil(len_q / block_m), heads, batch)`,
