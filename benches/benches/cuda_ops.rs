@@ -62,7 +62,8 @@ fn linear(c: &mut Criterion, dev: &Arc<CudaDevice>) {
         for (i, &(label, m, k, n)) in LINEARS.iter().enumerate() {
             let seed = 10 * i as u64;
             let x = random_tensor(&[m, k], dtype, seed).to_device(gpu).unwrap();
-            let w = random_tensor(&[n, k], dtype, seed + 1).affine(0.05, 0.0).unwrap().to_device(gpu).unwrap();
+            let w =
+                random_tensor(&[n, k], dtype, seed + 1).affine(0.05, 0.0).unwrap().to_device(gpu).unwrap();
             let b = random_tensor(&[n], dtype, seed + 2).to_device(gpu).unwrap();
             let flops = 2.0 * (m * n * k) as f64;
             let id = format!("{label} [{m},{k}]x[{n},{k}]^T+b {dtype}");
@@ -104,7 +105,8 @@ fn benches(c: &mut Criterion) {
     };
     println!("cuda_ops on {} (sm_{}{})", dev.name(), dev.compute_capability().0, dev.compute_capability().1);
     // Checks the path once before timing it.
-    let probe = Tensor::full(0.5, &[3, 8], DType::BF16, Device::Cpu).unwrap().to_device(Device::Cuda(0)).unwrap();
+    let probe =
+        Tensor::full(0.5, &[3, 8], DType::BF16, Device::Cpu).unwrap().to_device(Device::Cuda(0)).unwrap();
     if let Err(e) = probe.linear(&probe, None) {
         println!("cuda_ops: skipped, linear fails on this device: {e}");
         return;

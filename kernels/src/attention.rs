@@ -14,8 +14,8 @@ use cudarc::driver::{
 };
 
 use crate::KernelDType;
-use crate::launch::LaunchError;
 pub use crate::launch::KernelElem;
+use crate::launch::LaunchError;
 
 /// Tile shape of one head-dim instantiation.
 ///

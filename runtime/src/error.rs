@@ -66,7 +66,9 @@ pub enum Error {
         reason: String,
     },
     /// A device allocation failed, even after the caching allocator released its cache.
-    #[error("{device}: out of memory allocating {bytes} bytes for {op} (the allocator's cache was freed and the allocation retried once)")]
+    #[error(
+        "{device}: out of memory allocating {bytes} bytes for {op} (the allocator's cache was freed and the allocation retried once)"
+    )]
     OutOfMemory {
         /// The device.
         device: Device,
@@ -122,7 +124,12 @@ impl Error {
 
     /// Builds an [`Error::Unsupported`].
     #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
-    pub(crate) fn unsupported(op: &'static str, dtype: DType, device: Device, reason: impl Into<String>) -> Self {
+    pub(crate) fn unsupported(
+        op: &'static str,
+        dtype: DType,
+        device: Device,
+        reason: impl Into<String>,
+    ) -> Self {
         Error::Unsupported { op, dtype, device, reason: reason.into() }
     }
 }

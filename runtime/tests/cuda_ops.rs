@@ -127,7 +127,11 @@ fn uploads_and_downloads_are_exact_in_every_dtype() {
             assert_eq!(g.to_vec_f32().unwrap(), t.to_vec_f32().unwrap(), "{dtype} {shape:?} via to_vec_f32");
             let back = g.to_device(Device::Cpu).unwrap();
             assert_eq!(back.device(), Device::Cpu);
-            assert_eq!(back.to_vec_f32().unwrap(), t.to_vec_f32().unwrap(), "{dtype} {shape:?} via to_device");
+            assert_eq!(
+                back.to_vec_f32().unwrap(),
+                t.to_vec_f32().unwrap(),
+                "{dtype} {shape:?} via to_device"
+            );
             // Already there: shares the buffer.
             assert_eq!(g.to_device(GPU).unwrap().to_vec_f32().unwrap(), t.to_vec_f32().unwrap());
         }
@@ -282,9 +286,12 @@ fn norms_and_softmax_match_cpu() {
     let mut r = rng(7);
     for dtype in HALVES {
         // Inputs off zero mean and unit scale, so the statistics matter.
-        for (shape, groups) in
-            [(vec![2, 7, 9, 320], 32), (vec![1, 5, 3, 640], 32), (vec![1, 4, 4, 1280], 32), (vec![2, 3, 3, 8], 4)]
-        {
+        for (shape, groups) in [
+            (vec![2, 7, 9, 320], 32),
+            (vec![1, 5, 3, 640], 32),
+            (vec![1, 4, 4, 1280], 32),
+            (vec![2, 3, 3, 8], 4),
+        ] {
             let c = *shape.last().unwrap();
             let x = rand_t(&mut r, &shape, dtype, -1.5, 2.5);
             let g = rand_t(&mut r, &[c], dtype, 0.5, 1.5);
@@ -299,7 +306,9 @@ fn norms_and_softmax_match_cpu() {
             let x = rand_t(&mut r, &shape, dtype, -1.0, 3.0);
             let g = rand_t(&mut r, &[c], dtype, 0.5, 1.5);
             let b = rand_u(&mut r, &[c], dtype);
-            compare(&format!("layer_norm {shape:?}"), &[&x, &g, &b], false, |t| t[0].layer_norm(t[1], t[2], 1e-5));
+            compare(&format!("layer_norm {shape:?}"), &[&x, &g, &b], false, |t| {
+                t[0].layer_norm(t[1], t[2], 1e-5)
+            });
         }
         // No softmax kernel (attention's softmax is fused): a typed error, not a panic.
         let x = up(&rand_t(&mut r, &[7, 77], dtype, -4.0, 4.0));

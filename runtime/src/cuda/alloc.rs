@@ -117,7 +117,9 @@ impl Allocator {
                 self.free_cache();
                 match unsafe { self.stream.alloc::<u8>(size) } {
                     Ok(buf) => buf,
-                    Err(e) if e.0 == CUresult::CUDA_ERROR_OUT_OF_MEMORY => return Err(AllocError::OutOfMemory),
+                    Err(e) if e.0 == CUresult::CUDA_ERROR_OUT_OF_MEMORY => {
+                        return Err(AllocError::OutOfMemory);
+                    }
                     Err(e) => return Err(AllocError::Driver(e)),
                 }
             }

@@ -31,13 +31,25 @@ pub(crate) fn attention(
                 OP,
                 T::DTYPE,
                 dev.device(),
-                format!("no flash-attention kernel for head dim {d} (have {:?}): {}", AttentionKernel::HEAD_DIMS, shapes()),
+                format!(
+                    "no flash-attention kernel for head dim {d} (have {:?}): {}",
+                    AttentionKernel::HEAD_DIMS,
+                    shapes()
+                ),
             )
         })?;
         let f = dev.function(OP, Family::Attention, &kernel.entry())?;
         let mut o = CudaStorage::alloc(dev, T::DTYPE, q.len(), OP)?;
-        launch_flash_attention::<T>(dev.stream(), &f, &q.view(), &ks.view(), &vs.view(), &mut o.view_mut(), dims)
-            .map_err(|e| attention_error(e, T::DTYPE, dev.device(), &shapes()))?;
+        launch_flash_attention::<T>(
+            dev.stream(),
+            &f,
+            &q.view(),
+            &ks.view(),
+            &vs.view(),
+            &mut o.view_mut(),
+            dims,
+        )
+        .map_err(|e| attention_error(e, T::DTYPE, dev.device(), &shapes()))?;
         Tensor::from_cuda_storage(o, shape) // [B, Lq, H, D]
     })
 }

@@ -14,7 +14,11 @@ use crate::cpu::binary::BinaryOp;
 use crate::{DType, Error, Result, Tensor};
 
 /// The function of `op` for storage type `T`.
-fn func<T: kiln_kernels::launch::KernelElem>(dev: &CudaDevice, name: &'static str, op: ElementwiseOp) -> Result<cudarc::driver::CudaFunction> {
+fn func<T: kiln_kernels::launch::KernelElem>(
+    dev: &CudaDevice,
+    name: &'static str,
+    op: ElementwiseOp,
+) -> Result<cudarc::driver::CudaFunction> {
     dev.function(name, Family::Elementwise, &ElementwiseKernel::Op { op, dtype: T::DTYPE }.entry())
 }
 
@@ -25,8 +29,11 @@ pub(crate) fn gelu(x: &CudaStorage, shape: &[usize]) -> Result<Tensor> {
     dispatch_half!(OP, x.dtype(), dev.device(), |T| {
         let f = func::<T>(dev, OP, ElementwiseOp::Gelu)?;
         let mut y = CudaStorage::alloc(dev, T::DTYPE, x.len(), OP)?;
-        ew::launch_gelu::<T>(dev.stream(), &f, &x.view(), &mut y.view_mut())
-            .map_err(launch_error(OP, T::DTYPE, dev.device()))?;
+        ew::launch_gelu::<T>(dev.stream(), &f, &x.view(), &mut y.view_mut()).map_err(launch_error(
+            OP,
+            T::DTYPE,
+            dev.device(),
+        ))?;
         Tensor::from_cuda_storage(y, shape)
     })
 }
@@ -38,8 +45,11 @@ pub(crate) fn silu(x: &CudaStorage, shape: &[usize]) -> Result<Tensor> {
     dispatch_half!(OP, x.dtype(), dev.device(), |T| {
         let f = func::<T>(dev, OP, ElementwiseOp::Silu)?;
         let mut y = CudaStorage::alloc(dev, T::DTYPE, x.len(), OP)?;
-        ew::launch_silu::<T>(dev.stream(), &f, &x.view(), &mut y.view_mut())
-            .map_err(launch_error(OP, T::DTYPE, dev.device()))?;
+        ew::launch_silu::<T>(dev.stream(), &f, &x.view(), &mut y.view_mut()).map_err(launch_error(
+            OP,
+            T::DTYPE,
+            dev.device(),
+        ))?;
         Tensor::from_cuda_storage(y, shape)
     })
 }
@@ -76,8 +86,14 @@ pub(crate) fn binary(
     dispatch_half!(op, a.dtype(), dev.device(), |T| {
         let f = func::<T>(dev, op, ew_op)?;
         let mut y = CudaStorage::alloc(dev, T::DTYPE, shape.iter().product(), op)?;
-        ew::launch_binary::<T>(dev.stream(), &f, (&a.view(), a_dims), (&b.view(), rhs.dims()), &mut y.view_mut())
-            .map_err(launch_error(op, T::DTYPE, dev.device()))?;
+        ew::launch_binary::<T>(
+            dev.stream(),
+            &f,
+            (&a.view(), a_dims),
+            (&b.view(), rhs.dims()),
+            &mut y.view_mut(),
+        )
+        .map_err(launch_error(op, T::DTYPE, dev.device()))?;
         Tensor::from_cuda_storage(y, shape)
     })
 }
@@ -120,13 +136,19 @@ fn cast_as<S: Elem + CastElem, D: Elem + CastElem>(x: &CudaStorage, shape: &[usi
     let kernel = ElementwiseKernel::Cast { from: S::CAST, to: D::CAST };
     let f = dev.function(OP, Family::Elementwise, &kernel.entry())?;
     let mut y = CudaStorage::alloc(dev, D::DTYPE, x.len(), OP)?;
-    ew::launch_cast::<S, D>(dev.stream(), &f, &x.view(), &mut y.view_mut())
-        .map_err(launch_error(OP, S::DTYPE, dev.device()))?;
+    ew::launch_cast::<S, D>(dev.stream(), &f, &x.view(), &mut y.view_mut()).map_err(launch_error(
+        OP,
+        S::DTYPE,
+        dev.device(),
+    ))?;
     Tensor::from_cuda_storage(y, shape)
 }
 
 /// `[N, H, W, C] -> [N, 2H, 2W, C]` nearest upsampling.
-pub(crate) fn upsample_nearest2x(x: &CudaStorage, (n, h, w, c): (usize, usize, usize, usize)) -> Result<Tensor> {
+pub(crate) fn upsample_nearest2x(
+    x: &CudaStorage,
+    (n, h, w, c): (usize, usize, usize, usize),
+) -> Result<Tensor> {
     const OP: &str = "upsample_nearest2x";
     let dev = x.device();
     dispatch_half!(OP, x.dtype(), dev.device(), |T| {

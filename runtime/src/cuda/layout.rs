@@ -34,7 +34,8 @@ pub(crate) fn narrow(
     let es = x.dtype().size_in_bytes();
     let mut out = CudaStorage::alloc(dev, x.dtype(), outer * len * inner, OP)?;
     let row = len * inner * es;
-    let copy = Copy2d { src_off: start * inner * es, src_pitch: size * inner * es, dst_off: 0, dst_pitch: row };
+    let copy =
+        Copy2d { src_off: start * inner * es, src_pitch: size * inner * es, dst_off: 0, dst_pitch: row };
     copy_2d(dev, OP, x, &mut out, copy, row, outer)?;
     Tensor::from_cuda_storage(out, shape)
 }

@@ -49,7 +49,17 @@ pub(crate) fn linear(
             };
             let bias_view = b.map(|b| b.view::<T>());
             let shapes = || format!("x [{m}, {k}], weight [{n}, {k}], bias {}", b.is_some());
-            gemm::<T>(dev, OP, cfg, &w.view(), &x.view(), &mut out.view_mut(), bias_view.as_ref(), k, shapes)?;
+            gemm::<T>(
+                dev,
+                OP,
+                cfg,
+                &w.view(),
+                &x.view(),
+                &mut out.view_mut(),
+                bias_view.as_ref(),
+                k,
+                shapes,
+            )?;
         }
         Tensor::from_cuda_storage(out, shape)
     })
@@ -69,7 +79,12 @@ pub(crate) fn matmul(
         let mut out = CudaStorage::alloc(dev, T::DTYPE, batch * m * n, OP)?;
         if batch * m * n > 0 {
             let batch_size = i32::try_from(batch).map_err(|_| {
-                Error::unsupported(OP, T::DTYPE, dev.device(), format!("batch {batch} exceeds cuBLASLt's i32 count"))
+                Error::unsupported(
+                    OP,
+                    T::DTYPE,
+                    dev.device(),
+                    format!("batch {batch} exceeds cuBLASLt's i32 count"),
+                )
             })?;
             let cfg = MatmulConfig {
                 transa: false,
@@ -115,7 +130,12 @@ where
 {
     if k == 0 {
         if bias.is_some() {
-            return Err(Error::unsupported(op, T::DTYPE, dev.device(), format!("K = 0 with a bias ({})", shapes())));
+            return Err(Error::unsupported(
+                op,
+                T::DTYPE,
+                dev.device(),
+                format!("K = 0 with a bias ({})", shapes()),
+            ));
         }
         return dev
             .stream()

@@ -67,7 +67,11 @@ pub struct CudaDevice {
 
 impl fmt::Debug for CudaDevice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CudaDevice({}, {}, sm_{}{})", self.ordinal, self.name, self.compute_capability.0, self.compute_capability.1)
+        write!(
+            f,
+            "CudaDevice({}, {}, sm_{}{})",
+            self.ordinal, self.name, self.compute_capability.0, self.compute_capability.1
+        )
     }
 }
 
@@ -108,7 +112,8 @@ impl CudaDevice {
             return Err(unavailable(format!("no such device: this machine has {count} CUDA device(s)")));
         }
         let device = Device::Cuda(ordinal);
-        let ctx = CudaContext::new(ordinal).map_err(|e| driver_error("open", device, "cuDevicePrimaryCtxRetain", e))?;
+        let ctx = CudaContext::new(ordinal)
+            .map_err(|e| driver_error("open", device, "cuDevicePrimaryCtxRetain", e))?;
         // SAFETY: nothing has been allocated in this context by kiln yet, and every kiln buffer
         // is used on the one stream below only, so stream order replaces per-buffer events.
         unsafe { ctx.disable_event_tracking() };
@@ -129,7 +134,11 @@ impl CudaDevice {
         let (free, _) = ctx.mem_get_info().map_err(|e| driver_error("open", device, "cuMemGetInfo", e))?;
         const BLAS_WORKSPACE: usize = 32 << 20;
         if free < BLAS_WORKSPACE {
-            return Err(Error::OutOfMemory { device, op: "open (cuBLASLt workspace)", bytes: BLAS_WORKSPACE });
+            return Err(Error::OutOfMemory {
+                device,
+                op: "open (cuBLASLt workspace)",
+                bytes: BLAS_WORKSPACE,
+            });
         }
         let blas = CudaBlasLT::new(stream.clone()).map_err(|e| Error::Cuda {
             op: "open",
@@ -177,7 +186,9 @@ impl CudaDevice {
 
     /// Waits for all work enqueued on the device (benches time with it; ops never call it).
     pub fn synchronize(&self) -> Result<()> {
-        self.stream.synchronize().map_err(|e| driver_error("synchronize", self.device(), "cuStreamSynchronize", e))
+        self.stream
+            .synchronize()
+            .map_err(|e| driver_error("synchronize", self.device(), "cuStreamSynchronize", e))
     }
 
     /// The caching allocator's counters.
@@ -217,7 +228,12 @@ impl CudaDevice {
 
     /// The entry point `entry` of kernel `family`, for `op`; the kernel modules are compiled
     /// and loaded on the first call.
-    pub(crate) fn function(&self, op: &'static str, family: kiln_kernels::Family, entry: &str) -> Result<CudaFunction> {
+    pub(crate) fn function(
+        &self,
+        op: &'static str,
+        family: kiln_kernels::Family,
+        entry: &str,
+    ) -> Result<CudaFunction> {
         self.modules.function(op, &self.ctx, family, entry)
     }
 
@@ -230,7 +246,8 @@ impl CudaDevice {
 
 /// The driver's name and description of an error.
 pub(crate) fn driver_msg(e: &DriverError) -> String {
-    let name = e.error_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|_| format!("{:?}", e.0));
+    let name =
+        e.error_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|_| format!("{:?}", e.0));
     let text = e.error_string().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     format!("{name} ({text})")
 }
@@ -264,7 +281,6 @@ macro_rules! dispatch_half {
     };
 }
 pub(crate) use dispatch_half;
-
 
 /// The kiln-kernels storage type of `T` (bf16 or f16).
 pub(crate) fn kernel_dtype<T: kiln_kernels::launch::KernelElem>() -> kiln_kernels::KernelDType {

@@ -34,7 +34,11 @@ impl Modules {
         if let Some(m) = slot.as_ref() {
             return Ok(m.clone());
         }
-        let err = |source: Box<dyn std::error::Error + Send + Sync>| Error::Kernels { op, device: self.device, source };
+        let err = |source: Box<dyn std::error::Error + Send + Sync>| Error::Kernels {
+            op,
+            device: self.device,
+            source,
+        };
         let compiler = Compiler::new().map_err(|e| err(Box::new(e)))?;
         let loaded = Arc::new(KernelModules::load(ctx, &compiler).map_err(|e| err(Box::new(e)))?);
         *slot = Some(loaded.clone());
@@ -52,10 +56,11 @@ impl Modules {
         if let Some(f) = self.functions.lock().unwrap_or_else(|e| e.into_inner()).get(entry) {
             return Ok(f.clone());
         }
-        let f = self
-            .modules(op, ctx)?
-            .function(family, entry)
-            .map_err(|e| Error::Kernels { op, device: self.device, source: Box::new(e) })?;
+        let f = self.modules(op, ctx)?.function(family, entry).map_err(|e| Error::Kernels {
+            op,
+            device: self.device,
+            source: Box::new(e),
+        })?;
         self.functions.lock().unwrap_or_else(|e| e.into_inner()).insert(entry.to_owned(), f.clone());
         Ok(f)
     }

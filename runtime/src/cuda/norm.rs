@@ -10,7 +10,11 @@ use super::{CudaDevice, CudaStorage, Elem, dispatch_half, launch_error, no_kerne
 use crate::{DType, Result, Tensor};
 
 /// The function of norm kernel `op` for storage type `T`.
-fn func<T: kiln_kernels::launch::KernelElem>(dev: &CudaDevice, name: &'static str, op: NormOp) -> Result<cudarc::driver::CudaFunction> {
+fn func<T: kiln_kernels::launch::KernelElem>(
+    dev: &CudaDevice,
+    name: &'static str,
+    op: NormOp,
+) -> Result<cudarc::driver::CudaFunction> {
     dev.function(name, Family::Norm, &NormKernel { op, dtype: T::DTYPE }.entry())
 }
 
@@ -71,8 +75,16 @@ pub(crate) fn layer_norm(
         let f = func::<T>(dev, OP, NormOp::LayerNorm)?;
         let mut y = CudaStorage::alloc(dev, T::DTYPE, x.len(), OP)?;
         let dims = LayerNormDims { rows, c, eps };
-        nk::launch_layer_norm::<T>(dev.stream(), &f, &x.view(), &g.view(), &b.view(), &mut y.view_mut(), dims)
-            .map_err(launch_error(OP, T::DTYPE, dev.device()))?;
+        nk::launch_layer_norm::<T>(
+            dev.stream(),
+            &f,
+            &x.view(),
+            &g.view(),
+            &b.view(),
+            &mut y.view_mut(),
+            dims,
+        )
+        .map_err(launch_error(OP, T::DTYPE, dev.device()))?;
         Tensor::from_cuda_storage(y, shape)
     })
 }

@@ -163,7 +163,8 @@ impl CudaStorage {
         const OP: &str = "upload";
         let bytes = byte_size(T::DTYPE, v.len(), dev.device(), OP)?;
         let buf = dev.alloc.alloc_exact(bytes).map_err(|e| alloc_error(dev, OP, bytes, e))?;
-        let mut s = CudaStorage { buf: Some(buf), len: v.len(), dtype: T::DTYPE, bucketed: false, dev: dev.clone() };
+        let mut s =
+            CudaStorage { buf: Some(buf), len: v.len(), dtype: T::DTYPE, bucketed: false, dev: dev.clone() };
         if !v.is_empty() {
             dev.stream
                 .memcpy_htod(v, &mut s.view_mut::<T>())
