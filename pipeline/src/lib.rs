@@ -1,6 +1,7 @@
 //! kiln-pipeline: the tokenizer, text encoders, UNet, VAE, samplers, OctoAI request schema and
 //! the JSONL batch runner, built on kiln-runtime.
 //!
-//! The models and the runner land in later issues; the crate exists so the workspace has its
-//! final shape from the start.
+//! - [`models`]: the networks (text encoders, UNet, VAE) and the layers they share.
 #![deny(missing_docs)]
+
+pub mod models;

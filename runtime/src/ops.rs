@@ -265,25 +265,42 @@ impl Tensor {
     /// the usual `scale` is `1 / sqrt(D)`. The `[Lq, Lk]` score matrix is never materialised
     /// whole: see [`crate::cpu::attention`].
     pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Result<Tensor> {
-        const OP: &str = "attention";
-        check_operands(OP, q, [k, v])?;
-        let [b, lq, h, d] = q.dims_n::<4>(OP)?;
-        let [kb, lk, kh, kd] = k.dims_n::<4>(OP)?;
-        if k.dims() != v.dims() || (kb, kh, kd) != (b, h, d) || lk == 0 {
+        Tensor::attention_masked("attention", q, k, v, scale, false)
+    }
+
+    /// [`Tensor::attention`] with a causal mask, as CLIP's text transformer uses: query `i`
+    /// attends to keys `0..=i` only. Needs `Lq == Lk`.
+    pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Result<Tensor> {
+        Tensor::attention_masked("causal_attention", q, k, v, scale, true)
+    }
+
+    fn attention_masked(
+        op: &'static str,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        scale: f32,
+        causal: bool,
+    ) -> Result<Tensor> {
+        check_operands(op, q, [k, v])?;
+        let [b, lq, h, d] = q.dims_n::<4>(op)?;
+        let [kb, lk, kh, kd] = k.dims_n::<4>(op)?;
+        if k.dims() != v.dims() || (kb, kh, kd) != (b, h, d) || lk == 0 || (causal && lk != lq) {
+            let lengths = if causal { "Lk = Lq > 0" } else { "Lk > 0" };
             return Err(Error::shape(
-                OP,
+                op,
                 format!(
-                    "expected q [B, Lq, H, D] and k, v [B, Lk, H, D] with Lk > 0, got q {:?}, k {:?}, v {:?}",
+                    "expected q [B, Lq, H, D] and k, v [B, Lk, H, D] with {lengths}, got q {:?}, k {:?}, v {:?}",
                     q.dims(),
                     k.dims(),
                     v.dims()
                 ),
             ));
         }
-        let g = AttentionGeometry { b, lq, lk, h, d };
+        let g = AttentionGeometry { b, lq, lk, h, d, causal };
         match q.storage() {
             Storage::Cpu(qs) => {
-                let out = cpu::attention::attention(qs, host(OP, k)?, host(OP, v)?, g, scale);
+                let out = cpu::attention::attention(qs, host(op, k)?, host(op, v)?, g, scale);
                 Tensor::from_cpu_storage(out, q.dims()) // [B, Lq, H, D]
             }
             #[cfg(feature = "cuda")]

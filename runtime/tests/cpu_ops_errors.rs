@@ -216,3 +216,12 @@ fn tiny_and_degenerate_shapes_never_panic() {
         assert!(r.is_ok(), "attention {:?}: {r:?}", (b, lq, lk, h, d));
     }
 }
+
+/// Causal attention needs as many keys as queries; anything else names the shapes.
+#[test]
+fn causal_attention_with_unequal_lengths_is_a_shape_error() {
+    let (q, k) = (t(&[1, 3, 2, 4]), t(&[1, 5, 2, 4]));
+    let err = Tensor::causal_attention(&q, &k, &k, 0.5).unwrap_err();
+    assert!(matches!(err, Error::Shape { op: "causal_attention", .. }), "{err}");
+    assert!(err.to_string().contains("Lk = Lq"), "{err}");
+}

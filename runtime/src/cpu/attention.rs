@@ -6,7 +6,8 @@
 //! blocks of query rows: each rayon task owns a block of rows of the output (all heads),
 //! keeps one `[block, Lk]` score buffer, and for each head computes the scores with one GEMM,
 //! exponentiates them in place, multiplies by V with a second GEMM and divides each row by
-//! its sum. The full `[Lq, Lk]` matrix never exists, let alone one per head.
+//! its sum. The full `[Lq, Lk]` matrix never exists, let alone one per head. A causal mask
+//! sets the scores of later keys to `-inf` before the exponential, so they weigh exactly 0.
 
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -36,6 +37,8 @@ pub(crate) struct AttentionGeometry {
     pub h: usize,
     /// Head dimension.
     pub d: usize,
+    /// Query `i` sees keys `0..=i` only (CLIP's text transformer); needs `lq == lk`.
+    pub causal: bool,
 }
 
 /// `softmax(scale * q k^T) v` for every batch and head -> `[b, lq, h, d]`.
@@ -65,7 +68,7 @@ pub(crate) fn attention_f32(
     scale: f32,
     block: usize,
 ) -> Vec<f32> {
-    let AttentionGeometry { b: _, lq, lk, h, d } = g;
+    let AttentionGeometry { b: _, lq, lk, h, d, causal } = g;
     let hd = h * d; // row stride of every operand
     let mut out = vec![0f32; q.len()]; // [b, lq, h, d]
     if out.is_empty() {
@@ -83,6 +86,12 @@ pub(crate) fn attention_f32(
                     let qh = Mat::rows(&q[q0 + head * d..], hd); // [rows, d]
                     let kt = Mat { data: &kb[head * d..], rs: 1, cs: hd }; // [d, lk]
                     gemm_f32((rows, lk, d), scores, lk, Dst::Overwrite, qh, kt, scale, Parallelism::None);
+                    if causal {
+                        let first_query = blk * block;
+                        for (r, row) in scores.chunks_exact_mut(lk).enumerate() {
+                            row[first_query + r + 1..].fill(f32::NEG_INFINITY);
+                        }
+                    }
                     let sums: Vec<f32> = scores.chunks_exact_mut(lk).map(exp_shifted).collect();
                     let vh = Mat::rows(&vb[head * d..], hd); // [lk, d]
                     let dst = &mut oc[head * d..];
@@ -110,13 +119,41 @@ pub(crate) fn attention_f32(
 mod tests {
     use super::*;
 
+    fn values(n: usize, seed: usize) -> Vec<f32> {
+        (0..n).map(|i| ((i * 7919 + seed * 104_729) % 1000) as f32 / 250.0 - 2.0).collect()
+    }
+
+    /// Causal row `i` equals plain attention of that query over the keys `0..=i` alone, for
+    /// any block size.
+    #[test]
+    fn causal_rows_see_only_earlier_keys() {
+        let (h, d, l) = (2, 3, 13);
+        let g = AttentionGeometry { b: 2, lq: l, lk: l, h, d, causal: true };
+        let (q, k, v) = (values(2 * l * h * d, 4), values(2 * l * h * d, 5), values(2 * l * h * d, 6));
+        for block in [1, 4, 13] {
+            let got = attention_f32(&q, &k, &v, g, 0.7, block);
+            for bi in 0..2 {
+                for i in 0..l {
+                    let row = |t: &[f32], n: usize| t[(bi * l) * h * d..][..n * h * d].to_vec();
+                    let qi = q[(bi * l + i) * h * d..][..h * d].to_vec();
+                    let one = AttentionGeometry { b: 1, lq: 1, lk: i + 1, h, d, causal: false };
+                    let want = attention_f32(&qi, &row(&k, i + 1), &row(&v, i + 1), one, 0.7, 1);
+                    let got_row = &got[(bi * l + i) * h * d..][..h * d];
+                    for (a, b) in got_row.iter().zip(&want) {
+                        assert!(
+                            (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                            "block {block}, row {i}: {a} vs {b}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     /// Any query block size, dividing the rows or not, gives the same result.
     #[test]
     fn block_size_does_not_change_the_result() {
-        let g = AttentionGeometry { b: 2, lq: 37, lk: 11, h: 3, d: 5 };
-        let values = |n: usize, seed: usize| -> Vec<f32> {
-            (0..n).map(|i| ((i * 7919 + seed * 104_729) % 1000) as f32 / 250.0 - 2.0).collect()
-        };
+        let g = AttentionGeometry { b: 2, lq: 37, lk: 11, h: 3, d: 5, causal: false };
         let q = values(g.b * g.lq * g.h * g.d, 1);
         let k = values(g.b * g.lk * g.h * g.d, 2);
         let v = values(g.b * g.lk * g.h * g.d, 3);
