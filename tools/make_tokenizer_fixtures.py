@@ -165,6 +165,10 @@ def main() -> None:
                      (76, NO_COMMA_FILLER), (150, FILLER), (150, NO_COMMA_FILLER), (225, NO_COMMA_FILLER),
                      (300, FILLER), (500, FILLER)]:
         prompts.append(prompt_of_length(sd15, n, words))
+    # A comma 5 tokens before the window end moves the 4 words after it into the next window; one
+    # 25 tokens before is too far back (backtrack 20) and the window is cut at 75.
+    for before, after in [(70, 30), (50, 60), (74, 10), (60, 100)]:
+        prompts.append(prompt_of_length(sd15, before, NO_COMMA_FILLER) + ", " + prompt_of_length(sd15, after, NO_COMMA_FILLER))
 
     cases = []
     for text in prompts:
