@@ -95,7 +95,12 @@ impl TextConditioner {
 
     /// Embeds `prompt` (and, for SDXL, `prompt_2`, defaulting to `prompt`). `clip_skip` follows
     /// diffusers: see [`LayerSelection::sd15`] and [`LayerSelection::sdxl`].
-    pub fn encode(&self, prompt: &str, prompt_2: Option<&str>, clip_skip: Option<usize>) -> Result<PromptEmbedding> {
+    pub fn encode(
+        &self,
+        prompt: &str,
+        prompt_2: Option<&str>,
+        clip_skip: Option<usize>,
+    ) -> Result<PromptEmbedding> {
         let tokens = self.tokenize(prompt, prompt_2);
         let windows = tokens.iter().map(|t| t.windows.len()).max().unwrap_or(1);
         self.embed(tokens, windows, clip_skip)
@@ -149,8 +154,14 @@ impl TextConditioner {
     }
 
     /// Runs each encoder on its windows padded with empty-prompt windows to `count`.
-    fn embed(&self, tokens: Vec<Tokenized>, count: usize, clip_skip: Option<usize>) -> Result<PromptEmbedding> {
-        let select = if self.is_sdxl() { LayerSelection::sdxl(clip_skip) } else { LayerSelection::sd15(clip_skip) };
+    fn embed(
+        &self,
+        tokens: Vec<Tokenized>,
+        count: usize,
+        clip_skip: Option<usize>,
+    ) -> Result<PromptEmbedding> {
+        let select =
+            if self.is_sdxl() { LayerSelection::sdxl(clip_skip) } else { LayerSelection::sd15(clip_skip) };
         let dropped_tokens = tokens.iter().map(|t| t.dropped).max().unwrap_or(0);
         let mut hiddens = Vec::new();
         let mut pooled = None;

@@ -14,8 +14,8 @@ use kiln_runtime::{DType, Tensor};
 
 use super::nn::{LayerNorm, Linear};
 use super::{ModelError, Result, Weights};
-use layer::ClipLayer;
 pub use layer::Activation;
+use layer::ClipLayer;
 
 /// Which hidden state a text encoder returns per token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,7 +92,8 @@ impl ClipTextModel {
         let layers = (0..c.num_hidden_layers)
             .map(|i| ClipLayer::load(&text.at(format!("encoder.layers.{i}")), c, activation))
             .collect::<Result<Vec<_>>>()?;
-        let final_layer_norm = LayerNorm::load(&text.at("final_layer_norm"), c.hidden_size, c.layer_norm_eps as f32)?;
+        let final_layer_norm =
+            LayerNorm::load(&text.at("final_layer_norm"), c.hidden_size, c.layer_norm_eps as f32)?;
         let projection = match c.projection_dim {
             Some(p) if w.contains("text_projection.weight") => {
                 Some(Linear::load(&w.at("text_projection"), c.hidden_size, p, false)?)
