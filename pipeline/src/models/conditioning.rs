@@ -4,7 +4,8 @@
 //! - SD 1.5: CLIP-L's [`LayerSelection::sd15`] hidden state, `[1, 77 k, 768]`.
 //! - SDXL: CLIP-L (`prompt`) and OpenCLIP-G (`prompt_2`, defaulting to `prompt` as in
 //!   diffusers) with [`LayerSelection::sdxl`], concatenated on channels, `[1, 77 k, 2048]`, and
-//!   OpenCLIP-G's pooled output `[1, 1280]`.
+//!   OpenCLIP-G's pooled output `[1, 1280]`. The SDXL refiner has OpenCLIP-G alone:
+//!   `[1, 77 k, 1280]` and the pooled output (untested: no tiny refiner fixture yet).
 //!
 //! A prompt of more than 75 tokens becomes `k` windows (at most 3; see [`WindowOptions`]), each
 //! encoded on its own, concatenated along the tokens; the pooled output is the first window's
@@ -56,9 +57,10 @@ pub struct Conditioning {
 /// Turns prompts into conditioning with a checkpoint's text encoder(s).
 #[derive(Debug)]
 pub struct TextConditioner {
-    first: Encoder,
-    /// SDXL's OpenCLIP-G.
-    second: Option<Encoder>,
+    /// The family's text encoders in pipeline order: CLIP-L (SD 1.5), CLIP-L and OpenCLIP-G
+    /// (SDXL base, inpainting), OpenCLIP-G alone (SDXL refiner).
+    encoders: Vec<Encoder>,
+    sdxl: bool,
     options: WindowOptions,
 }
 
@@ -69,17 +71,22 @@ struct Tokenized {
 }
 
 impl TextConditioner {
-    /// Loads the text encoder(s) of `ckpt` (two for SDXL) in `dtype` on `device`, with the
-    /// folder's tokenizers or the embedded ones.
+    /// Loads the text encoder(s) of `ckpt`'s family in `dtype` on `device`, with the folder's
+    /// tokenizers or the embedded ones.
     pub fn load(ckpt: &Checkpoint, dtype: DType, device: Device) -> Result<TextConditioner> {
         let encoder = |component: Component| -> Result<Encoder> {
             let tokenizer = ClipTokenizer::for_checkpoint(ckpt, component)?;
             let model = ClipTextModel::load(&Weights::new(ckpt, component, dtype, device), component)?;
             Ok(Encoder { tokenizer, model })
         };
-        let first = encoder(Component::TextEncoder)?;
-        let second = if ckpt.family().is_sdxl() { Some(encoder(Component::TextEncoder2)?) } else { None };
-        Ok(TextConditioner { first, second, options: WindowOptions::default() })
+        let family = ckpt.family();
+        let encoders = family
+            .components()
+            .iter()
+            .filter(|c| matches!(c, Component::TextEncoder | Component::TextEncoder2))
+            .map(|&c| encoder(c))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(TextConditioner { encoders, sdxl: family.is_sdxl(), options: WindowOptions::default() })
     }
 
     /// Changes how long prompts are cut into windows.
@@ -88,9 +95,9 @@ impl TextConditioner {
         self
     }
 
-    /// Whether this is SDXL's pair of encoders.
+    /// Whether this is an SDXL family (penultimate layers, pooled output).
     pub fn is_sdxl(&self) -> bool {
-        self.second.is_some()
+        self.sdxl
     }
 
     /// Embeds `prompt` (and, for SDXL, `prompt_2`, defaulting to `prompt`). `clip_skip` follows
@@ -138,10 +145,11 @@ impl TextConditioner {
     }
 
     fn encoders(&self) -> impl Iterator<Item = &Encoder> {
-        std::iter::once(&self.first).chain(self.second.as_ref())
+        self.encoders.iter()
     }
 
-    /// Each encoder's windows: `prompt` for the first, `prompt_2` (or `prompt`) for the second.
+    /// Each encoder's windows: `prompt` for the first, `prompt_2` (or `prompt`) for the second
+    /// (diffusers pairs them by position, so the refiner's lone OpenCLIP-G gets `prompt`).
     fn tokenize(&self, prompt: &str, prompt_2: Option<&str>) -> Vec<Tokenized> {
         let prompts = [prompt, prompt_2.unwrap_or(prompt)];
         self.encoders()
