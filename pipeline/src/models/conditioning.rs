@@ -109,13 +109,14 @@ impl TextConditioner {
         clip_skip: Option<usize>,
     ) -> Result<PromptEmbedding> {
         let tokens = self.tokenize(prompt, prompt_2);
-        let windows = tokens.iter().map(|t| t.windows.len()).max().unwrap_or(1);
-        self.embed(tokens, windows, clip_skip)
+        let mut out = self.embed(vec![tokens], clip_skip)?;
+        Ok(out.remove(0))
     }
 
-    /// Embeds a prompt and its negative, padded to the same window count. An SDXL `negative`
-    /// of `None` gives zeros (diffusers' `force_zeros_for_empty_prompt`); for SD 1.5 it is the
-    /// empty prompt. `negative_2` defaults to `negative`.
+    /// Embeds a prompt and its negative, padded to the same window count, in one batch per
+    /// encoder. An SDXL `negative` of `None` gives zeros (diffusers'
+    /// `force_zeros_for_empty_prompt`); for SD 1.5 it is the empty prompt. `negative_2`
+    /// defaults to `negative`.
     pub fn encode_pair(
         &self,
         prompt: &str,
@@ -125,23 +126,24 @@ impl TextConditioner {
         clip_skip: Option<usize>,
     ) -> Result<Conditioning> {
         let positive_tokens = self.tokenize(prompt, prompt_2);
-        let zero_negative = negative.is_none() && self.is_sdxl();
-        let negative_tokens = self.tokenize(negative.unwrap_or(""), negative_2.or(negative));
-        let count = |t: &[Tokenized]| t.iter().map(|t| t.windows.len()).max().unwrap_or(1);
-        let windows = count(&positive_tokens).max(if zero_negative { 1 } else { count(&negative_tokens) });
-        let positive = self.embed(positive_tokens, windows, clip_skip)?;
-        let negative = if zero_negative {
+        if negative.is_none() && self.is_sdxl() {
+            let mut out = self.embed(vec![positive_tokens], clip_skip)?;
+            let positive = out.remove(0);
             let zeros = |t: &Tensor| Tensor::full(0.0, t.dims(), t.dtype(), t.device());
-            PromptEmbedding {
+            let negative = PromptEmbedding {
                 hidden: zeros(&positive.hidden)?,
                 pooled: positive.pooled.as_ref().map(zeros).transpose()?,
-                windows,
+                windows: positive.windows,
                 dropped_tokens: 0,
-            }
-        } else {
-            self.embed(negative_tokens, windows, clip_skip)?
-        };
-        Ok(Conditioning { positive, negative })
+            };
+            return Ok(Conditioning { positive, negative });
+        }
+        let negative_tokens = self.tokenize(negative.unwrap_or(""), negative_2.or(negative));
+        let mut out = self.embed(vec![positive_tokens, negative_tokens], clip_skip)?.into_iter();
+        match (out.next(), out.next()) {
+            (Some(positive), Some(negative)) => Ok(Conditioning { positive, negative }),
+            _ => unreachable!("embed returns one embedding per prompt"),
+        }
     }
 
     fn encoders(&self) -> impl Iterator<Item = &Encoder> {
@@ -161,33 +163,49 @@ impl TextConditioner {
             .collect()
     }
 
-    /// Runs each encoder on its windows padded with empty-prompt windows to `count`.
-    fn embed(
-        &self,
-        tokens: Vec<Tokenized>,
-        count: usize,
-        clip_skip: Option<usize>,
-    ) -> Result<PromptEmbedding> {
+    /// Runs each encoder once on the windows of all `prompts` (each padded with empty-prompt
+    /// windows to the largest window count among them and the encoders) and splits the result
+    /// back into one embedding per prompt.
+    fn embed(&self, prompts: Vec<Vec<Tokenized>>, clip_skip: Option<usize>) -> Result<Vec<PromptEmbedding>> {
         let select =
             if self.is_sdxl() { LayerSelection::sdxl(clip_skip) } else { LayerSelection::sd15(clip_skip) };
-        let dropped_tokens = tokens.iter().map(|t| t.dropped).max().unwrap_or(0);
-        let mut hiddens = Vec::new();
-        let mut pooled = None;
-        for (e, t) in self.encoders().zip(tokens) {
-            let mut windows = t.windows;
-            windows.resize_with(count.max(windows.len()), || e.tokenizer.empty_window());
-            let out = e.model.forward(&windows, select)?;
-            let [k, l, c] = out.hidden.dims_n::<3>("conditioning")?;
-            hiddens.push(out.hidden.reshape(&[1, k * l, c])?); // [1, 77 k, C]
+        let count = prompts.iter().flatten().map(|t| t.windows.len()).max().unwrap_or(1);
+        let n = prompts.len();
+        // Per prompt: one [1, 77 k, C_e] per encoder, and the pooled [1, P].
+        let mut hiddens: Vec<Vec<Tensor>> = vec![Vec::new(); n];
+        let mut pooled: Vec<Option<Tensor>> = vec![None; n];
+        for (e, encoder) in self.encoders().enumerate() {
+            let mut batch = Vec::with_capacity(n * count);
+            for tokens in &prompts {
+                let start = batch.len();
+                batch.extend(tokens[e].windows.iter().cloned());
+                batch.resize_with(start + count, || encoder.tokenizer.empty_window());
+            }
+            let out = encoder.model.forward(&batch, select)?;
+            let [_, l, c] = out.hidden.dims_n::<3>("conditioning")?;
+            let hidden = out.hidden.reshape(&[n, count * l, c])?; // [N, 77 k, C]
+            for (i, h) in hiddens.iter_mut().enumerate() {
+                h.push(hidden.narrow(0, i, 1)?); // [1, 77 k, C]
+            }
             if let Some(p) = out.pooled {
-                pooled = Some(p.narrow(0, 0, 1)?); // [1, P]: the first window's
+                for (i, slot) in pooled.iter_mut().enumerate() {
+                    *slot = Some(p.narrow(0, i * count, 1)?); // [1, P]: the prompt's first window
+                }
             }
         }
-        let hidden = match hiddens.as_slice() {
-            [one] => one.clone(),
-            many => Tensor::concat(&many.iter().collect::<Vec<_>>(), 2)?, // [1, 77 k, C1 + C2]
-        };
-        let pooled = if self.is_sdxl() { pooled } else { None };
-        Ok(PromptEmbedding { hidden, pooled, windows: count, dropped_tokens })
+        let dropped = |tokens: &[Tokenized]| tokens.iter().map(|t| t.dropped).max().unwrap_or(0);
+        hiddens
+            .into_iter()
+            .zip(pooled)
+            .zip(&prompts)
+            .map(|((h, p), tokens)| {
+                let hidden = match h.as_slice() {
+                    [one] => one.clone(),
+                    many => Tensor::concat(&many.iter().collect::<Vec<_>>(), 2)?, // [1, 77 k, C1 + C2]
+                };
+                let pooled = if self.is_sdxl() { p } else { None };
+                Ok(PromptEmbedding { hidden, pooled, windows: count, dropped_tokens: dropped(tokens) })
+            })
+            .collect()
     }
 }
