@@ -1,7 +1,9 @@
 //! kiln-pipeline: the tokenizer, text encoders, UNet, VAE, samplers, OctoAI request schema and
 //! the JSONL batch runner, built on kiln-runtime.
 //!
-//! - [`models`]: the networks (text encoders, UNet, VAE) and the layers they share.
+//! - [`models`]: the networks (text encoders, UNet, VAE) and the layers they share;
+//! - [`tokenizer`]: CLIP's BPE tokenizer and A1111-style long-prompt windows.
 #![deny(missing_docs)]
 
 pub mod models;
+pub mod tokenizer;

@@ -24,6 +24,9 @@ pub enum ModelError {
         /// Shape stored.
         got: Vec<usize>,
     },
+    /// A tokenizer file of the checkpoint could not be read.
+    #[error(transparent)]
+    Tokenizer(#[from] crate::tokenizer::TokenizerError),
     /// An input does not fit the model (wrong channels, a size the UNet cannot halve, ...).
     #[error("{model}: {message}")]
     Input {

@@ -2,8 +2,11 @@
 //! on CUDA, with weights read by canonical name from any checkpoint layout.
 //!
 //! - [`Weights`]: one component's tensors, shape-checked, converted and uploaded;
-//! - [`nn`]: the layers (linear, conv, group and layer norm) every model is made of.
+//! - [`nn`]: the layers (linear, conv, group and layer norm) every model is made of;
+//! - [`clip`]: the CLIP / OpenCLIP text encoders; [`conditioning`]: prompts to embeddings.
 
+pub mod clip;
+pub mod conditioning;
 mod error;
 pub mod nn;
 mod weights;

@@ -1,0 +1,211 @@
+//! Prompts to the UNet's conditioning: token windows through the text encoder(s), as diffusers'
+//! `encode_prompt` for a prompt of at most 75 tokens, and as AUTOMATIC1111 for longer ones.
+//!
+//! - SD 1.5: CLIP-L's [`LayerSelection::sd15`] hidden state, `[1, 77 k, 768]`.
+//! - SDXL: CLIP-L (`prompt`) and OpenCLIP-G (`prompt_2`, defaulting to `prompt` as in
+//!   diffusers) with [`LayerSelection::sdxl`], concatenated on channels, `[1, 77 k, 2048]`, and
+//!   OpenCLIP-G's pooled output `[1, 1280]`. The SDXL refiner has OpenCLIP-G alone:
+//!   `[1, 77 k, 1280]` and the pooled output (untested: no tiny refiner fixture yet).
+//!
+//! A prompt of more than 75 tokens becomes `k` windows (at most 3; see [`WindowOptions`]), each
+//! encoded on its own, concatenated along the tokens; the pooled output is the first window's
+//! (A1111 does the same). Whatever needs lining up is padded with windows of the empty prompt,
+//! A1111's rule: the negative prompt to the positive one's window count (so the CFG batch
+//! stacks) and the other way round, and SDXL's two encoders to each other (their prompts, or
+//! tokenizer_2's `!` tokens, can give different counts).
+//!
+//! Choices where diffusers differs: `clip_skip` applies to negative prompts too (diffusers
+//! ignores it there); an SDXL negative prompt given as `None` gives zeros, as diffusers does
+//! with the published `force_zeros_for_empty_prompt = true`.
+
+use kiln_runtime::checkpoint::{Checkpoint, Component};
+use kiln_runtime::{DType, Device, Tensor};
+
+use super::clip::{ClipTextModel, LayerSelection};
+use super::{Result, Weights};
+use crate::tokenizer::{ClipTokenizer, WindowOptions};
+
+/// One encoder with its tokenizer.
+#[derive(Debug)]
+struct Encoder {
+    tokenizer: ClipTokenizer,
+    model: ClipTextModel,
+}
+
+/// A prompt's embeddings.
+#[derive(Clone, Debug)]
+pub struct PromptEmbedding {
+    /// `[1, 77 k, C]` (C = 768 for SD 1.5, 2048 for SDXL at full size).
+    pub hidden: Tensor,
+    /// SDXL's pooled embedding `[1, P]`; `None` for SD 1.5.
+    pub pooled: Option<Tensor>,
+    /// The number of 77-token windows `k`.
+    pub windows: usize,
+    /// Prompt tokens beyond the last window, dropped (the largest over the encoders).
+    pub dropped_tokens: usize,
+}
+
+/// The positive and negative embeddings of one request, with the same window count.
+#[derive(Clone, Debug)]
+pub struct Conditioning {
+    /// The prompt's.
+    pub positive: PromptEmbedding,
+    /// The negative prompt's (zeros for an SDXL negative given as `None`).
+    pub negative: PromptEmbedding,
+}
+
+/// Turns prompts into conditioning with a checkpoint's text encoder(s).
+#[derive(Debug)]
+pub struct TextConditioner {
+    /// The family's text encoders in pipeline order: CLIP-L (SD 1.5), CLIP-L and OpenCLIP-G
+    /// (SDXL base, inpainting), OpenCLIP-G alone (SDXL refiner).
+    encoders: Vec<Encoder>,
+    sdxl: bool,
+    options: WindowOptions,
+}
+
+/// Windows of one encoder for one prompt.
+struct Tokenized {
+    windows: Vec<Vec<u32>>,
+    dropped: usize,
+}
+
+impl TextConditioner {
+    /// Loads the text encoder(s) of `ckpt`'s family in `dtype` on `device`, with the folder's
+    /// tokenizers or the embedded ones.
+    pub fn load(ckpt: &Checkpoint, dtype: DType, device: Device) -> Result<TextConditioner> {
+        let encoder = |component: Component| -> Result<Encoder> {
+            let tokenizer = ClipTokenizer::for_checkpoint(ckpt, component)?;
+            let model = ClipTextModel::load(&Weights::new(ckpt, component, dtype, device), component)?;
+            Ok(Encoder { tokenizer, model })
+        };
+        let family = ckpt.family();
+        let encoders = family
+            .components()
+            .iter()
+            .filter(|c| matches!(c, Component::TextEncoder | Component::TextEncoder2))
+            .map(|&c| encoder(c))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(TextConditioner { encoders, sdxl: family.is_sdxl(), options: WindowOptions::default() })
+    }
+
+    /// Changes how long prompts are cut into windows.
+    pub fn with_window_options(mut self, options: WindowOptions) -> TextConditioner {
+        self.options = options;
+        self
+    }
+
+    /// Whether this is an SDXL family (penultimate layers, pooled output).
+    pub fn is_sdxl(&self) -> bool {
+        self.sdxl
+    }
+
+    /// Embeds `prompt` (and, for SDXL, `prompt_2`, defaulting to `prompt`). `clip_skip` follows
+    /// diffusers: see [`LayerSelection::sd15`] and [`LayerSelection::sdxl`].
+    pub fn encode(
+        &self,
+        prompt: &str,
+        prompt_2: Option<&str>,
+        clip_skip: Option<usize>,
+    ) -> Result<PromptEmbedding> {
+        let tokens = self.tokenize(prompt, prompt_2);
+        let mut out = self.embed(vec![tokens], clip_skip)?;
+        Ok(out.remove(0))
+    }
+
+    /// Embeds a prompt and its negative, padded to the same window count, in one batch per
+    /// encoder. An SDXL `negative` of `None` gives zeros (diffusers'
+    /// `force_zeros_for_empty_prompt`); for SD 1.5 it is the empty prompt. `negative_2`
+    /// defaults to `negative`.
+    pub fn encode_pair(
+        &self,
+        prompt: &str,
+        prompt_2: Option<&str>,
+        negative: Option<&str>,
+        negative_2: Option<&str>,
+        clip_skip: Option<usize>,
+    ) -> Result<Conditioning> {
+        let positive_tokens = self.tokenize(prompt, prompt_2);
+        if negative.is_none() && self.is_sdxl() {
+            let mut out = self.embed(vec![positive_tokens], clip_skip)?;
+            let positive = out.remove(0);
+            let zeros = |t: &Tensor| Tensor::full(0.0, t.dims(), t.dtype(), t.device());
+            let negative = PromptEmbedding {
+                hidden: zeros(&positive.hidden)?,
+                pooled: positive.pooled.as_ref().map(zeros).transpose()?,
+                windows: positive.windows,
+                dropped_tokens: 0,
+            };
+            return Ok(Conditioning { positive, negative });
+        }
+        let negative_tokens = self.tokenize(negative.unwrap_or(""), negative_2.or(negative));
+        let mut out = self.embed(vec![positive_tokens, negative_tokens], clip_skip)?.into_iter();
+        match (out.next(), out.next()) {
+            (Some(positive), Some(negative)) => Ok(Conditioning { positive, negative }),
+            _ => unreachable!("embed returns one embedding per prompt"),
+        }
+    }
+
+    fn encoders(&self) -> impl Iterator<Item = &Encoder> {
+        self.encoders.iter()
+    }
+
+    /// Each encoder's windows: `prompt` for the first, `prompt_2` (or `prompt`) for the second
+    /// (diffusers pairs them by position, so the refiner's lone OpenCLIP-G gets `prompt`).
+    fn tokenize(&self, prompt: &str, prompt_2: Option<&str>) -> Vec<Tokenized> {
+        let prompts = [prompt, prompt_2.unwrap_or(prompt)];
+        self.encoders()
+            .zip(prompts)
+            .map(|(e, p)| {
+                let w = e.tokenizer.windows(p, self.options);
+                Tokenized { windows: w.windows, dropped: w.dropped_tokens }
+            })
+            .collect()
+    }
+
+    /// Runs each encoder once on the windows of all `prompts` (each padded with empty-prompt
+    /// windows to the largest window count among them and the encoders) and splits the result
+    /// back into one embedding per prompt.
+    fn embed(&self, prompts: Vec<Vec<Tokenized>>, clip_skip: Option<usize>) -> Result<Vec<PromptEmbedding>> {
+        let select =
+            if self.is_sdxl() { LayerSelection::sdxl(clip_skip) } else { LayerSelection::sd15(clip_skip) };
+        let count = prompts.iter().flatten().map(|t| t.windows.len()).max().unwrap_or(1);
+        let n = prompts.len();
+        // Per prompt: one [1, 77 k, C_e] per encoder, and the pooled [1, P].
+        let mut hiddens: Vec<Vec<Tensor>> = vec![Vec::new(); n];
+        let mut pooled: Vec<Option<Tensor>> = vec![None; n];
+        for (e, encoder) in self.encoders().enumerate() {
+            let mut batch = Vec::with_capacity(n * count);
+            for tokens in &prompts {
+                let start = batch.len();
+                batch.extend(tokens[e].windows.iter().cloned());
+                batch.resize_with(start + count, || encoder.tokenizer.empty_window());
+            }
+            let out = encoder.model.forward(&batch, select)?;
+            let [_, l, c] = out.hidden.dims_n::<3>("conditioning")?;
+            let hidden = out.hidden.reshape(&[n, count * l, c])?; // [N, 77 k, C]
+            for (i, h) in hiddens.iter_mut().enumerate() {
+                h.push(hidden.narrow(0, i, 1)?); // [1, 77 k, C]
+            }
+            if let Some(p) = out.pooled {
+                for (i, slot) in pooled.iter_mut().enumerate() {
+                    *slot = Some(p.narrow(0, i * count, 1)?); // [1, P]: the prompt's first window
+                }
+            }
+        }
+        let dropped = |tokens: &[Tokenized]| tokens.iter().map(|t| t.dropped).max().unwrap_or(0);
+        hiddens
+            .into_iter()
+            .zip(pooled)
+            .zip(&prompts)
+            .map(|((h, p), tokens)| {
+                let hidden = match h.as_slice() {
+                    [one] => one.clone(),
+                    many => Tensor::concat(&many.iter().collect::<Vec<_>>(), 2)?, // [1, 77 k, C1 + C2]
+                };
+                let pooled = if self.is_sdxl() { p } else { None };
+                Ok(PromptEmbedding { hidden, pooled, windows: count, dropped_tokens: dropped(tokens) })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,262 @@
+//! CLIP's BPE tokenizer, behaving as transformers' `CLIPTokenizer` does without ftfy (the
+//! tokenizer diffusers runs): special tokens cut out, NFC, whitespace collapsed, lower case,
+//! CLIP's word pattern, byte-level BPE; `<|startoftext|>` 49406 and `<|endoftext|>` 49407 around
+//! the prompt; 77-token windows padded with the tokenizer's own pad token (`<|endoftext|>` for
+//! CLIP-L, `!` = 0 for SDXL's OpenCLIP-G `tokenizer_2`).
+//!
+//! The vocabulary is built into the crate (OpenAI's merges; the vocabulary is derived from them
+//! as CLIP does), and a diffusers folder's `vocab.json` / `merges.txt` / `tokenizer_config.json`
+//! are read instead when present. Long prompts are cut into several windows as AUTOMATIC1111
+//! does: see [`WindowOptions`].
+
+mod bpe;
+mod config;
+mod text;
+mod windows;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use kiln_runtime::checkpoint::{Checkpoint, Component, Format};
+use regex::Regex;
+
+use config::SpecialConfig;
+use text::{Piece, SpecialToken};
+pub use windows::{WindowOptions, Windows};
+
+/// OpenAI CLIP's merges (`bpe_simple_vocab_16e6`, as diffusers folders ship them in merges.txt).
+const EMBEDDED_MERGES: &str = include_str!("../../assets/clip_merges.txt");
+
+/// Positions of the CLIP text encoders: BOS, 75 prompt tokens, EOS.
+pub const CONTEXT_LEN: usize = 77;
+
+/// A tokenizer file that cannot be read or does not parse.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizerError {
+    /// The file could not be read.
+    #[error("cannot read tokenizer file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file's contents are not what a CLIP tokenizer needs.
+    #[error("tokenizer file {path}: {reason}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// CLIP's tokenizer: text to token ids, single 77-token windows, or A1111-style windows.
+#[derive(Debug)]
+pub struct ClipTokenizer {
+    bpe: bpe::Bpe,
+    /// Matched in the raw text.
+    raw_specials: Vec<SpecialToken>,
+    /// Matched in the normalized text.
+    normalized_specials: Vec<SpecialToken>,
+    whitespace: Regex,
+    words: Regex,
+    bos: u32,
+    eos: u32,
+    pad: u32,
+    comma: Option<u32>,
+}
+
+impl ClipTokenizer {
+    /// The built-in tokenizer of `component`'s published model: CLIP-L's (pads with
+    /// `<|endoftext|>`) for [`Component::TextEncoder`], OpenCLIP-G's `tokenizer_2` (pads with
+    /// `!`) for [`Component::TextEncoder2`].
+    pub fn embedded(component: Component) -> ClipTokenizer {
+        let specials = if component == Component::TextEncoder2 {
+            SpecialConfig::open_clip_g()
+        } else {
+            SpecialConfig::clip_l()
+        };
+        let path = Path::new("<embedded clip_merges.txt>");
+        let merges = bpe::parse_merges(EMBEDDED_MERGES, path).expect("the embedded merges parse");
+        let vocab = bpe::vocab_from_merges(&merges);
+        ClipTokenizer::build(vocab, &merges, &specials, path, path)
+            .expect("the embedded vocabulary is complete")
+    }
+
+    /// Reads a diffusers tokenizer folder: `vocab.json`, `merges.txt` and (optional)
+    /// `tokenizer_config.json`. Errors name the file that is missing or does not parse.
+    pub fn from_dir(dir: impl AsRef<Path>) -> Result<ClipTokenizer, TokenizerError> {
+        let dir = dir.as_ref();
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read_to_string(&path)
+                .map(|t| (t, path.clone()))
+                .map_err(|source| TokenizerError::Io { path, source })
+        };
+        let (vocab_text, vocab_path) = read("vocab.json")?;
+        let vocab: HashMap<String, u32> =
+            serde_json::from_str(&vocab_text).map_err(|e| TokenizerError::Parse {
+                path: vocab_path.clone(),
+                reason: format!("not a JSON object of token -> id: {e}"),
+            })?;
+        let (merges_text, merges_path) = read("merges.txt")?;
+        let merges = bpe::parse_merges(&merges_text, &merges_path)?;
+        let config_path = dir.join("tokenizer_config.json");
+        let specials =
+            if config_path.exists() { SpecialConfig::read(&config_path)? } else { SpecialConfig::clip_l() };
+        ClipTokenizer::build(vocab, &merges, &specials, &vocab_path, &merges_path)
+    }
+
+    /// The tokenizer for `component` of `ckpt`: the folder's `tokenizer/` (or `tokenizer_2/`)
+    /// when the checkpoint is a diffusers folder that has one, else [`ClipTokenizer::embedded`].
+    pub fn for_checkpoint(ckpt: &Checkpoint, component: Component) -> Result<ClipTokenizer, TokenizerError> {
+        let folder = if component == Component::TextEncoder2 { "tokenizer_2" } else { "tokenizer" };
+        let dir = ckpt.path().join(folder);
+        if ckpt.format() == Format::Diffusers && dir.join("vocab.json").exists() {
+            ClipTokenizer::from_dir(dir)
+        } else {
+            Ok(ClipTokenizer::embedded(component))
+        }
+    }
+
+    fn build(
+        vocab: HashMap<String, u32>,
+        merges: &[(String, String)],
+        specials: &SpecialConfig,
+        vocab_path: &Path,
+        merges_path: &Path,
+    ) -> Result<ClipTokenizer, TokenizerError> {
+        let bpe = bpe::Bpe::new(&vocab, merges, vocab_path, merges_path)?;
+        let id = |content: &str| {
+            vocab.get(content).copied().ok_or_else(|| TokenizerError::Parse {
+                path: vocab_path.into(),
+                reason: format!("special token {content:?} is not in the vocabulary"),
+            })
+        };
+        // One entry per distinct text; the last registration decides how it is matched.
+        let mut all: Vec<SpecialToken> = Vec::new();
+        for t in specials.in_order() {
+            let token =
+                SpecialToken { content: t.content.clone(), id: id(&t.content)?, normalized: t.normalized };
+            match all.iter_mut().find(|s| s.content == t.content) {
+                Some(existing) => *existing = token,
+                None => all.push(token),
+            }
+        }
+        let (normalized_specials, raw_specials) = all.into_iter().partition(|s| s.normalized);
+        Ok(ClipTokenizer {
+            raw_specials,
+            normalized_specials,
+            whitespace: text::whitespace_pattern(),
+            words: text::word_pattern(),
+            bos: id(&specials.bos.content)?,
+            eos: id(&specials.eos.content)?,
+            pad: id(&specials.pad.content)?,
+            comma: vocab.get(",</w>").copied(),
+            bpe,
+        })
+    }
+
+    /// Start-of-text id (49406).
+    pub fn bos(&self) -> u32 {
+        self.bos
+    }
+
+    /// End-of-text id (49407).
+    pub fn eos(&self) -> u32 {
+        self.eos
+    }
+
+    /// Padding id: 49407 for CLIP-L, 0 (`!`) for OpenCLIP-G's tokenizer_2.
+    pub fn pad(&self) -> u32 {
+        self.pad
+    }
+
+    /// The prompt's token ids without BOS/EOS, untruncated.
+    pub fn tokens(&self, prompt: &str) -> Vec<u32> {
+        let mut out = Vec::new();
+        let raw: Vec<&SpecialToken> = self.raw_specials.iter().collect();
+        let normalized: Vec<&SpecialToken> = self.normalized_specials.iter().collect();
+        for piece in text::split_specials(prompt, &raw) {
+            let segment = match piece {
+                Piece::Special(id) => {
+                    out.push(id);
+                    continue;
+                }
+                Piece::Text(segment) => text::normalize(segment, &self.whitespace),
+            };
+            for inner in text::split_specials(&segment, &normalized) {
+                match inner {
+                    Piece::Special(id) => out.push(id),
+                    Piece::Text(t) => {
+                        for word in self.words.find_iter(t) {
+                            self.bpe.encode_word(word.as_str(), &mut out);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// BOS, the prompt's tokens, EOS: untruncated, unpadded.
+    pub fn encode(&self, prompt: &str) -> Vec<u32> {
+        let mut ids = vec![self.bos];
+        ids.extend(self.tokens(prompt));
+        ids.push(self.eos);
+        ids
+    }
+
+    /// One 77-token window as diffusers builds it (`padding="max_length", truncation=True`):
+    /// BOS, the first 75 prompt tokens, EOS, padding. Tokens past 75 are silently cut, as
+    /// diffusers does; [`ClipTokenizer::windows`] keeps them.
+    pub fn encode_padded(&self, prompt: &str) -> Vec<u32> {
+        let tokens = self.tokens(prompt);
+        let keep = tokens.len().min(CONTEXT_LEN - 2);
+        let mut ids = Vec::with_capacity(CONTEXT_LEN);
+        ids.push(self.bos);
+        ids.extend_from_slice(&tokens[..keep]);
+        ids.push(self.eos);
+        ids.resize(CONTEXT_LEN, self.pad);
+        ids
+    }
+
+    /// The prompt as A1111-style windows (see [`WindowOptions`]); tokens beyond the last
+    /// window are dropped and counted in [`Windows::dropped_tokens`].
+    pub fn windows(&self, prompt: &str, opts: WindowOptions) -> Windows {
+        self.split_windows(&self.tokens(prompt), opts)
+    }
+
+    /// [`ClipTokenizer::windows`] over already tokenized prompt tokens (no BOS/EOS).
+    pub fn split_windows(&self, tokens: &[u32], opts: WindowOptions) -> Windows {
+        let ids = windows::WindowIds { bos: self.bos, eos: self.eos, pad: self.pad, comma: self.comma };
+        windows::split(tokens, ids, opts)
+    }
+
+    /// An empty prompt's window (BOS, EOS, padding): what a shorter prompt is padded with to
+    /// line up with a longer one.
+    pub fn empty_window(&self) -> Vec<u32> {
+        let mut w = vec![self.bos, self.eos];
+        w.resize(CONTEXT_LEN, self.pad);
+        w
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The embedded vocabulary, derived from the merges, is the tiny fixtures' vocab.json
+    /// (made by transformers from OpenAI's file).
+    #[test]
+    fn embedded_vocabulary_equals_the_folder_vocab() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/tiny/sd15/tokenizer");
+        let text = std::fs::read_to_string(format!("{dir}/vocab.json")).unwrap();
+        let folder: HashMap<String, u32> = serde_json::from_str(&text).unwrap();
+        let path = Path::new("embedded");
+        let derived = bpe::vocab_from_merges(&bpe::parse_merges(EMBEDDED_MERGES, path).unwrap());
+        assert_eq!(derived.len(), 49408);
+        assert_eq!(derived, folder);
+    }
+}

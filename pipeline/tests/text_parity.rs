@@ -1,0 +1,286 @@
+//! The text encoders and prompt conditioning against diffusers' `encode_prompt` on the tiny
+//! pipelines (fixtures/parity/text_{sd15,sdxl}.safetensors, made by
+//! tools/make_text_encoder_fixtures.py): both checkpoint layouts, f32 on the CPU, relative L2
+//! error <= 1e-4 for every case (clip_skip none/1/2, long prompts in A1111 windows, negatives
+//! padded to the positive's window count, SDXL's pooled output and prompt_2, SDXL's zero
+//! negative); plus bf16 on CUDA, a wrong-shaped weight and out-of-range inputs.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use kiln_pipeline::models::clip::{ClipTextModel, LayerSelection};
+use kiln_pipeline::models::conditioning::TextConditioner;
+use kiln_pipeline::models::{ModelError, Weights};
+use kiln_pipeline::tokenizer::{ClipTokenizer, WindowOptions};
+use kiln_runtime::checkpoint::{Checkpoint, Component, OpenOptions};
+use kiln_runtime::{DType, Device, Tensor};
+use safetensors::SafeTensors;
+use serde_json::Value;
+
+const TINY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/tiny");
+const PARITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/parity");
+
+/// The folder, or the single file with the folder's configs.
+fn open(model: &str, single_file: bool) -> Checkpoint {
+    let dir = PathBuf::from(format!("{TINY}/{model}"));
+    if single_file {
+        Checkpoint::open_with(format!("{TINY}/{model}.safetensors"), &OpenOptions::default().config_dir(dir))
+            .unwrap()
+    } else {
+        Checkpoint::open(dir).unwrap()
+    }
+}
+
+/// A fixture file: its cases and f32 / i32 tensors by name.
+struct Fixture {
+    cases: Vec<Value>,
+    tensors: HashMap<String, (Vec<usize>, Vec<u8>)>,
+}
+
+impl Fixture {
+    fn read(model: &str) -> Fixture {
+        let bytes = std::fs::read(format!("{PARITY}/text_{model}.safetensors")).unwrap();
+        let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+        let cases = meta.metadata().as_ref().unwrap()["cases"].clone();
+        let cases: Vec<Value> = serde_json::from_str(&cases).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let tensors =
+            st.tensors().into_iter().map(|(k, v)| (k, (v.shape().to_vec(), v.data().to_vec()))).collect();
+        Fixture { cases, tensors }
+    }
+
+    fn f32(&self, name: &str) -> Option<(Vec<usize>, Vec<f32>)> {
+        let (shape, data) = self.tensors.get(name)?;
+        Some((
+            shape.clone(),
+            data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
+        ))
+    }
+
+    /// `[encoders][windows][77]`.
+    fn ids(&self, name: &str) -> Vec<Vec<Vec<u32>>> {
+        let (shape, data) = &self.tensors[name];
+        let ids: Vec<u32> =
+            data.chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().unwrap()) as u32).collect();
+        let (k, l) = (shape[1], shape[2]);
+        ids.chunks(k * l).map(|e| e.chunks(l).map(<[u32]>::to_vec).collect()).collect()
+    }
+}
+
+fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let num: f64 = got.iter().zip(want).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum();
+    let den: f64 = want.iter().map(|b| (*b as f64).powi(2)).sum();
+    if den == 0.0 { num.sqrt() } else { (num / den).sqrt() }
+}
+
+fn compare(what: &str, got: &Tensor, want: Option<(Vec<usize>, Vec<f32>)>, tol: f64) -> bool {
+    let Some((shape, want)) = want else { return false };
+    assert_eq!(got.dims(), shape.as_slice(), "{what}: shape");
+    let err = rel_l2(
+        &got.to_dtype(DType::F32).unwrap().to_device(Device::Cpu).unwrap().to_vec_f32().unwrap(),
+        &want,
+    );
+    eprintln!("{what}: {err:.2e}");
+    assert!(err <= tol, "{what}: relative L2 error {err:.3e} > {tol:.0e}");
+    true
+}
+
+fn opt_str(v: &Value) -> Option<&str> {
+    v.as_str()
+}
+
+/// Every case of `model`'s fixture through kiln's conditioner on `ckpt`.
+fn check_model(model: &str, ckpt: &Checkpoint, dtype: DType, device: Device, tol: f64) {
+    let fixture = Fixture::read(model);
+    let conditioner = TextConditioner::load(ckpt, dtype, device).unwrap();
+    let components: &[Component] = if model == "sdxl" {
+        &[Component::TextEncoder, Component::TextEncoder2]
+    } else {
+        &[Component::TextEncoder]
+    };
+    let tokenizers: Vec<ClipTokenizer> =
+        components.iter().map(|&c| ClipTokenizer::for_checkpoint(ckpt, c).unwrap()).collect();
+    let (mut compared, mut long, mut pooled) = (0, 0, 0);
+    for case in &fixture.cases {
+        let name = case["name"].as_str().unwrap();
+        let prompt = case["prompt"].as_str().unwrap();
+        let prompt_2 = opt_str(&case["prompt_2"]);
+        let clip_skip = case["clip_skip"].as_u64().map(|k| k as usize);
+
+        // The windows the reference used are the tokenizer's.
+        let ids = fixture.ids(&format!("{name}.ids"));
+        for (e, tok) in tokenizers.iter().enumerate() {
+            let text = if e == 1 { prompt_2.unwrap_or(prompt) } else { prompt };
+            let mut w = tok.windows(text, WindowOptions::default()).windows;
+            w.resize(ids[e].len(), tok.empty_window());
+            assert_eq!(w, ids[e], "{model} {name}: windows of encoder {e}");
+        }
+
+        let c = conditioner
+            .encode_pair(
+                prompt,
+                prompt_2,
+                opt_str(&case["negative"]),
+                opt_str(&case["negative_2"]),
+                clip_skip,
+            )
+            .unwrap();
+        assert_eq!(c.positive.windows, ids[0].len());
+        long += usize::from(c.positive.windows > 1);
+        let what = |t: &str| format!("{model} {name} {t} ({dtype:?})");
+        assert!(compare(
+            &what("positive"),
+            &c.positive.hidden,
+            fixture.f32(&format!("{name}.positive")),
+            tol
+        ));
+        compared += 1;
+        compared += usize::from(compare(
+            &what("negative"),
+            &c.negative.hidden,
+            fixture.f32(&format!("{name}.negative")),
+            tol,
+        ));
+        if let Some(p) = &c.positive.pooled {
+            assert!(compare(&what("pooled"), p, fixture.f32(&format!("{name}.pooled")), tol));
+            pooled += 1;
+        }
+        if let Some(p) = &c.negative.pooled {
+            compare(&what("negative pooled"), p, fixture.f32(&format!("{name}.negative_pooled")), tol);
+        }
+        // encode() gives the positive alone, the same.
+        let alone = conditioner.encode(prompt, prompt_2, clip_skip).unwrap();
+        assert!(compare(&what("encode"), &alone.hidden, fixture.f32(&format!("{name}.positive")), tol));
+    }
+    assert!(compared >= 10 && long >= 2, "{model}: {compared} tensors compared, {long} long prompts");
+    assert_eq!(pooled > 0, model == "sdxl");
+}
+
+#[test]
+fn sd15_folder_matches_diffusers() {
+    check_model("sd15", &open("sd15", false), DType::F32, Device::Cpu, 1e-4);
+}
+
+#[test]
+fn sd15_single_file_matches_diffusers() {
+    check_model("sd15", &open("sd15", true), DType::F32, Device::Cpu, 1e-4);
+}
+
+#[test]
+fn sdxl_folder_matches_diffusers() {
+    check_model("sdxl", &open("sdxl", false), DType::F32, Device::Cpu, 1e-4);
+}
+
+#[test]
+fn sdxl_single_file_matches_diffusers() {
+    check_model("sdxl", &open("sdxl", true), DType::F32, Device::Cpu, 1e-4);
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_bf16_matches_diffusers() {
+    let device = match Device::cuda(0) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("skipping cuda_bf16_matches_diffusers: no CUDA device ({e})");
+            return;
+        }
+    };
+    for model in ["sd15", "sdxl"] {
+        check_model(model, &open(model, false), DType::BF16, device, 1e-2);
+    }
+}
+
+/// A 500-token prompt keeps 3 windows ([1, 231, C]) and reports the dropped tokens.
+#[test]
+fn overlong_prompt_is_truncated_to_three_windows() {
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{PARITY}/tokenizer.json")).unwrap()).unwrap();
+    let case =
+        doc["cases"].as_array().unwrap().iter().find(|c| c["ids_sd15"].as_array().unwrap().len() == 502);
+    let prompt = case.unwrap()["text"].as_str().unwrap();
+    let ckpt = open("sdxl", false);
+    let conditioner = TextConditioner::load(&ckpt, DType::F32, Device::Cpu).unwrap();
+    let e = conditioner.encode(prompt, None, None).unwrap();
+    assert_eq!(e.windows, 3);
+    assert!(e.dropped_tokens > 250, "{}", e.dropped_tokens);
+    assert_eq!(e.hidden.dims(), &[1, 231, 16 + 32]);
+    assert_eq!(e.pooled.unwrap().dims(), &[1, 32]);
+}
+
+/// Copies a diffusers folder, replacing one tensor of `component_file` with a wrong shape.
+fn folder_with_bad_tensor(model: &str, component_file: &str, tensor: &str) -> tempfile::TempDir {
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_dir(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(Path::new(&format!("{TINY}/{model}")), dir.path());
+    let path = dir.path().join(component_file);
+    let bytes = std::fs::read(&path).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let mut views = Vec::new();
+    for (name, view) in st.tensors() {
+        if name == tensor {
+            // Half the input columns: [out, in] -> [out, in / 2].
+            let shape = vec![view.shape()[0], view.shape()[1] / 2];
+            let data = &view.data()[..view.data().len() / 2];
+            views.push((name, safetensors::tensor::TensorView::new(view.dtype(), shape, data).unwrap()));
+        } else {
+            views.push((name, view));
+        }
+    }
+    let out = safetensors::serialize(views, None).unwrap();
+    std::fs::write(&path, out).unwrap();
+    dir
+}
+
+#[test]
+fn wrong_shaped_weight_is_a_weight_shape_error_naming_it() {
+    let dir = folder_with_bad_tensor(
+        "sdxl",
+        "text_encoder_2/model.safetensors",
+        "text_model.encoder.layers.1.self_attn.q_proj.weight",
+    );
+    let ckpt = Checkpoint::open(dir.path()).unwrap();
+    let w = Weights::new(&ckpt, Component::TextEncoder2, DType::F32, Device::Cpu);
+    match ClipTextModel::load(&w, Component::TextEncoder2) {
+        Err(ModelError::WeightShape { name, expected, got }) => {
+            assert_eq!(name, "text_encoder_2.text_model.encoder.layers.1.self_attn.q_proj.weight");
+            assert_eq!((expected, got), (vec![32, 32], vec![32, 16]));
+        }
+        other => panic!("expected WeightShape, got {other:?}"),
+    }
+    assert!(matches!(
+        TextConditioner::load(&ckpt, DType::F32, Device::Cpu),
+        Err(ModelError::WeightShape { .. })
+    ));
+}
+
+#[test]
+fn out_of_range_inputs_are_typed_errors() {
+    let ckpt = open("sd15", false);
+    let w = Weights::new(&ckpt, Component::TextEncoder, DType::F32, Device::Cpu);
+    let model = ClipTextModel::load(&w, Component::TextEncoder).unwrap();
+    let tok = ClipTokenizer::embedded(Component::TextEncoder);
+    let window = tok.encode_padded("a cat");
+    let input_error = |r: Result<_, ModelError>| matches!(r, Err(ModelError::Input { .. }));
+    let mut bad_id = window.clone();
+    bad_id[3] = 49408;
+    assert!(input_error(model.forward(&[bad_id], LayerSelection::sd15(None))));
+    assert!(input_error(model.forward(&[vec![49406; 78]], LayerSelection::sd15(None))));
+    assert!(input_error(model.forward(&[window.clone(), window[..10].to_vec()], LayerSelection::sd15(None))));
+    assert!(input_error(model.forward(&[], LayerSelection::sd15(None))));
+    // 4 layers: skipping 4 returns the embeddings, 5 is out of range.
+    assert!(model.forward(std::slice::from_ref(&window), LayerSelection::sd15(Some(4))).is_ok());
+    assert!(input_error(model.forward(&[window], LayerSelection::sd15(Some(5)))));
+}
