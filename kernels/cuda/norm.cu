@@ -28,7 +28,10 @@
 // softmax" of Milakov & Gimelshein, 2018), and merges the 32 lanes' (m, s) with shuffles; pass 2
 // writes exp(x - m) / s. Two reads of the row instead of three. x and y may be the same buffer
 // (each element is read by the thread that then writes it, after the row's pass 1), which the
-// attention fallback uses on its score matrix.
+// attention fallback uses on its score matrix. With causal_period > 0 (the attention fallback's
+// causal mask on a stack of [causal_period, C] score matrices) row r keeps only its first
+// (r % causal_period) + causal_offset + 1 columns (at least 1): the others count as -inf and are
+// written as 0.
 #include "common.cuh"
 
 #define STATS_THREADS 1024  // launch bound; blocks are (C / VEC) x lanes, about 256
@@ -226,23 +229,28 @@ __device__ __forceinline__ float rescale(float s, float m, float m_new) {
 // Grid: ceil(rows / LN_WARPS) blocks of LN_WARPS * 32 threads; one warp per row. No __restrict__:
 // x == y is allowed.
 template <typename T, int VEC>
-__device__ void softmax_rows(const T* x, T* y, int rows, int C) {
+__device__ void softmax_rows(const T* x, T* y, int rows, int C, int causal_period, int causal_offset) {
     const int row = blockIdx.x * LN_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= rows) return;
     const T* xr = x + (size_t)row * C;
     T* yr = y + (size_t)row * C;
     const float neg_inf = -__int_as_float(0x7f800000);
+    // Columns >= valid are masked (causal only).
+    const int valid = causal_period > 0 ? min(C, row % causal_period + causal_offset + 1) : C;
 
     float m = neg_inf, s = 0.0f;
     for (int c = lane * VEC; c < C; c += 32 * VEC) {
         const Vec<T, VEC> v = load_vec<T, VEC>(xr + c);
-        float vm = neg_inf;
+        float xv[VEC], vm = neg_inf;
 #pragma unroll
-        for (int j = 0; j < VEC; ++j) vm = fmaxf(vm, to_f32(v.v[j]));
+        for (int j = 0; j < VEC; ++j) {
+            xv[j] = c + j < valid ? to_f32(v.v[j]) : neg_inf;
+            vm = fmaxf(vm, xv[j]);
+        }
         const float m_new = fmaxf(m, vm);
         s = rescale(s, m, m_new);
 #pragma unroll
-        for (int j = 0; j < VEC; ++j) s += expf(to_f32(v.v[j]) - m_new);
+        for (int j = 0; j < VEC; ++j) s += xv[j] == neg_inf ? 0.0f : expf(xv[j] - m_new);
         m = m_new;
     }
 #pragma unroll
@@ -261,7 +269,10 @@ __device__ void softmax_rows(const T* x, T* y, int rows, int C) {
         const Vec<T, VEC> v = load_vec<T, VEC>(xr + c);
         Vec<T, VEC> out;
 #pragma unroll
-        for (int j = 0; j < VEC; ++j) out.v[j] = from_f32<T>(expf(to_f32(v.v[j]) - m) * inv);
+        for (int j = 0; j < VEC; ++j) {
+            const float e = c + j < valid ? expf(to_f32(v.v[j]) - m) : 0.0f;
+            out.v[j] = from_f32<T>(e * inv);
+        }
         store_vec<T, VEC>(yr + c, out);
     }
 }
@@ -300,11 +311,11 @@ __device__ void softmax_rows(const T* x, T* y, int rows, int C) {
             layer_norm<T, 1>(x, gamma, beta, y, rows, C, eps);                                                 \
     }                                                                                                          \
     extern "C" __global__ void __launch_bounds__(LN_WARPS * 32)                                               \
-        softmax_##SUFFIX(const T* x, T* y, int rows, int C, int vec) {                                         \
+        softmax_##SUFFIX(const T* x, T* y, int rows, int C, int causal_period, int causal_offset, int vec) {    \
         if (vec == 8)                                                                                          \
-            softmax_rows<T, 8>(x, y, rows, C);                                                                 \
+            softmax_rows<T, 8>(x, y, rows, C, causal_period, causal_offset);                                   \
         else                                                                                                   \
-            softmax_rows<T, 1>(x, y, rows, C);                                                                 \
+            softmax_rows<T, 1>(x, y, rows, C, causal_period, causal_offset);                                   \
     }
 
 KILN_NORM_ENTRIES(__nv_bfloat16, bf16)

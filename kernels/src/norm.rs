@@ -286,19 +286,37 @@ pub fn launch_layer_norm<T: KernelElem>(
     Ok(())
 }
 
-/// Rows of `c` elements of a softmax, `c > 0`.
+/// Rows of `c` elements of a softmax, `c > 0`, optionally under a causal mask.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SoftmaxDims {
     /// Rows (every dimension but the last, multiplied).
     pub rows: usize,
     /// The dimension the softmax runs over.
     pub c: usize,
+    /// A causal mask over the rows seen as a stack of score matrices, or `None`.
+    pub causal: Option<CausalMask>,
 }
 
-/// Checks `dims` against the buffers; `Ok(None)` for nothing to do, else `(rows, c)` as kernel ints.
-fn softmax_args(dims: SoftmaxDims, x_len: usize, y_len: usize) -> Result<Option<(i32, i32)>, LaunchError> {
+/// The causal mask of a stack of `[rows_per_matrix, c]` score matrices whose first row is query
+/// `offset`: row `r` keeps columns `0..=(r % rows_per_matrix) + offset` (keys up to its query);
+/// the others are treated as `-inf`, so they get probability 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CausalMask {
+    /// Rows of one matrix (query rows of one head); at least 1.
+    pub rows_per_matrix: usize,
+    /// Query index of each matrix's first row.
+    pub offset: usize,
+}
+
+/// Checks `dims` against the buffers; `Ok(None)` for nothing to do, else the kernel's ints
+/// `(rows, c, causal_period, causal_offset)`.
+fn softmax_args(
+    dims: SoftmaxDims,
+    x_len: usize,
+    y_len: usize,
+) -> Result<Option<(i32, i32, i32, i32)>, LaunchError> {
     const K: &str = "softmax";
-    let SoftmaxDims { rows, c } = dims;
+    let SoftmaxDims { rows, c, causal } = dims;
     let n = rows
         .checked_mul(c)
         .ok_or_else(|| LaunchError::unsupported(K, format!("{rows} x {c} elements overflow")))?;
@@ -310,7 +328,16 @@ fn softmax_args(dims: SoftmaxDims, x_len: usize, y_len: usize) -> Result<Option<
     if c == 0 {
         return Err(LaunchError::unsupported(K, format!("{rows} rows of 0 elements")));
     }
-    Ok(Some((to_i32(K, "rows", rows)?, to_i32(K, "c", c)?)))
+    let (period, offset) = match causal {
+        None => (0, 0),
+        Some(CausalMask { rows_per_matrix: 0, .. }) => {
+            return Err(LaunchError::unsupported(K, "a causal mask over matrices of 0 rows"));
+        }
+        Some(m) => (to_i32(K, "rows per matrix", m.rows_per_matrix)?, to_i32(K, "causal offset", m.offset)?),
+    };
+    // The kernel forms row % period + offset + 1 in 32 bits.
+    to_i32(K, "rows per matrix + offset", period as usize + offset as usize)?;
+    Ok(Some((to_i32(K, "rows", rows)?, to_i32(K, "c", c)?, period, offset)))
 }
 
 /// Enqueues `softmax_<dtype>` on the pointers `x` and `y` (possibly equal).
@@ -318,7 +345,7 @@ fn launch_softmax_raw(
     stream: &CudaStream,
     func: &CudaFunction,
     (x, y): (u64, u64),
-    (rows, c): (i32, i32),
+    (rows, c, period, offset): (i32, i32, i32, i32),
     vec: i32,
 ) -> Result<(), LaunchError> {
     const K: &str = "softmax";
@@ -328,8 +355,9 @@ fn launch_softmax_raw(
         shared_mem_bytes: 0,
     };
     let mut b = stream.launch_builder(func);
-    b.arg(&x).arg(&y).arg(&rows).arg(&c).arg(&vec);
-    // SAFETY: argument types and order match softmax_<dtype>(x, y, rows, C, vec); the callers
+    b.arg(&x).arg(&y).arg(&rows).arg(&c).arg(&period).arg(&offset).arg(&vec);
+    // SAFETY: argument types and order match softmax_<dtype>(x, y, rows, C, causal_period,
+    // causal_offset, vec); the callers
     // checked that both buffers hold rows * C elements and picked vec = 8 only for C % 8 == 0 and
     // 16-byte aligned pointers.
     unsafe { b.launch(cfg) }.map_err(LaunchError::driver(K))?;
@@ -337,7 +365,8 @@ fn launch_softmax_raw(
 }
 
 /// Softmax over the last dimension: `y[r, :] = exp(x[r, :] - max) / sum`, computed in f32, for
-/// `x`, `y` `[rows, c]`; `func` is `softmax_<dtype>`.
+/// `x`, `y` `[rows, c]` (with `dims.causal`, masked columns are left out and written as 0);
+/// `func` is `softmax_<dtype>`.
 pub fn launch_softmax<T: KernelElem>(
     stream: &CudaStream,
     func: &CudaFunction,
