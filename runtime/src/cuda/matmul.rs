@@ -114,7 +114,7 @@ pub(crate) fn matmul(
 /// Enqueues one cuBLASLt matmul `c = a * b (+ bias)` in cuBLAS's column-major terms. A product
 /// over `K = 0` is all zeros (plus nothing: with a bias it is refused, as no kernel broadcasts it).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm<T: Elem>(
+fn gemm<T: Elem>(
     dev: &CudaDevice,
     op: &'static str,
     cfg: MatmulConfig,

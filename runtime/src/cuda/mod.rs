@@ -36,6 +36,7 @@ pub(crate) mod matmul;
 pub(crate) mod modules;
 pub(crate) mod norm;
 mod storage;
+mod strided_gemm;
 
 use std::collections::HashMap;
 use std::fmt;
