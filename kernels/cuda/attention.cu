@@ -267,6 +267,10 @@ __device__ __forceinline__ void flash_fwd(const T* __restrict__ q, const T* __re
 
     // Per-lane ldmatrix offsets (elements), see the layout notes at the top.
     const int warp_row0 = warp * WM * 16;
+    // Causal: the first key tile crossing this warp's diagonal, i.e. the first j whose last key
+    // j*BN + BN - 1 lies past the warp's first row R = q_tile0 + warp_row0: j >= (R + 1) / BN.
+    // Never, when not causal.
+    const int diag_from = causal ? (q_tile0 + warp_row0 + 1) / BN : 0x7fffffff;
     const int q_off = (warp_row0 + (lane & 15)) * SROW + (lane >> 4) * 8;
     const int mi = lane >> 3, r8 = lane & 7;
     const int k_off = ((mi >> 1) * 8 + r8) * SROW + (mi & 1) * 8;
@@ -324,7 +328,7 @@ __device__ __forceinline__ void flash_fwd(const T* __restrict__ q, const T* __re
         // sacc[mt][nt][e].
         const int kv0 = j * BN;
         const bool partial = kv0 + BN > len_k;
-        const bool diagonal = causal && kv0 + BN - 1 > q_tile0 + warp_row0;  // warp-uniform
+        const bool diagonal = j >= diag_from;  // warp-uniform
 #pragma unroll
         for (int mt = 0; mt < WM; ++mt)
 #pragma unroll
