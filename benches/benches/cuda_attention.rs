@@ -1,5 +1,6 @@
-//! The flash-attention kernels on the GPU at SDXL shapes (and SD 1.5's head dims), printing
-//! achieved TFLOP/s with FLOPs = 4·B·H·Lq·Lk·D (the two matrix products; the count
+//! The flash-attention kernels on the GPU at SDXL shapes (and SD 1.5's head dims, and causal
+//! self-attention of CLIP's 77 tokens and of 4096), printing achieved TFLOP/s with FLOPs =
+//! 4·B·H·Lq·Lk·D, halved when causal (the two matrix products; the count
 //! FlashAttention papers use).
 //!
 //! Run: `cargo bench -p kiln-benches --features cuda --bench cuda_attention`. Without a CUDA
@@ -15,14 +16,16 @@ use cudarc::nvrtc::Ptx;
 use kiln_kernels::attention::{AttentionDims, AttentionKernel, KernelElem, launch_flash_attention};
 use kiln_kernels::{Arch, Compiler, Family};
 
-/// (label, batch, heads, len_q, len_k, head_dim).
-const CASES: [(&str, usize, usize, usize, usize, usize); 6] = [
-    ("sdxl self 4096", 2, 10, 4096, 4096, 64),
-    ("sdxl self 1024", 2, 20, 1024, 1024, 64),
-    ("sdxl cross 4096x77", 2, 10, 4096, 77, 64),
-    ("sd15 self 4096 d40", 2, 8, 4096, 4096, 40),
-    ("sd15 self 1024 d80", 2, 8, 1024, 1024, 80),
-    ("self 4096 d128", 2, 16, 4096, 4096, 128),
+/// (label, batch, heads, len_q, len_k, head_dim, causal).
+const CASES: [(&str, usize, usize, usize, usize, usize, bool); 8] = [
+    ("sdxl self 4096", 2, 10, 4096, 4096, 64, false),
+    ("sdxl self 1024", 2, 20, 1024, 1024, 64, false),
+    ("sdxl cross 4096x77", 2, 10, 4096, 77, 64, false),
+    ("sd15 self 4096 d40", 2, 8, 4096, 4096, 40, false),
+    ("sd15 self 1024 d80", 2, 8, 1024, 1024, 80, false),
+    ("self 4096 d128", 2, 16, 4096, 4096, 128, false),
+    ("openclip-g causal 77", 2, 20, 77, 77, 64, true),
+    ("causal 4096", 2, 10, 4096, 4096, 64, true),
 ];
 
 /// The attention module compiled for device 0, or why not.
@@ -120,9 +123,9 @@ fn attention(c: &mut Criterion) {
             return;
         }
     };
-    for (i, (label, batch, heads, len_q, len_k, head_dim)) in CASES.into_iter().enumerate() {
-        let dims =
-            AttentionDims { batch, heads, len_q, len_k, head_dim, scale: 1.0 / (head_dim as f32).sqrt() };
+    for (i, (label, batch, heads, len_q, len_k, head_dim, causal)) in CASES.into_iter().enumerate() {
+        let scale = 1.0 / (head_dim as f32).sqrt();
+        let dims = AttentionDims { batch, heads, len_q, len_k, head_dim, scale, causal };
         bench_case(c, &ctx, &module, label, dims, half::bf16::from_f32);
         if i == 0 {
             bench_case(c, &ctx, &module, label, dims, half::f16::from_f32);

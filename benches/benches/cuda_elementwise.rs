@@ -15,8 +15,8 @@ mod gpu {
     use kiln_benches::Work;
     use kiln_kernels::KernelDType;
     use kiln_kernels::elementwise::{
-        CastType, ElementwiseKernel, ElementwiseOp, launch_binary, launch_cast, launch_concat, launch_geglu,
-        launch_silu, launch_upsample_nearest2x,
+        CastType, ElementwiseKernel, ElementwiseOp, PermutePlan, PermuteWidth, launch_binary, launch_cast,
+        launch_concat, launch_geglu, launch_permute, launch_silu, launch_upsample_nearest2x, permute_kernel,
     };
 
     use super::cuda_common::{Gpu, case, random_bf16, zeros};
@@ -89,6 +89,25 @@ mod gpu {
         case(c, s, G, "cast f32->bf16 2x128x128x320", Work::Bytes(6 * len as u64), || {
             launch_cast(s, &f, &xf.as_view(), &mut out.as_view_mut()).unwrap();
         });
+
+        // Permutations (read and write every element once): NHWC -> NCHW of a UNet activation
+        // (tiled kernel), NCHW -> NHWC of an RGB image (gather, 3 channels), and [B, L, H, D] ->
+        // [B, H, L, D] (gather, 16-byte runs).
+        for (label, dims, perm) in [
+            ("permute NHWC->NCHW 2x128x128x320", [2, 128, 128, 320], [0, 3, 1, 2]),
+            ("permute NCHW->NHWC 1x3x1024x1024", [1, 3, 1024, 1024], [0, 2, 3, 1]),
+            ("permute BLHD->BHLD 2x4096x10x64", [2, 4096, 10, 64], [0, 2, 1, 3]),
+        ] {
+            let n: usize = dims.iter().product();
+            let plan = PermutePlan::new(&dims, &perm).unwrap();
+            let f = gpu.modules.elementwise(permute_kernel(&plan, PermuteWidth::B16)).unwrap();
+            let x = random_bf16(s, n, 7);
+            let mut y = zeros::<bf16>(s, n);
+            let id = format!("{label} ({})", if plan.tiled() { "tiled" } else { "gather" });
+            case(c, s, G, &id, Work::Bytes(b16(2 * n)), || {
+                launch_permute(s, &f, &x.as_view(), &mut y.as_view_mut(), &plan).unwrap();
+            });
+        }
     }
 }
 

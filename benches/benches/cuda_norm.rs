@@ -14,8 +14,8 @@ mod gpu {
     use kiln_benches::Work;
     use kiln_kernels::KernelDType;
     use kiln_kernels::norm::{
-        GroupNormDims, GroupNormFunctions, LayerNormDims, NormKernel, NormOp, launch_group_norm,
-        launch_layer_norm,
+        GroupNormDims, GroupNormFunctions, LayerNormDims, NormKernel, NormOp, SoftmaxDims, launch_group_norm,
+        launch_layer_norm, launch_softmax,
     };
 
     use super::cuda_common::{Gpu, case, random_bf16, zeros};
@@ -23,11 +23,12 @@ mod gpu {
     pub fn run(c: &mut Criterion, gpu: &Gpu) {
         let s = &gpu.stream;
         let f = |op| gpu.modules.norm(NormKernel { op, dtype: KernelDType::BF16 }).expect("norm kernel");
-        let (stats, finalize, apply, ln) = (
+        let (stats, finalize, apply, ln, softmax) = (
             f(NormOp::GroupNormStats),
             f(NormOp::GroupNormFinalize),
             f(NormOp::GroupNormApply),
             f(NormOp::LayerNorm),
+            f(NormOp::Softmax),
         );
         let funcs = GroupNormFunctions { stats: &stats, finalize: &finalize, apply: &apply };
 
@@ -61,6 +62,26 @@ mod gpu {
                     let (xv, gv, bv) = (x.as_view(), gamma.as_view(), beta.as_view());
                     launch_layer_norm(s, &ln, &xv, &gv, &bv, &mut y.as_view_mut(), dims)
                         .expect("layer norm launch");
+                },
+            );
+        }
+
+        // Row softmax: the unfused attention's score chunks (the VAE's 4096 and 16384 tokens)
+        // and CLIP-sized rows of 77.
+        for (rows, cols) in [(4096, 4096), (2048, 16384), (2 * 20 * 77, 77)] {
+            let len = rows * cols;
+            let x = random_bf16(s, len, 7);
+            let mut y = zeros::<bf16>(s, len);
+            let dims = SoftmaxDims { rows, c: cols, causal: None };
+            case(
+                c,
+                s,
+                "cuda softmax bf16",
+                &format!("{rows}x{cols}"),
+                Work::Bytes((2 * len * 2) as u64),
+                || {
+                    launch_softmax(s, &softmax, &x.as_view(), &mut y.as_view_mut(), dims)
+                        .expect("softmax launch");
                 },
             );
         }

@@ -1,13 +1,17 @@
 //! kiln-runtime's CUDA ops through the `Tensor` API at SDXL shapes: linear layers (cuBLASLt,
-//! f32 compute, bias epilogue), timed with the op's allocation and dispatch overhead included.
-//! Kernel-level benches (attention, conv, norms) are in the kernels' own benches.
+//! f32 compute, bias epilogue) and the unfused attention of head dims without a flash kernel
+//! (the VAE's mid-block: one head of 512 at 4096 and 16384 tokens; two cuBLASLt GEMMs and the
+//! softmax kernel per chunk of query rows), timed with the op's allocation and dispatch
+//! overhead included. Kernel-level benches (attention, conv, norms) are in the kernels' own
+//! benches.
 //!
 //! Run: `cargo bench -p kiln-benches --features cuda --bench cuda_ops`. Each case enqueues a
 //! batch of ops and synchronises once at the end (ops never wait for the GPU), and prints
 //! `linear/CASE: X TFLOP/s (best Y, T ms/iter)` with FLOPs = 2 M N K. Shapes: SDXL at a 128x128
 //! latent with classifier-free guidance (batch 2): 4096 tokens at 640 channels, 1024 tokens
-//! at 1280, and the 77-token text context (width 2048). Prints the allocator's counters at
-//! the end. Skips, saying why, without a GPU.
+//! at 1280, and the 77-token text context (width 2048). The attention cases print
+//! `vae attention/CASE` the same way with FLOPs = 4 B H Lq Lk D. Prints the allocator's
+//! counters at the end. Skips, saying why, without a GPU.
 
 use std::hint::black_box;
 use std::sync::{Arc, Mutex};
@@ -95,6 +99,49 @@ fn linear(c: &mut Criterion, dev: &Arc<CudaDevice>) {
     }
 }
 
+/// (label, B, L, H, D): the VAE mid-block's self-attention at 512x512 and 1024x1024 images.
+const VAE_ATTENTION: [(&str, usize, usize, usize, usize); 2] =
+    [("vae mid 64x64", 1, 4096, 1, 512), ("vae mid 128x128", 1, 16384, 1, 512)];
+
+fn unfused_attention(c: &mut Criterion, dev: &Arc<CudaDevice>) {
+    let gpu = Device::Cuda(dev.ordinal());
+    for (i, &(label, b, l, h, d)) in VAE_ATTENTION.iter().enumerate() {
+        let seed = 100 + 10 * i as u64;
+        let qkv: Vec<Tensor> = (0..3)
+            .map(|j| random_tensor(&[b, l, h, d], DType::BF16, seed + j).to_device(gpu).unwrap())
+            .collect();
+        let scale = 1.0 / (d as f32).sqrt();
+        let flops = 4.0 * (b * h * l * l * d) as f64;
+        let id = format!("{label} [{b}, {l}, {h}, {d}] bf16");
+        let times = Times::default();
+        let mut g = c.benchmark_group("vae attention");
+        g.sample_size(10)
+            .sampling_mode(SamplingMode::Flat)
+            .warm_up_time(Duration::from_millis(300))
+            .measurement_time(Duration::from_secs(2))
+            .throughput(Throughput::Elements(flops as u64));
+        g.bench_function(&id, |bench| {
+            bench.iter_custom(|iters| {
+                timed(dev, &times, iters, || {
+                    black_box(
+                        Tensor::attention(&qkv[0], &qkv[1], &qkv[2], scale).expect("attention on the GPU"),
+                    );
+                })
+            })
+        });
+        g.finish();
+        let v = times.sorted();
+        if let (Some(&best), Some(&median)) = (v.first(), v.get(v.len() / 2)) {
+            println!(
+                "vae attention/{id}: {:.1} TFLOP/s (best {:.1}, {:.3} ms/iter)",
+                flops / median / 1e12,
+                flops / best / 1e12,
+                median * 1e3
+            );
+        }
+    }
+}
+
 fn benches(c: &mut Criterion) {
     let dev = match cuda::device(0) {
         Ok(dev) => dev,
@@ -112,6 +159,7 @@ fn benches(c: &mut Criterion) {
         return;
     }
     linear(c, &dev);
+    unfused_attention(c, &dev);
     println!("allocator: {:?}", dev.memory_stats());
 }
 

@@ -6,7 +6,8 @@
 //
 // Entry points (one per storage type and head dim, see the KILN_ATTN_ENTRY list at the end):
 //   flash_attention_<bf16|f16>_d<D>(const T* q, const T* k, const T* v, T* o,
-//                                   int batch, int heads, int len_q, int len_k, float scale)
+//                                   int batch, int heads, int len_q, int len_k, float scale,
+//                                   int causal)
 // Launch: grid (ceil(len_q / BM), heads, batch), block NW*32 threads, dynamic shared memory
 // (BM + 4*BN) * (DP + 8) * sizeof(T) bytes (kernels/src/attention.rs computes all of it from the
 // tile table below). Requirements checked by the launcher: len_k > 0, q/k/v/o 16-byte aligned
@@ -26,6 +27,8 @@
 //                                  loop, K fragments by ldmatrix from shared memory;
 //   S *= scale * log2(e)           so that exp(scale*x - max) becomes one ex2.approx;
 //   keys >= len_k -> -inf          only in the last tile, when len_k is not a multiple of BN;
+//   keys > query row -> -inf       causal only, only in the tiles that cross the warp's
+//                                  diagonal (see "Causal mask" below);
 //   m' = max(m, rowmax(S))         f32, per row (4 lanes share a row: shuffle-xor 1, 2);
 //   P  = exp2(S - m'), alpha = exp2(m - m'), l = alpha*l + rowsum(P) (per-lane partial sum),
 //   O  = alpha*O + P V             P re-used from the S accumulators as A fragments (converted
@@ -39,6 +42,14 @@
 // Rows past len_q (Q) and len_k (K, V) are zero-filled by cp.async with src-size 0 (no global
 // read); masked keys get -inf scores, hence P = 0, so the zero V rows contribute exactly 0.
 // Output rows past len_q are not stored.
+//
+// Causal mask (causal != 0; CLIP's text encoders, len_q == len_k checked by the launcher): query
+// row i sees keys 0..=i. The CTA's last row is q_tile0 + BM - 1, so its key loop stops after
+// tile ceil((q_tile0 + BM) / BN) - 1 (tiles past that are masked for every row of the CTA). A
+// warp masks a tile only when the tile's last key, kv0 + BN - 1, lies past the warp's first row,
+// q_tile0 + warp_row0; other tiles are wholly visible and take the unmasked path. Every row sees
+// key 0, in tile 0, so its running max is finite from the first tile on: a later tile masked
+// whole for some row gives p = exp2(-inf - m) = 0 and alpha = 1, leaving that row unchanged.
 //
 // ----------------------------------------------------------------------------------------------
 // Fragment layouts (PTX ISA, "Matrix Fragments for mma.m16n8k16" with .f16/.bf16 inputs)
@@ -192,7 +203,7 @@ extern __shared__ __align__(16) unsigned char kiln_attn_smem[];
 template <typename T, int D>
 __device__ __forceinline__ void flash_fwd(const T* __restrict__ q, const T* __restrict__ k,
                                           const T* __restrict__ v, T* __restrict__ o, int heads, int len_q,
-                                          int len_k, float scale) {
+                                          int len_k, float scale, int causal) {
     using Cfg = Tile<D>;
     constexpr int WM = Cfg::WM, NW = Cfg::NW, BN = Cfg::BN;
     constexpr int DP = (D + 15) / 16 * 16;  // head dim padded to the mma k step
@@ -229,7 +240,9 @@ __device__ __forceinline__ void flash_fwd(const T* __restrict__ q, const T* __re
         }
     }
 
-    const int n_kv = (len_k + BN - 1) / BN;
+    // Key tiles to visit: all of them, or (causal) up to the one holding key q_tile0 + BM - 1.
+    const int n_kv_all = (len_k + BN - 1) / BN;
+    const int n_kv = causal ? min(n_kv_all, (q_tile0 + BM + BN - 1) / BN) : n_kv_all;
     load_rows<T, D, SROW, BM, NT>(sQ, qg, row_stride, q_tile0, len_q, tid);
     load_rows<T, D, SROW, BN, NT>(sK, kg, row_stride, 0, len_k, tid);
     load_rows<T, D, SROW, BN, NT>(sV, vg, row_stride, 0, len_k, tid);
@@ -254,6 +267,10 @@ __device__ __forceinline__ void flash_fwd(const T* __restrict__ q, const T* __re
 
     // Per-lane ldmatrix offsets (elements), see the layout notes at the top.
     const int warp_row0 = warp * WM * 16;
+    // Causal: the first key tile crossing this warp's diagonal, i.e. the first j whose last key
+    // j*BN + BN - 1 lies past the warp's first row R = q_tile0 + warp_row0: j >= (R + 1) / BN.
+    // Never, when not causal.
+    const int diag_from = causal ? (q_tile0 + warp_row0 + 1) / BN : 0x7fffffff;
     const int q_off = (warp_row0 + (lane & 15)) * SROW + (lane >> 4) * 8;
     const int mi = lane >> 3, r8 = lane & 7;
     const int k_off = ((mi >> 1) * 8 + r8) * SROW + (mi & 1) * 8;
@@ -305,20 +322,34 @@ __device__ __forceinline__ void flash_fwd(const T* __restrict__ q, const T* __re
             }
         }
 
-        // Scale into the exp2 domain; mask keys >= len_k (last tile only). Lane holds key
-        // j*BN + nt*8 + 2t + (e & 1) in sacc[mt][nt][e].
+        // Scale into the exp2 domain; mask keys >= len_k (last tile only) and, when causal, keys
+        // past the row (tiles crossing this warp's diagonal only). Lane holds key
+        // j*BN + nt*8 + 2t + (e & 1) of row q_tile0 + warp_row0 + mt*16 + g + 8*(e >> 1) in
+        // sacc[mt][nt][e].
         const int kv0 = j * BN;
         const bool partial = kv0 + BN > len_k;
+        const bool diagonal = j >= diag_from;  // warp-uniform
 #pragma unroll
         for (int mt = 0; mt < WM; ++mt)
 #pragma unroll
             for (int nt = 0; nt < NS; ++nt)
 #pragma unroll
-                for (int e = 0; e < 4; ++e) {
-                    float s = sacc[mt][nt][e] * scale_log2;
-                    if (partial && kv0 + nt * 8 + 2 * (lane & 3) + (e & 1) >= len_k) s = KILN_NEG_INF;
-                    sacc[mt][nt][e] = s;
-                }
+                for (int e = 0; e < 4; ++e) sacc[mt][nt][e] *= scale_log2;
+        if (partial || diagonal) {
+            const int row_lane = q_tile0 + warp_row0 + (lane >> 2);  // row of mt = 0, e < 2
+            const int key_lane = kv0 + 2 * (lane & 3);               // key of nt = 0, e = 0
+#pragma unroll
+            for (int mt = 0; mt < WM; ++mt)
+#pragma unroll
+                for (int nt = 0; nt < NS; ++nt)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                        const int key = key_lane + nt * 8 + (e & 1);
+                        const int row = row_lane + mt * 16 + 8 * (e >> 1);
+                        const int limit = diagonal ? min(len_k, row + 1) : len_k;
+                        if (key >= limit) sacc[mt][nt][e] = KILN_NEG_INF;
+                    }
+        }
 
         // Online softmax, per m tile and half (r = 0: row g, registers e = 0, 1; r = 1: row g+8,
         // registers e = 2, 3). The 4 lanes of a quad hold the same rows: reduce with xor 1, 2.
@@ -416,9 +447,9 @@ __device__ __forceinline__ void flash_fwd(const T* __restrict__ q, const T* __re
     extern "C" __global__ void __launch_bounds__(kiln_attn::Tile<D>::NW * 32)                      \
         flash_attention_##TN##_d##D(const T* __restrict__ q, const T* __restrict__ k,              \
                                     const T* __restrict__ v, T* __restrict__ o, int batch,        \
-                                    int heads, int len_q, int len_k, float scale) {               \
+                                    int heads, int len_q, int len_k, float scale, int causal) {   \
         (void)batch;                                                                               \
-        kiln_attn::flash_fwd<T, D>(q, k, v, o, heads, len_q, len_k, scale);                        \
+        kiln_attn::flash_fwd<T, D>(q, k, v, o, heads, len_q, len_k, scale, causal);                \
     }
 
 KILN_ATTN_ENTRY(bf16, __nv_bfloat16, 40)

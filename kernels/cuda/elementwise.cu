@@ -24,6 +24,23 @@ struct Bcast {
     int pad;
 };
 
+// A permutation's copy plan (built in elementwise/permute.rs, mirrored there as #[repr(C)]):
+// `rank` output axes, outermost first, with their sizes, the input's element stride along each
+// (`in_stride`) and the output's (`out_stride`, contiguous: out_stride[rank-1] = 1). Size-1 axes
+// are dropped and axes that stay adjacent in the input merged beforehand, so a permutation that
+// moves nothing is rank 1 with in_stride 1. `tile_axis` is the output axis whose input stride
+// is 1 when the tiled kernel is used (-1 for the gather kernel).
+#define PERM_MAX_RANK 6
+#define PERM_TILE 32  // tiled kernel: PERM_TILE x PERM_TILE elements per block,
+#define PERM_ROWS 8   //               PERM_TILE x PERM_ROWS threads
+struct Perm {
+    long long size[PERM_MAX_RANK];
+    long long in_stride[PERM_MAX_RANK];
+    long long out_stride[PERM_MAX_RANK];
+    int rank;
+    int tile_axis;
+};
+
 namespace {
 
 using namespace kiln;
@@ -175,6 +192,77 @@ __device__ void timestep_embedding(const float* __restrict__ t, T* __restrict__ 
     out[o] = from_f32<T>(v);
 }
 
+// Permutation, gather form: one thread per VEC consecutive outputs, reading each from its input
+// offset (the output index decomposed over the plan's axes, innermost last, times the input
+// strides). Writes are coalesced; reads are too when the innermost output axis is contiguous in
+// the input (in_stride[rank-1] == 1), the only case the launcher picks VEC > 1 for (VEC then
+// divides size[rank-1], so one thread's VEC inputs are contiguous). T is a same-size integer
+// (the copy is bitwise, for any dtype).
+template <typename T, int VEC>
+__device__ void permute_gather(const T* __restrict__ x, T* __restrict__ y, const Perm& p, size_t n) {
+    const size_t o = global_thread() * VEC;
+    if (o >= n) return;
+    unsigned long long rem = o, src = 0;
+#pragma unroll
+    for (int ax = PERM_MAX_RANK - 1; ax >= 0; --ax) {
+        if (ax < p.rank) {
+            const unsigned long long s = p.size[ax], k = rem % s;
+            rem /= s;
+            src += k * p.in_stride[ax];
+        }
+    }
+    if (VEC > 1) {
+        store_vec<T, VEC>(y + o, load_vec<T, VEC>(x + src));
+    } else {
+        y[o] = x[src];
+    }
+}
+
+// Permutation, tiled form (a transpose through shared memory), for when the innermost output
+// axis A = rank-1 strides through the input (in_stride[A] != 1): the input's contiguous axis is
+// output axis P = tile_axis. Each block moves one PERM_TILE x PERM_TILE tile of (P, A) for one
+// index of the other ("batch") axes: it reads the tile with consecutive threads on consecutive
+// P (contiguous in the input), and writes it with consecutive threads on consecutive A
+// (contiguous in the output). blockIdx.x = (batch * tiles_p + tp) * tiles_a + ta; threads
+// (PERM_TILE, PERM_ROWS), each moving PERM_TILE / PERM_ROWS elements per phase.
+template <typename T>
+__device__ void permute_tiled(const T* __restrict__ x, T* __restrict__ y, const Perm& p) {
+    __shared__ T tile[PERM_TILE][PERM_TILE + 1];  // [a][p]; +1 staggers the banks
+    const int P = p.tile_axis, A = p.rank - 1;
+    const long long n_p = p.size[P], n_a = p.size[A];
+    const long long tiles_a = (n_a + PERM_TILE - 1) / PERM_TILE, tiles_p = (n_p + PERM_TILE - 1) / PERM_TILE;
+    unsigned long long rest = blockIdx.x;
+    const long long ta = rest % tiles_a;
+    rest /= tiles_a;
+    const long long tp = rest % tiles_p;
+    rest /= tiles_p;
+    // rest: the batch index over the output axes other than P and A, innermost last.
+    long long in_base = 0, out_base = 0;
+#pragma unroll
+    for (int ax = PERM_MAX_RANK - 1; ax >= 0; --ax) {
+        if (ax < A && ax != P) {
+            const unsigned long long s = p.size[ax], k = rest % s;
+            rest /= s;
+            in_base += k * p.in_stride[ax];
+            out_base += k * p.out_stride[ax];
+        }
+    }
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    const long long ip = tp * PERM_TILE + tx;  // read phase: P index (input stride 1)
+#pragma unroll
+    for (int i = 0; i < PERM_TILE; i += PERM_ROWS) {
+        const long long ia = ta * PERM_TILE + ty + i;
+        if (ip < n_p && ia < n_a) tile[ty + i][tx] = x[in_base + ip + ia * p.in_stride[A]];
+    }
+    __syncthreads();
+    const long long oa = ta * PERM_TILE + tx;  // write phase: A index (output stride 1)
+#pragma unroll
+    for (int i = 0; i < PERM_TILE; i += PERM_ROWS) {
+        const long long op = tp * PERM_TILE + ty + i;
+        if (op < n_p && oa < n_a) y[out_base + op * p.out_stride[P] + oa] = tile[tx][ty + i];
+    }
+}
+
 }  // namespace
 
 // ---- entry points: <op>_<dtype>, cast_<from>_to_<to> -----------------------------------------
@@ -247,3 +335,22 @@ KILN_CAST_ENTRY(__nv_bfloat16, float, cast_bf16_to_f32)
 KILN_CAST_ENTRY(__half, float, cast_f16_to_f32)
 KILN_CAST_ENTRY(__nv_bfloat16, __half, cast_bf16_to_f16)
 KILN_CAST_ENTRY(__half, __nv_bfloat16, cast_f16_to_bf16)
+
+// Permutations, by element width (bitwise copies): permute_b16 / permute_b32 (gather; vec is
+// 16 bytes' worth of elements or 1) and permute_tiled_b16 / permute_tiled_b32 (PERM_TILE x
+// PERM_ROWS threads per block).
+#define KILN_PERMUTE_ENTRIES(T, BITS)                                                                  \
+    extern "C" __global__ void __launch_bounds__(EW_THREADS)                                          \
+        permute_b##BITS(const T* x, T* y, Perm p, size_t n, int vec) {                                \
+        if (vec == 16 / (int)sizeof(T))                                                               \
+            permute_gather<T, 16 / sizeof(T)>(x, y, p, n);                                            \
+        else                                                                                          \
+            permute_gather<T, 1>(x, y, p, n);                                                         \
+    }                                                                                                 \
+    extern "C" __global__ void __launch_bounds__(PERM_TILE * PERM_ROWS)                               \
+        permute_tiled_b##BITS(const T* x, T* y, Perm p) {                                             \
+        permute_tiled<T>(x, y, p);                                                                    \
+    }
+
+KILN_PERMUTE_ENTRIES(unsigned short, 16)
+KILN_PERMUTE_ENTRIES(unsigned int, 32)

@@ -21,6 +21,17 @@
 // Layer norm over the last dimension of x [rows, C], as torch.nn.LayerNorm: one warp per row,
 // two passes (mean, then mean squared deviation) like the CPU reference; the second and third
 // reads of a row hit L1. LN_WARPS mirrors norm.rs.
+//
+// Softmax over the last dimension of x [rows, C], as torch.softmax(x, -1): one warp per row
+// (LN_WARPS rows per block), f32 arithmetic. Pass 1 keeps, per lane, the running maximum m and
+// the sum s of exp(x - m) over the lane's elements, rescaling s when m grows (the "online
+// softmax" of Milakov & Gimelshein, 2018), and merges the 32 lanes' (m, s) with shuffles; pass 2
+// writes exp(x - m) / s. Two reads of the row instead of three. x and y may be the same buffer
+// (each element is read by the thread that then writes it, after the row's pass 1), which the
+// attention fallback uses on its score matrix. With causal_period > 0 (the attention fallback's
+// causal mask on a stack of [causal_period, C] score matrices) row r keeps only its first
+// (r % causal_period) + causal_offset + 1 columns (at least 1): the others count as -inf and are
+// written as 0.
 #include "common.cuh"
 
 #define STATS_THREADS 1024  // launch bound; blocks are (C / VEC) x lanes, about 256
@@ -210,6 +221,62 @@ __device__ void layer_norm(const T* __restrict__ x, const T* __restrict__ gamma,
     }
 }
 
+// s * exp(m - m_new), with a sum of nothing (m == m_new == -inf) kept at 0 rather than NaN.
+__device__ __forceinline__ float rescale(float s, float m, float m_new) {
+    return m == m_new ? s : s * expf(m - m_new);
+}
+
+// Grid: ceil(rows / LN_WARPS) blocks of LN_WARPS * 32 threads; one warp per row. No __restrict__:
+// x == y is allowed.
+template <typename T, int VEC>
+__device__ void softmax_rows(const T* x, T* y, int rows, int C, int causal_period, int causal_offset) {
+    const int row = blockIdx.x * LN_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= rows) return;
+    const T* xr = x + (size_t)row * C;
+    T* yr = y + (size_t)row * C;
+    const float neg_inf = -__int_as_float(0x7f800000);
+    // Columns >= valid are masked (causal only).
+    const int valid = causal_period > 0 ? min(C, row % causal_period + causal_offset + 1) : C;
+
+    float m = neg_inf, s = 0.0f;
+    for (int c = lane * VEC; c < C; c += 32 * VEC) {
+        const Vec<T, VEC> v = load_vec<T, VEC>(xr + c);
+        float xv[VEC], vm = neg_inf;
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) {
+            xv[j] = c + j < valid ? to_f32(v.v[j]) : neg_inf;
+            vm = fmaxf(vm, xv[j]);
+        }
+        const float m_new = fmaxf(m, vm);
+        s = rescale(s, m, m_new);
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) s += xv[j] == neg_inf ? 0.0f : expf(xv[j] - m_new);
+        m = m_new;
+    }
+#pragma unroll
+    for (int offset = 16; offset > 0; offset >>= 1) {
+        const float mo = __shfl_xor_sync(0xffffffffu, m, offset);
+        const float so = __shfl_xor_sync(0xffffffffu, s, offset);
+        const float m_new = fmaxf(m, mo);
+        s = rescale(s, m, m_new) + rescale(so, mo, m_new);
+        m = m_new;
+    }
+    // Lanes may differ in the last bits (merge order); everyone takes lane 0's.
+    m = __shfl_sync(0xffffffffu, m, 0);
+    const float inv = 1.0f / __shfl_sync(0xffffffffu, s, 0);
+
+    for (int c = lane * VEC; c < C; c += 32 * VEC) {
+        const Vec<T, VEC> v = load_vec<T, VEC>(xr + c);
+        Vec<T, VEC> out;
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) {
+            const float e = c + j < valid ? expf(to_f32(v.v[j]) - m) : 0.0f;
+            out.v[j] = from_f32<T>(e * inv);
+        }
+        store_vec<T, VEC>(yr + c, out);
+    }
+}
+
 }  // namespace
 
 // ---- entry points: <op>_<dtype> ---------------------------------------------------------------
@@ -242,6 +309,13 @@ __device__ void layer_norm(const T* __restrict__ x, const T* __restrict__ gamma,
             layer_norm<T, 8>(x, gamma, beta, y, rows, C, eps);                                                 \
         else                                                                                                   \
             layer_norm<T, 1>(x, gamma, beta, y, rows, C, eps);                                                 \
+    }                                                                                                          \
+    extern "C" __global__ void __launch_bounds__(LN_WARPS * 32)                                               \
+        softmax_##SUFFIX(const T* x, T* y, int rows, int C, int causal_period, int causal_offset, int vec) {    \
+        if (vec == 8)                                                                                          \
+            softmax_rows<T, 8>(x, y, rows, C, causal_period, causal_offset);                                   \
+        else                                                                                                   \
+            softmax_rows<T, 1>(x, y, rows, C, causal_period, causal_offset);                                   \
     }
 
 KILN_NORM_ENTRIES(__nv_bfloat16, bf16)

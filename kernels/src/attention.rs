@@ -7,6 +7,8 @@
 //! sum in f32) and never materialises the score matrix. It reads q `[B, Lq, H, D]` and k, v
 //! `[B, Lk, H, D]` and writes o `[B, Lq, H, D]`, all contiguous: the runtime's layout, no
 //! permutes. `cuda/attention.cu` documents the algorithm, the fragment layouts and the index math.
+//! With [`AttentionDims::causal`] query `i` sees keys `0..=i` only (CLIP's text encoders); the
+//! kernel then masks the tiles crossing the diagonal and skips the key tiles past each block.
 
 use cudarc::driver::{
     CudaFunction, CudaStream, DevicePtr, DevicePtrMut, DriverError, LaunchConfig, PushKernelArg,
@@ -113,7 +115,8 @@ impl AttentionKernel {
 }
 
 /// Sizes of one attention: q and o `[batch, len_q, heads, head_dim]`, k and v
-/// `[batch, len_k, heads, head_dim]`; `scale` multiplies `q . k` (usually `1 / sqrt(head_dim)`).
+/// `[batch, len_k, heads, head_dim]`; `scale` multiplies `q . k` (usually `1 / sqrt(head_dim)`);
+/// `causal` masks keys after the query (needs `len_q == len_k`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AttentionDims {
     /// Batch `B`.
@@ -128,6 +131,8 @@ pub struct AttentionDims {
     pub head_dim: usize,
     /// Score scale.
     pub scale: f32,
+    /// Query `i` attends to keys `0..=i` only (a causal mask, as CLIP's text transformer).
+    pub causal: bool,
 }
 
 impl AttentionDims {
@@ -142,13 +147,16 @@ impl AttentionDims {
     }
 
     /// Floating-point operations of the two matrix products, `4 * B * H * Lq * Lk * D` (the
-    /// count FlashAttention papers report TFLOP/s against; softmax not included).
+    /// count FlashAttention papers report TFLOP/s against; softmax not included), halved when
+    /// causal (only the products below the diagonal are needed).
     pub fn flops(&self) -> f64 {
-        4.0 * self.batch as f64
+        let full = 4.0
+            * self.batch as f64
             * self.heads as f64
             * self.len_q as f64
             * self.len_k as f64
-            * self.head_dim as f64
+            * self.head_dim as f64;
+        if self.causal { full / 2.0 } else { full }
     }
 }
 
@@ -169,6 +177,12 @@ pub enum AttentionError {
     /// `len_k == 0`: a softmax over no keys is undefined.
     #[error("flash attention: no keys (len_k = 0) in {dims:?}")]
     NoKeys {
+        /// The dims passed.
+        dims: AttentionDims,
+    },
+    /// A causal mask with `len_q != len_k` (the mask is defined for self-attention only).
+    #[error("flash attention: a causal mask needs len_q == len_k, got {dims:?}")]
+    CausalLengths {
         /// The dims passed.
         dims: AttentionDims,
     },
@@ -248,6 +262,9 @@ pub fn validate(dtype: KernelDType, dims: &AttentionDims) -> Result<AttentionKer
     if dims.len_k == 0 {
         return Err(AttentionError::NoKeys { dims: *dims });
     }
+    if dims.causal && dims.len_q != dims.len_k {
+        return Err(AttentionError::CausalLengths { dims: *dims });
+    }
     // Row indices are 32-bit in the kernel and may run a tile past the length.
     let max_len = (i32::MAX as usize) - 1024;
     if dims.len_q > max_len || dims.len_k > max_len {
@@ -268,7 +285,8 @@ pub fn validate(dtype: KernelDType, dims: &AttentionDims) -> Result<AttentionKer
 }
 
 /// Launches `flash_attention_<T>_d<D>` on `stream`: `o = softmax(scale * q k^T) v` per batch
-/// and head, with q, o `[B, Lq, H, D]` and k, v `[B, Lk, H, D]` contiguous.
+/// and head, with q, o `[B, Lq, H, D]` and k, v `[B, Lk, H, D]` contiguous; with
+/// `dims.causal`, query `i` sees keys `0..=i` only.
 ///
 /// `func` must be the entry named by `AttentionKernel { dtype: T::DTYPE, head_dim }.entry()`
 /// loaded from the compiled attention module. Grid, block and shared memory come from
@@ -327,11 +345,12 @@ pub fn launch_flash_attention<T: KernelElem>(
     // validate() bounded every size below i32::MAX.
     let (batch, heads, len_q, len_k) =
         (dims.batch as i32, dims.heads as i32, dims.len_q as i32, dims.len_k as i32);
+    let causal = dims.causal as i32;
     let mut launch = stream.launch_builder(func);
     launch.arg(&q_ptr).arg(&k_ptr).arg(&v_ptr).arg(&o_ptr);
-    launch.arg(&batch).arg(&heads).arg(&len_q).arg(&len_k).arg(&dims.scale);
+    launch.arg(&batch).arg(&heads).arg(&len_q).arg(&len_k).arg(&dims.scale).arg(&causal);
     // SAFETY: the argument list matches the entry's signature (4 device pointers, 4 ints, one
-    // float); every buffer holds at least the elements the grid touches (checked above), and
+    // float, one int); every buffer holds at least the elements the grid touches (checked above), and
     // the kernel never reads or writes past row len_q / len_k or column head_dim.
     unsafe { launch.launch(cfg) }?;
     Ok(())
@@ -389,7 +408,15 @@ mod tests {
 
     #[test]
     fn launch_config_covers_the_queries() {
-        let dims = AttentionDims { batch: 2, heads: 10, len_q: 4097, len_k: 77, head_dim: 64, scale: 0.125 };
+        let dims = AttentionDims {
+            batch: 2,
+            heads: 10,
+            len_q: 4097,
+            len_k: 77,
+            head_dim: 64,
+            scale: 0.125,
+            causal: false,
+        };
         let cfg = launch_config(TILES[1], &dims).unwrap();
         assert_eq!(cfg.grid_dim, (33, 10, 2));
         assert_eq!(cfg.block_dim, (128, 1, 1));
@@ -398,14 +425,24 @@ mod tests {
 
     #[test]
     fn validation_refuses_bad_dims() {
-        let ok = AttentionDims { batch: 1, heads: 8, len_q: 10, len_k: 77, head_dim: 40, scale: 0.1 };
+        let ok = AttentionDims {
+            batch: 1,
+            heads: 8,
+            len_q: 10,
+            len_k: 77,
+            head_dim: 40,
+            scale: 0.1,
+            causal: false,
+        };
         assert!(validate(KernelDType::BF16, &ok).is_ok());
+        assert!(validate(KernelDType::BF16, &AttentionDims { len_q: 77, causal: true, ..ok }).is_ok());
         let cases = [
             AttentionDims { head_dim: 72, ..ok },
             AttentionDims { len_k: 0, ..ok },
             AttentionDims { heads: 70_000, ..ok },
             AttentionDims { len_q: 1 << 31, ..ok },
             AttentionDims { scale: f32::NAN, ..ok },
+            AttentionDims { causal: true, ..ok },
         ];
         for d in cases {
             let err = validate(KernelDType::F16, &d).unwrap_err();

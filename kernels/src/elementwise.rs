@@ -1,6 +1,6 @@
 //! The elementwise kernels (`cuda/elementwise.cu`): GELU, SiLU, affine, GEGLU, broadcast
-//! add/mul, nearest 2x upsampling, concatenation, timestep embeddings and casts. Typed entry
-//! list and launchers.
+//! add/mul, nearest 2x upsampling, concatenation, timestep embeddings, casts and permutations
+//! ([`launch_permute`], by element width). Typed entry list and launchers.
 //!
 //! Each launcher picks the vector width (8 storage values, 4 for casts, else 1) from the
 //! dimensions and the buffers' alignment, and launches one thread per vector on blocks of
@@ -14,8 +14,12 @@ use crate::KernelDType;
 use crate::launch::{KernelElem, LaunchError, aligned16, blocks_for, check_len};
 
 mod broadcast;
+mod permute;
 
 pub use broadcast::{BCAST_MAX_RANK, BroadcastPlan};
+pub use permute::{
+    PERM_MAX_RANK, PERM_ROWS, PERM_TILE, PermutePlan, PermuteWidth, launch_permute, permute_kernel,
+};
 
 /// Threads per block of every elementwise kernel.
 pub const EW_THREADS: usize = 256;
@@ -115,6 +119,13 @@ pub enum ElementwiseKernel {
         /// Destination type (differs from `from`).
         to: CastType,
     },
+    /// `permute_<width>` (gather) or `permute_tiled_<width>` (shared-memory transpose).
+    Permute {
+        /// Element width copied.
+        width: PermuteWidth,
+        /// The tiled kernel.
+        tiled: bool,
+    },
 }
 
 impl ElementwiseKernel {
@@ -123,6 +134,9 @@ impl ElementwiseKernel {
         match self {
             ElementwiseKernel::Op { op, dtype } => format!("{}_{}", op.name(), dtype.suffix()),
             ElementwiseKernel::Cast { from, to } => format!("cast_{}_to_{}", from.suffix(), to.suffix()),
+            ElementwiseKernel::Permute { width, tiled } => {
+                format!("permute_{}{}", if *tiled { "tiled_" } else { "" }, width.suffix())
+            }
         }
     }
 
@@ -137,7 +151,10 @@ impl ElementwiseKernel {
                 .filter(move |&to| to != from)
                 .map(move |to| ElementwiseKernel::Cast { from, to })
         });
-        ops.chain(casts).collect()
+        let permutes = PermuteWidth::ALL
+            .iter()
+            .flat_map(|&width| [false, true].map(|tiled| ElementwiseKernel::Permute { width, tiled }));
+        ops.chain(casts).chain(permutes).collect()
     }
 }
 
@@ -420,10 +437,17 @@ mod tests {
     #[test]
     fn table_names() {
         let all = ElementwiseKernel::all();
-        assert_eq!(all.len(), 9 * 2 + 6);
+        assert_eq!(all.len(), 9 * 2 + 6 + 4);
         let names: Vec<String> = all.iter().map(|k| k.entry()).collect();
-        for n in ["gelu_bf16", "geglu_f16", "upsample_nearest2x_bf16", "cast_f32_to_bf16", "cast_f16_to_bf16"]
-        {
+        for n in [
+            "gelu_bf16",
+            "geglu_f16",
+            "upsample_nearest2x_bf16",
+            "cast_f32_to_bf16",
+            "cast_f16_to_bf16",
+            "permute_b16",
+            "permute_tiled_b32",
+        ] {
             assert!(names.iter().any(|e| e == n), "{n} missing from {names:?}");
         }
     }

@@ -37,9 +37,10 @@ pub enum Family {
     Attention,
     /// Implicit-GEMM convolution on the tensor cores.
     Conv,
-    /// Group norm (optionally fused with SiLU) and layer norm.
+    /// Group norm (optionally fused with SiLU), layer norm and the row softmax.
     Norm,
-    /// Activations, broadcast arithmetic, resampling, concatenation, embeddings, casts.
+    /// Activations, broadcast arithmetic, resampling, concatenation, embeddings, casts,
+    /// permutations.
     Elementwise,
 }
 

@@ -1,12 +1,15 @@
-//! The norm kernels (`cuda/norm.cu`): group norm over NHWC with optional fused SiLU, and layer
-//! norm over the last dimension. Typed entry list and launchers.
+//! The norm kernels (`cuda/norm.cu`): group norm over NHWC with optional fused SiLU, layer
+//! norm over the last dimension, and the row softmax (one warp per row, online max and sum).
+//! Typed entry list and launchers.
 //!
 //! Group norm is three launches ([`launch_group_norm`]): per-chunk Welford statistics, a merge
 //! per (sample, group), and the normalisation; the launcher splits a caller-provided f32
 //! workspace of [`GroupNormDims::workspace_len`] elements between them. The constants below
 //! mirror the `#define`s of `norm.cu`.
 
-use cudarc::driver::{CudaFunction, CudaStream, CudaView, CudaViewMut, LaunchConfig, PushKernelArg};
+use cudarc::driver::{
+    CudaFunction, CudaStream, CudaView, CudaViewMut, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg,
+};
 
 use crate::KernelDType;
 use crate::launch::{KernelElem, LaunchError, aligned16, blocks_for, check_len, to_i32};
@@ -35,12 +38,19 @@ pub enum NormOp {
     GroupNormApply,
     /// Layer norm, one warp per row.
     LayerNorm,
+    /// Softmax over the last dimension, one warp per row.
+    Softmax,
 }
 
 impl NormOp {
     /// Every op, in table order.
-    pub const ALL: [NormOp; 4] =
-        [NormOp::GroupNormStats, NormOp::GroupNormFinalize, NormOp::GroupNormApply, NormOp::LayerNorm];
+    pub const ALL: [NormOp; 5] = [
+        NormOp::GroupNormStats,
+        NormOp::GroupNormFinalize,
+        NormOp::GroupNormApply,
+        NormOp::LayerNorm,
+        NormOp::Softmax,
+    ];
 
     /// The entry-point stem.
     pub fn name(self) -> &'static str {
@@ -49,6 +59,7 @@ impl NormOp {
             NormOp::GroupNormFinalize => "group_norm_finalize",
             NormOp::GroupNormApply => "group_norm_apply",
             NormOp::LayerNorm => "layer_norm",
+            NormOp::Softmax => "softmax",
         }
     }
 }
@@ -275,6 +286,121 @@ pub fn launch_layer_norm<T: KernelElem>(
     Ok(())
 }
 
+/// Rows of `c` elements of a softmax, `c > 0`, optionally under a causal mask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SoftmaxDims {
+    /// Rows (every dimension but the last, multiplied).
+    pub rows: usize,
+    /// The dimension the softmax runs over.
+    pub c: usize,
+    /// A causal mask over the rows seen as a stack of score matrices, or `None`.
+    pub causal: Option<CausalMask>,
+}
+
+/// The causal mask of a stack of `[rows_per_matrix, c]` score matrices whose first row is query
+/// `offset`: row `r` keeps columns `0..=(r % rows_per_matrix) + offset` (keys up to its query);
+/// the others are treated as `-inf`, so they get probability 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CausalMask {
+    /// Rows of one matrix (query rows of one head); at least 1.
+    pub rows_per_matrix: usize,
+    /// Query index of each matrix's first row.
+    pub offset: usize,
+}
+
+/// Checks `dims` against the buffers; `Ok(None)` for nothing to do, else the kernel's ints
+/// `(rows, c, causal_period, causal_offset)`.
+fn softmax_args(
+    dims: SoftmaxDims,
+    x_len: usize,
+    y_len: usize,
+) -> Result<Option<(i32, i32, i32, i32)>, LaunchError> {
+    const K: &str = "softmax";
+    let SoftmaxDims { rows, c, causal } = dims;
+    let n = rows
+        .checked_mul(c)
+        .ok_or_else(|| LaunchError::unsupported(K, format!("{rows} x {c} elements overflow")))?;
+    check_len(K, "x", x_len, n)?;
+    check_len(K, "y", y_len, n)?;
+    if rows == 0 {
+        return Ok(None);
+    }
+    if c == 0 {
+        return Err(LaunchError::unsupported(K, format!("{rows} rows of 0 elements")));
+    }
+    let (period, offset) = match causal {
+        None => (0, 0),
+        Some(CausalMask { rows_per_matrix: 0, .. }) => {
+            return Err(LaunchError::unsupported(K, "a causal mask over matrices of 0 rows"));
+        }
+        Some(m) => (to_i32(K, "rows per matrix", m.rows_per_matrix)?, to_i32(K, "causal offset", m.offset)?),
+    };
+    // The kernel forms row % period + offset + 1 in 32 bits.
+    to_i32(K, "rows per matrix + offset", period as usize + offset as usize)?;
+    Ok(Some((to_i32(K, "rows", rows)?, to_i32(K, "c", c)?, period, offset)))
+}
+
+/// Enqueues `softmax_<dtype>` on the pointers `x` and `y` (possibly equal).
+fn launch_softmax_raw(
+    stream: &CudaStream,
+    func: &CudaFunction,
+    (x, y): (u64, u64),
+    (rows, c, period, offset): (i32, i32, i32, i32),
+    vec: i32,
+) -> Result<(), LaunchError> {
+    const K: &str = "softmax";
+    let cfg = LaunchConfig {
+        grid_dim: (blocks_for(K, rows as usize, LN_WARPS)?, 1, 1),
+        block_dim: ((LN_WARPS * 32) as u32, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    let mut b = stream.launch_builder(func);
+    b.arg(&x).arg(&y).arg(&rows).arg(&c).arg(&period).arg(&offset).arg(&vec);
+    // SAFETY: argument types and order match softmax_<dtype>(x, y, rows, C, causal_period,
+    // causal_offset, vec); the callers
+    // checked that both buffers hold rows * C elements and picked vec = 8 only for C % 8 == 0 and
+    // 16-byte aligned pointers.
+    unsafe { b.launch(cfg) }.map_err(LaunchError::driver(K))?;
+    Ok(())
+}
+
+/// Softmax over the last dimension: `y[r, :] = exp(x[r, :] - max) / sum`, computed in f32, for
+/// `x`, `y` `[rows, c]` (with `dims.causal`, masked columns are left out and written as 0);
+/// `func` is `softmax_<dtype>`.
+pub fn launch_softmax<T: KernelElem>(
+    stream: &CudaStream,
+    func: &CudaFunction,
+    x: &CudaView<'_, T>,
+    y: &mut CudaViewMut<'_, T>,
+    dims: SoftmaxDims,
+) -> Result<(), LaunchError> {
+    let Some(args) = softmax_args(dims, x.len(), y.len())? else {
+        return Ok(());
+    };
+    let aligned = aligned16(stream, x) && aligned16(stream, y);
+    let vec = if dims.c % 8 == 0 && aligned { 8 } else { 1 };
+    // The guards order the launch after earlier work on the buffers; they live until it is queued.
+    let (x_ptr, _xg) = x.device_ptr(stream);
+    let (y_ptr, _yg) = y.device_ptr_mut(stream);
+    launch_softmax_raw(stream, func, (x_ptr, y_ptr), args, vec)
+}
+
+/// [`launch_softmax`] in place: `x` is overwritten by its softmax (the attention fallback's
+/// score matrix, which it does not need twice).
+pub fn launch_softmax_in_place<T: KernelElem>(
+    stream: &CudaStream,
+    func: &CudaFunction,
+    x: &mut CudaViewMut<'_, T>,
+    dims: SoftmaxDims,
+) -> Result<(), LaunchError> {
+    let Some(args) = softmax_args(dims, x.len(), x.len())? else {
+        return Ok(());
+    };
+    let vec = if dims.c % 8 == 0 && aligned16(stream, x) { 8 } else { 1 };
+    let (ptr, _guard) = x.device_ptr_mut(stream);
+    launch_softmax_raw(stream, func, (ptr, ptr), args, vec)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,7 +408,8 @@ mod tests {
     #[test]
     fn entries_cover_every_op_and_dtype() {
         let all = NormKernel::all();
-        assert_eq!(all.len(), 8);
+        assert_eq!(all.len(), 10);
+        assert!(all.iter().any(|k| k.entry() == "softmax_bf16"));
         assert!(all.iter().any(|k| k.entry() == "group_norm_stats_bf16"));
         assert!(all.iter().any(|k| k.entry() == "layer_norm_f16"));
     }

@@ -1,6 +1,7 @@
 //! The flash-attention kernels on the GPU against a plain f64 reference computed here, on fresh
 //! random inputs, for both dtypes and every head dim, with query lengths that are not a
-//! multiple of the tile and key lengths of 77 (CLIP cross-attention) and several partial tiles.
+//! multiple of the tile and key lengths of 77 (CLIP cross-attention) and several partial tiles,
+//! and with the causal mask on self-attention of 77, 154 and tile-crossing lengths.
 //! The output is poisoned with NaN before each run so unwritten elements fail.
 //!
 //! Without a CUDA driver, a GPU or NVRTC the test prints why and passes. The attention module
@@ -20,6 +21,10 @@ use kiln_kernels::{Arch, Compiler, Family};
 /// (batch, heads, len_q, len_k): the last tile of queries and keys is partial in each.
 const CASES: [(usize, usize, usize, usize); 4] =
     [(2, 3, 200, 77), (1, 2, 130, 300), (1, 1, 1, 1), (1, 2, 257, 64)];
+
+/// (batch, heads, len) of the causal cases: CLIP's 77 and 2x77 tokens, a length crossing several
+/// query blocks and key tiles with a partial last one, and one token.
+const CAUSAL_CASES: [(usize, usize, usize); 4] = [(2, 3, 77), (1, 2, 154), (1, 2, 333), (1, 1, 1)];
 
 /// A test element type: conversions and the NaN bit pattern.
 trait Elem: KernelElem + Copy + std::fmt::Debug {
@@ -88,7 +93,7 @@ fn setup() -> Result<(Arc<CudaContext>, Arc<CudaModule>), String> {
 
 /// `softmax(scale q k^T) v` in f64 from the stored (rounded) inputs -> `[B, Lq, H, D]`.
 fn reference(q: &[f64], k: &[f64], v: &[f64], d: &AttentionDims) -> Vec<f64> {
-    let AttentionDims { batch, heads, len_q, len_k, head_dim: hd, scale } = *d;
+    let AttentionDims { batch, heads, len_q, len_k, head_dim: hd, scale, causal } = *d;
     let mut out = vec![0f64; q.len()];
     let mut s = vec![0f64; len_k];
     for b in 0..batch {
@@ -97,7 +102,11 @@ fn reference(q: &[f64], k: &[f64], v: &[f64], d: &AttentionDims) -> Vec<f64> {
                 let qi = &q[((b * len_q + i) * heads + h) * hd..][..hd];
                 for (j, sj) in s.iter_mut().enumerate() {
                     let kj = &k[((b * len_k + j) * heads + h) * hd..][..hd];
-                    *sj = scale as f64 * qi.iter().zip(kj).map(|(a, b)| a * b).sum::<f64>();
+                    *sj = if causal && j > i {
+                        f64::NEG_INFINITY
+                    } else {
+                        scale as f64 * qi.iter().zip(kj).map(|(a, b)| a * b).sum::<f64>()
+                    };
                 }
                 let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let sum: f64 = s
@@ -181,11 +190,13 @@ fn flash_attention_matches_f64_reference() {
     eprintln!("flash attention test seed {seed:#x}");
     let mut rng = Rng(seed);
     let mut failures = Vec::new();
+    let causal_cases = CAUSAL_CASES.map(|(b, h, l)| (b, h, l, l, true));
+    let cases = CASES.map(|(b, h, lq, lk)| (b, h, lq, lk, false));
     for kernel in AttentionKernel::all() {
-        for (batch, heads, len_q, len_k) in CASES {
+        for (batch, heads, len_q, len_k, causal) in cases.into_iter().chain(causal_cases) {
             let head_dim = kernel.head_dim;
             let scale = 1.0 / (head_dim as f32).sqrt();
-            let dims = AttentionDims { batch, heads, len_q, len_k, head_dim, scale };
+            let dims = AttentionDims { batch, heads, len_q, len_k, head_dim, scale, causal };
             let bad = match kernel.dtype {
                 kiln_kernels::KernelDType::BF16 => check::<half::bf16>(&ctx, &module, dims, &mut rng),
                 kiln_kernels::KernelDType::F16 => check::<half::f16>(&ctx, &module, dims, &mut rng),

@@ -11,7 +11,9 @@ use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
 use half::{bf16, f16};
 use kiln_kernels::elementwise::{self as ew, CastType, ElementwiseKernel, ElementwiseOp, TimestepParams};
 use kiln_kernels::launch::KernelElem;
-use kiln_kernels::norm::{self, GroupNormDims, GroupNormFunctions, LayerNormDims, NormKernel, NormOp};
+use kiln_kernels::norm::{
+    self, CausalMask, GroupNormDims, GroupNormFunctions, LayerNormDims, NormKernel, NormOp, SoftmaxDims,
+};
 use kiln_kernels::{Compiler, KernelDType, KernelModules};
 use kiln_runtime::ops::TimestepEmbeddingParams;
 use kiln_runtime::{DType, Device, Tensor};
@@ -317,6 +319,87 @@ fn timesteps<T: Elem>(g: &Gpu) {
         let want = Tensor::timestep_embedding(&t, dim, p, T::RT, Device::Cpu).unwrap().to_vec_f32().unwrap();
         check::<T>(&format!("timestep_embedding dim {dim} {p:?}"), &download(s, &out), &want);
     }
+}
+
+/// The row softmax, plain and under the attention fallback's causal mask (reference: the CPU
+/// softmax of the rows with the masked columns set to -inf), out of place and in place.
+fn softmax<T: Elem>(g: &Gpu) {
+    let s = &g.stream;
+    let f = g.modules.norm(NormKernel { op: NormOp::Softmax, dtype: T::DTYPE }).unwrap();
+    // (rows, c, causal mask): odd rows (scalar path), multiples of 8 (vector path), a long row,
+    // and stacks of causal score matrices starting at query 0 and at a later chunk.
+    let cases = [
+        (7, 77, None),
+        (15, 1000, None),
+        (2, 16384, None),
+        (3, 1, None),
+        (3 * 13, 13, Some(CausalMask { rows_per_matrix: 13, offset: 0 })),
+        (2 * 5, 24, Some(CausalMask { rows_per_matrix: 5, offset: 19 })),
+        (2 * 6, 40, Some(CausalMask { rows_per_matrix: 6, offset: 30 })),
+    ];
+    for (rows, c, causal) in cases {
+        let x = random::<T>(rows * c, 15, (-8.0, 8.0));
+        let masked: Vec<f32> = x
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let (r, col) = (i / c, i % c);
+                match causal {
+                    Some(m) if col > r % m.rows_per_matrix + m.offset => f32::NEG_INFINITY,
+                    _ => v,
+                }
+            })
+            .collect();
+        let want = cpu::<T>(&masked, &[rows, c]).softmax().unwrap().to_vec_f32().unwrap();
+        let dims = SoftmaxDims { rows, c, causal };
+        let xd = upload::<T>(s, &x);
+        let mut y = poisoned::<T>(s, rows * c);
+        norm::launch_softmax(s, &f, &xd.as_view(), &mut y.as_view_mut(), dims).unwrap();
+        check::<T>(&format!("softmax {dims:?}"), &download(s, &y), &want);
+        let mut inplace = upload::<T>(s, &x);
+        norm::launch_softmax_in_place(s, &f, &mut inplace.as_view_mut(), dims).unwrap();
+        check::<T>(&format!("softmax in place {dims:?}"), &download(s, &inplace), &want);
+    }
+}
+
+/// Permutations of bf16 (2-byte) and f32 (4-byte) elements, gather and tiled, against the CPU
+/// backend's permute: bit-exact.
+fn permutes(g: &Gpu) {
+    let s = &g.stream;
+    let cases: [(&[usize], &[usize]); 6] = [
+        (&[2, 9, 11, 40], &[0, 3, 1, 2]),
+        (&[2, 33, 35], &[2, 1, 0]),
+        (&[3, 77, 5, 16], &[0, 2, 1, 3]),
+        (&[1, 3, 17, 19], &[0, 2, 3, 1]),
+        (&[2, 1, 3, 4, 5, 6], &[5, 4, 3, 2, 1, 0]),
+        (&[1000], &[0]),
+    ];
+    for (dims, perm) in cases {
+        let n: usize = dims.iter().product();
+        let plan = ew::PermutePlan::new(dims, perm).unwrap();
+        let x = random::<bf16>(n, 16, (-3.0, 3.0));
+        let what = format!("permute {dims:?} by {perm:?} (tiled {})", plan.tiled());
+        // 2-byte elements.
+        let want = cpu::<bf16>(&x, dims).permute(perm).unwrap().to_vec_f32().unwrap();
+        let f = g.modules.elementwise(ew::permute_kernel(&plan, ew::PermuteWidth::B16)).unwrap();
+        let mut y = poisoned::<bf16>(s, n);
+        ew::launch_permute(s, &f, &upload::<bf16>(s, &x).as_view(), &mut y.as_view_mut(), &plan).unwrap();
+        assert_eq!(format!("{:?}", download(s, &y)), format!("{want:?}"), "{what} bf16");
+        // 4-byte elements.
+        let xf = s.clone_htod(&x).unwrap();
+        let f = g.modules.elementwise(ew::permute_kernel(&plan, ew::PermuteWidth::B32)).unwrap();
+        let mut yf = s.clone_htod(&vec![f32::NAN; n]).unwrap();
+        ew::launch_permute(s, &f, &xf.as_view(), &mut yf.as_view_mut(), &plan).unwrap();
+        assert_eq!(format!("{:?}", s.clone_dtoh(&yf).unwrap()), format!("{want:?}"), "{what} f32");
+    }
+}
+
+#[test]
+fn softmax_and_permute_kernels_match_the_cpu_backend() {
+    let Some(g) = gpu() else { return };
+    softmax::<bf16>(g);
+    softmax::<f16>(g);
+    permutes(g);
 }
 
 #[test]

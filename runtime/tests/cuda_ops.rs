@@ -248,6 +248,79 @@ fn attention_matches_cpu() {
     }
 }
 
+/// Random q, k, v for attention of the given sizes: q and k in [-2, 2), v in [-1, 1).
+fn qkv(r: &mut StdRng, (b, lq, lk, h, d): (usize, usize, usize, usize, usize), dtype: DType) -> [Tensor; 3] {
+    [
+        rand_t(r, &[b, lq, h, d], dtype, -2.0, 2.0),
+        rand_t(r, &[b, lk, h, d], dtype, -2.0, 2.0),
+        rand_u(r, &[b, lk, h, d], dtype),
+    ]
+}
+
+#[test]
+fn causal_attention_matches_cpu() {
+    let Some(_dev) = gpu("causal_attention_matches_cpu") else { return };
+    let mut r = rng(12);
+    // (B, L, H, D): CLIP's 77 tokens (and 2x77, several prompts' chunks) at its head dim 64, a
+    // length off every tile at each fused head dim, and the unfused path's head dims (the tiny
+    // models' 16, an odd 24).
+    let cases = [
+        (2, 77, 77, 12, 64),
+        (1, 154, 154, 20, 64),
+        (1, 333, 333, 2, 40),
+        (1, 130, 130, 2, 80),
+        (1, 200, 200, 1, 160),
+        (1, 129, 129, 2, 128),
+        (1, 1, 1, 1, 64),
+        (2, 77, 77, 2, 16),
+        (1, 45, 45, 3, 24),
+    ];
+    for dtype in HALVES {
+        for &case in &cases {
+            let [q, k, v] = qkv(&mut r, case, dtype);
+            let d = case.4;
+            let scale = 1.0 / (d as f32).sqrt();
+            let what = format!("causal_attention (B, Lq, Lk, H, D) = {case:?}");
+            compare(&what, &[&q, &k, &v], false, |t| Tensor::causal_attention(t[0], t[1], t[2], scale));
+        }
+    }
+}
+
+#[test]
+fn unfused_attention_matches_cpu() {
+    let Some(_dev) = gpu("unfused_attention_matches_cpu") else { return };
+    let mut r = rng(13);
+    // (B, Lq, Lk, H, D) with head dims that have no fused kernel: the VAE's mid-block (one head
+    // of 512; 128 is fused, so 512 and 256 here), the tiny models' 8 and 16, odd ones, and a
+    // cross-attention shape.
+    let cases = [
+        (1, 1024 + 7, 1024 + 7, 1, 512),
+        (2, 300, 300, 1, 256),
+        (2, 257, 77, 3, 16),
+        (1, 65, 65, 2, 8),
+        (1, 33, 19, 2, 3),
+        (1, 1, 1, 1, 512),
+    ];
+    for dtype in HALVES {
+        for &case in &cases {
+            let [q, k, v] = qkv(&mut r, case, dtype);
+            let scale = 1.0 / (case.4 as f32).sqrt();
+            let what = format!("unfused attention (B, Lq, Lk, H, D) = {case:?}");
+            compare(&what, &[&q, &k, &v], false, |t| Tensor::attention(t[0], t[1], t[2], scale));
+        }
+    }
+    // Enough tokens that the scores of one batch exceed the 256 MiB budget, so the query rows
+    // are split into chunks (11184 rows, then 816): plain and causal.
+    let case = (1, 12_000, 12_000, 1, 16);
+    let [q, k, v] = qkv(&mut r, case, DType::BF16);
+    compare("unfused attention, chunked", &[&q, &k, &v], false, |t| {
+        Tensor::attention(t[0], t[1], t[2], 0.25)
+    });
+    compare("unfused causal attention, chunked", &[&q, &k, &v], false, |t| {
+        Tensor::causal_attention(t[0], t[1], t[2], 0.25)
+    });
+}
+
 #[test]
 fn conv2d_matches_cpu() {
     let Some(_dev) = gpu("conv2d_matches_cpu") else { return };
@@ -310,11 +383,25 @@ fn norms_and_softmax_match_cpu() {
                 t[0].layer_norm(t[1], t[2], 1e-5)
             });
         }
-        // No softmax kernel (attention's softmax is fused): a typed error, not a panic.
-        let x = up(&rand_t(&mut r, &[7, 77], dtype, -4.0, 4.0));
-        let err = x.softmax().unwrap_err();
-        assert!(matches!(err, Error::Unsupported { op: "softmax", .. }), "{err}");
+        // Softmax: odd rows (scalar path), rows of a multiple of 8 (vector path), long rows
+        // (the VAE's attention scores), one-element rows; values far from 0 so the maximum
+        // subtraction matters.
+        for (shape, lo, hi) in [
+            (vec![7, 77], -4.0, 4.0),
+            (vec![3, 5, 1000], -6.0, 6.0),
+            (vec![2, 4097], 10.0, 18.0),
+            (vec![3, 16384], -30.0, -20.0),
+            (vec![5, 1], -1.0, 1.0),
+            (vec![9, 40], -60.0, 60.0),
+        ] {
+            let x = rand_t(&mut r, &shape, dtype, lo, hi);
+            compare(&format!("softmax {shape:?} in [{lo}, {hi})"), &[&x], false, |t| t[0].softmax());
+        }
     }
+    // f32 has no softmax kernel: a typed error, not a panic.
+    let x = up(&rand_u(&mut r, &[3, 8], DType::F32));
+    let err = x.softmax().unwrap_err();
+    assert!(matches!(err, Error::Unsupported { op: "softmax", .. }), "{err}");
 }
 
 #[test]
@@ -366,9 +453,34 @@ fn layout_ops_match_cpu_exactly() {
         compare("concat rows", &[&x, &z], true, |t| Tensor::concat(&[t[0], t[1]], 1));
         compare("concat batch", &[&x, &x], true, |t| Tensor::concat(&[t[0], t[1]], 0));
         compare("chunk halves", &[&y], true, |t| Ok(t[0].chunk(2, 3)?.swap_remove(1)));
-        // No permute kernel (loaders permute weights on the host): a typed error, not a panic.
-        let err = up(&x).permute(&[0, 3, 1, 2]).unwrap_err();
-        assert!(matches!(err, Error::Unsupported { op: "permute", .. }), "{err}");
+        // Permutations: NHWC <-> NCHW (tiled), heads to the front (gather, contiguous rows),
+        // a full reversal, the identity, size-1 and odd dims, rank 1 and rank 6.
+        let w = rand_u(&mut r, &[3, 1, 37, 9, 41], dtype);
+        let cases: [(&Tensor, &[usize]); 9] = [
+            (&x, &[0, 3, 1, 2]),
+            (&y, &[3, 0, 1, 2]),
+            (&x, &[0, 2, 1, 3]),
+            (&x, &[3, 2, 1, 0]),
+            (&x, &[0, 1, 2, 3]),
+            (&w, &[4, 2, 0, 3, 1]),
+            (&w, &[1, 0, 2, 4, 3]),
+            (&z, &[2, 3, 0, 1]),
+            (&w, &[3, 4, 1, 2, 0]),
+        ];
+        for (t, perm) in cases {
+            compare(&format!("permute {:?} by {perm:?}", t.dims()), &[t], true, |t| t[0].permute(perm));
+        }
+        let v = rand_u(&mut r, &[333], dtype);
+        compare("permute rank 1", &[&v], true, |t| t[0].permute(&[0]));
+        let six = rand_u(&mut r, &[2, 3, 4, 5, 3, 2], dtype);
+        compare("permute rank 6", &[&six], true, |t| t[0].permute(&[5, 3, 1, 0, 4, 2]));
+        // NCHW -> NHWC of a VAE-sized activation with few channels (gather) and many (tiled).
+        for c in [3, 128] {
+            let a = rand_u(&mut r, &[1, c, 48, 40], dtype);
+            compare(&format!("permute NCHW -> NHWC, {c} channels"), &[&a], true, |t| {
+                t[0].permute(&[0, 2, 3, 1])
+            });
+        }
     }
     for dtype in HALVES {
         let x = rand_u(&mut r, &[2, 5, 7, 320], dtype);

@@ -1,6 +1,6 @@
 //! Element-wise ops on the GPU through kiln-kernels' elementwise family: activations (GELU,
-//! SiLU, GEGLU), broadcast add and multiply, affine maps, casts and nearest upsampling.
-//! Permutation has no kernel yet ([`crate::Error::Unsupported`]).
+//! SiLU, GEGLU), broadcast add and multiply, affine maps, casts, nearest upsampling and
+//! permutation (a bitwise copy by element width, so for every dtype, f32 included).
 //!
 //! Each op allocates its output from the device's caching allocator, looks its entry point up
 //! by the typed kernel table ([`ElementwiseKernel`]) and enqueues one launch.
@@ -9,7 +9,7 @@ use half::{bf16, f16};
 use kiln_kernels::Family;
 use kiln_kernels::elementwise::{self as ew, CastElem, ElementwiseKernel, ElementwiseOp};
 
-use super::{CudaDevice, CudaStorage, Elem, dispatch_half, launch_error, no_kernel, operand};
+use super::{CudaDevice, CudaStorage, Elem, dispatch_half, launch_error, operand};
 use crate::cpu::binary::BinaryOp;
 use crate::{DType, Error, Result, Tensor};
 
@@ -162,10 +162,22 @@ pub(crate) fn upsample_nearest2x(
 
 /// Permutes the dimensions of `x` (shape `dims`) by `perm` into `shape`.
 pub(crate) fn permute(x: &CudaStorage, dims: &[usize], perm: &[usize], shape: &[usize]) -> Result<Tensor> {
-    let _ = (dims, perm, shape);
-    Err(no_kernel(
-        "permute",
-        x,
-        "permute (permute weights on the host before uploading, as the loaders do for conv weights)",
-    ))
+    const OP: &str = "permute";
+    let dev = x.device();
+    let plan =
+        ew::PermutePlan::new(dims, perm).map_err(|m| Error::unsupported(OP, x.dtype(), dev.device(), m))?;
+    let width = ew::PermuteWidth::for_size(x.dtype().size_in_bytes()).ok_or_else(|| {
+        Error::unsupported(OP, x.dtype(), dev.device(), "no permute kernel for this element size")
+    })?;
+    let f = dev.function(OP, Family::Elementwise, &ew::permute_kernel(&plan, width).entry())?;
+    let mut y = CudaStorage::alloc(dev, x.dtype(), x.len(), OP)?;
+    let launched = match x.dtype() {
+        DType::F32 => ew::launch_permute(dev.stream(), &f, &x.view::<f32>(), &mut y.view_mut::<f32>(), &plan),
+        DType::F16 => ew::launch_permute(dev.stream(), &f, &x.view::<f16>(), &mut y.view_mut::<f16>(), &plan),
+        DType::BF16 => {
+            ew::launch_permute(dev.stream(), &f, &x.view::<bf16>(), &mut y.view_mut::<bf16>(), &plan)
+        }
+    };
+    launched.map_err(launch_error(OP, x.dtype(), dev.device()))?;
+    Tensor::from_cuda_storage(y, shape)
 }

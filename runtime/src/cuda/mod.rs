@@ -23,8 +23,9 @@
 //!
 //! # Dtypes
 //! Ops run on bf16 and f16 with f32 accumulation. f32 tensors can be stored, uploaded,
-//! downloaded and cast (for the VAE's upcast and for reading results); an op without an f32
-//! kernel returns [`Error::Unsupported`] naming the op.
+//! downloaded, cast and moved by the layout ops (narrow, concat, permute: bitwise copies) (for
+//! the VAE's upcast and for reading results); an op without an f32 kernel returns
+//! [`Error::Unsupported`] naming the op.
 
 pub mod alloc;
 pub(crate) mod attention;
@@ -35,6 +36,7 @@ pub(crate) mod matmul;
 pub(crate) mod modules;
 pub(crate) mod norm;
 mod storage;
+mod strided_gemm;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -285,11 +287,6 @@ pub(crate) use dispatch_half;
 /// The kiln-kernels storage type of `T` (bf16 or f16).
 pub(crate) fn kernel_dtype<T: kiln_kernels::launch::KernelElem>() -> kiln_kernels::KernelDType {
     T::DTYPE
-}
-
-/// The [`Error::Unsupported`] of an op that has no CUDA kernel.
-pub(crate) fn no_kernel(op: &'static str, x: &CudaStorage, what: &str) -> Error {
-    Error::unsupported(op, x.dtype(), x.device().device(), format!("kiln-kernels has no {what} kernel"))
 }
 
 /// Maps a launcher's error: refused dimensions are [`Error::Unsupported`], a driver failure is

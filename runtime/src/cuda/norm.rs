@@ -1,16 +1,19 @@
 //! Normalisations on the GPU through kiln-kernels' norm family: group norm over NHWC (SiLU
 //! optionally fused; three launches: partial statistics, finalize, apply, with an f32 workspace
-//! from the caching allocator) and layer norm (one launch). The row softmax has no kernel yet
-//! ([`crate::Error::Unsupported`]); attention does not need it (its softmax is fused).
+//! from the caching allocator), layer norm and the row softmax (one launch each; one warp per
+//! row, f32 arithmetic). The flash-attention kernels fuse their own softmax; the unfused
+//! attention path uses this one.
 
 use kiln_kernels::Family;
-use kiln_kernels::norm::{self as nk, GroupNormDims, GroupNormFunctions, LayerNormDims, NormKernel, NormOp};
+use kiln_kernels::norm::{
+    self as nk, GroupNormDims, GroupNormFunctions, LayerNormDims, NormKernel, NormOp, SoftmaxDims,
+};
 
-use super::{CudaDevice, CudaStorage, Elem, dispatch_half, launch_error, no_kernel, operand};
+use super::{CudaDevice, CudaStorage, Elem, dispatch_half, launch_error, operand};
 use crate::{DType, Result, Tensor};
 
 /// The function of norm kernel `op` for storage type `T`.
-fn func<T: kiln_kernels::launch::KernelElem>(
+pub(crate) fn func<T: kiln_kernels::launch::KernelElem>(
     dev: &CudaDevice,
     name: &'static str,
     op: NormOp,
@@ -91,6 +94,17 @@ pub(crate) fn layer_norm(
 
 /// Softmax over rows of `c` elements.
 pub(crate) fn softmax(x: &CudaStorage, c: usize, shape: &[usize]) -> Result<Tensor> {
-    let _ = (c, shape);
-    Err(no_kernel("softmax", x, "row softmax"))
+    const OP: &str = "softmax";
+    let dev = x.device();
+    let rows = x.len().checked_div(c).unwrap_or(0);
+    dispatch_half!(OP, x.dtype(), dev.device(), |T| {
+        let f = func::<T>(dev, OP, NormOp::Softmax)?;
+        let mut y = CudaStorage::alloc(dev, T::DTYPE, x.len(), OP)?;
+        if rows * c > 0 {
+            let dims = SoftmaxDims { rows, c, causal: None };
+            nk::launch_softmax::<T>(dev.stream(), &f, &x.view(), &mut y.view_mut(), dims)
+                .map_err(launch_error(OP, T::DTYPE, dev.device()))?;
+        }
+        Tensor::from_cuda_storage(y, shape)
+    })
 }
