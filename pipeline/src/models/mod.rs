@@ -2,10 +2,12 @@
 //! on CUDA, with weights read by canonical name from any checkpoint layout.
 //!
 //! - [`weights`]: one component's tensors, shape-checked, converted and uploaded;
-//! - [`nn`]: the layers (linear, conv, group and layer norm) every model is made of.
+//! - [`nn`]: the layers (linear, conv, group and layer norm) every model is made of;
+//! - [`vae`]: the autoencoder between images and latents.
 
 mod error;
 pub mod nn;
+pub mod vae;
 mod weights;
 
 pub use error::{ModelError, Result};
