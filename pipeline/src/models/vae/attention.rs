@@ -35,7 +35,8 @@ impl SpatialAttention {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let [n, h, w, c] = x.dims_n::<4>("vae attention")?;
         let tokens = self.norm.forward(x, false)?.reshape(&[n, h * w, c])?; // [N, HW, C]
-        let head = |proj: &Linear| -> Result<Tensor> { Ok(proj.forward(&tokens)?.reshape(&[n, h * w, 1, c])?) };
+        let head =
+            |proj: &Linear| -> Result<Tensor> { Ok(proj.forward(&tokens)?.reshape(&[n, h * w, 1, c])?) };
         let (q, k, v) = (head(&self.to_q)?, head(&self.to_k)?, head(&self.to_v)?); // [N, HW, 1, C]
         let scale = 1.0 / (self.channels as f32).sqrt();
         let mixed = Tensor::attention(&q, &k, &v, scale)?.reshape(&[n, h * w, c])?;

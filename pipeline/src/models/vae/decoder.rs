@@ -1,14 +1,14 @@
 //! The decoder (diffusers' `Decoder`): latents `[N, h, w, latent]` -> image `[N, 8h, 8w, 3]`
 //! in about [-1, 1], for a VAE of four levels.
 
-use kiln_runtime::checkpoint::VaeConfig;
 use kiln_runtime::Tensor;
+use kiln_runtime::checkpoint::VaeConfig;
 
 use super::super::nn::{Conv2d, GroupNorm};
 use super::super::{Result, Weights};
+use super::NORM_EPS;
 use super::mid::MidBlock;
 use super::resnet::ResnetBlock;
-use super::NORM_EPS;
 
 /// One level, deepest first: `layers_per_block + 1` resnets, then nearest 2× upsampling and a
 /// 3×3 conv except at the last level.

@@ -1,15 +1,15 @@
 //! The encoder (diffusers' `Encoder`): image `[N, H, W, 3]` -> `[N, H/8, W/8, 2*latent]`
 //! moments (mean and log-variance), for a VAE of four levels.
 
+use kiln_runtime::Tensor;
 use kiln_runtime::checkpoint::VaeConfig;
 use kiln_runtime::ops::Conv2dParams;
-use kiln_runtime::Tensor;
 
 use super::super::nn::{Conv2d, GroupNorm};
 use super::super::{Result, Weights};
+use super::NORM_EPS;
 use super::mid::MidBlock;
 use super::resnet::ResnetBlock;
-use super::NORM_EPS;
 
 /// A stride-2 3×3 conv that halves the size, padding only the bottom and right by one
 /// (diffusers' `Downsample2D` with `padding = 0`: `F.pad(x, (0, 1, 0, 1))`).
@@ -20,7 +20,9 @@ struct Downsample {
 
 impl Downsample {
     fn load(w: &Weights, channels: usize) -> Result<Downsample> {
-        Ok(Downsample { conv: Conv2d::load(w, channels, channels, 3, Conv2dParams { stride: 2, padding: 0 })? })
+        Ok(Downsample {
+            conv: Conv2d::load(w, channels, channels, 3, Conv2dParams { stride: 2, padding: 0 })?,
+        })
     }
 
     /// `x [N, H, W, C] -> [N, H/2, W/2, C]` (sizes rounded up, as in diffusers).

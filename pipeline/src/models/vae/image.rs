@@ -21,7 +21,10 @@ pub struct Rgb8Image {
 pub fn to_rgb8(images: &Tensor) -> Result<Vec<Rgb8Image>> {
     let [n, height, width, c] = images.dims_n::<4>("to_rgb8")?;
     if c != 3 {
-        return Err(ModelError::input("vae", format!("to_rgb8 needs [N, H, W, 3] images, got {:?}", images.dims())));
+        return Err(ModelError::input(
+            "vae",
+            format!("to_rgb8 needs [N, H, W, 3] images, got {:?}", images.dims()),
+        ));
     }
     let values = images.to_vec_f32()?;
     let per_image = height * width * 3;

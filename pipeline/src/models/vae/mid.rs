@@ -23,7 +23,11 @@ impl MidBlock {
         let has_attention = attn.contains("to_q.weight") || attn.contains("group_norm.weight");
         Ok(MidBlock {
             first: ResnetBlock::load(&w.at("resnets.0"), groups, channels, channels)?,
-            attention: if has_attention { Some(SpatialAttention::load(&attn, groups, channels)?) } else { None },
+            attention: if has_attention {
+                Some(SpatialAttention::load(&attn, groups, channels)?)
+            } else {
+                None
+            },
             second: ResnetBlock::load(&w.at("resnets.1"), groups, channels, channels)?,
         })
     }

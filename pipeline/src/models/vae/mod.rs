@@ -120,7 +120,10 @@ impl Vae {
             .ok_or_else(|| ModelError::input(MODEL, format!("{} has no VAE", ckpt.path().display())))?
             .clone();
         if config.block_out_channels.is_empty() || config.norm_num_groups == 0 {
-            return Err(ModelError::input(MODEL, format!("configuration without levels or groups: {config:?}")));
+            return Err(ModelError::input(
+                MODEL,
+                format!("configuration without levels or groups: {config:?}"),
+            ));
         }
         let dtype = compute_dtype(&config, dtype, device);
         let w = Weights::new(ckpt, Component::Vae, dtype, device);
@@ -176,7 +179,9 @@ impl Vae {
     /// with `H` and `W` multiples of `multiple`.
     fn prepare(&self, x: &Tensor, what: &str, channels: usize, multiple: usize) -> Result<Tensor> {
         let fits = match x.dims() {
-            &[n, h, w, c] => n > 0 && h > 0 && w > 0 && c == channels && h % multiple == 0 && w % multiple == 0,
+            &[n, h, w, c] => {
+                n > 0 && h > 0 && w > 0 && c == channels && h % multiple == 0 && w % multiple == 0
+            }
             _ => false,
         };
         if !fits {

@@ -6,8 +6,8 @@
 //! Tiles are processed row by row, keeping only the previous row's blended tiles: the same
 //! arithmetic as diffusers (which decodes every tile first), with less memory held.
 
-use kiln_runtime::checkpoint::VaeConfig;
 use kiln_runtime::Tensor;
+use kiln_runtime::checkpoint::VaeConfig;
 
 use super::super::{ModelError, Result};
 
@@ -27,7 +27,11 @@ impl Tiling {
     /// diffusers' defaults for `config`: tiles of `sample_size` pixels, overlap 0.25.
     pub fn for_config(config: &VaeConfig) -> Tiling {
         let down = 1usize << config.levels().saturating_sub(1);
-        Tiling { latent_tile: config.sample_size / down, sample_tile: config.sample_size, overlap_factor: 0.25 }
+        Tiling {
+            latent_tile: config.sample_size / down,
+            sample_tile: config.sample_size,
+            overlap_factor: 0.25,
+        }
     }
 
     /// Latent tiles start every `stride` latents; `blend` rows and columns are blended; each
