@@ -2,10 +2,12 @@
 //! on CUDA, with weights read by canonical name from any checkpoint layout.
 //!
 //! - [`weights`]: one component's tensors, shape-checked, converted and uploaded;
-//! - [`nn`]: the layers (linear, conv, group and layer norm) every model is made of.
+//! - [`nn`]: the layers (linear, conv, group and layer norm) every model is made of;
+//! - [`unet`]: the denoising UNet.
 
 mod error;
 pub mod nn;
+pub mod unet;
 mod weights;
 
 pub use error::{ModelError, Result};
