@@ -37,13 +37,7 @@ pub(super) struct LevelSpec {
     pub attention: Option<(usize, usize)>,
 }
 
-fn load_layer(
-    w: &Weights,
-    s: &Sizes,
-    index: usize,
-    in_ch: usize,
-    spec: LevelSpec,
-) -> Result<Layer> {
+fn load_layer(w: &Weights, s: &Sizes, index: usize, in_ch: usize, spec: LevelSpec) -> Result<Layer> {
     let resnet = ResnetBlock::load(&w.at(format!("resnets.{index}")), s, in_ch, spec.channels)?;
     let attention = spec
         .attention
@@ -64,7 +58,13 @@ pub(super) struct DownBlock {
 
 impl DownBlock {
     /// Loads `down_blocks.{i}` taking `in_ch` channels.
-    pub(super) fn load(w: &Weights, s: &Sizes, in_ch: usize, spec: LevelSpec, downsample: bool) -> Result<Self> {
+    pub(super) fn load(
+        w: &Weights,
+        s: &Sizes,
+        in_ch: usize,
+        spec: LevelSpec,
+        downsample: bool,
+    ) -> Result<Self> {
         let layers = (0..s.layers_per_block)
             .map(|j| load_layer(w, s, j, if j == 0 { in_ch } else { spec.channels }, spec))
             .collect::<Result<_>>()?;

@@ -115,13 +115,8 @@ impl Conditioning {
     /// the added conditioning. Checks that the added conditioning is there exactly when needed.
     pub(super) fn forward(&self, timesteps: &[f32], added: Option<&AddedConditioning>) -> Result<Tensor> {
         let batch = timesteps.len();
-        let sinusoid = Tensor::timestep_embedding(
-            timesteps,
-            self.sinusoid_dim,
-            self.params,
-            self.dtype,
-            self.device,
-        )?; // [B, sinusoid_dim]
+        let sinusoid =
+            Tensor::timestep_embedding(timesteps, self.sinusoid_dim, self.params, self.dtype, self.device)?; // [B, sinusoid_dim]
         let emb = self.time.forward(&sinusoid)?; // [B, T]
         match (&self.added, added) {
             (None, None) => Ok(emb),

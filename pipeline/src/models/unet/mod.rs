@@ -109,7 +109,11 @@ impl UNet {
             downscale_freq_shift: c.freq_shift as f32,
             ..TimestepEmbeddingParams::default()
         };
-        let added = match (c.addition_embed_type.as_deref(), c.addition_time_embed_dim, c.projection_class_embeddings_input_dim) {
+        let added = match (
+            c.addition_embed_type.as_deref(),
+            c.addition_time_embed_dim,
+            c.projection_class_embeddings_input_dim,
+        ) {
             (None, _, _) => None,
             (Some("text_time"), Some(id_dim), Some(input_dim)) => Some((id_dim, input_dim)),
             (other, ..) => {
@@ -133,7 +137,11 @@ impl UNet {
             let ch = c.block_out_channels[level];
             let spec = LevelSpec {
                 channels: ch,
-                attention: attention_at(c.down_has_attention(level), level, c.transformer_layers_per_block[level]),
+                attention: attention_at(
+                    c.down_has_attention(level),
+                    level,
+                    c.transformer_layers_per_block[level],
+                ),
             };
             let last = level + 1 == levels;
             down.push(DownBlock::load(&w.at(format!("down_blocks.{level}")), &s, in_ch, spec, !last)?);
@@ -170,7 +178,14 @@ impl UNet {
             let n = c.layers_per_block + 1;
             let take = skip_channels.split_off(skip_channels.len().saturating_sub(n));
             let skips: Vec<usize> = take.into_iter().rev().collect();
-            up.push(UpBlock::load(&w.at(format!("up_blocks.{i}")), &s, prev_ch, &skips, spec, i + 1 < levels)?);
+            up.push(UpBlock::load(
+                &w.at(format!("up_blocks.{i}")),
+                &s,
+                prev_ch,
+                &skips,
+                spec,
+                i + 1 < levels,
+            )?);
             prev_ch = ch;
         }
 
@@ -211,7 +226,11 @@ impl UNet {
             return bad(format!("latents must be [B, H, W, C] (NHWC), got {:?}", latents.dims()));
         };
         if ch != c.in_channels {
-            return bad(format!("latents {:?} have {ch} channels, the model takes {}", latents.dims(), c.in_channels));
+            return bad(format!(
+                "latents {:?} have {ch} channels, the model takes {}",
+                latents.dims(),
+                c.in_channels
+            ));
         }
         let multiple = 1usize << (c.levels() - 1);
         if b == 0 || h == 0 || w == 0 || h % multiple != 0 || w % multiple != 0 {
@@ -226,10 +245,7 @@ impl UNet {
         }
         match context.dims() {
             &[cb, l, cc] if cb == b && l > 0 && cc == c.cross_attention_dim => Ok(()),
-            dims => bad(format!(
-                "context must be [B = {b}, L > 0, {}], got {dims:?}",
-                c.cross_attention_dim
-            )),
+            dims => bad(format!("context must be [B = {b}, L > 0, {}], got {dims:?}", c.cross_attention_dim)),
         }
     }
 

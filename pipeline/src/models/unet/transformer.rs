@@ -104,7 +104,14 @@ impl SpatialTransformer {
     /// activations with `heads` heads and `depth` blocks.
     pub(super) fn load(w: &Weights, s: &Sizes, channels: usize, heads: usize, depth: usize) -> Result<Self> {
         let blocks = (0..depth)
-            .map(|i| TransformerBlock::load(&w.at(format!("transformer_blocks.{i}")), channels, s.context_dim, heads))
+            .map(|i| {
+                TransformerBlock::load(
+                    &w.at(format!("transformer_blocks.{i}")),
+                    channels,
+                    s.context_dim,
+                    heads,
+                )
+            })
             .collect::<Result<_>>()?;
         Ok(SpatialTransformer {
             norm: GroupNorm::load(&w.at("norm"), s.groups, channels, TRANSFORMER_GROUP_NORM_EPS)?,
