@@ -90,7 +90,7 @@ impl Conditioning {
     fn check_added(&self, added: &AddedConditioning, batch: usize) -> Result<()> {
         let Some(a) = &self.added else { return Ok(()) };
         let text = added.text_embeds.dims();
-        let ids_per_sample = if batch == 0 { 0 } else { added.time_ids.len() / batch };
+        let ids_per_sample = added.time_ids.len().checked_div(batch).unwrap_or(0);
         let fits = text.len() == 2
             && text[0] == batch
             && added.time_ids.len() == batch * ids_per_sample
