@@ -6,10 +6,10 @@
 //! `[B, L, cross_attention_dim]` with any `L` (77 per prompt chunk; long prompts concatenate
 //! chunks). SDXL models also take [`AddedConditioning`].
 //!
-//! - [`embeddings`]: timestep and added (pooled text + time ids) embeddings;
-//! - [`resnet`]: the residual blocks;
-//! - [`transformer`]: spatial transformers (self-, cross-attention, GEGLU);
-//! - [`blocks`]: down, mid and up blocks.
+//! Parts: `embeddings` (timestep and added embeddings), `resnet` (residual blocks),
+//! `transformer` (spatial transformers: self-, cross-attention, GEGLU), `blocks` (down, mid and
+//! up blocks). `upcast_attention` needs nothing here: every op accumulates in f32 whatever the
+//! storage dtype, which is what diffusers' upcast buys for half-precision models.
 
 mod blocks;
 mod embeddings;
