@@ -245,3 +245,26 @@ fn inputs_that_do_not_fit_are_typed_errors() {
     let wide = AddedConditioning { text_embeds: random(&[1, 40], 7), time_ids: vec![1024.0; 6] };
     expect_input_error(sdxl.forward(&x, &t, &ctx, Some(&wide)), "pooled embedding 40 wide");
 }
+
+/// Every published UNet layout (sparse full-size files from the key manifests: names, shapes,
+/// dtypes of the real checkpoints) loads with the shapes its config implies. Heavy (up to ~10 GB
+/// of memory for SDXL), hence ignored by default:
+/// `cargo test -p kiln-pipeline --test unet_parity -- --ignored full_size`.
+#[test]
+#[ignore = "needs ~10 GB of memory: run with --ignored"]
+fn full_size_published_layouts_load() {
+    use kiln_runtime::checkpoint::manifest::Manifest;
+    let manifests = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/manifests"));
+    for family in ["sd15", "sd15_inpaint", "sdxl_base", "sdxl_refiner", "sdxl_inpaint"] {
+        for format in ["single_file", "diffusers"] {
+            let dir = tempfile::tempdir().unwrap();
+            let manifest = Manifest::read(&manifests.join(format!("{family}.{format}.json"))).unwrap();
+            let path = manifest.materialize(dir.path()).unwrap();
+            let ckpt = Checkpoint::open(&path).unwrap_or_else(|e| panic!("{family} {format}: {e}"));
+            assert_eq!(ckpt.family().id(), family);
+            let unet = UNet::load(&ckpt, DType::BF16, Device::Cpu)
+                .unwrap_or_else(|e| panic!("{family} {format}: {e}"));
+            eprintln!("{family} {format}: UNet loads ({:?} channels)", unet.config().block_out_channels);
+        }
+    }
+}
