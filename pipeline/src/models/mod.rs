@@ -4,12 +4,14 @@
 //! - [`Weights`]: one component's tensors, shape-checked, converted and uploaded;
 //! - [`nn`]: the layers (linear, conv, group and layer norm) every model is made of;
 //! - [`clip`]: the CLIP / OpenCLIP text encoders; [`conditioning`]: prompts to embeddings;
-//! - [`vae`]: the autoencoder between images and latents.
+//! - [`vae`]: the autoencoder between images and latents;
+//! - [`unet`]: the denoising UNet.
 
 pub mod clip;
 pub mod conditioning;
 mod error;
 pub mod nn;
+pub mod unet;
 pub mod vae;
 mod weights;
 

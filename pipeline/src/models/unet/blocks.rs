@@ -1,0 +1,185 @@
+//! The UNet's levels: down blocks (resnets, optional transformers, a stride-2 downsampler),
+//! the mid block, and up blocks (resnets on the skip-concatenated activations, optional
+//! transformers, nearest 2× upsampling and a conv).
+
+use kiln_runtime::Tensor;
+use kiln_runtime::ops::Conv2dParams;
+
+use super::Sizes;
+use super::resnet::ResnetBlock;
+use super::transformer::SpatialTransformer;
+use crate::models::nn::Conv2d;
+use crate::models::{Result, Weights};
+
+/// A resnet, followed by a transformer on attention levels.
+#[derive(Clone, Debug)]
+struct Layer {
+    resnet: ResnetBlock,
+    attention: Option<SpatialTransformer>,
+}
+
+impl Layer {
+    fn forward(&self, x: &Tensor, emb_silu: &Tensor, context: &Tensor) -> Result<Tensor> {
+        let h = self.resnet.forward(x, emb_silu)?;
+        match &self.attention {
+            Some(t) => t.forward(&h, context),
+            None => Ok(h),
+        }
+    }
+}
+
+/// What a level has: its width, whether it attends, with how many heads and blocks.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct LevelSpec {
+    /// Output channels of the level.
+    pub channels: usize,
+    /// `(heads, transformer depth)` on attention levels.
+    pub attention: Option<(usize, usize)>,
+}
+
+fn load_layer(w: &Weights, s: &Sizes, index: usize, in_ch: usize, spec: LevelSpec) -> Result<Layer> {
+    let resnet = ResnetBlock::load(&w.at(format!("resnets.{index}")), s, in_ch, spec.channels)?;
+    let attention = spec
+        .attention
+        .map(|(heads, depth)| {
+            SpatialTransformer::load(&w.at(format!("attentions.{index}")), s, spec.channels, heads, depth)
+        })
+        .transpose()?;
+    Ok(Layer { resnet, attention })
+}
+
+/// `CrossAttnDownBlock2D` / `DownBlock2D`.
+#[derive(Clone, Debug)]
+pub(super) struct DownBlock {
+    layers: Vec<Layer>,
+    /// `downsamplers.0.conv`: 3×3, stride 2, padding 1 (all levels but the last).
+    downsampler: Option<Conv2d>,
+}
+
+impl DownBlock {
+    /// Loads `down_blocks.{i}` taking `in_ch` channels.
+    pub(super) fn load(
+        w: &Weights,
+        s: &Sizes,
+        in_ch: usize,
+        spec: LevelSpec,
+        downsample: bool,
+    ) -> Result<Self> {
+        let layers = (0..s.layers_per_block)
+            .map(|j| load_layer(w, s, j, if j == 0 { in_ch } else { spec.channels }, spec))
+            .collect::<Result<_>>()?;
+        let downsampler = if downsample {
+            let params = Conv2dParams { stride: 2, padding: 1 };
+            Some(Conv2d::load(&w.at("downsamplers.0.conv"), spec.channels, spec.channels, 3, params)?)
+        } else {
+            None
+        };
+        Ok(DownBlock { layers, downsampler })
+    }
+
+    /// `x [B, H, W, in] -> [B, H/2, W/2, C]` (or `[B, H, W, C]` on the last level), pushing
+    /// every layer's output (and the downsampled one) onto `skips`.
+    pub(super) fn forward(
+        &self,
+        x: Tensor,
+        emb_silu: &Tensor,
+        context: &Tensor,
+        skips: &mut Vec<Tensor>,
+    ) -> Result<Tensor> {
+        let mut x = x;
+        for layer in &self.layers {
+            x = layer.forward(&x, emb_silu, context)?;
+            skips.push(x.clone());
+        }
+        if let Some(down) = &self.downsampler {
+            x = down.forward(&x)?;
+            skips.push(x.clone());
+        }
+        Ok(x)
+    }
+}
+
+/// `UNetMidBlock2DCrossAttn`: resnet, transformer, resnet at the lowest resolution.
+#[derive(Clone, Debug)]
+pub(super) struct MidBlock {
+    first: ResnetBlock,
+    attention: SpatialTransformer,
+    second: ResnetBlock,
+}
+
+impl MidBlock {
+    /// Loads `mid_block` of `channels` width.
+    pub(super) fn load(w: &Weights, s: &Sizes, channels: usize, heads: usize, depth: usize) -> Result<Self> {
+        Ok(MidBlock {
+            first: ResnetBlock::load(&w.at("resnets.0"), s, channels, channels)?,
+            attention: SpatialTransformer::load(&w.at("attentions.0"), s, channels, heads, depth)?,
+            second: ResnetBlock::load(&w.at("resnets.1"), s, channels, channels)?,
+        })
+    }
+
+    /// `[B, H, W, C] -> [B, H, W, C]`.
+    pub(super) fn forward(&self, x: &Tensor, emb_silu: &Tensor, context: &Tensor) -> Result<Tensor> {
+        let h = self.first.forward(x, emb_silu)?;
+        let h = self.attention.forward(&h, context)?;
+        self.second.forward(&h, emb_silu)
+    }
+}
+
+/// `CrossAttnUpBlock2D` / `UpBlock2D`.
+#[derive(Clone, Debug)]
+pub(super) struct UpBlock {
+    layers: Vec<Layer>,
+    /// `upsamplers.0.conv` after nearest 2× upsampling (all levels but the last).
+    upsampler: Option<Conv2d>,
+}
+
+impl UpBlock {
+    /// Loads `up_blocks.{i}`: `prev_ch` channels come from below; `skip_channels[j]` is the
+    /// width of the skip activation resnet `j` concatenates.
+    pub(super) fn load(
+        w: &Weights,
+        s: &Sizes,
+        prev_ch: usize,
+        skip_channels: &[usize],
+        spec: LevelSpec,
+        upsample: bool,
+    ) -> Result<Self> {
+        let layers = skip_channels
+            .iter()
+            .enumerate()
+            .map(|(j, skip)| {
+                let from_below = if j == 0 { prev_ch } else { spec.channels };
+                load_layer(w, s, j, from_below + skip, spec)
+            })
+            .collect::<Result<_>>()?;
+        let upsampler = if upsample {
+            Some(Conv2d::load_3x3(&w.at("upsamplers.0.conv"), spec.channels, spec.channels)?)
+        } else {
+            None
+        };
+        Ok(UpBlock { layers, upsampler })
+    }
+
+    /// `x [B, H, W, prev]` with skips popped from `skips` (last first) -> `[B, 2H, 2W, C]`
+    /// (or `[B, H, W, C]` on the last level).
+    pub(super) fn forward(
+        &self,
+        x: Tensor,
+        emb_silu: &Tensor,
+        context: &Tensor,
+        skips: &mut Vec<Tensor>,
+    ) -> Result<Tensor> {
+        let mut x = x;
+        for layer in &self.layers {
+            let Some(skip) = skips.pop() else {
+                return Err(crate::models::ModelError::input("unet", "skip connections exhausted"));
+            };
+            let joined = Tensor::concat(&[&x, &skip], 3)?; // [B, H, W, C + Cskip]
+            x = layer.forward(&joined, emb_silu, context)?;
+        }
+        if let Some(up) = &self.upsampler {
+            x = up.forward(&x.upsample_nearest2x()?)?;
+        }
+        Ok(x)
+    }
+}

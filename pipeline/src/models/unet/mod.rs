@@ -1,0 +1,283 @@
+//! The denoising UNet of SD 1.5, SDXL base, the SDXL refiner and the inpainting models
+//! (diffusers' `UNet2DConditionModel`), sized by [`Checkpoint::unet_config`].
+//!
+//! Activations are NHWC: `latents [B, H, W, in_channels]` (4, or 9 for inpainting: latent,
+//! mask, masked-image latent) -> predicted noise `[B, H, W, out_channels]`. The text context is
+//! `[B, L, cross_attention_dim]` with any `L` (77 per prompt chunk; long prompts concatenate
+//! chunks). SDXL models also take [`AddedConditioning`].
+//!
+//! Parts: `embeddings` (timestep and added embeddings), `resnet` (residual blocks),
+//! `transformer` (spatial transformers: self-, cross-attention, GEGLU), `blocks` (down, mid and
+//! up blocks). `upcast_attention` needs nothing here: every op accumulates in f32 whatever the
+//! storage dtype, which is what diffusers' upcast buys for half-precision models.
+
+mod blocks;
+mod embeddings;
+mod resnet;
+mod transformer;
+
+use kiln_runtime::checkpoint::{Checkpoint, CheckpointError, Component, UNetConfig};
+use kiln_runtime::ops::TimestepEmbeddingParams;
+use kiln_runtime::{DType, Device, Tensor};
+
+use self::blocks::{DownBlock, LevelSpec, MidBlock, UpBlock};
+use self::embeddings::Conditioning;
+use super::nn::{Conv2d, GroupNorm};
+use super::{ModelError, Result, Weights};
+
+/// Sizes every block needs, read once from the config.
+#[derive(Clone, Copy, Debug)]
+struct Sizes {
+    /// Group-norm groups (32 in the published models).
+    groups: usize,
+    /// Resnet group-norm epsilon.
+    eps: f32,
+    /// Width of the time embedding (4 × the first level's channels).
+    time_embed_dim: usize,
+    /// Width of the text context.
+    context_dim: usize,
+    /// Resnets per down level (up levels have one more).
+    layers_per_block: usize,
+}
+
+/// SDXL's extra conditioning (`added_cond_kwargs` in diffusers).
+#[derive(Clone, Debug)]
+pub struct AddedConditioning {
+    /// Pooled text embedding `[B, P]` (OpenCLIP-G's projected pooled output: P = 1280).
+    pub text_embeds: Tensor,
+    /// Time ids, row-major `[B, n]`: SDXL base's six (original height, width, crop top, left,
+    /// target height, width), the refiner's five (height, width, crop top, left, aesthetic
+    /// score). Each goes through a sinusoidal embedding of `addition_time_embed_dim`.
+    pub time_ids: Vec<f32>,
+}
+
+/// The loaded UNet, on one device in one dtype.
+#[derive(Clone, Debug)]
+pub struct UNet {
+    config: UNetConfig,
+    dtype: DType,
+    device: Device,
+    conditioning: Conditioning,
+    conv_in: Conv2d,
+    down: Vec<DownBlock>,
+    mid: Option<MidBlock>,
+    up: Vec<UpBlock>,
+    norm_out: GroupNorm,
+    conv_out: Conv2d,
+}
+
+/// A config problem found at load, as a checkpoint config error.
+fn config_error(ckpt: &Checkpoint, reason: String) -> ModelError {
+    ModelError::Checkpoint(CheckpointError::Config { path: ckpt.path().to_path_buf(), reason })
+}
+
+impl UNet {
+    /// Loads the UNet of `ckpt` as `dtype` onto `device`, checking every weight's shape against
+    /// the config ([`ModelError::WeightShape`] names the first that does not fit).
+    pub fn load(ckpt: &Checkpoint, dtype: DType, device: Device) -> Result<UNet> {
+        let c = ckpt.unet_config().clone();
+        let w = Weights::new(ckpt, Component::Unet, dtype, device);
+        let levels = c.levels();
+        let per_level_ok = [
+            c.down_block_types.len(),
+            c.up_block_types.len(),
+            c.num_attention_heads.len(),
+            c.transformer_layers_per_block.len(),
+        ]
+        .iter()
+        .all(|&n| n == levels);
+        if levels == 0 || !per_level_ok {
+            return Err(config_error(ckpt, format!("UNet config has inconsistent per-level lists: {c:?}")));
+        }
+        for (level, (&ch, &heads)) in c.block_out_channels.iter().zip(&c.num_attention_heads).enumerate() {
+            if heads == 0 || ch % heads != 0 {
+                return Err(config_error(
+                    ckpt,
+                    format!("level {level}: {ch} channels do not split into {heads} attention heads"),
+                ));
+            }
+        }
+        let s = Sizes {
+            groups: c.norm_num_groups,
+            eps: c.norm_eps as f32,
+            time_embed_dim: c.time_embed_dim(),
+            context_dim: c.cross_attention_dim,
+            layers_per_block: c.layers_per_block,
+        };
+        let params = TimestepEmbeddingParams {
+            flip_sin_to_cos: c.flip_sin_to_cos,
+            downscale_freq_shift: c.freq_shift as f32,
+            ..TimestepEmbeddingParams::default()
+        };
+        let added = match (
+            c.addition_embed_type.as_deref(),
+            c.addition_time_embed_dim,
+            c.projection_class_embeddings_input_dim,
+        ) {
+            (None, _, _) => None,
+            (Some("text_time"), Some(id_dim), Some(input_dim)) => Some((id_dim, input_dim)),
+            (other, ..) => {
+                return Err(config_error(
+                    ckpt,
+                    format!("unsupported added embedding {other:?} (kiln runs SDXL's `text_time`)"),
+                ));
+            }
+        };
+        let c0 = c.block_out_channels[0];
+        let conditioning = Conditioning::load(&w, c0, s.time_embed_dim, params, added)?;
+        let conv_in = Conv2d::load_3x3(&w.at("conv_in"), c.in_channels, c0)?;
+
+        let attention_at = |attends: bool, level: usize, depth: usize| {
+            attends.then_some((c.num_attention_heads[level], depth))
+        };
+        let mut skip_channels = vec![c0];
+        let mut down = Vec::with_capacity(levels);
+        let mut in_ch = c0;
+        for level in 0..levels {
+            let ch = c.block_out_channels[level];
+            let spec = LevelSpec {
+                channels: ch,
+                attention: attention_at(
+                    c.down_has_attention(level),
+                    level,
+                    c.transformer_layers_per_block[level],
+                ),
+            };
+            let last = level + 1 == levels;
+            down.push(DownBlock::load(&w.at(format!("down_blocks.{level}")), &s, in_ch, spec, !last)?);
+            skip_channels.extend(std::iter::repeat_n(ch, c.layers_per_block + usize::from(!last)));
+            in_ch = ch;
+        }
+
+        let deepest = c.block_out_channels[levels - 1];
+        let mid = match c.mid_block_type.as_deref() {
+            None => None,
+            Some("UNetMidBlock2DCrossAttn") => Some(MidBlock::load(
+                &w.at("mid_block"),
+                &s,
+                deepest,
+                c.num_attention_heads[levels - 1],
+                c.mid_transformer_layers(),
+            )?),
+            Some(other) => {
+                return Err(config_error(ckpt, format!("unsupported mid block type {other}")));
+            }
+        };
+
+        let mut up = Vec::with_capacity(levels);
+        let mut prev_ch = deepest;
+        for i in 0..levels {
+            let level = levels - 1 - i; // the down level this up block mirrors
+            let ch = c.block_out_channels[level];
+            let attends = c.up_block_types[i].contains("CrossAttn");
+            // diffusers reverses the per-level depths for the up blocks.
+            let spec = LevelSpec {
+                channels: ch,
+                attention: attention_at(attends, level, c.transformer_layers_per_block[level]),
+            };
+            let n = c.layers_per_block + 1;
+            let take = skip_channels.split_off(skip_channels.len().saturating_sub(n));
+            let skips: Vec<usize> = take.into_iter().rev().collect();
+            up.push(UpBlock::load(
+                &w.at(format!("up_blocks.{i}")),
+                &s,
+                prev_ch,
+                &skips,
+                spec,
+                i + 1 < levels,
+            )?);
+            prev_ch = ch;
+        }
+
+        Ok(UNet {
+            norm_out: GroupNorm::load(&w.at("conv_norm_out"), s.groups, c0, s.eps)?,
+            conv_out: Conv2d::load_3x3(&w.at("conv_out"), c0, c.out_channels)?,
+            config: c,
+            dtype,
+            device,
+            conditioning,
+            conv_in,
+            down,
+            mid,
+            up,
+        })
+    }
+
+    /// The config the model was built from.
+    pub fn config(&self) -> &UNetConfig {
+        &self.config
+    }
+
+    /// The dtype the model computes in.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Whether [`UNet::forward`] needs [`AddedConditioning`] (SDXL).
+    pub fn needs_added_conditioning(&self) -> bool {
+        self.conditioning.needs_added()
+    }
+
+    /// Checks that the inputs fit the model.
+    fn check_inputs(&self, latents: &Tensor, timesteps: &[f32], context: &Tensor) -> Result<()> {
+        let c = &self.config;
+        let bad = |message: String| Err(ModelError::input("unet", message));
+        let &[b, h, w, ch] = latents.dims() else {
+            return bad(format!("latents must be [B, H, W, C] (NHWC), got {:?}", latents.dims()));
+        };
+        if ch != c.in_channels {
+            return bad(format!(
+                "latents {:?} have {ch} channels, the model takes {}",
+                latents.dims(),
+                c.in_channels
+            ));
+        }
+        let multiple = 1usize << (c.levels() - 1);
+        if b == 0 || h == 0 || w == 0 || h % multiple != 0 || w % multiple != 0 {
+            return bad(format!(
+                "latent size {h}x{w} (batch {b}) must be non-empty and divisible by {multiple} (the UNet halves it \
+                 {} times)",
+                c.levels() - 1
+            ));
+        }
+        if timesteps.len() != b {
+            return bad(format!("{} timesteps for a batch of {b}: give one per sample", timesteps.len()));
+        }
+        match context.dims() {
+            &[cb, l, cc] if cb == b && l > 0 && cc == c.cross_attention_dim => Ok(()),
+            dims => bad(format!("context must be [B = {b}, L > 0, {}], got {dims:?}", c.cross_attention_dim)),
+        }
+    }
+
+    /// Predicts the noise: `latents [B, H, W, in]` (NHWC) at `timesteps` (one per sample),
+    /// conditioned on `context [B, L, cross_attention_dim]` and, for SDXL, `added` ->
+    /// `[B, H, W, out]` in the model's dtype. Inputs are converted to the model's dtype and
+    /// device; shapes that do not fit give [`ModelError::Input`].
+    pub fn forward(
+        &self,
+        latents: &Tensor,
+        timesteps: &[f32],
+        context: &Tensor,
+        added: Option<&AddedConditioning>,
+    ) -> Result<Tensor> {
+        self.check_inputs(latents, timesteps, context)?;
+        let emb = self.conditioning.forward(timesteps, added)?; // [B, T]
+        let emb_silu = emb.silu()?;
+        let context = context.to_dtype(self.dtype)?.to_device(self.device)?; // [B, L, Cc]
+        let x = latents.to_dtype(self.dtype)?.to_device(self.device)?;
+
+        let mut x = self.conv_in.forward(&x)?; // [B, H, W, C0]
+        let mut skips = vec![x.clone()];
+        for block in &self.down {
+            x = block.forward(x, &emb_silu, &context, &mut skips)?;
+        }
+        if let Some(mid) = &self.mid {
+            x = mid.forward(&x, &emb_silu, &context)?;
+        }
+        for block in &self.up {
+            x = block.forward(x, &emb_silu, &context, &mut skips)?;
+        }
+        let x = self.norm_out.forward(&x, true)?;
+        self.conv_out.forward(&x) // [B, H, W, out]
+    }
+}
