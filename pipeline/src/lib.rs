@@ -2,8 +2,10 @@
 //! the JSONL batch runner, built on kiln-runtime.
 //!
 //! - [`models`]: the networks (text encoders, UNet, VAE) and the layers they share;
+//! - [`rng`]: seeded noise equal bit for bit to `torch.randn` on a CPU generator;
 //! - [`tokenizer`]: CLIP's BPE tokenizer and A1111-style long-prompt windows.
 #![deny(missing_docs)]
 
 pub mod models;
+pub mod rng;
 pub mod tokenizer;

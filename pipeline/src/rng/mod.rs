@@ -1,0 +1,104 @@
+//! Seeded noise equal bit for bit to torch's CPU generator, so a kiln image and a diffusers image
+//! made with the same seed start from the same latents.
+//!
+//! [`TorchGenerator::new`]`(seed)` behaves like `torch.Generator("cpu").manual_seed(seed)`, and
+//! [`TorchGenerator::randn_nchw`] like `torch.randn(shape, generator=g, dtype=torch.float32)`;
+//! consecutive calls continue the stream exactly as torch's do (ancestral samplers draw many
+//! times). How torch samples (and so how this module does):
+//!
+//! - tensors of 16 or more elements: one uniform per element from the low 24 bits of an MT19937
+//!   word, then Box-Muller on each chunk of 16 (first 8 give the radius, last 8 the angle); when
+//!   the count is not a multiple of 16 the last 16 elements are drawn again and transformed;
+//! - smaller tensors: one double-precision Box-Muller normal per element from two 53-bit
+//!   uniforms, the second (sine) value cached in the generator for the next small draw.
+//!
+//! CPU dependence: torch's 16-value kernel is compiled per CPU. On x86-64 with AVX2 (also AVX-512
+//! machines: torch does not build an AVX-512 normal kernel) it uses `avx_mathfun.h`'s Cephes
+//! polynomials with fused multiply-adds; that is the kernel reproduced here, in portable scalar
+//! code, so kiln gives the same values on any host. torch builds without AVX2 (old x86 CPUs,
+//! and ARM, which uses Sleef) use libm's `logf`/`sinf`/`cosf` instead and can differ from
+//! these values in the last bit. The small-tensor double path is the same on every build
+//! (here: Rust's `ln_1p`/`sin`/`cos`, which call the platform libm on Linux, as torch does).
+
+mod mt19937;
+mod normal;
+
+use kiln_runtime::{DType, Device, Result, Tensor};
+
+use mt19937::Mt19937;
+use normal::{box_muller_16, normal_f64, uniform_f32};
+
+/// torch's Box-Muller chunk: 8 radius uniforms and 8 angle uniforms.
+const CHUNK: usize = 16;
+
+/// A CPU random generator with torch's stream: MT19937 plus the cached double normal.
+#[derive(Clone)]
+pub struct TorchGenerator {
+    engine: Mt19937,
+    cached_normal: Option<f64>,
+}
+
+impl TorchGenerator {
+    /// Like `torch.Generator("cpu").manual_seed(seed)` (only the low 32 bits matter to torch too).
+    pub fn new(seed: u64) -> TorchGenerator {
+        TorchGenerator { engine: Mt19937::new(seed), cached_normal: None }
+    }
+
+    /// Standard-normal f32 values of `shape`, flat in torch's (row-major NCHW) order.
+    pub fn randn_nchw(&mut self, shape: &[usize]) -> Vec<f32> {
+        let numel: usize = shape.iter().product();
+        if numel < CHUNK {
+            return (0..numel)
+                .map(|_| (normal_f64(&mut self.engine, &mut self.cached_normal) + 0.0) as f32)
+                .collect();
+        }
+        let mut data: Vec<f32> = (0..numel).map(|_| uniform_f32(self.engine.next_u32())).collect();
+        for chunk in data.chunks_exact_mut(CHUNK) {
+            box_muller_16(chunk);
+        }
+        if numel % CHUNK != 0 {
+            let tail = &mut data[numel - CHUNK..];
+            for value in tail.iter_mut() {
+                *value = uniform_f32(self.engine.next_u32());
+            }
+            box_muller_16(tail);
+        }
+        data
+    }
+
+    /// The values of [`Self::randn_nchw`] for `[B, C, H, W]`, laid out `[B, H, W, C]` (kiln's
+    /// latents): element (b, c, h, w) of torch's tensor lands at (b, h, w, c).
+    pub fn randn_nhwc(&mut self, shape_nchw: [usize; 4]) -> Vec<f32> {
+        let nchw = self.randn_nchw(&shape_nchw);
+        let [batch, channels, height, width] = shape_nchw;
+        let mut nhwc = vec![0.0; nchw.len()];
+        for b in 0..batch {
+            for c in 0..channels {
+                for h in 0..height {
+                    for w in 0..width {
+                        let from = ((b * channels + c) * height + h) * width + w;
+                        let to = ((b * height + h) * width + w) * channels + c;
+                        nhwc[to] = nchw[from];
+                    }
+                }
+            }
+        }
+        nhwc
+    }
+
+    /// Noise for torch shape `[B, C, H, W]` as a kiln tensor of dims `[B, H, W, C]`, converted
+    /// to `dtype` on `device` (the f32 values are torch's; the conversion rounds like torch's
+    /// `.to(dtype)`).
+    pub fn randn_tensor(&mut self, shape_nchw: [usize; 4], dtype: DType, device: Device) -> Result<Tensor> {
+        let [batch, channels, height, width] = shape_nchw;
+        let values = self.randn_nhwc(shape_nchw);
+        Tensor::from_f32(values, &[batch, height, width, channels], dtype, device)
+    }
+
+    /// Uniform f32 values in [0, 1) of `shape` in torch's order, like `torch.rand(shape,
+    /// generator=g)`: one MT19937 word per element, its low 24 bits scaled by 2^-24.
+    pub fn rand_nchw(&mut self, shape: &[usize]) -> Vec<f32> {
+        let numel: usize = shape.iter().product();
+        (0..numel).map(|_| uniform_f32(self.engine.next_u32())).collect()
+    }
+}

@@ -1,0 +1,124 @@
+//! torch's CPU normal sampling, reproduced operation for operation so the f32 results are equal
+//! bit for bit: uniforms from MT19937 words, the 16-value Box-Muller kernel of float tensors
+//! with at least 16 elements (x86 AVX2 build: Cephes-style `log` and `sincos` polynomials in f32,
+//! as in torch's `avx_mathfun.h`), and the scalar double-precision path of smaller tensors.
+
+use super::mt19937::Mt19937;
+
+/// Uniform in [0, 1) from the low 24 bits of one word (torch's `uniform_real_distribution<float>`).
+pub fn uniform_f32(word: u32) -> f32 {
+    (word & 0x00ff_ffff) as f32 * (1.0 / 16_777_216.0)
+}
+
+/// Uniform in [0, 1) from the low 53 bits of a 64-bit draw (`uniform_real_distribution<double>`).
+pub fn uniform_f64(word: u64) -> f64 {
+    (word & ((1u64 << 53) - 1)) as f64 * (1.0 / 9_007_199_254_740_992.0)
+}
+
+/// One standard normal from torch's `normal_distribution<double>`: Box-Muller on two uniforms,
+/// the sine half cached in `cache` for the next call (the generator owns the cache).
+pub fn normal_f64(engine: &mut Mt19937, cache: &mut Option<f64>) -> f64 {
+    if let Some(value) = cache.take() {
+        return value;
+    }
+    let u1 = uniform_f64(engine.next_u64());
+    let u2 = uniform_f64(engine.next_u64());
+    let radius = (-2.0 * (-u2).ln_1p()).sqrt();
+    let theta = 2.0 * std::f64::consts::PI * u1;
+    *cache = Some(radius * theta.sin());
+    radius * theta.cos()
+}
+
+/// Box-Muller on 16 uniforms in place, as torch's AVX2 `NormalFill16` does it: lanes 0..8 hold
+/// u1 (used as 1 - u1), lanes 8..16 hold u2; outputs cos halves in 0..8, sin halves in 8..16.
+pub fn box_muller_16(data: &mut [f32]) {
+    let two_pi = (2.0 * std::f64::consts::PI) as f32;
+    for j in 0..8 {
+        let u1 = 1.0 - data[j];
+        let u2 = data[j + 8];
+        let radius = (-2.0 * log_cephes(u1)).sqrt();
+        let (sin, cos) = sincos_cephes(two_pi * u2);
+        // torch finishes with fma(n, std, mean); for N(0, 1) that only turns -0.0 into +0.0.
+        data[j] = fma(radius * cos, 1.0, 0.0);
+        data[j + 8] = fma(radius * sin, 1.0, 0.0);
+    }
+}
+
+// Cephes single-precision polynomial coefficients (the values `avx_mathfun.h` uses).
+const SQRT_HALF: f32 = 0.707_106_77;
+const LOG_P: [f32; 9] = [
+    7.037_683_6e-2,
+    -1.151_461e-1,
+    1.167_699_9e-1,
+    -1.242_014_1e-1,
+    1.424_932_3e-1,
+    -1.666_805_8e-1,
+    2.000_071_4e-1,
+    -2.499_999_4e-1,
+    3.333_333_1e-1,
+];
+const LOG_Q1: f32 = -2.121_944_4e-4;
+const LOG_Q2: f32 = 0.693_359_4;
+const FOUR_OVER_PI: f32 = 1.273_239_5;
+const MINUS_DP: [f32; 3] = [-0.785_156_25, -2.418_756_5e-4, -3.774_895e-8];
+const SIN_P: [f32; 3] = [-1.951_529_6e-4, 8.332_161e-3, -1.666_665_5e-1];
+const COS_P: [f32; 3] = [2.443_315_7e-5, -1.388_731_6e-3, 4.166_664_6e-2];
+
+/// Natural log of a positive normal f32 by mantissa/exponent split and a degree-9 polynomial, in
+/// the operation order (and rounding) of `log256_ps`. Inputs here are in (0, 1].
+fn log_cephes(x: f32) -> f32 {
+    let x = x.max(f32::MIN_POSITIVE);
+    let bits = x.to_bits();
+    let mut e = ((bits >> 23) as i32 - 0x7f) as f32 + 1.0;
+    let mut m = f32::from_bits((bits & !0x7f80_0000) | 0.5f32.to_bits());
+    if m < SQRT_HALF {
+        e -= 1.0;
+        m = m - 1.0 + m;
+    } else {
+        m -= 1.0;
+    }
+    let z = m * m;
+    let mut y = LOG_P[0];
+    for &p in &LOG_P[1..] {
+        y = fma(y, m, p);
+    }
+    y *= m;
+    y = fma(y, z, e * LOG_Q1);
+    y = fma(-z, 0.5, y);
+    fma(e, LOG_Q2, m + y)
+}
+
+/// Sine and cosine of a non-negative f32 by octant reduction (three-part pi/4) and the two Cephes
+/// polynomials, in the operation order of `sincos256_ps`. Returns (sin, cos).
+fn sincos_cephes(x: f32) -> (f32, f32) {
+    let sign_in = x.to_bits() & 0x8000_0000;
+    let x = f32::from_bits(x.to_bits() & 0x7fff_ffff);
+    let octant = (((x * FOUR_OVER_PI) as i32).wrapping_add(1)) & !1;
+    let y = octant as f32;
+    let swap_sin = ((octant & 4) as u32) << 29;
+    let use_cos_poly = octant & 2 == 0;
+    let mut r = fma(y, MINUS_DP[0], x);
+    r = fma(y, MINUS_DP[1], r);
+    r = fma(y, MINUS_DP[2], r);
+    let sign_cos = ((!(octant.wrapping_sub(2)) & 4) as u32) << 29;
+    let sign_sin = sign_in ^ swap_sin;
+
+    let z = r * r;
+    let mut c = fma(COS_P[0], z, COS_P[1]);
+    c = fma(c, z, COS_P[2]);
+    c *= z;
+    c = fma(c, z, -(z * 0.5));
+    c += 1.0;
+    let mut s = fma(SIN_P[0], z, SIN_P[1]);
+    s = fma(s, z, SIN_P[2]);
+    s *= z;
+    s = fma(s, r, r);
+
+    let (sin, cos) = if use_cos_poly { (s, c) } else { (c, s) };
+    (f32::from_bits(sin.to_bits() ^ sign_sin), f32::from_bits(cos.to_bits() ^ sign_cos))
+}
+
+/// The multiply-add of torch's AVX2 build (its compiler contracts `a * b + c` into one FMA).
+fn fma(a: f32, b: f32, c: f32) -> f32 {
+    a.mul_add(b, c)
+}

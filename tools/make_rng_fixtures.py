@@ -1,0 +1,144 @@
+"""torch.randn parity fixtures for kiln's seeded noise generator -> fixtures/parity/rng.safetensors.
+
+What it makes: one safetensors file holding, for a list of cases, the values torch produces with
+
+    g = torch.Generator("cpu").manual_seed(seed)
+    torch.randn(shape, generator=g, dtype=torch.float32)     # repeated: one case = several draws
+    torch.rand(shape, generator=g, dtype=torch.float32)      # a few cases mix in uniform draws
+
+on the same generator, so the stream continuation between draws is recorded too (ancestral
+samplers draw again and again). The cases cover the paths torch's CPU normal kernel takes:
+
+  - numel >= 16, contiguous float: uniforms for the whole tensor, Box-Muller on each 16-value
+    chunk; when numel % 16 != 0 the last 16 values are drawn again ([1,4,3,5], [17], ...);
+  - numel < 16: per-element normal_distribution<double> with its cached second value, which
+    survives into later draws ([1,1,1,3] then other draws);
+  - seeds 0, 1, 42, 2**32 + 5 (only the low 32 bits seed mt19937), 2**63 - 1, 2**64 - 1.
+
+Layout: the safetensors metadata entry "fixture" is JSON {"capability", "torch", "stride", "cases"}; cases is a list of {"name", "seed", "draws": [{"op":
+"randn"|"rand", "shape": [...], "key": tensor-name prefix, "numel": n, "full": bool}]}. For a draw
+with numel * 4 <= 16 KiB the full flat output (torch order) is stored as `<key>`; bigger draws
+store `<key>.head` (first 1024 values), `<key>.tail` (last 1024), `<key>.stride` (every 97th
+value, starting at 0) and `<key>.sum` (F64: the float64 sum of all values). "capability" records torch.backends.cpu.get_cpu_capability(): torch's float Box-Muller differs by CPU build
+(AVX2 kernel with avx_mathfun's log/sincos on x86 AVX2/AVX512 machines, libm otherwise), and
+kiln reproduces the x86 AVX2 kernel; regenerating on another kind of CPU changes the bytes.
+
+Checks run on every invocation: a generator reseeded with the same seed replays the first draw
+exactly, and 2**32 + 5 gives the same values as 5 (torch seeds mt19937 with the low 32 bits
+of the seed).
+
+Run:   /work/venv/bin/python tools/make_rng_fixtures.py   (~2 s)
+Needs: torch 2.15.0, safetensors (tools/requirements.txt).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+from safetensors.torch import save_file
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "fixtures", "parity", "rng.safetensors")
+
+FULL_LIMIT_BYTES = 16 * 1024
+EDGE = 1024
+STRIDE = 97
+
+SEEDS = [0, 1, 42, 2**32 + 5, 2**63 - 1, 2**64 - 1]
+
+# Single draws per seed: SD1.5 512px, SDXL 1024px batch 2, tiny, odd sizes, the < 16 path.
+SINGLE_SHAPES = [
+    [1, 4, 64, 64],
+    [2, 4, 128, 128],
+    [1, 4, 8, 8],
+    [1, 4, 3, 5],
+    [1, 4, 1, 2],
+    [1, 1, 1, 3],
+]
+
+# Consecutive draws on one generator (name, seed, [(op, shape), ...]).
+SEQUENCES = [
+    ("ancestral_sd15", 42, [("randn", [1, 4, 64, 64])] + [("randn", [1, 4, 64, 64])] * 3),
+    (
+        "mixed_paths",
+        7,
+        [
+            ("randn", [1, 1, 1, 3]),  # leaves a cached double normal
+            ("randn", [1, 4, 3, 5]),  # float path: does not touch the cache
+            ("randn", [1, 1, 1, 1]),  # takes the cached value
+            ("randn", [1, 1, 1, 1]),  # fresh pair, caches again
+            ("randn", [17]),
+            ("randn", [15]),
+            ("randn", [16]),
+            ("randn", [1]),
+            ("randn", [2, 4, 5, 7]),
+        ],
+    ),
+    ("sdxl_768", 1234, [("randn", [1, 4, 128, 96]), ("randn", [1, 4, 128, 96])]),
+    ("uniform", 3, [("rand", [1, 4, 8, 8]), ("randn", [1, 4, 8, 8]), ("rand", [5]), ("randn", [3])]),
+]
+
+
+def draw(op: str, shape: list[int], g: torch.Generator) -> torch.Tensor:
+    if op == "randn":
+        return torch.randn(shape, generator=g, dtype=torch.float32)
+    return torch.rand(shape, generator=g, dtype=torch.float32)
+
+
+def store(tensors: dict[str, torch.Tensor], key: str, values: torch.Tensor) -> bool:
+    flat = values.reshape(-1).contiguous()
+    if flat.numel() * 4 <= FULL_LIMIT_BYTES:
+        tensors[key] = flat.clone()
+        return True
+    tensors[f"{key}.head"] = flat[:EDGE].clone()
+    tensors[f"{key}.tail"] = flat[-EDGE:].clone()
+    tensors[f"{key}.stride"] = flat[::STRIDE].clone()
+    tensors[f"{key}.sum"] = flat.double().sum().reshape(1)
+    return False
+
+
+def shape_tag(shape: list[int]) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def main() -> None:
+    tensors: dict[str, torch.Tensor] = {}
+    cases = []
+    plans = [(f"seed{s}_{shape_tag(sh)}", s, [("randn", sh)]) for s in SEEDS for sh in SINGLE_SHAPES]
+    plans += SEQUENCES
+    for name, seed, ops in plans:
+        g = torch.Generator("cpu").manual_seed(seed)
+        draws = []
+        for i, (op, shape) in enumerate(ops):
+            values = draw(op, shape, g)
+            assert torch.isfinite(values).all(), name
+            key = f"{name}.{i}"
+            full = store(tensors, key, values)
+            draws.append({"op": op, "shape": shape, "key": key, "numel": values.numel(), "full": full})
+        cases.append({"name": name, "seed": seed, "draws": draws})
+
+    # Reseeding replays; only the low 32 bits of the seed reach mt19937.
+    a = torch.randn([1, 4, 8, 8], generator=torch.Generator("cpu").manual_seed(5))
+    b = torch.randn([1, 4, 8, 8], generator=torch.Generator("cpu").manual_seed(2**32 + 5))
+    assert torch.equal(a, b)
+    c = torch.randn([1, 4, 8, 8], generator=torch.Generator("cpu").manual_seed(5))
+    assert torch.equal(a, c)
+
+    # One metadata entry: safetensors writes several in no fixed order.
+    info = {
+        "capability": torch.backends.cpu.get_cpu_capability(),
+        "torch": torch.__version__,
+        "stride": STRIDE,
+        "cases": cases,
+    }
+    metadata = {"fixture": json.dumps(info)}
+    os.makedirs(os.path.dirname(OUT), exist_ok=True)
+    save_file(tensors, OUT, metadata=metadata)
+    print(f"{OUT}: {len(cases)} cases, {len(tensors)} tensors, {os.path.getsize(OUT)} bytes, "
+          f"capability {info['capability']}")
+
+
+if __name__ == "__main__":
+    main()
