@@ -15,13 +15,19 @@ samplers draw again and again). The cases cover the paths torch's CPU normal ker
     survives into later draws ([1,1,1,3] then other draws);
   - seeds 0, 1, 42, 2**32 + 5 (only the low 32 bits seed mt19937), 2**63 - 1, 2**64 - 1.
 
-Layout: the safetensors metadata entry "fixture" is JSON {"capability", "torch", "stride", "cases"}; cases is a list of {"name", "seed", "draws": [{"op":
-"randn"|"rand", "shape": [...], "key": tensor-name prefix, "numel": n, "full": bool}]}. For a draw
-with numel * 4 <= 16 KiB the full flat output (torch order) is stored as `<key>`; bigger draws
-store `<key>.head` (first 1024 values), `<key>.tail` (last 1024), `<key>.stride` (every 97th
-value, starting at 0) and `<key>.sum` (F64: the float64 sum of all values). "capability" records torch.backends.cpu.get_cpu_capability(): torch's float Box-Muller differs by CPU build
-(AVX2 kernel with avx_mathfun's log/sincos on x86 AVX2/AVX512 machines, libm otherwise), and
-kiln reproduces the x86 AVX2 kernel; regenerating on another kind of CPU changes the bytes.
+Layout: the safetensors metadata entry "fixture" is JSON {"capability", "torch", "stride",
+"cases"}; cases is a list of {"name", "seed", "draws": [{"op": "randn"|"rand", "shape": [...],
+"key": tensor-name prefix, "numel": n, "full": bool}]}. For a draw with numel * 4 <= 16 KiB the
+full flat output (torch order) is stored as `<key>`; bigger draws store `<key>.head` (first 1024
+values), `<key>.tail` (last 1024), `<key>.stride` (every 97th value, starting at 0) and
+`<key>.sum` (F64: the float64 sum of all values).
+
+CPU dependence: "capability" records torch.backends.cpu.get_cpu_capability(). torch's 16-value
+float Box-Muller is compiled per CPU: x86 AVX2 and AVX512 machines both run the AVX2 kernel
+(avx_mathfun.h's Cephes log/sincos with fused multiply-adds; torch registers no AVX512 normal
+kernel), other builds use libm (DEFAULT) or Sleef (ARM) and can differ in the last bit. kiln
+reproduces the x86 AVX2 kernel, so regenerate on an x86-64 machine with AVX2 (this one:
+AVX512, i.e. the AVX2 kernel); elsewhere the bytes change and the Rust test fails.
 
 Checks run on every invocation: a generator reseeded with the same seed replays the first draw
 exactly, and 2**32 + 5 gives the same values as 5 (torch seeds mt19937 with the low 32 bits

@@ -48,6 +48,7 @@ impl TorchGenerator {
     pub fn randn_nchw(&mut self, shape: &[usize]) -> Vec<f32> {
         let numel: usize = shape.iter().product();
         if numel < CHUNK {
+            // torch applies `value * std + mean` in f64 (+0.0 turns -0.0 into +0.0), then casts.
             return (0..numel)
                 .map(|_| (normal_f64(&mut self.engine, &mut self.cached_normal) + 0.0) as f32)
                 .collect();
