@@ -41,12 +41,16 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import torch
 from safetensors.torch import save_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "fixtures", "parity", "rng.safetensors")
+OUT_DEFAULT = os.path.join(ROOT, "fixtures", "parity", "rng_default_cpu.safetensors")
+CHILD_FLAG = "KILN_RNG_FIXTURE_DEFAULT_CHILD"
 
 FULL_LIMIT_BYTES = 16 * 1024
 EDGE = 1024
@@ -63,6 +67,10 @@ SINGLE_SHAPES = [
     [1, 4, 1, 2],
     [1, 1, 1, 3],
 ]
+
+# torch's portable (DEFAULT capability) kernel: fewer cases, it is the secondary target.
+DEFAULT_SEEDS = [0, 42]
+DEFAULT_SHAPES = [[1, 4, 64, 64], [1, 4, 3, 5], [2, 4, 5, 7]]
 
 # Consecutive draws on one generator (name, seed, [(op, shape), ...]).
 SEQUENCES = [
@@ -109,11 +117,10 @@ def shape_tag(shape: list[int]) -> str:
     return "x".join(str(d) for d in shape)
 
 
-def main() -> None:
+def record(plans) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """Runs each plan on a fresh generator; returns the stored tensors and the case list."""
     tensors: dict[str, torch.Tensor] = {}
     cases = []
-    plans = [(f"seed{s}_{shape_tag(sh)}", s, [("randn", sh)]) for s in SEEDS for sh in SINGLE_SHAPES]
-    plans += SEQUENCES
     for name, seed, ops in plans:
         g = torch.Generator("cpu").manual_seed(seed)
         draws = []
@@ -124,14 +131,10 @@ def main() -> None:
             full = store(tensors, key, values)
             draws.append({"op": op, "shape": shape, "key": key, "numel": values.numel(), "full": full})
         cases.append({"name": name, "seed": seed, "draws": draws})
+    return tensors, cases
 
-    # Reseeding replays; only the low 32 bits of the seed reach mt19937.
-    a = torch.randn([1, 4, 8, 8], generator=torch.Generator("cpu").manual_seed(5))
-    b = torch.randn([1, 4, 8, 8], generator=torch.Generator("cpu").manual_seed(2**32 + 5))
-    assert torch.equal(a, b)
-    c = torch.randn([1, 4, 8, 8], generator=torch.Generator("cpu").manual_seed(5))
-    assert torch.equal(a, c)
 
+def write(path: str, tensors: dict[str, torch.Tensor], cases: list[dict]) -> None:
     # One metadata entry: safetensors writes several in no fixed order.
     info = {
         "capability": torch.backends.cpu.get_cpu_capability(),
@@ -139,11 +142,36 @@ def main() -> None:
         "stride": STRIDE,
         "cases": cases,
     }
-    metadata = {"fixture": json.dumps(info)}
-    os.makedirs(os.path.dirname(OUT), exist_ok=True)
-    save_file(tensors, OUT, metadata=metadata)
-    print(f"{OUT}: {len(cases)} cases, {len(tensors)} tensors, {os.path.getsize(OUT)} bytes, "
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    save_file(tensors, path, metadata={"fixture": json.dumps(info)})
+    print(f"{path}: {len(cases)} cases, {len(tensors)} tensors, {os.path.getsize(path)} bytes, "
           f"capability {info['capability']}")
+
+
+def main() -> None:
+    if os.environ.get(CHILD_FLAG):
+        # Child process started below with ATEN_CPU_CAPABILITY=default: torch's portable kernel.
+        assert torch.backends.cpu.get_cpu_capability() == "DEFAULT"
+        plans = [(f"seed{s}_{shape_tag(sh)}", s, [("randn", sh)]) for s in DEFAULT_SEEDS for sh in DEFAULT_SHAPES]
+        write(OUT_DEFAULT, *record(plans))
+        return
+
+    capability = torch.backends.cpu.get_cpu_capability()
+    assert capability in ("AVX2", "AVX512"), f"needs an x86 AVX2/AVX512 torch, got {capability}"
+    plans = [(f"seed{s}_{shape_tag(sh)}", s, [("randn", sh)]) for s in SEEDS for sh in SINGLE_SHAPES]
+    plans += SEQUENCES
+    tensors, cases = record(plans)
+
+    # Reseeding replays; only the low 32 bits of the seed reach mt19937.
+    a = torch.randn([1, 4, 8, 8], generator=torch.Generator("cpu").manual_seed(5))
+    b = torch.randn([1, 4, 8, 8], generator=torch.Generator("cpu").manual_seed(2**32 + 5))
+    assert torch.equal(a, b)
+    c = torch.randn([1, 4, 8, 8], generator=torch.Generator("cpu").manual_seed(5))
+    assert torch.equal(a, c)
+    write(OUT, tensors, cases)
+
+    env = dict(os.environ, ATEN_CPU_CAPABILITY="default", **{CHILD_FLAG: "1"})
+    subprocess.run([sys.executable, os.path.abspath(__file__)], env=env, check=True)
 
 
 if __name__ == "__main__":

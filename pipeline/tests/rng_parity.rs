@@ -3,7 +3,7 @@
 //! `tools/make_rng_fixtures.py` (its header lists the cases: seeds, latent shapes, the < 16 and
 //! not-a-multiple-of-16 paths, consecutive draws on one generator).
 
-use kiln_pipeline::rng::TorchGenerator;
+use kiln_pipeline::rng::{BoxMullerKernel, TorchGenerator};
 use kiln_runtime::{DType, Device};
 use safetensors::SafeTensors;
 use serde_json::Value;
@@ -54,20 +54,20 @@ fn check_draw(st: &SafeTensors, key: &str, full: bool, stride_step: usize, ours:
     assert!((sum - reference).abs() <= 1e-9 * ours.len() as f64, "{key}.sum: kiln {sum} torch {reference}");
 }
 
-#[test]
-fn every_case_matches_torch_bit_for_bit() {
-    let bytes = std::fs::read(FIXTURE).expect("read fixtures/parity/rng.safetensors");
+/// Replays every case of a fixture file on fresh generators; returns how many draws were checked.
+fn replay(path: &str, kernel: BoxMullerKernel, capabilities: &[&str]) -> usize {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let (_, meta) = SafeTensors::read_metadata(&bytes).expect("header");
     let st = SafeTensors::deserialize(&bytes).expect("safetensors");
     let info: Value =
         serde_json::from_str(&meta.metadata().as_ref().expect("metadata")["fixture"]).expect("fixture json");
-    let cases = info["cases"].as_array().expect("cases");
+    let capability = info["capability"].as_str().expect("capability");
+    assert!(capabilities.contains(&capability), "{path} made by a torch with capability {capability}");
     let stride_step = info["stride"].as_u64().expect("stride") as usize;
-    assert!(cases.len() >= 30, "fixture has {} cases", cases.len());
     let mut draws_checked = 0;
-    for case in cases {
+    for case in info["cases"].as_array().expect("cases") {
         let seed = case["seed"].as_u64().expect("seed");
-        let mut generator = TorchGenerator::new(seed);
+        let mut generator = TorchGenerator::with_kernel(seed, kernel);
         for draw in case["draws"].as_array().expect("draws") {
             let shape: Vec<usize> = draw["shape"]
                 .as_array()
@@ -81,17 +81,40 @@ fn every_case_matches_torch_bit_for_bit() {
                 other => panic!("unknown op {other:?}"),
             };
             assert_eq!(ours.len() as u64, draw["numel"].as_u64().expect("numel"));
-            check_draw(
-                &st,
-                draw["key"].as_str().expect("key"),
-                draw["full"].as_bool().expect("full"),
-                stride_step,
-                &ours,
-            );
+            let key = draw["key"].as_str().expect("key");
+            check_draw(&st, key, draw["full"].as_bool().expect("full"), stride_step, &ours);
             draws_checked += 1;
         }
     }
-    assert!(draws_checked >= 50, "only {draws_checked} draws");
+    draws_checked
+}
+
+/// The default generator against torch on an x86 AVX2/AVX-512 machine: 36 single draws (6 seeds
+/// x 6 shapes) and 4 sequences of consecutive draws mixing paths and `rand`.
+#[test]
+fn every_case_matches_torch_bit_for_bit() {
+    let draws = replay(FIXTURE, BoxMullerKernel::X86Avx2, &["AVX2", "AVX512"]);
+    assert!(draws >= 50, "only {draws} draws");
+}
+
+/// The portable kernel against torch run with `ATEN_CPU_CAPABILITY=default` (libm transcendental
+/// functions: the same libm must be underneath, so Linux/glibc only).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn portable_kernel_matches_torch_default_build() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/parity/rng_default_cpu.safetensors");
+    let draws = replay(path, BoxMullerKernel::Portable, &["DEFAULT"]);
+    assert_eq!(draws, 6);
+}
+
+/// The two kernels really differ (so each fixture pins its own kernel down).
+#[test]
+fn kernels_differ_in_last_bits() {
+    let avx2 = TorchGenerator::new(0).randn_nchw(&[1, 4, 64, 64]);
+    let portable = TorchGenerator::with_kernel(0, BoxMullerKernel::Portable).randn_nchw(&[1, 4, 64, 64]);
+    let differing = avx2.iter().zip(&portable).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+    let max_diff = avx2.iter().zip(&portable).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(differing > 1000 && max_diff < 1e-5, "{differing} differ, max {max_diff}");
 }
 
 /// `randn_nhwc` holds torch's values permuted to [B, H, W, C]; the tensor helper keeps them.

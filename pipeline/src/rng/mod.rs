@@ -13,12 +13,14 @@
 //!   uniforms, the second (sine) value cached in the generator for the next small draw.
 //!
 //! CPU dependence: torch's 16-value kernel is compiled per CPU. On x86-64 with AVX2 (also AVX-512
-//! machines: torch does not build an AVX-512 normal kernel) it uses `avx_mathfun.h`'s Cephes
-//! polynomials with fused multiply-adds; that is the kernel reproduced here, in portable scalar
-//! code, so kiln gives the same values on any host. torch builds without AVX2 (old x86 CPUs,
-//! and ARM, which uses Sleef) use libm's `logf`/`sinf`/`cosf` instead and can differ from
-//! these values in the last bit. The small-tensor double path is the same on every build
-//! (here: Rust's `ln_1p`/`sin`/`cos`, which call the platform libm on Linux, as torch does).
+//! machines: torch registers no AVX-512 normal kernel) it uses `avx_mathfun.h`'s Cephes
+//! polynomials with fused multiply-adds; that is the default kernel here
+//! ([`BoxMullerKernel::X86Avx2`]), in portable scalar code, so kiln gives the same values on any
+//! host. torch's portable build (`ATEN_CPU_CAPABILITY=default`, x86 without AVX2) uses libm's
+//! `logf`/`cosf`/`sinf` and differs in the last bits of ~40% of the values;
+//! [`BoxMullerKernel::Portable`] reproduces it where Rust's f32 functions call the same libm
+//! (Linux/glibc). ARM builds of torch (Sleef) are not reproduced. The small-tensor double path
+//! is the same on every build (Rust's `ln_1p`/`sin`/`cos` call the platform libm, as torch does).
 
 mod mt19937;
 mod normal;
@@ -26,7 +28,9 @@ mod normal;
 use kiln_runtime::{DType, Device, Result, Tensor};
 
 use mt19937::Mt19937;
-use normal::{box_muller_16, normal_f64, uniform_f32};
+use normal::{normal_f64, uniform_f32};
+
+pub use normal::BoxMullerKernel;
 
 /// torch's Box-Muller chunk: 8 radius uniforms and 8 angle uniforms.
 const CHUNK: usize = 16;
@@ -36,12 +40,19 @@ const CHUNK: usize = 16;
 pub struct TorchGenerator {
     engine: Mt19937,
     cached_normal: Option<f64>,
+    kernel: BoxMullerKernel,
 }
 
 impl TorchGenerator {
     /// Like `torch.Generator("cpu").manual_seed(seed)` (only the low 32 bits matter to torch too).
+    /// Values match torch on x86-64 AVX2/AVX-512 CPUs (see the module note).
     pub fn new(seed: u64) -> TorchGenerator {
-        TorchGenerator { engine: Mt19937::new(seed), cached_normal: None }
+        TorchGenerator::with_kernel(seed, BoxMullerKernel::default())
+    }
+
+    /// A generator reproducing the given torch build's Box-Muller kernel.
+    pub fn with_kernel(seed: u64, kernel: BoxMullerKernel) -> TorchGenerator {
+        TorchGenerator { engine: Mt19937::new(seed), cached_normal: None, kernel }
     }
 
     /// Standard-normal f32 values of `shape`, flat in torch's (row-major NCHW) order.
@@ -55,14 +66,14 @@ impl TorchGenerator {
         }
         let mut data: Vec<f32> = (0..numel).map(|_| uniform_f32(self.engine.next_u32())).collect();
         for chunk in data.chunks_exact_mut(CHUNK) {
-            box_muller_16(chunk);
+            self.kernel.apply(chunk);
         }
         if numel % CHUNK != 0 {
             let tail = &mut data[numel - CHUNK..];
             for value in tail.iter_mut() {
                 *value = uniform_f32(self.engine.next_u32());
             }
-            box_muller_16(tail);
+            self.kernel.apply(tail);
         }
         data
     }

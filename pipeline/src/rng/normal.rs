@@ -29,9 +29,42 @@ pub fn normal_f64(engine: &mut Mt19937, cache: &mut Option<f64>) -> f64 {
     radius * theta.cos()
 }
 
-/// Box-Muller on 16 uniforms in place, as torch's AVX2 `NormalFill16` does it: lanes 0..8 hold
-/// u1 (used as 1 - u1), lanes 8..16 hold u2; outputs cos halves in 0..8, sin halves in 8..16.
-pub fn box_muller_16(data: &mut [f32]) {
+/// Which of torch's per-CPU builds of the 16-value Box-Muller kernel to reproduce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BoxMullerKernel {
+    /// torch on x86-64 with AVX2 or AVX-512 (both run the AVX2 kernel): Cephes polynomials.
+    #[default]
+    X86Avx2,
+    /// torch's portable build (`ATEN_CPU_CAPABILITY=default`, x86 without AVX2): libm's `logf`,
+    /// `cosf`, `sinf` (Rust's f32 functions call the same libm on Linux/glibc).
+    Portable,
+}
+
+impl BoxMullerKernel {
+    /// Box-Muller on 16 uniforms in place: lanes 0..8 hold u1 (used as 1 - u1), lanes 8..16 hold
+    /// u2; the cosine halves go to 0..8, the sine halves to 8..16.
+    pub fn apply(self, data: &mut [f32]) {
+        match self {
+            BoxMullerKernel::X86Avx2 => box_muller_16_avx2(data),
+            BoxMullerKernel::Portable => box_muller_16_portable(data),
+        }
+    }
+}
+
+/// torch's scalar `NormalFill16`: f32 log/sqrt, the angle computed in f64 then rounded to f32.
+fn box_muller_16_portable(data: &mut [f32]) {
+    for j in 0..8 {
+        let u1 = 1.0 - data[j];
+        let u2 = data[j + 8];
+        let radius = (-2.0 * u1.ln()).sqrt();
+        let theta = (2.0 * std::f64::consts::PI * u2 as f64) as f32;
+        data[j] = (radius * theta.cos()).mul_add(1.0, 0.0);
+        data[j + 8] = (radius * theta.sin()).mul_add(1.0, 0.0);
+    }
+}
+
+/// torch's AVX2 `NormalFill16` (`log256_ps`, `sincos256_ps`), one lane at a time.
+fn box_muller_16_avx2(data: &mut [f32]) {
     let two_pi = (2.0 * std::f64::consts::PI) as f32;
     for j in 0..8 {
         let u1 = 1.0 - data[j];
