@@ -25,15 +25,21 @@ values), `<key>.tail` (last 1024), `<key>.stride` (every 97th value, starting at
 CPU dependence: "capability" records torch.backends.cpu.get_cpu_capability(). torch's 16-value
 float Box-Muller is compiled per CPU: x86 AVX2 and AVX512 machines both run the AVX2 kernel
 (avx_mathfun.h's Cephes log/sincos with fused multiply-adds; torch registers no AVX512 normal
-kernel), other builds use libm (DEFAULT) or Sleef (ARM) and can differ in the last bit. kiln
-reproduces the x86 AVX2 kernel, so regenerate on an x86-64 machine with AVX2 (this one:
-AVX512, i.e. the AVX2 kernel); elsewhere the bytes change and the Rust test fails.
+kernel); the portable build (DEFAULT) uses libm and differs in the last bits of ~40% of the
+values. kiln's default reproduces the x86 AVX2 kernel, so this script must run on an x86-64
+machine with AVX2 or AVX512 (it refuses otherwise; made here on AVX512). ARM builds are not
+covered.
 
-Checks run on every invocation: a generator reseeded with the same seed replays the first draw
-exactly, and 2**32 + 5 gives the same values as 5 (torch seeds mt19937 with the low 32 bits
-of the seed).
+Second file: fixtures/parity/rng_default_cpu.safetensors, same layout, a few single draws (seeds
+0 and 42; [1,4,64,64], [1,4,3,5], [2,4,5,7]) from torch's portable kernel: the script reruns
+itself in a child process with ATEN_CPU_CAPABILITY=default (libm logf/cosf/sinf), which kiln
+reproduces as BoxMullerKernel::Portable on Linux/glibc.
 
-Run:   /work/venv/bin/python tools/make_rng_fixtures.py   (~2 s)
+Checks run on every invocation: torch's capability is AVX2/AVX512 (DEFAULT in the child), a
+generator reseeded with the same seed replays the first draw exactly, and 2**32 + 5 gives the
+same values as 5 (torch seeds mt19937 with the low 32 bits of the seed).
+
+Run:   /work/venv/bin/python tools/make_rng_fixtures.py   (~5 s)
 Needs: torch 2.15.0, safetensors (tools/requirements.txt).
 """
 

@@ -19,7 +19,7 @@
 //! host. torch's portable build (`ATEN_CPU_CAPABILITY=default`, x86 without AVX2) uses libm's
 //! `logf`/`cosf`/`sinf` and differs in the last bits of ~40% of the values;
 //! [`BoxMullerKernel::Portable`] reproduces it where Rust's f32 functions call the same libm
-//! (Linux/glibc). ARM builds of torch (Sleef) are not reproduced. The small-tensor double path
+//! (Linux/glibc). ARM builds of torch are not checked. The small-tensor double path
 //! is the same on every build (Rust's `ln_1p`/`sin`/`cos` call the platform libm, as torch does).
 
 mod mt19937;
