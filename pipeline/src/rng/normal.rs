@@ -77,25 +77,30 @@ fn box_muller_16_avx2(data: &mut [f32]) {
     }
 }
 
-// Cephes single-precision polynomial coefficients (the values `avx_mathfun.h` uses).
-const SQRT_HALF: f32 = 0.707_106_77;
+// Cephes single-precision coefficients, written as `avx_mathfun.h` writes them: double literals
+// rounded to f32 (decimal -> f64 -> f32, as C converts them in its float constant tables).
+const SQRT_HALF: f32 = std::f64::consts::FRAC_1_SQRT_2 as f32;
 const LOG_P: [f32; 9] = [
-    7.037_683_6e-2,
-    -1.151_461e-1,
-    1.167_699_9e-1,
-    -1.242_014_1e-1,
-    1.424_932_3e-1,
-    -1.666_805_8e-1,
-    2.000_071_4e-1,
-    -2.499_999_4e-1,
-    3.333_333_1e-1,
+    7.0376836292e-2_f64 as f32,
+    -1.1514610310e-1_f64 as f32,
+    1.1676998740e-1_f64 as f32,
+    -1.2420140846e-1_f64 as f32,
+    1.4249322787e-1_f64 as f32,
+    -1.6668057665e-1_f64 as f32,
+    2.0000714765e-1_f64 as f32,
+    -2.4999993993e-1_f64 as f32,
+    3.3333331174e-1_f64 as f32,
 ];
-const LOG_Q1: f32 = -2.121_944_4e-4;
-const LOG_Q2: f32 = 0.693_359_4;
-const FOUR_OVER_PI: f32 = 1.273_239_5;
-const MINUS_DP: [f32; 3] = [-0.785_156_25, -2.418_756_5e-4, -3.774_895e-8];
-const SIN_P: [f32; 3] = [-1.951_529_6e-4, 8.332_161e-3, -1.666_665_5e-1];
-const COS_P: [f32; 3] = [2.443_315_7e-5, -1.388_731_6e-3, 4.166_664_6e-2];
+const LOG_Q1: f32 = -2.12194440e-4_f64 as f32;
+const LOG_Q2: f32 = 0.693359375_f64 as f32;
+const FOUR_OVER_PI: f32 = 1.27323954473516_f64 as f32;
+#[allow(clippy::excessive_precision)] // the literals as the reference writes them
+const MINUS_DP: [f32; 3] =
+    [-0.78515625_f64 as f32, -2.4187564849853515625e-4_f64 as f32, -3.77489497744594108e-8_f64 as f32];
+const SIN_P: [f32; 3] =
+    [-1.9515295891e-4_f64 as f32, 8.3321608736e-3_f64 as f32, -1.6666654611e-1_f64 as f32];
+const COS_P: [f32; 3] =
+    [2.443315711809948e-5_f64 as f32, -1.388731625493765e-3_f64 as f32, 4.166664568298827e-2_f64 as f32];
 
 /// Natural log of a positive normal f32 by mantissa/exponent split and a degree-9 polynomial, in
 /// the operation order (and rounding) of `log256_ps`. Inputs here are in (0, 1].
