@@ -93,6 +93,7 @@ SEQUENCES = [
             ("randn", [15]),
             ("randn", [16]),
             ("randn", [1]),
+            ("randn", [1, 4, 0, 8]),  # empty: draws nothing
             ("randn", [2, 4, 5, 7]),
         ],
     ),
