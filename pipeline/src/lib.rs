@@ -2,8 +2,10 @@
 //! the JSONL batch runner, built on kiln-runtime.
 //!
 //! - [`models`]: the networks (text encoders, UNet, VAE) and the layers they share;
+//! - [`samplers`]: OctoAI's 21 sampler names, their schedules and update rules (diffusers parity);
 //! - [`tokenizer`]: CLIP's BPE tokenizer and A1111-style long-prompt windows.
 #![deny(missing_docs)]
 
 pub mod models;
+pub mod samplers;
 pub mod tokenizer;
