@@ -1,6 +1,8 @@
 """Sampler parity fixtures: diffusers' schedules and denoising steps for OctoAI's 21 sampler names.
 
-What it makes: `fixtures/samplers/<NAME>.json`, one file per OctoAI sampler name, each holding
+What it makes: `fixtures/samplers/octoai_names.json` (the 21 names of OctoAI's API schema,
+`Scheduler` enum, read from /work/shared/spec/octoai-imagegen-openapi.json) and
+`fixtures/samplers/<NAME>.json`, one file per OctoAI sampler name, each holding
 cases for three scheduler configurations (the tiny SD 1.5 and SDXL checkpoints' own
 `scheduler/scheduler_config.json`, and the SDXL one with `prediction_type = "v_prediction"`),
 text-to-image at 1, 4, 20 and 30 steps, and image-to-image at strength 0.3 and 0.8 (20 steps).
@@ -67,6 +69,16 @@ SAMPLERS = {
 SHAPE = (1, 4, 2, 3)  # NCHW as diffusers sees it; H != W so a layout slip shows
 TXT2IMG_STEPS = [(1, True), (4, True), (20, False), (30, False)]  # (steps, record every step)
 IMG2IMG = [(20, 0.3), (20, 0.8)]
+
+
+SPEC = Path("/work/shared/spec/octoai-imagegen-openapi.json")
+
+
+def write_octoai_names():
+    """fixtures/samplers/octoai_names.json: the API schema's Scheduler enum, for the parse test."""
+    names = json.loads(SPEC.read_text())["components"]["schemas"]["Scheduler"]["enum"]
+    assert sorted(names) == sorted(SAMPLERS), "the table above must cover exactly OctoAI's names"
+    (OUT / "octoai_names.json").write_text(json.dumps(names) + "\n")
 
 
 def load_configs():
@@ -171,6 +183,7 @@ def main():
     recorder.install()
     configs = load_configs()
     OUT.mkdir(parents=True, exist_ok=True)
+    write_octoai_names()
     total = 0
     for name, (class_name, options) in SAMPLERS.items():
         try:

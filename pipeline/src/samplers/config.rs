@@ -97,19 +97,27 @@ impl SchedulerConfig {
         let number = |key: &'static str, default: f64| -> Result<f64, SamplerError> {
             match obj.get(key) {
                 None | Some(Value::Null) => Ok(default),
-                Some(v) => v.as_f64().ok_or_else(|| SamplerError::config(key, format!("{v} is not a number"))),
+                Some(v) => {
+                    v.as_f64().ok_or_else(|| SamplerError::config(key, format!("{v} is not a number")))
+                }
             }
         };
         let flag = |key: &'static str| -> Result<Option<bool>, SamplerError> {
             match obj.get(key) {
                 None | Some(Value::Null) => Ok(None),
-                Some(v) => v.as_bool().map(Some).ok_or_else(|| SamplerError::config(key, format!("{v} is not a bool"))),
+                Some(v) => v
+                    .as_bool()
+                    .map(Some)
+                    .ok_or_else(|| SamplerError::config(key, format!("{v} is not a bool"))),
             }
         };
         let text_of = |key: &'static str| -> Result<Option<&str>, SamplerError> {
             match obj.get(key) {
                 None | Some(Value::Null) => Ok(None),
-                Some(v) => v.as_str().map(Some).ok_or_else(|| SamplerError::config(key, format!("{v} is not a string"))),
+                Some(v) => v
+                    .as_str()
+                    .map(Some)
+                    .ok_or_else(|| SamplerError::config(key, format!("{v} is not a string"))),
             }
         };
         let count = |key: &'static str, default: f64| -> Result<usize, SamplerError> {
@@ -123,7 +131,10 @@ impl SchedulerConfig {
             return Err(SamplerError::config("trained_betas", "explicit betas are not supported"));
         }
         if flag("rescale_betas_zero_snr")? == Some(true) {
-            return Err(SamplerError::config("rescale_betas_zero_snr", "zero-SNR rescaling is not supported"));
+            return Err(SamplerError::config(
+                "rescale_betas_zero_snr",
+                "zero-SNR rescaling is not supported",
+            ));
         }
         if let Some(kind) = text_of("interpolation_type")? {
             if kind != "linear" {
@@ -133,7 +144,9 @@ impl SchedulerConfig {
         let beta_schedule = match text_of("beta_schedule")?.unwrap_or("linear") {
             "linear" => BetaSchedule::Linear,
             "scaled_linear" => BetaSchedule::ScaledLinear,
-            other => return Err(SamplerError::config("beta_schedule", format!("{other:?} is not supported"))),
+            other => {
+                return Err(SamplerError::config("beta_schedule", format!("{other:?} is not supported")));
+            }
         };
         let timestep_spacing = match text_of("timestep_spacing")? {
             None => None,
@@ -141,13 +154,15 @@ impl SchedulerConfig {
             Some("leading") => Some(TimestepSpacing::Leading),
             Some("trailing") => Some(TimestepSpacing::Trailing),
             Some(other) => {
-                return Err(SamplerError::config("timestep_spacing", format!("{other:?} is not supported")))
+                return Err(SamplerError::config("timestep_spacing", format!("{other:?} is not supported")));
             }
         };
         let prediction_type = match text_of("prediction_type")?.unwrap_or("epsilon") {
             "epsilon" => PredictionType::Epsilon,
             "v_prediction" => PredictionType::VPrediction,
-            other => return Err(SamplerError::config("prediction_type", format!("{other:?} is not supported"))),
+            other => {
+                return Err(SamplerError::config("prediction_type", format!("{other:?} is not supported")));
+            }
         };
         let num_train_timesteps = count("num_train_timesteps", 1000.0)?;
         if num_train_timesteps < 2 {

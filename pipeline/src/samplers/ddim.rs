@@ -5,7 +5,7 @@ use kiln_runtime::Tensor;
 
 use super::config::{PredictionType, SchedulerConfig, TimestepSpacing};
 use super::schedule::{alphas_cumprod, np_linspace, np_round};
-use super::{axpby, Cursor, NoiseSource, Result, Sampler, SamplerError, SamplerName};
+use super::{Cursor, NoiseSource, Result, Sampler, SamplerError, SamplerName, axpby};
 
 /// DDIM with eta 0.
 pub struct Ddim {
@@ -42,10 +42,13 @@ impl Ddim {
             }
         };
         if let Some(t) = timesteps.iter().find(|&&t| t < 0.0 || t >= train as f64) {
-            return Err(SamplerError::Steps(format!("{steps} steps give timestep {t}, outside [0, {train})")));
+            return Err(SamplerError::Steps(format!(
+                "{steps} steps give timestep {t}, outside [0, {train})"
+            )));
         }
         let alphas_cumprod = alphas_cumprod(config);
-        let final_alpha_cumprod = if config.set_alpha_to_one.unwrap_or(true) { 1.0 } else { alphas_cumprod[0] };
+        let final_alpha_cumprod =
+            if config.set_alpha_to_one.unwrap_or(true) { 1.0 } else { alphas_cumprod[0] };
         Ok(Ddim {
             prediction: config.prediction_type,
             timesteps,
@@ -57,11 +60,7 @@ impl Ddim {
     }
 
     fn alpha_at(&self, t: i64) -> f32 {
-        if t >= 0 {
-            self.alphas_cumprod[t as usize]
-        } else {
-            self.final_alpha_cumprod
-        }
+        if t >= 0 { self.alphas_cumprod[t as usize] } else { self.final_alpha_cumprod }
     }
 }
 

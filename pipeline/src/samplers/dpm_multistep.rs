@@ -9,8 +9,10 @@
 use kiln_runtime::Tensor;
 
 use super::config::{PredictionType, SchedulerConfig, TimestepSpacing};
-use super::schedule::{alphas_cumprod, interp, karras_sigmas, np_linspace, np_round, sigma_to_t, training_sigmas};
-use super::{axpby, Cursor, NoiseSource, Result, Sampler, SamplerName};
+use super::schedule::{
+    alphas_cumprod, interp, karras_sigmas, np_linspace, np_round, sigma_to_t, training_sigmas,
+};
+use super::{Cursor, NoiseSource, Result, Sampler, SamplerName, axpby};
 
 /// DPM-Solver++(2M), deterministic or SDE.
 pub struct DpmMultistep {
@@ -72,7 +74,8 @@ impl DpmMultistep {
         };
         sigmas.push(0.0);
         let sigmas = sigmas.into_iter().map(|s| s as f32 as f64).collect();
-        let sde = matches!(name, SamplerName::DPM_PLUS_PLUS_2M_SDE | SamplerName::DPM_PLUS_PLUS_2M_SDE_KARRAS);
+        let sde =
+            matches!(name, SamplerName::DPM_PLUS_PLUS_2M_SDE | SamplerName::DPM_PLUS_PLUS_2M_SDE_KARRAS);
         DpmMultistep {
             name,
             sde,
@@ -132,7 +135,8 @@ impl Sampler for DpmMultistep {
             }
             PredictionType::VPrediction => axpby(sample, alpha_s0 as f64, model_output, -sigma_s0 as f64)?,
         };
-        let z = if self.sde { Some(noise.normal(sample.dims(), sample.dtype(), sample.device())?) } else { None };
+        let z =
+            if self.sde { Some(noise.normal(sample.dims(), sample.dtype(), sample.device())?) } else { None };
         let h = lambda(alpha_t, sigma_t) - lambda(alpha_s0, sigma_s0);
         let previous = self.previous_x0.take();
         let first_order = self.lower_order_nums < 1 || last || previous.is_none();

@@ -8,7 +8,7 @@ use super::config::{PredictionType, SchedulerConfig, TimestepSpacing};
 use super::schedule::{
     alphas_cumprod, discrete_timesteps, interp, karras_sigmas, sigma_to_t, training_sigmas,
 };
-use super::{axpby, Cursor, NoiseSource, Result, Sampler, SamplerName};
+use super::{Cursor, NoiseSource, Result, Sampler, SamplerName, axpby};
 
 /// Euler / Euler ancestral over an interpolated (or Karras) sigma schedule.
 pub struct Euler {
@@ -55,11 +55,7 @@ impl Euler {
 
 impl Sampler for Euler {
     fn name(&self) -> SamplerName {
-        if self.ancestral {
-            SamplerName::K_EULER_ANCESTRAL
-        } else {
-            SamplerName::K_EULER
-        }
+        if self.ancestral { SamplerName::K_EULER_ANCESTRAL } else { SamplerName::K_EULER }
     }
 
     fn timesteps(&self) -> &[f64] {
@@ -94,7 +90,8 @@ impl Sampler for Euler {
         let (sigma, sigma_next) = (self.sigmas[i], self.sigmas[i + 1]);
         // The sigma the step lands on before noise is added back (the next sigma for Euler).
         let (sigma_to, sigma_up) = if self.ancestral {
-            let up = (sigma_next * sigma_next * (sigma * sigma - sigma_next * sigma_next) / (sigma * sigma)).sqrt();
+            let up = (sigma_next * sigma_next * (sigma * sigma - sigma_next * sigma_next) / (sigma * sigma))
+                .sqrt();
             ((sigma_next * sigma_next - up * up).max(0.0).sqrt(), up)
         } else {
             (sigma_next, 0.0)

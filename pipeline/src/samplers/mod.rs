@@ -136,9 +136,10 @@ pub fn build(
         K_EULER => Box::new(euler::Euler::new(config, steps, false)),
         K_EULER_ANCESTRAL => Box::new(euler::Euler::new(config, steps, true)),
         DDIM => Box::new(ddim::Ddim::new(config, steps)?),
-        DPM_SOLVER_MULTISTEP | DPM_PLUS_PLUS_2M_KARRAS | DPM_PLUS_PLUS_2M_SDE | DPM_PLUS_PLUS_2M_SDE_KARRAS => {
-            Box::new(dpm_multistep::DpmMultistep::new(name, config, steps))
-        }
+        DPM_SOLVER_MULTISTEP
+        | DPM_PLUS_PLUS_2M_KARRAS
+        | DPM_PLUS_PLUS_2M_SDE
+        | DPM_PLUS_PLUS_2M_SDE_KARRAS => Box::new(dpm_multistep::DpmMultistep::new(name, config, steps)),
         _ => return Err(SamplerError::Unimplemented { name }),
     };
     if let Some(strength) = strength {
@@ -152,7 +153,12 @@ pub fn build(
 pub fn order(name: SamplerName) -> usize {
     use SamplerName::*;
     match name {
-        HEUN | K_HEUN | DPM_2 | DPM_2_KARRAS | DPM_2_ANCESTRAL | DPM_2_ANCESTRAL_KARRAS
+        HEUN
+        | K_HEUN
+        | DPM_2
+        | DPM_2_KARRAS
+        | DPM_2_ANCESTRAL
+        | DPM_2_ANCESTRAL_KARRAS
         | DPM_PLUS_PLUS_SDE_KARRAS => 2,
         _ => 1,
     }
