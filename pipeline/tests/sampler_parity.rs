@@ -16,8 +16,10 @@ use serde_json::Value;
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
 
 /// The samplers kiln implements; the others must answer `Unimplemented`.
-const IMPLEMENTED: [SamplerName; 7] = [
+const IMPLEMENTED: [SamplerName; 9] = [
     SamplerName::K_EULER,
+    SamplerName::HEUN,
+    SamplerName::K_HEUN,
     SamplerName::K_EULER_ANCESTRAL,
     SamplerName::DDIM,
     SamplerName::DPM_SOLVER_MULTISTEP,
@@ -144,6 +146,12 @@ fn euler_matches_diffusers() {
 #[test]
 fn euler_ancestral_matches_diffusers() {
     check_sampler(SamplerName::K_EULER_ANCESTRAL);
+}
+
+#[test]
+fn heun_matches_diffusers() {
+    check_sampler(SamplerName::HEUN);
+    check_sampler(SamplerName::K_HEUN);
 }
 
 #[test]
