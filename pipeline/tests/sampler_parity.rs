@@ -16,7 +16,8 @@ use serde_json::Value;
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
 
 /// The samplers kiln implements; the others must answer `Unimplemented`.
-const IMPLEMENTED: [SamplerName; 9] = [
+const IMPLEMENTED: [SamplerName; 10] = [
+    SamplerName::DDPM,
     SamplerName::K_EULER,
     SamplerName::HEUN,
     SamplerName::K_HEUN,
@@ -152,6 +153,11 @@ fn euler_ancestral_matches_diffusers() {
 fn heun_matches_diffusers() {
     check_sampler(SamplerName::HEUN);
     check_sampler(SamplerName::K_HEUN);
+}
+
+#[test]
+fn ddpm_matches_diffusers() {
+    check_sampler(SamplerName::DDPM);
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use kiln_runtime::Tensor;
 
 use super::config::{PredictionType, SchedulerConfig, TimestepSpacing};
-use super::schedule::{alphas_cumprod, np_linspace, np_round};
+use super::schedule::{alphas_cumprod, integer_timesteps};
 use super::{Cursor, NoiseSource, Result, Sampler, SamplerError, SamplerName, axpby};
 
 /// DDIM with eta 0.
@@ -28,19 +28,12 @@ impl Ddim {
             return Err(SamplerError::config("clip_sample", "DDIM sample clipping is not supported"));
         }
         let train = config.num_train_timesteps;
-        let timesteps: Vec<f64> = match config.timestep_spacing.unwrap_or(TimestepSpacing::Leading) {
-            TimestepSpacing::Linspace => {
-                np_linspace(0.0, (train - 1) as f64, steps).into_iter().rev().map(np_round).collect()
-            }
-            TimestepSpacing::Leading => {
-                let ratio = train / steps;
-                (0..steps).rev().map(|i| (i * ratio + config.steps_offset) as f64).collect()
-            }
-            TimestepSpacing::Trailing => {
-                let ratio = train as f64 / steps as f64;
-                (0..steps).map(|i| np_round(train as f64 - i as f64 * ratio) - 1.0).collect()
-            }
-        };
+        let timesteps = integer_timesteps(
+            config.timestep_spacing.unwrap_or(TimestepSpacing::Leading),
+            train,
+            steps,
+            config.steps_offset,
+        );
         if let Some(t) = timesteps.iter().find(|&&t| t < 0.0 || t >= train as f64) {
             return Err(SamplerError::Steps(format!(
                 "{steps} steps give timestep {t}, outside [0, {train})"

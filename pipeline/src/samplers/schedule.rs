@@ -122,3 +122,25 @@ pub fn sigma_to_t(sigma: f64, log_sigmas: &[f32]) -> f64 {
     let w = ((lo - log_sigma) / (lo - hi)).clamp(0.0, 1.0);
     (1.0 - w) * low as f64 + w * (low + 1) as f64
 }
+
+/// The integer `timestep_spacing` timesteps of DDIM and DDPM: `steps` values, descending.
+pub fn integer_timesteps(
+    spacing: TimestepSpacing,
+    train: usize,
+    steps: usize,
+    steps_offset: usize,
+) -> Vec<f64> {
+    match spacing {
+        TimestepSpacing::Linspace => {
+            np_linspace(0.0, (train - 1) as f64, steps).into_iter().rev().map(np_round).collect()
+        }
+        TimestepSpacing::Leading => {
+            let ratio = train / steps;
+            (0..steps).rev().map(|i| (i * ratio + steps_offset) as f64).collect()
+        }
+        TimestepSpacing::Trailing => {
+            let ratio = train as f64 / steps as f64;
+            (0..steps).map(|i| np_round(train as f64 - i as f64 * ratio) - 1.0).collect()
+        }
+    }
+}
