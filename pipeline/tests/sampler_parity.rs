@@ -16,7 +16,8 @@ use serde_json::Value;
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
 
 /// The samplers kiln implements; the others must answer `Unimplemented`.
-const IMPLEMENTED: [SamplerName; 10] = [
+const IMPLEMENTED: [SamplerName; 11] = [
+    SamplerName::PNDM,
     SamplerName::DDPM,
     SamplerName::K_EULER,
     SamplerName::HEUN,
@@ -158,6 +159,11 @@ fn heun_matches_diffusers() {
 #[test]
 fn ddpm_matches_diffusers() {
     check_sampler(SamplerName::DDPM);
+}
+
+#[test]
+fn pndm_matches_diffusers() {
+    check_sampler(SamplerName::PNDM);
 }
 
 #[test]

@@ -62,6 +62,8 @@ pub struct SchedulerConfig {
     pub clip_sample: Option<bool>,
     /// DDIM's final alpha product of one, `None` where the file does not say.
     pub set_alpha_to_one: Option<bool>,
+    /// PNDM without its Runge-Kutta warm-up (PLMS only), `None` where the file does not say.
+    pub skip_prk_steps: Option<bool>,
 }
 
 impl SchedulerConfig {
@@ -78,6 +80,7 @@ impl SchedulerConfig {
             use_karras_sigmas: false,
             clip_sample: Some(false),
             set_alpha_to_one: Some(false),
+            skip_prk_steps: Some(true),
         }
     }
 
@@ -179,6 +182,7 @@ impl SchedulerConfig {
             use_karras_sigmas: flag("use_karras_sigmas")?.unwrap_or(false),
             clip_sample: flag("clip_sample")?,
             set_alpha_to_one: flag("set_alpha_to_one")?,
+            skip_prk_steps: flag("skip_prk_steps")?,
         })
     }
 
