@@ -16,7 +16,9 @@ use serde_json::Value;
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
 
 /// The samplers kiln implements; the others must answer `Unimplemented`.
-const IMPLEMENTED: [SamplerName; 11] = [
+const IMPLEMENTED: [SamplerName; 13] = [
+    SamplerName::LMS,
+    SamplerName::KLMS,
     SamplerName::PNDM,
     SamplerName::DDPM,
     SamplerName::K_EULER,
@@ -164,6 +166,12 @@ fn ddpm_matches_diffusers() {
 #[test]
 fn pndm_matches_diffusers() {
     check_sampler(SamplerName::PNDM);
+}
+
+#[test]
+fn lms_matches_diffusers() {
+    check_sampler(SamplerName::LMS);
+    check_sampler(SamplerName::KLMS);
 }
 
 #[test]

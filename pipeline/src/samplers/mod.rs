@@ -14,7 +14,7 @@
 //! host scalars, so a denoising loop never copies the latents back to the host. Ancestral and
 //! SDE samplers draw their noise from a [`NoiseSource`]. Tensors are NHWC.
 //!
-//! Implemented: `K_EULER`, `K_EULER_ANCESTRAL`, `HEUN`, `K_HEUN`, `DDIM`, `DDPM`, `PNDM`, `DPM_SOLVER_MULTISTEP`,
+//! Implemented: `K_EULER`, `K_EULER_ANCESTRAL`, `HEUN`, `K_HEUN`, `DDIM`, `DDPM`, `PNDM`, `LMS`, `KLMS`, `DPM_SOLVER_MULTISTEP`,
 //! `DPM_PLUS_PLUS_2M_KARRAS`, `DPM_PLUS_PLUS_2M_SDE`, `DPM_PLUS_PLUS_2M_SDE_KARRAS`. The other
 //! names parse and [`build`] answers [`SamplerError::Unimplemented`].
 
@@ -24,6 +24,7 @@ mod ddpm;
 mod dpm_multistep;
 mod euler;
 mod heun;
+mod lms;
 pub mod name;
 pub mod noise;
 mod pndm;
@@ -141,6 +142,7 @@ pub fn build(
         DDIM => Box::new(ddim::Ddim::new(config, steps)?),
         DDPM => Box::new(ddpm::Ddpm::new(config, steps)?),
         PNDM => Box::new(pndm::Pndm::new(config, steps)?),
+        LMS | KLMS => Box::new(lms::Lms::new(name, config, steps)),
         HEUN | K_HEUN => Box::new(heun::Heun::new(name, config, steps)?),
         DPM_SOLVER_MULTISTEP
         | DPM_PLUS_PLUS_2M_KARRAS
