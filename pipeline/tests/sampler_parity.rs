@@ -16,7 +16,11 @@ use serde_json::Value;
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
 
 /// The samplers kiln implements; the others must answer `Unimplemented`.
-const IMPLEMENTED: [SamplerName; 13] = [
+const IMPLEMENTED: [SamplerName; 17] = [
+    SamplerName::DPM_2,
+    SamplerName::DPM_2_KARRAS,
+    SamplerName::DPM_2_ANCESTRAL,
+    SamplerName::DPM_2_ANCESTRAL_KARRAS,
     SamplerName::LMS,
     SamplerName::KLMS,
     SamplerName::PNDM,
@@ -172,6 +176,18 @@ fn pndm_matches_diffusers() {
 fn lms_matches_diffusers() {
     check_sampler(SamplerName::LMS);
     check_sampler(SamplerName::KLMS);
+}
+
+#[test]
+fn dpm2_matches_diffusers() {
+    check_sampler(SamplerName::DPM_2);
+    check_sampler(SamplerName::DPM_2_KARRAS);
+}
+
+#[test]
+fn dpm2_ancestral_matches_diffusers() {
+    check_sampler(SamplerName::DPM_2_ANCESTRAL);
+    check_sampler(SamplerName::DPM_2_ANCESTRAL_KARRAS);
 }
 
 #[test]
