@@ -16,7 +16,8 @@ use serde_json::Value;
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
 
 /// The samplers kiln implements; the others must answer `Unimplemented`.
-const IMPLEMENTED: [SamplerName; 17] = [
+const IMPLEMENTED: [SamplerName; 18] = [
+    SamplerName::LCM,
     SamplerName::DPM_2,
     SamplerName::DPM_2_KARRAS,
     SamplerName::DPM_2_ANCESTRAL,
@@ -188,6 +189,11 @@ fn dpm2_matches_diffusers() {
 fn dpm2_ancestral_matches_diffusers() {
     check_sampler(SamplerName::DPM_2_ANCESTRAL);
     check_sampler(SamplerName::DPM_2_ANCESTRAL_KARRAS);
+}
+
+#[test]
+fn lcm_matches_diffusers() {
+    check_sampler(SamplerName::LCM);
 }
 
 #[test]

@@ -15,7 +15,7 @@
 //! SDE samplers draw their noise from a [`NoiseSource`]. Tensors are NHWC.
 //!
 //! Implemented: `K_EULER`, `K_EULER_ANCESTRAL`, `HEUN`, `K_HEUN`, `DDIM`, `DDPM`, `PNDM`, `LMS`, `KLMS`, `DPM_2`,
-//! `DPM_2_KARRAS`, `DPM_2_ANCESTRAL`, `DPM_2_ANCESTRAL_KARRAS`, `DPM_SOLVER_MULTISTEP`,
+//! `DPM_2_KARRAS`, `DPM_2_ANCESTRAL`, `DPM_2_ANCESTRAL_KARRAS`, `LCM`, `DPM_SOLVER_MULTISTEP`,
 //! `DPM_PLUS_PLUS_2M_KARRAS`, `DPM_PLUS_PLUS_2M_SDE`, `DPM_PLUS_PLUS_2M_SDE_KARRAS`. The other
 //! names parse and [`build`] answers [`SamplerError::Unimplemented`].
 
@@ -26,6 +26,7 @@ mod dpm2;
 mod dpm_multistep;
 mod euler;
 mod heun;
+mod lcm;
 mod lms;
 pub mod name;
 pub mod noise;
@@ -145,6 +146,7 @@ pub fn build(
         DDPM => Box::new(ddpm::Ddpm::new(config, steps)?),
         PNDM => Box::new(pndm::Pndm::new(config, steps)?),
         LMS | KLMS => Box::new(lms::Lms::new(name, config, steps)),
+        LCM => Box::new(lcm::Lcm::new(config, steps)?),
         DPM_2 | DPM_2_KARRAS => Box::new(dpm2::Dpm2::new(name, config, steps, false)),
         DPM_2_ANCESTRAL | DPM_2_ANCESTRAL_KARRAS => Box::new(dpm2::Dpm2::new(name, config, steps, true)),
         HEUN | K_HEUN => Box::new(heun::Heun::new(name, config, steps)?),
