@@ -16,7 +16,8 @@ use serde_json::Value;
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
 
 /// The samplers kiln implements; the others must answer `Unimplemented`.
-const IMPLEMENTED: [SamplerName; 18] = [
+const IMPLEMENTED: [SamplerName; 19] = [
+    SamplerName::UNI_PC,
     SamplerName::LCM,
     SamplerName::DPM_2,
     SamplerName::DPM_2_KARRAS,
@@ -194,6 +195,11 @@ fn dpm2_ancestral_matches_diffusers() {
 #[test]
 fn lcm_matches_diffusers() {
     check_sampler(SamplerName::LCM);
+}
+
+#[test]
+fn unipc_matches_diffusers() {
+    check_sampler(SamplerName::UNI_PC);
 }
 
 #[test]

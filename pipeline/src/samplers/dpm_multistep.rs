@@ -30,50 +30,55 @@ pub struct DpmMultistep {
     cursor: Cursor,
 }
 
+/// The integer timesteps (`steps`) and float32 sigmas (`steps + 1`, the last 0) of diffusers'
+/// multistep VP solvers (DPM-Solver++, UniPC): `steps + 1` spaced points without the last.
+pub(super) fn vp_schedule(config: &SchedulerConfig, steps: usize, karras: bool) -> (Vec<f64>, Vec<f64>) {
+    let train_len = config.num_train_timesteps;
+    let train = training_sigmas(&alphas_cumprod(config));
+    let mut timesteps: Vec<f64> = match config.timestep_spacing.unwrap_or(TimestepSpacing::Linspace) {
+        TimestepSpacing::Linspace => {
+            let mut t: Vec<f64> =
+                np_linspace(0.0, (train_len - 1) as f64, steps + 1).into_iter().map(np_round).collect();
+            t.reverse();
+            t.truncate(steps);
+            t
+        }
+        TimestepSpacing::Leading => {
+            let ratio = train_len / (steps + 1);
+            (1..=steps).rev().map(|i| (i * ratio + config.steps_offset) as f64).collect()
+        }
+        TimestepSpacing::Trailing => {
+            let ratio = train_len as f64 / steps as f64;
+            (0..steps).map(|i| np_round(train_len as f64 - i as f64 * ratio) - 1.0).collect()
+        }
+    };
+    let mut sigmas: Vec<f64> = if karras {
+        let log_sigmas: Vec<f32> = train.iter().map(|s| s.ln()).collect();
+        let sigmas = karras_sigmas(train[0] as f64, train[train_len - 1] as f64, steps);
+        timesteps = sigmas.iter().map(|&s| np_round(sigma_to_t(s, &log_sigmas))).collect();
+        sigmas
+    } else {
+        timesteps.iter().map(|&t| interp(t, &train)).collect()
+    };
+    sigmas.push(0.0);
+    (timesteps, sigmas.into_iter().map(|s| s as f32 as f64).collect())
+}
+
 /// `(alpha_t, sigma_t)` of the VP process with noise-to-signal ratio `sigma`, in float32.
-fn alpha_sigma(sigma: f32) -> (f32, f32) {
+pub(super) fn alpha_sigma(sigma: f32) -> (f32, f32) {
     let alpha = 1.0 / (sigma * sigma + 1.0).sqrt();
     (alpha, sigma * alpha)
 }
 
 /// log(alpha / sigma) in float32 (+inf at sigma 0).
-fn lambda(alpha: f32, sigma: f32) -> f32 {
+pub(super) fn lambda(alpha: f32, sigma: f32) -> f32 {
     alpha.ln() - sigma.ln()
 }
 
 impl DpmMultistep {
     /// The schedule of `name` for `steps` steps.
     pub fn new(name: SamplerName, config: &SchedulerConfig, steps: usize) -> Self {
-        let train_len = config.num_train_timesteps;
-        let train = training_sigmas(&alphas_cumprod(config));
-        let mut timesteps: Vec<f64> = match config.timestep_spacing.unwrap_or(TimestepSpacing::Linspace) {
-            TimestepSpacing::Linspace => {
-                let mut t: Vec<f64> =
-                    np_linspace(0.0, (train_len - 1) as f64, steps + 1).into_iter().map(np_round).collect();
-                t.reverse();
-                t.truncate(steps);
-                t
-            }
-            TimestepSpacing::Leading => {
-                let ratio = train_len / (steps + 1);
-                (1..=steps).rev().map(|i| (i * ratio + config.steps_offset) as f64).collect()
-            }
-            TimestepSpacing::Trailing => {
-                let ratio = train_len as f64 / steps as f64;
-                (0..steps).map(|i| np_round(train_len as f64 - i as f64 * ratio) - 1.0).collect()
-            }
-        };
-        let karras = name.karras() || config.use_karras_sigmas;
-        let mut sigmas: Vec<f64> = if karras {
-            let log_sigmas: Vec<f32> = train.iter().map(|s| s.ln()).collect();
-            let sigmas = karras_sigmas(train[0] as f64, train[train_len - 1] as f64, steps);
-            timesteps = sigmas.iter().map(|&s| np_round(sigma_to_t(s, &log_sigmas))).collect();
-            sigmas
-        } else {
-            timesteps.iter().map(|&t| interp(t, &train)).collect()
-        };
-        sigmas.push(0.0);
-        let sigmas = sigmas.into_iter().map(|s| s as f32 as f64).collect();
+        let (timesteps, sigmas) = vp_schedule(config, steps, name.karras() || config.use_karras_sigmas);
         let sde =
             matches!(name, SamplerName::DPM_PLUS_PLUS_2M_SDE | SamplerName::DPM_PLUS_PLUS_2M_SDE_KARRAS);
         DpmMultistep {
