@@ -16,7 +16,8 @@ use serde_json::Value;
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
 
 /// The samplers kiln implements; the others must answer `Unimplemented`.
-const IMPLEMENTED: [SamplerName; 19] = [
+const IMPLEMENTED: [SamplerName; 20] = [
+    SamplerName::DPM_SINGLE,
     SamplerName::UNI_PC,
     SamplerName::LCM,
     SamplerName::DPM_2,
@@ -200,6 +201,11 @@ fn lcm_matches_diffusers() {
 #[test]
 fn unipc_matches_diffusers() {
     check_sampler(SamplerName::UNI_PC);
+}
+
+#[test]
+fn dpm_single_matches_diffusers() {
+    check_sampler(SamplerName::DPM_SINGLE);
 }
 
 #[test]

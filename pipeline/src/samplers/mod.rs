@@ -15,7 +15,7 @@
 //! SDE samplers draw their noise from a [`NoiseSource`]. Tensors are NHWC.
 //!
 //! Implemented: `K_EULER`, `K_EULER_ANCESTRAL`, `HEUN`, `K_HEUN`, `DDIM`, `DDPM`, `PNDM`, `LMS`, `KLMS`, `DPM_2`,
-//! `DPM_2_KARRAS`, `DPM_2_ANCESTRAL`, `DPM_2_ANCESTRAL_KARRAS`, `LCM`, `UNI_PC`, `DPM_SOLVER_MULTISTEP`,
+//! `DPM_2_KARRAS`, `DPM_2_ANCESTRAL`, `DPM_2_ANCESTRAL_KARRAS`, `LCM`, `UNI_PC`, `DPM_SINGLE`, `DPM_SOLVER_MULTISTEP`,
 //! `DPM_PLUS_PLUS_2M_KARRAS`, `DPM_PLUS_PLUS_2M_SDE`, `DPM_PLUS_PLUS_2M_SDE_KARRAS`. The other
 //! names parse and [`build`] answers [`SamplerError::Unimplemented`].
 
@@ -24,6 +24,7 @@ mod ddim;
 mod ddpm;
 mod dpm2;
 mod dpm_multistep;
+mod dpm_single;
 mod euler;
 mod heun;
 mod lcm;
@@ -149,6 +150,7 @@ pub fn build(
         LMS | KLMS => Box::new(lms::Lms::new(name, config, steps)),
         LCM => Box::new(lcm::Lcm::new(config, steps)?),
         UNI_PC => Box::new(unipc::UniPc::new(config, steps)),
+        DPM_SINGLE => Box::new(dpm_single::DpmSingle::new(config, steps)),
         DPM_2 | DPM_2_KARRAS => Box::new(dpm2::Dpm2::new(name, config, steps, false)),
         DPM_2_ANCESTRAL | DPM_2_ANCESTRAL_KARRAS => Box::new(dpm2::Dpm2::new(name, config, steps, true)),
         HEUN | K_HEUN => Box::new(heun::Heun::new(name, config, steps)?),
