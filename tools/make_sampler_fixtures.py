@@ -15,7 +15,8 @@ the UNet:
     eps(x, t) = tanh(0.7 * x) * cos(t / 300) + 0.1 * x      (x = scale_model_input(latents, t))
 
 The initial latent (NCHW [1, 4, 2, 3], torch.manual_seed) and every noise tensor a scheduler draws
-(diffusers' `randn_tensor`, patched to record) are stored so the Rust test replays the same
+(diffusers' `randn_tensor`, and for DPM_PLUS_PLUS_SDE_KARRAS the normalised Brownian-tree
+increments of its `BrownianTreeNoiseSampler`, both patched to record) are stored so the Rust test replays the same
 noise. Per case: timesteps (one per model call), sigmas (where the scheduler has them),
 init_noise_sigma, and every step's output (1 and 4 steps) or only the final output
 (20 and 30 steps, img2img; any error in a step shows in it). A case diffusers refuses records the error message instead.
@@ -123,6 +124,19 @@ class NoiseRecorder:
             if hasattr(module, "randn_tensor"):
                 module.randn_tensor = self.draw
                 self.modules.append(module)
+            # DPMSolverSDEScheduler draws Brownian-tree increments (torchsde), not randn_tensor:
+            # record what its noise sampler returns.
+            sampler = getattr(module, "BrownianTreeNoiseSampler", None)
+            if sampler is not None and not getattr(sampler, "_recorded", False):
+                sampler._recorded = True
+                original_call = sampler.__call__
+
+                def recorded_call(this, sigma, sigma_next, _original=original_call):
+                    noise = _original(this, sigma, sigma_next)
+                    self.drawn.append(nhwc(noise))
+                    return noise
+
+                sampler.__call__ = recorded_call
 
     def draw(self, *args, **kwargs):
         noise = self.original(*args, **kwargs)
