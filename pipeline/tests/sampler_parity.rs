@@ -94,7 +94,9 @@ fn check_sampler(name: SamplerName) {
     let tol = 1e-5;
     let tensor = |v: &Value| Tensor::from_f32(floats(v), &dims, DType::F32, Device::Cpu).unwrap();
     let mut worst = 0.0f64;
-    for case in doc["cases"].as_array().unwrap() {
+    let cases = doc["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 18, "3 configs x (4 step counts + 2 strengths)");
+    for case in cases {
         let steps = case["steps"].as_u64().unwrap() as usize;
         let strength = case["strength"].as_f64();
         let label = format!("{name} {} steps={steps} strength={strength:?}", case["config"]);
@@ -132,6 +134,7 @@ fn check_sampler(name: SamplerName) {
         let mut noise = Replay(case["noise"].as_array().unwrap().iter().map(floats).collect());
         let outputs = case["outputs"].as_array().unwrap();
         let calls: Vec<f64> = sampler.timesteps().to_vec();
+        assert!(outputs.is_empty() || outputs.len() == calls.len(), "{label}: recorded outputs per call");
         for (call, &t) in calls.iter().enumerate() {
             let x_in = sampler.scale_model_input(&latents, call).unwrap();
             let eps = stand_in_model(&x_in, t);
