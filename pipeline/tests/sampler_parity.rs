@@ -78,21 +78,27 @@ fn max_err<A: Into<f64> + Copy, B: Into<f64> + Copy>(a: &[A], b: &[B]) -> f64 {
     a.iter().zip(b).map(|(&x, &y)| (x.into() - y.into()).abs() / (1.0 + y.into().abs())).fold(0.0, f64::max)
 }
 
+/// The stand-in UNet, computed on the host (this test's only device-to-host copy).
 fn stand_in_model(x: &Tensor, t: f64) -> Tensor {
     let c = (t / 300.0).cos() as f32;
     let data = x.to_vec_f32().unwrap().iter().map(|&v| (0.7f32 * v).tanh() * c + 0.1f32 * v).collect();
-    Tensor::from_f32(data, x.dims(), DType::F32, Device::Cpu).unwrap()
+    Tensor::from_f32(data, x.dims(), x.dtype(), x.device()).unwrap()
 }
 
 fn check_sampler(name: SamplerName) {
+    check_sampler_on(name, Device::Cpu, DType::F32, 1e-5);
+}
+
+/// Runs every fixture case of `name` with latents as `dtype` on `device`, each step's output
+/// within `tol` of diffusers'.
+fn check_sampler_on(name: SamplerName, device: Device, dtype: DType, tol: f64) {
     let path = format!("{FIXTURES}/samplers/{name}.json");
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let dims: Vec<usize> =
         doc["shape_nhwc"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
-    // 1e-5 for every implemented sampler: the SDE ones replay diffusers' noise exactly, so
-    // they meet the deterministic tolerance too.
-    let tol = 1e-5;
-    let tensor = |v: &Value| Tensor::from_f32(floats(v), &dims, DType::F32, Device::Cpu).unwrap();
+    // 1e-5 on the CPU for every sampler: the SDE ones replay diffusers' noise exactly, so they
+    // meet the deterministic tolerance too.
+    let tensor = |v: &Value| Tensor::from_f32(floats(v), &dims, dtype, device).unwrap();
     let mut worst = 0.0f64;
     let cases = doc["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 18, "3 configs x (4 step counts + 2 strengths)");
@@ -150,7 +156,7 @@ fn check_sampler(name: SamplerName) {
         assert!(e <= tol, "{label}: final err {e:e}");
         assert!(noise.0.is_empty(), "{label}: diffusers drew {} more noise tensors", noise.0.len());
     }
-    eprintln!("{name}: worst step error {worst:e} (tolerance {tol:e})");
+    eprintln!("{name} ({dtype:?}): worst step error {worst:e} (tolerance {tol:e})");
 }
 
 #[test]
@@ -315,4 +321,20 @@ fn checkpoint_scheduler_configs_read_as_the_published_ones() {
     assert!(matches!(err, SamplerError::Config { key: "beta_schedule", .. }), "{err}");
     let err = SchedulerConfig::from_json(r#"{"prediction_type": "sample"}"#).unwrap_err();
     assert!(matches!(err, SamplerError::Config { key: "prediction_type", .. }), "{err}");
+}
+
+/// On a GPU, latents in f16: every sampler's steps within 1e-2 of diffusers' float32.
+#[cfg(feature = "cuda")]
+#[test]
+fn samplers_match_diffusers_bf16_cuda() {
+    let device = match Device::cuda(0) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("skipping the CUDA sampler parity test: no CUDA device ({e})");
+            return;
+        }
+    };
+    for name in SamplerName::ALL {
+        check_sampler_on(name, device, DType::F16, 1e-2);
+    }
 }
