@@ -326,7 +326,7 @@ fn checkpoint_scheduler_configs_read_as_the_published_ones() {
 /// On a GPU, latents in f16: every sampler's steps within 1e-2 of diffusers' float32.
 #[cfg(feature = "cuda")]
 #[test]
-fn samplers_match_diffusers_bf16_cuda() {
+fn samplers_match_diffusers_f16_cuda() {
     let device = match Device::cuda(0) {
         Ok(d) => d,
         Err(e) => {
