@@ -27,6 +27,8 @@ mod normal;
 
 use kiln_runtime::{DType, Device, Result, Tensor};
 
+use crate::samplers::NoiseSource;
+
 use mt19937::Mt19937;
 use normal::{normal_f64, uniform_f32};
 
@@ -112,5 +114,32 @@ impl TorchGenerator {
     pub fn rand_nchw(&mut self, shape: &[usize]) -> Vec<f32> {
         let numel: usize = shape.iter().product();
         (0..numel).map(|_| uniform_f32(self.engine.next_u32())).collect()
+    }
+}
+
+/// Samplers draw their per-step noise in torch's order: an NHWC request `[B, H, W, C]` takes
+/// the values torch would give `[B, C, H, W]`, so ancestral steps match diffusers' too.
+impl NoiseSource for TorchGenerator {
+    fn normal(&mut self, dims: &[usize], dtype: DType, device: Device) -> Result<Tensor> {
+        match *dims {
+            [batch, height, width, channels] => {
+                self.randn_tensor([batch, channels, height, width], dtype, device)
+            }
+            _ => Tensor::from_f32(self.randn_nchw(dims), dims, dtype, device),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sampler's NHWC request takes the same values as an explicit NCHW draw laid out NHWC.
+    #[test]
+    fn noise_source_draws_in_torch_order() {
+        let got = TorchGenerator::new(7).normal(&[1, 2, 3, 4], DType::F32, Device::Cpu).unwrap();
+        assert_eq!(got.dims(), &[1, 2, 3, 4]);
+        let want = TorchGenerator::new(7).randn_nhwc([1, 4, 2, 3]);
+        assert_eq!(got.to_vec_f32().unwrap(), want);
     }
 }

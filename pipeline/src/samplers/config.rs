@@ -1,0 +1,195 @@
+//! The scheduler configuration of a checkpoint (`scheduler/scheduler_config.json`): the noise
+//! schedule the model was trained with and how inference timesteps are spaced.
+//!
+//! Keys a file leaves out take the default of the diffusers class that reads it, as
+//! `Class.from_config` does: `timestep_spacing`, `clip_sample` and `set_alpha_to_one` therefore
+//! stay optional here and each sampler applies its class's default.
+
+use serde_json::Value;
+
+use super::SamplerError;
+
+/// How betas grow over the training timesteps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BetaSchedule {
+    /// Betas evenly spaced from `beta_start` to `beta_end`.
+    Linear,
+    /// Square roots of the betas evenly spaced (Stable Diffusion's schedule).
+    ScaledLinear,
+}
+
+/// How the inference timesteps are picked among the training timesteps (Table 2 of
+/// "Common Diffusion Noise Schedules and Sample Steps are Flawed").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestepSpacing {
+    /// Evenly spaced over `[0, T - 1]`, both ends included.
+    Linspace,
+    /// Multiples of `T / steps` from 0, plus `steps_offset`.
+    Leading,
+    /// Multiples of `T / steps` counted down from `T`, minus one.
+    Trailing,
+}
+
+/// What the model predicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PredictionType {
+    /// The noise (SD 1.5, SDXL).
+    Epsilon,
+    /// The velocity `alpha * eps - sigma * x0` (SD 2.x 768, some SDXL fine-tunes).
+    VPrediction,
+}
+
+/// The parts of a diffusers scheduler configuration kiln's samplers use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchedulerConfig {
+    /// Number of training timesteps `T`.
+    pub num_train_timesteps: usize,
+    /// First beta.
+    pub beta_start: f64,
+    /// Last beta.
+    pub beta_end: f64,
+    /// How betas go from `beta_start` to `beta_end`.
+    pub beta_schedule: BetaSchedule,
+    /// Added to `leading` timesteps.
+    pub steps_offset: usize,
+    /// Timestep spacing, `None` where the file does not say (each class has its own default).
+    pub timestep_spacing: Option<TimestepSpacing>,
+    /// What the model predicts.
+    pub prediction_type: PredictionType,
+    /// Whether the file asks for Karras sigmas on samplers that have sigmas.
+    pub use_karras_sigmas: bool,
+    /// DDIM/DDPM's clipping of the predicted sample, `None` where the file does not say.
+    pub clip_sample: Option<bool>,
+    /// DDIM's final alpha product of one, `None` where the file does not say.
+    pub set_alpha_to_one: Option<bool>,
+    /// PNDM without its Runge-Kutta warm-up (PLMS only), `None` where the file does not say.
+    pub skip_prk_steps: Option<bool>,
+}
+
+impl SchedulerConfig {
+    /// Stable Diffusion 1.5's published scheduler configuration (a `PNDMScheduler` file).
+    pub fn sd15() -> Self {
+        SchedulerConfig {
+            num_train_timesteps: 1000,
+            beta_start: 0.00085,
+            beta_end: 0.012,
+            beta_schedule: BetaSchedule::ScaledLinear,
+            steps_offset: 1,
+            timestep_spacing: None,
+            prediction_type: PredictionType::Epsilon,
+            use_karras_sigmas: false,
+            clip_sample: Some(false),
+            set_alpha_to_one: Some(false),
+            skip_prk_steps: Some(true),
+        }
+    }
+
+    /// SDXL base's published scheduler configuration (an `EulerDiscreteScheduler` file).
+    pub fn sdxl() -> Self {
+        SchedulerConfig { timestep_spacing: Some(TimestepSpacing::Leading), ..Self::sd15() }
+    }
+
+    /// Reads a `scheduler_config.json` text. Keys kiln does not use are ignored; values kiln
+    /// cannot honour (`trained_betas`, `rescale_betas_zero_snr`, other beta schedules) are errors.
+    pub fn from_json(text: &str) -> Result<Self, SamplerError> {
+        let json: Value = serde_json::from_str(text)
+            .map_err(|e| SamplerError::config("scheduler_config.json", format!("not JSON: {e}")))?;
+        let obj = json
+            .as_object()
+            .ok_or_else(|| SamplerError::config("scheduler_config.json", "not a JSON object"))?;
+        let number = |key: &'static str, default: f64| -> Result<f64, SamplerError> {
+            match obj.get(key) {
+                None | Some(Value::Null) => Ok(default),
+                Some(v) => {
+                    v.as_f64().ok_or_else(|| SamplerError::config(key, format!("{v} is not a number")))
+                }
+            }
+        };
+        let flag = |key: &'static str| -> Result<Option<bool>, SamplerError> {
+            match obj.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => v
+                    .as_bool()
+                    .map(Some)
+                    .ok_or_else(|| SamplerError::config(key, format!("{v} is not a bool"))),
+            }
+        };
+        let text_of = |key: &'static str| -> Result<Option<&str>, SamplerError> {
+            match obj.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => v
+                    .as_str()
+                    .map(Some)
+                    .ok_or_else(|| SamplerError::config(key, format!("{v} is not a string"))),
+            }
+        };
+        let count = |key: &'static str, default: f64| -> Result<usize, SamplerError> {
+            let v = number(key, default)?;
+            if v < 0.0 || v.fract() != 0.0 {
+                return Err(SamplerError::config(key, format!("{v} is not a whole number")));
+            }
+            Ok(v as usize)
+        };
+        if obj.get("trained_betas").is_some_and(|v| !v.is_null()) {
+            return Err(SamplerError::config("trained_betas", "explicit betas are not supported"));
+        }
+        if flag("rescale_betas_zero_snr")? == Some(true) {
+            return Err(SamplerError::config(
+                "rescale_betas_zero_snr",
+                "zero-SNR rescaling is not supported",
+            ));
+        }
+        if let Some(kind) = text_of("interpolation_type")? {
+            if kind != "linear" {
+                return Err(SamplerError::config("interpolation_type", format!("{kind:?} is not supported")));
+            }
+        }
+        let beta_schedule = match text_of("beta_schedule")?.unwrap_or("linear") {
+            "linear" => BetaSchedule::Linear,
+            "scaled_linear" => BetaSchedule::ScaledLinear,
+            other => {
+                return Err(SamplerError::config("beta_schedule", format!("{other:?} is not supported")));
+            }
+        };
+        let timestep_spacing = match text_of("timestep_spacing")? {
+            None => None,
+            Some("linspace") => Some(TimestepSpacing::Linspace),
+            Some("leading") => Some(TimestepSpacing::Leading),
+            Some("trailing") => Some(TimestepSpacing::Trailing),
+            Some(other) => {
+                return Err(SamplerError::config("timestep_spacing", format!("{other:?} is not supported")));
+            }
+        };
+        let prediction_type = match text_of("prediction_type")?.unwrap_or("epsilon") {
+            "epsilon" => PredictionType::Epsilon,
+            "v_prediction" => PredictionType::VPrediction,
+            other => {
+                return Err(SamplerError::config("prediction_type", format!("{other:?} is not supported")));
+            }
+        };
+        let num_train_timesteps = count("num_train_timesteps", 1000.0)?;
+        if num_train_timesteps < 2 {
+            return Err(SamplerError::config("num_train_timesteps", "needs at least 2 timesteps"));
+        }
+        Ok(SchedulerConfig {
+            num_train_timesteps,
+            beta_start: number("beta_start", 0.0001)?,
+            beta_end: number("beta_end", 0.02)?,
+            beta_schedule,
+            steps_offset: count("steps_offset", 0.0)?,
+            timestep_spacing,
+            prediction_type,
+            use_karras_sigmas: flag("use_karras_sigmas")?.unwrap_or(false),
+            clip_sample: flag("clip_sample")?,
+            set_alpha_to_one: flag("set_alpha_to_one")?,
+            skip_prk_steps: flag("skip_prk_steps")?,
+        })
+    }
+
+    /// Reads a checkpoint folder's `scheduler/scheduler_config.json` (or any such file).
+    pub fn from_file(path: &std::path::Path) -> Result<Self, SamplerError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| SamplerError::config("scheduler_config.json", format!("{}: {e}", path.display())))?;
+        Self::from_json(&text)
+    }
+}
