@@ -1,8 +1,8 @@
 //! The layers every model is built from, each loaded from [`Weights`] with the shapes its sizes
 //! imply, so a checkpoint that does not fit its configuration fails at load, naming the tensor.
 
+use kiln_runtime::Tensor;
 use kiln_runtime::ops::Conv2dParams;
-use kiln_runtime::{DType, Tensor};
 
 use super::{Result, Weights};
 
@@ -109,10 +109,4 @@ impl LayerNorm {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(x.layer_norm(&self.gamma, &self.beta, self.eps)?)
     }
-}
-
-/// The storage dtype a model computes in unless the caller chooses: f32 on the CPU, bf16 on
-/// CUDA (whose kernels store half types only; both accumulate in f32).
-pub fn default_dtype(device: kiln_runtime::Device) -> DType {
-    if device.is_cpu() { DType::F32 } else { DType::BF16 }
 }
