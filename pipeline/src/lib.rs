@@ -1,12 +1,14 @@
 //! kiln-pipeline: the tokenizer, text encoders, UNet, VAE, samplers, OctoAI request schema and
 //! the JSONL batch runner, built on kiln-runtime.
 //!
+//! - [`generate`]: jobs to images (text-to-image, img2img, inpainting), batched;
 //! - [`models`]: the networks (text encoders, UNet, VAE) and the layers they share;
 //! - [`rng`]: seeded noise equal bit for bit to `torch.randn` on a CPU generator;
 //! - [`samplers`]: OctoAI's 21 sampler names, their schedules and update rules (diffusers parity);
 //! - [`tokenizer`]: CLIP's BPE tokenizer and A1111-style long-prompt windows.
 #![deny(missing_docs)]
 
+pub mod generate;
 pub mod models;
 pub mod rng;
 pub mod samplers;

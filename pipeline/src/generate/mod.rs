@@ -1,0 +1,130 @@
+//! Requests to images: text-to-image, img2img and inpainting with classifier-free guidance, as
+//! diffusers' StableDiffusion(XL) pipelines do, with several jobs stacked into one UNet call.
+//!
+//! - [`Engine`]: one loaded checkpoint (text encoders, UNet, VAE, scheduler config);
+//! - [`Job`]: one request's generation parameters, already validated;
+//! - [`BatchKey`]: jobs with equal keys can share one [`Engine::render`] call.
+
+mod error;
+
+use std::path::{Path, PathBuf};
+
+use image::{GrayImage, RgbImage};
+use kiln_runtime::checkpoint::Family;
+use kiln_runtime::{DType, Device};
+
+use crate::samplers::SamplerName;
+
+pub use error::{GenerateError, Result};
+
+/// An img2img or inpainting start: the image to start from and how far to move away from it.
+#[derive(Clone, Debug)]
+pub struct InitImage {
+    /// The start image, already at the job's width × height.
+    pub image: RgbImage,
+    /// How much of the schedule to run, in (0, 1] (1 starts from pure noise).
+    pub strength: f64,
+    /// Inpainting: white (≥ 128) is repainted, black kept; at the job's width × height.
+    pub mask: Option<GrayImage>,
+}
+
+/// One request's generation parameters, validated and with defaults filled in.
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// The prompt (A1111 attention syntax allowed).
+    pub prompt: String,
+    /// SDXL's second encoder's prompt (defaults to `prompt`).
+    pub prompt_2: Option<String>,
+    /// The negative prompt; `None` is diffusers' default (the empty prompt for SD 1.5, zeros
+    /// for SDXL).
+    pub negative_prompt: Option<String>,
+    /// SDXL's second encoder's negative prompt (defaults to `negative_prompt`).
+    pub negative_prompt_2: Option<String>,
+    /// Text-encoder layers skipped, in diffusers' convention (`None` and `Some(0)` are the
+    /// default layer); OctoAI's / A1111's `clip_skip` is this plus one.
+    pub clip_skip: Option<usize>,
+    /// Classifier-free guidance scale; at most 1 runs no unconditional pass (as diffusers).
+    pub cfg_scale: f32,
+    /// Denoising steps.
+    pub steps: usize,
+    /// The sampler.
+    pub sampler: SamplerName,
+    /// One seed per image: image `k` is what a batch of one with `seeds[k]` gives.
+    pub seeds: Vec<u32>,
+    /// Output width in pixels (a multiple of 8).
+    pub width: usize,
+    /// Output height in pixels (a multiple of 8).
+    pub height: usize,
+    /// img2img / inpainting input; `None` for text-to-image.
+    pub init: Option<InitImage>,
+}
+
+/// What jobs must share to be stacked into one UNet call.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct BatchKey {
+    width: usize,
+    height: usize,
+    sampler: SamplerName,
+    steps: usize,
+    /// The strength's bits for img2img and inpainting (`None` for text-to-image).
+    strength: Option<u64>,
+    inpaint: bool,
+}
+
+impl Job {
+    /// The key of the jobs this one can be rendered with.
+    pub fn batch_key(&self) -> BatchKey {
+        BatchKey {
+            width: self.width,
+            height: self.height,
+            sampler: self.sampler,
+            steps: self.steps,
+            strength: self.init.as_ref().map(|i| i.strength.to_bits()),
+            inpaint: self.init.as_ref().is_some_and(|i| i.mask.is_some()),
+        }
+    }
+
+    /// The number of images this job makes.
+    pub fn images(&self) -> usize {
+        self.seeds.len()
+    }
+}
+
+/// One loaded checkpoint, ready to render.
+#[derive(Debug)]
+pub struct Engine {
+    path: PathBuf,
+    family: Family,
+}
+
+impl Engine {
+    /// Loads the checkpoint at `path` (single file or diffusers folder) in `dtype` on `device`.
+    pub fn load(path: &Path, dtype: DType, device: Device) -> Result<Engine> {
+        let _ = (dtype, device);
+        Err(GenerateError::Input { field: "model", message: format!("{}: not implemented", path.display()) })
+    }
+
+    /// The model family (sizes and defaults depend on it).
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
+    /// The checkpoint path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Renders `jobs`, which must share one [`BatchKey`], stacking all their images (and
+    /// guidance halves) into one UNet call per step, at most `max_batch` images at once.
+    /// `progress(done, total)` is called after each model call. Returns each job's images
+    /// in seed order.
+    pub fn render(
+        &self,
+        jobs: &[Job],
+        max_batch: usize,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Vec<Vec<RgbImage>>> {
+        let _ = (jobs, max_batch, progress);
+        Err(GenerateError::Input { field: "model", message: "not implemented".into() })
+    }
+}
