@@ -2,6 +2,7 @@
 //! the JSONL batch runner, built on kiln-runtime.
 //!
 //! - [`generate`]: jobs to images (text-to-image, img2img, inpainting), batched;
+//! - [`image`]: request and response image codecs;
 //! - [`models`]: the networks (text encoders, UNet, VAE) and the layers they share;
 //! - [`rng`]: seeded noise equal bit for bit to `torch.randn` on a CPU generator;
 //! - [`samplers`]: OctoAI's 21 sampler names, their schedules and update rules (diffusers parity);
@@ -9,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod generate;
+pub mod image;
 pub mod models;
 pub mod rng;
 pub mod samplers;
