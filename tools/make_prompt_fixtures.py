@@ -6,6 +6,10 @@ What it makes:
   escapes, unbalanced brackets, odd numbers, BREAK, unicode, commas. Each case holds the
   segments `[text, weight]` it returns (weight as the string of Python's repr, exact), or the
   exception it raises ("error").
+- windows.json: A1111's weighted windows (below) of ~60 prompts (the parser prompts, BREAK at
+  the edges, weights across window cuts and comma moves, more than 3 windows) for SD 1.5's
+  tokenizer and SDXL's tokenizer_2: ids, the positions whose float32 weight is not 1, and the
+  prompt tokens dropped beyond 3 windows.
 - weighted_{sd15,sdxl}.safetensors: the conditioning A1111 computes for weighted prompts on the
   tiny models (fixtures/tiny/sd15, fixtures/tiny/sdxl; transformers' CLIPTextModel /
   CLIPTextModelWithProjection, float32, CPU). This script re-implements, from reading A1111's
@@ -46,6 +50,9 @@ warnings.filterwarnings("ignore")
 import torch  # noqa: E402
 import safetensors.torch  # noqa: E402
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_tokenizer_fixtures import NO_COMMA_FILLER, prompt_of_length  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "fixtures" / "tiny"
@@ -157,8 +164,9 @@ def attention_cases(parse) -> list:
     return cases
 
 
-def weighted_windows(parse, tok: CLIPTokenizer, prompt: str) -> tuple[list[list[int]], list[list[float]]]:
-    """A1111's tokenize_line with its default options (no textual inversion), capped at 3 windows."""
+def weighted_windows(parse, tok: CLIPTokenizer, prompt: str, dropped: list | None = None):
+    """A1111's tokenize_line with its default options (no textual inversion), capped at 3 windows
+    (the count of prompt tokens beyond them is appended to `dropped`)."""
     parsed = parse(prompt)
     comma = tok.get_vocab()[",</w>"]
     chunks: list[tuple[list[int], list[float]]] = []
@@ -190,12 +198,50 @@ def weighted_windows(parse, tok: CLIPTokenizer, prompt: str) -> tuple[list[list[
             weights.append(float(weight))
     if tokens or not chunks:
         close()
+    if dropped is not None:
+        dropped.append(sum(len(t) for t, _ in chunks[MAX_WINDOWS:]))
     ids, mults = [], []
     for t, w in chunks[:MAX_WINDOWS]:
         pad = CHUNK - len(t)
         ids.append([tok.bos_token_id] + t + [tok.eos_token_id] + [tok.pad_token_id] * pad)
         mults.append([1.0] + w + [1.0] + [1.0] * pad)
     return ids, mults
+
+
+def window_prompts(sd15: CLIPTokenizer) -> list[str]:
+    """Prompts for windows.json: the parser prompts A1111 accepts, BREAK at the edges, weights
+    across window cuts and comma moves, more than 3 windows."""
+    prompts = [c for c in PARSER_PROMPTS if c not in ("(a:1.2.3)", "(a:.)")]
+    n = lambda k: prompt_of_length(sd15, k, NO_COMMA_FILLER)  # noqa: E731
+    prompts += [
+        "BREAK a", "a BREAK", "BREAK BREAK", "a BREAK BREAK b", "a, BREAK b",
+        LONG, BREAK_PROMPT, f"{LONG} BREAK {LONG}",
+        f"{n(75)} BREAK b",  # a full window, then BREAK: no empty window between
+        f"{n(74)} (b c d:1.3)",  # a weighted phrase cut by the window edge
+        f"{n(70)}, (weighted words after the comma:1.4) and more",  # moved with their weights
+        f"{n(50)}, [{n(40)}]",  # comma too far back: cut at 75 inside the weighted run
+        "a BREAK b BREAK c BREAK d BREAK e",  # 5 windows: 2 dropped
+        f"({n(200)}:0.9), [{n(60)}]",  # past 225 tokens: dropped inside a weighted run
+    ]
+    return prompts
+
+
+def windows_cases(parse, toks: dict) -> list:
+    cases = []
+    for prompt in window_prompts(toks["sd15"]):
+        case: dict = {"prompt": prompt}
+        for key, tok in toks.items():
+            dropped: list = []
+            ids, weights = weighted_windows(parse, tok, prompt, dropped)
+            # Weights as float32 (what the encoders are scaled by), stored sparsely: the
+            # positions whose weight is not 1, as [window, position, repr].
+            as_f32 = torch.tensor(weights, dtype=torch.float32).tolist()
+            case[f"windows_{key}"] = ids
+            case[f"weights_{key}"] = [[w, i, repr(x)] for w, row in enumerate(as_f32)
+                                      for i, x in enumerate(row) if x != 1.0]
+            case[f"dropped_{key}"] = dropped[0]
+        cases.append(case)
+    return cases
 
 
 def pick_sd15(clip_skip):
@@ -293,6 +339,15 @@ def main() -> None:
     lines = ",\n  ".join(json.dumps(c, ensure_ascii=False) for c in cases)
     path.write_text(f'{{"source": {json.dumps(source)},\n "cases": [\n  {lines}\n ]}}\n', encoding="utf-8")
     print(f"wrote {path.relative_to(ROOT)}: {len(cases)} prompts")
+
+    toks = {"sd15": CLIPTokenizer.from_pretrained(str(TINY / "sd15" / "tokenizer")),
+            "sdxl2": CLIPTokenizer.from_pretrained(str(TINY / "sdxl" / "tokenizer_2"))}
+    cases = windows_cases(parse, toks)
+    assert sum(len(c["windows_sd15"]) > 1 for c in cases) >= 8 and any(c["dropped_sd15"] for c in cases)
+    path = OUT / "windows.json"
+    lines = ",\n  ".join(json.dumps(c, ensure_ascii=False, separators=(",", ":")) for c in cases)
+    path.write_text(f'{{"cases": [\n  {lines}\n]}}\n', encoding="utf-8")
+    print(f"wrote {path.relative_to(ROOT)}: {len(cases)} prompts, {path.stat().st_size} bytes")
 
     for model, spec in [("sd15", SD15_CASES), ("sdxl", SDXL_CASES)]:
         tensors, model_cases = build(parse, model, spec)

@@ -1,7 +1,8 @@
 //! Prompt weighting against AUTOMATIC1111 (fixtures/prompt/, made by
 //! tools/make_prompt_fixtures.py): the attention parser equals A1111's `parse_prompt_attention`
 //! on every fixture prompt (weights bit for bit, errors where it raises); the weighted windows
-//! and the weighted conditioning equal the torch re-implementation of A1111's chunking and
+//! (ids, per-token weights, dropped tokens; BREAK, comma moves, more than 3 windows) and the
+//! weighted conditioning equal the torch re-implementation of A1111's chunking and
 //! "Original" emphasis on the tiny SD 1.5 / SDXL text encoders, from both checkpoint layouts
 //! (relative L2 <= 1e-4: long prompts, BREAK, negatives, prompt_2, clip_skip, pooled); and
 //! prompts without weighting syntax give exactly what they gave before weighting existed.
@@ -124,6 +125,40 @@ fn parser_matches_a1111_on_every_fixture_prompt() {
         breaks += usize::from(parse_attention(prompt).unwrap().iter().any(|s| s.is_break()));
     }
     assert!(errors >= 2 && breaks >= 4, "{errors} error cases, {breaks} prompts with BREAK");
+}
+
+/// A1111's weighted windows (fixtures/prompt/windows.json) for one tokenizer (`key`: "sd15" or
+/// "sdxl2"): ids, weights and dropped tokens of every prompt.
+fn check_windows(tok: &ClipTokenizer, key: &str) {
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{PROMPT}/windows.json")).unwrap()).unwrap();
+    let cases = doc["cases"].as_array().unwrap();
+    let (mut multi, mut weighted) = (0, 0);
+    for case in cases {
+        let prompt = case["prompt"].as_str().unwrap();
+        let want: Vec<Vec<u32>> = serde_json::from_value(case[format!("windows_{key}")].clone()).unwrap();
+        let mut want_weights = vec![vec![1.0f32; 77]; want.len()];
+        for entry in case[format!("weights_{key}")].as_array().unwrap() {
+            let (w, i) = (entry[0].as_u64().unwrap() as usize, entry[1].as_u64().unwrap() as usize);
+            want_weights[w][i] = entry[2].as_str().unwrap().parse::<f64>().unwrap() as f32;
+        }
+        let got = tok.weighted_windows(prompt, WindowOptions::default()).unwrap();
+        assert_eq!(got.windows, want, "{key}: windows of {prompt:?}");
+        assert_eq!(got.weights, want_weights, "{key}: weights of {prompt:?}");
+        assert_eq!(got.dropped_tokens as u64, case[format!("dropped_{key}")].as_u64().unwrap(), "{prompt:?}");
+        assert_eq!(got.is_weighted(), want_weights.iter().flatten().any(|&x| x != 1.0));
+        multi += usize::from(want.len() > 1);
+        weighted += usize::from(got.is_weighted());
+    }
+    assert!(cases.len() >= 50 && multi >= 8 && weighted >= 30, "{multi} multi-window, {weighted} weighted");
+}
+
+#[test]
+fn weighted_windows_match_a1111() {
+    check_windows(&ClipTokenizer::from_dir(format!("{TINY}/sd15/tokenizer")).unwrap(), "sd15");
+    check_windows(&ClipTokenizer::from_dir(format!("{TINY}/sdxl/tokenizer_2")).unwrap(), "sdxl2");
+    check_windows(&ClipTokenizer::embedded(Component::TextEncoder), "sd15");
+    check_windows(&ClipTokenizer::embedded(Component::TextEncoder2), "sdxl2");
 }
 
 /// Every weighted case of `model`'s fixture through kiln's tokenizers and conditioner on `ckpt`.
