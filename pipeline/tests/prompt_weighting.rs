@@ -82,11 +82,15 @@ fn host(t: &Tensor) -> Vec<f32> {
 }
 
 fn compare(what: &str, got: &Tensor, want: Option<(Vec<usize>, Vec<f32>)>) {
+    compare_within(what, got, want, 1e-4);
+}
+
+fn compare_within(what: &str, got: &Tensor, want: Option<(Vec<usize>, Vec<f32>)>, tol: f64) {
     let (shape, want) = want.unwrap_or_else(|| panic!("{what}: no reference"));
     assert_eq!(got.dims(), shape.as_slice(), "{what}: shape");
     let err = rel_l2(&host(got), &want);
     eprintln!("{what}: {err:.2e}");
-    assert!(err <= 1e-4, "{what}: relative L2 error {err:.3e} > 1e-4");
+    assert!(err <= tol, "{what}: relative L2 error {err:.3e} > {tol:.0e}");
 }
 
 fn tokenizers(ckpt: &Checkpoint, model: &str) -> Vec<ClipTokenizer> {
@@ -163,8 +167,13 @@ fn weighted_windows_match_a1111() {
 
 /// Every weighted case of `model`'s fixture through kiln's tokenizers and conditioner on `ckpt`.
 fn check_weighted(model: &str, ckpt: &Checkpoint) {
+    check_weighted_on(model, ckpt, DType::F32, Device::Cpu, 1e-4);
+}
+
+fn check_weighted_on(model: &str, ckpt: &Checkpoint, dtype: DType, device: Device, tol: f64) {
+    let compare = |what: &str, got: &Tensor, want| compare_within(what, got, want, tol);
     let fixture = Fixture::read(&format!("{PROMPT}/weighted_{model}.safetensors"));
-    let conditioner = TextConditioner::load(ckpt, DType::F32, Device::Cpu).unwrap();
+    let conditioner = TextConditioner::load(ckpt, dtype, device).unwrap();
     let tokenizers = tokenizers(ckpt, model);
     let (mut long, mut negatives) = (0, 0);
     for case in &fixture.cases {
@@ -173,7 +182,7 @@ fn check_weighted(model: &str, ckpt: &Checkpoint) {
         let prompt_2 = case["prompt_2"].as_str();
         let negative = case["negative"].as_str();
         let clip_skip = case["clip_skip"].as_u64().map(|k| k as usize);
-        let what = |t: &str| format!("{model} {name} {t}");
+        let what = |t: &str| format!("{model} {name} {t} ({dtype:?})");
 
         // The windows and weights A1111 builds, padded with empty windows to the case's count.
         let ids = fixture.nested(&format!("{name}.ids"), |b| i32::from_le_bytes(b) as u32);
@@ -213,7 +222,7 @@ fn check_weighted(model: &str, ckpt: &Checkpoint) {
         let alone = conditioner.encode(prompt, prompt_2, clip_skip).unwrap();
         let (_, want) = fixture.f32(&format!("{name}.positive")).unwrap();
         let got = host(&alone.hidden);
-        assert!(rel_l2(&got, &want[..got.len()]) <= 1e-4, "{}", what("encode"));
+        assert!(rel_l2(&got, &want[..got.len()]) <= tol, "{}", what("encode"));
     }
     assert!(
         fixture.cases.len() >= 5 && long >= 2 && negatives >= 3,
@@ -239,6 +248,21 @@ fn sdxl_folder_weighting_matches_a1111() {
 #[test]
 fn sdxl_single_file_weighting_matches_a1111() {
     check_weighted("sdxl", &open("sdxl", true));
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_bf16_weighting_matches_a1111() {
+    let device = match Device::cuda(0) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("skipping cuda_bf16_weighting_matches_a1111: no CUDA device ({e})");
+            return;
+        }
+    };
+    for model in ["sd15", "sdxl"] {
+        check_weighted_on(model, &open(model, false), DType::BF16, device, 1e-2);
+    }
 }
 
 /// Whether a prompt has none of the characters or words the weighting syntax reads.
