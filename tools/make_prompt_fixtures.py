@@ -108,6 +108,7 @@ PARSER_PROMPTS = [
     "a\u001cBREAK\u001cb",
     "caf\u00e9 (cr\u00e8me br\u00fbl\u00e9e:1.3), \u65e5\u672c\u8a9e (\u732b)",
     "a (cat:\u0661.\u0665)",
+    "(a:\U0001d7d9.\U0001d7e0) (b:\u0967\u0966)",
     "emoji \U0001f431 ([\U0001f525])",
     "a, b, (c, d:1.1), [e, f]",
     "\n(multi\nline:1.2)\t[tabs]",

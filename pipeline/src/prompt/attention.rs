@@ -214,13 +214,11 @@ fn push_plain(out: &mut Vec<Segment>, text: &str) {
     out.push(Segment { text: text[part_start..].into(), weight: 1.0 });
 }
 
+/// The parser's results are checked against A1111's in tests/prompt_weighting.rs; these pin the
+/// lexer's alternatives.
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pairs(prompt: &str) -> Vec<(String, f64)> {
-        parse_attention(prompt).unwrap().into_iter().map(|s| (s.text, s.weight)).collect()
-    }
 
     #[test]
     fn tokens_follow_the_first_matching_alternative() {
@@ -235,24 +233,9 @@ mod tests {
     }
 
     #[test]
-    fn unicode_digits_are_python_digits() {
-        assert_eq!(decimal_value('\u{663}'), Some(3)); // ARABIC-INDIC DIGIT THREE
-        assert_eq!(decimal_value('\u{1D7D9}'), Some(1)); // MATHEMATICAL DOUBLE-STRUCK DIGIT ONE
-        assert_eq!(python_float("\u{661}.\u{665}"), Some(1.5));
-        assert_eq!(python_float("1.2.3"), None);
-    }
-
-    #[test]
-    fn break_needs_word_boundaries() {
-        assert_eq!(pairs("BREAKING news"), [("BREAKING news".to_string(), 1.0)]);
-        let split = pairs("a  BREAK\tb");
-        assert_eq!(split[1], ("BREAK".to_string(), -1.0));
-        assert_eq!((split[0].0.as_str(), split[2].0.as_str()), ("a", "b"));
-    }
-
-    #[test]
     fn bad_weight_is_an_error() {
         assert_eq!(parse_attention("(a:1.2.3)"), Err(PromptError::Weight { weight: "1.2.3".into() }));
-        assert_eq!(pairs("a:1.2.3) b"), [("a:1.2.3) b".to_string(), 1.0)]);
+        // Without an open round bracket it is text.
+        assert!(parse_attention("a:1.2.3) b").is_ok());
     }
 }
