@@ -15,6 +15,16 @@ fn request(extra: Value) -> Request {
     parse(&body(extra)).request.expect("request parses")
 }
 
+/// `extra` plus an init image and a mask, which inpainting families need (base64 text only:
+/// decoding is the runner's job).
+fn with_images(extra: Value) -> Value {
+    let mut v = json!({"init_image": "aW1n", "mask_image": "bWFzaw=="});
+    if let (Some(m), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+        m.extend(e.clone());
+    }
+    v
+}
+
 fn resolve_errors(extra: Value, family: Family) -> RequestError {
     request(extra).resolve(family).expect_err("resolve fails")
 }
@@ -49,7 +59,7 @@ fn default_size_per_family() {
     // The spec: "None will default to 512 for SD 1.5 and 1024 for ... SDXL".
     assert!(schema()["properties"]["width"]["default"].is_null(), "width has no fixed default in the spec");
     for family in Family::ALL {
-        let job = request(json!({})).resolve(family).expect("defaults resolve").job;
+        let job = request(with_images(json!({}))).resolve(family).expect("defaults resolve").job;
         let side = if family.is_sdxl() { 1024 } else { 512 };
         assert_eq!((job.width, job.height), (side, side), "{family:?}");
     }
@@ -61,7 +71,7 @@ fn every_listed_size_resolves_and_others_are_rejected_with_the_list() {
     for family in Family::ALL {
         let listed = spec_sizes(label(family));
         for &(w, h) in &all_sizes {
-            let result = request(json!({"width": w, "height": h})).resolve(family);
+            let result = request(with_images(json!({"width": w, "height": h}))).resolve(family);
             if listed.contains(&(w, h)) {
                 let job = result.expect("listed size").job;
                 assert_eq!((job.width, job.height), (w, h));
@@ -84,11 +94,11 @@ fn every_listed_size_resolves_and_others_are_rejected_with_the_list() {
             }
         }
         // Only the field that was sent is blamed.
-        let error = resolve_errors(json!({"width": 1000}), family);
+        let error = resolve_errors(with_images(json!({"width": 1000})), family);
         assert_eq!(fields(&error), [("width".to_string(), "value_error".to_string())]);
-        let error = resolve_errors(json!({"height": 1000}), family);
+        let error = resolve_errors(with_images(json!({"height": 1000})), family);
         assert_eq!(fields(&error), [("height".to_string(), "value_error".to_string())]);
-        let error = resolve_errors(json!({"width": -512, "height": 0}), family);
+        let error = resolve_errors(with_images(json!({"width": -512, "height": 0})), family);
         assert_eq!(error.detail.len(), 2);
     }
 }
@@ -97,7 +107,7 @@ fn every_listed_size_resolves_and_others_are_rejected_with_the_list() {
 fn second_prompts_only_for_sdxl() {
     for family in Family::ALL {
         for field in ["prompt_2", "negative_prompt_2"] {
-            let result = request(json!({ field: "a watercolour sky" })).resolve(family);
+            let result = request(with_images(json!({ field: "a watercolour sky" }))).resolve(family);
             if family.is_sdxl() {
                 assert!(result.is_ok(), "{family:?} {field}");
             } else {
@@ -132,6 +142,24 @@ fn image_fields() {
     assert_eq!(resolved.mask_image.as_deref(), Some("bWFzaw=="));
     assert_eq!((resolved.strength, resolved.outpainting), (0.35, true));
     assert!(resolved.job.init.is_none());
+}
+
+#[test]
+fn inpainting_models_need_an_image_and_a_mask() {
+    for family in Family::ALL {
+        let text_only = request(json!({})).resolve(family);
+        let no_mask = request(json!({"init_image": "aW1n"})).resolve(family);
+        let both = request(json!({"init_image": "aW1n", "mask_image": "bWFzaw=="})).resolve(family);
+        assert!(both.is_ok(), "{family:?}");
+        if family.is_inpainting() {
+            let e = text_only.expect_err("text-to-image on an inpainting model");
+            assert_eq!(fields(&e), [("init_image".to_string(), "value_error".to_string())]);
+            let e = no_mask.expect_err("no mask on an inpainting model");
+            assert_eq!(fields(&e), [("mask_image".to_string(), "value_error".to_string())]);
+        } else {
+            assert!(text_only.is_ok() && no_mask.is_ok(), "{family:?}");
+        }
+    }
 }
 
 #[test]
@@ -241,7 +269,7 @@ fn unknown_style_is_an_enum_error_listing_every_name() {
 #[test]
 fn styles_are_for_sdxl_only() {
     for family in [Family::Sd15, Family::Sd15Inpaint] {
-        let error = resolve_errors(json!({"style_preset": "anime"}), family);
+        let error = resolve_errors(with_images(json!({"style_preset": "anime"})), family);
         assert_eq!(fields(&error), [("style_preset".to_string(), "value_error".to_string())]);
     }
 }

@@ -27,7 +27,8 @@
 //!   (kiln never stores prompts).
 //! - Rules the schema states only in prose are checked too: each seed in `1..2^32`, the sizes
 //!   each family supports, `prompt_2` / `negative_prompt_2` only for SDXL, style presets only for
-//!   SDXL, `mask_image` only with `init_image`.
+//!   SDXL, `mask_image` only with `init_image`, `outpainting` only with both; an inpainting
+//!   checkpoint needs both images.
 //! - `id` (kiln's own field) names the request; it also names image files, so it must be 1 to 200
 //!   characters without `/`, `\` or control characters.
 

@@ -1,6 +1,7 @@
 //! A [`Request`] against a model family: defaults that depend on the family (size), the rules
-//! that do (supported sizes, SDXL-only fields), the style preset, the clip-skip convention and
-//! random seeds, giving the [`Job`] the engine renders.
+//! that do (supported sizes, SDXL-only fields and presets, inpainting models' image and mask),
+//! the style preset, the clip-skip convention and random seeds, giving the [`Job`] the engine
+//! renders. Errors are listed in the schema's field order.
 
 use kiln_runtime::checkpoint::Family;
 use rand::Rng;
@@ -57,6 +58,12 @@ impl Request {
         if supported.is_none() && self.height.is_some() {
             errors.push(size_error("height"));
         }
+        if family.is_inpainting() && self.init_image.is_none() {
+            errors.push(value_error(
+                &[Loc::from("init_image")],
+                "this checkpoint is an inpainting model: it needs init_image and mask_image",
+            ));
+        }
         if self.mask_image.is_some() && self.init_image.is_none() {
             errors.push(value_error(
                 &[Loc::from("mask_image")],
@@ -69,6 +76,12 @@ impl Request {
                 format!("{field} is for SDXL's second text encoder; SD 1.5 models have one"),
             )
         };
+        if family.is_inpainting() && self.init_image.is_some() && self.mask_image.is_none() {
+            errors.push(value_error(
+                &[Loc::from("mask_image")],
+                "this checkpoint is an inpainting model: it needs a mask_image (white is repainted)",
+            ));
+        }
         if self.negative_prompt_2.is_some() && !family.is_sdxl() {
             errors.push(one_encoder("negative_prompt_2"));
         }
