@@ -1,0 +1,242 @@
+//! The built-in demo model: kiln opens it as SDXL base and its four models load and run; it is
+//! made byte-identically, reused when intact, rebuilt when damaged, and safe to make from several
+//! threads at once.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use kiln_pipeline::demo::{DEMO_DIR_NAME, DEMO_NOTICE, ensure_demo_model};
+use kiln_pipeline::models::conditioning::TextConditioner;
+use kiln_pipeline::models::unet::{AddedConditioning, UNet};
+use kiln_pipeline::models::vae::Vae;
+use kiln_pipeline::rng::TorchGenerator;
+use kiln_runtime::checkpoint::{Checkpoint, Family, Format};
+use kiln_runtime::{DType, Device, Tensor};
+
+const UNET_FILE: &str = "unet/diffusion_pytorch_model.safetensors";
+const VAE_FILE: &str = "vae/diffusion_pytorch_model.safetensors";
+
+/// Every file under `dir`, as (path relative to `dir`, bytes), sorted.
+fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let bytes = fs::read(&path).unwrap();
+                out.push((path.strip_prefix(dir).unwrap().to_path_buf(), bytes));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Names in the cache directory (staging and discarded folders must not be left behind).
+fn cache_entries(cache: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        fs::read_dir(cache).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+fn mean_std(values: &[f32]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let var = values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+    (mean, var.sqrt())
+}
+
+fn assert_finite_not_constant(what: &str, t: &Tensor) {
+    let values = t.to_vec_f32().unwrap();
+    assert!(values.iter().all(|v| v.is_finite()), "{what}: non-finite values");
+    let (mean, std) = mean_std(&values);
+    assert!(std > 1e-3, "{what}: nearly constant (mean {mean}, std {std})");
+}
+
+fn random(g: &mut TorchGenerator, dims: &[usize]) -> Tensor {
+    Tensor::from_f32(g.randn_nchw(dims), dims, DType::F32, Device::Cpu).unwrap()
+}
+
+#[test]
+fn demo_opens_as_sdxl_base_and_its_models_run() {
+    let cache = tempfile::tempdir().unwrap();
+    let path = ensure_demo_model(cache.path()).unwrap();
+    assert_eq!(path, cache.path().join(DEMO_DIR_NAME));
+    let ckpt = Checkpoint::open(&path).unwrap();
+    assert_eq!(ckpt.family(), Family::SdxlBase);
+    assert_eq!(ckpt.format(), Format::Diffusers);
+
+    let text = TextConditioner::load(&ckpt, DType::F32, Device::Cpu).unwrap();
+    let unet = UNet::load(&ckpt, DType::F32, Device::Cpu).unwrap();
+    let vae = Vae::load(&ckpt, DType::F32, Device::Cpu).unwrap();
+    // The tiny fixture's topology.
+    assert_eq!(unet.config().block_out_channels, [16, 32, 32]);
+    assert_eq!(unet.config().norm_num_groups, 8);
+    assert_eq!(vae.config().block_out_channels, [8, 8, 16, 16]);
+
+    let prompt = text.encode("a lighthouse on a cliff at dusk", None, None).unwrap();
+    assert_eq!(prompt.hidden.dims(), [1, 77, 48]);
+    assert_finite_not_constant("prompt embedding", &prompt.hidden);
+    let pooled = prompt.pooled.clone().expect("SDXL has a pooled embedding");
+    assert_finite_not_constant("pooled embedding", &pooled);
+
+    let mut g = TorchGenerator::new(7);
+    let latents = g.randn_tensor([1, 4, 16, 16], DType::F32, Device::Cpu).unwrap();
+    let added =
+        AddedConditioning { text_embeds: pooled, time_ids: vec![128.0, 128.0, 0.0, 0.0, 128.0, 128.0] };
+    let noise = unet.forward(&latents, &[500.0], &prompt.hidden, Some(&added)).unwrap();
+    assert_eq!(noise.dims(), [1, 16, 16, 4]);
+    assert_finite_not_constant("UNet output", &noise);
+    let (_, std) = mean_std(&noise.to_vec_f32().unwrap());
+    assert!(std < 100.0, "UNet output std {std}: the weights are not scaled to keep activations O(1)");
+
+    let image = vae.decode(&random(&mut g, &[1, 8, 8, 4])).unwrap();
+    assert_eq!(image.dims(), [1, 64, 64, 3]);
+    assert_finite_not_constant("VAE decode", &image);
+}
+
+#[test]
+fn two_creations_are_byte_identical_and_leave_nothing_else() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let files_a = files(&ensure_demo_model(a.path()).unwrap());
+    let files_b = files(&ensure_demo_model(b.path()).unwrap());
+    assert!(files_a.len() >= 11, "{} files", files_a.len());
+    assert_eq!(files_a.len(), files_b.len());
+    for ((name_a, bytes_a), (name_b, bytes_b)) in files_a.iter().zip(&files_b) {
+        assert_eq!(name_a, name_b);
+        assert!(bytes_a == bytes_b, "{} differs between two creations", name_a.display());
+    }
+    assert_eq!(cache_entries(a.path()), [DEMO_DIR_NAME]);
+}
+
+#[cfg(unix)]
+fn identity(path: &Path) -> (u64, std::time::SystemTime) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(path).unwrap();
+    (meta.ino(), meta.modified().unwrap())
+}
+
+#[cfg(not(unix))]
+fn identity(path: &Path) -> (u64, std::time::SystemTime) {
+    (0, fs::metadata(path).unwrap().modified().unwrap())
+}
+
+#[test]
+fn an_intact_model_is_reused_not_rewritten() {
+    let cache = tempfile::tempdir().unwrap();
+    let path = ensure_demo_model(cache.path()).unwrap();
+    let before: Vec<_> =
+        [UNET_FILE, VAE_FILE, "kiln-demo.json"].iter().map(|f| identity(&path.join(f))).collect();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(ensure_demo_model(cache.path()).unwrap(), path);
+    let after: Vec<_> =
+        [UNET_FILE, VAE_FILE, "kiln-demo.json"].iter().map(|f| identity(&path.join(f))).collect();
+    assert_eq!(before, after, "the demo files were rewritten");
+    assert_eq!(cache_entries(cache.path()), [DEMO_DIR_NAME]);
+}
+
+/// Damages the cached model with `damage`, then checks the next call rebuilds it exactly.
+fn rebuilt_after(damage: impl Fn(&Path)) {
+    let cache = tempfile::tempdir().unwrap();
+    let path = ensure_demo_model(cache.path()).unwrap();
+    let pristine = files(&path);
+    damage(&path);
+    assert!(files(&path) != pristine, "the damage changed nothing");
+    assert_eq!(ensure_demo_model(cache.path()).unwrap(), path);
+    assert!(files(&path) == pristine, "the damaged model was not rebuilt to the same bytes");
+    assert_eq!(cache_entries(cache.path()), [DEMO_DIR_NAME]);
+}
+
+#[test]
+fn a_truncated_weight_file_is_rebuilt() {
+    rebuilt_after(|dir| {
+        let file = fs::OpenOptions::new().write(true).open(dir.join(UNET_FILE)).unwrap();
+        let len = file.metadata().unwrap().len();
+        file.set_len(len / 2).unwrap();
+    });
+}
+
+#[test]
+fn a_corrupted_byte_of_the_same_size_is_rebuilt() {
+    rebuilt_after(|dir| {
+        let path = dir.join(VAE_FILE);
+        let mut bytes = fs::read(&path).unwrap();
+        let i = bytes.len() - 1000;
+        bytes[i] ^= 0x40;
+        fs::write(&path, bytes).unwrap();
+    });
+}
+
+#[test]
+fn a_missing_file_or_stamp_is_rebuilt() {
+    rebuilt_after(|dir| fs::remove_file(dir.join("text_encoder_2/model.safetensors")).unwrap());
+    rebuilt_after(|dir| fs::remove_file(dir.join("kiln-demo.json")).unwrap());
+    rebuilt_after(|dir| fs::write(dir.join("unet/config.json"), b"{}").unwrap());
+}
+
+#[test]
+fn concurrent_creations_all_get_an_intact_model() {
+    let cache = tempfile::tempdir().unwrap();
+    let reference = tempfile::tempdir().unwrap();
+    let expected = files(&ensure_demo_model(reference.path()).unwrap());
+    let paths: Vec<PathBuf> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4).map(|_| s.spawn(|| ensure_demo_model(cache.path()).unwrap())).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(paths.iter().all(|p| *p == cache.path().join(DEMO_DIR_NAME)));
+    assert!(files(&paths[0]) == expected, "the model made concurrently differs");
+    assert_eq!(cache_entries(cache.path()), [DEMO_DIR_NAME]);
+}
+
+#[test]
+fn a_cache_path_that_is_a_file_is_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_dir = dir.path().join("file");
+    fs::write(&not_a_dir, b"x").unwrap();
+    let err = ensure_demo_model(&not_a_dir).unwrap_err();
+    assert!(err.to_string().contains(&not_a_dir.display().to_string()), "{err}");
+}
+
+#[test]
+fn the_notice_says_the_weights_are_untrained() {
+    assert!(DEMO_NOTICE.contains("untrained") && DEMO_NOTICE.contains("noise"), "{DEMO_NOTICE}");
+}
+
+/// Timings for choosing the example requests' steps (not a test: run with `--ignored
+/// --nocapture`): one UNet call at batch 2 on 128x128 latents (a 1024x1024 image with
+/// classifier-free guidance) and one VAE decode of 1 x 128x128 latents, f32 on the CPU.
+#[test]
+#[ignore]
+fn measure_demo_speed_at_1024() {
+    let cache = tempfile::tempdir().unwrap();
+    let start = Instant::now();
+    let path = ensure_demo_model(cache.path()).unwrap();
+    eprintln!("create demo model: {:?}", start.elapsed());
+    let start = Instant::now();
+    ensure_demo_model(cache.path()).unwrap();
+    eprintln!("check cached demo model: {:?}", start.elapsed());
+    let ckpt = Checkpoint::open(&path).unwrap();
+    let unet = UNet::load(&ckpt, DType::F32, Device::Cpu).unwrap();
+    let vae = Vae::load(&ckpt, DType::F32, Device::Cpu).unwrap();
+    let mut g = TorchGenerator::new(1);
+    let latents = g.randn_tensor([2, 4, 128, 128], DType::F32, Device::Cpu).unwrap();
+    let context = random(&mut g, &[2, 77, 48]);
+    let time_ids = [1024.0, 1024.0, 0.0, 0.0, 1024.0, 1024.0].repeat(2);
+    let added = AddedConditioning { text_embeds: random(&mut g, &[2, 32]), time_ids };
+    for _ in 0..2 {
+        let start = Instant::now();
+        unet.forward(&latents, &[500.0, 500.0], &context, Some(&added)).unwrap();
+        eprintln!("UNet, batch 2, 128x128 latents: {:?}", start.elapsed());
+    }
+    let z = g.randn_tensor([1, 4, 128, 128], DType::F32, Device::Cpu).unwrap();
+    for _ in 0..2 {
+        let start = Instant::now();
+        vae.decode(&z).unwrap();
+        eprintln!("VAE decode, 1 x 128x128 latents -> 1024x1024: {:?}", start.elapsed());
+    }
+}

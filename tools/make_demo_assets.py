@@ -1,0 +1,126 @@
+"""kiln's built-in demo model description and the example requests -> pipeline/assets/demo_sdxl/, examples/.
+
+What it makes (byte for byte the same on every run):
+  pipeline/assets/demo_sdxl/manifest.txt   every tensor of the tiny SDXL diffusers folder
+                                           (fixtures/tiny/sdxl/), one `component.name d0,d1,...`
+                                           per line (all F16), sorted; kiln's `demo` module draws
+                                           the demo model's weights for exactly these tensors.
+  pipeline/assets/demo_sdxl/**.json        that folder's model_index.json, scheduler config and
+                                           the four component config.json files, verbatim.
+  examples/requests.jsonl                  OctoAI-style requests for the demo model (SDXL sizes),
+                                           one of them img2img with a small PNG made here: a
+                                           deterministic 32x32 RGB gradient, base64-encoded.
+
+Why a folder and not a single file: a single file carries no config, and kiln (like diffusers)
+then sizes it from the weights plus the family's published config, whose 32 norm groups do not
+divide the tiny widths (16 / 8 channels). The folder's config.json files say 8 and 4 groups, so
+the demo is the tiny fixture's topology exactly (3 UNet levels 16/32/32, VAE 8/8/16/16, CLIP
+encoders 16 and 32 wide with the real 49408-token vocabulary and 77 positions).
+
+Run:   /work/venv/bin/python tools/make_demo_assets.py   (after make_tiny_models.py; < 1 s)
+Needs: Pillow (for the PNG), nothing else beyond the standard library.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shutil
+import struct
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ROOT / "fixtures" / "tiny" / "sdxl"
+ASSETS = ROOT / "pipeline" / "assets" / "demo_sdxl"
+EXAMPLES = ROOT / "examples" / "requests.jsonl"
+
+WEIGHT_FILES = {
+    "unet": "diffusion_pytorch_model.safetensors",
+    "vae": "diffusion_pytorch_model.safetensors",
+    "text_encoder": "model.safetensors",
+    "text_encoder_2": "model.safetensors",
+}
+CONFIGS = [
+    "model_index.json",
+    "scheduler/scheduler_config.json",
+    "unet/config.json",
+    "vae/config.json",
+    "text_encoder/config.json",
+    "text_encoder_2/config.json",
+]
+
+
+def read_header(path: Path) -> dict:
+    with path.open("rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+    header.pop("__metadata__", None)
+    return header
+
+
+def write_manifest() -> int:
+    lines = ["# Tensors of kiln's demo model (tiny SDXL topology); made by tools/make_demo_assets.py"]
+    count = 0
+    for component, file in WEIGHT_FILES.items():
+        header = read_header(TINY / component / file)
+        for name in sorted(header):
+            entry = header[name]
+            assert entry["dtype"] == "F16", (component, name, entry["dtype"])
+            assert entry["shape"], (component, name)
+            lines.append(f"{component}.{name} {','.join(str(d) for d in entry['shape'])}")
+            count += 1
+    ASSETS.mkdir(parents=True, exist_ok=True)
+    (ASSETS / "manifest.txt").write_text("\n".join(lines) + "\n")
+    return count
+
+
+def copy_configs() -> None:
+    for rel in CONFIGS:
+        dst = ASSETS / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(TINY / rel, dst)
+
+
+def gradient_png_b64() -> str:
+    """A 32x32 RGB gradient (red left to right, green top to bottom, blue constant) as PNG."""
+    img = Image.new("RGB", (32, 32))
+    img.putdata([(x * 8, y * 8, 160) for y in range(32) for x in range(32)])
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=False, compress_level=9)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def requests() -> list[dict]:
+    return [
+        {"id": "lighthouse", "prompt": "a lighthouse on a cliff at dusk, oil painting", "steps": 4,
+         "seed": 1234},
+        {"id": "fox", "prompt": "a (red fox:1.3) sleeping in [fresh] snow, photograph",
+         "negative_prompt": "blurry, low quality", "style_preset": "photographic", "steps": 4,
+         "cfg_scale": 6, "seed": 42},
+        {"id": "robots", "prompt": "two small robots playing chess", "num_images": 2, "seed": 7,
+         "steps": 4, "sampler": "K_EULER_ANCESTRAL", "width": 1152, "height": 896},
+        {"prompt": "isometric city block, pastel colours", "steps": 4, "seed": 99,
+         "sampler": "DPM_PLUS_PLUS_2M_KARRAS", "image_encoding": "png", "width": 832, "height": 1216},
+        {"id": "repaint", "prompt": "a sunset over the sea, watercolor", "init_image": gradient_png_b64(),
+         "strength": 0.6, "steps": 5, "seed": 5, "sampler": "K_EULER"},
+    ]
+
+
+def write_examples() -> None:
+    lines = [json.dumps(r, ensure_ascii=False) for r in requests()]
+    EXAMPLES.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    n = write_manifest()
+    copy_configs()
+    write_examples()
+    print(f"{n} tensors -> {ASSETS.relative_to(ROOT)}/manifest.txt; configs copied; "
+          f"{len(requests())} requests -> {EXAMPLES.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
