@@ -17,6 +17,11 @@ divide the tiny widths (16 / 8 channels). The folder's config.json files say 8 a
 the demo is the tiny fixture's topology exactly (3 UNet levels 16/32/32, VAE 8/8/16/16, CLIP
 encoders 16 and 32 wide with the real 49408-token vocabulary and 77 positions).
 
+Check run on every invocation: each request is validated against the OpenAPI spec
+(shared/spec/octoai-imagegen-openapi.json, ImageGenerationRequest: known field, type, enum,
+bounds, max length) and its (width, height) against the SDXL sizes the spec lists; the PNG
+decodes to 32x32 RGB.
+
 Run:   /work/venv/bin/python tools/make_demo_assets.py   (after make_tiny_models.py; < 1 s)
 Needs: Pillow (for the PNG), nothing else beyond the standard library.
 """
@@ -26,6 +31,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import shutil
 import struct
 from pathlib import Path
@@ -36,6 +42,9 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "fixtures" / "tiny" / "sdxl"
 ASSETS = ROOT / "pipeline" / "assets" / "demo_sdxl"
 EXAMPLES = ROOT / "examples" / "requests.jsonl"
+# The spec lives in shared/ at the checkout's root (next to it for a git worktree).
+SPEC = next((p for p in (ROOT / "shared", ROOT.parent / "shared") if p.is_dir()), ROOT / "shared") / "spec" / \
+    "octoai-imagegen-openapi.json"
 
 WEIGHT_FILES = {
     "unet": "diffusion_pytorch_model.safetensors",
@@ -109,8 +118,81 @@ def requests() -> list[dict]:
     ]
 
 
+def _resolve(spec: dict, schema: dict) -> dict:
+    while "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+    return schema
+
+
+def _matches(spec: dict, schema: dict, value) -> str | None:
+    """None when `value` fits `schema` (the subset of JSON schema the request model uses),
+    otherwise why not."""
+    schema = _resolve(spec, schema)
+    if "anyOf" in schema:
+        reasons = [_matches(spec, s, value) for s in schema["anyOf"]]
+        return None if None in reasons else " / ".join(r for r in reasons if r)
+    for sub in schema.get("allOf", []):
+        if (reason := _matches(spec, sub, value)) is not None:
+            return reason
+    if "enum" in schema and value not in schema["enum"]:
+        return f"{value!r} is not one of the enum"
+    kind = schema.get("type")
+    if kind is not None:
+        ok = {
+            "string": isinstance(value, str), "boolean": isinstance(value, bool), "null": value is None,
+            "integer": isinstance(value, int) and not isinstance(value, bool),
+            "number": isinstance(value, (int, float)) and not isinstance(value, bool),
+            "array": isinstance(value, list), "object": isinstance(value, dict),
+        }[kind]
+        if not ok:
+            return f"{value!r} is not {kind}"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            return f"{value} < {schema['minimum']}"
+        if "maximum" in schema and value > schema["maximum"]:
+            return f"{value} > {schema['maximum']}"
+        if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
+            return f"{value} <= {schema['exclusiveMinimum']}"
+    if isinstance(value, str) and "maxLength" in schema and len(value) > schema["maxLength"]:
+        return "too long"
+    if isinstance(value, list) and "items" in schema:
+        for item in value:
+            if (reason := _matches(spec, schema["items"], item)) is not None:
+                return reason
+    return None
+
+
+def check_requests(reqs: list[dict]) -> None:
+    spec = json.loads(SPEC.read_text())
+    model = spec["components"]["schemas"]["ImageGenerationRequest"]
+    props = model["properties"]
+    sizes_text = props["width"]["description"].split("SDXL=", 1)[1].split("]", 1)[0]
+    sdxl_sizes = {tuple(int(v) for v in pair.split(",")) for pair in re.findall(r"\((\d+, \d+)\)", sizes_text)}
+    assert (1024, 1024) in sdxl_sizes and len(sdxl_sizes) == 9, sdxl_sizes
+    for i, req in enumerate(reqs, 1):
+        for field in model.get("required", []):
+            assert field in req, f"request {i}: missing {field}"
+        for field, value in req.items():
+            if field == "id":  # kiln's addition: a string naming the request
+                assert isinstance(value, str), f"request {i}: id {value!r}"
+                continue
+            assert field in props, f"request {i}: unknown field {field}"
+            reason = _matches(spec, props[field], value)
+            assert reason is None, f"request {i}: {field}: {reason}"
+        size = (req.get("width", 1024), req.get("height", 1024))
+        assert size in sdxl_sizes, f"request {i}: {size} is not an SDXL size"
+        seeds = req.get("seed", [])
+        for seed in seeds if isinstance(seeds, list) else [seeds]:
+            assert seed is None or 0 < seed < 2**32, f"request {i}: seed {seed}"
+        if "init_image" in req:
+            img = Image.open(io.BytesIO(base64.b64decode(req["init_image"], validate=True)))
+            assert img.format == "PNG" and img.mode == "RGB" and img.size == (32, 32), (img.format, img.mode)
+
+
 def write_examples() -> None:
-    lines = [json.dumps(r, ensure_ascii=False) for r in requests()]
+    reqs = requests()
+    check_requests(reqs)
+    lines = [json.dumps(r, ensure_ascii=False) for r in reqs]
     EXAMPLES.write_text("\n".join(lines) + "\n")
 
 
