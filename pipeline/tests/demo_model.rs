@@ -9,7 +9,7 @@ use std::time::Instant;
 use kiln_pipeline::demo::{DEMO_DIR_NAME, DEMO_NOTICE, ensure_demo_model};
 use kiln_pipeline::models::conditioning::TextConditioner;
 use kiln_pipeline::models::unet::{AddedConditioning, UNet};
-use kiln_pipeline::models::vae::Vae;
+use kiln_pipeline::models::vae::{Tiling, Vae};
 use kiln_pipeline::rng::TorchGenerator;
 use kiln_runtime::checkpoint::{Checkpoint, Family, Format};
 use kiln_runtime::{DType, Device, Tensor};
@@ -207,36 +207,54 @@ fn the_notice_says_the_weights_are_untrained() {
     assert!(DEMO_NOTICE.contains("untrained") && DEMO_NOTICE.contains("noise"), "{DEMO_NOTICE}");
 }
 
+/// This process's CPU time so far (user + system), from /proc/self/stat at 100 ticks per second
+/// (Linux); zero elsewhere. Wall time on a shared machine overstates the cost, CPU time does not.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    // Fields after the command name (which is in parentheses): utime and stime are 14 and 15.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Runs `f` once, printing its wall and CPU time.
+fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    let (wall, cpu) = (Instant::now(), cpu_seconds());
+    let out = f();
+    eprintln!("{what}: wall {:.2} s, cpu {:.2} s", wall.elapsed().as_secs_f64(), cpu_seconds() - cpu);
+    out
+}
+
 /// Timings for choosing the example requests' steps (not a test: run with `--ignored
-/// --nocapture`): one UNet call at batch 2 on 128x128 latents (a 1024x1024 image with
-/// classifier-free guidance) and one VAE decode of 1 x 128x128 latents, f32 on the CPU.
+/// --nocapture`): one UNet call at batch 2 (classifier-free guidance) and 1 on 128x128 latents
+/// (1024x1024 images), and one VAE decode of 1 x 128x128 latents, whole and in 512-pixel tiles,
+/// f32 on the CPU.
 #[test]
 #[ignore]
 fn measure_demo_speed_at_1024() {
     let cache = tempfile::tempdir().unwrap();
-    let start = Instant::now();
-    let path = ensure_demo_model(cache.path()).unwrap();
-    eprintln!("create demo model: {:?}", start.elapsed());
-    let start = Instant::now();
-    ensure_demo_model(cache.path()).unwrap();
-    eprintln!("check cached demo model: {:?}", start.elapsed());
+    let path = timed("create the demo model", || ensure_demo_model(cache.path()).unwrap());
+    timed("check the cached demo model", || ensure_demo_model(cache.path()).unwrap());
     let ckpt = Checkpoint::open(&path).unwrap();
     let unet = UNet::load(&ckpt, DType::F32, Device::Cpu).unwrap();
-    let vae = Vae::load(&ckpt, DType::F32, Device::Cpu).unwrap();
+    let mut vae = Vae::load(&ckpt, DType::F32, Device::Cpu).unwrap();
     let mut g = TorchGenerator::new(1);
-    let latents = g.randn_tensor([2, 4, 128, 128], DType::F32, Device::Cpu).unwrap();
-    let context = random(&mut g, &[2, 77, 48]);
-    let time_ids = [1024.0, 1024.0, 0.0, 0.0, 1024.0, 1024.0].repeat(2);
-    let added = AddedConditioning { text_embeds: random(&mut g, &[2, 32]), time_ids };
-    for _ in 0..2 {
-        let start = Instant::now();
-        unet.forward(&latents, &[500.0, 500.0], &context, Some(&added)).unwrap();
-        eprintln!("UNet, batch 2, 128x128 latents: {:?}", start.elapsed());
+    for batch in [2, 1] {
+        let latents = g.randn_tensor([batch, 4, 128, 128], DType::F32, Device::Cpu).unwrap();
+        let context = random(&mut g, &[batch, 77, 48]);
+        let time_ids = [1024.0, 1024.0, 0.0, 0.0, 1024.0, 1024.0].repeat(batch);
+        let added = AddedConditioning { text_embeds: random(&mut g, &[batch, 32]), time_ids };
+        for _ in 0..2 {
+            timed(&format!("UNet, batch {batch}, 128x128 latents"), || {
+                unet.forward(&latents, &vec![500.0; batch], &context, Some(&added)).unwrap()
+            });
+        }
     }
     let z = g.randn_tensor([1, 4, 128, 128], DType::F32, Device::Cpu).unwrap();
     for _ in 0..2 {
-        let start = Instant::now();
-        vae.decode(&z).unwrap();
-        eprintln!("VAE decode, 1 x 128x128 latents -> 1024x1024: {:?}", start.elapsed());
+        timed("VAE decode, 1 x 128x128 latents -> 1024x1024", || vae.decode(&z).unwrap());
     }
+    vae.set_tiling(Some(Tiling { latent_tile: 64, sample_tile: 512, overlap_factor: 0.25 }));
+    timed("VAE decode in 512-pixel tiles, 1 x 128x128 latents -> 1024x1024", || vae.decode(&z).unwrap());
 }
