@@ -102,19 +102,23 @@ def gradient_png_b64() -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+# Steps are few on purpose: the demo model's weights are random, and at SDXL's sizes (about one
+# megapixel) one guided UNet call costs ~5.5 CPU-seconds and one VAE decode ~6.7 on a 2-core
+# x86 machine (pipeline/tests/demo_model.rs, `measure_demo_speed_at_1024`).
 def requests() -> list[dict]:
     return [
-        {"id": "lighthouse", "prompt": "a lighthouse on a cliff at dusk, oil painting", "steps": 4,
+        {"id": "lighthouse", "prompt": "a lighthouse on a cliff at dusk, oil painting", "steps": 2,
          "seed": 1234},
         {"id": "fox", "prompt": "a (red fox:1.3) sleeping in [fresh] snow, photograph",
-         "negative_prompt": "blurry, low quality", "style_preset": "photographic", "steps": 4,
+         "negative_prompt": "blurry, low quality", "style_preset": "photographic", "steps": 2,
          "cfg_scale": 6, "seed": 42},
         {"id": "robots", "prompt": "two small robots playing chess", "num_images": 2, "seed": 7,
-         "steps": 4, "sampler": "K_EULER_ANCESTRAL", "width": 1152, "height": 896},
-        {"prompt": "isometric city block, pastel colours", "steps": 4, "seed": 99,
-         "sampler": "DPM_PLUS_PLUS_2M_KARRAS", "image_encoding": "png", "width": 832, "height": 1216},
+         "steps": 2, "sampler": "K_EULER_ANCESTRAL", "width": 1152, "height": 896},
+        {"prompt": "isometric city block, pastel colours", "prompt_2": "soft morning light", "steps": 2,
+         "seed": 99, "sampler": "DPM_PLUS_PLUS_2M_KARRAS", "image_encoding": "png", "width": 832,
+         "height": 1216},
         {"id": "repaint", "prompt": "a sunset over the sea, watercolor", "init_image": gradient_png_b64(),
-         "strength": 0.6, "steps": 5, "seed": 5, "sampler": "K_EULER"},
+         "strength": 0.5, "steps": 4, "seed": 5, "sampler": "K_EULER"},
     ]
 
 

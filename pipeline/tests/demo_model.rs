@@ -6,11 +6,14 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use ::image::RgbImage;
 use kiln_pipeline::demo::{DEMO_DIR_NAME, DEMO_NOTICE, ensure_demo_model};
+use kiln_pipeline::generate::{Engine, InitImage, Job};
 use kiln_pipeline::models::conditioning::TextConditioner;
 use kiln_pipeline::models::unet::{AddedConditioning, UNet};
 use kiln_pipeline::models::vae::{Tiling, Vae};
 use kiln_pipeline::rng::TorchGenerator;
+use kiln_pipeline::samplers::SamplerName;
 use kiln_runtime::checkpoint::{Checkpoint, Family, Format};
 use kiln_runtime::{DType, Device, Tensor};
 
@@ -98,6 +101,49 @@ fn demo_opens_as_sdxl_base_and_its_models_run() {
     let image = vae.decode(&random(&mut g, &[1, 8, 8, 4])).unwrap();
     assert_eq!(image.dims(), [1, 64, 64, 3]);
     assert_finite_not_constant("VAE decode", &image);
+}
+
+/// A demo job: `seeds` images of 64x64 with guidance, two DDIM steps.
+fn job(prompt: &str, seeds: Vec<u32>, init: Option<InitImage>) -> Job {
+    Job {
+        prompt: prompt.into(),
+        prompt_2: None,
+        negative_prompt: Some("blurry".into()),
+        negative_prompt_2: None,
+        clip_skip: None,
+        cfg_scale: 7.0,
+        steps: 2,
+        sampler: SamplerName::DDIM,
+        seeds,
+        width: 64,
+        height: 64,
+        init,
+    }
+}
+
+fn assert_image_not_flat(what: &str, image: &RgbImage) {
+    assert_eq!(image.dimensions(), (64, 64), "{what}");
+    let values: Vec<f32> = image.as_raw().iter().map(|&v| v as f32).collect();
+    let (_, std) = mean_std(&values);
+    assert!(std > 1.0, "{what}: a flat image (std {std})");
+}
+
+#[test]
+fn the_engine_renders_with_the_demo_model() {
+    let cache = tempfile::tempdir().unwrap();
+    let engine = Engine::load(&ensure_demo_model(cache.path()).unwrap(), DType::F32, Device::Cpu).unwrap();
+    assert_eq!(engine.family(), Family::SdxlBase);
+    let images = engine.render(&[job("a lighthouse at dusk", vec![1, 2], None)], 4, &mut |_, _| {}).unwrap();
+    assert_eq!(images.len(), 1);
+    assert_eq!(images[0].len(), 2);
+    assert_image_not_flat("seed 1", &images[0][0]);
+    assert_image_not_flat("seed 2", &images[0][1]);
+    assert!(images[0][0] != images[0][1], "two seeds gave the same image");
+
+    let start = RgbImage::from_fn(64, 64, |x, y| ::image::Rgb([(x * 4) as u8, (y * 4) as u8, 160]));
+    let init = InitImage { image: start, strength: 0.5, mask: None };
+    let images = engine.render(&[job("a sunset", vec![3], Some(init))], 4, &mut |_, _| {}).unwrap();
+    assert_image_not_flat("img2img", &images[0][0]);
 }
 
 #[test]
