@@ -7,6 +7,9 @@ What it makes (byte for byte the same on every run):
                                            the demo model's weights for exactly these tensors.
   pipeline/assets/demo_sdxl/**.json        that folder's model_index.json, scheduler config and
                                            the four component config.json files, verbatim.
+  fixtures/demo/weights.json               for each weight file of the demo folder: the length and
+                                           FNV-1a 64 hash of its data region as torch draws it
+                                           (see "Weights" below), which kiln's must equal.
   examples/requests.jsonl                  OctoAI-style requests for the demo model (SDXL sizes),
                                            one of them img2img with a small PNG made here: a
                                            deterministic 32x32 RGB gradient, base64-encoded.
@@ -17,13 +20,20 @@ divide the tiny widths (16 / 8 channels). The folder's config.json files say 8 a
 the demo is the tiny fixture's topology exactly (3 UNet levels 16/32/32, VAE 8/8/16/16, CLIP
 encoders 16 and 32 wide with the real 49408-token vocabulary and 77 positions).
 
+Weights (the reference for kiln's `demo` module; the scheme is kiln's own): tensor `name` of
+component `c` is drawn from torch.Generator().manual_seed(s), s = (h ^ (h >> 32)) mod 2^32 with
+h = FNV-1a-64("kiln-demo-sdxl-v1/c.name"), as torch.randn(max(numel, 16))[:numel] (16 at least so
+that every value comes from torch's vectorised Box-Muller kernel, the same on every x86 build),
+then scaled in float32 like make_tiny_models.py (biases 0.1 N, norm scales 1 + 0.1 N, token and
+position tables 0.5 N, other weights N / sqrt(fan_in)) and rounded to float16.
+
 Check run on every invocation: each request is validated against the OpenAPI spec
 (shared/spec/octoai-imagegen-openapi.json, ImageGenerationRequest: known field, type, enum,
 bounds, max length) and its (width, height) against the SDXL sizes the spec lists; the PNG
 decodes to 32x32 RGB.
 
-Run:   /work/venv/bin/python tools/make_demo_assets.py   (after make_tiny_models.py; < 1 s)
-Needs: Pillow (for the PNG), nothing else beyond the standard library.
+Run:   /work/venv/bin/python tools/make_demo_assets.py   (after make_tiny_models.py; ~10 s)
+Needs: torch 2.15.0 (x86-64 with AVX2 or AVX-512, as make_rng_fixtures.py), numpy, Pillow.
 """
 
 from __future__ import annotations
@@ -36,12 +46,16 @@ import shutil
 import struct
 from pathlib import Path
 
+import numpy as np
+import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "fixtures" / "tiny" / "sdxl"
 ASSETS = ROOT / "pipeline" / "assets" / "demo_sdxl"
 EXAMPLES = ROOT / "examples" / "requests.jsonl"
+WEIGHTS_REF = ROOT / "fixtures" / "demo" / "weights.json"
+VERSION = "kiln-demo-sdxl-v1"
 # The spec lives in shared/ at the checkout's root (next to it for a git worktree).
 SPEC = next((p for p in (ROOT / "shared", ROOT.parent / "shared") if p.is_dir()), ROOT / "shared") / "spec" / \
     "octoai-imagegen-openapi.json"
@@ -84,6 +98,44 @@ def write_manifest() -> int:
     ASSETS.mkdir(parents=True, exist_ok=True)
     (ASSETS / "manifest.txt").write_text("\n".join(lines) + "\n")
     return count
+
+
+def fnv1a64(data: bytes) -> int:
+    h = 0xCBF29CE484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def demo_tensor(component: str, name: str, shape: list[int]) -> np.ndarray:
+    """One tensor of the demo model, float16, as described in the header."""
+    h = fnv1a64(f"{VERSION}/{component}.{name}".encode())
+    g = torch.Generator().manual_seed((h ^ (h >> 32)) & 0xFFFFFFFF)
+    numel = int(np.prod(shape))
+    z = torch.randn(max(numel, 16), generator=g, dtype=torch.float32)[:numel].numpy()
+    leaf = name.rsplit(".", 1)[-1]
+    if leaf == "bias" or name.endswith("_bias"):
+        scale, shift = np.float32(0.1), np.float32(0.0)
+    elif len(shape) == 1:
+        scale, shift = np.float32(0.1), np.float32(1.0)
+    elif "embedding" in name and len(shape) == 2 and "linear" not in name:
+        scale, shift = np.float32(0.5), np.float32(0.0)
+    else:
+        fan_in = int(np.prod(shape[1:]))
+        scale, shift = np.float32(1.0) / np.sqrt(np.float32(fan_in)), np.float32(0.0)
+    return ((z * scale).astype(np.float32) + shift).astype(np.float32).astype(np.float16)
+
+
+def write_weights_reference() -> None:
+    """The data region of each demo weight file (tensors back to back in manifest order)."""
+    ref = {}
+    for component, file in WEIGHT_FILES.items():
+        header = read_header(TINY / component / file)
+        data = b"".join(demo_tensor(component, name, header[name]["shape"]).astype("<f2").tobytes()
+                        for name in sorted(header))
+        ref[f"{component}/{file}"] = {"data_bytes": len(data), "data_fnv1a64": f"{fnv1a64(data):016x}"}
+    WEIGHTS_REF.parent.mkdir(parents=True, exist_ok=True)
+    WEIGHTS_REF.write_text(json.dumps(ref, indent=2, sort_keys=True) + "\n")
 
 
 def copy_configs() -> None:
@@ -201,8 +253,11 @@ def write_examples() -> None:
 
 
 def main() -> None:
+    capability = torch.backends.cpu.get_cpu_capability()
+    assert capability in ("AVX2", "AVX512"), f"torch's {capability} normal kernel differs from kiln's default"
     n = write_manifest()
     copy_configs()
+    write_weights_reference()
     write_examples()
     print(f"{n} tensors -> {ASSETS.relative_to(ROOT)}/manifest.txt; configs copied; "
           f"{len(requests())} requests -> {EXAMPLES.relative_to(ROOT)}")

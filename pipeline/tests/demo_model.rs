@@ -17,6 +17,7 @@ use kiln_pipeline::samplers::SamplerName;
 use kiln_runtime::checkpoint::{Checkpoint, Family, Format};
 use kiln_runtime::{DType, Device, Tensor};
 
+const TINY_SDXL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/tiny/sdxl");
 const UNET_FILE: &str = "unet/diffusion_pytorch_model.safetensors";
 const VAE_FILE: &str = "vae/diffusion_pytorch_model.safetensors";
 
@@ -158,6 +159,47 @@ fn two_creations_are_byte_identical_and_leave_nothing_else() {
         assert!(bytes_a == bytes_b, "{} differs between two creations", name_a.display());
     }
     assert_eq!(cache_entries(a.path()), [DEMO_DIR_NAME]);
+}
+
+/// FNV-1a, 64 bits (the hash `tools/make_demo_assets.py` records).
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+#[test]
+fn the_weights_are_torchs_draws_for_the_tiny_fixtures_tensors() {
+    let reference: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/demo/weights.json")).unwrap(),
+    )
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let path = ensure_demo_model(cache.path()).unwrap();
+    let files = reference.as_object().unwrap();
+    assert_eq!(files.len(), 4);
+    for (file, expected) in files {
+        let bytes = fs::read(path.join(file)).unwrap();
+        let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let data = &bytes[8 + header_len..];
+        // The tiny fixture's tensors: the same names, shapes and dtype.
+        let fixture = fs::read(Path::new(TINY_SDXL).join(file)).unwrap();
+        let names_shapes = |b: &[u8]| {
+            let st = safetensors::SafeTensors::deserialize(b).unwrap();
+            let mut v: Vec<_> =
+                st.tensors().into_iter().map(|(n, t)| (n, t.shape().to_vec(), t.dtype())).collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        assert!(
+            names_shapes(&bytes) == names_shapes(&fixture),
+            "{file}: tensors differ from the tiny fixture's"
+        );
+        assert_eq!(data.len() as u64, expected["data_bytes"].as_u64().unwrap(), "{file}");
+        assert_eq!(
+            format!("{:016x}", fnv1a64(data)),
+            expected["data_fnv1a64"].as_str().unwrap(),
+            "{file}: data differ from torch's"
+        );
+    }
 }
 
 #[cfg(unix)]
