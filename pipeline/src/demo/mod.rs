@@ -66,7 +66,12 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) ->
 /// `$HOME/.cache/kiln`, else `kiln-cache` in the system's temporary directory. Empty (and, for
 /// XDG, relative) values are ignored.
 pub fn default_cache_dir() -> PathBuf {
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    cache_dir_from(|name| std::env::var_os(name))
+}
+
+/// [`default_cache_dir`] with the environment given as a lookup.
+fn cache_dir_from(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> PathBuf {
+    let var = |name: &str| env(name).filter(|v| !v.is_empty()).map(PathBuf::from);
     if let Some(dir) = var("KILN_CACHE_DIR") {
         return dir;
     }
@@ -82,31 +87,29 @@ pub fn default_cache_dir() -> PathBuf {
 /// The demo model's folder in `cache_dir`, made there first if it is missing or damaged.
 pub fn ensure_demo_model(cache_dir: &Path) -> Result<PathBuf, DemoError> {
     let target = cache_dir.join(DEMO_DIR_NAME);
-    let mut finding = match check(&target) {
-        Ok(()) => return Ok(target),
-        Err(finding) => finding,
-    };
-    fs::create_dir_all(cache_dir).map_err(io_error("create folder", cache_dir))?;
-    // A few rounds: each builds a fresh copy; another process may win the rename, and its copy
-    // is checked like any other.
-    for _ in 0..3 {
+    let mut finding = String::new();
+    // Check, and while it fails (at most 3 times) build a fresh copy and rename it into place.
+    // Another process may do the same at once: whichever copy lands is checked like any other.
+    for round in 0..=3 {
+        match check(&target) {
+            Ok(()) => return Ok(target),
+            Err(f) => finding = f,
+        }
+        if round == 3 {
+            break;
+        }
+        fs::create_dir_all(cache_dir).map_err(io_error("create folder", cache_dir))?;
         if target.exists() {
             discard(&target, cache_dir)?;
         }
         let staging = build(cache_dir)?;
-        match fs::rename(&staging, &target) {
-            Ok(()) => {}
-            // Someone else put a folder there first: keep theirs (checked below).
-            Err(_) if target.exists() => remove_quietly(&staging),
-            Err(e) => {
-                remove_quietly(&staging);
+        if let Err(e) = fs::rename(&staging, &target) {
+            remove_quietly(&staging);
+            // Someone else's copy got there first: it is checked next round.
+            if !target.exists() {
                 return Err(DemoError::Io { action: "rename into place", path: target, source: e });
             }
         }
-        finding = match check(&target) {
-            Ok(()) => return Ok(target),
-            Err(finding) => finding,
-        };
     }
     Err(DemoError::Unusable { path: target, reason: finding })
 }
@@ -202,4 +205,28 @@ fn check(dir: &Path) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+
+    fn dir_with(vars: &[(&str, &str)]) -> PathBuf {
+        cache_dir_from(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| OsString::from(v)))
+    }
+
+    #[test]
+    fn cache_dir_precedence() {
+        let all = [("KILN_CACHE_DIR", "/k"), ("XDG_CACHE_HOME", "/x"), ("HOME", "/h")];
+        assert_eq!(dir_with(&all), Path::new("/k"));
+        assert_eq!(dir_with(&all[1..]), Path::new("/x/kiln"));
+        assert_eq!(dir_with(&all[2..]), Path::new("/h/.cache/kiln"));
+        // Empty values and a relative XDG_CACHE_HOME are ignored (the XDG spec says so).
+        assert_eq!(
+            dir_with(&[("KILN_CACHE_DIR", ""), ("XDG_CACHE_HOME", "rel"), ("HOME", "/h")]),
+            Path::new("/h/.cache/kiln")
+        );
+        assert_eq!(dir_with(&[]), std::env::temp_dir().join("kiln-cache"));
+    }
 }
