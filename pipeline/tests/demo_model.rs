@@ -268,6 +268,15 @@ fn a_missing_file_or_stamp_is_rebuilt() {
 }
 
 #[test]
+fn a_file_in_place_of_the_folder_is_replaced() {
+    let cache = tempfile::tempdir().unwrap();
+    fs::write(cache.path().join(DEMO_DIR_NAME), b"not a model").unwrap();
+    let path = ensure_demo_model(cache.path()).unwrap();
+    assert!(path.is_dir());
+    assert_eq!(cache_entries(cache.path()), [DEMO_DIR_NAME]);
+}
+
+#[test]
 fn concurrent_creations_all_get_an_intact_model() {
     let cache = tempfile::tempdir().unwrap();
     let reference = tempfile::tempdir().unwrap();

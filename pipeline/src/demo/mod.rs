@@ -137,9 +137,10 @@ fn discard(target: &Path, cache_dir: &Path) -> Result<(), DemoError> {
     }
 }
 
-fn remove_quietly(dir: &Path) {
-    // Best effort: a leftover staging folder wastes a few MB but breaks nothing.
-    let _ = fs::remove_dir_all(dir);
+/// Deletes a staging or discarded folder (or a stray file that stood at the demo's name).
+fn remove_quietly(path: &Path) {
+    // Best effort: a leftover wastes a few MB but breaks nothing.
+    let _ = if path.is_dir() { fs::remove_dir_all(path) } else { fs::remove_file(path) };
 }
 
 /// Writes a complete demo folder under a private name in `cache_dir` and returns that name.
