@@ -326,7 +326,7 @@ fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
 /// Timings for choosing the example requests' steps (not a test: run with `--ignored
 /// --nocapture`): one UNet call at batch 2 (classifier-free guidance) and 1 on 128x128 latents
 /// (1024x1024 images), and one VAE decode of 1 x 128x128 latents, whole and in 512-pixel tiles,
-/// f32 on the CPU.
+/// f32 on the CPU; then a whole 1024x1024 image through the engine (2 steps, guidance).
 #[test]
 #[ignore]
 fn measure_demo_speed_at_1024() {
@@ -354,4 +354,11 @@ fn measure_demo_speed_at_1024() {
     }
     vae.set_tiling(Some(Tiling { latent_tile: 64, sample_tile: 512, overlap_factor: 0.25 }));
     timed("VAE decode in 512-pixel tiles, 1 x 128x128 latents -> 1024x1024", || vae.decode(&z).unwrap());
+
+    let engine = Engine::load(&path, DType::F32, Device::Cpu).unwrap();
+    let mut one = job("a lighthouse on a cliff at dusk", vec![1], None);
+    (one.width, one.height) = (1024, 1024);
+    timed("Engine::render, one 1024x1024 image, 2 steps with guidance", || {
+        engine.render(&[one], 4, &mut |_, _| {}).unwrap()
+    });
 }
