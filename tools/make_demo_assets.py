@@ -1,39 +1,49 @@
 """kiln's built-in demo model description and the example requests -> pipeline/assets/demo_sdxl/, examples/.
 
 What it makes (byte for byte the same on every run):
-  pipeline/assets/demo_sdxl/manifest.txt   every tensor of the tiny SDXL diffusers folder
-                                           (fixtures/tiny/sdxl/), one `component.name d0,d1,...`
-                                           per line (all F16), sorted; kiln's `demo` module draws
-                                           the demo model's weights for exactly these tensors.
-  pipeline/assets/demo_sdxl/**.json        that folder's model_index.json, scheduler config and
-                                           the four component config.json files, verbatim.
-  fixtures/demo/weights.json               for each weight file of the demo folder: the length and
-                                           FNV-1a 64 hash of its data region as torch draws it
-                                           (see "Weights" below), which kiln's must equal.
+  pipeline/assets/demo_sdxl/**.json        the demo's model_index.json, scheduler config and four
+                                           component config.json files, as diffusers/transformers
+                                           save_pretrained writes them for the models built from
+                                           DEMO_UNET / DEMO_VAE / the text encoder configs below.
+  pipeline/assets/demo_sdxl/manifest.txt   every tensor of those models' saved weight files, one
+                                           `component.name d0,d1,...` per line (all F16), sorted;
+                                           kiln's `demo` module draws the weights for exactly these.
+  fixtures/demo/weights.json               for each weight file of the demo folder: its tensors'
+                                           names and shapes as diffusers saves them, and the length
+                                           and FNV-1a 64 hash of its data region as torch draws it
+                                           (see "Weights" below); kiln's must equal both.
   examples/requests.jsonl                  OctoAI-style requests for the demo model (SDXL sizes),
                                            one of them img2img with a small PNG made here: a
                                            deterministic 32x32 RGB gradient, base64-encoded.
 
-Why a folder and not a single file: a single file carries no config, and kiln (like diffusers)
-then sizes it from the weights plus the family's published config, whose 32 norm groups do not
-divide the tiny widths (16 / 8 channels). The folder's config.json files say 8 and 4 groups, so
-the demo is the tiny fixture's topology exactly (3 UNet levels 16/32/32, VAE 8/8/16/16, CLIP
-encoders 16 and 32 wide with the real 49408-token vocabulary and 77 positions).
+The demo model is SDXL-shaped but built to be cheap at SDXL's one-megapixel sizes: a UNet with
+3 levels 8/16/32 wide, one resnet per block, attention (linear projections, depth 1/1/2 by level,
+the mid block 2) only at the deepest level (DownBlock2D, DownBlock2D, CrossAttnDownBlock2D and the
+mirror image going up; SDXL attends at the two deeper levels) and the `text_time` added embedding
+(pooled text embedding + 6 time ids of 8 features); two text encoders CLIP-L-like (16 wide,
+quick_gelu) and OpenCLIP-G-like (32 wide, gelu, projection) with the real 49408-token vocabulary
+and 77 positions; a 4-level VAE 4/4/8/8 wide with one resnet per block and no mid-block attention
+(`mid_block_add_attention: false`), 4 latent channels, scaling factor 0.13025, force_upcast.
+Norms use 4 groups. It is a diffusers folder, not a single file, because a single file carries no
+config and kiln (like diffusers) would size it with the family's published 32 norm groups.
 
 Weights (the reference for kiln's `demo` module; the scheme is kiln's own): tensor `name` of
 component `c` is drawn from torch.Generator().manual_seed(s), s = (h ^ (h >> 32)) mod 2^32 with
-h = FNV-1a-64("kiln-demo-sdxl-v1/c.name"), as torch.randn(max(numel, 16))[:numel] (16 at least so
+h = FNV-1a-64("kiln-demo-sdxl-v2/c.name"), as torch.randn(max(numel, 16))[:numel] (16 at least so
 that every value comes from torch's vectorised Box-Muller kernel, the same on every x86 build),
 then scaled in float32 like make_tiny_models.py (biases 0.1 N, norm scales 1 + 0.1 N, token and
 position tables 0.5 N, other weights N / sqrt(fan_in)) and rounded to float16.
 
-Check run on every invocation: each request is validated against the OpenAPI spec
-(shared/spec/octoai-imagegen-openapi.json, ImageGenerationRequest: known field, type, enum,
-bounds, max length) and its (width, height) against the SDXL sizes the spec lists; the PNG
-decodes to 32x32 RGB.
+Checks run on every invocation: diffusers' StableDiffusionXLPipeline loads the folder with these
+weights and renders 2 steps at 256x256 to a finite, non-flat, unsaturated image; each request is
+validated against the OpenAPI spec (shared/spec/octoai-imagegen-openapi.json,
+ImageGenerationRequest: known field, type, enum, bounds, max length) and its (width, height)
+against the SDXL sizes the spec lists; the PNG decodes to 32x32 RGB.
 
-Run:   /work/venv/bin/python tools/make_demo_assets.py   (after make_tiny_models.py; ~10 s)
-Needs: torch 2.15.0 (x86-64 with AVX2 or AVX-512, as make_rng_fixtures.py), numpy, Pillow.
+Run:   /work/venv/bin/python tools/make_demo_assets.py   (~15 s)
+Needs: torch 2.15.0 (x86-64 with AVX2 or AVX-512, as make_rng_fixtures.py), diffusers 0.42.1,
+       transformers 5.23.0, numpy, Pillow, and what make_tiny_models.py needs (its save_diffusers
+       and tokenizer files are reused).
 """
 
 from __future__ import annotations
@@ -42,23 +52,54 @@ import base64
 import io
 import json
 import re
-import shutil
 import struct
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import make_tiny_models as tiny  # noqa: E402  (also sets the offline/quiet environment)
+from diffusers import AutoencoderKL, StableDiffusionXLPipeline, UNet2DConditionModel  # noqa: E402
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection  # noqa: E402
+import safetensors.torch  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ROOT / "fixtures" / "tiny" / "sdxl"
 ASSETS = ROOT / "pipeline" / "assets" / "demo_sdxl"
 EXAMPLES = ROOT / "examples" / "requests.jsonl"
 WEIGHTS_REF = ROOT / "fixtures" / "demo" / "weights.json"
-VERSION = "kiln-demo-sdxl-v1"
+VERSION = "kiln-demo-sdxl-v2"
 # The spec lives in shared/ at the checkout's root (next to it for a git worktree).
 SPEC = next((p for p in (ROOT / "shared", ROOT.parent / "shared") if p.is_dir()), ROOT / "shared") / "spec" / \
     "octoai-imagegen-openapi.json"
+
+CLIP_L = tiny.TINY_SDXL_CLIP_L  # 16 wide, 4 layers, quick_gelu, 49408 tokens, 77 positions
+BIG_G = tiny.TINY_BIGG  # 32 wide, 4 layers, gelu, projection 32
+_TIME_DIM = 8  # SDXL: 256
+DEMO_UNET = dict(
+    sample_size=128, in_channels=4, out_channels=4,  # SDXL: 128 (1024-pixel images)
+    down_block_types=["DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"],
+    up_block_types=["CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"],
+    mid_block_type="UNetMidBlock2DCrossAttn",
+    block_out_channels=[8, 16, 32], layers_per_block=1, norm_num_groups=4,  # SDXL: [320, 640, 1280], 2, 32
+    transformer_layers_per_block=[1, 1, 2],  # SDXL: [1, 2, 10]; the mid block takes the last
+    attention_head_dim=[1, 2, 2],  # number of heads per level (SDXL: [5, 10, 20]), head dim 16 where it attends
+    cross_attention_dim=CLIP_L["hidden_size"] + BIG_G["hidden_size"],  # SDXL: 768 + 1280
+    use_linear_projection=True,
+    addition_embed_type="text_time", addition_embed_type_num_heads=64, addition_time_embed_dim=_TIME_DIM,
+    projection_class_embeddings_input_dim=BIG_G["projection_dim"] + 6 * _TIME_DIM,  # SDXL: 1280 + 6 * 256
+    flip_sin_to_cos=True, freq_shift=0, act_fn="silu", norm_eps=1e-5,
+)
+DEMO_VAE = dict(
+    sample_size=1024, in_channels=3, out_channels=3, latent_channels=4,  # SDXL: 1024
+    down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
+    block_out_channels=[4, 4, 8, 8], layers_per_block=1, norm_num_groups=4,  # SDXL: [128, 256, 512, 512], 2, 32
+    mid_block_add_attention=False,  # SDXL: true (attention over every latent pixel)
+    act_fn="silu", scaling_factor=0.13025, force_upcast=True,
+)
 
 WEIGHT_FILES = {
     "unet": "diffusion_pytorch_model.safetensors",
@@ -84,20 +125,40 @@ def read_header(path: Path) -> dict:
     return header
 
 
-def write_manifest() -> int:
-    lines = ["# Tensors of kiln's demo model (tiny SDXL topology); made by tools/make_demo_assets.py"]
-    count = 0
+def save_diffusers_folder(folder: Path) -> None:
+    """The demo's models as diffusers saves them (weights: torch's default init, replaced later)."""
+    torch.manual_seed(0)
+    models = {
+        "unet": UNet2DConditionModel(**DEMO_UNET),
+        "vae": AutoencoderKL(**DEMO_VAE),
+        "text_encoder": CLIPTextModel(CLIPTextConfig(**CLIP_L)),
+        "text_encoder_2": CLIPTextModelWithProjection(CLIPTextConfig(**BIG_G)),
+    }
+    models = {c: m.to(torch.float16).eval() for c, m in models.items()}
+    tiny.save_diffusers("sdxl", models, folder)
+
+
+def tensors_of(folder: Path) -> dict[str, dict[str, list[int]]]:
+    """Per weight file: tensor name -> shape, sorted by name (all F16)."""
+    out = {}
     for component, file in WEIGHT_FILES.items():
-        header = read_header(TINY / component / file)
-        for name in sorted(header):
-            entry = header[name]
+        header = read_header(folder / component / file)
+        for name, entry in header.items():
             assert entry["dtype"] == "F16", (component, name, entry["dtype"])
             assert entry["shape"], (component, name)
-            lines.append(f"{component}.{name} {','.join(str(d) for d in entry['shape'])}")
-            count += 1
+        out[f"{component}/{file}"] = {name: header[name]["shape"] for name in sorted(header)}
+    assert not any("mid_block.attentions" in n for n in out["vae/diffusion_pytorch_model.safetensors"])
+    return out
+
+
+def write_manifest(tensors: dict) -> int:
+    lines = ["# Tensors of kiln's demo model (see tools/make_demo_assets.py); made by that script"]
+    for component, file in WEIGHT_FILES.items():
+        for name, shape in tensors[f"{component}/{file}"].items():
+            lines.append(f"{component}.{name} {','.join(str(d) for d in shape)}")
     ASSETS.mkdir(parents=True, exist_ok=True)
     (ASSETS / "manifest.txt").write_text("\n".join(lines) + "\n")
-    return count
+    return len(lines) - 1
 
 
 def fnv1a64(data: bytes) -> int:
@@ -126,23 +187,42 @@ def demo_tensor(component: str, name: str, shape: list[int]) -> np.ndarray:
     return ((z * scale).astype(np.float32) + shift).astype(np.float32).astype(np.float16)
 
 
-def write_weights_reference() -> None:
-    """The data region of each demo weight file (tensors back to back in manifest order)."""
+def write_weights_reference(tensors: dict) -> None:
+    """Per weight file: the tensors (name -> shape) and its data region (tensors back to back in
+    name order) as torch draws it."""
     ref = {}
     for component, file in WEIGHT_FILES.items():
-        header = read_header(TINY / component / file)
-        data = b"".join(demo_tensor(component, name, header[name]["shape"]).astype("<f2").tobytes()
-                        for name in sorted(header))
-        ref[f"{component}/{file}"] = {"data_bytes": len(data), "data_fnv1a64": f"{fnv1a64(data):016x}"}
+        shapes = tensors[f"{component}/{file}"]
+        data = b"".join(demo_tensor(component, name, shape).astype("<f2").tobytes()
+                        for name, shape in shapes.items())
+        ref[f"{component}/{file}"] = {"data_bytes": len(data), "data_fnv1a64": f"{fnv1a64(data):016x}",
+                                      "tensors": shapes}
     WEIGHTS_REF.parent.mkdir(parents=True, exist_ok=True)
-    WEIGHTS_REF.write_text(json.dumps(ref, indent=2, sort_keys=True) + "\n")
+    WEIGHTS_REF.write_text(json.dumps(ref, indent=1, sort_keys=True) + "\n")
 
 
-def copy_configs() -> None:
+def copy_configs(folder: Path) -> None:
     for rel in CONFIGS:
         dst = ASSETS / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(TINY / rel, dst)
+        dst.write_bytes((folder / rel).read_bytes())
+
+
+def check_diffusers_renders(folder: Path, tensors: dict) -> dict:
+    """Puts the demo weights into the saved folder, loads it with diffusers' SDXL pipeline (which
+    checks every name and shape against the configs) and renders 2 guided steps at 256x256."""
+    for component, file in WEIGHT_FILES.items():
+        sd = {name: torch.from_numpy(demo_tensor(component, name, shape).reshape(shape))
+              for name, shape in tensors[f"{component}/{file}"].items()}
+        safetensors.torch.save_file(sd, folder / component / file, metadata={"format": "pt"})
+    pipe = StableDiffusionXLPipeline.from_pretrained(folder, torch_dtype=torch.float32, add_watermarker=False)
+    pipe.set_progress_bar_config(disable=True)
+    image = pipe("a lighthouse on a cliff at dusk", num_inference_steps=2, height=256, width=256,
+                 output_type="np", generator=torch.Generator().manual_seed(0)).images[0]
+    assert image.shape == (256, 256, 3) and bool(np.isfinite(image).all()), image.shape
+    stats = {"std": float(image.std()), "saturated": float(((image <= 0.0) | (image >= 1.0)).mean())}
+    assert stats["std"] > 0.02 and stats["saturated"] < 0.25, stats
+    return stats
 
 
 def gradient_png_b64() -> str:
@@ -255,11 +335,17 @@ def write_examples() -> None:
 def main() -> None:
     capability = torch.backends.cpu.get_cpu_capability()
     assert capability in ("AVX2", "AVX512"), f"torch's {capability} normal kernel differs from kiln's default"
-    n = write_manifest()
-    copy_configs()
-    write_weights_reference()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "demo"
+        save_diffusers_folder(folder)
+        tensors = tensors_of(folder)
+        n = write_manifest(tensors)
+        copy_configs(folder)
+        write_weights_reference(tensors)
+        stats = check_diffusers_renders(folder, tensors)
     write_examples()
-    print(f"{n} tensors -> {ASSETS.relative_to(ROOT)}/manifest.txt; configs copied; "
+    print(f"{n} tensors -> {ASSETS.relative_to(ROOT)}/manifest.txt; configs written; diffusers renders "
+          f"256x256 with pixel std {stats['std']:.3f}, {100 * stats['saturated']:.1f}% saturated; "
           f"{len(requests())} requests -> {EXAMPLES.relative_to(ROOT)}")
 
 

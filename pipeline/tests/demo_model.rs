@@ -17,7 +17,6 @@ use kiln_pipeline::samplers::SamplerName;
 use kiln_runtime::checkpoint::{Checkpoint, Family, Format};
 use kiln_runtime::{DType, Device, Tensor};
 
-const TINY_SDXL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/tiny/sdxl");
 const UNET_FILE: &str = "unet/diffusion_pytorch_model.safetensors";
 const VAE_FILE: &str = "vae/diffusion_pytorch_model.safetensors";
 
@@ -78,10 +77,18 @@ fn demo_opens_as_sdxl_base_and_its_models_run() {
     let text = TextConditioner::load(&ckpt, DType::F32, Device::Cpu).unwrap();
     let unet = UNet::load(&ckpt, DType::F32, Device::Cpu).unwrap();
     let vae = Vae::load(&ckpt, DType::F32, Device::Cpu).unwrap();
-    // The tiny fixture's topology.
-    assert_eq!(unet.config().block_out_channels, [16, 32, 32]);
-    assert_eq!(unet.config().norm_num_groups, 8);
-    assert_eq!(vae.config().block_out_channels, [8, 8, 16, 16]);
+    // The demo's topology (tools/make_demo_assets.py): SDXL-shaped, narrow, attention only deep.
+    let u = unet.config();
+    assert_eq!(u.block_out_channels, [8, 16, 32]);
+    assert_eq!((u.norm_num_groups, u.layers_per_block), (4, 1));
+    assert_eq!(u.down_block_types, ["DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"]);
+    assert_eq!(u.up_block_types, ["CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"]);
+    assert_eq!((u.addition_embed_type.as_deref(), u.addition_time_embed_dim), (Some("text_time"), Some(8)));
+    let v = vae.config();
+    assert_eq!(v.block_out_channels, [4, 4, 8, 8]);
+    assert_eq!((v.latent_channels, v.scaling_factor, v.force_upcast), (4, 0.13025, true));
+    assert!(ckpt.contains("vae.decoder.mid_block.resnets.0.conv1.weight"));
+    assert!(!ckpt.contains("vae.decoder.mid_block.attentions.0.to_q.weight"), "the VAE has mid attention");
 
     let prompt = text.encode("a lighthouse on a cliff at dusk", None, None).unwrap();
     assert_eq!(prompt.hidden.dims(), [1, 77, 48]);
@@ -166,8 +173,19 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
+/// (name, shape, dtype) of every tensor, sorted by name.
+type Listing = Vec<(String, Vec<usize>, String)>;
+
+fn listing(bytes: &[u8]) -> Listing {
+    let st = safetensors::SafeTensors::deserialize(bytes).unwrap();
+    let mut v: Listing =
+        st.tensors().into_iter().map(|(n, t)| (n, t.shape().to_vec(), format!("{:?}", t.dtype()))).collect();
+    v.sort();
+    v
+}
+
 #[test]
-fn the_weights_are_torchs_draws_for_the_tiny_fixtures_tensors() {
+fn the_weights_are_torchs_draws_for_the_diffusers_models_tensors() {
     let reference: serde_json::Value = serde_json::from_str(
         &fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/demo/weights.json")).unwrap(),
     )
@@ -180,19 +198,19 @@ fn the_weights_are_torchs_draws_for_the_tiny_fixtures_tensors() {
         let bytes = fs::read(path.join(file)).unwrap();
         let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
         let data = &bytes[8 + header_len..];
-        // The tiny fixture's tensors: the same names, shapes and dtype.
-        let fixture = fs::read(Path::new(TINY_SDXL).join(file)).unwrap();
-        let names_shapes = |b: &[u8]| {
-            let st = safetensors::SafeTensors::deserialize(b).unwrap();
-            let mut v: Vec<_> =
-                st.tensors().into_iter().map(|(n, t)| (n, t.shape().to_vec(), t.dtype())).collect();
-            v.sort_by(|a, b| a.0.cmp(&b.0));
-            v
-        };
-        assert!(
-            names_shapes(&bytes) == names_shapes(&fixture),
-            "{file}: tensors differ from the tiny fixture's"
-        );
+        // The tensors diffusers saves for the models built from the demo's configs, all F16.
+        let mut saved: Listing = expected["tensors"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(n, s)| {
+                let shape = s.as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+                (n.clone(), shape, "F16".to_string())
+            })
+            .collect();
+        saved.sort();
+        assert!(saved.len() > 10, "{file}: {} tensors in the fixture", saved.len());
+        assert!(listing(&bytes) == saved, "{file}: tensors differ from the diffusers models'");
         assert_eq!(data.len() as u64, expected["data_bytes"].as_u64().unwrap(), "{file}");
         assert_eq!(
             format!("{:016x}", fnv1a64(data)),
@@ -326,13 +344,17 @@ fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
 /// Timings for choosing the example requests' steps (not a test: run with `--ignored
 /// --nocapture`): one UNet call at batch 2 (classifier-free guidance) and 1 on 128x128 latents
 /// (1024x1024 images), and one VAE decode of 1 x 128x128 latents, whole and in 512-pixel tiles,
-/// f32 on the CPU; then a whole 1024x1024 image through the engine (2 steps, guidance).
+/// f32 on the CPU; then a whole 1024x1024 image through the engine (2 steps, guidance), which
+/// must be neither flat nor saturated (saved as PNG to `$KILN_DEMO_PNG` when set, to look at).
+/// `$KILN_MEASURE_MODEL` names another SDXL-shaped diffusers folder to time instead.
 #[test]
 #[ignore]
 fn measure_demo_speed_at_1024() {
     let cache = tempfile::tempdir().unwrap();
     let path = timed("create the demo model", || ensure_demo_model(cache.path()).unwrap());
     timed("check the cached demo model", || ensure_demo_model(cache.path()).unwrap());
+    // Another SDXL-shaped folder to time instead (to try a topology before changing the demo's).
+    let path = std::env::var_os("KILN_MEASURE_MODEL").map_or(path, PathBuf::from);
     let ckpt = Checkpoint::open(&path).unwrap();
     let unet = UNet::load(&ckpt, DType::F32, Device::Cpu).unwrap();
     let mut vae = Vae::load(&ckpt, DType::F32, Device::Cpu).unwrap();
@@ -358,7 +380,17 @@ fn measure_demo_speed_at_1024() {
     let engine = Engine::load(&path, DType::F32, Device::Cpu).unwrap();
     let mut one = job("a lighthouse on a cliff at dusk", vec![1], None);
     (one.width, one.height) = (1024, 1024);
-    timed("Engine::render, one 1024x1024 image, 2 steps with guidance", || {
+    let images = timed("Engine::render, one 1024x1024 image, 2 steps with guidance", || {
         engine.render(&[one], 4, &mut |_, _| {}).unwrap()
     });
+    let image = &images[0][0];
+    let values: Vec<f32> = image.as_raw().iter().map(|&v| v as f32).collect();
+    let (mean, std) = mean_std(&values);
+    let clipped = image.as_raw().iter().filter(|&&v| v == 0 || v == 255).count() as f64 / values.len() as f64;
+    eprintln!("the image: mean {mean:.1}, std {std:.1}, {:.1}% of values at 0 or 255", 100.0 * clipped);
+    assert!(std > 8.0 && clipped < 0.25, "a flat or saturated image");
+    if let Some(png) = std::env::var_os("KILN_DEMO_PNG") {
+        image.save(&png).unwrap();
+        eprintln!("saved to {}", Path::new(&png).display());
+    }
 }

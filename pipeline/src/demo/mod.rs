@@ -1,12 +1,15 @@
 //! kiln's built-in demo model: a tiny SDXL-shaped model with untrained, deterministic random
 //! weights, so that `kiln render` runs on any machine with no checkpoint to download.
 //!
-//! [`ensure_demo_model`] returns a diffusers folder (`demo-sdxl-v1/` in the cache directory)
-//! that [`kiln_runtime::checkpoint::Checkpoint::open`] reads as SDXL base: the tiny fixture's
-//! topology (3 UNet levels 16/32/32, VAE 8/8/16/16, CLIP text encoders 16 and 32 wide with the
-//! real 49408-token vocabulary and 77 positions; the tokenizers are kiln's embedded ones). A
-//! folder rather than a single file because a single file carries no config: kiln would size it
-//! with the family's published 32 norm groups, which the tiny widths cannot use.
+//! [`ensure_demo_model`] returns a diffusers folder (`demo-sdxl-v2/` in the cache directory)
+//! that [`kiln_runtime::checkpoint::Checkpoint::open`] reads as SDXL base. It is SDXL-shaped but
+//! cheap at SDXL's one-megapixel sizes: a 3-level UNet 8/16/32 wide with attention only at the
+//! deepest level and the `text_time` added embedding, CLIP-L-like and OpenCLIP-G-like text
+//! encoders 16 and 32 wide with the real 49408-token vocabulary and 77 positions (the tokenizers
+//! are kiln's embedded ones), and a 4-level VAE 4/4/8/8 wide without mid-block attention
+//! (`tools/make_demo_assets.py` has the details). A folder rather than a single file because a
+//! single file carries no config: kiln would size it with the family's published 32 norm groups,
+//! which the narrow widths cannot use.
 //!
 //! The folder is made on first use, byte-identical on every machine: built in a temporary
 //! folder next to it, then renamed into place in one step, so a concurrent run or a crash never
@@ -28,7 +31,7 @@ pub const DEMO_NOTICE: &str = "Using kiln's built-in demo model: a tiny SDXL-sha
      checkpoint for real images.";
 
 /// The demo folder's name inside the cache directory; the version changes with its contents.
-pub const DEMO_DIR_NAME: &str = "demo-sdxl-v1";
+pub const DEMO_DIR_NAME: &str = "demo-sdxl-v2";
 
 /// The file recording each weight file's hash, written last into the folder.
 const STAMP: &str = "kiln-demo.json";

@@ -38,7 +38,7 @@ const WEIGHT_FILES: [(&str, &str); 4] = [
 ];
 
 /// Changes whenever the drawn bytes would change (it also seeds every tensor).
-pub(super) const WEIGHTS_VERSION: &str = "kiln-demo-sdxl-v1";
+pub(super) const WEIGHTS_VERSION: &str = "kiln-demo-sdxl-v2";
 
 /// torch's Box-Muller chunk: draws shorter than this would take the libm double path.
 const MIN_DRAW: usize = 16;
