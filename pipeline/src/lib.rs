@@ -4,6 +4,7 @@
 //! - [`generate`]: jobs to images (text-to-image, img2img, inpainting), batched;
 //! - [`image`]: request and response image codecs;
 //! - [`models`]: the networks (text encoders, UNet, VAE) and the layers they share;
+//! - [`runner`]: the JSONL batch runner (`kiln render`): batching, resume, error records;
 //! - [`rng`]: seeded noise equal bit for bit to `torch.randn` on a CPU generator;
 //! - [`samplers`]: OctoAI's 21 sampler names, their schedules and update rules (diffusers parity);
 //! - [`tokenizer`]: CLIP's BPE tokenizer and A1111-style long-prompt windows.
@@ -13,5 +14,6 @@ pub mod generate;
 pub mod image;
 pub mod models;
 pub mod rng;
+pub mod runner;
 pub mod samplers;
 pub mod tokenizer;
