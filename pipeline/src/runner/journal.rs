@@ -51,8 +51,9 @@ pub enum JournalError {
 pub struct Journal {
     path: PathBuf,
     file: File,
-    /// How many records each id has (an id repeated in the input has one per occurrence).
-    ids: HashMap<String, usize>,
+    /// For each id, whether each of its records (in file order) is an error record; an id
+    /// repeated in the input has one record per occurrence.
+    ids: HashMap<String, Vec<bool>>,
     records: usize,
     repaired_bytes: u64,
 }
@@ -61,6 +62,8 @@ pub struct Journal {
 #[derive(serde::Deserialize)]
 struct IdOnly {
     id: String,
+    #[serde(default)]
+    error: Option<serde::de::IgnoredAny>,
 }
 
 impl Journal {
@@ -71,7 +74,7 @@ impl Journal {
         let io = |source| JournalError::Io { path: path.clone(), source };
         let file = OpenOptions::new().read(true).append(true).create(true).open(&path).map_err(io)?;
         let (ids, complete_len) = read_ids(&path, &file)?;
-        let records = ids.values().sum();
+        let records = ids.values().map(Vec::len).sum();
         let total_len = file.metadata().map_err(io)?.len();
         if complete_len < total_len {
             file.set_len(complete_len).map_err(io)?;
@@ -91,7 +94,13 @@ impl Journal {
 
     /// How many records carry this id.
     pub fn count(&self, id: &str) -> usize {
-        self.ids.get(id).copied().unwrap_or(0)
+        self.ids.get(id).map_or(0, Vec::len)
+    }
+
+    /// Whether the `k`-th record (0-based, in file order) with this id is an error record
+    /// (`false` when there is no such record).
+    pub fn is_error(&self, id: &str, k: usize) -> bool {
+        self.ids.get(id).and_then(|kinds| kinds.get(k)).copied().unwrap_or(false)
     }
 
     /// The number of records in the journal.
@@ -114,22 +123,24 @@ impl Journal {
     pub fn append<T: serde::Serialize + ?Sized>(&mut self, id: &str, record: &T) -> Result<(), JournalError> {
         let mut line = serde_json::to_vec(record)
             .map_err(|source| JournalError::Serialise { id: id.to_owned(), source })?;
+        let is_error = serde_json::from_slice::<IdOnly>(&line).is_ok_and(|r| r.error.is_some());
         line.push(b'\n');
         let io = |source| JournalError::Io { path: self.path.clone(), source };
         self.file.write_all(&line).map_err(io)?;
         self.file.flush().map_err(io)?;
-        *self.ids.entry(id.to_owned()).or_default() += 1;
+        self.ids.entry(id.to_owned()).or_default().push(is_error);
         self.records += 1;
         Ok(())
     }
 }
 
-/// Reads the ids of the complete lines; returns them and the byte length of those lines (the
-/// length the file is cut to when it ends in a partial line).
-fn read_ids(path: &Path, file: &File) -> Result<(HashMap<String, usize>, u64), JournalError> {
+/// Reads the ids of the complete lines; returns them (with whether each record is an error
+/// record) and the byte length of those lines (the length the file is cut to when it ends in a
+/// partial line).
+fn read_ids(path: &Path, file: &File) -> Result<(HashMap<String, Vec<bool>>, u64), JournalError> {
     let io = |source| JournalError::Io { path: path.to_owned(), source };
     let mut reader = BufReader::new(file);
-    let mut ids = HashMap::new();
+    let mut ids: HashMap<String, Vec<bool>> = HashMap::new();
     let mut buf = Vec::new();
     let mut complete_len = 0u64;
     for line_no in 1.. {
@@ -147,7 +158,7 @@ fn read_ids(path: &Path, file: &File) -> Result<(HashMap<String, usize>, u64), J
         }
         let record: IdOnly = serde_json::from_slice(text)
             .map_err(|e| corrupt(format!("not a response record with a string \"id\": {e}")))?;
-        *ids.entry(record.id).or_default() += 1;
+        ids.entry(record.id).or_default().push(record.error.is_some());
     }
     Ok((ids, complete_len))
 }
@@ -181,6 +192,7 @@ mod tests {
         assert_eq!(journal.len(), 2);
         assert!(journal.contains("a") && journal.contains("b c") && !journal.contains("c"));
         assert_eq!((journal.count("a"), journal.count("c")), (1, 0));
+        assert!(!journal.is_error("a", 0) && journal.is_error("b c", 0) && !journal.is_error("b c", 1));
         assert_eq!(journal.repaired_bytes(), 0);
     }
 
@@ -213,6 +225,7 @@ mod tests {
         drop(journal);
         let journal = Journal::open(dir.path()).unwrap();
         assert_eq!((journal.count("x"), journal.len()), (2, 2));
+        assert!(!journal.is_error("x", 0) && journal.is_error("x", 1));
     }
 
     #[test]

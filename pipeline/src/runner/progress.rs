@@ -74,6 +74,8 @@ pub struct Summary {
     pub failed: usize,
     /// Requests skipped because the journal already had their id.
     pub skipped: usize,
+    /// Of the skipped requests, those whose journal record is an error record.
+    pub skipped_failed: usize,
     /// Images rendered in this run.
     pub images: usize,
     /// Wall time of the run.
@@ -92,18 +94,26 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} requests done, {} failed, {} images in {:.1} s ({:.2} images/s)",
-            self.done,
+            "{} done, {} failed, {} in {:.1} s ({:.2} images/s)",
+            plural(self.done, "request"),
             self.failed,
-            self.images,
+            plural(self.images, "image"),
             self.elapsed.as_secs_f64(),
             self.images_per_second()
         )?;
         if self.skipped > 0 {
-            write!(f, "; {} already in the journal, skipped", self.skipped)?;
+            write!(
+                f,
+                "; {} already in the journal, skipped ({} of them failed)",
+                self.skipped, self.skipped_failed
+            )?;
         }
         Ok(())
     }
+}
+
+fn plural(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
 }
 
 #[cfg(test)]
@@ -112,13 +122,23 @@ mod tests {
 
     #[test]
     fn the_summary_names_counts_and_rate() {
-        let summary =
-            Summary { done: 3, failed: 1, skipped: 0, images: 6, elapsed: Duration::from_millis(1500) };
+        let summary = Summary {
+            done: 3,
+            failed: 1,
+            images: 6,
+            elapsed: Duration::from_millis(1500),
+            ..Summary::default()
+        };
         assert_eq!(summary.images_per_second(), 4.0);
         assert_eq!(summary.to_string(), "3 requests done, 1 failed, 6 images in 1.5 s (4.00 images/s)");
-        let resumed = Summary { skipped: 2, ..Summary::default() };
+        let one = Summary { done: 1, images: 1, elapsed: Duration::from_secs(2), ..Summary::default() };
+        assert_eq!(one.to_string(), "1 request done, 0 failed, 1 image in 2.0 s (0.50 images/s)");
+        let resumed = Summary { skipped: 2, skipped_failed: 1, ..Summary::default() };
         assert_eq!(resumed.images_per_second(), 0.0);
-        assert!(resumed.to_string().ends_with("2 already in the journal, skipped"), "{resumed}");
+        assert!(
+            resumed.to_string().ends_with("2 already in the journal, skipped (1 of them failed)"),
+            "{resumed}"
+        );
     }
 
     #[test]
