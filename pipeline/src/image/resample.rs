@@ -78,28 +78,47 @@ fn resample(
     windows: &[Window],
     axis: Axis,
 ) -> Vec<u8> {
-    let (out_rows, out_columns) = match axis {
-        Axis::Horizontal => (rows, windows.len()),
-        Axis::Vertical => (windows.len(), columns),
-    };
-    let mut out = vec![0u8; out_rows * out_columns * channels];
-    for y in 0..out_rows {
-        for x in 0..out_columns {
-            let (window, first, stride) = match axis {
-                Axis::Horizontal => (&windows[x], y * columns, 1),
-                Axis::Vertical => (&windows[y], x, columns),
-            };
-            for c in 0..channels {
-                let mut sum: i32 = 1 << (PRECISION_BITS - 1);
-                for (k, &weight) in window.weights.iter().enumerate() {
-                    let at = (first + (window.start + k) * stride) * channels + c;
-                    sum += i32::from(pixels[at]) * weight;
+    let row_len = columns * channels;
+    let rounding = 1i32 << (PRECISION_BITS - 1);
+    match axis {
+        Axis::Horizontal => {
+            let out_len = windows.len() * channels;
+            let mut out = vec![0u8; rows * out_len]; // [rows, windows, C]
+            let mut sums = vec![0i32; channels];
+            for (source, target) in pixels.chunks_exact(row_len).zip(out.chunks_exact_mut(out_len)) {
+                for (window, pixel) in windows.iter().zip(target.chunks_exact_mut(channels)) {
+                    sums.fill(rounding);
+                    let taps = source[window.start * channels..].chunks_exact(channels);
+                    for (&weight, tap) in window.weights.iter().zip(taps) {
+                        for (sum, &v) in sums.iter_mut().zip(tap) {
+                            *sum += i32::from(v) * weight;
+                        }
+                    }
+                    for (v, &sum) in pixel.iter_mut().zip(&sums) {
+                        *v = clip8(sum);
+                    }
                 }
-                out[(y * out_columns + x) * channels + c] = clip8(sum);
             }
+            out
+        }
+        Axis::Vertical => {
+            let mut out = vec![0u8; windows.len() * row_len]; // [windows, columns, C]
+            let mut sums = vec![0i32; row_len];
+            for (window, target) in windows.iter().zip(out.chunks_exact_mut(row_len)) {
+                sums.fill(rounding);
+                let taps = pixels[window.start * row_len..].chunks_exact(row_len);
+                for (&weight, row) in window.weights.iter().zip(taps) {
+                    for (sum, &v) in sums.iter_mut().zip(row) {
+                        *sum += i32::from(v) * weight;
+                    }
+                }
+                for (v, &sum) in target.iter_mut().zip(&sums) {
+                    *v = clip8(sum);
+                }
+            }
+            out
         }
     }
-    out
 }
 
 /// PIL's `clip8`: the fixed-point sum to a byte (floor, then clamp to 0..=255).
