@@ -79,6 +79,9 @@ fn png_and_lossless_webp_decode_to_pils_pixels_exactly() {
         assert_eq!(to_rgb(&image, 61, 45), photo(), "{name} through to_rgb");
     }
     assert_eq!(decode_file("gray.png").to_rgb8(), reference_rgb("gray_rgb"));
+    let rgb16 = decode_file("rgb16.png");
+    assert!(matches!(rgb16, DynamicImage::ImageRgb16(_)));
+    assert_eq!(to_rgb(&rgb16, 9, 7), reference_rgb("rgb16_rgb"), "16-bit: PIL keeps the high byte");
 }
 
 #[test]

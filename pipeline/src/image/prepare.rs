@@ -7,13 +7,14 @@
 //! (`resample.rs`). The mask processor resizes first and then takes PIL's `convert("L")` luma, in
 //! that order.
 //!
-//! 16-bit images become 8-bit by rounding (PIL would truncate); CMYK JPEGs use the decoder's
-//! conversion. Both are rare in requests.
+//! 16-bit images keep each sample's high byte, as PIL reads 16-bit RGB PNGs (PIL clips 16-bit
+//! grayscale to 255 instead, which whitens it; kiln scales it as colour). CMYK JPEGs use the
+//! decoder's conversion. All rare in requests.
 
 use std::borrow::Cow;
 
 use super::resample::resize_lanczos;
-use ::image::{DynamicImage, GrayImage, Luma, RgbImage};
+use ::image::{DynamicImage, GrayImage, ImageBuffer, Luma, Rgb, RgbImage};
 
 /// Mask pixels at or above this value are repainted: diffusers binarises `value / 255` at 0.5.
 pub const MASK_THRESHOLD: u8 = 128;
@@ -23,12 +24,24 @@ pub const MASK_THRESHOLD: u8 = 128;
 pub fn to_rgb(image: &DynamicImage, width: u32, height: u32) -> RgbImage {
     let rgb = match image {
         DynamicImage::ImageRgb8(rgb) => Cow::Borrowed(rgb),
+        DynamicImage::ImageRgb16(_)
+        | DynamicImage::ImageRgba16(_)
+        | DynamicImage::ImageLuma16(_)
+        | DynamicImage::ImageLumaA16(_) => Cow::Owned(high_bytes(&image.to_rgb16())),
         other => Cow::Owned(other.to_rgb8()),
     };
     if rgb.dimensions() == (width, height) {
         return rgb.into_owned();
     }
     resize_lanczos(rgb.as_ref(), width, height)
+}
+
+/// 16-bit RGB to 8-bit as PIL reads 16-bit PNGs: each sample's high byte (the image crate would
+/// round instead, a difference of one level).
+fn high_bytes(image: &ImageBuffer<Rgb<u16>, Vec<u16>>) -> RgbImage {
+    RgbImage::from_fn(image.width(), image.height(), |x, y| {
+        Rgb(image.get_pixel(x, y).0.map(|v| (v >> 8) as u8))
+    })
 }
 
 /// An inpainting mask at `width x height`: RGB, resized as [`to_rgb`], then PIL's `convert("L")`.
