@@ -120,7 +120,7 @@ fn finish(mut decoder: impl ImageDecoder, format: &'static str) -> Result<Dynami
             format,
             width,
             height,
-            needed_mib: needed.div_ceil(1 << 20),
+            needed_mib: Some(needed.div_ceil(1 << 20)),
             limit_mib: MAX_DECODE_BYTES >> 20,
         });
     }
@@ -155,7 +155,7 @@ fn decoder_error(error: ::image::ImageError, format: &'static str, size: Option<
                 format,
                 width,
                 height,
-                needed_mib: MAX_DECODE_BYTES >> 20,
+                needed_mib: None,
                 limit_mib: MAX_DECODE_BYTES >> 20,
             },
         },

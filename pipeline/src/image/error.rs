@@ -56,19 +56,17 @@ pub enum ImageError {
         max: u32,
     },
     /// Decoding would need more memory than [`MAX_DECODE_BYTES`](super::MAX_DECODE_BYTES).
-    #[error(
-        "decoding this {width} x {height} {format} image needs {needed_mib} MiB, over the {limit_mib} MiB \
-         decoder memory cap"
-    )]
+    #[error("{}", memory_text(format, *.width, *.height, *.needed_mib, *.limit_mib))]
     TooMuchMemory {
         /// `JPEG`, `PNG` or `WebP`.
         format: &'static str,
-        /// Width from the image header.
+        /// Width from the image header (0 when the header was not read yet).
         width: u32,
-        /// Height from the image header.
+        /// Height from the image header (0 when the header was not read yet).
         height: u32,
-        /// Decoded size in MiB (rounded up), or the cap when the decoder ran out during decoding.
-        needed_mib: u64,
+        /// The decoded size in MiB, rounded up; `None` when the decoder ran out of its allowance
+        /// while decoding (a chunk or buffer beyond the cap).
+        needed_mib: Option<u64>,
         /// The cap in MiB.
         limit_mib: u64,
     },
@@ -80,4 +78,11 @@ pub enum ImageError {
         /// The encoder's reason.
         reason: String,
     },
+}
+
+/// The message of [`ImageError::TooMuchMemory`].
+fn memory_text(format: &str, width: u32, height: u32, needed_mib: Option<u64>, limit_mib: u64) -> String {
+    let size = if width == 0 || height == 0 { String::new() } else { format!(" ({width} x {height})") };
+    let needed = needed_mib.map_or_else(|| "more than".to_string(), |mib| format!("{mib} MiB, over"));
+    format!("decoding this {format} image{size} needs {needed} the {limit_mib} MiB decoder memory cap")
 }
