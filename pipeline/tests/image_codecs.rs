@@ -244,6 +244,21 @@ fn lanczos_resize_equals_pils() {
 }
 
 #[test]
+fn lanczos_resize_equals_pils_for_random_sizes() {
+    let bytes = file("reference.safetensors");
+    let tensors = SafeTensors::deserialize(&bytes).unwrap();
+    let noise = DynamicImage::ImageRgb8(reference_rgb("noise"));
+    let names: Vec<String> =
+        tensors.names().into_iter().filter(|n| n.starts_with("noise_")).map(str::to_string).collect();
+    assert_eq!(names.len(), 24, "{names:?}");
+    for name in names {
+        let theirs = reference_rgb(&name);
+        let ours = to_rgb(&noise, theirs.width(), theirs.height());
+        assert_eq!(ours, theirs, "{name}");
+    }
+}
+
+#[test]
 fn encode_round_trips() {
     let source = photo();
     let png = encode(&source, ImageEncoding::Png).unwrap();

@@ -13,8 +13,9 @@
 
 use std::borrow::Cow;
 
-use super::resample::resize_lanczos;
 use ::image::{DynamicImage, GrayImage, ImageBuffer, Luma, Rgb, RgbImage};
+
+use super::resample::resize_lanczos;
 
 /// Mask pixels at or above this value are repainted: diffusers binarises `value / 255` at 0.5.
 pub const MASK_THRESHOLD: u8 = 128;

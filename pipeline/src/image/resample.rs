@@ -4,8 +4,8 @@
 //! PIL's algorithm: per output pixel, a window of input pixels around `(x + 0.5) * scale` with
 //! Lanczos-3 weights (stretched by the scale when shrinking), normalised in f64, then rounded to
 //! 22-bit fixed point; a horizontal pass writes rounded, clipped 8-bit rows, and the vertical pass
-//! reads them (Pillow 13 runs the vertical pass first when the width grows and the height
-//! shrinks). The image crate's `Lanczos3` computes the same filter in f32 without the 8-bit
+//! reads them (Pillow 13 runs the vertical pass first when the height shrinks by more than twice
+//! as many pixels as the width). The image crate's `Lanczos3` computes the same filter in f32 without the 8-bit
 //! intermediate and differs from PIL by up to 8 levels on sharp edges, hence this port.
 
 use ::image::{ImageBuffer, Pixel};
@@ -48,12 +48,14 @@ where
         resample(pixels, in_height, columns, channels, &windows(in_height, height), Axis::Vertical)
     };
     let source = image.as_raw(); // [in_height, in_width, C]
-    // Pillow shrinks before it enlarges: vertical first only when x grows and y shrinks.
+    // Pillow 13 runs the vertical pass first when the height shrinks by more than twice as many
+    // pixels as the width does (older Pillow always went horizontal first).
+    let (shrink_x, shrink_y) = (in_width as i64 - width as i64, in_height as i64 - height as i64);
     let rows = if width == in_width {
         vertical(source, in_width)
     } else if height == in_height {
         horizontal(source, in_height)
-    } else if width > in_width && height < in_height {
+    } else if shrink_y > 0 && shrink_y > 2 * shrink_x {
         horizontal(&vertical(source, in_width), height) // [height, in_width, C] -> [height, width, C]
     } else {
         vertical(&horizontal(source, in_height), width) // [in_height, width, C] -> [height, width, C]
