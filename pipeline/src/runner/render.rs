@@ -161,3 +161,80 @@ fn write_response(
     sink.summary.images += count;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_runtime::checkpoint::Family;
+
+    /// A seeded noise PNG (never constant), base64.
+    fn noise_png(width: u32, height: u32, seed: u32) -> String {
+        let mut state = seed.max(1);
+        let pixels: Vec<u8> = (0..width * height * 3)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                (state >> 24) as u8
+            })
+            .collect();
+        let image = RgbImage::from_raw(width, height, pixels).unwrap();
+        STANDARD.encode(encode(&image, crate::image::ImageEncoding::Png).unwrap())
+    }
+
+    fn pending(fields: &str) -> Pending {
+        let text = format!(r#"{{"prompt": "a boat", "width": 512, "height": 512, "seed": 5{fields}}}"#);
+        let line = crate::request::parse_line(&text, 1);
+        let resolved = line.request.unwrap().resolve(Family::Sd15).unwrap();
+        Pending { line: 1, id: line.id, model: "m".into(), checkpoint: None, resolved }
+    }
+
+    #[test]
+    fn the_planning_key_is_the_key_of_the_job_with_its_images() {
+        let (init, mask) = (noise_png(24, 16, 3), noise_png(8, 8, 4));
+        for fields in [
+            String::new(),
+            format!(r#", "init_image": "{init}", "strength": 0.5"#),
+            format!(r#", "init_image": "{init}", "mask_image": "{mask}""#),
+            format!(r#", "init_image": "{init}", "mask_image": "{mask}", "outpainting": true"#),
+        ] {
+            let p = pending(&fields);
+            let job = job_with_images(&p).unwrap();
+            assert_eq!(p.key().1, job.batch_key(), "{fields}");
+            assert_eq!(p.key().0, p.model);
+            if let Some(init) = &job.init {
+                assert_eq!(init.image.dimensions(), (512, 512), "resized to the job's size");
+                assert_eq!(
+                    init.mask.as_ref().map(|m| m.dimensions()),
+                    p.resolved.mask_image.as_ref().map(|_| (512, 512))
+                );
+            }
+        }
+        assert_ne!(pending("").key(), pending(&format!(r#", "init_image": "{init}""#)).key());
+    }
+
+    #[test]
+    fn outpainting_fills_the_masked_area_before_rendering() {
+        let (init, mask) = (noise_png(16, 16, 7), noise_png(16, 16, 8));
+        let inpaint =
+            job_with_images(&pending(&format!(r#", "init_image": "{init}", "mask_image": "{mask}""#)));
+        let outpaint = job_with_images(&pending(&format!(
+            r#", "init_image": "{init}", "mask_image": "{mask}", "outpainting": true"#
+        )));
+        let (inpaint, outpaint) = (inpaint.unwrap().init.unwrap(), outpaint.unwrap().init.unwrap());
+        let mask = inpaint.mask.as_ref().unwrap();
+        assert_eq!(outpaint.image, fill_masked(&inpaint.image, mask));
+        assert_ne!(outpaint.image, inpaint.image, "the noise mask covers some pixels");
+    }
+
+    #[test]
+    fn undecodable_images_are_errors_on_their_field() {
+        let init = noise_png(8, 8, 9);
+        let bad_init = job_with_images(&pending(r#", "init_image": "aGVsbG8=""#)).unwrap_err();
+        assert_eq!(serde_json::to_value(&bad_init).unwrap()["detail"][0]["loc"][1], "init_image");
+        let bad_mask =
+            job_with_images(&pending(&format!(r#", "init_image": "{init}", "mask_image": "aGVsbG8=""#)))
+                .unwrap_err();
+        assert_eq!(serde_json::to_value(&bad_mask).unwrap()["detail"][0]["loc"][1], "mask_image");
+    }
+}
