@@ -130,7 +130,7 @@ fn check_sampler_on(name: SamplerName, device: Device, dtype: DType, tol: f64) {
             None => tensor(&case["initial"]).affine(sampler.init_noise_sigma() as f32, 0.0).unwrap(),
             Some(_) => {
                 let noised = sampler
-                    .add_noise(&tensor(&case["image_latents"]), &tensor(&case["add_noise_noise"]))
+                    .add_noise(&tensor(&case["image_latents"]), &tensor(&case["add_noise_noise"]), 0)
                     .unwrap();
                 let e = max_err(&noised.to_vec_f32().unwrap(), &floats(&case["noised"]));
                 assert!(e <= tol, "{label}: add_noise err {e:e}");

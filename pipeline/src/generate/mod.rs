@@ -5,15 +5,17 @@
 //! - [`Job`]: one request's generation parameters, already validated;
 //! - [`BatchKey`]: jobs with equal keys can share one [`Engine::render`] call.
 
+mod denoise;
+mod engine;
 mod error;
+mod noise;
+mod pixels;
 
-use std::path::{Path, PathBuf};
-
-use image::{GrayImage, RgbImage};
-use kiln_runtime::checkpoint::Family;
-use kiln_runtime::{DType, Device};
+use ::image::{GrayImage, RgbImage};
 
 use crate::samplers::SamplerName;
+
+pub use engine::Engine;
 
 pub use error::{GenerateError, Result};
 
@@ -87,44 +89,5 @@ impl Job {
     /// The number of images this job makes.
     pub fn images(&self) -> usize {
         self.seeds.len()
-    }
-}
-
-/// One loaded checkpoint, ready to render.
-#[derive(Debug)]
-pub struct Engine {
-    path: PathBuf,
-    family: Family,
-}
-
-impl Engine {
-    /// Loads the checkpoint at `path` (single file or diffusers folder) in `dtype` on `device`.
-    pub fn load(path: &Path, dtype: DType, device: Device) -> Result<Engine> {
-        let _ = (dtype, device);
-        Err(GenerateError::Input { field: "model", message: format!("{}: not implemented", path.display()) })
-    }
-
-    /// The model family (sizes and defaults depend on it).
-    pub fn family(&self) -> Family {
-        self.family
-    }
-
-    /// The checkpoint path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Renders `jobs`, which must share one [`BatchKey`], stacking all their images (and
-    /// guidance halves) into one UNet call per step, at most `max_batch` images at once.
-    /// `progress(done, total)` is called after each model call. Returns each job's images
-    /// in seed order.
-    pub fn render(
-        &self,
-        jobs: &[Job],
-        max_batch: usize,
-        progress: &mut dyn FnMut(usize, usize),
-    ) -> Result<Vec<Vec<RgbImage>>> {
-        let _ = (jobs, max_batch, progress);
-        Err(GenerateError::Input { field: "model", message: "not implemented".into() })
     }
 }

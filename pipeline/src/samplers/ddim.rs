@@ -111,8 +111,8 @@ impl Sampler for Ddim {
         }
     }
 
-    fn add_noise(&self, original: &Tensor, noise: &Tensor) -> Result<Tensor> {
-        let t = self.timesteps[self.cursor.index(0, self.timesteps.len())?] as i64;
+    fn add_noise(&self, original: &Tensor, noise: &Tensor, call: usize) -> Result<Tensor> {
+        let t = self.timesteps[self.cursor.index(call, self.timesteps.len())?] as i64;
         let a = self.alpha_at(t) as f64;
         axpby(original, a.sqrt(), noise, (1.0 - a).sqrt())
     }

@@ -106,8 +106,8 @@ impl Sampler for Ddpm {
         axpby(&mean, 1.0, &z, variance.sqrt() as f64)
     }
 
-    fn add_noise(&self, original: &Tensor, noise: &Tensor) -> Result<Tensor> {
-        let t = self.timesteps[self.cursor.index(0, self.timesteps.len())?] as usize;
+    fn add_noise(&self, original: &Tensor, noise: &Tensor, call: usize) -> Result<Tensor> {
+        let t = self.timesteps[self.cursor.index(call, self.timesteps.len())?] as usize;
         let a = self.alphas_cumprod[t] as f64;
         axpby(original, a.sqrt(), noise, (1.0 - a).sqrt())
     }

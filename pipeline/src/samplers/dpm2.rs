@@ -171,8 +171,8 @@ impl Sampler for Dpm2 {
         axpby(&prev, 1.0, &z, st.up)
     }
 
-    fn add_noise(&self, original: &Tensor, noise: &Tensor) -> Result<Tensor> {
-        let sigma = self.interleaved[self.cursor.index(0, self.timesteps.len())?];
+    fn add_noise(&self, original: &Tensor, noise: &Tensor, call: usize) -> Result<Tensor> {
+        let sigma = self.interleaved[self.cursor.index(call, self.timesteps.len())?];
         axpby(original, 1.0, noise, sigma)
     }
 }

@@ -123,8 +123,8 @@ impl Sampler for DpmSingle {
         }
     }
 
-    fn add_noise(&self, original: &Tensor, noise: &Tensor) -> Result<Tensor> {
-        let sigma = self.sigmas[self.cursor.index(0, self.timesteps.len())?] as f32;
+    fn add_noise(&self, original: &Tensor, noise: &Tensor, call: usize) -> Result<Tensor> {
+        let sigma = self.sigmas[self.cursor.index(call, self.timesteps.len())?] as f32;
         let (alpha, sigma) = alpha_sigma(sigma);
         axpby(original, alpha as f64, noise, sigma as f64)
     }

@@ -113,8 +113,8 @@ impl Sampler for Euler {
         axpby(&prev, 1.0, &z, sigma_up)
     }
 
-    fn add_noise(&self, original: &Tensor, noise: &Tensor) -> Result<Tensor> {
-        let sigma = self.sigmas[self.cursor.index(0, self.timesteps.len())?];
+    fn add_noise(&self, original: &Tensor, noise: &Tensor, call: usize) -> Result<Tensor> {
+        let sigma = self.sigmas[self.cursor.index(call, self.timesteps.len())?];
         axpby(original, 1.0, noise, sigma)
     }
 }

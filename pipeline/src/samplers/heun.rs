@@ -150,8 +150,8 @@ impl Sampler for Heun {
         }
     }
 
-    fn add_noise(&self, original: &Tensor, noise: &Tensor) -> Result<Tensor> {
-        let sigma = self.sigmas[self.cursor.index(0, self.timesteps.len())?];
+    fn add_noise(&self, original: &Tensor, noise: &Tensor, call: usize) -> Result<Tensor> {
+        let sigma = self.sigmas[self.cursor.index(call, self.timesteps.len())?];
         axpby(original, 1.0, noise, sigma)
     }
 }

@@ -128,8 +128,8 @@ impl Sampler for Lms {
         Ok(prev)
     }
 
-    fn add_noise(&self, original: &Tensor, noise: &Tensor) -> Result<Tensor> {
-        let sigma = self.sigmas[self.cursor.index(0, self.timesteps.len())?];
+    fn add_noise(&self, original: &Tensor, noise: &Tensor, call: usize) -> Result<Tensor> {
+        let sigma = self.sigmas[self.cursor.index(call, self.timesteps.len())?];
         axpby(original, 1.0, noise, sigma)
     }
 }

@@ -135,8 +135,10 @@ pub trait Sampler {
     /// calls it for a strength.
     fn start_at(&mut self, begin: usize);
 
-    /// img2img: `original` noised with `noise` to the level of the first timestep to run.
-    fn add_noise(&self, original: &Tensor, noise: &Tensor) -> Result<Tensor>;
+    /// `original` noised with `noise` to the level of the input of model call `call` (0: the
+    /// first call to run, as img2img starts; `i + 1` after step `i`, as diffusers' inpainting
+    /// re-noises the kept region), like diffusers' `add_noise` at that step.
+    fn add_noise(&self, original: &Tensor, noise: &Tensor, call: usize) -> Result<Tensor>;
 }
 
 /// Builds the sampler `name` for `steps` denoising steps under `config`; with `strength`

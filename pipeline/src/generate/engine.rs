@@ -1,0 +1,206 @@
+//! A loaded checkpoint and how a set of jobs is split into UNet batches.
+
+use std::path::{Path, PathBuf};
+
+use ::image::RgbImage;
+use kiln_runtime::checkpoint::{Checkpoint, Family, Format};
+use kiln_runtime::{DType, Device};
+
+use super::denoise::{Batch, Slot};
+use super::{GenerateError, Job, Result};
+use crate::models::ModelError;
+use crate::models::conditioning::{Conditioning, TextConditioner};
+use crate::models::unet::UNet;
+use crate::models::vae::Vae;
+use crate::samplers::{self, SchedulerConfig};
+
+/// One loaded checkpoint: text encoders, UNet, VAE and the scheduler configuration.
+#[derive(Debug)]
+pub struct Engine {
+    pub(super) path: PathBuf,
+    pub(super) family: Family,
+    pub(super) device: Device,
+    pub(super) text: TextConditioner,
+    pub(super) unet: UNet,
+    pub(super) vae: Vae,
+    pub(super) scheduler: SchedulerConfig,
+}
+
+impl Engine {
+    /// Loads the checkpoint at `path` (single file or diffusers folder) to compute in `dtype`
+    /// on `device` (the VAE may upcast, see [`crate::models::vae::compute_dtype`]). The
+    /// scheduler configuration is the folder's `scheduler/scheduler_config.json`, or the
+    /// family's published one for a single file.
+    pub fn load(path: &Path, dtype: DType, device: Device) -> Result<Engine> {
+        let ckpt = Checkpoint::open(path).map_err(ModelError::from)?;
+        ckpt.require_complete().map_err(ModelError::from)?;
+        let family = ckpt.family();
+        let folder_config = path.join("scheduler").join("scheduler_config.json");
+        let scheduler = match ckpt.format() {
+            Format::Diffusers if folder_config.is_file() => SchedulerConfig::from_file(&folder_config)?,
+            _ if family.is_sdxl() => SchedulerConfig::sdxl(),
+            _ => SchedulerConfig::sd15(),
+        };
+        Ok(Engine {
+            path: path.to_path_buf(),
+            family,
+            device,
+            text: TextConditioner::load(&ckpt, dtype, device)?,
+            unet: UNet::load(&ckpt, dtype, device)?,
+            vae: Vae::load(&ckpt, dtype, device)?,
+            scheduler,
+        })
+    }
+
+    /// The model family (sizes and defaults depend on it).
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
+    /// The checkpoint path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the UNet is an inpainting one (latents, mask and masked-image latents in).
+    pub fn is_inpainting(&self) -> bool {
+        self.unet.config().in_channels == 2 * self.latent_channels() + 1
+    }
+
+    pub(super) fn unet_device(&self) -> Device {
+        self.device
+    }
+
+    pub(super) fn latent_channels(&self) -> usize {
+        self.vae.config().latent_channels
+    }
+
+    /// Renders `jobs`, which must share one [`super::BatchKey`]: their images are stacked,
+    /// with the guidance halves, into one UNet call per model call, at most `max_batch` images
+    /// at once (images whose prompts need different numbers of 77-token windows go in separate
+    /// calls, so that each image is exactly what it would be alone). `progress(done, total)` is
+    /// called after each model call. Returns each job's images in seed order.
+    pub fn render(
+        &self,
+        jobs: &[Job],
+        max_batch: usize,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Vec<Vec<RgbImage>>> {
+        let Some(first) = jobs.first() else { return Ok(Vec::new()) };
+        let key = first.batch_key();
+        if let Some(other) = jobs.iter().find(|j| j.batch_key() != key) {
+            return Err(GenerateError::Input {
+                field: "batch",
+                message: format!(
+                    "jobs of one render call must share size, sampler, steps and mode: {key:?} and {:?}",
+                    other.batch_key()
+                ),
+            });
+        }
+        for job in jobs {
+            self.check(job)?;
+        }
+        let conditionings = jobs.iter().map(|job| self.condition(job)).collect::<Result<Vec<_>>>()?;
+
+        // Images grouped by context length (tokens), in job and seed order, then cut to size.
+        let mut groups: Vec<(usize, Vec<Slot>)> = Vec::new();
+        for (j, (job, cond)) in jobs.iter().zip(&conditionings).enumerate() {
+            let tokens = cond.positive.hidden.dims()[1];
+            let slots = job.seeds.iter().enumerate().map(|(k, &seed)| Slot { job: j, image: k, seed });
+            match groups.iter_mut().find(|(t, _)| *t == tokens) {
+                Some((_, group)) => group.extend(slots),
+                None => groups.push((tokens, slots.collect())),
+            }
+        }
+        let batches: Vec<&[Slot]> =
+            groups.iter().flat_map(|(_, slots)| slots.chunks(max_batch.max(1))).collect();
+
+        let calls = self.model_calls(first)?;
+        let total = calls * batches.len();
+        let mut done = 0;
+        let mut out: Vec<Vec<Option<RgbImage>>> = jobs.iter().map(|j| vec![None; j.images()]).collect();
+        for slots in batches {
+            let batch = Batch { engine: self, jobs, conditionings: &conditionings, slots };
+            let images = batch.run(&mut |_| {
+                done += 1;
+                progress(done, total);
+            })?;
+            for (slot, image) in slots.iter().zip(images) {
+                out[slot.job][slot.image] = Some(image);
+            }
+        }
+        Ok(out.into_iter().map(|images| images.into_iter().flatten().collect()).collect())
+    }
+
+    /// The model calls one batch of `job` runs.
+    fn model_calls(&self, job: &Job) -> Result<usize> {
+        let strength = job.init.as_ref().map(|i| i.strength);
+        Ok(samplers::build(job.sampler, &self.scheduler, job.steps, strength)?.timesteps().len())
+    }
+
+    /// Checks what the engine needs of a job beyond the request layer's validation.
+    fn check(&self, job: &Job) -> Result<()> {
+        let input = |field, message: String| Err(GenerateError::Input { field, message });
+        let multiple = self.vae.downscale() * (1 << (self.unet.config().levels() - 1));
+        for (field, size) in [("width", job.width), ("height", job.height)] {
+            if size == 0 || size % multiple != 0 {
+                return input(
+                    field,
+                    format!("{size} is not a positive multiple of {multiple}, which this model needs"),
+                );
+            }
+        }
+        if job.seeds.is_empty() {
+            return input("num_images", "a job needs at least one seed".into());
+        }
+        if job.steps == 0 {
+            return input("steps", "at least one step is needed".into());
+        }
+        let size = (job.width as u32, job.height as u32);
+        match &job.init {
+            Some(init) => {
+                if init.image.dimensions() != size {
+                    return input(
+                        "init_image",
+                        format!("is {:?}, the job is {size:?}", init.image.dimensions()),
+                    );
+                }
+                if let Some(mask) = &init.mask
+                    && mask.dimensions() != size
+                {
+                    return input("mask_image", format!("is {:?}, the job is {size:?}", mask.dimensions()));
+                }
+                if !(init.strength > 0.0 && init.strength <= 1.0) {
+                    return input("strength", format!("{} is outside (0, 1]", init.strength));
+                }
+                let order = samplers::order(job.sampler);
+                samplers::img2img_begin(job.steps, init.strength, order)
+                    .map_err(|e| GenerateError::Input { field: "strength", message: e.to_string() })?;
+                if self.is_inpainting() && init.mask.is_none() {
+                    return input("mask_image", "this inpainting model needs a mask_image".into());
+                }
+            }
+            None if self.is_inpainting() => {
+                return input(
+                    "init_image",
+                    "this inpainting model needs an init_image and a mask_image".into(),
+                );
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// The prompt's conditioning; the negative's only when guidance runs (diffusers encodes no
+    /// negative prompt at a scale of at most 1).
+    fn condition(&self, job: &Job) -> Result<Conditioning> {
+        let (prompt, prompt_2) = (job.prompt.as_str(), job.prompt_2.as_deref());
+        if job.cfg_scale > 1.0 {
+            let (negative, negative_2) = (job.negative_prompt.as_deref(), job.negative_prompt_2.as_deref());
+            Ok(self.text.encode_pair(prompt, prompt_2, negative, negative_2, job.clip_skip)?)
+        } else {
+            let positive = self.text.encode(prompt, prompt_2, job.clip_skip)?;
+            Ok(Conditioning { negative: positive.clone(), positive })
+        }
+    }
+}
