@@ -225,6 +225,19 @@ fn render(engine: &Engine, jobs: &[Job], max_batch: usize) -> Result<Vec<Vec<Rgb
     }
 }
 
+/// With `KILN_PARITY_DUMP=DIR`, saves kiln's images as `DIR/<case>__<checkpoint>_<k>.png` to
+/// study a mismatch next to diffusers' image.
+fn dump(case: &str, checkpoint: &str, images: &[RgbImage]) {
+    let Some(dir) = std::env::var_os("KILN_PARITY_DUMP") else { return };
+    let dir = PathBuf::from(dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let checkpoint = checkpoint.replace(['/', '.'], "_");
+    for (k, image) in images.iter().enumerate() {
+        let path = dir.join(format!("{case}__{checkpoint}_{k}.png"));
+        image.save(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+}
+
 /// Renders every case `select` picks from each of its checkpoints and compares with diffusers.
 fn check_cases(select: impl Fn(&Case) -> bool) {
     let cases: Vec<Case> = cases().into_iter().filter(|c| select(c)).collect();
@@ -237,7 +250,11 @@ fn check_cases(select: impl Fn(&Case) -> bool) {
         for checkpoint in &case.checkpoints {
             let label = format!("{} [{checkpoint}]", case.name);
             match engines.get(checkpoint).and_then(|e| render(e, std::slice::from_ref(&job), 4)) {
-                Ok(mut got) => compare(&label, &got.remove(0), &want, TOLERANCE, &mut failures),
+                Ok(mut got) => {
+                    let got = got.remove(0);
+                    dump(&case.name, checkpoint, &got);
+                    compare(&label, &got, &want, TOLERANCE, &mut failures)
+                }
                 Err(e) => failures.push(format!("{label}: render failed: {e}")),
             }
         }
