@@ -4,6 +4,9 @@
 //! - [`generate`]: jobs to images (text-to-image, img2img, inpainting), batched;
 //! - [`image`]: request and response image codecs;
 //! - [`models`]: the networks (text encoders, UNet, VAE) and the layers they share;
+//! - [`prompt`]: AUTOMATIC1111's prompt weighting syntax (`(word:1.2)`, `[word]`, `BREAK`);
+//! - [`request`]: OctoAI requests from JSONL lines (pydantic-style 422 errors, style presets),
+//!   resolved into jobs, and the response records;
 //! - [`rng`]: seeded noise equal bit for bit to `torch.randn` on a CPU generator;
 //! - [`samplers`]: OctoAI's 21 sampler names, their schedules and update rules (diffusers parity);
 //! - [`tokenizer`]: CLIP's BPE tokenizer and A1111-style long-prompt windows.
@@ -12,6 +15,8 @@
 pub mod generate;
 pub mod image;
 pub mod models;
+pub mod prompt;
+pub mod request;
 pub mod rng;
 pub mod samplers;
 pub mod tokenizer;

@@ -93,7 +93,9 @@ fn opt_str(v: &Value) -> Option<&str> {
 /// Every case of `model`'s fixture through kiln's conditioner on `ckpt`.
 fn check_model(model: &str, ckpt: &Checkpoint, dtype: DType, device: Device, tol: f64) {
     let fixture = Fixture::read(model);
-    let conditioner = TextConditioner::load(ckpt, dtype, device).unwrap();
+    // diffusers reads `(masterpiece:1.2)` literally: compare with prompt weighting off (the
+    // weighted path is tests/prompt_weighting.rs).
+    let conditioner = TextConditioner::load(ckpt, dtype, device).unwrap().with_prompt_weighting(false);
     let components: &[Component] = if model == "sdxl" {
         &[Component::TextEncoder, Component::TextEncoder2]
     } else {

@@ -14,6 +14,13 @@
 //! stacks) and the other way round, and SDXL's two encoders to each other (their prompts, or
 //! tokenizer_2's `!` tokens, can give different counts).
 //!
+//! Prompt weighting follows AUTOMATIC1111 (see [`crate::prompt`]): each window's hidden state,
+//! per encoder, is multiplied by its tokens' weights and then rescaled so that its mean is the
+//! mean it had before (A1111's "Original" emphasis); the pooled output is not weighted. A window
+//! whose weights are all 1 is left as the encoder gave it, so an unweighted prompt gives exactly
+//! what it gave without weighting. When the weighted mean is 0 the rescaling is skipped (A1111
+//! would divide by zero).
+//!
 //! Choices where diffusers differs: `clip_skip` applies to negative prompts too (diffusers
 //! ignores it there); an SDXL negative prompt given as `None` gives zeros, as diffusers does
 //! with the published `force_zeros_for_empty_prompt = true`.
@@ -22,7 +29,7 @@ use kiln_runtime::checkpoint::{Checkpoint, Component};
 use kiln_runtime::{DType, Device, Tensor};
 
 use super::clip::{ClipTextModel, LayerSelection};
-use super::{Result, Weights};
+use super::{ModelError, Result, Weights};
 use crate::tokenizer::{ClipTokenizer, WindowOptions};
 
 /// One encoder with its tokenizer.
@@ -62,11 +69,14 @@ pub struct TextConditioner {
     encoders: Vec<Encoder>,
     sdxl: bool,
     options: WindowOptions,
+    /// Whether prompts are read as A1111's weighting syntax (the default) or literally.
+    weighting: bool,
 }
 
-/// Windows of one encoder for one prompt.
+/// Windows of one encoder for one prompt, with each position's weight.
 struct Tokenized {
     windows: Vec<Vec<u32>>,
+    weights: Vec<Vec<f32>>,
     dropped: usize,
 }
 
@@ -86,7 +96,19 @@ impl TextConditioner {
             .filter(|c| matches!(c, Component::TextEncoder | Component::TextEncoder2))
             .map(|&c| encoder(c))
             .collect::<Result<Vec<_>>>()?;
-        Ok(TextConditioner { encoders, sdxl: family.is_sdxl(), options: WindowOptions::default() })
+        Ok(TextConditioner {
+            encoders,
+            sdxl: family.is_sdxl(),
+            options: WindowOptions::default(),
+            weighting: true,
+        })
+    }
+
+    /// Turns prompt weighting off (`false`: brackets, colons and `BREAK` are ordinary text, as
+    /// diffusers reads them) or back on (the default).
+    pub fn with_prompt_weighting(mut self, weighting: bool) -> TextConditioner {
+        self.weighting = weighting;
+        self
     }
 
     /// Changes how long prompts are cut into windows.
@@ -108,7 +130,7 @@ impl TextConditioner {
         prompt_2: Option<&str>,
         clip_skip: Option<usize>,
     ) -> Result<PromptEmbedding> {
-        let tokens = self.tokenize(prompt, prompt_2);
+        let tokens = self.tokenize(prompt, prompt_2)?;
         let mut out = self.embed(vec![tokens], clip_skip)?;
         Ok(out.remove(0))
     }
@@ -125,7 +147,7 @@ impl TextConditioner {
         negative_2: Option<&str>,
         clip_skip: Option<usize>,
     ) -> Result<Conditioning> {
-        let positive_tokens = self.tokenize(prompt, prompt_2);
+        let positive_tokens = self.tokenize(prompt, prompt_2)?;
         if negative.is_none() && self.is_sdxl() {
             let mut out = self.embed(vec![positive_tokens], clip_skip)?;
             let positive = out.remove(0);
@@ -138,7 +160,7 @@ impl TextConditioner {
             };
             return Ok(Conditioning { positive, negative });
         }
-        let negative_tokens = self.tokenize(negative.unwrap_or(""), negative_2.or(negative));
+        let negative_tokens = self.tokenize(negative.unwrap_or(""), negative_2.or(negative))?;
         let mut out = self.embed(vec![positive_tokens, negative_tokens], clip_skip)?.into_iter();
         match (out.next(), out.next()) {
             (Some(positive), Some(negative)) => Ok(Conditioning { positive, negative }),
@@ -152,13 +174,23 @@ impl TextConditioner {
 
     /// Each encoder's windows: `prompt` for the first, `prompt_2` (or `prompt`) for the second
     /// (diffusers pairs them by position, so the refiner's lone OpenCLIP-G gets `prompt`).
-    fn tokenize(&self, prompt: &str, prompt_2: Option<&str>) -> Vec<Tokenized> {
+    /// A prompt weight that is not a number is an input error.
+    fn tokenize(&self, prompt: &str, prompt_2: Option<&str>) -> Result<Vec<Tokenized>> {
         let prompts = [prompt, prompt_2.unwrap_or(prompt)];
         self.encoders()
             .zip(prompts)
             .map(|(e, p)| {
-                let w = e.tokenizer.windows(p, self.options);
-                Tokenized { windows: w.windows, dropped: w.dropped_tokens }
+                if self.weighting {
+                    let w = e
+                        .tokenizer
+                        .weighted_windows(p, self.options)
+                        .map_err(|err| ModelError::input("prompt weighting", err.to_string()))?;
+                    Ok(Tokenized { windows: w.windows, weights: w.weights, dropped: w.dropped_tokens })
+                } else {
+                    let w = e.tokenizer.windows(p, self.options);
+                    let weights = vec![vec![1.0; w.windows.first().map_or(0, Vec::len)]; w.windows.len()];
+                    Ok(Tokenized { windows: w.windows, weights, dropped: w.dropped_tokens })
+                }
             })
             .collect()
     }
@@ -176,14 +208,18 @@ impl TextConditioner {
         let mut pooled: Vec<Option<Tensor>> = vec![None; n];
         for (e, encoder) in self.encoders().enumerate() {
             let mut batch = Vec::with_capacity(n * count);
+            let mut weights = Vec::with_capacity(n * count);
             for tokens in &prompts {
                 let start = batch.len();
                 batch.extend(tokens[e].windows.iter().cloned());
                 batch.resize_with(start + count, || encoder.tokenizer.empty_window());
+                weights.extend(tokens[e].weights.iter().cloned());
+                weights.resize_with(start + count, || vec![1.0; batch[start].len()]);
             }
             let out = encoder.model.forward(&batch, select)?;
-            let [_, l, c] = out.hidden.dims_n::<3>("conditioning")?;
-            let hidden = out.hidden.reshape(&[n, count * l, c])?; // [N, 77 k, C]
+            let weighted = apply_weights(out.hidden, &weights)?; // [N k, 77, C]
+            let [_, l, c] = weighted.dims_n::<3>("conditioning")?;
+            let hidden = weighted.reshape(&[n, count * l, c])?; // [N, 77 k, C]
             for (i, h) in hiddens.iter_mut().enumerate() {
                 h.push(hidden.narrow(0, i, 1)?); // [1, 77 k, C]
             }
@@ -208,4 +244,36 @@ impl TextConditioner {
             })
             .collect()
     }
+}
+
+/// A1111's "Original" emphasis on `hidden` `[W, 77, C]` with `weights[w][i]` for window `w`,
+/// position `i`: each window that has a weight other than 1 is multiplied position by position,
+/// then scaled back to the mean it had before. Computed on the host in f32 (means in f64); the
+/// other windows keep their exact values. Returns `hidden` itself when nothing is weighted.
+fn apply_weights(hidden: Tensor, weights: &[Vec<f32>]) -> Result<Tensor> {
+    let unit = |w: &Vec<f32>| w.iter().all(|&x| x == 1.0);
+    if weights.iter().all(unit) {
+        return Ok(hidden);
+    }
+    let [w, l, c] = hidden.dims_n::<3>("prompt weighting")?;
+    if weights.len() != w || weights.iter().any(|m| m.len() != l) {
+        let message = format!("{} weight rows for hidden states {:?}", weights.len(), hidden.dims());
+        return Err(ModelError::input("prompt weighting", message));
+    }
+    let mean = |v: &[f32]| (v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len().max(1) as f64) as f32;
+    let mut data = hidden.to_vec_f32()?;
+    for (window, m) in data.chunks_exact_mut(l * c).zip(weights) {
+        if unit(m) {
+            continue;
+        }
+        let before = mean(window);
+        for (row, &weight) in window.chunks_exact_mut(c).zip(m) {
+            row.iter_mut().for_each(|x| *x *= weight);
+        }
+        let ratio = before / mean(window);
+        if ratio.is_finite() {
+            window.iter_mut().for_each(|x| *x *= ratio);
+        }
+    }
+    Ok(Tensor::from_f32(data, &[w, l, c], hidden.dtype(), hidden.device())?)
 }

@@ -7,7 +7,8 @@
 //! The vocabulary is built into the crate (OpenAI's merges; the vocabulary is derived from them
 //! as CLIP does), and a diffusers folder's `vocab.json` / `merges.txt` / `tokenizer_config.json`
 //! are read instead when present. Long prompts are cut into several windows as AUTOMATIC1111
-//! does: see [`WindowOptions`].
+//! does: see [`WindowOptions`]; [`ClipTokenizer::weighted_windows`] also reads its prompt
+//! weighting syntax (see [`crate::prompt`]) and gives each token its weight.
 
 mod bpe;
 mod config;
@@ -20,9 +21,10 @@ use std::path::{Path, PathBuf};
 use kiln_runtime::checkpoint::{Checkpoint, Component, Format};
 use regex::Regex;
 
+use crate::prompt::{PromptError, Segment, parse_attention};
 use config::SpecialConfig;
 use text::{Piece, SpecialToken};
-pub use windows::{WindowOptions, Windows};
+pub use windows::{WeightedWindows, WindowOptions, Windows};
 
 /// OpenAI CLIP's merges (`bpe_simple_vocab_16e6`, as diffusers folders ship them in merges.txt).
 const EMBEDDED_MERGES: &str = include_str!("../../assets/clip_merges.txt");
@@ -232,6 +234,33 @@ impl ClipTokenizer {
     pub fn split_windows(&self, tokens: &[u32], opts: WindowOptions) -> Windows {
         let ids = windows::WindowIds { bos: self.bos, eos: self.eos, pad: self.pad, comma: self.comma };
         windows::split(tokens, ids, opts)
+    }
+
+    /// The prompt as A1111-style windows with per-token weights: the prompt is parsed as
+    /// AUTOMATIC1111's attention syntax ([`parse_attention`]), each segment is tokenized on its
+    /// own, `BREAK` starts a new window. A prompt without weighting syntax gives the windows of
+    /// [`ClipTokenizer::windows`], all weights 1. Fails on a weight that is not a number.
+    pub fn weighted_windows(
+        &self,
+        prompt: &str,
+        opts: WindowOptions,
+    ) -> Result<WeightedWindows, PromptError> {
+        Ok(self.split_segments(&parse_attention(prompt)?, opts))
+    }
+
+    /// [`ClipTokenizer::weighted_windows`] over already parsed segments.
+    pub fn split_segments(&self, segments: &[Segment], opts: WindowOptions) -> WeightedWindows {
+        let mut items = Vec::new();
+        for segment in segments {
+            if segment.is_break() {
+                items.push(windows::Item::Break);
+            } else {
+                let weight = segment.weight as f32;
+                items.extend(self.tokens(&segment.text).into_iter().map(|t| windows::Item::Token(t, weight)));
+            }
+        }
+        let ids = windows::WindowIds { bos: self.bos, eos: self.eos, pad: self.pad, comma: self.comma };
+        windows::split_weighted(items, ids, opts)
     }
 
     /// An empty prompt's window (BOS, EOS, padding): what a shorter prompt is padded with to

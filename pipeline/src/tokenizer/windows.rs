@@ -1,6 +1,7 @@
 //! Long prompts as several 77-token windows, the way AUTOMATIC1111's web UI splits them
 //! (`tokenize_line`): 75 prompt tokens per window, and a window that fills up within a few
 //! tokens after a comma is cut after that comma instead, so that a phrase is not torn in two.
+//! A weighted prompt keeps each token's weight, and `BREAK` starts a new window.
 
 /// How a prompt is cut into windows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,13 +43,58 @@ pub(crate) struct WindowIds {
     pub comma: Option<u32>,
 }
 
+/// Prompt windows with a weight for every position (BOS, EOS and padding weigh 1), as
+/// AUTOMATIC1111 builds them from a weighted prompt.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WeightedWindows {
+    /// The windows, each `chunk_tokens + 2` ids long; never empty.
+    pub windows: Vec<Vec<u32>>,
+    /// `weights[w][i]` is the weight of `windows[w][i]`.
+    pub weights: Vec<Vec<f32>>,
+    /// Prompt tokens (without BOS/EOS) in the windows beyond `max_windows`, which were dropped.
+    pub dropped_tokens: usize,
+}
+
+impl WeightedWindows {
+    /// Whether some position weighs other than 1 (when none does, the weighting is skipped).
+    pub fn is_weighted(&self) -> bool {
+        self.weights.iter().flatten().any(|&w| w != 1.0)
+    }
+}
+
+/// What the window builder reads: a prompt token with its weight, or a forced window break.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Item {
+    Token(u32, f32),
+    Break,
+}
+
 /// Cuts prompt `tokens` (no BOS/EOS) into windows.
 pub(crate) fn split(tokens: &[u32], ids: WindowIds, opts: WindowOptions) -> Windows {
+    let weighted = split_weighted(tokens.iter().map(|&t| Item::Token(t, 1.0)), ids, opts);
+    Windows { windows: weighted.windows, dropped_tokens: weighted.dropped_tokens }
+}
+
+/// Cuts weighted prompt tokens into windows; [`Item::Break`] closes the current window even
+/// when it is empty (A1111's `BREAK`), and a break at the very end adds nothing.
+pub(crate) fn split_weighted(
+    items: impl IntoIterator<Item = Item>,
+    ids: WindowIds,
+    opts: WindowOptions,
+) -> WeightedWindows {
     let n = opts.chunk_tokens.max(1);
-    let mut chunks: Vec<Vec<u32>> = Vec::new();
-    let mut current: Vec<u32> = Vec::with_capacity(n);
+    let mut chunks: Vec<Vec<(u32, f32)>> = Vec::new();
+    let mut current: Vec<(u32, f32)> = Vec::with_capacity(n);
     let mut last_comma: Option<usize> = None;
-    for &token in tokens {
+    for item in items {
+        let (token, weight) = match item {
+            Item::Token(token, weight) => (token, weight),
+            Item::Break => {
+                chunks.push(std::mem::take(&mut current));
+                last_comma = None;
+                continue;
+            }
+        };
         if Some(token) == ids.comma {
             last_comma = Some(current.len());
         } else if let Some(comma) =
@@ -62,23 +108,27 @@ pub(crate) fn split(tokens: &[u32], ids: WindowIds, opts: WindowOptions) -> Wind
             chunks.push(std::mem::take(&mut current));
             last_comma = None;
         }
-        current.push(token);
+        current.push((token, weight));
     }
     if !current.is_empty() || chunks.is_empty() {
         chunks.push(current);
     }
     let keep = opts.max_windows.max(1).min(chunks.len());
     let dropped_tokens = chunks[keep..].iter().map(Vec::len).sum();
-    let windows = chunks[..keep]
+    let (windows, weights) = chunks[..keep]
         .iter()
         .map(|c| {
             let mut w = Vec::with_capacity(n + 2);
             w.push(ids.bos);
-            w.extend_from_slice(c);
+            w.extend(c.iter().map(|&(t, _)| t));
             w.push(ids.eos);
             w.resize(n + 2, ids.pad);
-            w
+            let mut m = Vec::with_capacity(n + 2);
+            m.push(1.0);
+            m.extend(c.iter().map(|&(_, weight)| weight));
+            m.resize(n + 2, 1.0);
+            (w, m)
         })
-        .collect();
-    Windows { windows, dropped_tokens }
+        .unzip();
+    WeightedWindows { windows, weights, dropped_tokens }
 }

@@ -1,0 +1,15 @@
+//! Prompt weighting in AUTOMATIC1111's attention syntax: `(word)` multiplies the weight of
+//! `word`'s tokens by 1.1, `[word]` divides it by 1.1, `(word:1.5)` sets the factor, nesting
+//! multiplies, `\(` `\)` `\[` `\]` `\\` are literal characters, and `BREAK` starts a new
+//! 77-token window.
+//!
+//! [`parse_attention`] gives what A1111's `parse_prompt_attention` gives, quirks included, so
+//! that a prompt written for the web UI means the same here; the tokenizer turns its segments
+//! into weighted windows and the conditioner scales the encoder outputs by the weights.
+//!
+//! Like A1111, `(a:1.2.3)` is an error (Python's `float` refuses it); unlike A1111, so is a
+//! weight too large for an f64 (A1111 would scale by infinity).
+
+mod attention;
+
+pub use attention::{PromptError, Segment, parse_attention};

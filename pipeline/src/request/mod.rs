@@ -1,0 +1,103 @@
+//! OctoAI image-generation requests: one JSONL line in, a typed and range-checked [`Request`]
+//! (or OctoAI's 422 body) out; resolution against a model family; the response records.
+//!
+//! - [`parse_line`]: one line of a JSONL file to a [`Line`] (its id, the request or every field
+//!   error pydantic would report, warnings for unknown fields);
+//! - [`Request::resolve`]: family defaults (size), the supported sizes, style presets, clip-skip
+//!   convention and random seeds, giving a [`generate::Job`](crate::generate::Job);
+//! - [`RequestError`] / [`FieldError`]: `{"detail": [{"loc": [...], "msg": ..., "type": ...}]}`;
+//! - [`Response`] / [`ErrorRecord`]: the lines of `responses.jsonl`;
+//! - [`style`]: the 78 style presets of OctoAI's `SDXLStyles`, written for kiln.
+//!
+//! Validation follows the API schema (`ImageGenerationRequest` in
+//! `shared/spec/octoai-imagegen-openapi.json`) the way FastAPI and pydantic v2 apply it: lax
+//! conversions (`"30"` is a valid `steps`), every error of a line collected in one pass, error
+//! types and messages in pydantic's words. Where kiln differs from OctoAI, on purpose:
+//!
+//! - Unknown fields are not rejected (the schema forbids them): each gives a warning naming it,
+//!   and the request runs.
+//! - Fields kiln does not implement are an error naming the field (type `not_implemented`)
+//!   when they ask for something: `controlnet`, `controlnet_image`, `controlnet_early_stop`,
+//!   `transfer_images`, `vae` not null; `loras`, `textual_inversions` not empty;
+//!   `controlnet_conditioning_scale` other than 1, `controlnet_preprocess` false,
+//!   `inpaint_full_res` true, any non-null `ip_adapter*` field, and `use_refiner: true`.
+//! - `use_refiner` defaults to true in OctoAI's schema; kiln has no refiner stage, so an absent
+//!   `use_refiner` means no refiner (only an explicit `true` is an error). `high_noise_frac`
+//!   (refiner only), `inpaint_full_res_padding` and `log_prompt` are validated and have no effect
+//!   (kiln never stores prompts).
+//! - Rules the schema states only in prose are checked too: each seed in `1..2^32`, the sizes
+//!   each family supports, `prompt_2` / `negative_prompt_2` only for SDXL, style presets only for
+//!   SDXL, `mask_image` only with `init_image`, `outpainting` only with both; an inpainting
+//!   checkpoint needs both images.
+//! - `id` (kiln's own field) names the request; it also names image files, so it must be 1 to 200
+//!   characters without `/`, `\` or control characters.
+
+mod coerce;
+mod error;
+mod parse;
+mod resolve;
+mod response;
+mod seed;
+mod sizes;
+pub mod style;
+mod unimplemented;
+
+use crate::image::ImageEncoding;
+use crate::samplers::SamplerName;
+
+pub use error::{FieldError, Loc, RequestError};
+pub use parse::{Line, parse_line};
+pub use resolve::Resolved;
+pub use response::{ErrorRecord, ImageGeneration, Response};
+pub use sizes::supported_sizes;
+pub use style::Style;
+
+/// One request, type- and range-checked, with OctoAI's defaults filled in (the defaults that
+/// depend on the model family are filled in by [`Request::resolve`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Request {
+    /// What to draw (A1111 attention syntax allowed); at most 10000 characters.
+    pub prompt: String,
+    /// SDXL's second text encoder's prompt (`None`: the prompt).
+    pub prompt_2: Option<String>,
+    /// What to avoid.
+    pub negative_prompt: Option<String>,
+    /// SDXL's second text encoder's negative prompt (`None`: the negative prompt).
+    pub negative_prompt_2: Option<String>,
+    /// Classifier-free guidance scale, in (0, 50]; default 12.
+    pub cfg_scale: f64,
+    /// Denoising steps, 1 to 200; default 30.
+    pub steps: usize,
+    /// The sampler; default DDIM.
+    pub sampler: SamplerName,
+    /// One entry per image (1 to 16): the seed asked for, or `None` for a random one.
+    pub seeds: Vec<Option<u32>>,
+    /// Output width as sent (checked against the family's sizes by [`Request::resolve`]).
+    pub width: Option<i64>,
+    /// Output height as sent (checked against the family's sizes by [`Request::resolve`]).
+    pub height: Option<i64>,
+    /// Response image encoding; default JPEG.
+    pub image_encoding: ImageEncoding,
+    /// Text-encoder layers to use counted from the end, OctoAI/A1111 convention (1 = the last
+    /// layer, the default); 1 to 12.
+    pub clip_skip: Option<usize>,
+    /// A style preset applied to the prompts.
+    pub style_preset: Option<&'static Style>,
+    /// img2img / inpainting start image, base64 (decoded by the runner).
+    pub init_image: Option<String>,
+    /// Inpainting mask, base64 (white is repainted).
+    pub mask_image: Option<String>,
+    /// img2img strength, in (0, 1]; default 0.8.
+    pub strength: f64,
+    /// Fill the masked area before img2img.
+    pub outpainting: bool,
+    /// A checkpoint name for the runner to look up in its assets directory.
+    pub checkpoint: Option<String>,
+}
+
+impl Request {
+    /// The number of images asked for.
+    pub fn num_images(&self) -> usize {
+        self.seeds.len()
+    }
+}

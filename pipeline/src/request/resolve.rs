@@ -1,0 +1,139 @@
+//! A [`Request`] against a model family: defaults that depend on the family (size), the rules
+//! that do (supported sizes, SDXL-only fields and presets, inpainting models' image and mask),
+//! the style preset, the clip-skip convention and random seeds, giving the [`Job`] the engine
+//! renders. Errors are listed in the schema's field order.
+
+use kiln_runtime::checkpoint::Family;
+use rand::Rng;
+
+use super::error::{Loc, RequestError, value_error};
+use super::sizes::{default_side, family_label, size_list, supported_sizes};
+use super::{ImageEncoding, Request};
+use crate::generate::Job;
+
+/// A request ready to render: the job (its `init` still `None`: the runner decodes the images)
+/// and what the runner needs besides.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    /// The generation parameters, seeds drawn, style applied, sizes filled in.
+    pub job: Job,
+    /// How to encode the response images.
+    pub image_encoding: ImageEncoding,
+    /// img2img / inpainting start image, base64, to decode at the job's size.
+    pub init_image: Option<String>,
+    /// Inpainting mask, base64, to decode at the job's size (white is repainted).
+    pub mask_image: Option<String>,
+    /// img2img strength, in (0, 1].
+    pub strength: f64,
+    /// Fill the masked area before img2img.
+    pub outpainting: bool,
+}
+
+impl Request {
+    /// Resolves the request for `family`, drawing random seeds (in `1..2^32`) from the thread's
+    /// random generator for images without one.
+    pub fn resolve(&self, family: Family) -> Result<Resolved, RequestError> {
+        self.resolve_with_rng(family, &mut rand::rng())
+    }
+
+    /// As [`Request::resolve`], drawing the missing seeds from `rng`.
+    pub fn resolve_with_rng(&self, family: Family, rng: &mut impl Rng) -> Result<Resolved, RequestError> {
+        let mut errors = RequestError::default();
+        let side = default_side(family);
+        let width = self.width.unwrap_or(side as i64);
+        let height = self.height.unwrap_or(side as i64);
+        let size = usize::try_from(width).ok().zip(usize::try_from(height).ok());
+        let supported = size.filter(|s| supported_sizes(family).contains(s));
+        let size_error = |field: &str| {
+            value_error(
+                &[Loc::from(field)],
+                format!(
+                    "(width, height) = ({width}, {height}) is not a size {} models support; supported \
+                     (width, height): {}",
+                    family_label(family),
+                    size_list(family)
+                ),
+            )
+        };
+        if supported.is_none() && self.height.is_some() {
+            errors.push(size_error("height"));
+        }
+        if family.is_inpainting() && self.init_image.is_none() {
+            errors.push(value_error(
+                &[Loc::from("init_image")],
+                "this checkpoint is an inpainting model: it needs init_image and mask_image",
+            ));
+        }
+        if self.mask_image.is_some() && self.init_image.is_none() {
+            errors.push(value_error(
+                &[Loc::from("mask_image")],
+                "mask_image needs init_image (the image to inpaint)",
+            ));
+        }
+        let one_encoder = |field: &str| {
+            value_error(
+                &[Loc::from(field)],
+                format!("{field} is for SDXL's second text encoder; SD 1.5 models have one"),
+            )
+        };
+        if family.is_inpainting() && self.init_image.is_some() && self.mask_image.is_none() {
+            errors.push(value_error(
+                &[Loc::from("mask_image")],
+                "this checkpoint is an inpainting model: it needs a mask_image (white is repainted)",
+            ));
+        }
+        if self.negative_prompt_2.is_some() && !family.is_sdxl() {
+            errors.push(one_encoder("negative_prompt_2"));
+        }
+        if self.outpainting && (self.init_image.is_none() || self.mask_image.is_none()) {
+            errors.push(value_error(
+                &[Loc::from("outpainting")],
+                "outpainting needs init_image and mask_image (the area to fill)",
+            ));
+        }
+        if self.prompt_2.is_some() && !family.is_sdxl() {
+            errors.push(one_encoder("prompt_2"));
+        }
+        if self.style_preset.is_some() && !family.is_sdxl() {
+            errors.push(value_error(
+                &[Loc::from("style_preset")],
+                "style presets are only supported by SDXL models (as in OctoAI's API)",
+            ));
+        }
+        if supported.is_none() && (self.width.is_some() || errors.is_empty()) {
+            errors.push(size_error("width"));
+        }
+        let Some((width, height)) = supported else { return Err(errors) };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+
+        let style = |prompt: &str| self.style_preset.map_or(prompt.to_string(), |s| s.apply(prompt));
+        let negative = |user: Option<&str>| match self.style_preset {
+            Some(s) => s.negative_with(user),
+            None => user.map(str::to_string),
+        };
+        let job = Job {
+            prompt: style(&self.prompt),
+            prompt_2: self.prompt_2.as_deref().map(style),
+            negative_prompt: negative(self.negative_prompt.as_deref()),
+            negative_prompt_2: self.negative_prompt_2.as_deref().and_then(|n| negative(Some(n))),
+            clip_skip: self.clip_skip.and_then(|c| c.checked_sub(1)).filter(|&c| c > 0),
+            cfg_scale: self.cfg_scale as f32,
+            steps: self.steps,
+            sampler: self.sampler,
+            seeds: self.seeds.iter().map(|s| s.unwrap_or_else(|| rng.random_range(1..=u32::MAX))).collect(),
+            width,
+            height,
+            init: None,
+        };
+        Ok(Resolved {
+            job,
+            image_encoding: self.image_encoding,
+            init_image: self.init_image.clone(),
+            mask_image: self.mask_image.clone(),
+            strength: self.strength,
+            outpainting: self.outpainting,
+        })
+    }
+}

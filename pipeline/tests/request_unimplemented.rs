@@ -1,0 +1,86 @@
+//! Fields of OctoAI's API that kiln does not implement: asking for the feature is an error
+//! naming the field (type `not_implemented`); sending the default or null is accepted.
+
+mod request_common;
+
+use request_common::{body, errors, kinds_at, loc, parse, property};
+use serde_json::{Value, json};
+
+fn not_implemented(field: &str, value: Value) {
+    let line = parse(&body(json!({ field: value.clone() })));
+    let errs = errors(&line);
+    assert_eq!(errs.len(), 1, "{field} = {value}: {errs:?}");
+    assert_eq!(errs[0].kind, "not_implemented", "{field} = {value}");
+    assert_eq!(loc(&errs[0]), vec![json!("body"), json!(field)]);
+    assert!(errs[0].msg.contains(field), "{}", errs[0].msg);
+    assert!(line.warnings.is_empty(), "{field}: {:?}", line.warnings);
+}
+
+fn accepted(field: &str, value: Value) {
+    let line = parse(&body(json!({ field: value.clone() })));
+    assert!(line.request.is_ok(), "{field} = {value}: {:?}", line.request.err());
+}
+
+#[test]
+fn each_unimplemented_field_is_an_error_naming_it() {
+    not_implemented("controlnet", json!("canny"));
+    not_implemented("controlnet_image", json!("aW1hZ2U="));
+    not_implemented("controlnet_early_stop", json!(0.5));
+    not_implemented("controlnet_conditioning_scale", json!(0.7));
+    not_implemented("controlnet_preprocess", json!(false));
+    not_implemented("use_refiner", json!(true));
+    not_implemented("transfer_images", json!({"sks": ["aW1n"]}));
+    not_implemented("transfer_images", json!({}));
+    not_implemented("inpaint_full_res", json!(true));
+    not_implemented("loras", json!({"crayon-style": 1.0}));
+    not_implemented("textual_inversions", json!({"name": "trigger"}));
+    not_implemented("vae", json!("my_vae"));
+    not_implemented("ip_adapter", json!("plus"));
+    not_implemented("ip_adapter_image", json!("aW1n"));
+}
+
+#[test]
+fn defaults_and_nulls_of_those_fields_are_accepted() {
+    for field in [
+        "controlnet",
+        "controlnet_image",
+        "controlnet_early_stop",
+        "transfer_images",
+        "loras",
+        "textual_inversions",
+        "vae",
+        "ip_adapter",
+    ] {
+        accepted(field, Value::Null);
+    }
+    // The schema's defaults, read from the spec.
+    for field in ["controlnet_conditioning_scale", "controlnet_preprocess", "inpaint_full_res"] {
+        let default = property(field)["default"].clone();
+        assert!(!default.is_null(), "{field} has a default in the spec");
+        accepted(field, default);
+    }
+    accepted("loras", json!({}));
+    accepted("textual_inversions", json!({}));
+    // kiln has no refiner: an absent use_refiner (the spec's default is true) or false means none.
+    assert_eq!(property("use_refiner")["default"], json!(true));
+    accepted("use_refiner", json!(false));
+    accepted("high_noise_frac", json!(0.3));
+    accepted("inpaint_full_res_padding", json!(16));
+    accepted("log_prompt", json!(true));
+}
+
+#[test]
+fn several_unimplemented_fields_are_all_reported() {
+    let line = parse(&body(json!({"vae": "v", "controlnet": "canny", "use_refiner": true, "steps": 0})));
+    for field in ["vae", "controlnet", "use_refiner"] {
+        assert_eq!(kinds_at(&line, field), ["not_implemented"], "{field}");
+    }
+    assert_eq!(kinds_at(&line, "steps"), ["greater_than"]);
+}
+
+#[test]
+fn a_badly_typed_unimplemented_field_gets_the_type_error_only() {
+    let line = parse(&body(json!({"controlnet": 5, "loras": {"a": "x"}})));
+    assert_eq!(kinds_at(&line, "controlnet"), ["string_type"]);
+    assert_eq!(kinds_at(&line, "loras"), ["float_parsing"]);
+}
