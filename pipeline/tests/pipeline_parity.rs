@@ -340,6 +340,10 @@ fn stacked_jobs_render_as_one_call_per_job() {
     }
     groups.retain(|(_, members)| members.len() >= 2);
     assert!(groups.len() >= 2, "the fixtures need at least two stackable groups");
+    for (what, kind) in [("img2img", Case::is_img2img as fn(&Case) -> bool), ("inpainting", Case::is_inpaint)]
+    {
+        assert!(groups.iter().any(|(_, m)| kind(m[0])), "no stackable {what} group");
+    }
     let mut engines = Engines::default();
     let mut failures = Vec::new();
     for ((checkpoint, _), members) in &groups {
@@ -360,8 +364,10 @@ fn stacked_jobs_render_as_one_call_per_job() {
                 Ok(stacked) => {
                     for ((case, got), single) in members.iter().zip(&stacked).zip(&singles) {
                         let label = format!("{} stacked with {names:?}, max_batch {max_batch}", case.name);
-                        compare(&label, got, single, BATCH_TOLERANCE, &mut failures);
-                        compare(&label, got, &case.expected(), TOLERANCE, &mut failures);
+                        let (vs_single, vs_diffusers) =
+                            (format!("{label} vs one call"), format!("{label} vs diffusers"));
+                        compare(&vs_single, got, single, BATCH_TOLERANCE, &mut failures);
+                        compare(&vs_diffusers, got, &case.expected(), TOLERANCE, &mut failures);
                     }
                 }
                 Err(e) => failures.push(format!("{names:?} max_batch {max_batch}: render failed: {e}")),
