@@ -36,8 +36,15 @@ pipeline/src/samplers/name.rs), built with `from_config` of the model's own sche
 
 Per generator, diffusers draws: the VAE-encode sample of the init image (img2img; inpainting with
 a 4-channel UNet always, as it blends with the image latents; 9-channel only when strength < 1),
-the initial noise, the masked image's VAE-encode sample (9-channel inpainting), then each
-stochastic step's noise.
+the initial noise, the masked image's VAE-encode sample (every inpainting call: diffusers'
+prepare_mask_latents runs for both kinds of UNet, though only the 9-channel one uses it), then
+each stochastic step's noise. The regular-UNet blend after call i puts the kept region back to
+`scheduler.add_noise(image_latents, initial_noise, timesteps[i + 1])`, and to the clean
+`image_latents` after the last call.
+
+Cases that share a kiln BatchKey (same model, size, sampler, steps, strength, mode) are grouped
+for the batch test; the `*_second` cases exist to make img2img and inpainting groups (their own
+init image and mask; guidance on and off in one group).
 
 With transformers 5, diffusers 0.42.1's SD 1.5 clip_skip path needs `text_encoder.text_model`,
 which is aliased to the text model itself (see load_pipelines). diffusers applies clip_skip to the
@@ -46,7 +53,7 @@ prompt only; the negative prompt is always encoded at the default layer.
 Checks run on every invocation: the inpainting folders load with `from_pretrained` and their
 UNets have 9 input channels; every image is non-constant; a two-seed job's images differ.
 
-Run:   /work/venv/bin/python tools/make_pipeline_fixtures.py   (~60 s, one CPU thread)
+Run:   /work/venv/bin/python tools/make_pipeline_fixtures.py   (~35 s, one CPU thread)
 Needs: torch 2.15.0, diffusers 0.42.1, transformers, Pillow, numpy (tools/requirements.txt);
        fixtures/tiny/ made by tools/make_tiny_models.py and tools/make_unet_fixtures.py.
 """
