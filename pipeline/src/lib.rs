@@ -1,6 +1,7 @@
 //! kiln-pipeline: the tokenizer, text encoders, UNet, VAE, samplers, OctoAI request schema and
 //! the JSONL batch runner, built on kiln-runtime.
 //!
+//! - [`demo`]: the built-in demo model (tiny SDXL topology, untrained random weights), cached;
 //! - [`generate`]: jobs to images (text-to-image, img2img, inpainting), batched;
 //! - [`image`]: request and response image codecs;
 //! - [`models`]: the networks (text encoders, UNet, VAE) and the layers they share;
@@ -12,6 +13,7 @@
 //! - [`tokenizer`]: CLIP's BPE tokenizer and A1111-style long-prompt windows.
 #![deny(missing_docs)]
 
+pub mod demo;
 pub mod generate;
 pub mod image;
 pub mod models;

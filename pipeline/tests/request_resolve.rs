@@ -273,3 +273,23 @@ fn styles_are_for_sdxl_only() {
         assert_eq!(fields(&error), [("style_preset".to_string(), "value_error".to_string())]);
     }
 }
+
+#[test]
+fn malformed_prompt_weights_are_errors_on_their_field() {
+    // A1111's parser refuses a weight that is not a number (see fixtures/prompt/attention.json).
+    for field in ["prompt", "negative_prompt", "prompt_2", "negative_prompt_2"] {
+        let e = resolve_errors(json!({ field: "a (cat:1.2.3) on a mat" }), Family::SdxlBase);
+        assert_eq!(fields(&e), vec![(field.to_string(), "value_error".to_string())], "{field}");
+        assert!(e.detail[0].msg.contains("prompt weighting"), "{}", e.detail[0].msg);
+    }
+    assert!(request(json!({"prompt": "a (cat:1.2) on a [mat]"})).resolve(Family::SdxlBase).is_ok());
+}
+
+#[test]
+fn a_strength_that_runs_no_step_is_an_error() {
+    // diffusers runs floor(steps * strength) steps and refuses zero.
+    let e = resolve_errors(json!({"init_image": "aW1n", "steps": 3, "strength": 0.3}), Family::SdxlBase);
+    assert_eq!(fields(&e), vec![("strength".to_string(), "value_error".to_string())]);
+    let ok = request(json!({"init_image": "aW1n", "steps": 4, "strength": 0.25})).resolve(Family::SdxlBase);
+    assert!(ok.is_ok());
+}

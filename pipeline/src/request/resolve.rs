@@ -100,6 +100,26 @@ impl Request {
                 "style presets are only supported by SDXL models (as in OctoAI's API)",
             ));
         }
+        let prompts = [
+            ("prompt", Some(&self.prompt)),
+            ("prompt_2", self.prompt_2.as_ref()),
+            ("negative_prompt", self.negative_prompt.as_ref()),
+            ("negative_prompt_2", self.negative_prompt_2.as_ref()),
+        ];
+        for (field, text) in prompts {
+            if let Some(Err(e)) = text.map(|t| crate::prompt::parse_attention(t)) {
+                errors.push(value_error(&[Loc::from(field)], format!("prompt weighting: {e}")));
+            }
+        }
+        if self.init_image.is_some() && (self.steps as f64 * self.strength).floor() < 1.0 {
+            errors.push(value_error(
+                &[Loc::from("strength")],
+                format!(
+                    "strength {} with {} steps runs no denoising step (needs steps * strength >= 1)",
+                    self.strength, self.steps
+                ),
+            ));
+        }
         if supported.is_none() && (self.width.is_some() || errors.is_empty()) {
             errors.push(size_error("width"));
         }
