@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use ::image::{GrayImage, RgbImage};
 use kiln_pipeline::generate::{BatchKey, Engine, InitImage, Job};
 use kiln_pipeline::samplers::SamplerName;
-use kiln_runtime::checkpoint::{Checkpoint, Component, Family};
+use kiln_runtime::checkpoint::{Checkpoint, Component, Family, OpenOptions};
 use kiln_runtime::{DType, Device};
 use serde::Deserialize;
 
@@ -143,7 +143,13 @@ impl Engines {
             .entry(checkpoint.to_string())
             .or_insert_with(|| {
                 let path = Path::new(FIXTURES).join(checkpoint);
-                Engine::load(&path, DType::F32, Device::Cpu).map_err(|e| format!("load {checkpoint}: {e}"))
+                // A tiny single file takes its sizes from the folder of the same name.
+                let options = match checkpoint.strip_suffix(".safetensors") {
+                    Some(stem) => OpenOptions::default().config_dir(Path::new(FIXTURES).join(stem)),
+                    None => OpenOptions::default(),
+                };
+                Engine::load_with(&path, &options, DType::F32, Device::Cpu)
+                    .map_err(|e| format!("load {checkpoint}: {e}"))
             })
             .as_ref()
             .map_err(Clone::clone)
