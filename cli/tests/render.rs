@@ -183,8 +183,14 @@ fn a_run_killed_mid_way_resumes_with_nothing_lost_or_repeated() {
     let complete = written.matches('\n').count();
     assert!(complete < lines.len(), "the kill must interrupt the run ({complete} lines written)");
 
+    // As if the kill had landed mid-write: a partial last line, which the rerun cuts off.
+    let mut file = std::fs::OpenOptions::new().append(true).open(&journal).unwrap();
+    file.write_all(br#"{"id":"r2","images":[{"image_b64":"iVBORw0KGgo"#).unwrap();
+    drop(file);
+
     let output = render_sd15(&requests, &out, &args);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stderr(&output).contains("partial last line"), "{}", stderr(&output));
     let resumed = records(&out);
     assert_eq!(resumed.len(), lines.len());
     let summary = String::from_utf8_lossy(&output.stdout);
@@ -321,6 +327,14 @@ fn fatal_errors_exit_with_status_2_and_one_line() {
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(2), "{err}");
     assert!(err.contains("output directory"), "{err}");
+
+    let corrupt = dir.path().join("corrupt");
+    std::fs::create_dir_all(&corrupt).unwrap();
+    std::fs::write(corrupt.join("responses.jsonl"), "{\"id\": \"a\"}\nnot a record\n").unwrap();
+    let output = render_sd15(&requests, &corrupt, &[]);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(err.contains("responses.jsonl:2"), "names the journal line: {err}");
 
     let output = render_sd15(&dir.path().join("absent.jsonl"), &dir.path().join("out2"), &[]);
     let err = stderr(&output);
