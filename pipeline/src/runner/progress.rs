@@ -1,17 +1,22 @@
 //! The progress bar on standard error and the end-of-run summary.
 //!
-//! The bar counts images; indicatif draws nothing when standard error is not a terminal (or
-//! `TERM=dumb`), so logs and pipes stay clean.
+//! The bar counts images, in thousandths internally so that it moves (and the time left is
+//! estimated) during a long group, not only when its images come out; indicatif draws nothing when
+//! standard error is not a terminal (or `TERM=dumb`), so logs and pipes stay clean.
 
 use std::fmt;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
+/// Bar units per image.
+const UNITS: u64 = 1000;
+
 /// Images done, images per second and time left, on standard error.
 #[derive(Debug)]
 pub struct Progress {
     bar: ProgressBar,
+    /// Images finished.
     done: u64,
 }
 
@@ -27,13 +32,19 @@ impl Progress {
     }
 
     fn with_target(total_images: u64, target: ProgressDrawTarget) -> Progress {
-        let template = "{elapsed_precise} {wide_bar} {pos}/{len} images, {rate}, {eta} left";
+        let template = "{elapsed_precise} {wide_bar} {images}/{total} images, {rate}, {eta} left";
         let style = ProgressStyle::with_template(template)
             .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .with_key("images", |state: &ProgressState, w: &mut dyn fmt::Write| {
+                let _ = write!(w, "{}", state.pos() / UNITS);
+            })
+            .with_key("total", |state: &ProgressState, w: &mut dyn fmt::Write| {
+                let _ = write!(w, "{}", state.len().unwrap_or(0) / UNITS);
+            })
             .with_key("rate", |state: &ProgressState, w: &mut dyn fmt::Write| {
-                let _ = write!(w, "{:.2} images/s", state.per_sec());
+                let _ = write!(w, "{:.2} images/s", state.per_sec() / UNITS as f64);
             });
-        let bar = ProgressBar::with_draw_target(Some(total_images), target).with_style(style);
+        let bar = ProgressBar::with_draw_target(Some(total_images * UNITS), target).with_style(style);
         Progress { bar, done: 0 }
     }
 
@@ -44,14 +55,14 @@ impl Progress {
 
     /// Shows a group of `group_images` as `done / total` of the way through its model calls.
     pub fn within_group(&self, group_images: usize, done: usize, total: usize) {
-        let part = (group_images * done.min(total)).checked_div(total).unwrap_or(0) as u64;
-        self.bar.set_position(self.done + part);
+        let units = group_images as u64 * UNITS * done.min(total) as u64;
+        self.bar.set_position(self.done * UNITS + units.checked_div(total as u64).unwrap_or(0));
     }
 
     /// Counts `images` as finished (a group rendered, or requests that failed before rendering).
     pub fn finish_images(&mut self, images: usize) {
         self.done += images as u64;
-        self.bar.set_position(self.done);
+        self.bar.set_position(self.done * UNITS);
     }
 
     /// Prints a line on standard error above the bar.
@@ -145,13 +156,16 @@ mod tests {
     fn the_bar_counts_images_and_fractions_of_a_group() {
         let mut progress = Progress::hidden(10);
         assert!(progress.is_hidden());
+        assert_eq!(progress.bar.length(), Some(10 * UNITS));
         progress.within_group(4, 1, 2);
-        assert_eq!(progress.bar.position(), 2);
+        assert_eq!(progress.bar.position(), 2 * UNITS);
         progress.finish_images(4);
+        progress.within_group(1, 1, 3);
+        assert_eq!(progress.bar.position(), 4 * UNITS + UNITS / 3, "a one-image group moves too");
         progress.within_group(6, 3, 3);
-        assert_eq!(progress.bar.position(), 10);
+        assert_eq!(progress.bar.position(), 10 * UNITS);
         progress.within_group(6, 0, 0);
-        assert_eq!(progress.bar.position(), 4);
+        assert_eq!(progress.bar.position(), 4 * UNITS);
         progress.finish();
     }
 }
