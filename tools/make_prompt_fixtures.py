@@ -17,7 +17,8 @@ What it makes:
   parser's segments: each segment tokenized on its own (transformers' CLIPTokenizer,
   add_special_tokens=False), windows of 75 tokens with the comma backtrack of 20, `BREAK`
   closing the current window, BOS / EOS / padding weight 1; each window through the encoder, the
-  hidden state picked by kiln's (diffusers') clip_skip rule, then per window
+  hidden state picked by kiln's (diffusers') clip_skip rule (the prompt's only: negatives use the
+  default layer, as diffusers), then per window
   `z = z * w[:, None]; z = z * (mean_before / mean_after)`. Both SDXL encoders are weighted
   separately, then concatenated on channels; the pooled output is OpenCLIP-G's first window's,
   unweighted. Windows beyond 3 are dropped (kiln's cap); a prompt and its negative are padded
@@ -314,7 +315,7 @@ def build(parse, model: str, cases_spec) -> tuple[dict, list]:
             tensors[f"{name}.pooled"] = outs[1][1]
         if neg is not None:
             neg = [pad(ids, w, t, count) for (ids, w), t in zip(neg, toks)]
-            nouts = [encode(e, ids, w, pick(clip_skip)) for e, (ids, w) in zip(encs, neg)]
+            nouts = [encode(e, ids, w, pick(None)) for e, (ids, w) in zip(encs, neg)]  # diffusers: no clip_skip for negatives
             tensors[f"{name}.negative"] = torch.cat([h for h, _ in nouts], dim=-1)
             if sdxl:
                 tensors[f"{name}.negative_pooled"] = nouts[1][1]

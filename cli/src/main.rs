@@ -1,6 +1,9 @@
 //! The `kiln` command.
 
 mod inspect;
+mod render;
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -13,24 +16,23 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Render a JSONL file of OctoAI-style requests.
-    Render {
-        /// The requests, one JSON object per line (`-` for standard input).
-        requests: String,
-        /// Directory for responses.jsonl and images.
-        #[arg(long)]
-        out: std::path::PathBuf,
-    },
+    /// Render a JSONL file of OctoAI-style requests to DIR/responses.jsonl; rerunning the same
+    /// command resumes. Exit status: 0 all lines succeeded, 1 some failed, 2 the run could not go on.
+    Render(render::Args),
     /// Describe a checkpoint: format, family, each component's size, parameters and dtypes,
     /// and any tensor kiln does not recognise.
     Inspect(inspect::Args),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Render { .. } => {
-            anyhow::bail!("`kiln render` is not implemented yet: it lands with the pipeline issue")
-        }
-        Command::Inspect(args) => inspect::run(&args),
+        Command::Render(args) => render::run(&args),
+        Command::Inspect(args) => match inspect::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("Error: {error:?}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }

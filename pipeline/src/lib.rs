@@ -8,6 +8,7 @@
 //! - [`prompt`]: AUTOMATIC1111's prompt weighting syntax (`(word:1.2)`, `[word]`, `BREAK`);
 //! - [`request`]: OctoAI requests from JSONL lines (pydantic-style 422 errors, style presets),
 //!   resolved into jobs, and the response records;
+//! - [`runner`]: the JSONL batch runner (`kiln render`): batching, resume, error records;
 //! - [`rng`]: seeded noise equal bit for bit to `torch.randn` on a CPU generator;
 //! - [`samplers`]: OctoAI's 21 sampler names, their schedules and update rules (diffusers parity);
 //! - [`tokenizer`]: CLIP's BPE tokenizer and A1111-style long-prompt windows.
@@ -20,5 +21,6 @@ pub mod models;
 pub mod prompt;
 pub mod request;
 pub mod rng;
+pub mod runner;
 pub mod samplers;
 pub mod tokenizer;

@@ -110,8 +110,8 @@ impl Batch<'_> {
                 _ => x,
             };
             let input = stack_rows(&x, &rows.guided)?;
-            let timesteps = vec![t as f32; input.dims()[0]];
-            let out = e.unet.forward(&input, &timesteps, &rows.context, rows.added.as_ref())?;
+            let row_timesteps = vec![t as f32; input.dims()[0]];
+            let out = e.unet.forward(&input, &row_timesteps, &rows.context, rows.added.as_ref())?;
             let prediction = self.guide(&out, &rows.guided)?.to_dtype(latents.dtype())?;
             latents = sampler.step(&prediction, call, &latents, &mut noise)?;
             if let Some(Inpaint { mask, blend: Some((image_latents, eps)), .. }) = &inpaint {

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use ::image::RgbImage;
-use kiln_runtime::checkpoint::{Checkpoint, Family, Format};
+use kiln_runtime::checkpoint::{Checkpoint, Family, Format, OpenOptions};
 use kiln_runtime::{DType, Device};
 
 use super::denoise::{Batch, Slot};
@@ -32,7 +32,13 @@ impl Engine {
     /// scheduler configuration is the folder's `scheduler/scheduler_config.json`, or the
     /// family's published one for a single file.
     pub fn load(path: &Path, dtype: DType, device: Device) -> Result<Engine> {
-        let ckpt = Checkpoint::open(path).map_err(ModelError::from)?;
+        Engine::load_with(path, &OpenOptions::default(), dtype, device)
+    }
+
+    /// [`Engine::load`] with checkpoint options: a config folder for a single file whose
+    /// sizes differ from its family's published configs, a weights variant.
+    pub fn load_with(path: &Path, options: &OpenOptions, dtype: DType, device: Device) -> Result<Engine> {
+        let ckpt = Checkpoint::open_with(path, options).map_err(ModelError::from)?;
         ckpt.require_complete().map_err(ModelError::from)?;
         let family = ckpt.family();
         let folder_config = path.join("scheduler").join("scheduler_config.json");

@@ -1,4 +1,26 @@
 //! Image codecs for requests and responses: base64 JPEG / PNG / WebP in, JPEG or PNG out.
+//!
+//! - [`decode_base64`] / [`decode_bytes`]: request images (plain base64 or `data:` URLs) to pixels,
+//!   with decoder limits so a hostile image is a typed [`ImageError`], never an out-of-memory abort;
+//! - [`to_rgb`] / [`to_mask`]: the pixels diffusers' `VaeImageProcessor` would see (alpha dropped as
+//!   PIL's `convert("RGB")` does, PIL's Lanczos resize bit for bit, PIL's `convert("L")` luma for
+//!   masks);
+//! - [`fill_masked`]: push-pull fill of the masked area for outpainting;
+//! - [`encode`] / [`encode_base64`]: response images; [`rgb_from_rgb8`] takes the VAE's output.
+
+mod decode;
+mod encode;
+mod error;
+mod fill;
+mod payload;
+mod prepare;
+mod resample;
+
+pub use decode::{MAX_DECODE_BYTES, MAX_SIDE, decode_base64, decode_bytes};
+pub use encode::{JPEG_QUALITY, encode, encode_base64, rgb_from_rgb8};
+pub use error::ImageError;
+pub use fill::fill_masked;
+pub use prepare::{MASK_THRESHOLD, luma, to_mask, to_rgb};
 
 /// The encoding of response images (OctoAI's `image_encoding`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

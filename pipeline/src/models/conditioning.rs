@@ -21,9 +21,10 @@
 //! what it gave without weighting. When the weighted mean is 0 the rescaling is skipped (A1111
 //! would divide by zero).
 //!
-//! Choices where diffusers differs: `clip_skip` applies to negative prompts too (diffusers
-//! ignores it there); an SDXL negative prompt given as `None` gives zeros, as diffusers does
-//! with the published `force_zeros_for_empty_prompt = true`.
+//! As in diffusers, `clip_skip` applies to the prompt only: the negative prompt is always
+//! encoded at the default layer (A1111 and ComfyUI skip layers for both). An SDXL negative
+//! prompt given as `None` gives zeros, as diffusers does with the published
+//! `force_zeros_for_empty_prompt = true`.
 
 use kiln_runtime::checkpoint::{Checkpoint, Component};
 use kiln_runtime::{DType, Device, Tensor};
@@ -131,7 +132,7 @@ impl TextConditioner {
         clip_skip: Option<usize>,
     ) -> Result<PromptEmbedding> {
         let tokens = self.tokenize(prompt, prompt_2)?;
-        let mut out = self.embed(vec![tokens], clip_skip)?;
+        let mut out = self.embed(vec![tokens], clip_skip, 1)?;
         Ok(out.remove(0))
     }
 
@@ -149,7 +150,7 @@ impl TextConditioner {
     ) -> Result<Conditioning> {
         let positive_tokens = self.tokenize(prompt, prompt_2)?;
         if negative.is_none() && self.is_sdxl() {
-            let mut out = self.embed(vec![positive_tokens], clip_skip)?;
+            let mut out = self.embed(vec![positive_tokens], clip_skip, 1)?;
             let positive = out.remove(0);
             let zeros = |t: &Tensor| Tensor::full(0.0, t.dims(), t.dtype(), t.device());
             let negative = PromptEmbedding {
@@ -161,7 +162,15 @@ impl TextConditioner {
             return Ok(Conditioning { positive, negative });
         }
         let negative_tokens = self.tokenize(negative.unwrap_or(""), negative_2.or(negative))?;
-        let mut out = self.embed(vec![positive_tokens, negative_tokens], clip_skip)?.into_iter();
+        if clip_skip.is_some_and(|k| k > 0) {
+            // Different layers: one batch each, padded to the same window count.
+            let count =
+                positive_tokens.iter().chain(&negative_tokens).map(|t| t.windows.len()).max().unwrap_or(1);
+            let positive = self.embed(vec![positive_tokens], clip_skip, count)?.remove(0);
+            let negative = self.embed(vec![negative_tokens], None, count)?.remove(0);
+            return Ok(Conditioning { positive, negative });
+        }
+        let mut out = self.embed(vec![positive_tokens, negative_tokens], None, 1)?.into_iter();
         match (out.next(), out.next()) {
             (Some(positive), Some(negative)) => Ok(Conditioning { positive, negative }),
             _ => unreachable!("embed returns one embedding per prompt"),
@@ -196,12 +205,17 @@ impl TextConditioner {
     }
 
     /// Runs each encoder once on the windows of all `prompts` (each padded with empty-prompt
-    /// windows to the largest window count among them and the encoders) and splits the result
-    /// back into one embedding per prompt.
-    fn embed(&self, prompts: Vec<Vec<Tokenized>>, clip_skip: Option<usize>) -> Result<Vec<PromptEmbedding>> {
+    /// windows to the largest window count among them and the encoders, and at least
+    /// `min_windows`) and splits the result back into one embedding per prompt.
+    fn embed(
+        &self,
+        prompts: Vec<Vec<Tokenized>>,
+        clip_skip: Option<usize>,
+        min_windows: usize,
+    ) -> Result<Vec<PromptEmbedding>> {
         let select =
             if self.is_sdxl() { LayerSelection::sdxl(clip_skip) } else { LayerSelection::sd15(clip_skip) };
-        let count = prompts.iter().flatten().map(|t| t.windows.len()).max().unwrap_or(1);
+        let count = prompts.iter().flatten().map(|t| t.windows.len()).max().unwrap_or(1).max(min_windows);
         let n = prompts.len();
         // Per prompt: one [1, 77 k, C_e] per encoder, and the pooled [1, P].
         let mut hiddens: Vec<Vec<Tensor>> = vec![Vec::new(); n];

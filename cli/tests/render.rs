@@ -1,0 +1,350 @@
+//! `kiln render` end to end, through the built binary: response and error lines (with the demo
+//! model, made once under Cargo's target tmp dir), resume after `kill -9`, batch-size
+//! independence and exit statuses (with the tiny SD 1.5 fixture at 512 x 512, the cheapest size
+//! a family accepts). One step each, guidance off where it is not under test: CPU time is the
+//! budget.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::Value;
+
+fn cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("kiln-render-tests-cache")
+}
+
+fn kiln() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    command.env("KILN_CACHE_DIR", cache_dir()).env("RUST_BACKTRACE", "0");
+    command
+}
+
+const TINY_SD15: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/tiny/sd15");
+
+fn render(requests: &Path, out: &Path, extra: &[&str]) -> Output {
+    kiln().arg("render").arg(requests).arg("--out").arg(out).args(extra).output().unwrap()
+}
+
+/// `render` with the tiny SD 1.5 fixture.
+fn render_sd15(requests: &Path, out: &Path, extra: &[&str]) -> Output {
+    render(requests, out, &[&["--model", TINY_SD15], extra].concat())
+}
+
+fn write_requests(dir: &Path, lines: &[&str]) -> PathBuf {
+    let path = dir.join("requests.jsonl");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+/// The journal's records by id (each id must appear exactly once).
+fn records(out: &Path) -> HashMap<String, Value> {
+    let text = std::fs::read_to_string(out.join("responses.jsonl")).unwrap();
+    let mut by_id = HashMap::new();
+    for line in text.lines() {
+        let record: Value = serde_json::from_str(line).unwrap();
+        let id = record["id"].as_str().unwrap().to_owned();
+        assert!(by_id.insert(id.clone(), record).is_none(), "id {id} appears twice");
+    }
+    by_id
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The decoded pixels of each image of a response.
+fn pixels(record: &Value) -> Vec<image::RgbImage> {
+    record["images"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a response: {record}"))
+        .iter()
+        .map(|img| {
+            let bytes = STANDARD.decode(img["image_b64"].as_str().unwrap()).unwrap();
+            image::load_from_memory(&bytes).unwrap().to_rgb8()
+        })
+        .collect()
+}
+
+fn first_error(record: &Value) -> &Value {
+    &record["error"]["detail"][0]
+}
+
+/// A cheap request: one step, no guidance, PNG (exact pixels); `extra` adds fields.
+fn request(id: &str, seed: u32, extra: &str) -> String {
+    format!(
+        r#"{{"id": "{id}", "prompt": "a small red boat, (watercolour:1.2)", "steps": 1, "cfg_scale": 1, "seed": {seed}, "image_encoding": "png", "sampler": "K_EULER"{extra}}}"#
+    )
+}
+
+/// [`request`] at SD 1.5's 512 x 512.
+fn request_sd15(id: &str, seed: u32, extra: &str) -> String {
+    request(id, seed, &format!(r#", "width": 512, "height": 512{extra}"#))
+}
+
+#[test]
+fn a_mixed_file_gives_a_response_or_an_error_record_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = request("good", 11, r#", "colour": "red""#);
+    let bad_size = request("bad-size", 13, r#", "width": 100, "height": 100"#);
+    let controlnet = request("controlnet", 14, r#", "controlnet": "canny""#);
+    let duplicate = request("good", 15, "");
+    let lines = [&*good, "{\"prompt\": \"unterminated", "", &bad_size, &controlnet, &duplicate];
+    let requests = write_requests(dir.path(), &lines);
+    let out = dir.path().join("out");
+    // No --model: the demo model.
+    let output = render(&requests, &out, &["--save-images"]);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "a failed line makes the status 1; stderr: {err}");
+    assert!(err.contains("demo model"), "the demo notice: {err}");
+    assert!(err.contains("colour"), "a warning names the unknown field: {err}");
+
+    let text = std::fs::read_to_string(out.join("responses.jsonl")).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let ids: Vec<&str> = lines.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        ["2", "bad-size", "controlnet", "good", "good"],
+        "errors first, renders, then repeated ids"
+    );
+
+    // An unknown field warns and the request runs.
+    let good = &lines[3];
+    assert_eq!(good["images"][0]["seed"], 11);
+    assert_eq!(good["images"][0]["removed_for_safety"], false);
+    assert!(good["images"][0]["safety_score"].is_null());
+    assert!(good["prediction_time_ms"].as_f64().unwrap() > 0.0);
+    let images = pixels(good);
+    assert_eq!((images.len(), images[0].width(), images[0].height()), (1, 1024, 1024), "SDXL's default size");
+    let saved = image::open(out.join("images").join("good_0.png")).unwrap().to_rgb8();
+    assert_eq!(saved, images[0], "the saved file is the response's image");
+
+    // The malformed line (line 2) is named by its line number.
+    let malformed = first_error(&lines[0]);
+    assert_eq!(malformed["loc"], serde_json::json!(["body"]));
+    assert_eq!(malformed["type"], "json_invalid");
+    let size = first_error(&lines[1]);
+    assert_eq!(size["loc"][0], "body");
+    assert!(size["msg"].as_str().unwrap().contains("1024"), "lists the supported sizes: {size}");
+    let controlnet = first_error(&lines[2]);
+    assert_eq!(controlnet["loc"], serde_json::json!(["body", "controlnet"]));
+    assert_eq!(controlnet["type"], "not_implemented");
+    let repeated = first_error(&lines[4]);
+    assert_eq!(repeated["loc"], serde_json::json!(["body", "id"]));
+    assert!(repeated["msg"].as_str().unwrap().contains("line 1"), "{repeated}");
+
+    let summary = String::from_utf8_lossy(&output.stdout);
+    assert!(summary.contains("1 request done, 4 failed, 1 image"), "{summary}");
+
+    // Rerunning skips every line and still reports the failures in its status.
+    let output = render(&requests, &out, &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(std::fs::read_to_string(out.join("responses.jsonl")).unwrap(), text, "nothing rerun");
+}
+
+#[test]
+fn a_run_killed_mid_way_resumes_with_nothing_lost_or_repeated() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = (0..3).map(|i| request_sd15(&format!("r{i}"), 100 + i, "")).collect();
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let requests = write_requests(dir.path(), &lines);
+    let out = dir.path().join("out");
+    let args = ["--batch-size", "1", "--save-images"];
+
+    let mut child = kiln()
+        .arg("render")
+        .arg(&requests)
+        .arg("--out")
+        .arg(&out)
+        .args(["--model", TINY_SD15])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal = out.join("responses.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(&journal).unwrap_or_default();
+        if text.lines().count() >= 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no response line within 60 s");
+        assert!(child.try_wait().unwrap().is_none(), "kiln exited before writing a line");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let written = std::fs::read_to_string(&journal).unwrap();
+    let complete = written.matches('\n').count();
+    assert!(complete < lines.len(), "the kill must interrupt the run ({complete} lines written)");
+
+    // As if the kill had landed mid-write: a partial last line, which the rerun cuts off.
+    let mut file = std::fs::OpenOptions::new().append(true).open(&journal).unwrap();
+    file.write_all(br#"{"id":"r2","images":[{"image_b64":"iVBORw0KGgo"#).unwrap();
+    drop(file);
+
+    let output = render_sd15(&requests, &out, &args);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stderr(&output).contains("partial last line"), "{}", stderr(&output));
+    let resumed = records(&out);
+    assert_eq!(resumed.len(), lines.len());
+    let summary = String::from_utf8_lossy(&output.stdout);
+    assert!(summary.contains(&format!("{complete} already in the journal")), "{summary}");
+
+    // The same requests in one uninterrupted run give the same images.
+    let reference_out = dir.path().join("reference");
+    let output = render_sd15(&requests, &reference_out, &args);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let reference = records(&reference_out);
+    for (id, record) in &reference {
+        assert_eq!(pixels(&resumed[id]), pixels(record), "{id}");
+        let name = format!("{id}_0.png");
+        let saved = std::fs::read(out.join("images").join(&name)).unwrap();
+        assert_eq!(saved, std::fs::read(reference_out.join("images").join(&name)).unwrap(), "{name}");
+    }
+}
+
+#[test]
+fn batch_size_does_not_change_the_images() {
+    let dir = tempfile::tempdir().unwrap();
+    // Guidance on (the unconditional half is batched too); two requests, three images.
+    let lines = [
+        request_sd15("a", 21, r#", "cfg_scale": 7, "negative_prompt": "fog""#),
+        request_sd15("b", 22, r#", "cfg_scale": 7, "num_images": 2"#),
+    ];
+    let text = lines.join("\n") + "\n";
+    let requests = write_requests(dir.path(), &[&*lines[0], &lines[1]]);
+
+    let single = dir.path().join("single");
+    let output = render_sd15(&requests, &single, &["--batch-size", "1"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    // The batched run reads the same requests from standard input.
+    let batched = dir.path().join("batched");
+    let mut child = kiln()
+        .args(["render", "-", "--batch-size", "8", "--model", TINY_SD15, "--out"])
+        .arg(&batched)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    let (single, batched) = (records(&single), records(&batched));
+    assert_eq!(single.len(), 2);
+    for (id, record) in &single {
+        let (a, b) = (pixels(record), pixels(&batched[id]));
+        assert_eq!(a.len(), b.len(), "{id}");
+        assert_eq!(record["images"][0]["seed"], batched[id]["images"][0]["seed"]);
+        for (x, y) in a.iter().zip(&b) {
+            let worst = x.as_raw().iter().zip(y.as_raw()).map(|(p, q)| p.abs_diff(*q)).max().unwrap();
+            assert!(worst <= 1, "{id}: batched pixels differ by {worst}/255");
+        }
+    }
+    assert_eq!(single["b"]["images"][1]["seed"], 23, "image k of seed s uses s + k");
+    assert_ne!(pixels(&single["b"])[0], pixels(&single["b"])[1], "different seeds, different images");
+}
+
+/// A PNG of seeded noise (a small xorshift; never constant), base64.
+fn noise_png(width: u32, height: u32, seed: u32, gray: bool) -> String {
+    let mut state = seed.max(1);
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        (state >> 24) as u8
+    };
+    let mut bytes = Vec::new();
+    let encoder = image::codecs::png::PngEncoder::new(&mut bytes);
+    let (pixels, color) = if gray {
+        // A mask: the right half white (repainted), with noisy values on each side.
+        let px =
+            (0..width * height).map(|i| if i % width >= width / 2 { 200 | next() } else { next() & 0x3f });
+        (px.collect::<Vec<u8>>(), image::ExtendedColorType::L8)
+    } else {
+        ((0..width * height * 3).map(|_| next()).collect(), image::ExtendedColorType::Rgb8)
+    };
+    image::ImageEncoder::write_image(encoder, &pixels, width, height, color).unwrap();
+    STANDARD.encode(bytes)
+}
+
+#[test]
+fn init_and_mask_images_and_checkpoints_are_used_or_named_in_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let assets = dir.path().join("assets");
+    std::fs::create_dir_all(assets.join("checkpoints")).unwrap();
+    std::os::unix::fs::symlink(TINY_SD15, assets.join("checkpoints").join("tiny")).unwrap();
+    let (init, mask) = (noise_png(24, 16, 3, false), noise_png(24, 16, 4, true));
+    let images = |init: &str, mask: &str| {
+        format!(r#", "init_image": "{init}", "mask_image": "{mask}", "strength": 1.0, "outpainting": true"#)
+    };
+    let lines = [
+        request_sd15("outpaint", 31, &(images(&init, &mask) + r#", "checkpoint": "tiny""#)),
+        request_sd15("bad-init", 32, &images("bm90IGFuIGltYWdl", &mask)),
+        request_sd15("bad-mask", 33, &images(&init, "%%%")),
+        request_sd15("unknown-checkpoint", 34, r#", "checkpoint": "dreamshaper""#),
+    ];
+    let requests = write_requests(dir.path(), &lines.iter().map(String::as_str).collect::<Vec<_>>());
+    let out = dir.path().join("out");
+    let output = render_sd15(&requests, &out, &["--assets", assets.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let records = records(&out);
+
+    let outpaint = pixels(&records["outpaint"]);
+    assert_eq!((outpaint[0].width(), outpaint[0].height()), (512, 512));
+    let bad_init = first_error(&records["bad-init"]);
+    assert_eq!(bad_init["loc"], serde_json::json!(["body", "init_image"]), "{bad_init}");
+    let bad_mask = first_error(&records["bad-mask"]);
+    assert_eq!(bad_mask["loc"], serde_json::json!(["body", "mask_image"]), "{bad_mask}");
+    let unknown = first_error(&records["unknown-checkpoint"]);
+    assert_eq!(unknown["loc"], serde_json::json!(["body", "checkpoint"]), "{unknown}");
+    let msg = unknown["msg"].as_str().unwrap();
+    assert!(msg.contains("dreamshaper") && msg.contains("tiny"), "names it and lists what exists: {msg}");
+}
+
+#[test]
+fn fatal_errors_exit_with_status_2_and_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let requests = write_requests(dir.path(), &[&*request_sd15("x", 1, "")]);
+
+    let missing = dir.path().join("no-such-model.safetensors");
+    let output = render(&requests, &dir.path().join("out"), &["--model", missing.to_str().unwrap()]);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(err.contains("no-such-model.safetensors") && err.lines().count() == 1, "{err}");
+
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let output = render_sd15(&requests, &file.join("out"), &[]);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(err.contains("output directory"), "{err}");
+
+    let corrupt = dir.path().join("corrupt");
+    std::fs::create_dir_all(&corrupt).unwrap();
+    std::fs::write(corrupt.join("responses.jsonl"), "{\"id\": \"a\"}\nnot a record\n").unwrap();
+    let output = render_sd15(&requests, &corrupt, &[]);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(err.contains("responses.jsonl:2"), "names the journal line: {err}");
+
+    let output = render_sd15(&dir.path().join("absent.jsonl"), &dir.path().join("out2"), &[]);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(err.contains("absent.jsonl"), "{err}");
+
+    if !cfg!(feature = "cuda") {
+        let output = render_sd15(&requests, &dir.path().join("out3"), &["--device", "cuda"]);
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{err}");
+        assert!(err.contains("CUDA"), "{err}");
+    }
+}

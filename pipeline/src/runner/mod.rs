@@ -1,0 +1,287 @@
+//! The JSONL batch runner behind `kiln render`: OctoAI requests in, one response line per request
+//! out, resumable after a kill.
+//!
+//! - [`run`] with [`RunOptions`]: the whole command; returns a [`Summary`] or a fatal [`RunError`];
+//! - [`input`]: the requests file or standard input, as numbered lines;
+//! - [`journal`]: `DIR/responses.jsonl`, appended one flushed line per request, read back to resume;
+//! - [`batch`]: which pending requests share one engine call;
+//! - [`assets`]: `--assets DIR/checkpoints/NAME` lookup and file names for saved images;
+//! - [`records`]: error records for failures after validation;
+//! - [`progress`]: the progress bar and the end-of-run summary.
+//!
+//! A run reads every line, skips the ids the journal already holds, writes an error record at
+//! once for each line that cannot run (malformed JSON, validation, unknown checkpoint), then
+//! renders the rest group by group ([`batch::group`]: same model and
+//! [`crate::generate::BatchKey`], up to `batch_size` images), appending each request's line as
+//! its group completes, in input order within the group. Init and mask images are decoded when
+//! their group renders, so a large file never holds every decoded image at once. Error records
+//! for repeated ids come last, so a resumed run counts them right. A line's failure never stops
+//! the run; only what makes every line fail is fatal (the model, the output directory, the input).
+//!
+//! `prediction_time_ms` is the wall time of the group's render shared by image count: a request
+//! with `n` of the group's `N` images gets `n / N` of it.
+
+pub mod assets;
+pub mod batch;
+pub mod input;
+pub mod journal;
+mod models;
+pub mod progress;
+pub mod records;
+mod render;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use ::image::{GrayImage, RgbImage};
+use kiln_runtime::{DType, Device};
+
+use crate::generate::{BatchKey, Engine, GenerateError, InitImage};
+use crate::request::{ErrorRecord, RequestError, Resolved, parse_line};
+
+pub use input::{InputError, RequestSource};
+pub use journal::{JOURNAL_FILE, Journal, JournalError};
+pub use progress::{Progress, Summary};
+
+use models::Models;
+
+/// The folder (inside the output directory) for `--save-images`.
+pub const IMAGES_DIR: &str = "images";
+
+/// What `kiln render` was asked to do.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// The JSONL requests.
+    pub requests: RequestSource,
+    /// The output directory (created if missing).
+    pub out_dir: PathBuf,
+    /// The checkpoint for requests without `checkpoint`; `None`: the demo model, made in
+    /// [`crate::demo::default_cache_dir`] on first use.
+    pub model: Option<PathBuf>,
+    /// The assets directory: `checkpoints/NAME` for requests' `checkpoint`.
+    pub assets: Option<PathBuf>,
+    /// Where to compute.
+    pub device: Device,
+    /// The compute dtype.
+    pub dtype: DType,
+    /// The most images in one engine call.
+    pub batch_size: usize,
+    /// Also write each image to `DIR/images/{id}_{k}.{png|jpg}`.
+    pub save_images: bool,
+    /// Draw the progress bar on standard error (when that is a terminal).
+    pub progress: bool,
+}
+
+/// What stops a whole run (a bad line never does).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The output directory (or its images folder) cannot be created.
+    #[error("cannot create the output directory {path}: {source}")]
+    OutDir {
+        /// The directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The journal cannot be read, repaired or appended to.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The requests cannot be read.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The demo model cannot be made.
+    #[error(transparent)]
+    Demo(#[from] crate::demo::DemoError),
+    /// The `--model` checkpoint cannot be loaded.
+    #[error("cannot load the model {path}: {source}")]
+    Model {
+        /// The checkpoint.
+        path: PathBuf,
+        /// Why.
+        source: Box<GenerateError>,
+    },
+    /// An image file cannot be written.
+    #[error("cannot write {path}: {source}")]
+    SaveImage {
+        /// The image file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// A request that passed validation, waiting for its group.
+#[derive(Debug)]
+struct Pending {
+    line: usize,
+    id: String,
+    /// The checkpoint it renders with.
+    model: PathBuf,
+    /// The `checkpoint` name it asked for, if any.
+    checkpoint: Option<String>,
+    resolved: Resolved,
+}
+
+impl Pending {
+    /// What must match for two requests to share an engine call. The key of a job with init
+    /// images is taken with empty placeholders: it depends only on their presence and strength.
+    fn key(&self) -> (PathBuf, BatchKey) {
+        let mut job = self.resolved.job.clone();
+        job.init = self.resolved.init_image.as_ref().map(|_| InitImage {
+            image: RgbImage::new(0, 0),
+            strength: self.resolved.strength,
+            mask: self.resolved.mask_image.as_ref().map(|_| GrayImage::new(0, 0)),
+        });
+        (self.model.clone(), job.batch_key())
+    }
+}
+
+/// Where records go: the journal, the summary, and a line on standard error for each failure.
+struct Sink {
+    journal: Journal,
+    summary: Summary,
+    progress: Progress,
+}
+
+impl Sink {
+    /// Appends a request's error record.
+    fn fail(&mut self, line: usize, id: &str, error: RequestError) -> Result<(), RunError> {
+        self.progress.message(&format!("line {line} (id {id:?}): {error}"));
+        self.journal.append(id, &ErrorRecord { id: id.to_owned(), error })?;
+        self.summary.failed += 1;
+        Ok(())
+    }
+}
+
+/// Runs a whole request file (see the module documentation). Errors are fatal ones; each
+/// line's failure is its error record in the journal and counted in [`Summary::failed`].
+pub fn run(options: &RunOptions) -> Result<Summary, RunError> {
+    let started = Instant::now();
+    let out_dir = &options.out_dir;
+    std::fs::create_dir_all(out_dir).map_err(|source| RunError::OutDir { path: out_dir.clone(), source })?;
+    if options.save_images {
+        let images = out_dir.join(IMAGES_DIR);
+        std::fs::create_dir_all(&images).map_err(|source| RunError::OutDir { path: images, source })?;
+    }
+    let journal = Journal::open(out_dir)?;
+    let lines = input::read_lines(&options.requests)?;
+    let model_path = match &options.model {
+        Some(path) => path.clone(),
+        None => crate::demo::ensure_demo_model(&crate::demo::default_cache_dir())?,
+    };
+    let engine = Engine::load(&model_path, options.dtype, options.device)
+        .map_err(|source| RunError::Model { path: model_path.clone(), source: Box::new(source) })?;
+    let mut models = Models::new(engine, options.dtype, options.device);
+    let mut sink = Sink { journal, summary: Summary::default(), progress: Progress::hidden(0) };
+    if sink.journal.repaired_bytes() > 0 {
+        eprintln!(
+            "{}: cut off a partial last line ({} bytes) left by an interrupted run",
+            sink.journal.path().display(),
+            sink.journal.repaired_bytes()
+        );
+    }
+
+    let (pending, duplicates) = plan(lines, options, &mut models, &mut sink)?;
+    let total_images: usize = pending.iter().map(|p| p.resolved.job.images()).sum();
+    sink.progress = if options.progress { Progress::new(total_images as u64) } else { Progress::hidden(0) };
+
+    let keyed = pending.into_iter().map(|p| (p.key(), p.resolved.job.images(), p));
+    let mut groups = batch::group(keyed, options.batch_size);
+    batch::cluster_by(&mut groups, |g| g.items[0].model.clone());
+    for group in groups {
+        render::group(group, options, &mut models, &mut sink)?;
+    }
+    for (line, id, error) in duplicates {
+        sink.fail(line, &id, error)?;
+    }
+    sink.progress.finish();
+    sink.summary.elapsed = started.elapsed();
+    Ok(sink.summary)
+}
+
+/// A later line with an id an earlier line has: (line, id, its error).
+type Duplicate = (usize, String, RequestError);
+
+/// Reads every line: skips those the journal holds, writes the error records of those that
+/// cannot run, and returns the rest (plus the repeated ids, whose records are written last).
+fn plan(
+    lines: Vec<input::InputLine>,
+    options: &RunOptions,
+    models: &mut Models,
+    sink: &mut Sink,
+) -> Result<(Vec<Pending>, Vec<Duplicate>), RunError> {
+    let mut seen: HashMap<String, (usize, usize)> = HashMap::new(); // id -> (first line, times seen)
+    let mut pending = Vec::new();
+    let mut duplicates = Vec::new();
+    for input::InputLine { number, text } in lines {
+        let parsed = match &text {
+            Ok(text) => parse_line(text, number),
+            Err(reason) => crate::request::Line {
+                id: number.to_string(),
+                request: Err(records::not_utf8(reason)),
+                warnings: Vec::new(),
+            },
+        };
+        let id = parsed.id;
+        let (first_line, times) = {
+            let entry = seen.entry(id.clone()).or_insert((number, 0));
+            entry.1 += 1;
+            *entry
+        };
+        // The journal holds one record per occurrence already run, in occurrence order.
+        if sink.journal.count(&id) >= times {
+            sink.summary.skipped += 1;
+            if sink.journal.is_error(&id, times - 1) {
+                sink.summary.skipped_failed += 1;
+            }
+            continue;
+        }
+        for warning in &parsed.warnings {
+            sink.progress.message(&format!("line {number} (id {id:?}): warning: {warning}"));
+        }
+        if times > 1 {
+            duplicates.push((number, id.clone(), records::duplicate_id(&id, first_line)));
+            continue;
+        }
+        let request = match parsed.request {
+            Ok(request) => request,
+            Err(error) => {
+                sink.fail(number, &id, error)?;
+                continue;
+            }
+        };
+        let model = match &request.checkpoint {
+            None => models.default_path().to_path_buf(),
+            Some(name) => match assets::find_checkpoint(options.assets.as_deref(), name) {
+                Ok(path) => path,
+                Err(e) => {
+                    sink.fail(number, &id, records::field_error("checkpoint", e))?;
+                    continue;
+                }
+            },
+        };
+        let family = match models.family(&model) {
+            Ok(family) => family,
+            Err(reason) => {
+                let name = request.checkpoint.as_deref().unwrap_or_default();
+                sink.fail(number, &id, records::checkpoint_failed(name, &reason))?;
+                continue;
+            }
+        };
+        let resolved = match request.resolve(family) {
+            Ok(resolved) => resolved,
+            Err(error) => {
+                sink.fail(number, &id, error)?;
+                continue;
+            }
+        };
+        pending.push(Pending { line: number, id, model, checkpoint: request.checkpoint.clone(), resolved });
+    }
+    Ok((pending, duplicates))
+}
+
+/// `DIR/images/{id}_{k}.{ext}`.
+fn image_path(out_dir: &Path, id: &str, k: usize, extension: &str) -> PathBuf {
+    out_dir.join(IMAGES_DIR).join(format!("{}_{k}.{extension}", assets::file_stem(id)))
+}

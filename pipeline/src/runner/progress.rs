@@ -1,0 +1,171 @@
+//! The progress bar on standard error and the end-of-run summary.
+//!
+//! The bar counts images, in thousandths internally so that it moves (and the time left is
+//! estimated) during a long group, not only when its images come out; indicatif draws nothing when
+//! standard error is not a terminal (or `TERM=dumb`), so logs and pipes stay clean.
+
+use std::fmt;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+
+/// Bar units per image.
+const UNITS: u64 = 1000;
+
+/// Images done, images per second and time left, on standard error.
+#[derive(Debug)]
+pub struct Progress {
+    bar: ProgressBar,
+    /// Images finished.
+    done: u64,
+}
+
+impl Progress {
+    /// A bar for `total_images` on standard error (hidden when that is not a terminal).
+    pub fn new(total_images: u64) -> Progress {
+        Progress::with_target(total_images, ProgressDrawTarget::stderr())
+    }
+
+    /// A bar that never draws.
+    pub fn hidden(total_images: u64) -> Progress {
+        Progress::with_target(total_images, ProgressDrawTarget::hidden())
+    }
+
+    fn with_target(total_images: u64, target: ProgressDrawTarget) -> Progress {
+        let template = "{elapsed_precise} {wide_bar} {images}/{total} images, {rate}, {eta} left";
+        let style = ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .with_key("images", |state: &ProgressState, w: &mut dyn fmt::Write| {
+                let _ = write!(w, "{}", state.pos() / UNITS);
+            })
+            .with_key("total", |state: &ProgressState, w: &mut dyn fmt::Write| {
+                let _ = write!(w, "{}", state.len().unwrap_or(0) / UNITS);
+            })
+            .with_key("rate", |state: &ProgressState, w: &mut dyn fmt::Write| {
+                let _ = write!(w, "{:.2} images/s", state.per_sec() / UNITS as f64);
+            });
+        let bar = ProgressBar::with_draw_target(Some(total_images * UNITS), target).with_style(style);
+        Progress { bar, done: 0 }
+    }
+
+    /// Whether the bar is drawn at all.
+    pub fn is_hidden(&self) -> bool {
+        self.bar.is_hidden()
+    }
+
+    /// Shows a group of `group_images` as `done / total` of the way through its model calls.
+    pub fn within_group(&self, group_images: usize, done: usize, total: usize) {
+        let units = group_images as u64 * UNITS * done.min(total) as u64;
+        self.bar.set_position(self.done * UNITS + units.checked_div(total as u64).unwrap_or(0));
+    }
+
+    /// Counts `images` as finished (a group rendered, or requests that failed before rendering).
+    pub fn finish_images(&mut self, images: usize) {
+        self.done += images as u64;
+        self.bar.set_position(self.done * UNITS);
+    }
+
+    /// Prints a line on standard error above the bar.
+    pub fn message(&self, line: &str) {
+        self.bar.suspend(|| eprintln!("{line}"));
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Summary {
+    /// Requests that produced images in this run.
+    pub done: usize,
+    /// Requests that produced an error record in this run.
+    pub failed: usize,
+    /// Requests skipped because the journal already had their id.
+    pub skipped: usize,
+    /// Of the skipped requests, those whose journal record is an error record.
+    pub skipped_failed: usize,
+    /// Images rendered in this run.
+    pub images: usize,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    /// Images per second over the whole run (0 when nothing was rendered).
+    pub fn images_per_second(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if self.images == 0 || secs <= 0.0 { 0.0 } else { self.images as f64 / secs }
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} done, {} failed, {} in {:.1} s ({:.2} images/s)",
+            plural(self.done, "request"),
+            self.failed,
+            plural(self.images, "image"),
+            self.elapsed.as_secs_f64(),
+            self.images_per_second()
+        )?;
+        if self.skipped > 0 {
+            write!(
+                f,
+                "; {} already in the journal, skipped ({} of them failed)",
+                self.skipped, self.skipped_failed
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn plural(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_names_counts_and_rate() {
+        let summary = Summary {
+            done: 3,
+            failed: 1,
+            images: 6,
+            elapsed: Duration::from_millis(1500),
+            ..Summary::default()
+        };
+        assert_eq!(summary.images_per_second(), 4.0);
+        assert_eq!(summary.to_string(), "3 requests done, 1 failed, 6 images in 1.5 s (4.00 images/s)");
+        let one = Summary { done: 1, images: 1, elapsed: Duration::from_secs(2), ..Summary::default() };
+        assert_eq!(one.to_string(), "1 request done, 0 failed, 1 image in 2.0 s (0.50 images/s)");
+        let resumed = Summary { skipped: 2, skipped_failed: 1, ..Summary::default() };
+        assert_eq!(resumed.images_per_second(), 0.0);
+        assert!(
+            resumed.to_string().ends_with("2 already in the journal, skipped (1 of them failed)"),
+            "{resumed}"
+        );
+    }
+
+    #[test]
+    fn the_bar_counts_images_and_fractions_of_a_group() {
+        let mut progress = Progress::hidden(10);
+        assert!(progress.is_hidden());
+        assert_eq!(progress.bar.length(), Some(10 * UNITS));
+        progress.within_group(4, 1, 2);
+        assert_eq!(progress.bar.position(), 2 * UNITS);
+        progress.finish_images(4);
+        progress.within_group(1, 1, 3);
+        assert_eq!(progress.bar.position(), 4 * UNITS + UNITS / 3, "a one-image group moves too");
+        progress.within_group(6, 3, 3);
+        assert_eq!(progress.bar.position(), 10 * UNITS);
+        progress.within_group(6, 0, 0);
+        assert_eq!(progress.bar.position(), 4 * UNITS);
+        progress.finish();
+    }
+}

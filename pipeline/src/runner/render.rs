@@ -1,0 +1,240 @@
+//! One group: decode its init and mask images, render its jobs in one engine call, and append
+//! each request's response (images saved first) or error record, in input order.
+
+use std::time::Instant;
+
+use ::image::RgbImage;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
+use super::batch::Group;
+use super::models::Models;
+use super::{Pending, RunError, RunOptions, Sink, image_path, records};
+use crate::generate::{Engine, InitImage, Job};
+use crate::image::{decode_base64, encode, fill_masked, to_mask, to_rgb};
+use crate::request::{ImageGeneration, RequestError, Response};
+
+/// Renders one group and writes its records.
+pub(super) fn group(
+    group: Group<Pending>,
+    options: &RunOptions,
+    models: &mut Models,
+    sink: &mut Sink,
+) -> Result<(), RunError> {
+    let images = group.images;
+    let Some(model) = group.items.first().map(|p| p.model.clone()) else { return Ok(()) };
+    let engine = match models.engine(&model) {
+        Ok(engine) => engine,
+        Err(reason) => {
+            for p in &group.items {
+                let name = p.checkpoint.as_deref().unwrap_or_default();
+                sink.fail(p.line, &p.id, records::checkpoint_failed(name, &reason))?;
+            }
+            sink.progress.finish_images(images);
+            return Ok(());
+        }
+    };
+
+    let mut ready: Vec<(Pending, Job)> = Vec::new();
+    for p in group.items {
+        match job_with_images(&p) {
+            Ok(job) => ready.push((p, job)),
+            Err(error) => sink.fail(p.line, &p.id, error)?,
+        }
+    }
+    let ready_images: usize = ready.iter().map(|(_, job)| job.images()).sum();
+    let jobs: Vec<Job> = ready.iter().map(|(_, job)| job.clone()).collect();
+    let started = Instant::now();
+    let rendered = render_jobs(engine, &jobs, options.batch_size, &sink.progress);
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+
+    for ((pending, job), result) in ready.into_iter().zip(rendered) {
+        match result {
+            Ok(pictures) => {
+                let share = if ready_images == 0 { 0.0 } else { job.images() as f64 / ready_images as f64 };
+                write_response(&pending, &job, &pictures, elapsed_ms * share, options, sink)?;
+            }
+            Err(error) => sink.fail(pending.line, &pending.id, error)?,
+        }
+    }
+    sink.progress.finish_images(images);
+    Ok(())
+}
+
+/// The resolved job with its init image (resized; filled under the mask for outpainting) and
+/// mask decoded; an image that does not decode is an error on its field.
+fn job_with_images(p: &Pending) -> Result<Job, RequestError> {
+    let resolved = &p.resolved;
+    let mut job = resolved.job.clone();
+    let Some(init_b64) = &resolved.init_image else { return Ok(job) };
+    let (w, h) = (job.width as u32, job.height as u32);
+    let init = decode_base64(init_b64)
+        .map_err(|e| records::field_error("init_image", format!("cannot decode the image: {e}")))?;
+    let mut image = to_rgb(&init, w, h);
+    let mask = match &resolved.mask_image {
+        None => None,
+        Some(mask_b64) => {
+            let mask = decode_base64(mask_b64)
+                .map_err(|e| records::field_error("mask_image", format!("cannot decode the image: {e}")))?;
+            Some(to_mask(&mask, w, h))
+        }
+    };
+    if let (true, Some(mask)) = (resolved.outpainting, &mask) {
+        image = fill_masked(&image, mask);
+    }
+    job.init = Some(InitImage { image, strength: resolved.strength, mask });
+    Ok(job)
+}
+
+/// Each job's images, or its error record. When the group's call fails, each job is tried
+/// alone, so that one job the engine rejects does not fail the others.
+fn render_jobs(
+    engine: &Engine,
+    jobs: &[Job],
+    max_batch: usize,
+    progress: &super::Progress,
+) -> Vec<Result<Vec<RgbImage>, RequestError>> {
+    if jobs.is_empty() {
+        return Vec::new();
+    }
+    let total_images: usize = jobs.iter().map(Job::images).sum();
+    let mut report = |done, total| progress.within_group(total_images, done, total);
+    match engine.render(jobs, max_batch, &mut report) {
+        Ok(images) if images.len() == jobs.len() => return images.into_iter().map(Ok).collect(),
+        Ok(images) => {
+            let error = format!("the engine returned {} results for {} jobs", images.len(), jobs.len());
+            return jobs
+                .iter()
+                .map(|_| Err(RequestError::body(error.clone(), records::RENDER_FAILED)))
+                .collect();
+        }
+        Err(error) if jobs.len() == 1 => return vec![Err(records::render_failed(&error))],
+        Err(_) => {}
+    }
+    jobs.iter()
+        .map(|job| {
+            let mut report = |done, total| progress.within_group(job.images(), done, total);
+            match engine.render(std::slice::from_ref(job), max_batch, &mut report) {
+                Ok(mut images) if images.len() == 1 => Ok(images.remove(0)),
+                Ok(_) => Err(RequestError::body("the engine returned no images", records::RENDER_FAILED)),
+                Err(error) => Err(records::render_failed(&error)),
+            }
+        })
+        .collect()
+}
+
+/// Encodes a request's images, saves them with `--save-images` (before the response line, so a
+/// response in the journal always has its files), and appends the response.
+fn write_response(
+    pending: &Pending,
+    job: &Job,
+    pictures: &[RgbImage],
+    prediction_time_ms: f64,
+    options: &RunOptions,
+    sink: &mut Sink,
+) -> Result<(), RunError> {
+    let encoding = pending.resolved.image_encoding;
+    if pictures.len() != job.seeds.len() {
+        let msg = format!("the engine returned {} images for {} seeds", pictures.len(), job.seeds.len());
+        return sink.fail(pending.line, &pending.id, RequestError::body(msg, records::RENDER_FAILED));
+    }
+    let mut images = Vec::with_capacity(pictures.len());
+    for (k, (picture, &seed)) in pictures.iter().zip(&job.seeds).enumerate() {
+        let bytes = match encode(picture, encoding) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                let error =
+                    RequestError::body(format!("cannot encode image {k}: {e}"), records::RENDER_FAILED);
+                return sink.fail(pending.line, &pending.id, error);
+            }
+        };
+        if options.save_images {
+            let path = image_path(&options.out_dir, &pending.id, k, encoding.extension());
+            std::fs::write(&path, &bytes).map_err(|source| RunError::SaveImage { path, source })?;
+        }
+        images.push(ImageGeneration::new(STANDARD.encode(&bytes), seed));
+    }
+    let count = images.len();
+    let response = Response { id: pending.id.clone(), images, prediction_time_ms };
+    sink.journal.append(&pending.id, &response)?;
+    sink.summary.done += 1;
+    sink.summary.images += count;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_runtime::checkpoint::Family;
+
+    /// A seeded noise PNG (never constant), base64.
+    fn noise_png(width: u32, height: u32, seed: u32) -> String {
+        let mut state = seed.max(1);
+        let pixels: Vec<u8> = (0..width * height * 3)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                (state >> 24) as u8
+            })
+            .collect();
+        let image = RgbImage::from_raw(width, height, pixels).unwrap();
+        STANDARD.encode(encode(&image, crate::image::ImageEncoding::Png).unwrap())
+    }
+
+    fn pending(fields: &str) -> Pending {
+        let text = format!(r#"{{"prompt": "a boat", "width": 512, "height": 512, "seed": 5{fields}}}"#);
+        let line = crate::request::parse_line(&text, 1);
+        let resolved = line.request.unwrap().resolve(Family::Sd15).unwrap();
+        Pending { line: 1, id: line.id, model: "m".into(), checkpoint: None, resolved }
+    }
+
+    #[test]
+    fn the_planning_key_is_the_key_of_the_job_with_its_images() {
+        let (init, mask) = (noise_png(24, 16, 3), noise_png(8, 8, 4));
+        for fields in [
+            String::new(),
+            format!(r#", "init_image": "{init}", "strength": 0.5"#),
+            format!(r#", "init_image": "{init}", "mask_image": "{mask}""#),
+            format!(r#", "init_image": "{init}", "mask_image": "{mask}", "outpainting": true"#),
+        ] {
+            let p = pending(&fields);
+            let job = job_with_images(&p).unwrap();
+            assert_eq!(p.key().1, job.batch_key(), "{fields}");
+            assert_eq!(p.key().0, p.model);
+            if let Some(init) = &job.init {
+                assert_eq!(init.image.dimensions(), (512, 512), "resized to the job's size");
+                assert_eq!(
+                    init.mask.as_ref().map(|m| m.dimensions()),
+                    p.resolved.mask_image.as_ref().map(|_| (512, 512))
+                );
+            }
+        }
+        assert_ne!(pending("").key(), pending(&format!(r#", "init_image": "{init}""#)).key());
+    }
+
+    #[test]
+    fn outpainting_fills_the_masked_area_before_rendering() {
+        let (init, mask) = (noise_png(16, 16, 7), noise_png(16, 16, 8));
+        let inpaint =
+            job_with_images(&pending(&format!(r#", "init_image": "{init}", "mask_image": "{mask}""#)));
+        let outpaint = job_with_images(&pending(&format!(
+            r#", "init_image": "{init}", "mask_image": "{mask}", "outpainting": true"#
+        )));
+        let (inpaint, outpaint) = (inpaint.unwrap().init.unwrap(), outpaint.unwrap().init.unwrap());
+        let mask = inpaint.mask.as_ref().unwrap();
+        assert_eq!(outpaint.image, fill_masked(&inpaint.image, mask));
+        assert_ne!(outpaint.image, inpaint.image, "the noise mask covers some pixels");
+    }
+
+    #[test]
+    fn undecodable_images_are_errors_on_their_field() {
+        let init = noise_png(8, 8, 9);
+        let bad_init = job_with_images(&pending(r#", "init_image": "aGVsbG8=""#)).unwrap_err();
+        assert_eq!(serde_json::to_value(&bad_init).unwrap()["detail"][0]["loc"][1], "init_image");
+        let bad_mask =
+            job_with_images(&pending(&format!(r#", "init_image": "{init}", "mask_image": "aGVsbG8=""#)))
+                .unwrap_err();
+        assert_eq!(serde_json::to_value(&bad_mask).unwrap()["detail"][0]["loc"][1], "mask_image");
+    }
+}

@@ -1,0 +1,384 @@
+//! End-to-end parity with diffusers' Stable Diffusion pipelines: kiln's [`Engine`] renders each
+//! case of `fixtures/pipeline/cases.json` on the CPU in f32, from the diffusers folder and from
+//! the single file where the model has one, and every pixel must be within 2/255 of the image
+//! diffusers made for the same job and seed.
+//!
+//! Expected images come from `tools/make_pipeline_fixtures.py` (its header says how: one
+//! diffusers call per seed, `torch.Generator("cpu").manual_seed(seed)`, 8-bit PNGs). The cases
+//! cover text-to-image (SD 1.5 and SDXL, several samplers, with and without negative prompts,
+//! prompt_2, clip_skip, cfg_scale 1, a two-seed job, a non-square size), img2img, and inpainting
+//! with regular and 9-channel UNets. A last test stacks the cases that share a [`BatchKey`] into
+//! one render call and checks it gives what one call per case gives.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use ::image::{GrayImage, RgbImage};
+use kiln_pipeline::generate::{BatchKey, Engine, InitImage, Job};
+use kiln_pipeline::samplers::SamplerName;
+use kiln_runtime::checkpoint::{Checkpoint, Component, Family, OpenOptions};
+use kiln_runtime::{DType, Device};
+use serde::Deserialize;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
+/// The largest difference allowed from diffusers' 8-bit images, per channel value.
+const TOLERANCE: u8 = 2;
+/// Batch and one-call-per-job renders may differ by float rounding only.
+const BATCH_TOLERANCE: u8 = 1;
+
+fn pipeline_dir() -> PathBuf {
+    Path::new(FIXTURES).join("pipeline")
+}
+
+#[derive(Deserialize)]
+struct CasesFile {
+    cases: Vec<Case>,
+}
+
+/// One fixture case: a job, the checkpoints to render it from, the expected image per seed.
+#[derive(Deserialize)]
+struct Case {
+    name: String,
+    model: String,
+    checkpoints: Vec<String>,
+    job: JobSpec,
+    expected: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct JobSpec {
+    prompt: String,
+    prompt_2: Option<String>,
+    negative_prompt: Option<String>,
+    negative_prompt_2: Option<String>,
+    clip_skip: Option<usize>,
+    cfg_scale: f32,
+    steps: usize,
+    sampler: String,
+    seeds: Vec<u32>,
+    width: usize,
+    height: usize,
+    init: Option<InitSpec>,
+}
+
+#[derive(Deserialize)]
+struct InitSpec {
+    image: String,
+    strength: f64,
+    mask: Option<String>,
+}
+
+impl Case {
+    fn is_txt2img(&self) -> bool {
+        self.job.init.is_none()
+    }
+
+    fn is_img2img(&self) -> bool {
+        self.job.init.as_ref().is_some_and(|i| i.mask.is_none())
+    }
+
+    fn is_inpaint(&self) -> bool {
+        self.job.init.as_ref().is_some_and(|i| i.mask.is_some())
+    }
+
+    fn is_inpainting_model(&self) -> bool {
+        self.model.ends_with("_inpaint")
+    }
+
+    fn job(&self) -> Job {
+        let spec = &self.job;
+        let init = spec.init.as_ref().map(|i| InitImage {
+            image: read_rgb(&i.image),
+            strength: i.strength,
+            mask: i.mask.as_deref().map(read_gray),
+        });
+        Job {
+            prompt: spec.prompt.clone(),
+            prompt_2: spec.prompt_2.clone(),
+            negative_prompt: spec.negative_prompt.clone(),
+            negative_prompt_2: spec.negative_prompt_2.clone(),
+            clip_skip: spec.clip_skip,
+            cfg_scale: spec.cfg_scale,
+            steps: spec.steps,
+            sampler: spec.sampler.parse::<SamplerName>().unwrap_or_else(|e| panic!("{}: {e}", self.name)),
+            seeds: spec.seeds.clone(),
+            width: spec.width,
+            height: spec.height,
+            init,
+        }
+    }
+
+    fn expected(&self) -> Vec<RgbImage> {
+        self.expected.iter().map(|f| read_rgb(f)).collect()
+    }
+}
+
+fn cases() -> Vec<Case> {
+    let path = pipeline_dir().join("cases.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let file: CasesFile = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(file.cases.len() >= 20, "cases.json holds {} cases", file.cases.len());
+    file.cases
+}
+
+fn read_rgb(name: &str) -> RgbImage {
+    let path = pipeline_dir().join(name);
+    ::image::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).to_rgb8()
+}
+
+fn read_gray(name: &str) -> GrayImage {
+    let path = pipeline_dir().join(name);
+    ::image::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).to_luma8()
+}
+
+/// Loaded engines (or why one failed to load) by checkpoint path relative to fixtures/, so each
+/// loads once per test.
+#[derive(Default)]
+struct Engines(HashMap<String, Result<Engine, String>>);
+
+impl Engines {
+    fn get(&mut self, checkpoint: &str) -> Result<&Engine, String> {
+        self.0
+            .entry(checkpoint.to_string())
+            .or_insert_with(|| {
+                let path = Path::new(FIXTURES).join(checkpoint);
+                // A tiny single file takes its sizes from the folder of the same name.
+                let options = match checkpoint.strip_suffix(".safetensors") {
+                    Some(stem) => OpenOptions::default().config_dir(Path::new(FIXTURES).join(stem)),
+                    None => OpenOptions::default(),
+                };
+                Engine::load_with(&path, &options, DType::F32, Device::Cpu)
+                    .map_err(|e| format!("load {checkpoint}: {e}"))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
+/// How two images differ: the largest channel difference and where the first too-large one is.
+struct Diff {
+    max: u8,
+    over: usize,
+    first_over: Option<(u32, u32, usize, u8, u8)>,
+    mean: f64,
+}
+
+impl Diff {
+    fn of(got: &RgbImage, want: &RgbImage, tolerance: u8) -> Diff {
+        let mut diff = Diff { max: 0, over: 0, first_over: None, mean: 0.0 };
+        let mut sum = 0u64;
+        for (y, x, c) in (0..want.height())
+            .flat_map(|y| (0..want.width()).flat_map(move |x| (0..3).map(move |c| (y, x, c))))
+        {
+            let (g, w) = (got.get_pixel(x, y)[c], want.get_pixel(x, y)[c]);
+            let d = g.abs_diff(w);
+            sum += u64::from(d);
+            diff.max = diff.max.max(d);
+            if d > tolerance {
+                diff.over += 1;
+                diff.first_over.get_or_insert((x, y, c, g, w));
+            }
+        }
+        diff.mean = sum as f64 / (want.len() as f64);
+        diff
+    }
+
+    fn describe(&self) -> String {
+        let mut s = format!("max diff {}/255, mean {:.3}", self.max, self.mean);
+        if let Some((x, y, c, g, w)) = self.first_over {
+            let _ = write!(
+                s,
+                ", {} values over; first at (x {x}, y {y}, channel {c}): kiln {g}, want {w}",
+                self.over
+            );
+        }
+        s
+    }
+}
+
+/// Compares each image of `got` with `want`; appends one line per mismatch to `failures`.
+fn compare(label: &str, got: &[RgbImage], want: &[RgbImage], tolerance: u8, failures: &mut Vec<String>) {
+    if got.len() != want.len() {
+        failures.push(format!("{label}: {} images, want {}", got.len(), want.len()));
+        return;
+    }
+    for (k, (g, w)) in got.iter().zip(want).enumerate() {
+        if g.dimensions() != w.dimensions() {
+            failures.push(format!("{label} image {k}: {:?}, want {:?}", g.dimensions(), w.dimensions()));
+            continue;
+        }
+        let diff = Diff::of(g, w, tolerance);
+        eprintln!("{label} image {k}: {}", diff.describe());
+        if diff.max > tolerance {
+            failures.push(format!("{label} image {k}: {}", diff.describe()));
+        }
+    }
+}
+
+/// Renders `jobs` in one call, checking the progress callback ends at its total.
+fn render(engine: &Engine, jobs: &[Job], max_batch: usize) -> Result<Vec<Vec<RgbImage>>, String> {
+    let mut calls = Vec::new();
+    let out = engine
+        .render(jobs, max_batch, &mut |done, total| calls.push((done, total)))
+        .map_err(|e| e.to_string())?;
+    if out.len() != jobs.len() {
+        return Err(format!("{} image lists for {} jobs", out.len(), jobs.len()));
+    }
+    match calls.last() {
+        Some(&(done, total)) if done == total && calls.windows(2).all(|w| w[0].0 <= w[1].0) => Ok(out),
+        _ => Err(format!("progress calls {calls:?} do not climb to their total")),
+    }
+}
+
+/// With `KILN_PARITY_DUMP=DIR`, saves kiln's images as `DIR/<case>__<checkpoint>_<k>.png` to
+/// study a mismatch next to diffusers' image.
+fn dump(case: &str, checkpoint: &str, images: &[RgbImage]) {
+    let Some(dir) = std::env::var_os("KILN_PARITY_DUMP") else { return };
+    let dir = PathBuf::from(dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let checkpoint = checkpoint.replace(['/', '.'], "_");
+    for (k, image) in images.iter().enumerate() {
+        let path = dir.join(format!("{case}__{checkpoint}_{k}.png"));
+        image.save(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+}
+
+/// Renders every case `select` picks from each of its checkpoints and compares with diffusers.
+fn check_cases(select: impl Fn(&Case) -> bool) {
+    let cases: Vec<Case> = cases().into_iter().filter(|c| select(c)).collect();
+    assert!(!cases.is_empty(), "no case selected");
+    let mut engines = Engines::default();
+    let mut failures = Vec::new();
+    for case in &cases {
+        let job = case.job();
+        let want = case.expected();
+        for checkpoint in &case.checkpoints {
+            let label = format!("{} [{checkpoint}]", case.name);
+            match engines.get(checkpoint).and_then(|e| render(e, std::slice::from_ref(&job), 4)) {
+                Ok(mut got) => {
+                    let got = got.remove(0);
+                    dump(&case.name, checkpoint, &got);
+                    compare(&label, &got, &want, TOLERANCE, &mut failures)
+                }
+                Err(e) => failures.push(format!("{label}: render failed: {e}")),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} mismatches with diffusers:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn sd15_text_to_image_matches_diffusers() {
+    check_cases(|c| c.model == "sd15" && c.is_txt2img());
+}
+
+#[test]
+fn sdxl_text_to_image_matches_diffusers() {
+    check_cases(|c| c.model == "sdxl" && c.is_txt2img());
+}
+
+#[test]
+fn img2img_matches_diffusers() {
+    check_cases(Case::is_img2img);
+}
+
+#[test]
+fn inpainting_with_regular_unets_matches_diffusers() {
+    check_cases(|c| c.is_inpaint() && !c.is_inpainting_model());
+}
+
+#[test]
+fn inpainting_with_nine_channel_unets_matches_diffusers() {
+    check_cases(|c| c.is_inpaint() && c.is_inpainting_model());
+}
+
+#[test]
+fn the_cases_cover_every_mode_and_several_samplers() {
+    let cases = cases();
+    let count = |f: &dyn Fn(&Case) -> bool| cases.iter().filter(|c| f(c)).count();
+    assert!(count(&|c| c.is_txt2img() && c.model == "sd15") >= 4);
+    assert!(count(&|c| c.is_txt2img() && c.model == "sdxl") >= 4);
+    assert!(count(&Case::is_img2img) >= 2);
+    assert!(count(&|c| c.is_inpaint() && !c.is_inpainting_model()) >= 2);
+    assert!(count(&|c| c.is_inpaint() && c.is_inpainting_model()) >= 2);
+    assert!(count(&|c| c.job.seeds.len() > 1) >= 1);
+    assert!(count(&|c| c.job.cfg_scale <= 1.0) >= 1);
+    assert!(count(&|c| c.job.clip_skip.is_some()) >= 1);
+    assert!(count(&|c| c.checkpoints.len() == 2) >= 10, "single files must be covered too");
+    let mut samplers: Vec<&str> = cases.iter().map(|c| c.job.sampler.as_str()).collect();
+    samplers.sort();
+    samplers.dedup();
+    assert!(samplers.len() >= 5, "{samplers:?}");
+}
+
+/// The 9-channel fixture folders (symlinks to the tiny components) open as complete inpainting
+/// checkpoints.
+#[test]
+fn inpainting_folders_open_as_complete_inpainting_checkpoints() {
+    for (name, family, encoders) in [
+        ("sd15_inpaint", Family::Sd15Inpaint, &[Component::TextEncoder][..]),
+        ("sdxl_inpaint", Family::SdxlInpaint, &[Component::TextEncoder, Component::TextEncoder2][..]),
+    ] {
+        let path = pipeline_dir().join("models").join(name);
+        let ckpt = Checkpoint::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(ckpt.family(), family, "{name}");
+        assert!(ckpt.missing_components().is_empty(), "{name}: missing {:?}", ckpt.missing_components());
+        for &c in [Component::Unet, Component::Vae].iter().chain(encoders) {
+            assert!(ckpt.component(c).is_some(), "{name}: no {c:?}");
+        }
+        assert_eq!(ckpt.unet_config().in_channels, 9, "{name}");
+    }
+}
+
+/// Cases sharing model and [`BatchKey`] stacked into one render call (and into calls of at
+/// most two images) give what one call per case gives, and still match diffusers.
+#[test]
+fn stacked_jobs_render_as_one_call_per_job() {
+    let cases = cases();
+    let mut groups: Vec<((String, BatchKey), Vec<&Case>)> = Vec::new();
+    for case in &cases {
+        let key = (case.checkpoints[0].clone(), case.job().batch_key());
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(case),
+            None => groups.push((key, vec![case])),
+        }
+    }
+    groups.retain(|(_, members)| members.len() >= 2);
+    assert!(groups.len() >= 2, "the fixtures need at least two stackable groups");
+    for (what, kind) in [("img2img", Case::is_img2img as fn(&Case) -> bool), ("inpainting", Case::is_inpaint)]
+    {
+        assert!(groups.iter().any(|(_, m)| kind(m[0])), "no stackable {what} group");
+    }
+    let mut engines = Engines::default();
+    let mut failures = Vec::new();
+    for ((checkpoint, _), members) in &groups {
+        let jobs: Vec<Job> = members.iter().map(|c| c.job()).collect();
+        let engine = engines.get(checkpoint).unwrap_or_else(|e| panic!("{e}"));
+        let singles: Vec<Vec<RgbImage>> = jobs
+            .iter()
+            .map(|j| {
+                render(engine, std::slice::from_ref(j), 1)
+                    .unwrap_or_else(|e| panic!("{checkpoint}: {e}"))
+                    .remove(0)
+            })
+            .collect();
+        let images: usize = jobs.iter().map(Job::images).sum();
+        for max_batch in [images, 2] {
+            let names: Vec<&str> = members.iter().map(|c| c.name.as_str()).collect();
+            match render(engine, &jobs, max_batch) {
+                Ok(stacked) => {
+                    for ((case, got), single) in members.iter().zip(&stacked).zip(&singles) {
+                        let label = format!("{} stacked with {names:?}, max_batch {max_batch}", case.name);
+                        let (vs_single, vs_diffusers) =
+                            (format!("{label} vs one call"), format!("{label} vs diffusers"));
+                        compare(&vs_single, got, single, BATCH_TOLERANCE, &mut failures);
+                        compare(&vs_diffusers, got, &case.expected(), TOLERANCE, &mut failures);
+                    }
+                }
+                Err(e) => failures.push(format!("{names:?} max_batch {max_batch}: render failed: {e}")),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+}
