@@ -234,9 +234,10 @@ def gradient_png_b64() -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-# Steps are few on purpose: the demo model's weights are random, and at SDXL's sizes (about one
-# megapixel) one guided UNet call costs ~5.5 CPU-seconds and one VAE decode ~6.7 on a 2-core
-# x86 machine (pipeline/tests/demo_model.rs, `measure_demo_speed_at_1024`).
+# Steps are few on purpose: the demo model's weights are random, and even this narrow model
+# works on SDXL's one-megapixel sizes: one guided UNet call (batch 2) costs ~0.55 CPU-seconds and
+# one VAE decode ~1.2 on an x86 machine (pipeline/tests/demo_model.rs, `measure_demo_speed_at_1024`),
+# one 2-step 1024x1024 request ~3 through `kiln render`, and this whole file (6 images) ~19.
 def requests() -> list[dict]:
     return [
         {"id": "lighthouse", "prompt": "a lighthouse on a cliff at dusk, oil painting", "steps": 2,
