@@ -9,7 +9,9 @@
 //! 1 + 0.1·N, biases 0.1·N, token and position tables 0.5·N. Stored as F16.
 
 use half::f16;
-use serde_json::{Map, Value, json};
+use kiln_runtime::checkpoint::Dtype;
+use kiln_runtime::checkpoint::write;
+use serde_json::Map;
 
 use crate::rng::TorchGenerator;
 
@@ -93,27 +95,16 @@ fn draw(component: &str, spec: &TensorSpec) -> Vec<f32> {
     z.iter().map(|v| v * scale + shift).collect()
 }
 
-/// The safetensors header (8-byte length, then JSON padded with spaces to a multiple of 8) for
-/// `specs` laid out back to back, and the data length.
+/// The safetensors header of `specs` laid out back to back as F16, stamped with the weights'
+/// version, and the data length.
 fn header(specs: &[TensorSpec]) -> (Vec<u8>, usize) {
-    let mut map = Map::new();
-    map.insert("__metadata__".into(), json!({ "format": "pt", "kiln": WEIGHTS_VERSION }));
-    let mut offset = 0usize;
-    for spec in specs {
-        let end = offset + 2 * spec.shape.iter().product::<usize>();
-        map.insert(
-            spec.name.into(),
-            json!({ "dtype": "F16", "shape": spec.shape, "data_offsets": [offset, end] }),
-        );
-        offset = end;
-    }
-    let mut text = serde_json::to_vec(&Value::Object(map)).expect("a JSON map serialises");
-    while text.len() % 8 != 0 {
-        text.push(b' ');
-    }
-    let mut out = (text.len() as u64).to_le_bytes().to_vec();
-    out.extend_from_slice(&text);
-    (out, offset)
+    let tensors: Vec<_> = specs.iter().map(|s| (s.name, Dtype::F16, s.shape.as_slice())).collect();
+    let mut metadata = Map::new();
+    metadata.insert("format".into(), "pt".into());
+    metadata.insert("kiln".into(), WEIGHTS_VERSION.into());
+    let (header, data_len) =
+        write::header_with_metadata(&tensors, Some(&metadata)).expect("the demo's tensors are small");
+    (header, data_len as usize)
 }
 
 /// A weight file as the demo folder holds it.

@@ -20,7 +20,18 @@ pub fn byte_len(dtype: Dtype, shape: &[usize]) -> Option<u64> {
 /// The header (8-byte length + JSON padded with spaces to a multiple of 8, as the safetensors
 /// crate writes it) for tensors laid out back to back in the given order, and the data length.
 pub fn header(tensors: &[(&str, Dtype, &[usize])]) -> Option<(Vec<u8>, u64)> {
+    header_with_metadata(tensors, None)
+}
+
+/// [`header`] with a `__metadata__` entry (safetensors allows string values only).
+pub fn header_with_metadata(
+    tensors: &[(&str, Dtype, &[usize])],
+    metadata: Option<&Map<String, Value>>,
+) -> Option<(Vec<u8>, u64)> {
     let mut map = Map::new();
+    if let Some(metadata) = metadata {
+        map.insert("__metadata__".into(), Value::Object(metadata.clone()));
+    }
     let mut offset = 0u64;
     for &(name, dtype, shape) in tensors {
         let end = offset.checked_add(byte_len(dtype, shape)?)?;
