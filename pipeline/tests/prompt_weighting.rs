@@ -7,79 +7,18 @@
 //! (relative L2 <= 1e-4: long prompts, BREAK, negatives, prompt_2, clip_skip, pooled); and
 //! prompts without weighting syntax give exactly what they gave before weighting existed.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+mod text_common;
 
 use kiln_pipeline::models::ModelError;
 use kiln_pipeline::models::conditioning::TextConditioner;
 use kiln_pipeline::prompt::parse_attention;
 use kiln_pipeline::tokenizer::{ClipTokenizer, WindowOptions};
-use kiln_runtime::checkpoint::{Checkpoint, Component, OpenOptions};
+use kiln_runtime::checkpoint::{Checkpoint, Component};
 use kiln_runtime::{DType, Device, Tensor};
-use safetensors::SafeTensors;
 use serde_json::Value;
+use text_common::{Fixture, PARITY, TINY, host, open, rel_l2};
 
-const TINY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/tiny");
 const PROMPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/prompt");
-const PARITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/parity");
-
-/// The folder, or the single file with the folder's configs.
-fn open(model: &str, single_file: bool) -> Checkpoint {
-    let dir = PathBuf::from(format!("{TINY}/{model}"));
-    if single_file {
-        Checkpoint::open_with(format!("{TINY}/{model}.safetensors"), &OpenOptions::default().config_dir(dir))
-            .unwrap()
-    } else {
-        Checkpoint::open(dir).unwrap()
-    }
-}
-
-/// A safetensors fixture: its cases (metadata "cases") and tensors by name.
-struct Fixture {
-    cases: Vec<Value>,
-    tensors: HashMap<String, (Vec<usize>, Vec<u8>)>,
-}
-
-impl Fixture {
-    fn read(path: &str) -> Fixture {
-        let bytes = std::fs::read(path).unwrap();
-        let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
-        let cases = serde_json::from_str(&meta.metadata().as_ref().unwrap()["cases"]).unwrap();
-        let st = SafeTensors::deserialize(&bytes).unwrap();
-        let tensors =
-            st.tensors().into_iter().map(|(k, v)| (k, (v.shape().to_vec(), v.data().to_vec()))).collect();
-        Fixture { cases, tensors }
-    }
-
-    fn words(&self, name: &str) -> Option<(Vec<usize>, Vec<[u8; 4]>)> {
-        let (shape, data) = self.tensors.get(name)?;
-        Some((shape.clone(), data.chunks_exact(4).map(|b| b.try_into().unwrap()).collect()))
-    }
-
-    fn f32(&self, name: &str) -> Option<(Vec<usize>, Vec<f32>)> {
-        self.words(name).map(|(s, w)| (s, w.into_iter().map(f32::from_le_bytes).collect()))
-    }
-
-    /// `[encoders][windows][77]` of an int32 or float32 tensor.
-    fn nested<T>(&self, name: &str, convert: impl Fn([u8; 4]) -> T) -> Vec<Vec<Vec<T>>> {
-        let (shape, words) = self.words(name).unwrap_or_else(|| panic!("fixture has no {name}"));
-        let mut values = words.into_iter().map(convert);
-        (0..shape[0])
-            .map(|_| (0..shape[1]).map(|_| values.by_ref().take(shape[2]).collect()).collect())
-            .collect()
-    }
-}
-
-fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
-    assert_eq!(got.len(), want.len());
-    let num: f64 = got.iter().zip(want).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum();
-    let den: f64 = want.iter().map(|b| (*b as f64).powi(2)).sum();
-    if den == 0.0 { num.sqrt() } else { (num / den).sqrt() }
-}
-
-fn host(t: &Tensor) -> Vec<f32> {
-    t.to_dtype(DType::F32).unwrap().to_device(Device::Cpu).unwrap().to_vec_f32().unwrap()
-}
 
 fn compare(what: &str, got: &Tensor, want: Option<(Vec<usize>, Vec<f32>)>) {
     compare_within(what, got, want, 1e-4);

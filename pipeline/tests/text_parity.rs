@@ -5,82 +5,24 @@
 //! padded to the positive's window count, SDXL's pooled output and prompt_2, SDXL's zero
 //! negative); plus bf16 on CUDA, a wrong-shaped weight and out-of-range inputs.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+mod text_common;
+
+use std::path::Path;
 
 use kiln_pipeline::models::clip::{ClipTextModel, LayerSelection};
 use kiln_pipeline::models::conditioning::TextConditioner;
 use kiln_pipeline::models::{ModelError, Weights};
 use kiln_pipeline::tokenizer::{ClipTokenizer, WindowOptions};
-use kiln_runtime::checkpoint::{Checkpoint, Component, OpenOptions};
+use kiln_runtime::checkpoint::{Checkpoint, Component};
 use kiln_runtime::{DType, Device, Tensor};
 use safetensors::SafeTensors;
 use serde_json::Value;
-
-const TINY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/tiny");
-const PARITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/parity");
-
-/// The folder, or the single file with the folder's configs.
-fn open(model: &str, single_file: bool) -> Checkpoint {
-    let dir = PathBuf::from(format!("{TINY}/{model}"));
-    if single_file {
-        Checkpoint::open_with(format!("{TINY}/{model}.safetensors"), &OpenOptions::default().config_dir(dir))
-            .unwrap()
-    } else {
-        Checkpoint::open(dir).unwrap()
-    }
-}
-
-/// A fixture file: its cases and f32 / i32 tensors by name.
-struct Fixture {
-    cases: Vec<Value>,
-    tensors: HashMap<String, (Vec<usize>, Vec<u8>)>,
-}
-
-impl Fixture {
-    fn read(model: &str) -> Fixture {
-        let bytes = std::fs::read(format!("{PARITY}/text_{model}.safetensors")).unwrap();
-        let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
-        let cases = meta.metadata().as_ref().unwrap()["cases"].clone();
-        let cases: Vec<Value> = serde_json::from_str(&cases).unwrap();
-        let st = SafeTensors::deserialize(&bytes).unwrap();
-        let tensors =
-            st.tensors().into_iter().map(|(k, v)| (k, (v.shape().to_vec(), v.data().to_vec()))).collect();
-        Fixture { cases, tensors }
-    }
-
-    fn f32(&self, name: &str) -> Option<(Vec<usize>, Vec<f32>)> {
-        let (shape, data) = self.tensors.get(name)?;
-        Some((
-            shape.clone(),
-            data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
-        ))
-    }
-
-    /// `[encoders][windows][77]`.
-    fn ids(&self, name: &str) -> Vec<Vec<Vec<u32>>> {
-        let (shape, data) = &self.tensors[name];
-        let ids: Vec<u32> =
-            data.chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().unwrap()) as u32).collect();
-        let (k, l) = (shape[1], shape[2]);
-        ids.chunks(k * l).map(|e| e.chunks(l).map(<[u32]>::to_vec).collect()).collect()
-    }
-}
-
-fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
-    assert_eq!(got.len(), want.len());
-    let num: f64 = got.iter().zip(want).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum();
-    let den: f64 = want.iter().map(|b| (*b as f64).powi(2)).sum();
-    if den == 0.0 { num.sqrt() } else { (num / den).sqrt() }
-}
+use text_common::{Fixture, PARITY, TINY, host, open, rel_l2};
 
 fn compare(what: &str, got: &Tensor, want: Option<(Vec<usize>, Vec<f32>)>, tol: f64) -> bool {
     let Some((shape, want)) = want else { return false };
     assert_eq!(got.dims(), shape.as_slice(), "{what}: shape");
-    let err = rel_l2(
-        &got.to_dtype(DType::F32).unwrap().to_device(Device::Cpu).unwrap().to_vec_f32().unwrap(),
-        &want,
-    );
+    let err = rel_l2(&host(got), &want);
     eprintln!("{what}: {err:.2e}");
     assert!(err <= tol, "{what}: relative L2 error {err:.3e} > {tol:.0e}");
     true
@@ -92,7 +34,7 @@ fn opt_str(v: &Value) -> Option<&str> {
 
 /// Every case of `model`'s fixture through kiln's conditioner on `ckpt`.
 fn check_model(model: &str, ckpt: &Checkpoint, dtype: DType, device: Device, tol: f64) {
-    let fixture = Fixture::read(model);
+    let fixture = Fixture::read(&format!("{PARITY}/text_{model}.safetensors"));
     // diffusers reads `(masterpiece:1.2)` literally: compare with prompt weighting off (the
     // weighted path is tests/prompt_weighting.rs).
     let conditioner = TextConditioner::load(ckpt, dtype, device).unwrap().with_prompt_weighting(false);
