@@ -3,25 +3,28 @@
 use ::image::{GrayImage, RgbImage};
 use kiln_runtime::{DType, Device, Tensor};
 
-/// RGB images (one size) to `[N, H, W, 3]` in [-1, 1]: `2 * (v / 255) - 1` in f32, as diffusers
-/// normalises.
+use crate::image::MASK_THRESHOLD;
+
+/// A byte to [-1, 1]: `2 * (v / 255) - 1` in f32, as diffusers normalises.
+fn unit(v: u8) -> f32 {
+    (f32::from(v) / 255.0) * 2.0 - 1.0
+}
+
+/// RGB images (one size) to `[N, H, W, 3]` in [-1, 1] (see [`unit`]).
 pub(super) fn image_tensor(
     images: &[&RgbImage],
     dtype: DType,
     device: Device,
 ) -> kiln_runtime::Result<Tensor> {
     let (width, height) = images.first().map_or((0, 0), |i| i.dimensions());
-    let values = images
-        .iter()
-        .flat_map(|image| image.as_raw().iter())
-        .map(|&v| (f32::from(v) / 255.0) * 2.0 - 1.0)
-        .collect();
+    let values = images.iter().flat_map(|image| image.as_raw().iter()).map(|&v| unit(v)).collect();
     Tensor::from_f32(values, &[images.len(), height as usize, width as usize, 3], dtype, device)
 }
 
-/// Whether a mask pixel is repainted: diffusers binarises `v / 255` at 0.5.
+/// Whether a mask pixel is repainted (diffusers binarises `v / 255` at 0.5, which is the
+/// byte threshold the codecs' outpainting fill uses too).
 fn repainted(v: u8) -> bool {
-    f32::from(v) / 255.0 >= 0.5
+    v >= MASK_THRESHOLD
 }
 
 /// The masked image diffusers' inpainting encodes: `image * (mask < 0.5)`, i.e. repainted
@@ -36,7 +39,7 @@ pub(super) fn masked_image_tensor(
     for (image, mask) in pairs {
         for (rgb, m) in image.pixels().zip(mask.pixels()) {
             let keep = if repainted(m.0[0]) { 0.0 } else { 1.0 };
-            values.extend(rgb.0.iter().map(|&v| ((f32::from(v) / 255.0) * 2.0 - 1.0) * keep));
+            values.extend(rgb.0.iter().map(|&v| unit(v) * keep));
         }
     }
     Tensor::from_f32(values, &[pairs.len(), height as usize, width as usize, 3], dtype, device)
