@@ -76,13 +76,19 @@ pub struct BatchKey {
 impl Job {
     /// The key of the jobs this one can be rendered with.
     pub fn batch_key(&self) -> BatchKey {
+        self.batch_key_with_init(self.init.as_ref().map(|i| (i.strength, i.mask.is_some())))
+    }
+
+    /// The key this job has once given an init image of `strength`, with a mask or not
+    /// (`None`: text-to-image), so requests can be grouped before their images are decoded.
+    pub fn batch_key_with_init(&self, init: Option<(f64, bool)>) -> BatchKey {
         BatchKey {
             width: self.width,
             height: self.height,
             sampler: self.sampler,
             steps: self.steps,
-            strength: self.init.as_ref().map(|i| i.strength.to_bits()),
-            inpaint: self.init.as_ref().is_some_and(|i| i.mask.is_some()),
+            strength: init.map(|(strength, _)| strength.to_bits()),
+            inpaint: init.is_some_and(|(_, masked)| masked),
         }
     }
 

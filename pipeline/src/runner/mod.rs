@@ -34,10 +34,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use ::image::{GrayImage, RgbImage};
 use kiln_runtime::{DType, Device};
 
-use crate::generate::{BatchKey, Engine, GenerateError, InitImage};
+use crate::generate::{BatchKey, Engine, GenerateError};
 use crate::request::{ErrorRecord, RequestError, Resolved, parse_line};
 
 pub use input::{InputError, RequestSource};
@@ -124,16 +123,12 @@ struct Pending {
 }
 
 impl Pending {
-    /// What must match for two requests to share an engine call. The key of a job with init
-    /// images is taken with empty placeholders: it depends only on their presence and strength.
+    /// What must match for two requests to share an engine call (known before the init
+    /// images are decoded: only their presence and the strength count).
     fn key(&self) -> (PathBuf, BatchKey) {
-        let mut job = self.resolved.job.clone();
-        job.init = self.resolved.init_image.as_ref().map(|_| InitImage {
-            image: RgbImage::new(0, 0),
-            strength: self.resolved.strength,
-            mask: self.resolved.mask_image.as_ref().map(|_| GrayImage::new(0, 0)),
-        });
-        (self.model.clone(), job.batch_key())
+        let r = &self.resolved;
+        let init = r.init_image.as_ref().map(|_| (r.strength, r.mask_image.is_some()));
+        (self.model.clone(), r.job.batch_key_with_init(init))
     }
 }
 
