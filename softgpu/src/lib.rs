@@ -1,0 +1,5 @@
+//! kiln-softgpu: a software GPU.
+pub mod device;
+pub mod fault;
+pub mod memory;
+pub mod ptx;
