@@ -1,5 +1,9 @@
 //! kiln-softgpu: a software GPU.
 pub mod device;
+pub mod exec;
 pub mod fault;
+pub mod isa;
 pub mod memory;
+pub mod program;
 pub mod ptx;
+pub mod testing;

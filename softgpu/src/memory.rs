@@ -131,7 +131,7 @@ pub enum MemoryError {
     BadRange { addr: u64, len: u64, why: String },
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct State {
     live: BTreeMap<u64, Arc<Allocation>>,
     /// Freed ranges, for naming a use after free.
@@ -141,6 +141,7 @@ struct State {
 }
 
 /// All of one device's memory.
+#[derive(Debug)]
 pub struct DeviceMemory {
     total: u64,
     state: Mutex<State>,
@@ -265,6 +266,9 @@ impl MemoryView {
         let i = self.allocations.partition_point(|a| a.base <= addr);
         let why = match i.checked_sub(1).map(|i| &self.allocations[i]) {
             Some(a) if addr < a.base + a.size => format!("runs past the end of {a:?}"),
+            Some(a) if addr < a.base + a.size.next_multiple_of(ALLOC_ALIGN) + ALLOC_ALIGN => {
+                format!("{} bytes past the end of {a:?}", addr - (a.base + a.size))
+            }
             _ => self.memory.describe_stray(addr),
         };
         Fault::new(FaultKind::IllegalAddress, format!("global access of {len} bytes at {addr:#x}: {why}"))
