@@ -10,7 +10,8 @@
 //!   reports for the CI check;
 //! - [`KernelModules`]: every family loaded into a CUDA context, functions by typed kernel;
 //! - one module per family holding its typed kernel list and launchers, which return
-//!   [`launch::LaunchError`].
+//!   [`launch::LaunchError`];
+//! - [`skip_gpu_test`]: how GPU tests skip where there is no GPU, unless `KILN_REQUIRE_GPU=1`.
 //!
 //! The attention kernel follows FlashAttention-2 (Dao, 2023): online softmax over key blocks,
 //! no materialised score matrix. Convolutions are implicit GEMMs on the tensor cores. Group norm
@@ -28,7 +29,9 @@ pub mod modules;
 pub mod norm;
 mod nvrtc;
 pub mod ptxas;
+mod require;
 
 pub use compile::{Arch, CompileError, Compiler};
 pub use family::{Family, KernelDType};
 pub use modules::{KernelModules, ModuleError};
+pub use require::{gpu_required, skip_gpu_test};

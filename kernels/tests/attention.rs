@@ -146,7 +146,10 @@ fn check<T: Elem>(
     match launch_flash_attention(&stream, &func, &dq, &dk, &dv, &mut d_o, dims) {
         Ok(()) => {}
         Err(AttentionError::SharedMemory { entry, needed, available }) => {
-            eprintln!("skip {entry}: needs {needed} B of shared memory, device allows {available}");
+            kiln_kernels::skip_gpu_test(
+                &entry,
+                &format!("needs {needed} B of shared memory, device allows {available}"),
+            );
             return 0;
         }
         Err(e) => panic!("{e}"),
@@ -182,7 +185,7 @@ fn flash_attention_matches_f64_reference() {
     let (ctx, module) = match setup() {
         Ok(x) => x,
         Err(why) => {
-            eprintln!("skipping flash attention GPU test: {why}");
+            kiln_kernels::skip_gpu_test("flash attention GPU test", &why);
             return;
         }
     };

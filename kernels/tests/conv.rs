@@ -273,7 +273,7 @@ fn run_all<T: TestElem>(gpu: &Gpu) {
 fn with_gpu(f: impl FnOnce(&Gpu)) {
     match gpu() {
         Ok(g) => f(&g),
-        Err(why) => println!("skipping the conv GPU test: {why}"),
+        Err(why) => kiln_kernels::skip_gpu_test("conv GPU test", &why),
     }
 }
 

@@ -195,7 +195,10 @@ fn cuda_bf16_weighting_matches_a1111() {
     let device = match Device::cuda(0) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("skipping cuda_bf16_weighting_matches_a1111: no CUDA device ({e})");
+            kiln_runtime::cuda::skip_gpu_test(
+                "cuda_bf16_weighting_matches_a1111",
+                &format!("no CUDA device ({e})"),
+            );
             return;
         }
     };

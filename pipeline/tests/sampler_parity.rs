@@ -330,7 +330,10 @@ fn samplers_match_diffusers_f16_cuda() {
     let device = match Device::cuda(0) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("skipping the CUDA sampler parity test: no CUDA device ({e})");
+            kiln_runtime::cuda::skip_gpu_test(
+                "the CUDA sampler parity test",
+                &format!("no CUDA device ({e})"),
+            );
             return;
         }
     };

@@ -127,7 +127,10 @@ fn cuda_bf16_matches_diffusers() {
     let device = match Device::cuda(0) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("skipping cuda_bf16_matches_diffusers: no CUDA device ({e})");
+            kiln_runtime::cuda::skip_gpu_test(
+                "cuda_bf16_matches_diffusers",
+                &format!("no CUDA device ({e})"),
+            );
             return;
         }
     };

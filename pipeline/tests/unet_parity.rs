@@ -148,7 +148,7 @@ fn cuda_bf16_matches_diffusers() {
     let device = match Device::cuda(0) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("skipping the CUDA UNet parity test: no CUDA device ({e})");
+            kiln_runtime::cuda::skip_gpu_test("the CUDA UNet parity test", &format!("no CUDA device ({e})"));
             return;
         }
     };

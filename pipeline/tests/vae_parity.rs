@@ -170,7 +170,7 @@ fn vae_matches_diffusers_bf16_cuda() {
     let device = match Device::cuda(0) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("skipping the CUDA VAE parity test: no CUDA device ({e})");
+            kiln_runtime::cuda::skip_gpu_test("the CUDA VAE parity test", &format!("no CUDA device ({e})"));
             return;
         }
     };

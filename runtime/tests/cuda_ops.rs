@@ -33,7 +33,7 @@ fn gpu(test: &str) -> Option<Arc<CudaDevice>> {
             Some(dev)
         }
         Err(e) => {
-            eprintln!("{test}: skipped, no usable CUDA device: {e}");
+            kiln_runtime::cuda::skip_gpu_test(test, &format!("no usable CUDA device: {e}"));
             None
         }
     }

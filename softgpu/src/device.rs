@@ -68,7 +68,9 @@ impl DeviceSpec {
     /// The spec chosen by the environment (see the module docs).
     pub fn from_env() -> Result<Self, String> {
         let memory = match std::env::var("KILN_SOFTGPU_MEMORY") {
-            Ok(v) => parse_bytes(&v).ok_or_else(|| format!("KILN_SOFTGPU_MEMORY={v:?} is not a byte count"))?,
+            Ok(v) => {
+                parse_bytes(&v).ok_or_else(|| format!("KILN_SOFTGPU_MEMORY={v:?} is not a byte count"))?
+            }
             Err(_) => 8 << 30,
         };
         match std::env::var("KILN_SOFTGPU_ARCH").as_deref() {

@@ -65,14 +65,18 @@ impl Allocation {
         debug_assert!(self.contains(offset, out.len() as u64));
         // SAFETY: in bounds; concurrent writers are other CTAs of a racy kernel, whose bytes
         // are then unspecified as on a GPU.
-        unsafe { std::ptr::copy_nonoverlapping(self.host_ptr().add(offset as usize), out.as_mut_ptr(), out.len()) }
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.host_ptr().add(offset as usize), out.as_mut_ptr(), out.len())
+        }
     }
 
     /// Copies `data` to `offset` and marks it written (bounds checked by the caller).
     pub fn write(&self, offset: u64, data: &[u8]) {
         debug_assert!(self.contains(offset, data.len() as u64));
         // SAFETY: as in `read`.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.host_ptr().add(offset as usize), data.len()) }
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.host_ptr().add(offset as usize), data.len())
+        }
         self.mark_written(offset, data.len() as u64);
     }
 
@@ -167,7 +171,11 @@ impl DeviceMemory {
         let mut s = self.state();
         let rounded = size.max(1).next_multiple_of(ALLOC_ALIGN);
         if s.used + rounded > self.total {
-            return Err(MemoryError::OutOfMemory { requested: size, free: self.total - s.used, total: self.total });
+            return Err(MemoryError::OutOfMemory {
+                requested: size,
+                free: self.total - s.used,
+                total: self.total,
+            });
         }
         let base = s.next;
         // A gap after each allocation, so that running off its end is never another's bytes.
@@ -228,7 +236,9 @@ impl DeviceMemory {
     pub fn describe_stray(&self, addr: u64) -> String {
         let s = self.state();
         match s.freed.iter().rev().find(|&&(b, n)| addr >= b && addr < b + n) {
-            Some(&(b, n)) => format!("use after free: inside the freed allocation {b:#x}..{:#x} ({n} bytes)", b + n),
+            Some(&(b, n)) => {
+                format!("use after free: inside the freed allocation {b:#x}..{:#x} ({n} bytes)", b + n)
+            }
             None => "not inside any live allocation".to_owned(),
         }
     }

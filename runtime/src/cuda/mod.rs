@@ -28,6 +28,8 @@
 //! [`Error::Unsupported`] naming the op.
 
 pub mod alloc;
+
+pub use kiln_kernels::skip_gpu_test;
 pub(crate) mod attention;
 pub(crate) mod conv;
 pub(crate) mod elementwise;

@@ -35,7 +35,8 @@ impl Counters {
     }
 
     /// The class names, in index order.
-    pub const CLASS_NAMES: [&'static str; 8] = ["mma", "global", "shared", "cp.async", "ldmatrix", "special", "control", "other"];
+    pub const CLASS_NAMES: [&'static str; 8] =
+        ["mma", "global", "shared", "cp.async", "ldmatrix", "special", "control", "other"];
 
     /// Adds `other` in.
     pub fn add(&mut self, other: &Counters) {

@@ -105,19 +105,32 @@ impl Cx<'_> {
 
     fn local_range(&self, addr: u64, len: usize, align: u64, lane: usize) -> Result<usize, Fault> {
         if addr % align != 0 {
-            return Err(Fault::new(FaultKind::Misaligned, format!("local address {addr:#x} is not aligned to {align} bytes")));
+            return Err(Fault::new(
+                FaultKind::Misaligned,
+                format!("local address {addr:#x} is not aligned to {align} bytes"),
+            ));
         }
         if addr + len as u64 > self.local_bytes as u64 {
             return Err(Fault::new(
                 FaultKind::IllegalAddress,
-                format!("local access of {len} bytes at {addr:#x}, past the thread's {} bytes", self.local_bytes),
+                format!(
+                    "local access of {len} bytes at {addr:#x}, past the thread's {} bytes",
+                    self.local_bytes
+                ),
             ));
         }
         Ok(lane * self.local_bytes + addr as usize)
     }
 
     /// Loads `out.len()` bytes (aligned to `align`) from `addr` in `space` for `lane`.
-    pub fn load(&mut self, space: MemSpace, addr: u64, out: &mut [u8], align: u64, lane: usize) -> Result<(), Fault> {
+    pub fn load(
+        &mut self,
+        space: MemSpace,
+        addr: u64,
+        out: &mut [u8],
+        align: u64,
+        lane: usize,
+    ) -> Result<(), Fault> {
         let (space, addr) = Self::resolve(space, addr);
         match space {
             MemSpace::Global | MemSpace::Generic => {
@@ -135,7 +148,11 @@ impl Cx<'_> {
                 let Some(end) = end else {
                     return Err(Fault::new(
                         FaultKind::IllegalAddress,
-                        format!("parameter read of {} bytes at {addr:#x}, past the {} parameter bytes", out.len(), self.params.len()),
+                        format!(
+                            "parameter read of {} bytes at {addr:#x}, past the {} parameter bytes",
+                            out.len(),
+                            self.params.len()
+                        ),
                     ));
                 };
                 out.copy_from_slice(&self.params[addr as usize..end as usize]);
@@ -145,7 +162,14 @@ impl Cx<'_> {
     }
 
     /// Stores `data` (aligned to `align`) at `addr` in `space` for `lane`.
-    pub fn store(&mut self, space: MemSpace, addr: u64, data: &[u8], align: u64, lane: usize) -> Result<(), Fault> {
+    pub fn store(
+        &mut self,
+        space: MemSpace,
+        addr: u64,
+        data: &[u8],
+        align: u64,
+        lane: usize,
+    ) -> Result<(), Fault> {
         let (space, addr) = Self::resolve(space, addr);
         match space {
             MemSpace::Global | MemSpace::Generic => {

@@ -54,7 +54,10 @@ impl LaunchOptions {
         let flag = |name| std::env::var(name).map_or(true, |v| v != "0");
         LaunchOptions {
             max_shared: spec.shared_per_block,
-            budget_per_cta: std::env::var("KILN_SOFTGPU_BUDGET").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000_000_000),
+            budget_per_cta: std::env::var("KILN_SOFTGPU_BUDGET")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(2_000_000_000),
             check_written: flag("KILN_SOFTGPU_INITCHECK"),
             check_races: flag("KILN_SOFTGPU_RACECHECK"),
             sample: None,
@@ -86,17 +89,28 @@ impl LaunchError {
     }
 }
 
-fn check_config(kernel: &Kernel, cfg: &LaunchConfig, params: &[u8], spec: &DeviceSpec, opts: &LaunchOptions) -> Result<(), LaunchError> {
+fn check_config(
+    kernel: &Kernel,
+    cfg: &LaunchConfig,
+    params: &[u8],
+    spec: &DeviceSpec,
+    opts: &LaunchOptions,
+) -> Result<(), LaunchError> {
     let invalid = |message: String| Err(LaunchError::InvalidConfig { kernel: kernel.name.clone(), message });
     let threads: u64 = cfg.block.iter().map(|&d| d as u64).product();
     if cfg.block.contains(&0) || cfg.grid.contains(&0) {
         return invalid(format!("grid {:?} and block {:?} must have no zero dimension", cfg.grid, cfg.block));
     }
-    if threads > spec.max_threads_per_block as u64 || cfg.block.iter().zip(spec.max_block_dim).any(|(&b, m)| b > m) {
+    if threads > spec.max_threads_per_block as u64
+        || cfg.block.iter().zip(spec.max_block_dim).any(|(&b, m)| b > m)
+    {
         return invalid(format!("block {:?} ({threads} threads) exceeds the device's limits", cfg.block));
     }
     if threads > kernel.max_threads as u64 {
-        return invalid(format!("block of {threads} threads, above the kernel's .maxntid of {}", kernel.max_threads));
+        return invalid(format!(
+            "block of {threads} threads, above the kernel's .maxntid of {}",
+            kernel.max_threads
+        ));
     }
     if cfg.grid.iter().zip(spec.max_grid_dim).any(|(&g, m)| g > m) {
         return invalid(format!("grid {:?} exceeds the device's limits {:?}", cfg.grid, spec.max_grid_dim));
@@ -111,7 +125,12 @@ fn check_config(kernel: &Kernel, cfg: &LaunchConfig, params: &[u8], spec: &Devic
         } else {
             ""
         };
-        return Err(LaunchError::TooMuchShared { kernel: kernel.name.clone(), needed, limit: opts.max_shared, hint });
+        return Err(LaunchError::TooMuchShared {
+            kernel: kernel.name.clone(),
+            needed,
+            limit: opts.max_shared,
+            hint,
+        });
     }
     Ok(())
 }
@@ -146,10 +165,12 @@ pub fn launch(
                 if failed.load(Ordering::Relaxed) {
                     return (counters, shared);
                 }
-                let mut shared = shared.unwrap_or_else(|| Shared::new(0, opts.check_races, opts.check_written));
+                let mut shared =
+                    shared.unwrap_or_else(|| Shared::new(0, opts.check_races, opts.check_written));
                 shared.reset(shared_bytes);
                 let block = [(c % gx) as u32, (c / gx % gy) as u32, (c / (gx * gy)) as u32];
-                if let Err(f) = run_cta(kernel, cfg, block, params, global, &mut shared, &mut counters, opts) {
+                if let Err(f) = run_cta(kernel, cfg, block, params, global, &mut shared, &mut counters, opts)
+                {
                     failed.store(true, Ordering::Relaxed);
                     let mut first = first_fault.lock().unwrap_or_else(|p| p.into_inner());
                     if first.as_ref().is_none_or(|(i, _)| c < *i) {
@@ -171,16 +192,44 @@ pub fn launch(
 }
 
 /// Sets lane `l`'s special registers.
-fn init_special(regs: &mut [u64], l: usize, tid: [u32; 3], cfg: &LaunchConfig, block: [u32; 3], warp: u32, nwarps: u32, kernel: &Kernel) {
+fn init_special(
+    regs: &mut [u64],
+    l: usize,
+    tid: [u32; 3],
+    cfg: &LaunchConfig,
+    block: [u32; 3],
+    warp: u32,
+    nwarps: u32,
+    kernel: &Kernel,
+) {
     let values: [u64; 27] = [
-        tid[0] as u64, tid[1] as u64, tid[2] as u64,
-        cfg.block[0] as u64, cfg.block[1] as u64, cfg.block[2] as u64,
-        block[0] as u64, block[1] as u64, block[2] as u64,
-        cfg.grid[0] as u64, cfg.grid[1] as u64, cfg.grid[2] as u64,
-        l as u64, warp as u64, nwarps as u64, 0, 1, 0,
-        1u64 << l, (((1u64 << (l + 1)) - 1) & 0xffff_ffff), (1u64 << l) - 1, (0xffff_ffffu64 << l) & 0xffff_ffff,
-        (0xffff_fffeu64 << l) & 0xffff_ffff, 0, 0,
-        cfg.dynamic_shared as u64, (kernel.static_shared + cfg.dynamic_shared) as u64,
+        tid[0] as u64,
+        tid[1] as u64,
+        tid[2] as u64,
+        cfg.block[0] as u64,
+        cfg.block[1] as u64,
+        cfg.block[2] as u64,
+        block[0] as u64,
+        block[1] as u64,
+        block[2] as u64,
+        cfg.grid[0] as u64,
+        cfg.grid[1] as u64,
+        cfg.grid[2] as u64,
+        l as u64,
+        warp as u64,
+        nwarps as u64,
+        0,
+        1,
+        0,
+        1u64 << l,
+        (((1u64 << (l + 1)) - 1) & 0xffff_ffff),
+        (1u64 << l) - 1,
+        (0xffff_ffffu64 << l) & 0xffff_ffff,
+        (0xffff_fffeu64 << l) & 0xffff_ffff,
+        0,
+        0,
+        cfg.dynamic_shared as u64,
+        (kernel.static_shared + cfg.dynamic_shared) as u64,
     ];
     debug_assert_eq!(values.len(), SPECIAL.len());
     for (s, v) in values.into_iter().enumerate() {
@@ -234,7 +283,9 @@ fn run_cta(
             thread: tid_of(w.index as u32 * 32 + lane),
             instruction: inst.map_or_else(String::new, |i| i.opcode.clone()),
             ptx_line: inst.map_or(0, |i| i.ptx_line),
-            location: inst.and_then(|i| i.loc).map(|(f, l)| (kernel.files.get(&f).cloned().unwrap_or_else(|| format!("file {f}")), l)),
+            location: inst
+                .and_then(|i| i.loc)
+                .map(|(f, l)| (kernel.files.get(&f).cloned().unwrap_or_else(|| format!("file {f}")), l)),
             fault,
         }
     };
@@ -282,7 +333,10 @@ fn release_barrier(warps: &mut [Warp], shared: &mut Shared) -> Result<(), (usize
                         if b.3 != g.pc {
                             let f = Fault::new(
                                 FaultKind::BarrierDivergence,
-                                format!("threads wait at barrier {id} from different instructions (PTX pcs {} and {})", b.3, g.pc),
+                                format!(
+                                    "threads wait at barrier {id} from different instructions (PTX pcs {} and {})",
+                                    b.3, g.pc
+                                ),
                             );
                             return Err((wi, g.pc, g.mask, f));
                         }
@@ -301,7 +355,11 @@ fn release_barrier(warps: &mut [Warp], shared: &mut Shared) -> Result<(), (usize
             .expect("a blocked warp has a group");
         let what: Vec<String> = warps
             .iter()
-            .flat_map(|w| w.groups.iter().map(move |g| format!("warp {} lanes {:#010x} at pc {} ({:?})", w.index, g.mask, g.pc, g.wait)))
+            .flat_map(|w| {
+                w.groups.iter().map(move |g| {
+                    format!("warp {} lanes {:#010x} at pc {} ({:?})", w.index, g.mask, g.pc, g.wait)
+                })
+            })
             .take(8)
             .collect();
         let f = Fault::new(

@@ -32,7 +32,13 @@ pub struct Shared {
 impl Shared {
     /// `size` bytes, none written.
     pub fn new(size: usize, check_races: bool, check_written: bool) -> Self {
-        Shared { bytes: vec![0; size], shadow: vec![ByteShadow::default(); size], epoch: 1, check_races, check_written }
+        Shared {
+            bytes: vec![0; size],
+            shadow: vec![ByteShadow::default(); size],
+            epoch: 1,
+            check_races,
+            check_written,
+        }
     }
 
     /// Resets for the next CTA, keeping the buffers.
@@ -46,13 +52,19 @@ impl Shared {
 
     fn check_range(&self, offset: u64, len: usize, align: u64) -> Result<usize, Fault> {
         if offset % align != 0 {
-            return Err(Fault::new(FaultKind::Misaligned, format!("shared address {offset:#x} is not aligned to {align} bytes")));
+            return Err(Fault::new(
+                FaultKind::Misaligned,
+                format!("shared address {offset:#x} is not aligned to {align} bytes"),
+            ));
         }
         match offset.checked_add(len as u64) {
             Some(end) if end <= self.bytes.len() as u64 => Ok(offset as usize),
             _ => Err(Fault::new(
                 FaultKind::IllegalAddress,
-                format!("shared access of {len} bytes at {offset:#x}, past the CTA's {} bytes of shared memory", self.bytes.len()),
+                format!(
+                    "shared access of {len} bytes at {offset:#x}, past the CTA's {} bytes of shared memory",
+                    self.bytes.len()
+                ),
             )),
         }
     }

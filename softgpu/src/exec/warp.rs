@@ -6,8 +6,8 @@
 //! only once all its member lanes are in one group at it; a barrier parks the group until
 //! the CTA releases it.
 
-use super::cx::{Cx, LaneAsync};
 use super::counters::Counters;
+use super::cx::{Cx, LaneAsync};
 use crate::fault::{Fault, FaultKind};
 use crate::program::Kernel;
 use crate::program::inst::{Inst, Kind, Members, Opnd};
@@ -17,7 +17,10 @@ use crate::program::inst::{Inst, Kind, Members, Opnd};
 pub enum Wait {
     Run,
     /// Parked at a `bar.sync` of this barrier id, waiting for `expected` threads (None: all).
-    Barrier { id: u32, expected: Option<u32> },
+    Barrier {
+        id: u32,
+        expected: Option<u32>,
+    },
     /// At a warp collective whose member lanes are not all here yet.
     Collective,
 }
@@ -115,7 +118,12 @@ impl Warp {
         if self.groups.len() == 1 {
             return (self.groups[0].wait == Wait::Run).then_some(0);
         }
-        self.groups.iter().enumerate().filter(|(_, g)| g.wait == Wait::Run).min_by_key(|(_, g)| g.pc).map(|(i, _)| i)
+        self.groups
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.wait == Wait::Run)
+            .min_by_key(|(_, g)| g.pc)
+            .map(|(i, _)| i)
     }
 
     /// Merges groups at the same program counter that are running or waiting at a collective.
@@ -179,7 +187,10 @@ impl Warp {
         if members & self.exited != 0 {
             return Err(Fault::new(
                 FaultKind::BarrierDivergence,
-                format!("warp collective with member mask {members:#010x}, but lanes {:#010x} have exited", members & self.exited),
+                format!(
+                    "warp collective with member mask {members:#010x}, but lanes {:#010x} have exited",
+                    members & self.exited
+                ),
             ));
         }
         if members & !g.mask != 0 {
@@ -251,14 +262,20 @@ impl Warp {
                     return Ok(());
                 }
                 if active != self.groups[gi].mask {
-                    return Err(Fault::new(FaultKind::BarrierDivergence, "a barrier under a guard that only some lanes pass"));
+                    return Err(Fault::new(
+                        FaultKind::BarrierDivergence,
+                        "a barrier under a guard that only some lanes pass",
+                    ));
                 }
                 let l = active.trailing_zeros() as usize;
                 let cx = self.cx(env, active);
                 let id = cx.get(inst.ops.first().copied().unwrap_or(Opnd::Imm(0)), l) as u32;
                 let expected = inst.ops.get(1).map(|&o| cx.get(o, l) as u32);
                 if id >= 16 {
-                    return Err(Fault::new(FaultKind::IllegalInstruction, format!("barrier id {id} is not 0..15")));
+                    return Err(Fault::new(
+                        FaultKind::IllegalInstruction,
+                        format!("barrier id {id} is not 0..15"),
+                    ));
                 }
                 if !wait {
                     return Err(Fault::new(FaultKind::IllegalInstruction, "bar.arrive is not supported yet"));
@@ -283,7 +300,11 @@ impl Warp {
                 let mut by_target: Vec<(u32, u32)> = Vec::new();
                 for l in super::cx::lanes(active) {
                     let Some((ret, call)) = self.calls[l].pop() else {
-                        return Err(Fault::new(FaultKind::IllegalInstruction, "ret with no call to return to").at_lane(l));
+                        return Err(Fault::new(
+                            FaultKind::IllegalInstruction,
+                            "ret with no call to return to",
+                        )
+                        .at_lane(l));
                     };
                     let copies = env.kernel.code[call as usize].calls.as_deref().expect("a call has copies");
                     let frame = &mut self.local[l * lb..(l + 1) * lb];

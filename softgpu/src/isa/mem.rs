@@ -44,14 +44,18 @@ pub fn decode(spec: &OpSpec<'_>, cx: &mut DecodeCx<'_>) -> Result<Option<Inst>, 
     let count = spec.vector();
     let signed = ty.starts_with('s');
     let is_load = spec.base != "st";
-    let (value, address) = if is_load { (spec.operand(0)?, spec.operand(1)?) } else { (spec.operand(1)?, spec.operand(0)?) };
+    let (value, address) =
+        if is_load { (spec.operand(0)?, spec.operand(1)?) } else { (spec.operand(1)?, spec.operand(0)?) };
     let regs = cx.vector(value)?;
     if regs.len() != count as usize {
         return Err(format!("a .v{count} access needs {count} registers, found {}", regs.len()));
     }
     let (space, addr) = cx.mem(address, space_of(spec))?;
     let exec: fn(&mut Cx<'_>, &Inst) -> Result<(), Fault> = if is_load { load } else { store };
-    let inst = Inst::new(Kind::Plain(exec), regs).with_addr(space, addr).with_aux(aux(size, count, signed)).with_class(class_of(space));
+    let inst = Inst::new(Kind::Plain(exec), regs)
+        .with_addr(space, addr)
+        .with_aux(aux(size, count, signed))
+        .with_class(class_of(space));
     Ok(Some(inst))
 }
 

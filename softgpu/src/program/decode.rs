@@ -12,10 +12,33 @@ use crate::ptx::{Function, Instruction, Module, Operand, Space, Statement, Varia
 
 /// Special registers, at fixed slots `0..SPECIAL.len()`; the launch fills them per lane.
 pub const SPECIAL: &[&str] = &[
-    "%tid.x", "%tid.y", "%tid.z", "%ntid.x", "%ntid.y", "%ntid.z", "%ctaid.x", "%ctaid.y", "%ctaid.z",
-    "%nctaid.x", "%nctaid.y", "%nctaid.z", "%laneid", "%warpid", "%nwarpid", "%smid", "%nsmid", "%gridid",
-    "%lanemask_eq", "%lanemask_le", "%lanemask_lt", "%lanemask_ge", "%lanemask_gt", "%clock", "%clock64",
-    "%dynamic_smem_size", "%total_smem_size",
+    "%tid.x",
+    "%tid.y",
+    "%tid.z",
+    "%ntid.x",
+    "%ntid.y",
+    "%ntid.z",
+    "%ctaid.x",
+    "%ctaid.y",
+    "%ctaid.z",
+    "%nctaid.x",
+    "%nctaid.y",
+    "%nctaid.z",
+    "%laneid",
+    "%warpid",
+    "%nwarpid",
+    "%smid",
+    "%nsmid",
+    "%gridid",
+    "%lanemask_eq",
+    "%lanemask_le",
+    "%lanemask_lt",
+    "%lanemask_ge",
+    "%lanemask_gt",
+    "%clock",
+    "%clock64",
+    "%dynamic_smem_size",
+    "%total_smem_size",
 ];
 
 /// The slot of special register `name`.
@@ -107,9 +130,9 @@ impl DecodeCx<'_> {
                     return Ok(Opnd::Reg(r));
                 }
                 match self.symbol(n) {
-                    Some(Symbol::Device(a) | Symbol::Shared(a) | Symbol::Local(a) | Symbol::KernelParam(a)) => {
-                        Ok(Opnd::Imm(a))
-                    }
+                    Some(
+                        Symbol::Device(a) | Symbol::Shared(a) | Symbol::Local(a) | Symbol::KernelParam(a),
+                    ) => Ok(Opnd::Imm(a)),
                     None => Err(format!("unknown register or symbol `{n}`")),
                 }
             }
@@ -272,7 +295,8 @@ fn unsupported(kernel: &str, inst: &Instruction, message: impl Into<String>) -> 
 
 /// An instruction's text as written (opcode and operands), for messages.
 pub fn instruction_text(inst: &Instruction) -> String {
-    let guard = inst.guard.as_ref().map(|(p, n)| format!("@{}{p} ", if *n { "!" } else { "" })).unwrap_or_default();
+    let guard =
+        inst.guard.as_ref().map(|(p, n)| format!("@{}{p} ", if *n { "!" } else { "" })).unwrap_or_default();
     let ops: Vec<String> = inst.operands.iter().map(operand_text).collect();
     format!("{guard}{} {}", inst.opcode, ops.join(", "))
 }
@@ -315,11 +339,10 @@ fn callees<'m>(module: &'m Module, f: &'m Function) -> Result<Vec<&'m Function>,
             if stack.contains(&name.as_str()) {
                 return Err(LoadError::Invalid(format!("recursive call of `{name}` is not supported")));
             }
-            let callee = module
-                .functions
-                .iter()
-                .find(|g| &g.name == name && g.body.is_some())
-                .ok_or_else(|| LoadError::Invalid(format!("call of `{name}`, which has no body in this module")))?;
+            let callee =
+                module.functions.iter().find(|g| &g.name == name && g.body.is_some()).ok_or_else(|| {
+                    LoadError::Invalid(format!("call of `{name}`, which has no body in this module"))
+                })?;
             if !out.iter().any(|g| g.name == callee.name) {
                 out.push(callee);
                 stack.push(&callee.name);
@@ -450,7 +473,9 @@ fn decode_kernel(
                         .unwrap_or_else(|| Err(format!("unknown instruction `{}`", i.opcode)))
                         .map_err(|m| unsupported(&kernel.name, i, m))?;
                     if let Some((p, neg)) = &i.guard {
-                        let r = cx.reg_slot(p).ok_or_else(|| unsupported(&kernel.name, i, format!("unknown predicate `{p}`")))?;
+                        let r = cx.reg_slot(p).ok_or_else(|| {
+                            unsupported(&kernel.name, i, format!("unknown predicate `{p}`"))
+                        })?;
                         inst.guard = Some((r, *neg));
                     }
                     inst.opcode = instruction_text(i);
@@ -485,7 +510,9 @@ fn decode_kernel(
 /// Replaces the placeholder [`DYNAMIC_SHARED`] base in immediates and addresses by the real
 /// start of dynamic shared memory.
 fn relocate_dynamic_shared(code: &mut [Inst], start: u64) {
-    let fix = |v: u64| if (DYNAMIC_SHARED..DYNAMIC_SHARED * 2).contains(&v) { v - DYNAMIC_SHARED + start } else { v };
+    let fix = |v: u64| {
+        if (DYNAMIC_SHARED..DYNAMIC_SHARED * 2).contains(&v) { v - DYNAMIC_SHARED + start } else { v }
+    };
     for inst in code {
         for op in &mut inst.ops {
             if let Opnd::Imm(v) = op {
@@ -552,7 +579,8 @@ fn decode_control(
             }
             let name = name.ok_or("call without a function name")?;
             let target = *starts.get(name).ok_or_else(|| format!("call of unknown function `{name}`"))?;
-            let (ins, outs) = formals.get(name).ok_or_else(|| format!("`{name}` is not a device function"))?;
+            let (ins, outs) =
+                formals.get(name).ok_or_else(|| format!("`{name}` is not a device function"))?;
             let site = |o: &Operand, cx: &mut DecodeCx<'_>| -> Result<u64, String> {
                 let Operand::Name(n) = o else { return Err(format!("call parameter {o:?} is not a name")) };
                 match cx.symbol(n) {
@@ -577,4 +605,3 @@ fn decode_control(
         _ => return Ok(None),
     }))
 }
-

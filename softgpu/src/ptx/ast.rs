@@ -69,14 +69,20 @@ pub enum Statement {
     Label(String),
     Inst(Instruction),
     /// `.reg .TYPE names;`, `%r<N>` expanded to `%r0 … %r{N-1}`.
-    Reg { ty: String, names: Vec<String> },
+    Reg {
+        ty: String,
+        names: Vec<String>,
+    },
     /// A `.local`, `.shared` or `.param` variable declared in the body.
     Var(Variable),
     /// `{`: registers declared until the matching `}` shadow outer ones.
     Open,
     Close,
     /// `.loc FILE LINE COL`: the source position of the instructions that follow.
-    Loc { file: u32, line: u32 },
+    Loc {
+        file: u32,
+        line: u32,
+    },
 }
 
 /// One instruction as written: `@!%p add.s32 %r1, %r2, 4;`.
@@ -109,7 +115,10 @@ pub enum Operand {
     /// `{a, b, …}`.
     Vector(Vec<Operand>),
     /// `[base+offset]`, `[base]` or `[offset]`.
-    Address { base: Option<String>, offset: i64 },
+    Address {
+        base: Option<String>,
+        offset: i64,
+    },
     /// `(a, b, …)`: a call's argument or return list.
     List(Vec<Operand>),
 }

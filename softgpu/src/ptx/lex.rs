@@ -159,14 +159,17 @@ mod tests {
 
     #[test]
     fn literals() {
-        assert_eq!(kinds("0f3F800000 0d3FF0000000000000 0x1F 017 12U 1.5"), vec![
-            Tok::F32(0x3F80_0000),
-            Tok::F64(0x3FF0_0000_0000_0000),
-            Tok::Int(31),
-            Tok::Int(15),
-            Tok::Int(12),
-            Tok::F64(1.5f64.to_bits()),
-        ]);
+        assert_eq!(
+            kinds("0f3F800000 0d3FF0000000000000 0x1F 017 12U 1.5"),
+            vec![
+                Tok::F32(0x3F80_0000),
+                Tok::F64(0x3FF0_0000_0000_0000),
+                Tok::Int(31),
+                Tok::Int(15),
+                Tok::Int(12),
+                Tok::F64(1.5f64.to_bits()),
+            ]
+        );
         assert!(tokenize("0fXYZ").is_err());
     }
 

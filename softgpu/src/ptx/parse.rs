@@ -186,10 +186,8 @@ impl<'a> Parser<'a> {
     fn variable(&mut self) -> Result<Variable> {
         let line = self.line();
         let space_name = self.ident()?;
-        let space = Space::from_directive(space_name).ok_or_else(|| ParseError {
-            line,
-            message: format!("`{space_name}` is not a state space"),
-        })?;
+        let space = Space::from_directive(space_name)
+            .ok_or_else(|| ParseError { line, message: format!("`{space_name}` is not a state space") })?;
         let mut align = None;
         let mut elem_size = None;
         loop {
@@ -198,7 +196,9 @@ impl<'a> Parser<'a> {
                     self.i += 1;
                     align = Some(self.int()? as u32);
                 }
-                Some(".ptr" | ".global" | ".shared" | ".const" | ".local") if space == Space::Param => self.i += 1,
+                Some(".ptr" | ".global" | ".shared" | ".const" | ".local") if space == Space::Param => {
+                    self.i += 1
+                }
                 Some(ty) if ty.starts_with('.') => {
                     self.i += 1;
                     let v = ty.strip_prefix(".v").and_then(|n| n.parse::<u32>().ok());
@@ -212,7 +212,8 @@ impl<'a> Parser<'a> {
                 _ => break,
             }
         }
-        let elem_size = elem_size.ok_or_else(|| ParseError { line, message: "variable without a type".into() })?;
+        let elem_size =
+            elem_size.ok_or_else(|| ParseError { line, message: "variable without a type".into() })?;
         let name = self.ident()?.to_owned();
         let mut count = Some(1);
         if self.eat_punct('[') {
@@ -225,7 +226,8 @@ impl<'a> Parser<'a> {
         }
         let mut init = Vec::new();
         if self.eat_punct('=') {
-            let push = |v: u64, init: &mut Vec<u8>| init.extend_from_slice(&v.to_le_bytes()[..elem_size as usize]);
+            let push =
+                |v: u64, init: &mut Vec<u8>| init.extend_from_slice(&v.to_le_bytes()[..elem_size as usize]);
             if self.eat_punct('{') {
                 while !self.eat_punct('}') {
                     let v = self.init_value()?;
@@ -526,7 +528,8 @@ $L__BB0_1:
 
     #[test]
     fn errors_name_the_line() {
-        let e = parse_module(".version 8.8\n.target sm_90\n.visible .entry k()\n{\n add.s32 %r1 %r2;\n}").unwrap_err();
+        let e = parse_module(".version 8.8\n.target sm_90\n.visible .entry k()\n{\n add.s32 %r1 %r2;\n}")
+            .unwrap_err();
         assert_eq!(e.line, 5);
     }
 }
