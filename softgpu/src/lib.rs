@@ -1,4 +1,5 @@
 //! kiln-softgpu: a software GPU.
+pub mod blaslt;
 pub mod device;
 pub mod exec;
 pub mod fault;
