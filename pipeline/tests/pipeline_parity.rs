@@ -133,13 +133,28 @@ fn read_gray(name: &str) -> GrayImage {
 }
 
 /// Loaded engines (or why one failed to load) by checkpoint path relative to fixtures/, so each
-/// loads once per test.
-#[derive(Default)]
-struct Engines(HashMap<String, Result<Engine, String>>);
+/// loads once per test, all with one dtype on one device.
+struct Engines {
+    dtype: DType,
+    device: Device,
+    loaded: HashMap<String, Result<Engine, String>>,
+}
+
+impl Default for Engines {
+    /// f32 on the CPU: the configuration that must match diffusers within [`TOLERANCE`].
+    fn default() -> Self {
+        Engines::on(DType::F32, Device::Cpu)
+    }
+}
 
 impl Engines {
+    fn on(dtype: DType, device: Device) -> Self {
+        Engines { dtype, device, loaded: HashMap::new() }
+    }
+
     fn get(&mut self, checkpoint: &str) -> Result<&Engine, String> {
-        self.0
+        let (dtype, device) = (self.dtype, self.device);
+        self.loaded
             .entry(checkpoint.to_string())
             .or_insert_with(|| {
                 let path = Path::new(FIXTURES).join(checkpoint);
@@ -148,7 +163,7 @@ impl Engines {
                     Some(stem) => OpenOptions::default().config_dir(Path::new(FIXTURES).join(stem)),
                     None => OpenOptions::default(),
                 };
-                Engine::load_with(&path, &options, DType::F32, Device::Cpu)
+                Engine::load_with(&path, &options, dtype, device)
                     .map_err(|e| format!("load {checkpoint}: {e}"))
             })
             .as_ref()
@@ -381,4 +396,95 @@ fn stacked_jobs_render_as_one_call_per_job() {
         }
     }
     assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// The same cases rendered in bf16 on the CUDA device (in CI: the software GPU, which runs the
+/// real kernels), compared with the CPU's f32 render and with diffusers' images.
+///
+/// Tolerance: bf16 keeps 8 significant bits, so every activation carries a relative error of up
+/// to 2^-9, and a denoising loop feeds each step's rounding into the next; the tiny random-weight
+/// models amplify it further. A GPU bf16 image cannot be held to the f32 path's 2/255: it is held
+/// to a mean difference of [`BF16_MEAN`] and a largest difference of [`BF16_MAX`] per channel
+/// value, a few times what the software GPU measured (see the closing note of issue 11), which
+/// still fails any broken kernel (a wrong tile or a missed mask moves the mean by tens of levels).
+#[cfg(feature = "cuda")]
+mod cuda_bf16 {
+    use super::*;
+
+    /// The largest mean channel difference allowed, in 8-bit levels.
+    const BF16_MEAN: f64 = 3.0;
+    /// The largest single channel difference allowed.
+    const BF16_MAX: u8 = 48;
+
+    fn gpu() -> Option<Device> {
+        match Device::cuda(0) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                kiln_runtime::cuda::skip_gpu_test("CUDA pipeline parity", &format!("no CUDA device ({e})"));
+                None
+            }
+        }
+    }
+
+    /// Renders the selected cases from their diffusers folder in bf16 on the GPU and compares
+    /// each image with the CPU's f32 render and with diffusers'.
+    fn check_bf16(mut select: impl FnMut(&Case) -> bool) {
+        let Some(device) = gpu() else { return };
+        let cases: Vec<Case> = cases().into_iter().filter(|c| select(c)).collect();
+        assert!(!cases.is_empty(), "no case selected");
+        let (mut gpu_engines, mut cpu_engines) = (Engines::on(DType::BF16, device), Engines::default());
+        let mut failures = Vec::new();
+        for case in &cases {
+            let job = case.job();
+            let checkpoint = &case.checkpoints[0];
+            let label = format!("{} [{checkpoint}] cuda bf16", case.name);
+            let got = match gpu_engines.get(checkpoint).and_then(|e| render(e, std::slice::from_ref(&job), 4)) {
+                Ok(mut got) => got.remove(0),
+                Err(e) => {
+                    failures.push(format!("{label}: render failed: {e}"));
+                    continue;
+                }
+            };
+            let cpu = cpu_engines
+                .get(checkpoint)
+                .and_then(|e| render(e, std::slice::from_ref(&job), 4))
+                .unwrap_or_else(|e| panic!("{label}: the CPU render failed: {e}"))
+                .remove(0);
+            for (what, want) in [("vs cpu f32", cpu), ("vs diffusers", case.expected())] {
+                for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+                    let diff = Diff::of(g, w, BF16_MAX);
+                    eprintln!("{label} {what} image {k}: {}", diff.describe());
+                    if diff.max > BF16_MAX || diff.mean > BF16_MEAN {
+                        failures.push(format!("{label} {what} image {k}: {}", diff.describe()));
+                    }
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{} bf16 mismatches:\n{}", failures.len(), failures.join("\n"));
+    }
+
+    /// One text-to-image case per model and sampler family, the img2img cases and both kinds of
+    /// inpainting: every mode of the engine through the CUDA backend.
+    #[test]
+    fn cuda_bf16_text_to_image_matches_cpu_and_diffusers() {
+        let mut seen = Vec::new();
+        check_bf16(|c| {
+            let key = (c.model.clone(), c.job.sampler.clone());
+            let first = c.is_txt2img() && !seen.contains(&key);
+            if first {
+                seen.push(key);
+            }
+            first
+        });
+    }
+
+    #[test]
+    fn cuda_bf16_img2img_matches_cpu_and_diffusers() {
+        check_bf16(Case::is_img2img);
+    }
+
+    #[test]
+    fn cuda_bf16_inpainting_matches_cpu_and_diffusers() {
+        check_bf16(Case::is_inpaint);
+    }
 }
