@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
 
+pub mod banks;
 pub mod counters;
 pub mod cx;
 pub mod shared;

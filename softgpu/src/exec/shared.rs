@@ -115,6 +115,25 @@ impl Shared {
         self.bytes[o..o + data.len()].copy_from_slice(data);
         Ok(())
     }
+
+    /// The `len` bytes at `offset` for an atomic read-modify-write by `warp`: checked like a
+    /// load (bounds, alignment, initialisation) and recorded as a write, but exempt from the
+    /// race checks, since atomics of several warps on one word need no barrier between them.
+    pub fn atomic(&mut self, offset: u64, len: usize, align: u64, warp: u16) -> Result<&mut [u8], Fault> {
+        let o = self.check_range(offset, len, align)?;
+        let epoch = self.epoch;
+        for (k, s) in self.shadow[o..o + len].iter_mut().enumerate() {
+            if self.check_written && s.write_epoch == 0 {
+                return Err(Fault::new(
+                    FaultKind::UninitializedRead,
+                    format!("atomic on never-written shared memory at offset {:#x}", o + k),
+                ));
+            }
+            s.write_epoch = epoch;
+            s.write_warp = warp;
+        }
+        Ok(&mut self.bytes[o..o + len])
+    }
 }
 
 fn race(offset: usize, what: &str, warp: u16, other: &str, other_warp: u16) -> Fault {

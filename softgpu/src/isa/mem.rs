@@ -4,8 +4,10 @@
 //! PTX ISA: an access must be aligned to its total size (a `.v4.u32` to 16 bytes); a value
 //! narrower than its register is zero- or sign-extended by the load's type (`ld.s16` into a
 //! 32-bit register sign-extends) and truncated by the store.
+//!
+//! Shared-memory accesses also feed the bank-conflict counters, once per warp instruction.
 
-use crate::exec::Cx;
+use crate::exec::{Cx, banks};
 use crate::fault::Fault;
 use crate::program::decode::{DecodeCx, OpSpec};
 use crate::program::inst::{Class, Inst, Kind, MemSpace};
@@ -65,8 +67,10 @@ fn load(cx: &mut Cx<'_>, inst: &Inst) -> Result<(), Fault> {
     let signed = inst.aux >> 16 & 1 != 0;
     let total = size * count;
     let mut buf = [0u8; 64];
+    let mut shared = SharedLanes::new(inst.space);
     for l in cx.lanes() {
         let a = cx.address(inst, l);
+        shared.note(l, a);
         cx.load(inst.space, a, &mut buf[..total], total as u64, l).map_err(|f| f.at_lane(l))?;
         for (k, &d) in inst.ops.iter().enumerate() {
             let mut w = [0u8; 8];
@@ -79,6 +83,7 @@ fn load(cx: &mut Cx<'_>, inst: &Inst) -> Result<(), Fault> {
             cx.set(d, l, v);
         }
     }
+    shared.record(cx, total as u32);
     Ok(())
 }
 
@@ -87,12 +92,49 @@ fn store(cx: &mut Cx<'_>, inst: &Inst) -> Result<(), Fault> {
     let count = (inst.aux >> 8 & 0xff) as usize;
     let total = size * count;
     let mut buf = [0u8; 64];
+    let mut shared = SharedLanes::new(inst.space);
     for l in cx.lanes() {
         for (k, &s) in inst.ops.iter().enumerate() {
             buf[k * size..(k + 1) * size].copy_from_slice(&cx.get(s, l).to_le_bytes()[..size]);
         }
         let a = cx.address(inst, l);
+        shared.note(l, a);
         cx.store(inst.space, a, &buf[..total], total as u64, l).map_err(|f| f.at_lane(l))?;
     }
+    shared.record(cx, total as u32);
     Ok(())
+}
+
+/// The shared-memory offsets of one warp instruction's lanes, for bank-conflict counting
+/// ([`crate::exec::banks`]): collected per lane, counted once per instruction.
+pub struct SharedLanes {
+    space: MemSpace,
+    addrs: [u64; 32],
+    mask: u32,
+}
+
+impl SharedLanes {
+    #[inline]
+    pub fn new(space: MemSpace) -> Self {
+        SharedLanes { space, addrs: [0; 32], mask: 0 }
+    }
+
+    /// Notes lane `l`'s address `addr` (in the instruction's space) if it is shared memory.
+    #[inline(always)]
+    pub fn note(&mut self, l: usize, addr: u64) {
+        if matches!(self.space, MemSpace::Shared | MemSpace::Generic)
+            && let Some(o) = banks::shared_offset(self.space, addr)
+        {
+            self.addrs[l] = o;
+            self.mask |= 1 << l;
+        }
+    }
+
+    /// Adds the wavefronts of the noted lanes' accesses of `size` bytes each.
+    #[inline]
+    pub fn record(&self, cx: &mut Cx<'_>, size: u32) {
+        if self.mask != 0 {
+            banks::record(cx.counters, &self.addrs, self.mask, size);
+        }
+    }
 }

@@ -102,6 +102,8 @@ pub struct DecodeCx<'a> {
     symbols: &'a mut Symbols,
     /// Function-scope symbols (params, locals, call-site params), innermost last.
     local_symbols: Vec<HashMap<String, Symbol>>,
+    /// The register slots declared `.pred`.
+    preds: std::collections::HashSet<RegId>,
 }
 
 impl DecodeCx<'_> {
@@ -111,6 +113,12 @@ impl DecodeCx<'_> {
             return Some(s);
         }
         self.scopes.iter().rev().find_map(|s| s.get(name).copied())
+    }
+
+    /// Whether `op` is a register declared `.pred` (to tell operand forms apart, such as
+    /// `cp.async`'s `src-size` and `ignore-src`).
+    pub fn is_pred(&self, op: Opnd) -> bool {
+        matches!(op, Opnd::Reg(r) if self.preds.contains(&r))
     }
 
     fn symbol(&mut self, name: &str) -> Option<Symbol> {
@@ -431,6 +439,7 @@ fn decode_kernel(
             next_reg: &mut next_reg,
             symbols: &mut *symbols,
             local_symbols: vec![func_syms.remove(f.name.as_str()).unwrap_or_default()],
+            preds: Default::default(),
         };
         let mut loc = None;
         let in_kernel = fi == 0;
@@ -446,10 +455,13 @@ fn decode_kernel(
                     cx.scopes.pop();
                     cx.local_symbols.pop();
                 }
-                Statement::Reg { names, .. } => {
+                Statement::Reg { names, ty } => {
                     for n in names {
                         let slot = *cx.next_reg;
                         *cx.next_reg += 1;
+                        if ty == ".pred" {
+                            cx.preds.insert(slot);
+                        }
                         cx.scopes.last_mut().expect("a scope").insert(n.clone(), slot);
                     }
                 }
