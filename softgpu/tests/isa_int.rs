@@ -36,9 +36,12 @@ fn mul_lo_hi_and_mad_lo_hi() {
 
 #[test]
 fn mul_and_mad_wide_give_the_double_width_product() {
-    for &(ty, reg, wide_reg, bits, signed) in
-        &[("u16", "b16", "b32", 16, false), ("s16", "b16", "b32", 16, true), ("u32", "b32", "b64", 32, false), ("s32", "b32", "b64", 32, true)]
-    {
+    for &(ty, reg, wide_reg, bits, signed) in &[
+        ("u16", "b16", "b32", 16, false),
+        ("s16", "b16", "b32", 16, true),
+        ("u32", "b32", "b64", 32, false),
+        ("s32", "b32", "b64", 32, true),
+    ] {
         let input = rows(70 + bits as u64 + signed as u64, 200);
         let got = op(&format!("mul.wide.{ty}"), reg, wide_reg, 2, &input);
         for (r, g) in input.iter().zip(got) {
@@ -51,7 +54,10 @@ fn mul_and_mad_wide_give_the_double_width_product() {
             "  ld.global.{reg} %a, [%in];\n  ld.global.{reg} %b, [%in+8];\n  ld.global.{wide_reg} %c, [%in+16];\n  mad.wide.{ty} %d, %a, %b, %c;\n  st.global.{wide_reg} [%out], %d;"
         );
         for (r, g) in input.iter().zip(run_rows(&decl, &body, &input)) {
-            let want = trunc(ext(r[0], bits, signed) * ext(r[1], bits, signed) + ext(r[2], 2 * bits, false), 2 * bits);
+            let want = trunc(
+                ext(r[0], bits, signed) * ext(r[1], bits, signed) + ext(r[2], 2 * bits, false),
+                2 * bits,
+            );
             assert_eq!(g[0], want, "mad.wide.{ty}");
         }
     }
@@ -88,7 +94,12 @@ fn div_rem_truncate_toward_zero() {
 /// (and a remainder equal to the dividend) without trapping. MIN / -1 wraps to MIN.
 #[test]
 fn div_by_zero_and_overflow_are_defined_here() {
-    let input = vec![[1234, 0, 0, 0], [0x8000_0000, 0, 0, 0], [0x8000_0000, 0xffff_ffff, 0, 0], [7, 0xffff_fffe, 0, 0]];
+    let input = vec![
+        [1234, 0, 0, 0],
+        [0x8000_0000, 0, 0, 0],
+        [0x8000_0000, 0xffff_ffff, 0, 0],
+        [7, 0xffff_fffe, 0, 0],
+    ];
     let q = op("div.u32", "b32", "b32", 2, &input);
     let r = op("rem.u32", "b32", "b32", 2, &input);
     assert_eq!(q[..2], [0xffff_ffff, 0xffff_ffff]);
@@ -230,7 +241,14 @@ fn carry_chain_multiplies_64_by_64_plus_64() {
   mov.b64 %lo, {%r0, %r1};\n  mov.b64 %hi, {%r2, %r3};\n  st.global.u64 [%out], %lo;\n  st.global.u64 [%out+8], %hi;";
     for (r, g) in input.iter().zip(run_rows(decl, body, &input)) {
         let want = r[0] as u128 * r[1] as u128 + r[2] as u128;
-        assert_eq!([g[0], g[1]], [want as u64, (want >> 64) as u64], "{:#x} * {:#x} + {:#x}", r[0], r[1], r[2]);
+        assert_eq!(
+            [g[0], g[1]],
+            [want as u64, (want >> 64) as u64],
+            "{:#x} * {:#x} + {:#x}",
+            r[0],
+            r[1],
+            r[2]
+        );
     }
 }
 

@@ -34,7 +34,12 @@ fn bfind_finds_the_most_significant_non_sign_bit() {
     let mut input = rows(210, 300);
     input.push([0, 0, 0, 0]);
     input.push([u64::MAX, 0, 0, 0]);
-    for (ty, reg, w, signed) in [("u32", "b32", 32, false), ("s32", "b32", 32, true), ("u64", "b64", 64, false), ("s64", "b64", 64, true)] {
+    for (ty, reg, w, signed) in [
+        ("u32", "b32", 32, false),
+        ("s32", "b32", 32, true),
+        ("u64", "b64", 64, false),
+        ("s64", "b64", 64, true),
+    ] {
         let plain = op(&format!("bfind.{ty}"), reg, "b32", 1, &input);
         let shift = op(&format!("bfind.shiftamt.{ty}"), reg, "b32", 1, &input);
         for (k, r) in input.iter().enumerate() {
@@ -72,7 +77,12 @@ fn field_rows(seed: u64) -> Vec<[u64; 4]> {
 #[test]
 fn bfe_extracts_and_sign_extends() {
     let input = field_rows(220);
-    for (ty, reg, w, signed) in [("u32", "b32", 32u32, false), ("s32", "b32", 32, true), ("u64", "b64", 64, false), ("s64", "b64", 64, true)] {
+    for (ty, reg, w, signed) in [
+        ("u32", "b32", 32u32, false),
+        ("s32", "b32", 32, true),
+        ("u64", "b64", 64, false),
+        ("s64", "b64", 64, true),
+    ] {
         let decl = format!("  .reg .{reg} %a, %d;\n  .reg .b32 %b, %c;");
         let body = format!(
             "  ld.global.{reg} %a, [%in];\n  ld.global.u32 %b, [%in+8];\n  ld.global.u32 %c, [%in+16];\n  bfe.{ty} %d, %a, %b, %c;\n  st.global.{reg} [%out], %d;"
@@ -82,7 +92,8 @@ fn bfe_extracts_and_sign_extends() {
             let a = r[0];
             let (pos, len) = ((r[1] & 0xff) as u32, (r[2] & 0xff) as u32);
             let sbit = if !signed || len == 0 { 0 } else { bit(a, (pos + len - 1).min(msb)) };
-            let want = (0..=msb).fold(0, |d, i| d | (if i < len && pos + i <= msb { bit(a, pos + i) } else { sbit }) << i);
+            let want = (0..=msb)
+                .fold(0, |d, i| d | (if i < len && pos + i <= msb { bit(a, pos + i) } else { sbit }) << i);
             assert_eq!(g[0], want, "bfe.{ty} a={a:#x} pos={pos} len={len}");
         }
     }

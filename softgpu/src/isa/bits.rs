@@ -223,7 +223,9 @@ fn decode_lop3(spec: &OpSpec<'_>, cx: &mut DecodeCx<'_>) -> Result<Inst, String>
     for o in &spec.operands[1..4] {
         ops.push(cx.opnd(o)?);
     }
-    let Operand::Int(lut) = spec.operands[4] else { return Err("`lop3` needs an immediate lookup table".into()) };
+    let Operand::Int(lut) = spec.operands[4] else {
+        return Err("`lop3` needs an immediate lookup table".into());
+    };
     if lut > 0xff {
         return Err(format!("`lop3` table {lut:#x} is not in 0..=255"));
     }

@@ -214,7 +214,12 @@ macro_rules! by_type {
             ("f16", false) => with_op!($f, Float<1>, $op),
             ("f16", true) => with_op!($f, Float<2>, $op),
             ("bf16", false) => with_op!($f, Float<3>, $op),
-            (other, _) => return Err(format!("comparison of .{other}{} is not supported", if $ftz { " with .ftz" } else { "" })),
+            (other, _) => {
+                return Err(format!(
+                    "comparison of .{other}{} is not supported",
+                    if $ftz { " with .ftz" } else { "" }
+                ))
+            }
         }
     };
 }
@@ -225,8 +230,11 @@ fn cmp_op(spec: &OpSpec<'_>, ty: &str) -> Result<u8, String> {
     let names = ["eq", "ne", "lt", "le", "gt", "ge", "equ", "neu", "ltu", "leu", "gtu", "geu", "num", "nan"];
     let name = spec.mods.first().copied().unwrap_or("");
     let op = match name {
-        "lo" | "ls" | "hi" | "hs" if !float => [LT, LE, GT, GE][["lo", "ls", "hi", "hs"].iter().position(|&n| n == name).unwrap()],
-        _ => names.iter().position(|&n| n == name).ok_or_else(|| format!("unknown comparison `.{name}`"))? as u8,
+        "lo" | "ls" | "hi" | "hs" if !float => {
+            [LT, LE, GT, GE][["lo", "ls", "hi", "hs"].iter().position(|&n| n == name).unwrap()]
+        }
+        _ => names.iter().position(|&n| n == name).ok_or_else(|| format!("unknown comparison `.{name}`"))?
+            as u8,
     };
     if !float && op >= EQU {
         return Err(format!("comparison `.{name}` needs a floating-point type"));
@@ -249,7 +257,12 @@ fn bool_op(spec: &OpSpec<'_>) -> (u64, bool) {
 }
 
 /// The `c` operand at `k` (if the instruction has a bool op): its slot and negation bit.
-fn c_operand(spec: &OpSpec<'_>, cx: &mut DecodeCx<'_>, k: usize, has_bool: bool) -> Result<(Opnd, u64), String> {
+fn c_operand(
+    spec: &OpSpec<'_>,
+    cx: &mut DecodeCx<'_>,
+    k: usize,
+    has_bool: bool,
+) -> Result<(Opnd, u64), String> {
     let want = if has_bool { k + 1 } else { k };
     if spec.operands.len() != want {
         return Err(format!("expected {want} operands, found {}", spec.operands.len()));
@@ -277,7 +290,8 @@ fn decode_setp(spec: &OpSpec<'_>, cx: &mut DecodeCx<'_>) -> Result<Inst, String>
         Operand::Pair(p, q) => (cx.opnd(&Operand::Name(p.clone()))?, cx.opnd(&Operand::Name(q.clone()))?),
         other => (cx.opnd(other)?, Opnd::Sink),
     };
-    if ty.contains("16") && spec.operands[1..3].iter().any(|o| matches!(o, Operand::F32(_) | Operand::F64(_))) {
+    if ty.contains("16") && spec.operands[1..3].iter().any(|o| matches!(o, Operand::F32(_) | Operand::F64(_)))
+    {
         return Err(format!("a floating-point literal for `setp.{ty}` is not supported; write its bits"));
     }
     let a = cx.opnd_typed(&spec.operands[1], ty)?;
@@ -315,7 +329,9 @@ fn decode_set(spec: &OpSpec<'_>, cx: &mut DecodeCx<'_>) -> Result<Inst, String> 
 /// `selp.type d, a, b, c`: `d = c ? a : b` (a negated `!c` is accepted, aux bit 0).
 fn decode_selp(spec: &OpSpec<'_>, cx: &mut DecodeCx<'_>) -> Result<Inst, String> {
     let ty = spec.ty()?;
-    let w = crate::ptx::type_size(ty).filter(|&s| (2..=8).contains(&s) && !ty.ends_with("x2")).ok_or(format!("`selp` does not take .{ty}"))?;
+    let w = crate::ptx::type_size(ty)
+        .filter(|&s| (2..=8).contains(&s) && !ty.ends_with("x2"))
+        .ok_or(format!("`selp` does not take .{ty}"))?;
     if spec.operands.len() != 4 {
         return Err(format!("expected 4 operands, found {}", spec.operands.len()));
     }
@@ -342,7 +358,9 @@ fn selp<const W: u32>(cx: &mut Cx<'_>, i: &Inst) -> Result<(), Fault> {
 fn decode_slct(spec: &OpSpec<'_>, cx: &mut DecodeCx<'_>) -> Result<Inst, String> {
     let types = spec.types();
     let [dty, cty] = types[..] else { return Err("`slct` needs .dtype.ctype".into()) };
-    let w = crate::ptx::type_size(dty).filter(|&s| (2..=8).contains(&s) && !dty.ends_with("x2")).ok_or(format!("`slct` does not take .{dty}"))?;
+    let w = crate::ptx::type_size(dty)
+        .filter(|&s| (2..=8).contains(&s) && !dty.ends_with("x2"))
+        .ok_or(format!("`slct` does not take .{dty}"))?;
     let ftz = spec.has("ftz");
     macro_rules! by_w {
         ($c:expr) => {

@@ -160,8 +160,8 @@ fn plain(f: ExecFn, ops: Vec<Opnd>) -> Result<Option<Inst>, String> {
 
 pub fn decode(spec: &OpSpec<'_>, cx: &mut DecodeCx<'_>) -> Result<Option<Inst>, String> {
     const OWNED: &[&str] = &[
-        "add", "sub", "mul", "mad", "mul24", "mad24", "div", "rem", "abs", "neg", "min", "max", "sad", "addc", "subc",
-        "madc", "popc", "clz", "brev", "bfind", "bfe", "bfi", "prmt", "dp4a", "dp2a",
+        "add", "sub", "mul", "mad", "mul24", "mad24", "div", "rem", "abs", "neg", "min", "max", "sad",
+        "addc", "subc", "madc", "popc", "clz", "brev", "bfind", "bfe", "bfi", "prmt", "dp4a", "dp2a",
     ];
     if !OWNED.contains(&spec.base) || has_other_type(spec) {
         return Ok(None);
@@ -208,7 +208,9 @@ pub fn decode(spec: &OpSpec<'_>, cx: &mut DecodeCx<'_>) -> Result<Option<Inst>, 
         "sub" if sat => (sub_sat, 3),
         "add" => (by_int!(ty, add), 3),
         "sub" => (by_int!(ty, sub), 3),
-        "mul" | "mad" if wide && ty.ends_with("64") => return Err(format!("`{}.wide` has no 64-bit form", spec.base)),
+        "mul" | "mad" if wide && ty.ends_with("64") => {
+            return Err(format!("`{}.wide` has no 64-bit form", spec.base));
+        }
         "mul" if hi => (by_int!(ty, mul_hi), 3),
         "mul" if wide => (by_int!(ty, mul_wide), 3),
         "mul" if lo => (by_int!(ty, mul_lo), 3),
@@ -216,7 +218,9 @@ pub fn decode(spec: &OpSpec<'_>, cx: &mut DecodeCx<'_>) -> Result<Option<Inst>, 
         "mad" if hi => (by_int!(ty, mad_hi), 4),
         "mad" if wide => (by_int!(ty, mad_wide), 4),
         "mad" if lo => (by_int!(ty, mad_lo), 4),
-        "mul24" | "mad24" if !matches!(ty, "u32" | "s32") => return Err(format!("`{}` takes .u32 or .s32", spec.base)),
+        "mul24" | "mad24" if !matches!(ty, "u32" | "s32") => {
+            return Err(format!("`{}` takes .u32 or .s32", spec.base));
+        }
         "mul24" | "mad24" if !(hi || lo) => return Err(format!("`{}` needs .hi or .lo", spec.base)),
         "mul24" => (mul24_fn(ty == "s32", hi), 3),
         "mad24" if sat && !hi => return Err("`mad24.sat` needs .hi".into()),
@@ -331,7 +335,11 @@ fn mad24_fn(signed: bool, hi: bool, sat: bool) -> ExecFn {
         cx.map3(i, |a, b, c| {
             let p = prod24::<S>(a, b);
             let t = if HI { p >> 16 } else { p };
-            if SAT { sat32(t as i32 as i64 + c as i32 as i64) } else { (t as u64).wrapping_add(c) & 0xffff_ffff }
+            if SAT {
+                sat32(t as i32 as i64 + c as i32 as i64)
+            } else {
+                (t as u64).wrapping_add(c) & 0xffff_ffff
+            }
         });
         Ok(())
     }

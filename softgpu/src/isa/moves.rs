@@ -49,7 +49,9 @@ fn decode_mov(spec: &OpSpec<'_>, cx: &mut DecodeCx<'_>) -> Result<Inst, String> 
     }
     let bits = size * 8;
     match (dst, src) {
-        (Operand::Vector(_), Operand::Vector(_)) => Err("`mov` between two vectors is not a PTX instruction".into()),
+        (Operand::Vector(_), Operand::Vector(_)) => {
+            Err("`mov` between two vectors is not a PTX instruction".into())
+        }
         (Operand::Vector(items), _) => {
             let mut ops = cx.vector(dst)?;
             ops.push(cx.opnd(src)?);
@@ -62,7 +64,9 @@ fn decode_mov(spec: &OpSpec<'_>, cx: &mut DecodeCx<'_>) -> Result<Inst, String> 
         }
         _ => {
             if matches!(ty, "f16" | "bf16") && matches!(src, Operand::F32(_) | Operand::F64(_)) {
-                return Err(format!("a floating-point literal for `mov.{ty}` is not supported; write its bits"));
+                return Err(format!(
+                    "a floating-point literal for `mov.{ty}` is not supported; write its bits"
+                ));
             }
             let ops = vec![cx.opnd(dst)?, cx.opnd_typed(src, ty)?];
             let f: ExecFn = match ty {
@@ -147,7 +151,10 @@ fn decode_cvta(spec: &OpSpec<'_>, cx: &mut DecodeCx<'_>) -> Result<Inst, String>
         other => return Err(format!("`cvta` takes .u32 or .u64, not .{other}")),
     };
     if space == 3 {
-        return Err("`cvta` of .param addresses is not supported: kernel parameters have no generic window here".into());
+        return Err(
+            "`cvta` of .param addresses is not supported: kernel parameters have no generic window here"
+                .into(),
+        );
     }
     if !to && !wide && space != 0 {
         return Err("`cvta` of a shared or local address to a 32-bit generic address is not supported: generic windows here need 64 bits".into());

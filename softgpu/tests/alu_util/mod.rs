@@ -33,7 +33,10 @@ pub fn op(op: &str, src: &str, dst: &str, nsrc: usize, rows: &[[u64; 4]]) -> Vec
     let srcs: Vec<String> = (0..nsrc).map(|k| format!("%a{k}")).collect();
     let loads: String = (0..nsrc).map(|k| format!("  ld.global.{src} %a{k}, [%in+{}];\n", 8 * k)).collect();
     let (decl_d, store) = if dst == "pred" {
-        ("  .reg .pred %d;\n  .reg .b32 %dv;".to_owned(), "  selp.b32 %dv, 1, 0, %d;\n  st.global.b32 [%out], %dv;".to_owned())
+        (
+            "  .reg .pred %d;\n  .reg .b32 %dv;".to_owned(),
+            "  selp.b32 %dv, 1, 0, %d;\n  st.global.b32 [%out], %dv;".to_owned(),
+        )
     } else {
         (format!("  .reg .{dst} %d;"), format!("  st.global.{dst} [%out], %d;"))
     };

@@ -69,7 +69,10 @@ pub fn decode(spec: &OpSpec<'_>, cx: &mut DecodeCx<'_>) -> Result<Option<Inst>, 
 }
 
 /// One step of a carry chain on the active lanes.
-fn step<T: Int, const KIND: u8, const CIN: bool, const COUT: bool>(cx: &mut Cx<'_>, i: &Inst) -> Result<(), Fault> {
+fn step<T: Int, const KIND: u8, const CIN: bool, const COUT: bool>(
+    cx: &mut Cx<'_>,
+    i: &Inst,
+) -> Result<(), Fault> {
     let d = i.ops[0];
     let m = mask(T::BITS) as u128;
     for l in cx.lanes() {

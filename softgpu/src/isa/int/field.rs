@@ -69,7 +69,8 @@ pub fn decode(spec: &OpSpec<'_>, cx: &mut DecodeCx<'_>) -> Result<Option<Inst>, 
             (f, 4)
         }
         "dp4a" | "dp2a" => {
-            let types: Vec<&str> = spec.mods.iter().copied().filter(|m| matches!(*m, "u32" | "s32")).collect();
+            let types: Vec<&str> =
+                spec.mods.iter().copied().filter(|m| matches!(*m, "u32" | "s32")).collect();
             let [ta, tb] = types[..] else { return Err(format!("`{}` needs .atype.btype", spec.base)) };
             let (sa, sb) = (ta == "s32", tb == "s32");
             let f: ExecFn = if spec.base == "dp4a" {
