@@ -177,6 +177,9 @@ pub fn decode(spec: &OpSpec<'_>, cx: &mut DecodeCx<'_>) -> Result<Option<Inst>, 
     let relu = spec.has("relu");
     let packed = ty.ends_with("x2");
     if packed {
+        if sat {
+            return Err(format!("`{}.sat` has no .{ty} form", spec.base));
+        }
         let f: ExecFn = match (spec.base, ty, relu) {
             ("add", "u16x2", false) => x2::<u16, 0>,
             ("add", "s16x2", false) => x2::<i16, 0>,
