@@ -438,7 +438,8 @@ mod cuda_bf16 {
             let job = case.job();
             let checkpoint = &case.checkpoints[0];
             let label = format!("{} [{checkpoint}] cuda bf16", case.name);
-            let got = match gpu_engines.get(checkpoint).and_then(|e| render(e, std::slice::from_ref(&job), 4)) {
+            let got = match gpu_engines.get(checkpoint).and_then(|e| render(e, std::slice::from_ref(&job), 4))
+            {
                 Ok(mut got) => got.remove(0),
                 Err(e) => {
                     failures.push(format!("{label}: render failed: {e}"));

@@ -90,7 +90,9 @@ pub fn tokenize(src: &str) -> Result<Vec<Token>, LexError> {
             c if is_ident_start(c) => {
                 let start = i;
                 // `::` belongs to the name (`.shared::cta`, `.L2::cache_hint`); one `:` ends a label.
-                while i < b.len() && (is_ident_char(b[i]) || (b[i] == b':' && b.get(i + 1) == Some(&b':') && i > start)) {
+                while i < b.len()
+                    && (is_ident_char(b[i]) || (b[i] == b':' && b.get(i + 1) == Some(&b':') && i > start))
+                {
                     i += if b[i] == b':' { 2 } else { 1 };
                 }
                 out.push(Token { kind: Tok::Ident(src[start..i].to_owned()), line });
@@ -160,11 +162,14 @@ mod tests {
 
     #[test]
     fn double_colons_belong_to_names() {
-        assert_eq!(kinds("cp.async.ca.shared::cta.global L:"), vec![
-            Tok::Ident("cp.async.ca.shared::cta.global".into()),
-            Tok::Ident("L".into()),
-            Tok::Punct(':'),
-        ]);
+        assert_eq!(
+            kinds("cp.async.ca.shared::cta.global L:"),
+            vec![
+                Tok::Ident("cp.async.ca.shared::cta.global".into()),
+                Tok::Ident("L".into()),
+                Tok::Punct(':'),
+            ]
+        );
     }
 
     #[test]
