@@ -1,5 +1,6 @@
 //! kiln-softgpu: a software GPU.
 pub mod device;
+pub mod driver;
 pub mod exec;
 pub mod fault;
 pub mod isa;
