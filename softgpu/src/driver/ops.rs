@@ -224,3 +224,30 @@ impl Op {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::DeviceMemory;
+
+    #[test]
+    fn device_copies_carry_the_written_shadow() {
+        let m = DeviceMemory::new(1 << 20);
+        let (a, b) = (m.alloc(40).unwrap(), m.alloc(40).unwrap());
+        m.write(a, &[1; 8]).unwrap();
+        m.write(a + 20, &[2; 5]).unwrap();
+        let (sa, _) = m.range(a, 40).unwrap();
+        let (db, _) = m.range(b, 40).unwrap();
+        copy_device(&sa, 0, &db, 3, 30);
+        // Written source bytes 0..8 and 20..25 land at 3..11 and 23..28.
+        assert_eq!(db.first_unwritten(3, 8), None);
+        assert_eq!(db.first_unwritten(0, 40), Some(0));
+        assert_eq!(db.first_unwritten(11, 29), Some(11));
+        assert_eq!(db.first_unwritten(23, 5), None);
+        assert_eq!(db.first_unwritten(23, 6), Some(28));
+        let mut out = [0u8; 30];
+        m.read(b + 3, &mut out).unwrap();
+        assert_eq!(&out[..8], &[1; 8]);
+        assert_eq!(&out[20..25], &[2; 5]);
+    }
+}
