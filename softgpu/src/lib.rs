@@ -1,6 +1,7 @@
 //! kiln-softgpu: a software GPU.
 pub mod blaslt;
 pub mod device;
+pub mod driver;
 pub mod exec;
 pub mod fault;
 pub mod isa;
