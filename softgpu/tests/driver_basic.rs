@@ -45,7 +45,10 @@ fn device_queries_and_attributes() {
             ok(cuDeviceGetAttribute(&mut v, a, 0));
             v
         };
-        assert_eq!((attr(75), attr(76)), (spec.compute_capability.0 as i32, spec.compute_capability.1 as i32));
+        assert_eq!(
+            (attr(75), attr(76)),
+            (spec.compute_capability.0 as i32, spec.compute_capability.1 as i32)
+        );
         assert_eq!(attr(115), 1, "MEMORY_POOLS_SUPPORTED");
         assert_eq!(attr(8), 48 * 1024, "MAX_SHARED_MEMORY_PER_BLOCK");
         assert_eq!(attr(97), spec.shared_per_block_optin as i32);
@@ -95,7 +98,9 @@ fn contexts_are_per_thread() {
 #[test]
 fn error_names_and_strings() {
     unsafe {
-        for code in [0, 1, 2, 3, 200, 201, 218, 400, 500, 600, 700, 702, 710, 715, 716, 719, 801, 900, 901, 907, 999] {
+        for code in
+            [0, 1, 2, 3, 200, 201, 218, 400, 500, 600, 700, 702, 710, 715, 716, 719, 801, 900, 901, 907, 999]
+        {
             let (mut name, mut text) = (std::ptr::null(), std::ptr::null());
             ok(cuGetErrorName(CUresult(code), &mut name));
             ok(cuGetErrorString(CUresult(code), &mut text));
@@ -182,15 +187,20 @@ fn async_allocation_and_bad_ranges() {
         fails(cuMemAlloc_v2(std::ptr::null_mut(), 16), CUresult::CUDA_ERROR_INVALID_VALUE);
 
         let data = [1u8; 65];
-        let msg = fails(cuMemcpyHtoD_v2(p, data.as_ptr() as *const c_void, 65), CUresult::CUDA_ERROR_INVALID_VALUE);
+        let msg =
+            fails(cuMemcpyHtoD_v2(p, data.as_ptr() as *const c_void, 65), CUresult::CUDA_ERROR_INVALID_VALUE);
         assert!(msg.contains(&format!("{p:#x}")) && msg.contains("runs past the end of allocation"), "{msg}");
-        let msg = fails(cuMemcpyHtoD_v2(p + 4096, data.as_ptr() as *const c_void, 1), CUresult::CUDA_ERROR_INVALID_VALUE);
+        let msg = fails(
+            cuMemcpyHtoD_v2(p + 4096, data.as_ptr() as *const c_void, 1),
+            CUresult::CUDA_ERROR_INVALID_VALUE,
+        );
         assert!(msg.contains("not inside any live allocation"), "{msg}");
         fails(cuMemcpyHtoD_v2(p, std::ptr::null(), 4), CUresult::CUDA_ERROR_INVALID_VALUE);
         fails(cuMemsetD8_v2(p + 60, 0, 5), CUresult::CUDA_ERROR_INVALID_VALUE);
         ok(cuMemcpyHtoD_v2(p, std::ptr::null(), 0));
         ok(cuMemFreeAsync(p, s));
-        let msg = fails(cuMemcpyDtoH_v2(data.as_ptr() as *mut c_void, p, 4), CUresult::CUDA_ERROR_INVALID_VALUE);
+        let msg =
+            fails(cuMemcpyDtoH_v2(data.as_ptr() as *mut c_void, p, 4), CUresult::CUDA_ERROR_INVALID_VALUE);
         assert!(msg.contains("use after free"), "{msg}");
         fails(cuMemFree_v2(p), CUresult::CUDA_ERROR_INVALID_VALUE);
         fails(cuMemFree_v2(0x1234), CUresult::CUDA_ERROR_INVALID_VALUE);
@@ -204,7 +214,18 @@ fn async_allocation_and_bad_ranges() {
 
 /// A host-side reference for a 2D copy.
 #[allow(clippy::too_many_arguments)]
-fn copy_2d_ref(src: &[u8], sx: usize, sy: usize, sp: usize, dst: &mut [u8], dx: usize, dy: usize, dp: usize, w: usize, h: usize) {
+fn copy_2d_ref(
+    src: &[u8],
+    sx: usize,
+    sy: usize,
+    sp: usize,
+    dst: &mut [u8],
+    dx: usize,
+    dy: usize,
+    dp: usize,
+    w: usize,
+    h: usize,
+) {
     for r in 0..h {
         let s = sx + (sy + r) * sp;
         let d = dx + (dy + r) * dp;

@@ -22,7 +22,11 @@ fn find_cdylib() -> PathBuf {
         return found.clone();
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(cargo).args(["build", "-p", "kiln-softgpu"]).current_dir(env!("CARGO_MANIFEST_DIR")).status().unwrap();
+    let status = Command::new(cargo)
+        .args(["build", "-p", "kiln-softgpu"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap();
     assert!(status.success(), "cargo build -p kiln-softgpu failed");
     candidates.into_iter().find(|p| p.exists()).expect("the cdylib after cargo build")
 }
@@ -81,7 +85,10 @@ fn child() {
     use cudarc::driver::{CudaContext, LaunchConfig, PushKernelArg};
     use cudarc::nvrtc::Ptx;
 
-    assert!(unsafe { cudarc::driver::sys::is_culib_present() }, "libcuda.so not found through LD_LIBRARY_PATH");
+    assert!(
+        unsafe { cudarc::driver::sys::is_culib_present() },
+        "libcuda.so not found through LD_LIBRARY_PATH"
+    );
     let ctx = CudaContext::new(0).unwrap();
     assert!(ctx.name().unwrap().contains("softgpu"));
     let cc = ctx.compute_capability().unwrap();
@@ -129,7 +136,11 @@ fn child() {
     assert_eq!(s3.clone_dtoh(&out).unwrap(), vec![1, 2, 3, 4, 7]);
 
     // Errors come back as cudarc errors with CUDA's names.
-    let e = ctx.load_module(Ptx::from_src(".version 8.8\n.target sm_90\n.address_size 64\n.visible .entry z() { bogus.op; }")).unwrap_err();
+    let e = ctx
+        .load_module(Ptx::from_src(
+            ".version 8.8\n.target sm_90\n.address_size 64\n.visible .entry z() { bogus.op; }",
+        ))
+        .unwrap_err();
     assert_eq!(e.0, cudarc::driver::sys::CUresult::CUDA_ERROR_INVALID_PTX);
     assert!(format!("{e:?}").contains("CUDA_ERROR_INVALID_PTX"), "{e:?}");
     let (free, total) = cudarc::driver::result::mem_get_info().unwrap();

@@ -58,17 +58,58 @@ fn struct_parameters_by_value() {
         assert_eq!(u32::from_le_bytes(got[20..24].try_into().unwrap()), tail);
     }
     // A null parameter pointer, `extra`, a null array.
-    let msg = fails(launch(f, [1, 1, 1], [1, 1, 1], 0, std::ptr::null_mut(), &mut [arg(&out), std::ptr::null_mut(), arg(&0u32)]), CUresult::CUDA_ERROR_INVALID_VALUE);
+    let msg = fails(
+        launch(
+            f,
+            [1, 1, 1],
+            [1, 1, 1],
+            0,
+            std::ptr::null_mut(),
+            &mut [arg(&out), std::ptr::null_mut(), arg(&0u32)],
+        ),
+        CUresult::CUDA_ERROR_INVALID_VALUE,
+    );
     assert!(msg.contains("kernelParams[1]"), "{msg}");
     unsafe {
         let mut extra = [std::ptr::null_mut::<c_void>()];
-        let r = kiln_softgpu::driver::launch::cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, std::ptr::null_mut(), std::ptr::null_mut(), extra.as_mut_ptr());
+        let r = kiln_softgpu::driver::launch::cuLaunchKernel(
+            f,
+            1,
+            1,
+            1,
+            1,
+            1,
+            1,
+            0,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            extra.as_mut_ptr(),
+        );
         fails(r, CUresult::CUDA_ERROR_NOT_SUPPORTED);
-        let r = kiln_softgpu::driver::launch::cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, std::ptr::null_mut(), std::ptr::null_mut(), std::ptr::null_mut());
+        let r = kiln_softgpu::driver::launch::cuLaunchKernel(
+            f,
+            1,
+            1,
+            1,
+            1,
+            1,
+            1,
+            0,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
         fails(r, CUresult::CUDA_ERROR_INVALID_VALUE);
         ok(cuModuleUnload(m));
         fails(cuModuleUnload(m), CUresult::CUDA_ERROR_INVALID_HANDLE);
-        let r = launch(f, [1, 1, 1], [1, 1, 1], 0, std::ptr::null_mut(), &mut [arg(&out), arg(&Params { a: 0, b: 0.0, c: 0, d: 0 }), arg(&0u32)]);
+        let r = launch(
+            f,
+            [1, 1, 1],
+            [1, 1, 1],
+            0,
+            std::ptr::null_mut(),
+            &mut [arg(&out), arg(&Params { a: 0, b: 0.0, c: 0, d: 0 }), arg(&0u32)],
+        );
         fails(r, CUresult::CUDA_ERROR_INVALID_HANDLE);
     }
 }
@@ -187,7 +228,10 @@ fn capture_and_replay() {
         let mut status = 9;
         ok(cuStreamIsCapturing(s, &mut status));
         assert_eq!(status, 0);
-        fails(cuStreamBeginCapture_v2(std::ptr::null_mut(), 1), CUresult::CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED);
+        fails(
+            cuStreamBeginCapture_v2(std::ptr::null_mut(), 1),
+            CUresult::CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED,
+        );
         ok(cuStreamBeginCapture_v2(s, 1));
         fails(cuStreamBeginCapture_v2(s, 1), CUresult::CUDA_ERROR_ILLEGAL_STATE);
         ok(cuStreamIsCapturing(s, &mut status));
@@ -256,7 +300,10 @@ fn capture_and_replay() {
         std::thread::spawn(move || {
             init();
             let mut g = std::ptr::null_mut();
-            fails(cuStreamEndCapture(sh as *mut c_void, &mut g), CUresult::CUDA_ERROR_STREAM_CAPTURE_WRONG_THREAD);
+            fails(
+                cuStreamEndCapture(sh as *mut c_void, &mut g),
+                CUresult::CUDA_ERROR_STREAM_CAPTURE_WRONG_THREAD,
+            );
         })
         .join()
         .unwrap();

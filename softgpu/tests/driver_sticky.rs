@@ -27,7 +27,8 @@ fn fault_is_reported_and_sticky() {
     let mut s = std::ptr::null_mut();
     unsafe { ok(cuStreamCreate(&mut s, 1)) };
 
-    let msg = fails(launch(f, [1, 1, 1], [1, 1, 1], 0, s, &mut [arg(&buf)]), CUresult::CUDA_ERROR_ILLEGAL_ADDRESS);
+    let msg =
+        fails(launch(f, [1, 1, 1], [1, 1, 1], 0, s, &mut [arg(&buf)]), CUresult::CUDA_ERROR_ILLEGAL_ADDRESS);
     assert!(msg.contains("kernel k, block (0, 0, 0), thread (0, 0, 0)"), "{msg}");
     assert!(msg.contains("st.global.u32") && msg.contains("PTX line"), "{msg}");
     assert!(msg.contains("past the end of allocation"), "{msg}");

@@ -8,7 +8,7 @@
 //! software GPU reports the fault from `cuLaunchKernel` itself (CUDA reports it from a later
 //! call, asynchronously), so the failing launch is the one named.
 
-use std::ffi::{c_char, CStr};
+use std::ffi::{CStr, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -197,7 +197,10 @@ pub(crate) fn guard(function: &str, body: impl FnOnce() -> Result<(), Failure>) 
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a panic".to_owned());
-            finish(function, Failure::new(CUresult::CUDA_ERROR_UNKNOWN, format!("internal panic: {what}")).reported())
+            finish(
+                function,
+                Failure::new(CUresult::CUDA_ERROR_UNKNOWN, format!("internal panic: {what}")).reported(),
+            )
         }
     }
 }
@@ -214,14 +217,17 @@ pub(crate) fn put<T>(out: *mut T, value: T, what: &str) -> Result<(), Failure> {
 
 type Entry = (u32, &'static CStr, &'static CStr);
 
-fn describe(function: &str, error: CUresult, out: *mut *const c_char, pick: fn(&Entry) -> &'static CStr) -> CUresult {
-    guard(function, || {
-        match lookup(error) {
-            Some(e) => put(out, pick(e).as_ptr(), "pStr"),
-            None => {
-                let _ = put(out, std::ptr::null(), "pStr");
-                bail!(CUDA_ERROR_INVALID_VALUE, "{} is not a CUresult code", error.0)
-            }
+fn describe(
+    function: &str,
+    error: CUresult,
+    out: *mut *const c_char,
+    pick: fn(&Entry) -> &'static CStr,
+) -> CUresult {
+    guard(function, || match lookup(error) {
+        Some(e) => put(out, pick(e).as_ptr(), "pStr"),
+        None => {
+            let _ = put(out, std::ptr::null(), "pStr");
+            bail!(CUDA_ERROR_INVALID_VALUE, "{} is not a CUresult code", error.0)
         }
     })
 }

@@ -84,7 +84,8 @@ pub unsafe extern "C" fn cuStreamBeginCapture_v2(hStream: CUstream, mode: c_uint
         if state.capture.is_some() {
             bail!(CUDA_ERROR_ILLEGAL_STATE, "the stream is already capturing");
         }
-        state.capture = Some(Capture { ops: Vec::new(), mode, thread: std::thread::current().id(), invalidated: None });
+        state.capture =
+            Some(Capture { ops: Vec::new(), mode, thread: std::thread::current().id(), invalidated: None });
         Ok(())
     })
 }
@@ -145,11 +146,17 @@ const DEVICE_LAUNCH: c_ulonglong = 4;
 /// # Safety
 /// `phGraphExec` must be null or writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuGraphInstantiateWithFlags(phGraphExec: *mut CUgraphExec, hGraph: CUgraph, flags: c_ulonglong) -> CUresult {
+pub unsafe extern "C" fn cuGraphInstantiateWithFlags(
+    phGraphExec: *mut CUgraphExec,
+    hGraph: CUgraph,
+    flags: c_ulonglong,
+) -> CUresult {
     guard("cuGraphInstantiateWithFlags", || {
         context()?;
         let graph = GRAPHS.get(hGraph)?;
-        if flags & !0xf != 0 || flags & (AUTO_FREE_ON_LAUNCH | DEVICE_LAUNCH) == AUTO_FREE_ON_LAUNCH | DEVICE_LAUNCH {
+        if flags & !0xf != 0
+            || flags & (AUTO_FREE_ON_LAUNCH | DEVICE_LAUNCH) == AUTO_FREE_ON_LAUNCH | DEVICE_LAUNCH
+        {
             bail!(CUDA_ERROR_INVALID_VALUE, "instantiate flags {flags:#x}");
         }
         if flags & DEVICE_LAUNCH != 0 {

@@ -69,7 +69,9 @@ pub unsafe extern "C" fn cuInit(Flags: c_uint) -> CUresult {
         if Flags != 0 {
             bail!(CUDA_ERROR_INVALID_VALUE, "flags must be 0, not {Flags}");
         }
-        crate::device::device().map_err(|e| Failure::invalid(format!("the software GPU's environment is invalid: {e}")).reported())?;
+        crate::device::device().map_err(|e| {
+            Failure::invalid(format!("the software GPU's environment is invalid: {e}")).reported()
+        })?;
         INITIALIZED.store(true, Ordering::Release);
         Ok(())
     })
@@ -169,55 +171,55 @@ pub fn device_attribute(spec: &DeviceSpec, attrib: u32) -> Option<i64> {
         6 => gy as i64,
         7 => gz as i64,
         8 => spec.shared_per_block as i64,
-        9 => 64 * 1024,                      // TOTAL_CONSTANT_MEMORY
+        9 => 64 * 1024, // TOTAL_CONSTANT_MEMORY
         10 => spec.warp_size as i64,
-        11 => i32::MAX as i64,               // MAX_PITCH
+        11 => i32::MAX as i64, // MAX_PITCH
         12 => spec.registers_per_block as i64,
-        13 => 1_755_000,                     // CLOCK_RATE (kHz)
-        14 => 512,                           // TEXTURE_ALIGNMENT
-        15 => 1,                             // GPU_OVERLAP
+        13 => 1_755_000, // CLOCK_RATE (kHz)
+        14 => 512,       // TEXTURE_ALIGNMENT
+        15 => 1,         // GPU_OVERLAP
         16 => spec.multiprocessors as i64,
-        17 => 0,                             // KERNEL_EXEC_TIMEOUT
-        18 => 0,                             // INTEGRATED
-        19 => 0,                             // CAN_MAP_HOST_MEMORY
-        20 => 0,                             // COMPUTE_MODE: default
-        30 => 512,                           // SURFACE_ALIGNMENT
-        31 => 1,                             // CONCURRENT_KERNELS
-        32 => 0,                             // ECC_ENABLED
-        33..=35 => 0,                        // PCI bus / device id, TCC driver
-        36 => 2_619_000,                     // MEMORY_CLOCK_RATE (kHz)
-        37 => 5120,                          // GLOBAL_MEMORY_BUS_WIDTH
-        38 => 50 * 1024 * 1024,              // L2_CACHE_SIZE
+        17 => 0,                // KERNEL_EXEC_TIMEOUT
+        18 => 0,                // INTEGRATED
+        19 => 0,                // CAN_MAP_HOST_MEMORY
+        20 => 0,                // COMPUTE_MODE: default
+        30 => 512,              // SURFACE_ALIGNMENT
+        31 => 1,                // CONCURRENT_KERNELS
+        32 => 0,                // ECC_ENABLED
+        33..=35 => 0,           // PCI bus / device id, TCC driver
+        36 => 2_619_000,        // MEMORY_CLOCK_RATE (kHz)
+        37 => 5120,             // GLOBAL_MEMORY_BUS_WIDTH
+        38 => 50 * 1024 * 1024, // L2_CACHE_SIZE
         39 => spec.max_threads_per_multiprocessor as i64,
-        40 => 2,                             // ASYNC_ENGINE_COUNT
-        41 => 1,                             // UNIFIED_ADDRESSING
-        50 => 0,                             // PCI_DOMAIN_ID
-        51 => 32,                            // TEXTURE_PITCH_ALIGNMENT
+        40 => 2,  // ASYNC_ENGINE_COUNT
+        41 => 1,  // UNIFIED_ADDRESSING
+        50 => 0,  // PCI_DOMAIN_ID
+        51 => 32, // TEXTURE_PITCH_ALIGNMENT
         75 => spec.compute_capability.0 as i64,
         76 => spec.compute_capability.1 as i64,
-        78 => 0,                             // STREAM_PRIORITIES_SUPPORTED
-        79 | 80 => 1,                        // GLOBAL / LOCAL_L1_CACHE_SUPPORTED
+        78 => 0,      // STREAM_PRIORITIES_SUPPORTED
+        79 | 80 => 1, // GLOBAL / LOCAL_L1_CACHE_SUPPORTED
         81 => spec.shared_per_multiprocessor as i64,
         82 => spec.registers_per_multiprocessor as i64,
-        83 => 0,                             // MANAGED_MEMORY
-        84 | 85 => 0,                        // MULTI_GPU_BOARD (group id)
-        86 => 0,                             // HOST_NATIVE_ATOMIC_SUPPORTED
-        87 => 2,                             // SINGLE_TO_DOUBLE_PRECISION_PERF_RATIO
-        88 | 89 => 0,                        // PAGEABLE_MEMORY_ACCESS, CONCURRENT_MANAGED_ACCESS
-        90 => 1,                             // COMPUTE_PREEMPTION_SUPPORTED
-        91..=94 => 0,                        // host-pointer and stream memory operations
-        95 | 96 => 0,                        // COOPERATIVE_LAUNCH (multi-device)
+        83 => 0,      // MANAGED_MEMORY
+        84 | 85 => 0, // MULTI_GPU_BOARD (group id)
+        86 => 0,      // HOST_NATIVE_ATOMIC_SUPPORTED
+        87 => 2,      // SINGLE_TO_DOUBLE_PRECISION_PERF_RATIO
+        88 | 89 => 0, // PAGEABLE_MEMORY_ACCESS, CONCURRENT_MANAGED_ACCESS
+        90 => 1,      // COMPUTE_PREEMPTION_SUPPORTED
+        91..=94 => 0, // host-pointer and stream memory operations
+        95 | 96 => 0, // COOPERATIVE_LAUNCH (multi-device)
         97 => spec.shared_per_block_optin as i64,
-        98 | 99 => 0,                        // CAN_FLUSH_REMOTE_WRITES, HOST_REGISTER_SUPPORTED
-        100..=105 => 0,                      // host page tables, VMM, IPC handle types
-        106 => 32,                           // MAX_BLOCKS_PER_MULTIPROCESSOR
-        107..=110 => 0,                      // compression, persisting L2, RDMA with VMM
-        111 => 1024,                         // RESERVED_SHARED_MEMORY_PER_BLOCK
-        112..=114 => 0,                      // sparse arrays, read-only host register, timeline semaphores
-        115 => 1,                            // MEMORY_POOLS_SUPPORTED (cuMemAllocAsync works)
-        116..=119 => 0,                      // RDMA, mempool handle types
-        120 => 0,                            // CLUSTER_LAUNCH
-        121..=135 => 0,                      // deferred mapping .. D3D12 CiG
+        98 | 99 => 0,   // CAN_FLUSH_REMOTE_WRITES, HOST_REGISTER_SUPPORTED
+        100..=105 => 0, // host page tables, VMM, IPC handle types
+        106 => 32,      // MAX_BLOCKS_PER_MULTIPROCESSOR
+        107..=110 => 0, // compression, persisting L2, RDMA with VMM
+        111 => 1024,    // RESERVED_SHARED_MEMORY_PER_BLOCK
+        112..=114 => 0, // sparse arrays, read-only host register, timeline semaphores
+        115 => 1,       // MEMORY_POOLS_SUPPORTED (cuMemAllocAsync works)
+        116..=119 => 0, // RDMA, mempool handle types
+        120 => 0,       // CLUSTER_LAUNCH
+        121..=135 => 0, // deferred mapping .. D3D12 CiG
         _ => return None,
     })
 }
@@ -255,9 +257,9 @@ pub unsafe extern "C" fn cuDevicePrimaryCtxRetain(pctx: *mut CUcontext, dev: CUd
 pub unsafe extern "C" fn cuDevicePrimaryCtxRelease_v2(dev: CUdevice) -> CUresult {
     guard("cuDevicePrimaryCtxRelease_v2", || {
         check_device(dev)?;
-        PRIMARY_REFS
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-            .map_err(|_| Failure::new(CUresult::CUDA_ERROR_INVALID_CONTEXT, "the primary context is not retained"))?;
+        PRIMARY_REFS.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).map_err(
+            |_| Failure::new(CUresult::CUDA_ERROR_INVALID_CONTEXT, "the primary context is not retained"),
+        )?;
         Ok(())
     })
 }
@@ -313,7 +315,10 @@ pub unsafe extern "C" fn cuCtxSynchronize() -> CUresult {
 /// # Safety
 /// The pointers must be null or writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuCtxGetStreamPriorityRange(leastPriority: *mut c_int, greatestPriority: *mut c_int) -> CUresult {
+pub unsafe extern "C" fn cuCtxGetStreamPriorityRange(
+    leastPriority: *mut c_int,
+    greatestPriority: *mut c_int,
+) -> CUresult {
     guard("cuCtxGetStreamPriorityRange", || {
         context()?;
         if !leastPriority.is_null() {
@@ -337,4 +342,3 @@ pub unsafe extern "C" fn cuMemGetInfo_v2(free: *mut usize, total: *mut usize) ->
         put(total, t as usize, "total")
     })
 }
-

@@ -36,9 +36,13 @@ pub fn fault_code(fault: &Fault) -> CUresult {
         FaultKind::IllegalAddress => CUresult::CUDA_ERROR_ILLEGAL_ADDRESS,
         FaultKind::Misaligned => CUresult::CUDA_ERROR_MISALIGNED_ADDRESS,
         FaultKind::Deadlock | FaultKind::InstructionBudget => CUresult::CUDA_ERROR_LAUNCH_TIMEOUT,
-        FaultKind::IllegalInstruction | FaultKind::BarrierDivergence => CUresult::CUDA_ERROR_ILLEGAL_INSTRUCTION,
+        FaultKind::IllegalInstruction | FaultKind::BarrierDivergence => {
+            CUresult::CUDA_ERROR_ILLEGAL_INSTRUCTION
+        }
         FaultKind::Trap if fault.message.contains("assert") => CUresult::CUDA_ERROR_ASSERT,
-        FaultKind::Trap | FaultKind::UninitializedRead | FaultKind::SharedRace => CUresult::CUDA_ERROR_LAUNCH_FAILED,
+        FaultKind::Trap | FaultKind::UninitializedRead | FaultKind::SharedRace => {
+            CUresult::CUDA_ERROR_LAUNCH_FAILED
+        }
     }
 }
 
@@ -50,7 +54,9 @@ pub(crate) fn run(device: &Device, op: &LaunchOp) -> Result<(), Failure> {
     let view = device.memory.view();
     match crate::exec::launch(&op.kernel, &op.cfg, &op.params, &view, &device.spec, &options) {
         Ok(_) => Ok(()),
-        Err(e @ (LaunchError::InvalidConfig { .. } | LaunchError::TooMuchShared { .. })) => Err(Failure::invalid(e.to_string()).reported()),
+        Err(e @ (LaunchError::InvalidConfig { .. } | LaunchError::TooMuchShared { .. })) => {
+            Err(Failure::invalid(e.to_string()).reported())
+        }
         Err(LaunchError::Fault(f)) => {
             let mut failure = Failure::new(fault_code(&f.fault), f.to_string()).reported();
             failure.sticky = true;
@@ -86,7 +92,12 @@ pub unsafe extern "C" fn cuLaunchKernel(
         }
         let kernel = &func.kernel;
         if !kernel.params.is_empty() && kernelParams.is_null() {
-            bail!(CUDA_ERROR_INVALID_VALUE, "kernel {} takes {} parameters but kernelParams is null", kernel.name, kernel.params.len());
+            bail!(
+                CUDA_ERROR_INVALID_VALUE,
+                "kernel {} takes {} parameters but kernelParams is null",
+                kernel.name,
+                kernel.params.len()
+            );
         }
         let mut params = vec![0u8; kernel.param_bytes as usize];
         for (i, slot) in kernel.params.iter().enumerate() {
@@ -99,7 +110,11 @@ pub unsafe extern "C" fn cuLaunchKernel(
             let value = unsafe { std::slice::from_raw_parts(p, slot.size as usize) };
             params[slot.offset as usize..][..value.len()].copy_from_slice(value);
         }
-        let cfg = LaunchConfig { grid: [gridDimX, gridDimY, gridDimZ], block: [blockDimX, blockDimY, blockDimZ], dynamic_shared: sharedMemBytes };
+        let cfg = LaunchConfig {
+            grid: [gridDimX, gridDimY, gridDimZ],
+            block: [blockDimX, blockDimY, blockDimZ],
+            dynamic_shared: sharedMemBytes,
+        };
         let op = LaunchOp { kernel: kernel.clone(), cfg, params, max_shared: func.max_shared() };
         submit(hStream, Op::Launch(Arc::new(op)))
     })

@@ -59,7 +59,11 @@ pub unsafe extern "C" fn cuMemAlloc_v2(dptr: *mut CUdeviceptr, bytesize: usize) 
 /// # Safety
 /// `dptr` must be null or writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuMemAllocAsync(dptr: *mut CUdeviceptr, bytesize: usize, hStream: CUstream) -> CUresult {
+pub unsafe extern "C" fn cuMemAllocAsync(
+    dptr: *mut CUdeviceptr,
+    bytesize: usize,
+    hStream: CUstream,
+) -> CUresult {
     guard("cuMemAllocAsync", || {
         context()?;
         stream_of(hStream)?;
@@ -90,22 +94,41 @@ pub unsafe extern "C" fn cuMemFreeAsync(dptr: CUdeviceptr, hStream: CUstream) ->
 /// # Safety
 /// `srcHost` must point at `ByteCount` readable bytes.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuMemcpyHtoD_v2(dstDevice: CUdeviceptr, srcHost: *const c_void, ByteCount: usize) -> CUresult {
-    guard("cuMemcpyHtoD_v2", || submit(std::ptr::null_mut(), Op::HtoD { dst: dstDevice, src: srcHost as usize, len: ByteCount }))
+pub unsafe extern "C" fn cuMemcpyHtoD_v2(
+    dstDevice: CUdeviceptr,
+    srcHost: *const c_void,
+    ByteCount: usize,
+) -> CUresult {
+    guard("cuMemcpyHtoD_v2", || {
+        submit(std::ptr::null_mut(), Op::HtoD { dst: dstDevice, src: srcHost as usize, len: ByteCount })
+    })
 }
 
 /// # Safety
 /// `srcHost` must point at `ByteCount` readable bytes (until the copy runs, if captured).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuMemcpyHtoDAsync_v2(dstDevice: CUdeviceptr, srcHost: *const c_void, ByteCount: usize, hStream: CUstream) -> CUresult {
-    guard("cuMemcpyHtoDAsync_v2", || submit(hStream, Op::HtoD { dst: dstDevice, src: srcHost as usize, len: ByteCount }))
+pub unsafe extern "C" fn cuMemcpyHtoDAsync_v2(
+    dstDevice: CUdeviceptr,
+    srcHost: *const c_void,
+    ByteCount: usize,
+    hStream: CUstream,
+) -> CUresult {
+    guard("cuMemcpyHtoDAsync_v2", || {
+        submit(hStream, Op::HtoD { dst: dstDevice, src: srcHost as usize, len: ByteCount })
+    })
 }
 
 /// # Safety
 /// `dstHost` must point at `ByteCount` writable bytes.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuMemcpyDtoH_v2(dstHost: *mut c_void, srcDevice: CUdeviceptr, ByteCount: usize) -> CUresult {
-    guard("cuMemcpyDtoH_v2", || submit(std::ptr::null_mut(), Op::DtoH { dst: dstHost as usize, src: srcDevice, len: ByteCount }))
+pub unsafe extern "C" fn cuMemcpyDtoH_v2(
+    dstHost: *mut c_void,
+    srcDevice: CUdeviceptr,
+    ByteCount: usize,
+) -> CUresult {
+    guard("cuMemcpyDtoH_v2", || {
+        submit(std::ptr::null_mut(), Op::DtoH { dst: dstHost as usize, src: srcDevice, len: ByteCount })
+    })
 }
 
 /// Complete on return: the bytes are in `dstHost` when this returns (unless captured).
@@ -113,22 +136,42 @@ pub unsafe extern "C" fn cuMemcpyDtoH_v2(dstHost: *mut c_void, srcDevice: CUdevi
 /// # Safety
 /// `dstHost` must point at `ByteCount` writable bytes (until the copy runs, if captured).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuMemcpyDtoHAsync_v2(dstHost: *mut c_void, srcDevice: CUdeviceptr, ByteCount: usize, hStream: CUstream) -> CUresult {
-    guard("cuMemcpyDtoHAsync_v2", || submit(hStream, Op::DtoH { dst: dstHost as usize, src: srcDevice, len: ByteCount }))
+pub unsafe extern "C" fn cuMemcpyDtoHAsync_v2(
+    dstHost: *mut c_void,
+    srcDevice: CUdeviceptr,
+    ByteCount: usize,
+    hStream: CUstream,
+) -> CUresult {
+    guard("cuMemcpyDtoHAsync_v2", || {
+        submit(hStream, Op::DtoH { dst: dstHost as usize, src: srcDevice, len: ByteCount })
+    })
 }
 
 /// # Safety
 /// None beyond the C API's.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuMemcpyDtoD_v2(dstDevice: CUdeviceptr, srcDevice: CUdeviceptr, ByteCount: usize) -> CUresult {
-    guard("cuMemcpyDtoD_v2", || submit(std::ptr::null_mut(), Op::DtoD { dst: dstDevice, src: srcDevice, len: ByteCount }))
+pub unsafe extern "C" fn cuMemcpyDtoD_v2(
+    dstDevice: CUdeviceptr,
+    srcDevice: CUdeviceptr,
+    ByteCount: usize,
+) -> CUresult {
+    guard("cuMemcpyDtoD_v2", || {
+        submit(std::ptr::null_mut(), Op::DtoD { dst: dstDevice, src: srcDevice, len: ByteCount })
+    })
 }
 
 /// # Safety
 /// None beyond the C API's.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuMemcpyDtoDAsync_v2(dstDevice: CUdeviceptr, srcDevice: CUdeviceptr, ByteCount: usize, hStream: CUstream) -> CUresult {
-    guard("cuMemcpyDtoDAsync_v2", || submit(hStream, Op::DtoD { dst: dstDevice, src: srcDevice, len: ByteCount }))
+pub unsafe extern "C" fn cuMemcpyDtoDAsync_v2(
+    dstDevice: CUdeviceptr,
+    srcDevice: CUdeviceptr,
+    ByteCount: usize,
+    hStream: CUstream,
+) -> CUresult {
+    guard("cuMemcpyDtoDAsync_v2", || {
+        submit(hStream, Op::DtoD { dst: dstDevice, src: srcDevice, len: ByteCount })
+    })
 }
 
 /// `CU_MEMORYTYPE_*`.
@@ -188,8 +231,18 @@ fn copy_2d(pCopy: *const CUDA_MEMCPY2D, stream: CUstream) -> Result<(), Failure>
     }
     // SAFETY: non-null, and the caller passes a readable descriptor.
     let c = unsafe { pCopy.read() };
-    let src = End { place: place(c.srcMemoryType, c.srcHost as usize, c.srcDevice, "2D copy source")?, x: c.srcXInBytes, y: c.srcY, pitch: c.srcPitch };
-    let dst = End { place: place(c.dstMemoryType, c.dstHost as usize, c.dstDevice, "2D copy destination")?, x: c.dstXInBytes, y: c.dstY, pitch: c.dstPitch };
+    let src = End {
+        place: place(c.srcMemoryType, c.srcHost as usize, c.srcDevice, "2D copy source")?,
+        x: c.srcXInBytes,
+        y: c.srcY,
+        pitch: c.srcPitch,
+    };
+    let dst = End {
+        place: place(c.dstMemoryType, c.dstHost as usize, c.dstDevice, "2D copy destination")?,
+        x: c.dstXInBytes,
+        y: c.dstY,
+        pitch: c.dstPitch,
+    };
     submit(stream, Op::Copy2D(Copy2D { src, dst, width: c.WidthInBytes, height: c.Height }))
 }
 
@@ -213,14 +266,23 @@ pub unsafe extern "C" fn cuMemcpy2DAsync_v2(pCopy: *const CUDA_MEMCPY2D, hStream
 /// None beyond the C API's.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuMemsetD8_v2(dstDevice: CUdeviceptr, uc: c_uchar, N: usize) -> CUresult {
-    guard("cuMemsetD8_v2", || submit(std::ptr::null_mut(), Op::Set { dst: dstDevice, value: uc as u32, width: 1, count: N }))
+    guard("cuMemsetD8_v2", || {
+        submit(std::ptr::null_mut(), Op::Set { dst: dstDevice, value: uc as u32, width: 1, count: N })
+    })
 }
 
 /// # Safety
 /// None beyond the C API's.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuMemsetD8Async(dstDevice: CUdeviceptr, uc: c_uchar, N: usize, hStream: CUstream) -> CUresult {
-    guard("cuMemsetD8Async", || submit(hStream, Op::Set { dst: dstDevice, value: uc as u32, width: 1, count: N }))
+pub unsafe extern "C" fn cuMemsetD8Async(
+    dstDevice: CUdeviceptr,
+    uc: c_uchar,
+    N: usize,
+    hStream: CUstream,
+) -> CUresult {
+    guard("cuMemsetD8Async", || {
+        submit(hStream, Op::Set { dst: dstDevice, value: uc as u32, width: 1, count: N })
+    })
 }
 
 /// Sets `N` 32-bit words; `dstDevice` must be 4-byte aligned.
@@ -229,12 +291,19 @@ pub unsafe extern "C" fn cuMemsetD8Async(dstDevice: CUdeviceptr, uc: c_uchar, N:
 /// None beyond the C API's.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuMemsetD32_v2(dstDevice: CUdeviceptr, ui: c_uint, N: usize) -> CUresult {
-    guard("cuMemsetD32_v2", || submit(std::ptr::null_mut(), Op::Set { dst: dstDevice, value: ui, width: 4, count: N }))
+    guard("cuMemsetD32_v2", || {
+        submit(std::ptr::null_mut(), Op::Set { dst: dstDevice, value: ui, width: 4, count: N })
+    })
 }
 
 /// # Safety
 /// None beyond the C API's.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuMemsetD32Async(dstDevice: CUdeviceptr, ui: c_uint, N: usize, hStream: CUstream) -> CUresult {
+pub unsafe extern "C" fn cuMemsetD32Async(
+    dstDevice: CUdeviceptr,
+    ui: c_uint,
+    N: usize,
+    hStream: CUstream,
+) -> CUresult {
     guard("cuMemsetD32Async", || submit(hStream, Op::Set { dst: dstDevice, value: ui, width: 4, count: N }))
 }

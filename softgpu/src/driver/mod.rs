@@ -29,8 +29,8 @@
 use std::ffi::{c_int, c_void};
 
 pub mod errors;
-pub(crate) mod handles;
 pub mod graph;
+pub(crate) mod handles;
 pub mod init;
 pub mod launch;
 pub mod memory;

@@ -75,11 +75,20 @@ pub unsafe extern "C" fn cuModuleLoadData(module: *mut CUmodule, image: *const c
         }
         // SAFETY: the caller passes a NUL-terminated image (PTX text is one).
         let bytes = unsafe { CStr::from_ptr(image as *const c_char) }.to_bytes();
-        if bytes.starts_with(b"\x7fELF") || bytes.starts_with(&[0x50, 0xed, 0x55, 0xba]) || bytes.starts_with(&[0xb1, 0x43, 0x62, 0x46]) {
-            return Err(Failure::new(CUresult::CUDA_ERROR_INVALID_IMAGE, "the image is a cubin or fatbin; the software GPU loads PTX text only").reported());
+        if bytes.starts_with(b"\x7fELF")
+            || bytes.starts_with(&[0x50, 0xed, 0x55, 0xba])
+            || bytes.starts_with(&[0xb1, 0x43, 0x62, 0x46])
+        {
+            return Err(Failure::new(
+                CUresult::CUDA_ERROR_INVALID_IMAGE,
+                "the image is a cubin or fatbin; the software GPU loads PTX text only",
+            )
+            .reported());
         }
         let Ok(ptx) = std::str::from_utf8(bytes) else {
-            return Err(Failure::new(CUresult::CUDA_ERROR_INVALID_PTX, "the image is not UTF-8 PTX text").reported());
+            return Err(
+                Failure::new(CUresult::CUDA_ERROR_INVALID_PTX, "the image is not UTF-8 PTX text").reported()
+            );
         };
         let program = Program::load(ptx, device).map_err(load_error)?;
         put(module, MODULES.insert(Arc::new(Module { program, functions: Mutex::default() })), "module")
@@ -91,7 +100,11 @@ pub unsafe extern "C" fn cuModuleLoadData(module: *mut CUmodule, image: *const c
 /// # Safety
 /// `name` must be null or NUL-terminated; `hfunc` null or writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuModuleGetFunction(hfunc: *mut CUfunction, hmod: CUmodule, name: *const c_char) -> CUresult {
+pub unsafe extern "C" fn cuModuleGetFunction(
+    hfunc: *mut CUfunction,
+    hmod: CUmodule,
+    name: *const c_char,
+) -> CUresult {
     guard("cuModuleGetFunction", || {
         let device = context()?;
         let module = MODULES.get(hmod)?;
@@ -110,7 +123,11 @@ pub unsafe extern "C" fn cuModuleGetFunction(hfunc: *mut CUfunction, hmod: CUmod
             Some(&h) => h,
             None => {
                 let dynamic = device.spec.shared_per_block.saturating_sub(kernel.static_shared);
-                let f = Function { kernel: kernel.clone(), max_dynamic_shared: AtomicU32::new(dynamic), carveout: AtomicI32::new(-1) };
+                let f = Function {
+                    kernel: kernel.clone(),
+                    max_dynamic_shared: AtomicU32::new(dynamic),
+                    carveout: AtomicI32::new(-1),
+                };
                 let h = FUNCTIONS.insert(Arc::new(f)) as usize;
                 functions.insert(name, h);
                 h
@@ -144,14 +161,14 @@ fn function_attribute(f: &Function, spec: &DeviceSpec, attrib: c_uint) -> Option
     Some(match attrib {
         0 => k.max_threads.min(spec.max_threads_per_block) as c_int,
         1 => k.static_shared as c_int,
-        2 => 0,                  // CONST_SIZE_BYTES: module constants are global allocations
+        2 => 0, // CONST_SIZE_BYTES: module constants are global allocations
         3 => k.local_bytes as c_int,
         4 => REPORTED_NUM_REGS,
-        5 | 6 => cc,             // PTX / BINARY_VERSION: the device's, as JIT-compiled for it
-        7 => 0,                  // CACHE_MODE_CA
+        5 | 6 => cc, // PTX / BINARY_VERSION: the device's, as JIT-compiled for it
+        7 => 0,      // CACHE_MODE_CA
         8 => f.max_dynamic_shared.load(Ordering::Relaxed) as c_int,
         9 => f.carveout.load(Ordering::Relaxed),
-        10..=15 => 0,            // cluster attributes: no clusters
+        10..=15 => 0, // cluster attributes: no clusters
         _ => return None,
     })
 }

@@ -53,18 +53,40 @@ pub struct LaunchOp {
 /// reads or writes the host memory when the graph runs, not when it is captured.
 #[derive(Clone, Debug)]
 pub enum Op {
-    HtoD { dst: u64, src: usize, len: usize },
-    DtoH { dst: usize, src: u64, len: usize },
-    DtoD { dst: u64, src: u64, len: usize },
+    HtoD {
+        dst: u64,
+        src: usize,
+        len: usize,
+    },
+    DtoH {
+        dst: usize,
+        src: u64,
+        len: usize,
+    },
+    DtoD {
+        dst: u64,
+        src: u64,
+        len: usize,
+    },
     /// `count` elements of `width` (1 or 4) bytes set to `value`.
-    Set { dst: u64, value: u32, width: usize, count: usize },
+    Set {
+        dst: u64,
+        value: u32,
+        width: usize,
+        count: usize,
+    },
     Copy2D(Copy2D),
     Launch(Arc<LaunchOp>),
 }
 
 /// The allocation and offset holding `addr .. + len`, or `CUDA_ERROR_INVALID_VALUE` naming
 /// the address and the allocation.
-pub(crate) fn device_range(device: &Device, addr: u64, len: usize, what: &str) -> Result<(Arc<Allocation>, u64), Failure> {
+pub(crate) fn device_range(
+    device: &Device,
+    addr: u64,
+    len: usize,
+    what: &str,
+) -> Result<(Arc<Allocation>, u64), Failure> {
     device.memory.range(addr, len as u64).map_err(|e| Failure::invalid(format!("{what}: {e}")))
 }
 
@@ -82,7 +104,13 @@ fn host_range(addr: usize, len: usize, what: &str) -> Result<(), Failure> {
 /// were written in `src`.
 fn copy_device(src: &Allocation, src_off: u64, dst: &Allocation, dst_off: u64, len: u64) {
     // SAFETY: both ranges were bounds-checked; `copy` allows overlap.
-    unsafe { std::ptr::copy(src.host_ptr().add(src_off as usize), dst.host_ptr().add(dst_off as usize), len as usize) }
+    unsafe {
+        std::ptr::copy(
+            src.host_ptr().add(src_off as usize),
+            dst.host_ptr().add(dst_off as usize),
+            len as usize,
+        )
+    }
     let mut i = 0;
     while i < len {
         let end = src.first_unwritten(src_off + i, len - i).map_or(len, |u| u - src_off);
@@ -101,9 +129,16 @@ impl Copy2D {
     /// Checks the shape; for each end, its device allocation and the offset of row 0.
     fn resolve(&self, device: &Device) -> Result<[Option<Located>; 2], Failure> {
         let mut out = [None, None];
-        for (k, (end, what)) in [(&self.src, "2D copy source"), (&self.dst, "2D copy destination")].into_iter().enumerate() {
+        for (k, (end, what)) in
+            [(&self.src, "2D copy source"), (&self.dst, "2D copy destination")].into_iter().enumerate()
+        {
             if self.height > 1 && end.pitch < self.width {
-                bail!(CUDA_ERROR_INVALID_VALUE, "{what}: pitch {} is below the row width {}", end.pitch, self.width);
+                bail!(
+                    CUDA_ERROR_INVALID_VALUE,
+                    "{what}: pitch {} is below the row width {}",
+                    end.pitch,
+                    self.width
+                );
             }
             let first = end.y.checked_mul(end.pitch).and_then(|o| o.checked_add(end.x));
             let span = (self.height - 1).checked_mul(end.pitch).and_then(|s| s.checked_add(self.width));
@@ -112,7 +147,9 @@ impl Copy2D {
             };
             match end.place {
                 Place::Host(p) => host_range(p.saturating_add(first), span, what)?,
-                Place::Device(d) => out[k] = Some(device_range(device, d.wrapping_add(first as u64), span, what)?),
+                Place::Device(d) => {
+                    out[k] = Some(device_range(device, d.wrapping_add(first as u64), span, what)?)
+                }
             }
         }
         Ok(out)
@@ -135,10 +172,16 @@ impl Copy2D {
             // bounds-checked as one span in `resolve`.
             unsafe {
                 match (&src, &dst) {
-                    (Some((sa, so)), Some((da, dof))) => copy_device(sa, so + ru * sp, da, dof + ru * dp, w as u64),
-                    (None, Some((da, dof))) => da.write(dof + ru * dp, std::slice::from_raw_parts(host(&self.src, r) as *const u8, w)),
-                    (Some((sa, so)), None) => sa.read(so + ru * sp, std::slice::from_raw_parts_mut(host(&self.dst, r) as *mut u8, w)),
-                    (None, None) => std::ptr::copy(host(&self.src, r) as *const u8, host(&self.dst, r) as *mut u8, w),
+                    (Some((sa, so)), Some((da, dof))) => {
+                        copy_device(sa, so + ru * sp, da, dof + ru * dp, w as u64)
+                    }
+                    (None, Some((da, dof))) => da
+                        .write(dof + ru * dp, std::slice::from_raw_parts(host(&self.src, r) as *const u8, w)),
+                    (Some((sa, so)), None) => sa
+                        .read(so + ru * sp, std::slice::from_raw_parts_mut(host(&self.dst, r) as *mut u8, w)),
+                    (None, None) => {
+                        std::ptr::copy(host(&self.src, r) as *const u8, host(&self.dst, r) as *mut u8, w)
+                    }
                 }
             }
         }
@@ -168,7 +211,10 @@ impl Op {
             }
             Op::Set { dst, width, count, .. } => {
                 if width == 4 && dst % 4 != 0 {
-                    bail!(CUDA_ERROR_INVALID_VALUE, "32-bit set at {dst:#x}: the address must be 4-byte aligned");
+                    bail!(
+                        CUDA_ERROR_INVALID_VALUE,
+                        "32-bit set at {dst:#x}: the address must be 4-byte aligned"
+                    );
                 }
                 let len = count.checked_mul(width).ok_or_else(|| Failure::invalid("set length overflows"))?;
                 if len > 0 {

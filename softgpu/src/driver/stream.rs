@@ -79,7 +79,10 @@ fn not_capturing(stream: &Stream, what: &str) -> Result<(), Failure> {
     let mut state = stream.lock();
     if let Some(c) = state.capture.as_mut() {
         c.invalidate(format!("{what} on the capturing stream"));
-        bail!(CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, "{what} is not allowed while the stream captures; the capture is invalidated");
+        bail!(
+            CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED,
+            "{what} is not allowed while the stream captures; the capture is invalidated"
+        );
     }
     Ok(())
 }
@@ -93,7 +96,10 @@ pub unsafe extern "C" fn cuStreamCreate(phStream: *mut CUstream, Flags: c_uint) 
     guard("cuStreamCreate", || {
         context()?;
         if Flags > 1 {
-            bail!(CUDA_ERROR_INVALID_VALUE, "stream flags {Flags:#x} are not CU_STREAM_DEFAULT or CU_STREAM_NON_BLOCKING");
+            bail!(
+                CUDA_ERROR_INVALID_VALUE,
+                "stream flags {Flags:#x} are not CU_STREAM_DEFAULT or CU_STREAM_NON_BLOCKING"
+            );
         }
         if phStream.is_null() {
             bail!(CUDA_ERROR_INVALID_VALUE, "phStream is null");
@@ -107,7 +113,11 @@ pub unsafe extern "C" fn cuStreamCreate(phStream: *mut CUstream, Flags: c_uint) 
 /// # Safety
 /// `phStream` must be null or writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuStreamCreateWithPriority(phStream: *mut CUstream, flags: c_uint, _priority: c_int) -> CUresult {
+pub unsafe extern "C" fn cuStreamCreateWithPriority(
+    phStream: *mut CUstream,
+    flags: c_uint,
+    _priority: c_int,
+) -> CUresult {
     unsafe { cuStreamCreate(phStream, flags) }
 }
 
@@ -265,7 +275,11 @@ pub unsafe extern "C" fn cuEventQuery(hEvent: CUevent) -> CUresult {
 /// # Safety
 /// `pMilliseconds` must be null or writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuEventElapsedTime(pMilliseconds: *mut c_float, hStart: CUevent, hEnd: CUevent) -> CUresult {
+pub unsafe extern "C" fn cuEventElapsedTime(
+    pMilliseconds: *mut c_float,
+    hStart: CUevent,
+    hEnd: CUevent,
+) -> CUresult {
     guard("cuEventElapsedTime", || {
         let (start, end) = (completed(hStart)?, completed(hEnd)?);
         if (start.flags | end.flags) & DISABLE_TIMING != 0 {
@@ -287,6 +301,10 @@ pub unsafe extern "C" fn cuEventElapsedTime(pMilliseconds: *mut c_float, hStart:
 /// # Safety
 /// As [`cuEventElapsedTime`].
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cuEventElapsedTime_v2(pMilliseconds: *mut c_float, hStart: CUevent, hEnd: CUevent) -> CUresult {
+pub unsafe extern "C" fn cuEventElapsedTime_v2(
+    pMilliseconds: *mut c_float,
+    hStart: CUevent,
+    hEnd: CUevent,
+) -> CUresult {
     unsafe { cuEventElapsedTime(pMilliseconds, hStart, hEnd) }
 }

@@ -72,7 +72,14 @@ pub fn function(m: CUmodule, name: &str) -> CUfunction {
 }
 
 /// Launches `f` with the parameter values pointed at by `params`.
-pub fn launch(f: CUfunction, grid: [u32; 3], block: [u32; 3], shared: u32, stream: CUstream, params: &mut [*mut c_void]) -> CUresult {
+pub fn launch(
+    f: CUfunction,
+    grid: [u32; 3],
+    block: [u32; 3],
+    shared: u32,
+    stream: CUstream,
+    params: &mut [*mut c_void],
+) -> CUresult {
     unsafe {
         kiln_softgpu::driver::launch::cuLaunchKernel(
             f,
