@@ -84,6 +84,25 @@ pub unsafe extern "C" fn cuDriverGetVersion(driverVersion: *mut c_int) -> CUresu
     guard("cuDriverGetVersion", || put(driverVersion, DRIVER_VERSION, "driverVersion"))
 }
 
+/// The driver's private export tables, which NVIDIA's own libraries (NVRTC among them) look
+/// up when a `libcuda.so.1` is on the loader path: the software GPU has none, and says so
+/// with `CUDA_ERROR_NOT_SUPPORTED` and a null table, so NVRTC carries on without them
+/// (without this symbol NVRTC 12.9 dereferences a null function pointer and crashes).
+///
+/// # Safety
+/// `ppExportTable` must be null or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cuGetExportTable(
+    ppExportTable: *mut *const std::ffi::c_void,
+    _pExportTableId: *const std::ffi::c_void,
+) -> CUresult {
+    if !ppExportTable.is_null() {
+        // SAFETY: non-null and writable by the caller's contract.
+        unsafe { *ppExportTable = std::ptr::null() };
+    }
+    CUresult::CUDA_ERROR_NOT_SUPPORTED
+}
+
 /// # Safety
 /// `count` must be null or writable.
 #[unsafe(no_mangle)]
