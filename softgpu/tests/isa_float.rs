@@ -4,7 +4,9 @@
 
 mod fp_common;
 
-use fp_common::{MODES, Mode, adjust32, adjust64, f32_in, f32_short, f64_in, f64_to_f32, refused, rng, run, ulps32};
+use fp_common::{
+    MODES, Mode, adjust32, adjust64, f32_in, f32_short, f64_in, f64_to_f32, refused, rng, run, ulps32,
+};
 use rand::Rng;
 
 fn bits32(cases: &[Vec<f32>]) -> Vec<Vec<u64>> {
@@ -39,7 +41,8 @@ fn check_f32_binary(name: &str, op: fn(f64, f64) -> f64, seed: u64) {
     cases.push(vec![1.5, -1.5]); // exact zero: -0 under .rm
     cases.push(vec![-0.0, 0.0]);
     for (mode, m) in MODES {
-        let out = f32s(&run(&format!("{name}.{m}.f32 %d, %a0, %a1;"), "f32", &["f32", "f32"], &bits32(&cases)));
+        let out =
+            f32s(&run(&format!("{name}.{m}.f32 %d, %a0, %a1;"), "f32", &["f32", "f32"], &bits32(&cases)));
         for (c, got) in cases.iter().zip(out) {
             let x = op(c[0] as f64, c[1] as f64);
             let mut want = f64_to_f32(x, mode);
@@ -50,7 +53,13 @@ fn check_f32_binary(name: &str, op: fn(f64, f64) -> f64, seed: u64) {
                     want = if mode == Mode::M { -0.0 } else { 0.0 };
                 }
             }
-            assert!(same32(got, want), "{name}.{m} {:e} {:e}: got {got:e} ({:#x}), want {want:e}", c[0], c[1], got.to_bits());
+            assert!(
+                same32(got, want),
+                "{name}.{m} {:e} {:e}: got {got:e} ({:#x}), want {want:e}",
+                c[0],
+                c[1],
+                got.to_bits()
+            );
         }
     }
 }
@@ -74,12 +83,19 @@ fn fma_f32_rounds_once_in_every_mode() {
         cases.push(vec![a, b, c]);
     }
     // Sticky cases: the product is exactly representable, c far below its last bit.
-    for &(a, b, c) in &[(3.0f32, 5.0, 1e-30f32), (3.0, 5.0, -1e-30), (-7.0, 9.0, 1e-25), (-7.0, 9.0, -1e-25), (1.0, 1.0, -1.0)] {
+    for &(a, b, c) in &[
+        (3.0f32, 5.0, 1e-30f32),
+        (3.0, 5.0, -1e-30),
+        (-7.0, 9.0, 1e-25),
+        (-7.0, 9.0, -1e-25),
+        (1.0, 1.0, -1.0),
+    ] {
         cases.push(vec![a, b, c]);
     }
     for (mode, m) in MODES {
         for op in ["fma", "mad"] {
-            let out = f32s(&run(&format!("{op}.{m}.f32 %d, %a0, %a1, %a2;"), "f32", &["f32"; 3], &bits32(&cases)));
+            let out =
+                f32s(&run(&format!("{op}.{m}.f32 %d, %a0, %a1, %a2;"), "f32", &["f32"; 3], &bits32(&cases)));
             for (c, got) in cases.iter().zip(out) {
                 let p = c[0] as f64 * c[1] as f64;
                 let s = p + c[2] as f64;
@@ -100,7 +116,8 @@ fn fma_f32_rounds_once_in_every_mode() {
 #[test]
 fn f64_directed_rounding_matches_the_exact_error() {
     let mut r = rng(5);
-    let cases: Vec<Vec<f64>> = (0..300).map(|_| vec![f64_in(&mut r, 1000, 1050), f64_in(&mut r, 1000, 1050)]).collect();
+    let cases: Vec<Vec<f64>> =
+        (0..300).map(|_| vec![f64_in(&mut r, 1000, 1050), f64_in(&mut r, 1000, 1050)]).collect();
     let bits: Vec<Vec<u64>> = cases.iter().map(|c| c.iter().map(|x| x.to_bits()).collect()).collect();
     for (mode, m) in MODES {
         let add = run(&format!("add.{m}.f64 %d, %a0, %a1;"), "f64", &["f64", "f64"], &bits);
@@ -119,8 +136,10 @@ fn f64_directed_rounding_matches_the_exact_error() {
         }
     }
     // fma.f64 with an exact product (26-bit significands): only the sum rounds.
-    let short = |r: &mut rand::rngs::StdRng| f64::from_bits(f64_in(r, 1000, 1040).to_bits() & !((1 << 27) - 1));
-    let cases: Vec<Vec<f64>> = (0..200).map(|_| vec![short(&mut r), short(&mut r), f64_in(&mut r, 990, 1050)]).collect();
+    let short =
+        |r: &mut rand::rngs::StdRng| f64::from_bits(f64_in(r, 1000, 1040).to_bits() & !((1 << 27) - 1));
+    let cases: Vec<Vec<f64>> =
+        (0..200).map(|_| vec![short(&mut r), short(&mut r), f64_in(&mut r, 990, 1050)]).collect();
     let bits: Vec<Vec<u64>> = cases.iter().map(|c| c.iter().map(|x| x.to_bits()).collect()).collect();
     for (mode, m) in MODES {
         let out = run(&format!("fma.{m}.f64 %d, %a0, %a1, %a2;"), "f64", &["f64"; 3], &bits);
@@ -136,7 +155,8 @@ fn f64_directed_rounding_matches_the_exact_error() {
 #[test]
 fn div_f32_rounded_approx_and_full() {
     let mut r = rng(6);
-    let cases: Vec<Vec<f32>> = (0..300).map(|_| vec![f32_in(&mut r, 60, 190), f32_in(&mut r, 60, 190)]).collect();
+    let cases: Vec<Vec<f32>> =
+        (0..300).map(|_| vec![f32_in(&mut r, 60, 190), f32_in(&mut r, 60, 190)]).collect();
     for (mode, m) in MODES {
         let out = f32s(&run(&format!("div.{m}.f32 %d, %a0, %a1;"), "f32", &["f32", "f32"], &bits32(&cases)));
         for (c, got) in cases.iter().zip(out) {
@@ -153,7 +173,12 @@ fn div_f32_rounded_approx_and_full() {
     }
     // div.approx: for 2^126 < |b| < 2^128 the result is a signed zero, or NaN for infinite a.
     let big = f32::from_bits(0x7f00_0000); // 2^127
-    let out = f32s(&run("div.approx.f32 %d, %a0, %a1;", "f32", &["f32", "f32"], &bits32(&[vec![3.0, big], vec![-3.0, big], vec![f32::INFINITY, big]])));
+    let out = f32s(&run(
+        "div.approx.f32 %d, %a0, %a1;",
+        "f32",
+        &["f32", "f32"],
+        &bits32(&[vec![3.0, big], vec![-3.0, big], vec![f32::INFINITY, big]]),
+    ));
     assert_eq!(out[0].to_bits(), 0);
     assert_eq!(out[1].to_bits(), 0x8000_0000);
     assert!(out[2].is_nan());
@@ -177,10 +202,24 @@ fn ftz_flushes_inputs_and_results_and_sat_clamps() {
     assert_eq!(out[0].to_bits(), 0x8000_0000);
     // .sat: [0, 1], NaN to +0.
     let nan = f32::NAN;
-    let cases = bits32(&[vec![0.25, 0.5], vec![0.75, 0.5], vec![-1.0, 0.5], vec![nan, 1.0], vec![f32::INFINITY, f32::NEG_INFINITY]]);
+    let cases = bits32(&[
+        vec![0.25, 0.5],
+        vec![0.75, 0.5],
+        vec![-1.0, 0.5],
+        vec![nan, 1.0],
+        vec![f32::INFINITY, f32::NEG_INFINITY],
+    ]);
     let out = f32s(&run("add.sat.f32 %d, %a0, %a1;", "f32", &["f32", "f32"], &cases));
-    assert_eq!(out.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), vec![0.75f32.to_bits(), 0x3f80_0000, 0, 0, 0]);
-    let out = f32s(&run("fma.rn.sat.f32 %d, %a0, %a1, %a2;", "f32", &["f32"; 3], &bits32(&[vec![2.0, 3.0, -5.5], vec![2.0, 3.0, 0.0]])));
+    assert_eq!(
+        out.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+        vec![0.75f32.to_bits(), 0x3f80_0000, 0, 0, 0]
+    );
+    let out = f32s(&run(
+        "fma.rn.sat.f32 %d, %a0, %a1, %a2;",
+        "f32",
+        &["f32"; 3],
+        &bits32(&[vec![2.0, 3.0, -5.5], vec![2.0, 3.0, 0.0]]),
+    ));
     assert_eq!(out, vec![0.5, 1.0]);
 }
 
@@ -215,11 +254,14 @@ fn min_max_nan_and_signed_zero_rules() {
     // Three inputs.
     let out = f32s(&run("max.f32 %d, %a0, %a1, %a2;", "f32", &["f32"; 3], &bits32(&[vec![1.0, 7.0, -9.0]])));
     assert_eq!(out, vec![7.0]);
-    let out = f32s(&run("max.abs.f32 %d, %a0, %a1, %a2;", "f32", &["f32"; 3], &bits32(&[vec![1.0, 7.0, -9.0]])));
+    let out =
+        f32s(&run("max.abs.f32 %d, %a0, %a1, %a2;", "f32", &["f32"; 3], &bits32(&[vec![1.0, 7.0, -9.0]])));
     assert_eq!(out, vec![9.0]);
     // f64 and random inputs against the ordered comparison.
     let mut r = rng(7);
-    let cases: Vec<Vec<u64>> = (0..200).map(|_| vec![f64_in(&mut r, 900, 1100).to_bits(), f64_in(&mut r, 900, 1100).to_bits()]).collect();
+    let cases: Vec<Vec<u64>> = (0..200)
+        .map(|_| vec![f64_in(&mut r, 900, 1100).to_bits(), f64_in(&mut r, 900, 1100).to_bits()])
+        .collect();
     let out = run("min.f64 %d, %a0, %a1;", "f64", &["f64", "f64"], &cases);
     for (c, got) in cases.iter().zip(out) {
         assert_eq!(f64::from_bits(got), f64::from_bits(c[0]).min(f64::from_bits(c[1])));
@@ -239,9 +281,19 @@ fn abs_neg_copysign_testp() {
     let d = run("abs.f64 %d, %a0;", "f64", &["f64"], &[vec![(-1.5f64).to_bits()]]);
     assert_eq!(f64::from_bits(d[0]), 1.5);
     // copysign d, a, b: the sign of a on b.
-    let out = f32s(&run("copysign.f32 %d, %a0, %a1;", "f32", &["f32", "f32"], &bits32(&[vec![-1.0, 2.0], vec![1.0, -3.0]])));
+    let out = f32s(&run(
+        "copysign.f32 %d, %a0, %a1;",
+        "f32",
+        &["f32", "f32"],
+        &bits32(&[vec![-1.0, 2.0], vec![1.0, -3.0]]),
+    ));
     assert_eq!(out, vec![-2.0, 3.0]);
-    let out = run("copysign.f64 %d, %a0, %a1;", "f64", &["f64", "f64"], &[vec![(-1.0f64).to_bits(), 4.0f64.to_bits()]]);
+    let out = run(
+        "copysign.f64 %d, %a0, %a1;",
+        "f64",
+        &["f64", "f64"],
+        &[vec![(-1.0f64).to_bits(), 4.0f64.to_bits()]],
+    );
     assert_eq!(f64::from_bits(out[0]), -4.0);
     // testp: zeros are normal.
     let vals = [0.0f32, -0.0, 1.0, f32::from_bits(5), f32::INFINITY, f32::NEG_INFINITY, f32::NAN];
@@ -255,8 +307,13 @@ fn abs_neg_copysign_testp() {
         ("subnormal", [0, 0, 0, 1, 0, 0, 0]),
     ];
     for (op, want) in expect {
-        assert_eq!(run(&format!("testp.{op}.f32 %d, %a0;"), "pred", &["f32"], &cases), want, "testp.{op}.f32");
-        let wide: Vec<Vec<u64>> = vals.iter().map(|&v| vec![if v.is_subnormal() { 5u64 } else { (v as f64).to_bits() }]).collect();
+        assert_eq!(
+            run(&format!("testp.{op}.f32 %d, %a0;"), "pred", &["f32"], &cases),
+            want,
+            "testp.{op}.f32"
+        );
+        let wide: Vec<Vec<u64>> =
+            vals.iter().map(|&v| vec![if v.is_subnormal() { 5u64 } else { (v as f64).to_bits() }]).collect();
         assert_eq!(run(&format!("testp.{op}.f64 %d, %a0;"), "pred", &["f64"], &wide), want, "testp.{op}.f64");
     }
 }
@@ -268,7 +325,8 @@ fn literals_take_the_instruction_type() {
     assert_eq!(out, vec![2.5]);
     let out = run("mul.f64 %d, %a0, 0f40000000;", "f64", &["f64"], &[vec![1.25f64.to_bits()]]);
     assert_eq!(f64::from_bits(out[0]), 2.5);
-    let out = f32s(&run("fma.rm.f32 %d, %a0, 0f3BBB989D, 0f3F000000;", "f32", &["f32"], &bits32(&[vec![3.0]])));
+    let out =
+        f32s(&run("fma.rm.f32 %d, %a0, 0f3BBB989D, 0f3F000000;", "f32", &["f32"], &bits32(&[vec![3.0]])));
     assert_eq!(out[0], f64_to_f32(3.0 * f32::from_bits(0x3BBB989D) as f64 + 0.5, Mode::M));
 }
 

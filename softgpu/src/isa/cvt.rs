@@ -25,7 +25,7 @@
 use super::float::arith::sat32;
 use super::float::round::{self, BF16, F16, F32, F64, Fmt, Rnd, TF32, round_f64};
 use super::float::{only, rounding};
-use super::half::to_f64;
+use super::half::{f16_to_f32, to_f64};
 use crate::exec::Cx;
 use crate::fault::Fault;
 use crate::program::decode::{DecodeCx, OpSpec};
@@ -34,7 +34,10 @@ use crate::program::inst::{ExecFn, Inst, Kind};
 /// A conversion's source or destination type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Ty {
-    Int { bits: u32, signed: bool },
+    Int {
+        bits: u32,
+        signed: bool,
+    },
     /// Index into [`FMTS`].
     Float(u8),
 }
@@ -167,7 +170,11 @@ fn to_int(x: f64, from_f64: bool, bits: u32, signed: bool, r: Rnd) -> u64 {
         return write_int(v, bits, signed, false);
     }
     let x = integral(x, r);
-    let (lo, hi) = if signed { (-(2f64.powi(bits as i32 - 1)), 2f64.powi(bits as i32 - 1)) } else { (0.0, 2f64.powi(bits as i32)) };
+    let (lo, hi) = if signed {
+        (-(2f64.powi(bits as i32 - 1)), 2f64.powi(bits as i32 - 1))
+    } else {
+        (0.0, 2f64.powi(bits as i32))
+    };
     let v = if x < lo {
         lo as i128
     } else if x >= hi {
@@ -220,12 +227,16 @@ fn to_f64_any(b: u64, idx: u8) -> f64 {
 /// One conversion by plan `p`.
 fn convert(v: u64, p: &Plan) -> u64 {
     match (p.src, p.dst) {
-        (Ty::Int { bits: sb, signed: ss }, Ty::Int { bits, signed }) => write_int(read_int(v, sb, ss), bits, signed, p.sat),
+        (Ty::Int { bits: sb, signed: ss }, Ty::Int { bits, signed }) => {
+            write_int(read_int(v, sb, ss), bits, signed, p.sat)
+        }
         (Ty::Int { bits: sb, signed: ss }, Ty::Float(d)) => {
             let x = round::from_int(read_int(v, sb, ss));
             float_out(round::round(x, FMTS[d as usize], p.rnd), d, p)
         }
-        (Ty::Float(s), Ty::Int { bits, signed }) => to_int(float_in(v, s, p.ftz), s == IDX_F64, bits, signed, p.rnd),
+        (Ty::Float(s), Ty::Int { bits, signed }) => {
+            to_int(float_in(v, s, p.ftz), s == IDX_F64, bits, signed, p.rnd)
+        }
         (Ty::Float(s), Ty::Float(d)) => {
             let x = float_in(v, s, p.ftz);
             let f = FMTS[d as usize];
@@ -291,7 +302,7 @@ fn rn_f16x2_f32(cx: &mut Cx<'_>, i: &Inst) -> Result<(), Fault> {
 }
 
 fn f32_f16(cx: &mut Cx<'_>, i: &Inst) -> Result<(), Fault> {
-    cx.map1(i, |a| half::f16::from_bits(a as u16).to_f32().to_bits() as u64);
+    cx.map1(i, |a| f16_to_f32(a as u16).to_bits() as u64);
     Ok(())
 }
 
@@ -317,7 +328,8 @@ fn rn_f32_f64(cx: &mut Cx<'_>, i: &Inst) -> Result<(), Fault> {
 
 /// Integer to integer without `.sat`: `aux` holds the source and destination as [`pack_ty`].
 fn int_int(cx: &mut Cx<'_>, i: &Inst) -> Result<(), Fault> {
-    let (Ty::Int { bits: sb, signed: ss }, Ty::Int { bits: db, signed: ds }) = (unpack_ty(i.aux & 0xff), unpack_ty(i.aux >> 8 & 0xff))
+    let (Ty::Int { bits: sb, signed: ss }, Ty::Int { bits: db, signed: ds }) =
+        (unpack_ty(i.aux & 0xff), unpack_ty(i.aux >> 8 & 0xff))
     else {
         unreachable!("int_int is decoded for integer types")
     };
@@ -365,7 +377,25 @@ pub fn decode(spec: &OpSpec<'_>, cx: &mut DecodeCx<'_>) -> Result<Option<Inst>, 
     if spec.base != "cvt" {
         return Ok(None);
     }
-    only(spec, &["rn", "rz", "rm", "rp", "rna", "rni", "rzi", "rmi", "rpi", "ftz", "sat", "relu", "satfinite", "tf32"])?;
+    only(
+        spec,
+        &[
+            "rn",
+            "rz",
+            "rm",
+            "rp",
+            "rna",
+            "rni",
+            "rzi",
+            "rmi",
+            "rpi",
+            "ftz",
+            "sat",
+            "relu",
+            "satfinite",
+            "tf32",
+        ],
+    )?;
     let types = spec.types();
     let (dname, aname) = match (spec.has("tf32"), types.as_slice()) {
         (true, [a]) => ("tf32", *a),
@@ -373,8 +403,14 @@ pub fn decode(spec: &OpSpec<'_>, cx: &mut DecodeCx<'_>) -> Result<Option<Inst>, 
         _ => return Err("cvt needs a destination and a source type".into()),
     };
     let x2 = matches!(dname, "f16x2" | "bf16x2");
-    let dst = if x2 { Ty::Float(if dname == "f16x2" { 0 } else { 1 }) } else { parse_ty(dname).ok_or(format!("unsupported cvt destination .{dname}"))? };
-    let src = parse_ty(aname).filter(|t| *t != Ty::Float(IDX_TF32)).ok_or(format!("unsupported cvt source .{aname}"))?;
+    let dst = if x2 {
+        Ty::Float(if dname == "f16x2" { 0 } else { 1 })
+    } else {
+        parse_ty(dname).ok_or(format!("unsupported cvt destination .{dname}"))?
+    };
+    let src = parse_ty(aname)
+        .filter(|t| *t != Ty::Float(IDX_TF32))
+        .ok_or(format!("unsupported cvt source .{aname}"))?;
     let frnd = rounding(spec)?;
     let irnd = int_rounding(spec);
     if frnd.is_some() && irnd.is_some() {
@@ -385,7 +421,9 @@ pub fn decode(spec: &OpSpec<'_>, cx: &mut DecodeCx<'_>) -> Result<Option<Inst>, 
         Ty::Int { .. } => None,
     };
     let (rnd, integral) = match (src, dst) {
-        (Ty::Float(_), Ty::Int { .. }) => (irnd.ok_or("float-to-integer cvt needs .rni, .rzi, .rmi or .rpi")?, false),
+        (Ty::Float(_), Ty::Int { .. }) => {
+            (irnd.ok_or("float-to-integer cvt needs .rni, .rzi, .rmi or .rpi")?, false)
+        }
         (Ty::Float(s), Ty::Float(d)) if irnd.is_some() => {
             if FMTS[s as usize] != FMTS[d as usize] || x2 {
                 return Err("integer rounding of a float needs equal source and destination types".into());
@@ -432,7 +470,11 @@ pub fn decode(spec: &OpSpec<'_>, cx: &mut DecodeCx<'_>) -> Result<Option<Inst>, 
         ("f32", "s32") if rn => rn_f32_s32,
         ("f32", "u32") if rn => rn_f32_u32,
         ("f64", "s32" | "u32") if plain => {
-            if aname == "s32" { rn_f64_s32 } else { rn_f64_u32 }
+            if aname == "s32" {
+                rn_f64_s32
+            } else {
+                rn_f64_u32
+            }
         }
         ("f32", "s64") if rn => rn_f32_s64,
         ("f32", "u64") if rn => rn_f32_u64,

@@ -173,7 +173,9 @@ fn mm<const F: u8>(a: u64, b: u64, f: Fmt) -> u64 {
 /// `min`/`max` of f32 (PTX ISA 9.7.3.11/12), two or three inputs.
 fn minmax_f32<const F: u8>(cx: &mut Cx<'_>, i: &Inst) -> Result<(), Fault> {
     if i.ops.len() == 4 {
-        cx.map3(i, |a, b, c| mm::<F>(mm::<F>(mm_in::<F>(a, F32), mm_in::<F>(b, F32), F32), mm_in::<F>(c, F32), F32));
+        cx.map3(i, |a, b, c| {
+            mm::<F>(mm::<F>(mm_in::<F>(a, F32), mm_in::<F>(b, F32), F32), mm_in::<F>(c, F32), F32)
+        });
     } else {
         cx.map2(i, |a, b| mm::<F>(mm_in::<F>(a, F32), mm_in::<F>(b, F32), F32));
     }
@@ -238,7 +240,8 @@ pub fn only(spec: &OpSpec<'_>, allowed: &[&str]) -> Result<(), String> {
 }
 
 pub fn decode(spec: &OpSpec<'_>, cx: &mut DecodeCx<'_>) -> Result<Option<Inst>, String> {
-    const OPS: &[&str] = &["add", "sub", "mul", "fma", "mad", "div", "abs", "neg", "min", "max", "copysign", "testp"];
+    const OPS: &[&str] =
+        &["add", "sub", "mul", "fma", "mad", "div", "abs", "neg", "min", "max", "copysign", "testp"];
     if !OPS.contains(&spec.base) {
         return Ok(None);
     }
@@ -291,7 +294,9 @@ pub fn decode(spec: &OpSpec<'_>, cx: &mut DecodeCx<'_>) -> Result<Option<Inst>, 
                 (false, false, Some(_), false) => mono!(div_f32, rcode | ftz; 0 1 2 3 4 5 6 7),
                 (true, false, None, false) => mono!(div_approx_f32, ftz; 0 4),
                 (false, true, None, false) => mono!(div_full_f32, ftz; 0 4),
-                _ => return Err("div needs exactly one of .approx, .full (f32) or a rounding modifier".into()),
+                _ => {
+                    return Err("div needs exactly one of .approx, .full (f32) or a rounding modifier".into());
+                }
             };
             (f, 2)
         }

@@ -44,7 +44,20 @@ pub fn to_f64(bits: u64, f: Fmt) -> f64 {
     if f.exp == BF16.exp {
         f32::from_bits((bits as u32) << 16) as f64
     } else {
-        half::f16::from_bits(bits as u16).to_f64()
+        f16_to_f32(bits as u16) as f64
+    }
+}
+
+/// An f16 value as f32 (exact): the fields re-biased; sub-normals as `m·2^-24`.
+#[inline(always)]
+pub fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h & 0x8000) as u32) << 16;
+    let e = (h >> 10 & 0x1f) as u32;
+    let m = (h & 0x3ff) as u32;
+    match e {
+        0 => f32::from_bits(sign | (m as f32 * f32::from_bits(0x3380_0000)).to_bits()),
+        31 => f32::from_bits(sign | 0x7f80_0000 | m << 13),
+        _ => f32::from_bits(sign | (e + 112) << 23 | m << 13),
     }
 }
 
@@ -228,9 +241,12 @@ pub fn decode(spec: &OpSpec<'_>, cx: &mut DecodeCx<'_>) -> Result<Option<Inst>, 
             flags |= if spec.has("NaN") { NAN } else { 0 };
             flags |= if spec.has("xorsign") { XORSIGN } else { 0 };
             flags |= if spec.base == "max" { MAX } else { 0 };
-            (mono!(minmax_h, flags; 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27
+            (
+                mono!(minmax_h, flags; 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27
                 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59
-                60 61 62 63), 2)
+                60 61 62 63),
+                2,
+            )
         }
     };
     if spec.operands.len() != srcs + 1 {

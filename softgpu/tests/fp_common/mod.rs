@@ -141,13 +141,25 @@ pub fn f64_to_f32(x: f64, mode: Mode) -> f32 {
     let above = r as f64 > x;
     match mode {
         Mode::N => r,
-        Mode::M => if above { r.next_down() } else { r },
-        Mode::P => if above { r } else { r.next_up() },
+        Mode::M => {
+            if above {
+                next_down32(r)
+            } else {
+                r
+            }
+        }
+        Mode::P => {
+            if above {
+                r
+            } else {
+                next_up32(r)
+            }
+        }
         Mode::Z => {
             if x > 0.0 && above {
-                r.next_down()
+                next_down32(r)
             } else if x < 0.0 && !above {
-                r.next_up()
+                next_up32(r)
             } else {
                 r
             }
@@ -162,13 +174,25 @@ pub fn adjust64(q: f64, err: f64, mode: Mode) -> f64 {
     }
     match mode {
         Mode::N => q,
-        Mode::M => if err < 0.0 { q.next_down() } else { q },
-        Mode::P => if err > 0.0 { q.next_up() } else { q },
+        Mode::M => {
+            if err < 0.0 {
+                next_down64(q)
+            } else {
+                q
+            }
+        }
+        Mode::P => {
+            if err > 0.0 {
+                next_up64(q)
+            } else {
+                q
+            }
+        }
         Mode::Z => {
             if q > 0.0 && err < 0.0 {
-                q.next_down()
+                next_down64(q)
             } else if q < 0.0 && err > 0.0 {
-                q.next_up()
+                next_up64(q)
             } else {
                 q
             }
@@ -182,13 +206,25 @@ pub fn adjust32(q: f32, err: f64, mode: Mode) -> f32 {
     }
     match mode {
         Mode::N => q,
-        Mode::M => if err < 0.0 { q.next_down() } else { q },
-        Mode::P => if err > 0.0 { q.next_up() } else { q },
+        Mode::M => {
+            if err < 0.0 {
+                next_down32(q)
+            } else {
+                q
+            }
+        }
+        Mode::P => {
+            if err > 0.0 {
+                next_up32(q)
+            } else {
+                q
+            }
+        }
         Mode::Z => {
             if q > 0.0 && err < 0.0 {
-                q.next_down()
+                next_down32(q)
             } else if q < 0.0 && err > 0.0 {
-                q.next_up()
+                next_up32(q)
             } else {
                 q
             }
@@ -270,4 +306,35 @@ pub fn ulps32(a: f32, b: f32) -> u32 {
         if b < 0 || x.is_sign_negative() { -(b & 0x7fff_ffff) } else { b }
     };
     (key(a) - key(b)).unsigned_abs() as u32
+}
+
+/// The next f32 above `x` (f32::next_up needs Rust 1.86; the crate supports 1.85).
+pub fn next_up32(x: f32) -> f32 {
+    if x.is_nan() || x == f32::INFINITY {
+        return x;
+    }
+    if x == 0.0 {
+        return f32::from_bits(1);
+    }
+    let b = x.to_bits();
+    f32::from_bits(if x > 0.0 { b + 1 } else { b - 1 })
+}
+
+pub fn next_down32(x: f32) -> f32 {
+    -next_up32(-x)
+}
+
+pub fn next_up64(x: f64) -> f64 {
+    if x.is_nan() || x == f64::INFINITY {
+        return x;
+    }
+    if x == 0.0 {
+        return f64::from_bits(1);
+    }
+    let b = x.to_bits();
+    f64::from_bits(if x > 0.0 { b + 1 } else { b - 1 })
+}
+
+pub fn next_down64(x: f64) -> f64 {
+    -next_up64(-x)
 }

@@ -34,7 +34,13 @@ fn nan_of(a: u64, b: u64, f: Fmt) -> u64 {
 pub fn soft_add(a: u64, b: u64, f: Fmt, r: Rnd) -> u64 {
     match (round::unpack(a, f), round::unpack(b, f)) {
         (Val::Nan, _) | (_, Val::Nan) => nan_of(a, b, f),
-        (Val::Inf(x), Val::Inf(y)) => if x == y { f.inf(x) } else { f.nan() },
+        (Val::Inf(x), Val::Inf(y)) => {
+            if x == y {
+                f.inf(x)
+            } else {
+                f.nan()
+            }
+        }
         (Val::Inf(x), _) | (_, Val::Inf(x)) => f.inf(x),
         (x, y) => round::round(round::add(exact(x), exact(y), r), f, r),
     }
@@ -83,7 +89,11 @@ pub fn soft_div(a: u64, b: u64, f: Fmt, r: Rnd) -> u64 {
         (Val::Inf(x), y) => f.inf(x != sign_of(y)),
         (x, Val::Zero(y)) => f.inf(sign_of(x) != y),
         (x, Val::Inf(y)) | (x @ Val::Zero(_), Val::Fin(Exact { neg: y, .. })) => {
-            if sign_of(x) != y { f.sign() } else { 0 }
+            if sign_of(x) != y {
+                f.sign()
+            } else {
+                0
+            }
         }
         (Val::Fin(x), Val::Fin(y)) => round::round(round::div(x, y), f, r),
     }
@@ -252,5 +262,57 @@ pub fn sat32(x: f32) -> f32 {
         1.0
     } else {
         x
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Cross-checks of the two exact paths: the f64-with-error path of f32 add/mul/fma and
+    //! the significand arithmetic of `soft_*`, over the whole f32 range (far-apart exponents,
+    //! sub-normals, overflow), and `soft_*` against the host's IEEE f64 to nearest.
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn any32(r: &mut rand::rngs::StdRng) -> f32 {
+        let b: u32 = r.random();
+        // Mostly finite; a few infinities and NaNs through the random exponent.
+        f32::from_bits(if r.random_range(0..8) == 0 { b & 0x807f_ffff } else { b })
+    }
+
+    fn same(a: u64, b: u64, f: Fmt) -> bool {
+        a == b || (f.is_nan(a) && f.is_nan(b))
+    }
+
+    #[test]
+    fn f32_fast_and_soft_paths_agree() {
+        let mut r = rand::rngs::StdRng::seed_from_u64(41);
+        for _ in 0..20000 {
+            let (a, b, c) = (any32(&mut r), any32(&mut r), any32(&mut r));
+            for rnd in [Rnd::Nearest, Rnd::Zero, Rnd::Down, Rnd::Up] {
+                let (x, y, z) = (a.to_bits() as u64, b.to_bits() as u64, c.to_bits() as u64);
+                let add = add32(a, b, rnd).to_bits() as u64;
+                assert!(same(add, soft_add(x, y, F32, rnd), F32), "add {a:e} {b:e} {rnd:?}");
+                let mul = mul32(a, b, rnd).to_bits() as u64;
+                assert!(same(mul, soft_mul(x, y, F32, rnd), F32), "mul {a:e} {b:e} {rnd:?}");
+                let fma = fma32(a, b, c, rnd).to_bits() as u64;
+                assert!(same(fma, soft_fma(x, y, z, F32, rnd), F32), "fma {a:e} {b:e} {c:e} {rnd:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn soft_f64_to_nearest_matches_the_host() {
+        let mut r = rand::rngs::StdRng::seed_from_u64(42);
+        for _ in 0..20000 {
+            let (a, b, c): (f64, f64, f64) =
+                (f64::from_bits(r.random()), f64::from_bits(r.random()), f64::from_bits(r.random()));
+            let (x, y, z) = (a.to_bits(), b.to_bits(), c.to_bits());
+            let n = Rnd::Nearest;
+            assert!(same((a + b).to_bits(), soft_add(x, y, F64, n), F64), "add {a:e} {b:e}");
+            assert!(same((a * b).to_bits(), soft_mul(x, y, F64, n), F64), "mul {a:e} {b:e}");
+            assert!(same(a.mul_add(b, c).to_bits(), soft_fma(x, y, z, F64, n), F64), "fma {a:e} {b:e} {c:e}");
+            assert!(same((a / b).to_bits(), soft_div(x, y, F64, n), F64), "div {a:e} {b:e}");
+            assert!(same(a.abs().sqrt().to_bits(), soft_sqrt(x & !F64.sign(), F64, n), F64), "sqrt {a:e}");
+        }
     }
 }

@@ -229,7 +229,21 @@ pub fn round(x: Exact, f: Fmt, r: Rnd) -> u64 {
 /// only says on which side of `s` the exact value lies, which is all the rounding needs:
 /// every boundary of a narrower format is a multiple of `s`'s ulp.
 pub fn round_f64(s: f64, tail: f64, f: Fmt, r: Rnd) -> u64 {
-    match unpack(s.to_bits(), F64) {
+    let bits = s.to_bits();
+    let be = (bits >> 52 & 0x7ff) as i32;
+    // Fast path: to nearest, a normal result in a narrower format. The f64 exponent and
+    // fraction, shifted and re-biased, are the result's; rounding up may carry into the
+    // exponent, up to the infinity pattern, as it should.
+    if r == Rnd::Nearest && f.frac < 52 && be - 1023 >= 1 - f.bias() && be - 1023 <= f.bias() {
+        let shift = 52 - f.frac;
+        let rest = bits & ((1 << shift) - 1);
+        let half = 1u64 << (shift - 1);
+        let neg = bits >> 63 != 0;
+        let t = ((bits & !(1 << 63)) >> shift) - (((1023 - f.bias()) as u64) << f.frac);
+        let up = rest > half || rest == half && (if tail == 0.0 { t & 1 == 1 } else { (tail > 0.0) != neg });
+        return (t + up as u64) | if neg { f.sign() } else { 0 };
+    }
+    match unpack(bits, F64) {
         Val::Fin(mut x) => {
             x.m <<= 2;
             x.e -= 2;
@@ -242,7 +256,13 @@ pub fn round_f64(s: f64, tail: f64, f: Fmt, r: Rnd) -> u64 {
             }
             round(x, f, r)
         }
-        Val::Zero(neg) => if neg { f.sign() } else { 0 },
+        Val::Zero(neg) => {
+            if neg {
+                f.sign()
+            } else {
+                0
+            }
+        }
         Val::Inf(neg) => f.inf(neg),
         Val::Nan => f.nan(),
     }
