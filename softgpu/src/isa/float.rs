@@ -2,8 +2,8 @@
 //! `fma`, `mad`, `div`, `abs`, `neg`, `min`, `max`, `copysign` and `testp`.
 //!
 //! Modifiers, per the ISA's Table 29: rounding `.rn .rz .rm .rp` (the default of
-//! `add/sub/mul` is `.rn`; `fma` and `mad` need one, `mad.f32` without one is the legacy
-//! `mad.rn.f32`), `.ftz` on f32 (sub-normal inputs and results become zeros of the same
+//! `add/sub/mul` is `.rn`; `fma` and `mad` need one, `mad` without one is the legacy
+//! `mad.rn`, 9.7.3.7), `.ftz` on f32 (sub-normal inputs and results become zeros of the same
 //! sign), `.sat` on f32 `add/sub/mul/fma/mad` (clamp to [0, 1], NaN to +0). The arithmetic
 //! itself is in [`arith`]; [`round`] is the exact rounding shared with the half-precision,
 //! special-function and conversion families. `setp` is the comparison family's.
@@ -277,7 +277,7 @@ pub fn decode(spec: &OpSpec<'_>, cx: &mut DecodeCx<'_>) -> Result<Option<Inst>, 
         }
         "fma" | "mad" => {
             only(spec, &["rn", "rz", "rm", "rp", "ftz", "sat"])?;
-            if r.is_none() && (spec.base == "fma" || wide) {
+            if r.is_none() && spec.base == "fma" {
                 return Err("fma needs a rounding modifier".into());
             }
             let f = if wide {
