@@ -2,7 +2,7 @@
 //! `fma`, `mad`, `div`, `abs`, `neg`, `min`, `max`, `copysign` and `testp`.
 //!
 //! Modifiers, per the ISA's Table 29: rounding `.rn .rz .rm .rp` (the default of
-//! `add/sub/mul` is `.rn`; `fma` and `mad` need one, `mad` without one is the legacy
+//! `add/sub/mul` is `.rn`; `fma` needs one; a `mad` without one is the legacy
 //! `mad.rn`, 9.7.3.7), `.ftz` on f32 (sub-normal inputs and results become zeros of the same
 //! sign), `.sat` on f32 `add/sub/mul/fma/mad` (clamp to [0, 1], NaN to +0). The arithmetic
 //! itself is in [`arith`]; [`round`] is the exact rounding shared with the half-precision,
