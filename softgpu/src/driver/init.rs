@@ -38,6 +38,14 @@ pub(crate) fn initialized() -> Result<&'static Device, Failure> {
 
 /// The device, for a call that uses the current context: initialised, a live context current
 /// on this thread, and no sticky fault.
+/// The device, for calls on a handle (a module, a function) that names its context, which the
+/// driver accepts without a current context on the calling thread.
+pub(crate) fn device_of_handle() -> Result<&'static Device, Failure> {
+    let device = initialized()?;
+    sticky()?;
+    Ok(device)
+}
+
 pub(crate) fn context() -> Result<&'static Device, Failure> {
     let device = initialized()?;
     if CURRENT.with(Cell::get) != PRIMARY_CONTEXT {

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use super::errors::{CUresult, Failure, bail, guard, put};
 use super::handles::Registry;
-use super::init::context;
+use super::init::{context, device_of_handle};
 use super::{CUfunction, CUmodule};
 use crate::device::DeviceSpec;
 use crate::memory::MemoryError;
@@ -106,7 +106,7 @@ pub unsafe extern "C" fn cuModuleGetFunction(
     name: *const c_char,
 ) -> CUresult {
     guard("cuModuleGetFunction", || {
-        let device = context()?;
+        let device = device_of_handle()?;
         let module = MODULES.get(hmod)?;
         if hfunc.is_null() || name.is_null() {
             bail!(CUDA_ERROR_INVALID_VALUE, "hfunc or name is null");
@@ -145,7 +145,7 @@ pub unsafe extern "C" fn cuModuleGetFunction(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuModuleUnload(hmod: CUmodule) -> CUresult {
     guard("cuModuleUnload", || {
-        context()?;
+        device_of_handle()?;
         let module = MODULES.remove(hmod)?;
         for &h in module.functions.lock().unwrap_or_else(|p| p.into_inner()).values() {
             let _ = FUNCTIONS.remove(h as CUfunction);
@@ -178,7 +178,7 @@ fn function_attribute(f: &Function, spec: &DeviceSpec, attrib: c_uint) -> Option
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuFuncGetAttribute(pi: *mut c_int, attrib: c_uint, hfunc: CUfunction) -> CUresult {
     guard("cuFuncGetAttribute", || {
-        let device = context()?;
+        let device = device_of_handle()?;
         let f = FUNCTIONS.get(hfunc)?;
         let Some(v) = function_attribute(&f, &device.spec, attrib) else {
             bail!(CUDA_ERROR_INVALID_VALUE, "function attribute {attrib} is not modelled");
@@ -196,7 +196,7 @@ pub unsafe extern "C" fn cuFuncGetAttribute(pi: *mut c_int, attrib: c_uint, hfun
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuFuncSetAttribute(hfunc: CUfunction, attrib: c_uint, value: c_int) -> CUresult {
     guard("cuFuncSetAttribute", || {
-        let device = context()?;
+        let device = device_of_handle()?;
         let f = FUNCTIONS.get(hfunc)?;
         match attrib {
             8 => {
@@ -232,7 +232,7 @@ pub unsafe extern "C" fn cuFuncSetAttribute(hfunc: CUfunction, attrib: c_uint, v
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuFuncSetCacheConfig(hfunc: CUfunction, config: c_uint) -> CUresult {
     guard("cuFuncSetCacheConfig", || {
-        context()?;
+        device_of_handle()?;
         FUNCTIONS.get(hfunc)?;
         if config > 3 {
             bail!(CUDA_ERROR_INVALID_VALUE, "cache config {config}");
