@@ -158,6 +158,16 @@ fn fresh_allocations_are_poisoned_and_freed_buffers_reused() {
     assert!(after.peak_in_use >= after.in_use);
 }
 
+/// Issue 11 (found on the software GPU): poisoning a fresh allocation called cuMemsetD8Async
+/// without making the context current, which fails on a thread that never used the device.
+#[test]
+fn issue11_poisoned_allocation_on_a_thread_new_to_the_device() {
+    let Some(dev) = gpu("issue11_poisoned_allocation_on_a_thread_new_to_the_device") else { return };
+    let t = std::thread::spawn(move || dev.alloc_tensor(&[333, 7], DType::BF16)).join().unwrap();
+    let t = t.unwrap_or_else(|e| panic!("allocation on a new thread: {e}"));
+    assert!(t.to_vec_f32().unwrap().iter().all(|v| v.is_nan()), "fresh output not poisoned");
+}
+
 #[test]
 fn f32_ops_without_a_kernel_are_typed_errors() {
     let Some(_dev) = gpu("f32_ops_without_a_kernel_are_typed_errors") else { return };

@@ -135,6 +135,9 @@ impl CudaStorage {
             return Ok(());
         }
         let dev = self.dev.clone();
+        // The raw driver call needs the context current on this thread, which a thread that
+        // has never touched the device lacks (found on the software GPU).
+        dev.bind(op)?;
         let ptr = self.raw_ptr();
         // SAFETY: `ptr` is a live allocation of at least `bytes` bytes, written in stream order.
         unsafe { cudarc::driver::result::memset_d8_async(ptr, value, bytes, dev.stream.cu_stream()) }
