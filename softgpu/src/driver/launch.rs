@@ -27,6 +27,7 @@ use super::ops::{LaunchOp, Op};
 use super::stream::submit;
 use super::{CUfunction, CUstream};
 use crate::device::Device;
+use crate::exec::profile::{self, ProfileSettings};
 use crate::exec::{LaunchConfig, LaunchError, LaunchOptions};
 use crate::fault::{Fault, FaultKind};
 
@@ -46,14 +47,36 @@ pub fn fault_code(fault: &Fault) -> CUresult {
     }
 }
 
+/// `KILN_SOFTGPU_PROFILE` and `KILN_SOFTGPU_SAMPLE`, read once.
+pub(crate) fn profile_settings() -> &'static ProfileSettings {
+    static SETTINGS: OnceLock<ProfileSettings> = OnceLock::new();
+    SETTINGS.get_or_init(ProfileSettings::from_env)
+}
+
 /// Runs a launch (issued or replayed).
 pub(crate) fn run(device: &Device, op: &LaunchOp) -> Result<(), Failure> {
     static OPTIONS: OnceLock<LaunchOptions> = OnceLock::new();
     let mut options = OPTIONS.get_or_init(|| LaunchOptions::new(&device.spec)).clone();
     options.max_shared = op.max_shared;
+    let settings = profile_settings();
+    let total = op.cfg.grid.iter().map(|&d| d as u64).product::<u64>();
+    options.sample = profile::sample_ctas(total, settings.sample);
     let view = device.memory.view();
     match crate::exec::launch(&op.kernel, &op.cfg, &op.params, &view, &device.spec, &options) {
-        Ok(_) => Ok(()),
+        Ok(counters) => {
+            if settings.print {
+                let run = options.sample.as_ref().map(|s| s.len() as u64);
+                let counters = run.map_or(counters.clone(), |n| profile::scale(&counters, n, total));
+                let threads = op.cfg.block.iter().product::<u32>();
+                let shared = op.kernel.static_shared + op.cfg.dynamic_shared;
+                let occupancy = profile::occupancy(&device.spec, threads, shared, op.kernel.registers);
+                eprintln!(
+                    "{}",
+                    profile::report(&op.kernel.name, &op.cfg, &counters, run, occupancy, op.kernel.registers)
+                );
+            }
+            Ok(())
+        }
         Err(e @ (LaunchError::InvalidConfig { .. } | LaunchError::TooMuchShared { .. })) => {
             Err(Failure::invalid(e.to_string()).reported())
         }

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use super::errors::{CUresult, Failure, bail, guard, put};
 use super::handles::Registry;
 use super::init::{context, device_of_handle};
+use super::launch::profile_settings;
 use super::{CUfunction, CUmodule};
 use crate::device::DeviceSpec;
 use crate::memory::MemoryError;
@@ -90,7 +91,11 @@ pub unsafe extern "C" fn cuModuleLoadData(module: *mut CUmodule, image: *const c
                 Failure::new(CUresult::CUDA_ERROR_INVALID_PTX, "the image is not UTF-8 PTX text").reported()
             );
         };
-        let program = Program::load(ptx, device).map_err(load_error)?;
+        let mut program = Program::load(ptx, device).map_err(load_error)?;
+        if profile_settings().print {
+            let (major, minor) = device.spec.compute_capability;
+            program.set_registers(&crate::exec::profile::ptxas_registers(ptx, major * 10 + minor));
+        }
         put(module, MODULES.insert(Arc::new(Module { program, functions: Mutex::default() })), "module")
     })
 }

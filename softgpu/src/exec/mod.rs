@@ -10,6 +10,7 @@ use rayon::prelude::*;
 pub mod banks;
 pub mod counters;
 pub mod cx;
+pub mod profile;
 pub mod shared;
 pub mod warp;
 

@@ -514,6 +514,7 @@ fn decode_kernel(
         local_bytes: local.size as u32,
         max_threads,
         reg_slots: next_reg,
+        registers: None,
         code,
         files,
     })

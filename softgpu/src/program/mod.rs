@@ -51,6 +51,8 @@ pub struct Kernel {
     pub max_threads: u32,
     /// Register slots per thread (special registers included).
     pub reg_slots: u32,
+    /// Registers per thread of the real GPU's code, from ptxas, when profiling found them.
+    pub registers: Option<u32>,
     /// The instructions; the kernel starts at 0.
     pub code: Vec<Inst>,
     /// `.file` table for source locations.
@@ -81,6 +83,16 @@ impl Program {
     /// The kernel named `name`.
     pub fn kernel(&self, name: &str) -> Option<&Arc<Kernel>> {
         self.kernels.get(name)
+    }
+
+    /// Records ptxas's register counts (kernel name -> registers per thread), before the
+    /// kernels are shared with launches.
+    pub fn set_registers(&mut self, registers: &HashMap<String, u32>) {
+        for (name, kernel) in &mut self.kernels {
+            if let (Some(k), Some(&r)) = (Arc::get_mut(kernel), registers.get(name)) {
+                k.registers = Some(r);
+            }
+        }
     }
 
     /// The kernels' names.
