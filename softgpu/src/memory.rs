@@ -23,6 +23,26 @@ pub const WINDOW_SIZE: u64 = 1 << 32;
 /// Alignment of every allocation, as the driver's.
 pub const ALLOC_ALIGN: u64 = 256;
 
+/// Copies `len` bytes, with the sizes of PTX accesses (1 to 16 bytes) as fixed-size moves
+/// rather than a call to `memcpy`: this is the interpreter's hottest copy.
+///
+/// # Safety
+/// As `std::ptr::copy_nonoverlapping`.
+#[inline(always)]
+pub unsafe fn copy_small(src: *const u8, dst: *mut u8, len: usize) {
+    // SAFETY: the caller's contract; unaligned reads and writes of the exact length.
+    unsafe {
+        match len {
+            1 => *dst = *src,
+            2 => (dst as *mut [u8; 2]).write_unaligned((src as *const [u8; 2]).read_unaligned()),
+            4 => (dst as *mut [u8; 4]).write_unaligned((src as *const [u8; 4]).read_unaligned()),
+            8 => (dst as *mut [u8; 8]).write_unaligned((src as *const [u8; 8]).read_unaligned()),
+            16 => (dst as *mut [u8; 16]).write_unaligned((src as *const [u8; 16]).read_unaligned()),
+            _ => std::ptr::copy_nonoverlapping(src, dst, len),
+        }
+    }
+}
+
 /// One device allocation: its bytes and which of them were ever written.
 pub struct Allocation {
     pub base: u64,
@@ -61,22 +81,20 @@ impl Allocation {
     }
 
     /// Copies `out.len()` bytes from `offset` (bounds checked by the caller).
+    #[inline]
     pub fn read(&self, offset: u64, out: &mut [u8]) {
         debug_assert!(self.contains(offset, out.len() as u64));
         // SAFETY: in bounds; concurrent writers are other CTAs of a racy kernel, whose bytes
         // are then unspecified as on a GPU.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.host_ptr().add(offset as usize), out.as_mut_ptr(), out.len())
-        }
+        unsafe { copy_small(self.host_ptr().add(offset as usize), out.as_mut_ptr(), out.len()) }
     }
 
     /// Copies `data` to `offset` and marks it written (bounds checked by the caller).
+    #[inline]
     pub fn write(&self, offset: u64, data: &[u8]) {
         debug_assert!(self.contains(offset, data.len() as u64));
         // SAFETY: as in `read`.
-        unsafe {
-            std::ptr::copy_nonoverlapping(data.as_ptr(), self.host_ptr().add(offset as usize), data.len())
-        }
+        unsafe { copy_small(data.as_ptr(), self.host_ptr().add(offset as usize), data.len()) }
         self.mark_written(offset, data.len() as u64);
     }
 
@@ -89,7 +107,18 @@ impl Allocation {
     }
 
     /// Records `len` bytes from `offset` as written.
+    #[inline]
     pub fn mark_written(&self, offset: u64, len: u64) {
+        // The common case, an access inside one 8-byte group: one test, and an atomic only
+        // the first time the bytes are written.
+        if offset % 8 + len <= 8 {
+            let bits = (((1u16 << len) - 1) as u8) << (offset % 8);
+            let cell = &self.written[(offset / 8) as usize];
+            if cell.load(Ordering::Relaxed) & bits != bits {
+                cell.fetch_or(bits, Ordering::Relaxed);
+            }
+            return;
+        }
         let (mut i, end) = (offset, offset + len);
         while i < end {
             let byte = (i / 8) as usize;
@@ -104,7 +133,13 @@ impl Allocation {
     }
 
     /// The first byte of `offset .. + len` never written, if any.
+    #[inline]
     pub fn first_unwritten(&self, offset: u64, len: u64) -> Option<u64> {
+        if offset % 8 + len <= 8 {
+            let bits = (((1u16 << len) - 1) as u8) << (offset % 8);
+            let have = self.written[(offset / 8) as usize].load(Ordering::Relaxed);
+            return (have & bits != bits).then(|| offset - offset % 8 + (!have & bits).trailing_zeros() as u64);
+        }
         let (mut i, end) = (offset, offset + len);
         while i < end {
             let bits = self.written[(i / 8) as usize].load(Ordering::Relaxed);
@@ -260,15 +295,39 @@ impl MemoryView {
     /// The allocation and offset holding `addr .. + len`, with `align` checked, or the fault.
     #[inline]
     pub fn locate(&self, addr: u64, len: u64, align: u64) -> Result<(&Allocation, u64), Fault> {
+        self.locate_near(addr, len, align, &mut 0)
+    }
+
+    /// [`MemoryView::locate`], trying the allocation at index `*hint` first (the last one a
+    /// warp touched: consecutive accesses nearly always hit the same buffer) and leaving the
+    /// index of the hit there.
+    #[inline]
+    pub fn locate_near(&self, addr: u64, len: u64, align: u64, hint: &mut usize) -> Result<(&Allocation, u64), Fault> {
         if addr % align != 0 {
             return Err(Fault::new(
                 FaultKind::Misaligned,
                 format!("global address {addr:#x} is not aligned to {align} bytes"),
             ));
         }
+        if let Some(a) = self.allocations.get(*hint)
+            && addr >= a.base
+            && a.contains(addr - a.base, len)
+        {
+            return Ok((a, addr - a.base));
+        }
         let i = self.allocations.partition_point(|a| a.base <= addr);
-        let hit = i.checked_sub(1).map(|i| &*self.allocations[i]).filter(|a| a.contains(addr - a.base, len));
-        hit.map(|a| (a, addr - a.base)).ok_or_else(|| self.stray(addr, len))
+        let hit = i.checked_sub(1).filter(|&i| {
+            let a = &self.allocations[i];
+            a.contains(addr - a.base, len)
+        });
+        match hit {
+            Some(i) => {
+                *hint = i;
+                let a = &*self.allocations[i];
+                Ok((a, addr - a.base))
+            }
+            None => Err(self.stray(addr, len)),
+        }
     }
 
     #[cold]
@@ -284,10 +343,11 @@ impl MemoryView {
         Fault::new(FaultKind::IllegalAddress, format!("global access of {len} bytes at {addr:#x}: {why}"))
     }
 
-    /// Reads `out.len()` bytes at `addr`, checking bounds, alignment and that they were written.
+    /// Reads `out.len()` bytes at `addr`, checking bounds, alignment and that they were written;
+    /// `hint` as in [`MemoryView::locate_near`].
     #[inline]
-    pub fn load(&self, addr: u64, out: &mut [u8], align: u64, check_written: bool) -> Result<(), Fault> {
-        let (a, off) = self.locate(addr, out.len() as u64, align)?;
+    pub fn load(&self, addr: u64, out: &mut [u8], align: u64, check_written: bool, hint: &mut usize) -> Result<(), Fault> {
+        let (a, off) = self.locate_near(addr, out.len() as u64, align, hint)?;
         if check_written && let Some(bad) = a.first_unwritten(off, out.len() as u64) {
             return Err(Fault::new(
                 FaultKind::UninitializedRead,
@@ -298,10 +358,11 @@ impl MemoryView {
         Ok(())
     }
 
-    /// Writes `data` at `addr`, checking bounds and alignment.
+    /// Writes `data` at `addr`, checking bounds and alignment; `hint` as in
+    /// [`MemoryView::locate_near`].
     #[inline]
-    pub fn store(&self, addr: u64, data: &[u8], align: u64) -> Result<(), Fault> {
-        let (a, off) = self.locate(addr, data.len() as u64, align)?;
+    pub fn store(&self, addr: u64, data: &[u8], align: u64, hint: &mut usize) -> Result<(), Fault> {
+        let (a, off) = self.locate_near(addr, data.len() as u64, align, hint)?;
         a.write(off, data);
         Ok(())
     }
@@ -340,13 +401,13 @@ mod tests {
         m.write(a + 3, &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]).unwrap();
         let v = m.view();
         let mut out = [0u8; 4];
-        v.load(a + 4, &mut out, 4, true).unwrap();
+        v.load(a + 4, &mut out, 4, true, &mut 0).unwrap();
         assert_eq!(out, [2, 3, 4, 5]);
-        let e = v.load(a + 12, &mut out, 4, true).unwrap_err();
+        let e = v.load(a + 12, &mut out, 4, true, &mut 0).unwrap_err();
         assert_eq!(e.kind, FaultKind::UninitializedRead);
         assert!(e.message.contains(&format!("{:#x}", a + 14)), "{}", e.message);
-        assert_eq!(v.load(a + 2, &mut out, 4, false).unwrap_err().kind, FaultKind::Misaligned);
-        assert_eq!(v.load(a + 64, &mut out, 4, false).unwrap_err().kind, FaultKind::IllegalAddress);
-        assert_eq!(v.load(a + 62, &mut out[..2], 2, false).map(|_| out[..2].to_vec()).unwrap(), vec![0, 0]);
+        assert_eq!(v.load(a + 2, &mut out, 4, false, &mut 0).unwrap_err().kind, FaultKind::Misaligned);
+        assert_eq!(v.load(a + 64, &mut out, 4, false, &mut 0).unwrap_err().kind, FaultKind::IllegalAddress);
+        assert_eq!(v.load(a + 62, &mut out[..2], 2, false, &mut 0).map(|_| out[..2].to_vec()).unwrap(), vec![0, 0]);
     }
 }

@@ -45,6 +45,8 @@ impl Harness {
         let spec = DeviceSpec::sm90(1 << 30);
         let mut options = LaunchOptions::new(&spec);
         options.max_shared = spec.shared_per_block_optin;
+        // Tests read the bank-conflict counters too.
+        options.count_banks = true;
         Harness { device: Device::new(spec), options }
     }
 

@@ -42,6 +42,10 @@ pub struct Cx<'a> {
     pub warp: u16,
     /// Check that global loads read bytes that were written.
     pub check_written: bool,
+    /// Count shared-memory wavefronts and bank conflicts (profiling only: it costs time).
+    pub count_banks: bool,
+    /// The index of the allocation this warp last touched (see `MemoryView::locate_near`).
+    pub alloc_hint: &'a mut usize,
 }
 
 /// The set lanes of `mask`, ascending.
@@ -135,7 +139,7 @@ impl Cx<'_> {
         match space {
             MemSpace::Global | MemSpace::Generic => {
                 self.counters.global_bytes += out.len() as u64;
-                self.global.load(addr, out, align, self.check_written)
+                self.global.load(addr, out, align, self.check_written, self.alloc_hint)
             }
             MemSpace::Shared => self.shared.load(addr, out, align, self.warp),
             MemSpace::Local => {
@@ -174,7 +178,7 @@ impl Cx<'_> {
         match space {
             MemSpace::Global | MemSpace::Generic => {
                 self.counters.global_bytes += data.len() as u64;
-                self.global.store(addr, data, align)
+                self.global.store(addr, data, align, self.alloc_hint)
             }
             MemSpace::Shared => self.shared.store(addr, data, align, self.warp),
             MemSpace::Local => {

@@ -47,6 +47,8 @@ pub struct LaunchOptions {
     pub check_races: bool,
     /// Run only these CTAs (linear indices), for sampling big grids in profiles.
     pub sample: Option<Vec<u64>>,
+    /// Count shared-memory wavefronts and bank conflicts (on with `KILN_SOFTGPU_PROFILE=1`).
+    pub count_banks: bool,
 }
 
 impl LaunchOptions {
@@ -63,6 +65,7 @@ impl LaunchOptions {
             check_written: flag("KILN_SOFTGPU_INITCHECK"),
             check_races: flag("KILN_SOFTGPU_RACECHECK"),
             sample: None,
+            count_banks: super::exec::profile::ProfileSettings::from_env().print,
         }
     }
 }
@@ -162,16 +165,18 @@ pub fn launch(
     let total = ctas
         .par_iter()
         .fold(
-            || (Counters::default(), None::<Shared>),
-            |(mut counters, shared), &c| {
+            || (Counters::default(), None::<Scratch>),
+            |(mut counters, scratch), &c| {
                 if failed.load(Ordering::Relaxed) {
-                    return (counters, shared);
+                    return (counters, scratch);
                 }
-                let mut shared =
-                    shared.unwrap_or_else(|| Shared::new(0, opts.check_races, opts.check_written));
-                shared.reset(shared_bytes);
+                let mut scratch = scratch.unwrap_or_else(|| Scratch {
+                    shared: Shared::new(0, opts.check_races, opts.check_written),
+                    warps: Vec::new(),
+                });
+                scratch.shared.reset(shared_bytes);
                 let block = [(c % gx) as u32, (c / gx % gy) as u32, (c / (gx * gy)) as u32];
-                if let Err(f) = run_cta(kernel, cfg, block, params, global, &mut shared, &mut counters, opts)
+                if let Err(f) = run_cta(kernel, cfg, block, params, global, &mut scratch, &mut counters, opts)
                 {
                     failed.store(true, Ordering::Relaxed);
                     let mut first = first_fault.lock().unwrap_or_else(|p| p.into_inner());
@@ -179,7 +184,7 @@ pub fn launch(
                         *first = Some((c, f));
                     }
                 }
-                (counters, Some(shared))
+                (counters, Some(scratch))
             },
         )
         .map(|(c, _)| c)
@@ -240,13 +245,23 @@ fn init_special(
 }
 
 #[allow(clippy::too_many_arguments)]
+/// What one host thread reuses from CTA to CTA: shared memory with its shadow, and the warps'
+/// register files and local memory. Registers and local memory are not cleared between CTAs
+/// (NVVM's code writes each before reading it, as a GPU's would need too); special registers
+/// and all control state are set afresh.
+struct Scratch {
+    shared: Shared,
+    warps: Vec<Warp>,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn run_cta(
     kernel: &Kernel,
     cfg: &LaunchConfig,
     block: [u32; 3],
     params: &[u8],
     global: &MemoryView,
-    shared: &mut Shared,
+    scratch: &mut Scratch,
     counters: &mut Counters,
     opts: &LaunchOptions,
 ) -> Result<(), LaunchFault> {
@@ -254,27 +269,44 @@ fn run_cta(
     let threads = cfg.block.iter().product::<u32>();
     let nwarps = threads.div_ceil(32);
     let tid_of = |t: u32| [t % bx, t / bx % by, t / (bx * by)];
-    let mut warps: Vec<Warp> = (0..nwarps)
-        .map(|w| {
-            let n = (threads - w * 32).min(32);
-            let valid = if n == 32 { u32::MAX } else { (1u32 << n) - 1 };
-            let mut regs = vec![0u64; kernel.reg_slots as usize * 32];
-            for l in 0..n as usize {
-                init_special(&mut regs, l, tid_of(w * 32 + l as u32), cfg, block, w, nwarps, kernel);
-            }
-            Warp {
-                index: w as u16,
-                regs,
-                groups: vec![Group { pc: 0, mask: valid, wait: Wait::Run }],
-                valid,
-                exited: 0,
-                carry: 0,
-                local: vec![0; kernel.local_bytes as usize * 32],
-                async_copies: Box::default(),
-                calls: vec![Vec::new(); 32],
-            }
-        })
-        .collect();
+    let Scratch { shared, warps } = scratch;
+    let (reg_len, local_len) = (kernel.reg_slots as usize * 32, kernel.local_bytes as usize * 32);
+    warps.truncate(nwarps as usize);
+    while warps.len() < nwarps as usize {
+        warps.push(Warp {
+            index: warps.len() as u16,
+            regs: vec![0; reg_len],
+            groups: Vec::new(),
+            valid: 0,
+            exited: 0,
+            carry: 0,
+            local: vec![0; local_len],
+            async_copies: Box::default(),
+            calls: vec![Vec::new(); 32],
+            alloc_hint: 0,
+        });
+    }
+    for (w, warp) in warps.iter_mut().enumerate() {
+        let w = w as u32;
+        let n = (threads - w * 32).min(32);
+        let valid = if n == 32 { u32::MAX } else { (1u32 << n) - 1 };
+        warp.regs.resize(reg_len, 0);
+        warp.local.resize(local_len, 0);
+        for l in 0..n as usize {
+            init_special(&mut warp.regs, l, tid_of(w * 32 + l as u32), cfg, block, w, nwarps, kernel);
+        }
+        warp.groups.clear();
+        warp.groups.push(Group { pc: 0, mask: valid, wait: Wait::Run });
+        warp.valid = valid;
+        warp.exited = 0;
+        warp.carry = 0;
+        warp.async_copies.iter_mut().for_each(|a| {
+            a.pending.clear();
+            a.groups.clear();
+        });
+        warp.calls.iter_mut().for_each(Vec::clear);
+    }
+    let warps = &mut warps[..];
     let mut budget = opts.budget_per_cta;
     let locate = |w: &Warp, pc: u32, mask: u32, fault: Fault| {
         let lane = fault.lane.unwrap_or(mask.trailing_zeros().min(31));
@@ -306,6 +338,7 @@ fn run_cta(
                 counters,
                 budget: &mut budget,
                 check_written: opts.check_written,
+                count_banks: opts.count_banks,
             };
             match w.run(&mut env) {
                 Ok(Stop::Done) => {}
@@ -316,7 +349,7 @@ fn run_cta(
         if all_done {
             return Ok(());
         }
-        release_barrier(&mut warps, shared).map_err(|(w, pc, mask, f)| locate(&warps[w], pc, mask, f))?;
+        release_barrier(warps, shared).map_err(|(w, pc, mask, f)| locate(&warps[w], pc, mask, f))?;
     }
 }
 

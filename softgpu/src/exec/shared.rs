@@ -7,7 +7,9 @@
 
 use crate::fault::{Fault, FaultKind};
 
-/// Shadow of one shared byte. Epoch 0 means "never".
+/// Shadow of one shared byte. Epochs count barrier intervals across every CTA this buffer has
+/// served, so an epoch before the current CTA's first (`Shared::base`) means "not in this
+/// CTA" and nothing needs clearing between CTAs.
 #[derive(Clone, Copy, Default)]
 struct ByteShadow {
     write_epoch: u32,
@@ -23,8 +25,10 @@ const MANY: u16 = u16::MAX;
 pub struct Shared {
     pub bytes: Vec<u8>,
     shadow: Vec<ByteShadow>,
-    /// The current barrier interval, from 1; a completed `bar.sync` starts the next.
+    /// The current barrier interval; a completed `bar.sync` starts the next.
     pub epoch: u32,
+    /// The current CTA's first epoch: shadows older than it belong to earlier CTAs.
+    base: u32,
     pub check_races: bool,
     pub check_written: bool,
 }
@@ -36,18 +40,19 @@ impl Shared {
             bytes: vec![0; size],
             shadow: vec![ByteShadow::default(); size],
             epoch: 1,
+            base: 1,
             check_races,
             check_written,
         }
     }
 
-    /// Resets for the next CTA, keeping the buffers.
+    /// Starts the next CTA with `size` bytes, keeping the buffers: its bytes are whatever the
+    /// last CTA left (shared memory starts undefined on a GPU too), all unwritten for it.
     pub fn reset(&mut self, size: usize) {
-        self.bytes.clear();
         self.bytes.resize(size, 0);
-        self.shadow.clear();
         self.shadow.resize(size, ByteShadow::default());
-        self.epoch = 1;
+        self.epoch += 1;
+        self.base = self.epoch;
     }
 
     fn check_range(&self, offset: u64, len: usize, align: u64) -> Result<usize, Fault> {
@@ -72,9 +77,9 @@ impl Shared {
     /// Reads `out.len()` bytes at `offset` for `warp`.
     pub fn load(&mut self, offset: u64, out: &mut [u8], align: u64, warp: u16) -> Result<(), Fault> {
         let o = self.check_range(offset, out.len(), align)?;
-        let epoch = self.epoch;
+        let (epoch, base) = (self.epoch, self.base);
         for (k, s) in self.shadow[o..o + out.len()].iter_mut().enumerate() {
-            if self.check_written && s.write_epoch == 0 {
+            if self.check_written && s.write_epoch < base {
                 return Err(Fault::new(
                     FaultKind::UninitializedRead,
                     format!("read of never-written shared memory at offset {:#x}", o + k),
@@ -121,9 +126,9 @@ impl Shared {
     /// race checks, since atomics of several warps on one word need no barrier between them.
     pub fn atomic(&mut self, offset: u64, len: usize, align: u64, warp: u16) -> Result<&mut [u8], Fault> {
         let o = self.check_range(offset, len, align)?;
-        let epoch = self.epoch;
+        let (epoch, base) = (self.epoch, self.base);
         for (k, s) in self.shadow[o..o + len].iter_mut().enumerate() {
-            if self.check_written && s.write_epoch == 0 {
+            if self.check_written && s.write_epoch < base {
                 return Err(Fault::new(
                     FaultKind::UninitializedRead,
                     format!("atomic on never-written shared memory at offset {:#x}", o + k),

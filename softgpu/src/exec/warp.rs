@@ -55,6 +55,8 @@ pub struct Warp {
     pub async_copies: Box<[LaneAsync; 32]>,
     /// Per lane: (return pc, call pc) of active calls.
     pub calls: Vec<Vec<(u32, u32)>>,
+    /// The allocation this warp's global accesses last hit.
+    pub alloc_hint: usize,
 }
 
 /// What a warp runs against: the CTA's memories and the launch's settings.
@@ -67,6 +69,7 @@ pub struct WarpEnv<'a> {
     /// Warp instructions this CTA may still execute.
     pub budget: &'a mut u64,
     pub check_written: bool,
+    pub count_banks: bool,
 }
 
 impl Warp {
@@ -163,6 +166,8 @@ impl Warp {
             counters: env.counters,
             warp: self.index,
             check_written: env.check_written,
+            count_banks: env.count_banks,
+            alloc_hint: &mut self.alloc_hint,
         }
     }
 

@@ -154,7 +154,9 @@ fn copy<const MODE: u8>(cx: &mut Cx<'_>, inst: &Inst) -> Result<(), Fault> {
         cx.async_copies[l].pending.push(AsyncCopy { shared_offset: dst, len: cp as u8, bytes });
         dsts[l] = dst;
     }
-    banks::record(cx.counters, &dsts, cx.mask, cp as u32);
+    if cx.count_banks {
+        banks::record(cx.counters, &dsts, cx.mask, cp as u32);
+    }
     Ok(())
 }
 

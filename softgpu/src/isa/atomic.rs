@@ -342,7 +342,9 @@ fn atom_shared(cx: &mut Cx<'_>, inst: &Inst) -> Result<(), Fault> {
         let old = shared_rmw(cx, a, op, ty, cx.get(b, l), cx.get(c, l)).map_err(|f| f.at_lane(l))?;
         cx.set(d, l, old);
     }
-    banks::record(cx.counters, &offsets, cx.mask, ty.width() as u32);
+    if cx.count_banks {
+        banks::record(cx.counters, &offsets, cx.mask, ty.width() as u32);
+    }
     Ok(())
 }
 
@@ -368,7 +370,9 @@ fn atom_generic(cx: &mut Cx<'_>, inst: &Inst) -> Result<(), Fault> {
         .map_err(|f| f.at_lane(l))?;
         cx.set(d, l, old);
     }
-    banks::record(cx.counters, &offsets, smask, ty.width() as u32);
+    if cx.count_banks {
+        banks::record(cx.counters, &offsets, smask, ty.width() as u32);
+    }
     Ok(())
 }
 

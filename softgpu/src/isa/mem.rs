@@ -67,7 +67,7 @@ fn load(cx: &mut Cx<'_>, inst: &Inst) -> Result<(), Fault> {
     let signed = inst.aux >> 16 & 1 != 0;
     let total = size * count;
     let mut buf = [0u8; 64];
-    let mut shared = SharedLanes::new(inst.space);
+    let mut shared = SharedLanes::new(inst.space, cx.count_banks);
     for l in cx.lanes() {
         let a = cx.address(inst, l);
         shared.note(l, a);
@@ -92,7 +92,7 @@ fn store(cx: &mut Cx<'_>, inst: &Inst) -> Result<(), Fault> {
     let count = (inst.aux >> 8 & 0xff) as usize;
     let total = size * count;
     let mut buf = [0u8; 64];
-    let mut shared = SharedLanes::new(inst.space);
+    let mut shared = SharedLanes::new(inst.space, cx.count_banks);
     for l in cx.lanes() {
         for (k, &s) in inst.ops.iter().enumerate() {
             buf[k * size..(k + 1) * size].copy_from_slice(&cx.get(s, l).to_le_bytes()[..size]);
@@ -109,20 +109,23 @@ fn store(cx: &mut Cx<'_>, inst: &Inst) -> Result<(), Fault> {
 /// ([`crate::exec::banks`]): collected per lane, counted once per instruction.
 pub struct SharedLanes {
     space: MemSpace,
+    enabled: bool,
     addrs: [u64; 32],
     mask: u32,
 }
 
 impl SharedLanes {
+    /// Lanes of an access to `space`, noted only when `enabled` (profiling).
     #[inline]
-    pub fn new(space: MemSpace) -> Self {
-        SharedLanes { space, addrs: [0; 32], mask: 0 }
+    pub fn new(space: MemSpace, enabled: bool) -> Self {
+        SharedLanes { space, enabled, addrs: [0; 32], mask: 0 }
     }
 
     /// Notes lane `l`'s address `addr` (in the instruction's space) if it is shared memory.
     #[inline(always)]
     pub fn note(&mut self, l: usize, addr: u64) {
-        if matches!(self.space, MemSpace::Shared | MemSpace::Generic)
+        if self.enabled
+            && matches!(self.space, MemSpace::Shared | MemSpace::Generic)
             && let Some(o) = banks::shared_offset(self.space, addr)
         {
             self.addrs[l] = o;
