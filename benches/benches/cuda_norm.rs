@@ -11,11 +11,11 @@ mod cuda_common;
 mod gpu {
     use criterion::Criterion;
     use half::bf16;
-    use kiln_benches::Work;
+    use kiln_benches::{Work, random_f32};
     use kiln_kernels::KernelDType;
     use kiln_kernels::norm::{
         GroupNormDims, GroupNormFunctions, LayerNormDims, NormKernel, NormOp, SoftmaxDims, launch_group_norm,
-        launch_layer_norm, launch_softmax,
+        launch_layer_norm, launch_softmax, launch_softmax_from_f32,
     };
 
     use super::cuda_common::{Gpu, case, random_bf16, zeros};
@@ -23,12 +23,13 @@ mod gpu {
     pub fn run(c: &mut Criterion, gpu: &Gpu) {
         let s = &gpu.stream;
         let f = |op| gpu.modules.norm(NormKernel { op, dtype: KernelDType::BF16 }).expect("norm kernel");
-        let (stats, finalize, apply, ln, softmax) = (
+        let (stats, finalize, apply, ln, softmax, softmax_f32) = (
             f(NormOp::GroupNormStats),
             f(NormOp::GroupNormFinalize),
             f(NormOp::GroupNormApply),
             f(NormOp::LayerNorm),
             f(NormOp::Softmax),
+            f(NormOp::SoftmaxFromF32),
         );
         let funcs = GroupNormFunctions { stats: &stats, finalize: &finalize, apply: &apply };
 
@@ -82,6 +83,34 @@ mod gpu {
                 || {
                     launch_softmax(s, &softmax, &x.as_view(), &mut y.as_view_mut(), dims)
                         .expect("softmax launch");
+                },
+            );
+        }
+
+        // The unfused attention's step: f32 scores to bf16 probabilities and their remainders
+        // (the VAE's score chunks at 4096 and 16384 tokens): read 4 bytes, write 2 + 2.
+        for (rows, cols) in [(4096, 4096), (2048, 16384)] {
+            let len = rows * cols;
+            let x = s.clone_htod(&random_f32(len, 8)).expect("device allocation");
+            let (mut y, mut y_lo) = (zeros::<bf16>(s, len), zeros::<bf16>(s, len));
+            let dims = SoftmaxDims { rows, c: cols, causal: None };
+            case(
+                c,
+                s,
+                "cuda softmax f32->bf16 hi+lo",
+                &format!("{rows}x{cols}"),
+                Work::Bytes((len * (4 + 2 + 2)) as u64),
+                || {
+                    let mut lo = y_lo.as_view_mut();
+                    launch_softmax_from_f32(
+                        s,
+                        &softmax_f32,
+                        &x.as_view(),
+                        &mut y.as_view_mut(),
+                        Some(&mut lo),
+                        dims,
+                    )
+                    .expect("softmax launch");
                 },
             );
         }

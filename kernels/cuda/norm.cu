@@ -1,5 +1,5 @@
-// kernels/cuda/norm.cu: group norm (optionally fused with SiLU) and layer norm, bf16 and f16
-// storage, f32 arithmetic. Launchers and the typed entry list: kernels/src/norm.rs.
+// kernels/cuda/norm.cu: group norm (optionally fused with SiLU), layer norm and the row softmax,
+// bf16 and f16 storage, f32 arithmetic. Launchers and the typed entry list: kernels/src/norm.rs.
 //
 // Group norm over channels-last x [N, L, C] (L = H*W), G groups of cg = C/G channels, as
 // torch.nn.GroupNorm: biased variance per (sample, group) over L*cg values, then per-channel
@@ -26,12 +26,17 @@
 // (LN_WARPS rows per block), f32 arithmetic. Pass 1 keeps, per lane, the running maximum m and
 // the sum s of exp(x - m) over the lane's elements, rescaling s when m grows (the "online
 // softmax" of Milakov & Gimelshein, 2018), and merges the 32 lanes' (m, s) with shuffles; pass 2
-// writes exp(x - m) / s. Two reads of the row instead of three. x and y may be the same buffer
-// (each element is read by the thread that then writes it, after the row's pass 1), which the
-// attention fallback uses on its score matrix. With causal_period > 0 (the attention fallback's
-// causal mask on a stack of [causal_period, C] score matrices) row r keeps only its first
-// (r % causal_period) + causal_offset + 1 columns (at least 1): the others count as -inf and are
-// written as 0.
+// writes exp(x - m) / s. Two reads of the row instead of three. softmax_<dtype> reads and
+// writes the storage type; x and y may then be the same buffer (each element is read by the
+// thread that then writes it, after the row's pass 1). softmax_f32_<dtype> reads f32 rows and
+// writes the storage type (inputs and outputs in different buffers): the attention fallback's
+// scores, which it keeps in f32 because a score rounded to bf16/f16 is off by up to half an ulp
+// and the softmax passes that on as a relative error of the probability however small the
+// scores' spread. Given y_lo, it also writes the probabilities' rounding remainders there
+// (p - y rounded to the storage type: p = y + y_lo to about u^2), so that the attention's P V
+// GEMM on the tensor cores sees the probabilities at near-f32 precision (two GEMMs, y and y_lo). With causal_period > 0 (the attention fallback's causal mask on a stack
+// of [causal_period, C] score matrices) row r keeps only its first (r % causal_period) +
+// causal_offset + 1 columns (at least 1): the others count as -inf and are written as 0.
 #include "common.cuh"
 
 #define STATS_THREADS 1024  // launch bound; blocks are (C / VEC) x lanes, about 256
@@ -226,25 +231,42 @@ __device__ __forceinline__ float rescale(float s, float m, float m_new) {
     return m == m_new ? s : s * expf(m - m_new);
 }
 
-// Grid: ceil(rows / LN_WARPS) blocks of LN_WARPS * 32 threads; one warp per row. No __restrict__:
-// x == y is allowed.
-template <typename T, int VEC>
-__device__ void softmax_rows(const T* x, T* y, int rows, int C, int causal_period, int causal_offset) {
+// VEC elements of T at p as f32, in 16-byte loads (one for 8 halves, two for 8 floats) or one
+// scalar load for VEC == 1: p is aligned to min(16, sizeof(T) * VEC) bytes.
+template <typename T, int VEC> __device__ __forceinline__ void load_f32(const T* p, float (&out)[VEC]) {
+    constexpr int W = (int)(16 / sizeof(T)) < VEC ? (int)(16 / sizeof(T)) : VEC;  // elements per load
+#pragma unroll
+    for (int i = 0; i < VEC; i += W) {
+        const Vec<T, W> v = load_vec<T, W>(p + i);
+#pragma unroll
+        for (int j = 0; j < W; ++j) out[i + j] = to_f32(v.v[j]);
+    }
+}
+
+// Grid: ceil(rows / LN_WARPS) blocks of LN_WARPS * 32 threads; one warp per row. TIn is the
+// scores' type (the storage type, or f32 for the attention fallback's f32 scores), TOut the
+// probabilities'. With y_lo != nullptr, y_lo gets what rounding to TOut left out of y,
+// rounded too (p = y + y_lo to about u^2 relative). No __restrict__: x == y is allowed when
+// TIn == TOut.
+template <typename TIn, typename TOut, int VEC>
+__device__ void softmax_rows(const TIn* x, TOut* y, TOut* y_lo, int rows, int C, int causal_period,
+                             int causal_offset) {
     const int row = blockIdx.x * LN_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= rows) return;
-    const T* xr = x + (size_t)row * C;
-    T* yr = y + (size_t)row * C;
+    const TIn* xr = x + (size_t)row * C;
+    TOut* yr = y + (size_t)row * C;
+    TOut* yr_lo = y_lo == nullptr ? nullptr : y_lo + (size_t)row * C;
     const float neg_inf = -__int_as_float(0x7f800000);
     // Columns >= valid are masked (causal only).
     const int valid = causal_period > 0 ? min(C, row % causal_period + causal_offset + 1) : C;
 
     float m = neg_inf, s = 0.0f;
     for (int c = lane * VEC; c < C; c += 32 * VEC) {
-        const Vec<T, VEC> v = load_vec<T, VEC>(xr + c);
         float xv[VEC], vm = neg_inf;
+        load_f32<TIn, VEC>(xr + c, xv);
 #pragma unroll
         for (int j = 0; j < VEC; ++j) {
-            xv[j] = c + j < valid ? to_f32(v.v[j]) : neg_inf;
+            if (c + j >= valid) xv[j] = neg_inf;
             vm = fmaxf(vm, xv[j]);
         }
         const float m_new = fmaxf(m, vm);
@@ -266,14 +288,17 @@ __device__ void softmax_rows(const T* x, T* y, int rows, int C, int causal_perio
     const float inv = 1.0f / __shfl_sync(0xffffffffu, s, 0);
 
     for (int c = lane * VEC; c < C; c += 32 * VEC) {
-        const Vec<T, VEC> v = load_vec<T, VEC>(xr + c);
-        Vec<T, VEC> out;
+        float xv[VEC];
+        load_f32<TIn, VEC>(xr + c, xv);
+        Vec<TOut, VEC> out, lo;
 #pragma unroll
         for (int j = 0; j < VEC; ++j) {
-            const float e = c + j < valid ? expf(to_f32(v.v[j]) - m) : 0.0f;
-            out.v[j] = from_f32<T>(e * inv);
+            const float p = (c + j < valid ? expf(xv[j] - m) : 0.0f) * inv;
+            out.v[j] = from_f32<TOut>(p);
+            lo.v[j] = from_f32<TOut>(p - to_f32(out.v[j]));  // exact (Sterbenz) unless p underflows TOut
         }
-        store_vec<T, VEC>(yr + c, out);
+        store_vec<TOut, VEC>(yr + c, out);
+        if (yr_lo != nullptr) store_vec<TOut, VEC>(yr_lo + c, lo);
     }
 }
 
@@ -313,9 +338,16 @@ __device__ void softmax_rows(const T* x, T* y, int rows, int C, int causal_perio
     extern "C" __global__ void __launch_bounds__(LN_WARPS * 32)                                               \
         softmax_##SUFFIX(const T* x, T* y, int rows, int C, int causal_period, int causal_offset, int vec) {    \
         if (vec == 8)                                                                                          \
-            softmax_rows<T, 8>(x, y, rows, C, causal_period, causal_offset);                                   \
+            softmax_rows<T, T, 8>(x, y, nullptr, rows, C, causal_period, causal_offset);                       \
         else                                                                                                   \
-            softmax_rows<T, 1>(x, y, rows, C, causal_period, causal_offset);                                   \
+            softmax_rows<T, T, 1>(x, y, nullptr, rows, C, causal_period, causal_offset);                       \
+    }                                                                                                          \
+    extern "C" __global__ void __launch_bounds__(LN_WARPS * 32) softmax_f32_##SUFFIX(                         \
+        const float* x, T* y, T* y_lo, int rows, int C, int causal_period, int causal_offset, int vec) {       \
+        if (vec == 8)                                                                                          \
+            softmax_rows<float, T, 8>(x, y, y_lo, rows, C, causal_period, causal_offset);                      \
+        else                                                                                                   \
+            softmax_rows<float, T, 1>(x, y, y_lo, rows, C, causal_period, causal_offset);                      \
     }
 
 KILN_NORM_ENTRIES(__nv_bfloat16, bf16)

@@ -1,6 +1,7 @@
 //! The norm kernels (`cuda/norm.cu`): group norm over NHWC with optional fused SiLU, layer
-//! norm over the last dimension, and the row softmax (one warp per row, online max and sum).
-//! Typed entry list and launchers.
+//! norm over the last dimension, and the row softmax (one warp per row, online max and sum),
+//! from and to the storage type or from f32 scores ([`NormOp::SoftmaxFromF32`], the unfused
+//! attention's). Typed entry list and launchers.
 //!
 //! Group norm is three launches ([`launch_group_norm`]): per-chunk Welford statistics, a merge
 //! per (sample, group), and the normalisation; the launcher splits a caller-provided f32
@@ -40,16 +41,21 @@ pub enum NormOp {
     LayerNorm,
     /// Softmax over the last dimension, one warp per row.
     Softmax,
+    /// The same softmax reading f32 rows and writing the storage type: the unfused attention's
+    /// scores stay in f32 (rounded to half precision, each would carry an error of up to
+    /// `u|s|/2` that the softmax turns into a relative error of the probability).
+    SoftmaxFromF32,
 }
 
 impl NormOp {
     /// Every op, in table order.
-    pub const ALL: [NormOp; 5] = [
+    pub const ALL: [NormOp; 6] = [
         NormOp::GroupNormStats,
         NormOp::GroupNormFinalize,
         NormOp::GroupNormApply,
         NormOp::LayerNorm,
         NormOp::Softmax,
+        NormOp::SoftmaxFromF32,
     ];
 
     /// The entry-point stem.
@@ -60,16 +66,17 @@ impl NormOp {
             NormOp::GroupNormApply => "group_norm_apply",
             NormOp::LayerNorm => "layer_norm",
             NormOp::Softmax => "softmax",
+            NormOp::SoftmaxFromF32 => "softmax_f32",
         }
     }
 }
 
-/// An entry point of `norm.cu`: `<op>_<dtype>`.
+/// An entry point of `norm.cu`: `<op>_<dtype>` (`softmax_f32_bf16` reads f32, writes bf16).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct NormKernel {
     /// The kernel.
     pub op: NormOp,
-    /// Its storage type.
+    /// Its storage type (for [`NormOp::SoftmaxFromF32`], the output's).
     pub dtype: KernelDType,
 }
 
@@ -340,11 +347,12 @@ fn softmax_args(
     Ok(Some((to_i32(K, "rows", rows)?, to_i32(K, "c", c)?, period, offset)))
 }
 
-/// Enqueues `softmax_<dtype>` on the pointers `x` and `y` (possibly equal).
+/// Enqueues `softmax_<dtype>` on the pointers `x` and `y` (possibly equal), or, given `y_lo`,
+/// `softmax_f32_<dtype>` on `x`, `y` and `y_lo` (0 for none).
 fn launch_softmax_raw(
     stream: &CudaStream,
     func: &CudaFunction,
-    (x, y): (u64, u64),
+    (x, y, y_lo): (u64, u64, Option<u64>),
     (rows, c, period, offset): (i32, i32, i32, i32),
     vec: i32,
 ) -> Result<(), LaunchError> {
@@ -355,11 +363,15 @@ fn launch_softmax_raw(
         shared_mem_bytes: 0,
     };
     let mut b = stream.launch_builder(func);
-    b.arg(&x).arg(&y).arg(&rows).arg(&c).arg(&period).arg(&offset).arg(&vec);
+    b.arg(&x).arg(&y);
+    if let Some(y_lo) = &y_lo {
+        b.arg(y_lo);
+    }
+    b.arg(&rows).arg(&c).arg(&period).arg(&offset).arg(&vec);
     // SAFETY: argument types and order match softmax_<dtype>(x, y, rows, C, causal_period,
-    // causal_offset, vec); the callers
-    // checked that both buffers hold rows * C elements and picked vec = 8 only for C % 8 == 0 and
-    // 16-byte aligned pointers.
+    // causal_offset, vec) or, with y_lo, softmax_f32_<dtype>(x, y, y_lo, ...); the callers checked that both buffers hold rows * C elements of their
+    // types and picked vec = 8 only for C % 8 == 0 and 16-byte aligned pointers (every 8-element
+    // group then starts 16-byte aligned: the kernel loads f32 rows 16 bytes at a time).
     unsafe { b.launch(cfg) }.map_err(LaunchError::driver(K))?;
     Ok(())
 }
@@ -382,11 +394,11 @@ pub fn launch_softmax<T: KernelElem>(
     // The guards order the launch after earlier work on the buffers; they live until it is queued.
     let (x_ptr, _xg) = x.device_ptr(stream);
     let (y_ptr, _yg) = y.device_ptr_mut(stream);
-    launch_softmax_raw(stream, func, (x_ptr, y_ptr), args, vec)
+    launch_softmax_raw(stream, func, (x_ptr, y_ptr, None), args, vec)
 }
 
-/// [`launch_softmax`] in place: `x` is overwritten by its softmax (the attention fallback's
-/// score matrix, which it does not need twice).
+/// [`launch_softmax`] in place: `x` is overwritten by its softmax (for a caller that does not
+/// need the input twice).
 pub fn launch_softmax_in_place<T: KernelElem>(
     stream: &CudaStream,
     func: &CudaFunction,
@@ -398,7 +410,46 @@ pub fn launch_softmax_in_place<T: KernelElem>(
     };
     let vec = if dims.c % 8 == 0 && aligned16(stream, x) { 8 } else { 1 };
     let (ptr, _guard) = x.device_ptr_mut(stream);
-    launch_softmax_raw(stream, func, (ptr, ptr), args, vec)
+    launch_softmax_raw(stream, func, (ptr, ptr, None), args, vec)
+}
+
+/// [`launch_softmax`] from f32 rows to the storage type: `y[r, :] = softmax(x[r, :])` with `x`
+/// f32 and `y` of `T`, all `[rows, c]` (with `dims.causal`, masked columns are left out and
+/// written as 0); `func` is `softmax_f32_<dtype>`. With `y_lo`, also the remainders
+/// `y_lo = T(p - y)`, so that `y + y_lo` is the f32 softmax `p` to about `u^2` relative (`u`
+/// the unit roundoff of `T`).
+///
+/// The unfused attention's step between its two GEMMs: f32 scores in, probabilities out as two
+/// half-precision terms, each multiplied by `V` on the tensor cores and summed in f32.
+pub fn launch_softmax_from_f32<T: KernelElem>(
+    stream: &CudaStream,
+    func: &CudaFunction,
+    x: &CudaView<'_, f32>,
+    y: &mut CudaViewMut<'_, T>,
+    y_lo: Option<&mut CudaViewMut<'_, T>>,
+    dims: SoftmaxDims,
+) -> Result<(), LaunchError> {
+    if let Some(lo) = &y_lo {
+        check_len("softmax", "y_lo", lo.len(), y.len())?;
+    }
+    let Some(args) = softmax_args(dims, x.len(), y.len())? else {
+        return Ok(());
+    };
+    let aligned = aligned16(stream, x)
+        && aligned16(stream, y)
+        && y_lo.as_deref().is_none_or(|lo| aligned16(stream, lo));
+    let vec = if dims.c % 8 == 0 && aligned { 8 } else { 1 };
+    // The guards order the launch after earlier work on the buffers; they live until it is queued.
+    let (x_ptr, _xg) = x.device_ptr(stream);
+    let (y_ptr, _yg) = y.device_ptr_mut(stream);
+    let (lo_ptr, _log) = match y_lo {
+        Some(lo) => {
+            let (p, g) = lo.device_ptr_mut(stream);
+            (p, Some(g))
+        }
+        None => (0, None),
+    };
+    launch_softmax_raw(stream, func, (x_ptr, y_ptr, Some(lo_ptr)), args, vec)
 }
 
 #[cfg(test)]
@@ -408,8 +459,10 @@ mod tests {
     #[test]
     fn entries_cover_every_op_and_dtype() {
         let all = NormKernel::all();
-        assert_eq!(all.len(), 10);
+        assert_eq!(all.len(), 12);
         assert!(all.iter().any(|k| k.entry() == "softmax_bf16"));
+        assert!(all.iter().any(|k| k.entry() == "softmax_f32_bf16"));
+        assert!(all.iter().any(|k| k.entry() == "softmax_f32_f16"));
         assert!(all.iter().any(|k| k.entry() == "group_norm_stats_bf16"));
         assert!(all.iter().any(|k| k.entry() == "layer_norm_f16"));
     }

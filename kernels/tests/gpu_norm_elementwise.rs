@@ -319,36 +319,42 @@ fn timesteps<T: Elem>(g: &Gpu) {
     }
 }
 
+/// The softmax tests' (rows, c, causal mask): odd rows (scalar path), multiples of 8 (vector
+/// path), a long row, and stacks of causal score matrices starting at query 0 and at a later
+/// chunk.
+const SOFTMAX_CASES: [(usize, usize, Option<CausalMask>); 7] = [
+    (7, 77, None),
+    (15, 1000, None),
+    (2, 16384, None),
+    (3, 1, None),
+    (3 * 13, 13, Some(CausalMask { rows_per_matrix: 13, offset: 0 })),
+    (2 * 5, 24, Some(CausalMask { rows_per_matrix: 5, offset: 19 })),
+    (2 * 6, 40, Some(CausalMask { rows_per_matrix: 6, offset: 30 })),
+];
+
+/// `x [rows, c]` with the columns `causal` masks set to -inf (the CPU reference's input).
+fn causal_masked(x: &[f32], c: usize, causal: Option<CausalMask>) -> Vec<f32> {
+    x.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let (r, col) = (i / c, i % c);
+            match causal {
+                Some(m) if col > r % m.rows_per_matrix + m.offset => f32::NEG_INFINITY,
+                _ => v,
+            }
+        })
+        .collect()
+}
+
 /// The row softmax, plain and under the attention fallback's causal mask (reference: the CPU
 /// softmax of the rows with the masked columns set to -inf), out of place and in place.
 fn softmax<T: Elem>(g: &Gpu) {
     let s = &g.stream;
     let f = g.modules.norm(NormKernel { op: NormOp::Softmax, dtype: T::DTYPE }).unwrap();
-    // (rows, c, causal mask): odd rows (scalar path), multiples of 8 (vector path), a long row,
-    // and stacks of causal score matrices starting at query 0 and at a later chunk.
-    let cases = [
-        (7, 77, None),
-        (15, 1000, None),
-        (2, 16384, None),
-        (3, 1, None),
-        (3 * 13, 13, Some(CausalMask { rows_per_matrix: 13, offset: 0 })),
-        (2 * 5, 24, Some(CausalMask { rows_per_matrix: 5, offset: 19 })),
-        (2 * 6, 40, Some(CausalMask { rows_per_matrix: 6, offset: 30 })),
-    ];
-    for (rows, c, causal) in cases {
+    for (rows, c, causal) in SOFTMAX_CASES {
         let x = random::<T>(rows * c, 15, (-8.0, 8.0));
-        let masked: Vec<f32> = x
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| {
-                let (r, col) = (i / c, i % c);
-                match causal {
-                    Some(m) if col > r % m.rows_per_matrix + m.offset => f32::NEG_INFINITY,
-                    _ => v,
-                }
-            })
-            .collect();
-        let want = cpu::<T>(&masked, &[rows, c]).softmax().unwrap().to_vec_f32().unwrap();
+        let want =
+            cpu::<T>(&causal_masked(&x, c, causal), &[rows, c]).softmax().unwrap().to_vec_f32().unwrap();
         let dims = SoftmaxDims { rows, c, causal };
         let xd = upload::<T>(s, &x);
         let mut y = poisoned::<T>(s, rows * c);
@@ -357,6 +363,57 @@ fn softmax<T: Elem>(g: &Gpu) {
         let mut inplace = upload::<T>(s, &x);
         norm::launch_softmax_in_place(s, &f, &mut inplace.as_view_mut(), dims).unwrap();
         check::<T>(&format!("softmax in place {dims:?}"), &download(s, &inplace), &want);
+    }
+}
+
+/// The softmax from f32 rows to `T` (the unfused attention's scores to probabilities) against
+/// the CPU backend's f32 softmax: without remainders, `y` is that rounded once to `T`; with them,
+/// `y` is the same and `y + y_lo` is the f32 softmax to about `u^2`. Inputs are f32 values that
+/// `T` cannot hold, half of the cases around 100 with a spread of a few units (attention scores
+/// with a large common offset), so a kernel that rounded its input to `T` first would fail.
+fn softmax_from_f32<T: Elem>(g: &Gpu) {
+    let s = &g.stream;
+    let f = g.modules.norm(NormKernel { op: NormOp::SoftmaxFromF32, dtype: T::DTYPE }).unwrap();
+    for (i, (rows, c, causal)) in SOFTMAX_CASES.into_iter().enumerate() {
+        let mut rng = StdRng::seed_from_u64(17 + i as u64);
+        let lo = if i % 2 == 0 { -8.0 } else { 96.0 };
+        let x: Vec<f32> = (0..rows * c).map(|_| rng.random_range(lo..lo + 8.0)).collect();
+        let want: Vec<f32> =
+            Tensor::from_f32(causal_masked(&x, c, causal), &[rows, c], DType::F32, Device::Cpu)
+                .unwrap()
+                .softmax()
+                .unwrap()
+                .to_vec_f32()
+                .unwrap();
+        let rounded: Vec<f32> = want.iter().map(|&p| T::from_f32(p).to_f32()).collect();
+        let dims = SoftmaxDims { rows, c, causal };
+        let what = format!("softmax from f32 {dims:?}, inputs in [{lo}, {})", lo + 8.0);
+        let xd = s.clone_htod(&x).unwrap();
+        let mut y = poisoned::<T>(s, rows * c);
+        norm::launch_softmax_from_f32(s, &f, &xd.as_view(), &mut y.as_view_mut(), None, dims).unwrap();
+        check::<T>(&what, &download(s, &y), &rounded);
+
+        let (mut y, mut y_lo) = (poisoned::<T>(s, rows * c), poisoned::<T>(s, rows * c));
+        let mut lo_view = y_lo.as_view_mut();
+        norm::launch_softmax_from_f32(s, &f, &xd.as_view(), &mut y.as_view_mut(), Some(&mut lo_view), dims)
+            .unwrap();
+        let hi = download(s, &y);
+        check::<T>(&format!("{what}, y of y + y_lo"), &hi, &rounded);
+        let sum: Vec<f32> = hi.iter().zip(download(s, &y_lo)).map(|(h, l)| h + l).collect();
+        // Both sides f32 softmaxes (a few f32 ulps apart), the remainder rounded to T: u^2
+        // relative, and f16's subnormal spacing (6e-8) absolute.
+        let u = T::TOL.1 / 2.0;
+        let bad: Vec<String> = (0..sum.len())
+            .filter(|&k| !((sum[k] - want[k]).abs() <= 1e-7 + (u * u + 1e-6) * want[k].abs()))
+            .take(8)
+            .map(|k| format!("[{k}] gpu {:e} cpu {:e}", sum[k], want[k]))
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "{what}: y + y_lo differs from the f32 softmax ({:?}): {}",
+            T::DTYPE,
+            bad.join(", ")
+        );
     }
 }
 
@@ -397,6 +454,8 @@ fn softmax_and_permute_kernels_match_the_cpu_backend() {
     let Some(g) = gpu() else { return };
     softmax::<bf16>(g);
     softmax::<f16>(g);
+    softmax_from_f32::<bf16>(g);
+    softmax_from_f32::<f16>(g);
     permutes(g);
 }
 

@@ -324,7 +324,7 @@ fn unfused_attention_matches_cpu() {
         }
     }
     // Enough tokens that the scores of one batch exceed the 256 MiB budget, so the query rows
-    // are split into chunks (11184 rows, then 816): plain and causal.
+    // are split into chunks (4 of 2796 rows, then 816): plain and causal.
     let case = (1, 12_000, 12_000, 1, 16);
     let [q, k, v] = qkv(&mut r, case, DType::BF16);
     compare("unfused attention, chunked", &[&q, &k, &v], false, |t| {
@@ -333,6 +333,41 @@ fn unfused_attention_matches_cpu() {
     compare("unfused causal attention, chunked", &[&q, &k, &v], false, |t| {
         Tensor::causal_attention(t[0], t[1], t[2], 0.25)
     });
+}
+
+/// Issue 11 (found on the software GPU, a precision bug a real GPU shares): the unfused path
+/// stored the scores `scale * Q K^T` in the tensor's half type before the softmax, so each
+/// score carried a rounding error of up to `u |s| / 2`, which the softmax turns into a relative
+/// error of the same size in the probabilities, however small the scores' spread. Here every
+/// head's channel 0 is a large constant in q and k, so each score is about 140 plus a spread of
+/// a few units (the softmax is shift-invariant: exact attention does not care): rounded to bf16
+/// (ulp 1 at 140) or f16 (ulp 1/8), the probabilities were off by up to 50% or 6%, far above
+/// the tolerance; with the scores kept in f32 the path matches the CPU backend.
+#[test]
+fn issue11_unfused_attention_keeps_f32_scores() {
+    let Some(_dev) = gpu("issue11_unfused_attention_keeps_f32_scores") else { return };
+    let mut r = rng(14);
+    // (B, Lq, Lk, H, D) at head dims without a fused kernel; channel 0's value v makes the
+    // scores' common offset v^2 / sqrt(D): 144 at D 16, 149 at D 24, 139 at D 512.
+    let cases = [((1, 67, 67, 2, 16), 24.0), ((1, 45, 45, 3, 24), 27.0), ((1, 40, 40, 1, 512), 56.0)];
+    for dtype in HALVES {
+        for &(case, big) in &cases {
+            let (b, lq, lk, h, d) = case;
+            let qk = |r: &mut StdRng, len: usize| {
+                let t = rand_t(r, &[b, len, h, d], dtype, -3.0, 3.0);
+                let mut x = t.to_vec_f32().unwrap();
+                x.iter_mut().step_by(d).for_each(|c0| *c0 = big); // channel 0 of every head
+                Tensor::from_f32(x, &[b, len, h, d], dtype, Device::Cpu).unwrap()
+            };
+            let (q, k) = (qk(&mut r, lq), qk(&mut r, lk));
+            let v = rand_u(&mut r, &[b, lk, h, d], dtype);
+            let scale = 1.0 / (d as f32).sqrt();
+            let what = format!("unfused attention, large scores, (B, Lq, Lk, H, D) = {case:?}");
+            compare(&what, &[&q, &k, &v], false, |t| Tensor::attention(t[0], t[1], t[2], scale));
+            let what = format!("unfused causal attention, large scores, (B, Lq, Lk, H, D) = {case:?}");
+            compare(&what, &[&q, &k, &v], false, |t| Tensor::causal_attention(t[0], t[1], t[2], scale));
+        }
+    }
 }
 
 #[test]

@@ -6,25 +6,47 @@
 //!   CLIP text encoders);
 //! - **unfused**, for every other head dim (the VAE's mid-block attention: one head of 512,
 //!   or 128 on smaller VAEs, and the tiny test models' 8 and 16) and where the fused kernel's
-//!   tile does not fit the device's shared memory: per batch and per chunk of query rows, the
-//!   scores `scale * Q K^T` of every head by one strided-batched cuBLASLt GEMM (f32 compute,
-//!   stored in the tensor's dtype), the row softmax kernel in place (with the causal mask when
-//!   asked), then `P V` by a second strided-batched GEMM written straight into the output's
-//!   `[B, Lq, H, D]` rows. The chunk is sized so the scores of one chunk, `H x rows x Lk`
-//!   elements, take at most [`SCORE_BUDGET`] bytes, which bounds the memory whatever the token
-//!   count (the VAE at 1024x1024 has 16384 tokens: 512 MiB of bf16 scores unchunked).
+//!   tile does not fit the device's shared memory: per batch and per chunk of query rows,
+//!   1. the scores `scale * Q K^T` of every head by one strided-batched cuBLASLt GEMM
+//!      (bf16/f16 inputs, f32 compute, **f32 output**);
+//!   2. the row softmax kernel from those f32 scores (`softmax_f32_<dtype>`, with the causal
+//!      mask when asked) to the probabilities as two terms of the tensor's dtype,
+//!      `P = P_hi + P_lo` (`P_hi` is `P` rounded, `P_lo` the rounding remainder, rounded);
+//!   3. `P_hi V`, then `+ P_lo V`, by two strided-batched GEMMs (tensor cores, f32 output)
+//!      into the chunk's f32 output rows, rounded once into the output's `[B, Lq, H, D]` rows
+//!      by the cast kernel.
 //!
-//! Why cuBLASLt rather than a generic tiled kernel: at head dim 512 the work is two large
-//! GEMMs (`4 Lq Lk D` FLOPs, 0.55 TFLOP for 16384 tokens) that cuBLASLt runs on the tensor
+//!   The chunk is sized so that one chunk's f32 scores and two half-precision probability
+//!   terms, `H x rows x Lk` elements of each, take at most [`SCORE_BUDGET`] bytes, which
+//!   bounds the memory whatever the token count (the VAE at 1024x1024 has 16384 tokens: 2 GiB
+//!   unchunked); the f32 output rows add `rows x H x D` f32s.
+//!
+//! Why f32 scores (issue 11, test `issue11_unfused_attention_keeps_f32_scores`): rounded to
+//! bf16/f16, a score `s` would be off by up to half an ulp of `s`, and the softmax turns that
+//! absolute error of the exponent into a relative error of the probability, however small the
+//! scores' spread (the softmax is shift-invariant: exact attention does not care how large the
+//! scores are). At `|s|` near 100, half a bf16 ulp is 0.25 and a probability is off by up to
+//! 28%. diffusers (PyTorch's SDPA) and the fused kernel never round scores to half precision.
+//!
+//! Why two probability terms: `P` rounded once to bf16 is off by up to `u |p|` (`u = 2^-8`), so
+//! an output row is off by up to `u sum_j p_j |v_j|`; where the row averages few keys with
+//! cancelling values (the first rows of a causal attention) that is several times the row's
+//! own rounding, and several times the CPU backend's tolerance when the other rows are small
+//! (the 12000-token causal case of the cuda_ops tests). `P_hi + P_lo` is `P` to about `u^2`, so
+//! the output is rounded only once, as the CPU backend's is, and both GEMMs stay on the tensor
+//! cores; the price is a second `P V` GEMM (1.5 times the GEMM work of one rounding).
+//!
+//! Why cuBLASLt rather than a generic tiled kernel: at head dim 512 the work is large GEMMs
+//! (`2 Lq Lk D` FLOPs each, 0.28 TFLOP for 16384 tokens) that cuBLASLt runs on the tensor
 //! cores near peak, where a kernel without a compile-time head dim would run on the CUDA cores
-//! at a small fraction of that; the extra traffic of writing and re-reading the scores is a few
-//! percent of the GEMM time at these sizes. The cost is precision: the scores are rounded to
-//! bf16/f16 before the softmax (as PyTorch's unfused `baddbmm` + `softmax` path does in half
-//! precision), which the fused kernel avoids.
+//! at a small fraction of that; the extra traffic of writing the f32 scores, reading them twice
+//! and writing and reading the two probability terms (20 bytes per score in bf16, against
+//! `6 D` FLOPs of GEMM) is a few percent of the GEMM time at these sizes.
 
 use cudarc::cublaslt::MatmulConfig;
 use kiln_kernels::Family;
 use kiln_kernels::attention::{AttentionDims, AttentionError, AttentionKernel, launch_flash_attention};
+use kiln_kernels::elementwise::{self as ew, CastElem, CastType, ElementwiseKernel};
 use kiln_kernels::norm::{self as nk, CausalMask, NormOp, SoftmaxDims};
 
 use super::strided_gemm::{GemmPointers, gemm_at};
@@ -34,8 +56,15 @@ use super::{
 use crate::cpu::attention::AttentionGeometry;
 use crate::{DType, Device, Error, Result, Tensor};
 
-/// Most bytes of scores the unfused path keeps at once (one chunk of query rows, all heads).
+/// Most bytes of f32 scores plus half-precision probability terms the unfused path keeps at
+/// once (one chunk of query rows, all heads).
 pub(crate) const SCORE_BUDGET: usize = 256 << 20;
+
+/// Bytes per score of the unfused path with probabilities of `elem_bytes`: the f32 score and
+/// the probability's two terms `P_hi`, `P_lo`, each in its own buffer.
+pub(crate) const fn score_bytes(elem_bytes: usize) -> usize {
+    4 + 2 * elem_bytes
+}
 
 /// `softmax(scale * Q K^T) V` per batch and head: `q [B, Lq, H, D]`, `k`, `v` `[B, Lk, H, D]`;
 /// causal (`Lq == Lk`, checked by the op) masks the keys after each query.
@@ -83,9 +112,10 @@ pub(crate) fn attention(
 }
 
 /// Query rows per chunk of the unfused path: as many as keep `heads x rows x len_k` scores of
-/// `elem_bytes` each within [`SCORE_BUDGET`], at least 1, at most `len_q`.
-pub(crate) fn chunk_rows(heads: usize, len_q: usize, len_k: usize, elem_bytes: usize) -> usize {
-    let per_row = heads.saturating_mul(len_k).saturating_mul(elem_bytes).max(1);
+/// `bytes_per_score` each ([`score_bytes`]) within [`SCORE_BUDGET`], at least 1, at most
+/// `len_q`.
+pub(crate) fn chunk_rows(heads: usize, len_q: usize, len_k: usize, bytes_per_score: usize) -> usize {
+    let per_row = heads.saturating_mul(len_k).saturating_mul(bytes_per_score).max(1);
     (SCORE_BUDGET / per_row).clamp(1, len_q.max(1))
 }
 
@@ -93,7 +123,7 @@ pub(crate) fn chunk_rows(heads: usize, len_q: usize, len_k: usize, elem_bytes: u
 /// for Hopper; from the caching allocator, so allocated once and then reused).
 const GEMM_WORKSPACE: usize = 32 << 20;
 
-/// The first GEMM of a chunk: `S[h] = scale * Q[h] K[h]^T` -> scores `[H, rows, keys]`, with
+/// The first GEMM of a chunk: `S[h] = scale * Q[h] K[h]^T` -> f32 scores `[H, rows, keys]`, with
 /// `a` at K's token 0 and `b` at Q's first row of the chunk (both head 0). Column-major:
 /// `S^T (keys x rows, ld keys) = K (stored d x keys, ld H*D, transposed) * Q^T (d x rows, ld
 /// H*D)`; heads are `D` elements apart in q and k, `rows * keys` in the scores.
@@ -119,11 +149,12 @@ fn scores_gemm(heads: i32, d: usize, rows: usize, keys: usize, scale: f32) -> Ma
     }
 }
 
-/// The second GEMM of a chunk: `O[h] = P[h] V[h]` into rows of o, with `a` at V's token 0 and
-/// `c` at o's first row of the chunk. Column-major: `O^T (d x rows, ld H*D) = V^T (d x keys, ld
+/// The second GEMM of a chunk, once per half of `P = P_hi + P_lo`: `O[h] = P[h] V[h] + beta
+/// O[h]` into the chunk's f32 output rows (`[rows, H*D]`, laid out as o's), with `a` at V's
+/// token 0 and `c` at the first output row. Column-major: `O^T (d x rows, ld H*D) = V^T (d x keys, ld
 /// H*D) * P^T (keys x rows, ld keys)`; heads are `D` elements apart in v and o, `rows * keys`
-/// in the scores.
-fn output_gemm(heads: i32, d: usize, rows: usize, keys: usize) -> MatmulConfig {
+/// in the probabilities.
+fn output_gemm(heads: i32, d: usize, rows: usize, keys: usize, beta: f32) -> MatmulConfig {
     let hd = heads as usize * d;
     MatmulConfig {
         transa: false,
@@ -135,7 +166,7 @@ fn output_gemm(heads: i32, d: usize, rows: usize, keys: usize) -> MatmulConfig {
         alpha: 1.0,
         lda: hd as i64,
         ldb: keys as i64,
-        beta: 0.0,
+        beta,
         ldc: hd as i64,
         stride_a: Some(d as i64),
         stride_b: Some((rows * keys) as i64),
@@ -146,7 +177,7 @@ fn output_gemm(heads: i32, d: usize, rows: usize, keys: usize) -> MatmulConfig {
 }
 
 /// The unfused attention into `o` (see the module comment); `o` is not empty.
-fn unfused<T: Elem + kiln_kernels::launch::KernelElem>(
+fn unfused<T: Elem + kiln_kernels::launch::KernelElem + CastElem>(
     dev: &std::sync::Arc<CudaDevice>,
     op: &'static str,
     (q, k, v): (&CudaStorage, &CudaStorage, &CudaStorage),
@@ -155,12 +186,12 @@ fn unfused<T: Elem + kiln_kernels::launch::KernelElem>(
     scale: f32,
 ) -> Result<()>
 where
-    cudarc::cublaslt::CudaBlasLT: cudarc::cublaslt::Matmul<T>,
+    cudarc::cublaslt::CudaBlasLT: cudarc::cublaslt::Matmul<T> + cudarc::cublaslt::Matmul<f32>,
 {
     let AttentionGeometry { b, lq, lk, h, d, causal } = g;
     let hd = h * d; // row stride of q, k, v and o
     let es = std::mem::size_of::<T>();
-    let chunk = chunk_rows(h, lq, lk, es);
+    let chunk = chunk_rows(h, lq, lk, score_bytes(es));
     let too_large = |what: &str| {
         Error::unsupported(
             op,
@@ -170,10 +201,16 @@ where
         )
     };
     let heads = i32::try_from(h).map_err(|_| too_large("head count"))?;
-    let softmax = super::norm::func::<T>(dev, op, NormOp::Softmax)?;
-    let mut scores = CudaStorage::alloc(dev, <T as Elem>::DTYPE, h * chunk * lk, op)?; // [H, chunk, Lk]
+    let softmax = super::norm::func::<T>(dev, op, NormOp::SoftmaxFromF32)?;
+    let cast = ElementwiseKernel::Cast { from: CastType::F32, to: T::CAST };
+    let cast = dev.function(op, Family::Elementwise, &cast.entry())?;
+    let scores = CudaStorage::alloc(dev, DType::F32, h * chunk * lk, op)?; // [H, chunk, Lk] f32
+    let mut p_hi = CudaStorage::alloc(dev, <T as Elem>::DTYPE, h * chunk * lk, op)?; // [H, chunk, Lk]
+    let mut p_lo = CudaStorage::alloc(dev, <T as Elem>::DTYPE, h * chunk * lk, op)?; // [H, chunk, Lk]
+    let o32 = CudaStorage::alloc(dev, DType::F32, chunk * hd, op)?; // [chunk, H*D] f32
     let workspace = CudaStorage::alloc(dev, DType::F32, GEMM_WORKSPACE / 4, op)?;
-    // Element offsets become byte offsets from the buffers' base addresses.
+    // Element offsets of q, k, v and o become byte offsets from the buffers' base addresses;
+    // the chunk buffers are used from their starts.
     let at = |s: &CudaStorage, elems: usize| s.raw_ptr() + (elems * es) as u64;
     for bi in 0..b {
         for q0 in (0..lq).step_by(chunk) {
@@ -196,29 +233,44 @@ where
             let cfg = scores_gemm(heads, d, rows, keys, scale);
             // SAFETY: head h's K is keys rows of d elements at k + kv_off + h*d with stride H*D,
             // inside batch bi's lk * H*D elements; Q likewise inside rows q0..q0+rows of batch
-            // bi; S takes H * rows * keys <= H * chunk * lk elements of `scores`. All three
-            // buffers live until after the GEMM runs (dropped after enqueueing, stream-ordered).
+            // bi; S takes H * rows * keys <= H * chunk * lk f32s of `scores`. All three buffers
+            // live until after the GEMM runs (dropped after enqueueing, stream-ordered).
             unsafe {
-                gemm_at::<T>(dev, op, cfg, ptrs(at(k, kv_off), at(q, q_off), at(&scores, 0)), shapes)?;
+                gemm_at::<T, f32>(dev, op, cfg, ptrs(at(k, kv_off), at(q, q_off), scores.raw_ptr()), shapes)?;
             }
 
+            // f32 scores -> probabilities P = P_hi + P_lo, both of T, [H, rows, keys] each.
             let mask = causal.then_some(CausalMask { rows_per_matrix: rows, offset: q0 });
             let dims = SoftmaxDims { rows: h * rows, c: keys, causal: mask };
-            let mut sv = scores.view_mut::<T>();
-            nk::launch_softmax_in_place::<T>(
+            let n = h * rows * keys;
+            nk::launch_softmax_from_f32::<T>(
                 dev.stream(),
                 &softmax,
-                &mut sv.slice_mut(..h * rows * keys),
+                &scores.view::<f32>().slice(..n),
+                &mut p_hi.view_mut::<T>().slice_mut(..n),
+                Some(&mut p_lo.view_mut::<T>().slice_mut(..n)),
                 dims,
             )
             .map_err(launch_error(op, <T as Elem>::DTYPE, dev.device()))?;
 
-            let cfg = output_gemm(heads, d, rows, keys);
-            // SAFETY: as above; each head's output columns h*D..h*D+D of rows q0..q0+rows of
-            // batch bi are disjoint from the other heads' and from the inputs.
-            unsafe {
-                gemm_at::<T>(dev, op, cfg, ptrs(at(v, kv_off), at(&scores, 0), at(o, q_off)), shapes)?;
+            // O = P_hi V + P_lo V, summed in f32 ([rows, H*D]), then rounded once into o.
+            for (p, beta) in [(&p_hi, 0.0), (&p_lo, 1.0)] {
+                let cfg = output_gemm(heads, d, rows, keys, beta);
+                // SAFETY: as above, with P the H * rows * keys elements of `p` the softmax
+                // wrote and O the rows * H*D f32s of `o32`; each head's output columns
+                // h*D..h*D+D are disjoint from the other heads' and from the inputs.
+                unsafe {
+                    gemm_at::<T, f32>(dev, op, cfg, ptrs(at(v, kv_off), p.raw_ptr(), o32.raw_ptr()), shapes)?;
+                }
             }
+            let rows_out = q_off..q_off + rows * hd; // rows q0..q0+rows of batch bi, contiguous
+            ew::launch_cast::<f32, T>(
+                dev.stream(),
+                &cast,
+                &o32.view::<f32>().slice(..rows * hd),
+                &mut o.view_mut::<T>().slice_mut(rows_out),
+            )
+            .map_err(launch_error(op, <T as Elem>::DTYPE, dev.device()))?;
         }
     }
     Ok(())
@@ -313,7 +365,15 @@ mod tests {
                             *x = if c < valid { (*x - m).exp() / sum } else { 0.0 };
                         }
                     }
-                    host_gemm(&output_gemm(h as i32, d, rows, keys), &v[kv_off..], &s, &mut o[q_off..]);
+                    // P V as P_hi V + P_lo V (here P_hi = P, P_lo = 0: the index math).
+                    host_gemm(&output_gemm(h as i32, d, rows, keys, 0.0), &v[kv_off..], &s, &mut o[q_off..]);
+                    let zeros = vec![0.0; s.len()];
+                    host_gemm(
+                        &output_gemm(h as i32, d, rows, keys, 1.0),
+                        &v[kv_off..],
+                        &zeros,
+                        &mut o[q_off..],
+                    );
                 }
             }
             for (i, (g, w)) in o.iter().zip(&want).enumerate() {
@@ -326,12 +386,16 @@ mod tests {
     }
 
     #[test]
-    fn chunks_bound_the_scores() {
-        // The VAE at 1024x1024: 16384 tokens, one head, bf16 scores: 8192 rows (256 MiB) a chunk.
-        assert_eq!(chunk_rows(1, 16384, 16384, 2), 8192);
-        assert_eq!(chunk_rows(1, 4096, 4096, 2), 4096);
-        assert_eq!(chunk_rows(1, 12_000, 12_000, 2), 11_184);
-        assert!(chunk_rows(8, 100_000, 100_000, 2) * 8 * 100_000 * 2 <= SCORE_BUDGET);
-        assert_eq!(chunk_rows(1, 5, 1 << 30, 2), 1);
+    fn chunks_bound_the_scores_and_probabilities() {
+        let bf16 = score_bytes(2);
+        assert_eq!(bf16, 8);
+        // The VAE at 1024x1024: 16384 tokens, one head, f32 scores and two bf16 probability
+        // terms: 2048 rows (256 MiB) a chunk, 8 chunks.
+        assert_eq!(chunk_rows(1, 16384, 16384, bf16), 2048);
+        assert_eq!(chunk_rows(1, 4096, 4096, bf16), 4096);
+        // The chunked case of the cuda_ops tests: 4 chunks of 2796 rows, then 816.
+        assert_eq!(chunk_rows(1, 12_000, 12_000, bf16), 2796);
+        assert!(chunk_rows(8, 100_000, 100_000, bf16) * 8 * 100_000 * bf16 <= SCORE_BUDGET);
+        assert_eq!(chunk_rows(1, 5, 1 << 30, bf16), 1);
     }
 }

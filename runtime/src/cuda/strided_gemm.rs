@@ -7,6 +7,9 @@
 //! refused or fault. Here the heuristic is told each pointer's actual alignment (the largest
 //! power of two dividing it, at most 256), as PyTorch does, and the workspace is a buffer the
 //! caller owns.
+//!
+//! The inputs `A`, `B` and the output `C`/`D` may differ in type: with f32 compute cuBLASLt
+//! takes bf16/f16 `A`, `B` with f32 `C`, `D` (the unfused attention's scores, kept in f32).
 
 use std::ffi::{c_int, c_void};
 
@@ -57,15 +60,15 @@ pub(crate) struct GemmPointers {
     pub workspace_bytes: usize,
 }
 
-/// Enqueues one (strided-batched, when `cfg.batch_size` is set) cuBLASLt GEMM of `T` with f32
-/// compute on the device's stream.
+/// Enqueues one (strided-batched, when `cfg.batch_size` is set) cuBLASLt GEMM with f32 compute
+/// on the device's stream: inputs of `T`, output of `D` (`T` itself, or f32).
 ///
 /// # Safety
 /// Every address must point into live device memory holding the elements the configuration
 /// addresses (rows, columns, leading dimensions and batch strides), `c`'s matrices must not
 /// overlap each other or the inputs, and the buffers must stay alive until the GEMM has run
 /// (stream order: the caller drops them after enqueueing, which the allocator orders).
-pub(crate) unsafe fn gemm_at<T: Elem>(
+pub(crate) unsafe fn gemm_at<T: Elem, D: Elem>(
     dev: &CudaDevice,
     op: &'static str,
     cfg: MatmulConfig,
@@ -73,23 +76,23 @@ pub(crate) unsafe fn gemm_at<T: Elem>(
     shapes: impl Fn() -> String,
 ) -> Result<()>
 where
-    CudaBlasLT: Matmul<T>,
+    CudaBlasLT: Matmul<T> + Matmul<D>,
 {
     let fail = |what: &str, e: cudarc::cublaslt::result::CublasError| Error::Cuda {
         op,
         device: dev.device(),
-        message: format!("{what} for {} ({}) failed: {e:?}", shapes(), T::DTYPE),
+        message: format!("{what} for {} ({} into {}) failed: {e:?}", shapes(), T::DTYPE, D::DTYPE),
     };
     dev.bind(op)?;
     let blas = dev.blas.lock().unwrap_or_else(|e| e.into_inner());
-    let ty = <CudaBlasLT as Matmul<T>>::matrix_type();
+    let (ty, out_ty) = (<CudaBlasLT as Matmul<T>>::matrix_type(), <CudaBlasLT as Matmul<D>>::matrix_type());
     let (a_rows, a_cols) = if cfg.transa { (cfg.k, cfg.m) } else { (cfg.m, cfg.k) };
     let (b_rows, b_cols) = if cfg.transb { (cfg.n, cfg.k) } else { (cfg.k, cfg.n) };
     let mut d = Descriptors::default();
-    for (rows, cols, ld, stride) in [
-        (a_rows, a_cols, cfg.lda, cfg.stride_a),
-        (b_rows, b_cols, cfg.ldb, cfg.stride_b),
-        (cfg.m, cfg.n, cfg.ldc, cfg.stride_c),
+    for (ty, rows, cols, ld, stride) in [
+        (ty, a_rows, a_cols, cfg.lda, cfg.stride_a),
+        (ty, b_rows, b_cols, cfg.ldb, cfg.stride_b),
+        (out_ty, cfg.m, cfg.n, cfg.ldc, cfg.stride_c),
     ] {
         let layout = lt::create_matrix_layout(ty, rows, cols, ld)
             .map_err(|e| fail("cublasLtMatrixLayoutCreate", e))?;
@@ -117,6 +120,7 @@ where
             .map_err(|e| fail("cublasLtMatrixLayoutSetAttribute", e))?;
         }
     }
+    // The compute type follows the inputs (32F for bf16/f16; cudarc's f32 would be TF32).
     let desc =
         lt::create_matmul_desc(<CudaBlasLT as Matmul<T>>::compute_type(), sys::cudaDataType_t::CUDA_R_32F)
             .map_err(|e| fail("cublasLtMatmulDescCreate", e))?;
