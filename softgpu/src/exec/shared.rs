@@ -97,7 +97,8 @@ impl Shared {
                 }
             }
         }
-        out.copy_from_slice(&self.bytes[o..o + out.len()]);
+        // SAFETY: `o .. o + len` is inside `bytes` (check_range) and `out` holds `len` bytes.
+        unsafe { crate::memory::copy_small(self.bytes.as_ptr().add(o), out.as_mut_ptr(), out.len()) };
         Ok(())
     }
 
@@ -117,7 +118,8 @@ impl Shared {
             s.write_epoch = epoch;
             s.write_warp = warp;
         }
-        self.bytes[o..o + data.len()].copy_from_slice(data);
+        // SAFETY: `o .. o + len` is inside `bytes` (check_range) and `data` holds `len` bytes.
+        unsafe { crate::memory::copy_small(data.as_ptr(), self.bytes.as_mut_ptr().add(o), data.len()) };
         Ok(())
     }
 

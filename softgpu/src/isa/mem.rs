@@ -66,16 +66,17 @@ fn load(cx: &mut Cx<'_>, inst: &Inst) -> Result<(), Fault> {
     let count = (inst.aux >> 8 & 0xff) as usize;
     let signed = inst.aux >> 16 & 1 != 0;
     let total = size * count;
-    let mut buf = [0u8; 64];
+    let value_mask = if size >= 8 { u64::MAX } else { (1u64 << (8 * size)) - 1 };
+    // 8 bytes of slack so each element is read as one u64 and masked, with no sized copy.
+    let mut buf = [0u8; 64 + 8];
     let mut shared = SharedLanes::new(inst.space, cx.count_banks);
     for l in cx.lanes() {
         let a = cx.address(inst, l);
         shared.note(l, a);
         cx.load(inst.space, a, &mut buf[..total], total as u64, l).map_err(|f| f.at_lane(l))?;
         for (k, &d) in inst.ops.iter().enumerate() {
-            let mut w = [0u8; 8];
-            w[..size].copy_from_slice(&buf[k * size..(k + 1) * size]);
-            let mut v = u64::from_le_bytes(w);
+            let at = k * size;
+            let mut v = u64::from_le_bytes(buf[at..at + 8].try_into().expect("8 bytes")) & value_mask;
             if signed && size < 8 {
                 let shift = 64 - 8 * size as u32;
                 v = ((v << shift) as i64 >> shift) as u64;
@@ -91,11 +92,13 @@ fn store(cx: &mut Cx<'_>, inst: &Inst) -> Result<(), Fault> {
     let size = (inst.aux & 0xff) as usize;
     let count = (inst.aux >> 8 & 0xff) as usize;
     let total = size * count;
-    let mut buf = [0u8; 64];
+    // Each element is written as a whole u64 in increasing order (the next overwrites the
+    // excess bytes; the last one's land in the slack), so no sized copy is needed.
+    let mut buf = [0u8; 64 + 8];
     let mut shared = SharedLanes::new(inst.space, cx.count_banks);
     for l in cx.lanes() {
         for (k, &s) in inst.ops.iter().enumerate() {
-            buf[k * size..(k + 1) * size].copy_from_slice(&cx.get(s, l).to_le_bytes()[..size]);
+            buf[k * size..k * size + 8].copy_from_slice(&cx.get(s, l).to_le_bytes());
         }
         let a = cx.address(inst, l);
         shared.note(l, a);
