@@ -30,7 +30,15 @@ fn main() {
     let s = &gpu.stream;
 
     // SDXL self-attention at the 64x64 level: 2 x 10 heads x 4096 tokens, head dim 64.
-    let dims = AttentionDims { batch: 2, heads: 10, len_q: 4096, len_k: 4096, head_dim: 64, scale: 0.125, causal: false };
+    let dims = AttentionDims {
+        batch: 2,
+        heads: 10,
+        len_q: 4096,
+        len_k: 4096,
+        head_dim: 64,
+        scale: 0.125,
+        causal: false,
+    };
     let kernel = AttentionKernel::for_head_dim(KernelDType::BF16, 64).expect("d64 kernel");
     let func = gpu.modules.function(Family::Attention, &kernel.entry()).expect("attention entry");
     let (q, k, v) = (
@@ -61,15 +69,21 @@ fn main() {
 
     // Group norm + SiLU of the same activation: 32 groups.
     let f = |op| gpu.modules.norm(NormKernel { op, dtype: KernelDType::BF16 }).expect("norm kernel");
-    let (stats, finalize, apply) = (f(NormOp::GroupNormStats), f(NormOp::GroupNormFinalize), f(NormOp::GroupNormApply));
+    let (stats, finalize, apply) =
+        (f(NormOp::GroupNormStats), f(NormOp::GroupNormFinalize), f(NormOp::GroupNormApply));
     let funcs = GroupNormFunctions { stats: &stats, finalize: &finalize, apply: &apply };
     let dims = GroupNormDims { n: 2, l: 64 * 64, c: 640, groups: 32, eps: 1e-5, silu: true };
     let len = dims.n * dims.l * dims.c;
-    let (x, gamma, beta) =
-        (cuda_common::random_bf16(s, len, 7), cuda_common::random_bf16(s, 640, 8), cuda_common::random_bf16(s, 640, 9));
-    let (mut y, mut ws) = (cuda_common::zeros::<bf16>(s, len), cuda_common::zeros::<f32>(s, dims.workspace_len()));
+    let (x, gamma, beta) = (
+        cuda_common::random_bf16(s, len, 7),
+        cuda_common::random_bf16(s, 640, 8),
+        cuda_common::random_bf16(s, 640, 9),
+    );
+    let (mut y, mut ws) =
+        (cuda_common::zeros::<bf16>(s, len), cuda_common::zeros::<f32>(s, dims.workspace_len()));
     println!("group norm + SiLU {dims:?}");
     let (xv, gv, bv) = (x.as_view(), gamma.as_view(), beta.as_view());
-    launch_group_norm(s, funcs, &xv, &gv, &bv, &mut y.as_view_mut(), &mut ws.as_view_mut(), dims).expect("group norm");
+    launch_group_norm(s, funcs, &xv, &gv, &bv, &mut y.as_view_mut(), &mut ws.as_view_mut(), dims)
+        .expect("group norm");
     s.synchronize().expect("group norm");
 }

@@ -138,7 +138,8 @@ impl Allocation {
         if offset % 8 + len <= 8 {
             let bits = (((1u16 << len) - 1) as u8) << (offset % 8);
             let have = self.written[(offset / 8) as usize].load(Ordering::Relaxed);
-            return (have & bits != bits).then(|| offset - offset % 8 + (!have & bits).trailing_zeros() as u64);
+            return (have & bits != bits)
+                .then(|| offset - offset % 8 + (!have & bits).trailing_zeros() as u64);
         }
         let (mut i, end) = (offset, offset + len);
         while i < end {
@@ -302,7 +303,13 @@ impl MemoryView {
     /// warp touched: consecutive accesses nearly always hit the same buffer) and leaving the
     /// index of the hit there.
     #[inline]
-    pub fn locate_near(&self, addr: u64, len: u64, align: u64, hint: &mut usize) -> Result<(&Allocation, u64), Fault> {
+    pub fn locate_near(
+        &self,
+        addr: u64,
+        len: u64,
+        align: u64,
+        hint: &mut usize,
+    ) -> Result<(&Allocation, u64), Fault> {
         if addr % align != 0 {
             return Err(Fault::new(
                 FaultKind::Misaligned,
@@ -346,7 +353,14 @@ impl MemoryView {
     /// Reads `out.len()` bytes at `addr`, checking bounds, alignment and that they were written;
     /// `hint` as in [`MemoryView::locate_near`].
     #[inline]
-    pub fn load(&self, addr: u64, out: &mut [u8], align: u64, check_written: bool, hint: &mut usize) -> Result<(), Fault> {
+    pub fn load(
+        &self,
+        addr: u64,
+        out: &mut [u8],
+        align: u64,
+        check_written: bool,
+        hint: &mut usize,
+    ) -> Result<(), Fault> {
         let (a, off) = self.locate_near(addr, out.len() as u64, align, hint)?;
         if check_written && let Some(bad) = a.first_unwritten(off, out.len() as u64) {
             return Err(Fault::new(
@@ -408,6 +422,9 @@ mod tests {
         assert!(e.message.contains(&format!("{:#x}", a + 14)), "{}", e.message);
         assert_eq!(v.load(a + 2, &mut out, 4, false, &mut 0).unwrap_err().kind, FaultKind::Misaligned);
         assert_eq!(v.load(a + 64, &mut out, 4, false, &mut 0).unwrap_err().kind, FaultKind::IllegalAddress);
-        assert_eq!(v.load(a + 62, &mut out[..2], 2, false, &mut 0).map(|_| out[..2].to_vec()).unwrap(), vec![0, 0]);
+        assert_eq!(
+            v.load(a + 62, &mut out[..2], 2, false, &mut 0).map(|_| out[..2].to_vec()).unwrap(),
+            vec![0, 0]
+        );
     }
 }

@@ -94,6 +94,7 @@ impl Cx<'_> {
     }
 
     /// Where a generic address points.
+    #[inline(always)]
     fn resolve(space: MemSpace, addr: u64) -> (MemSpace, u64) {
         match space {
             MemSpace::Generic if (SHARED_WINDOW..SHARED_WINDOW + WINDOW_SIZE).contains(&addr) => {
@@ -127,6 +128,7 @@ impl Cx<'_> {
     }
 
     /// Loads `out.len()` bytes (aligned to `align`) from `addr` in `space` for `lane`.
+    #[inline]
     pub fn load(
         &mut self,
         space: MemSpace,
@@ -166,6 +168,7 @@ impl Cx<'_> {
     }
 
     /// Stores `data` (aligned to `align`) at `addr` in `space` for `lane`.
+    #[inline]
     pub fn store(
         &mut self,
         space: MemSpace,

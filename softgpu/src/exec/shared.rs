@@ -55,6 +55,7 @@ impl Shared {
         self.base = self.epoch;
     }
 
+    #[inline(always)]
     fn check_range(&self, offset: u64, len: usize, align: u64) -> Result<usize, Fault> {
         if offset % align != 0 {
             return Err(Fault::new(
@@ -75,6 +76,7 @@ impl Shared {
     }
 
     /// Reads `out.len()` bytes at `offset` for `warp`.
+    #[inline]
     pub fn load(&mut self, offset: u64, out: &mut [u8], align: u64, warp: u16) -> Result<(), Fault> {
         let o = self.check_range(offset, out.len(), align)?;
         let (epoch, base) = (self.epoch, self.base);
@@ -103,6 +105,7 @@ impl Shared {
     }
 
     /// Writes `data` at `offset` for `warp`.
+    #[inline]
     pub fn store(&mut self, offset: u64, data: &[u8], align: u64, warp: u16) -> Result<(), Fault> {
         let o = self.check_range(offset, data.len(), align)?;
         let epoch = self.epoch;
