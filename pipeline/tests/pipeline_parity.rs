@@ -399,22 +399,39 @@ fn stacked_jobs_render_as_one_call_per_job() {
 }
 
 /// The same cases rendered in bf16 on the CUDA device (in CI: the software GPU, which runs the
-/// real kernels), compared with the CPU's f32 render and with diffusers' images.
+/// real kernels) and in bf16 on the CPU, each compared with diffusers' images and with each
+/// other.
 ///
 /// Tolerance: bf16 keeps 8 significant bits, so every activation carries a relative error of up
 /// to 2^-9, and a denoising loop feeds each step's rounding into the next; the tiny random-weight
-/// models amplify it further. A GPU bf16 image cannot be held to the f32 path's 2/255: it is held
-/// to a mean difference of [`BF16_MEAN`] and a largest difference of [`BF16_MAX`] per channel
-/// value, a few times what the software GPU measured (see the closing note of issue 11), which
-/// still fails any broken kernel (a wrong tile or a missed mask moves the mean by tens of levels).
+/// models amplify it further. A bf16 image cannot be held to the f32 path's 2/255, and how far
+/// it lands depends on the case, so the bound is measured in the same run: kiln's CPU backend,
+/// the reference backend, renders the case in bf16 too (bf16 storage, f32 accumulation, as the
+/// CUDA kernels), and the CUDA image may be at most a little further from diffusers' than that:
+/// mean channel difference <= max([`MEAN_FLOOR`], [`MEAN_FACTOR`] x the CPU's) and largest
+/// channel difference <= max([`MAX_FLOOR`], [`MAX_FACTOR`] x the CPU's). The largest difference
+/// is a single pixel where the two backends' rounding sent the trajectory a slightly different
+/// way, hence the wider factor. A broken kernel (a wrong tile, a missed mask) moves the mean by
+/// tens of levels.
+///
+/// Measured on the software GPU (21 images of the cases below): CPU bf16 vs diffusers max 6..22,
+/// mean 0.59..2.92; CUDA vs diffusers max 6..21, mean 0.59..2.42; CUDA / CPU ratios: means
+/// 0.77..1.21, maxima 0.71..1.33 (the single largest difference is the noisier statistic, hence
+/// [`MAX_FACTOR`] 1.5 where [`MEAN_FACTOR`] is 1.25). CUDA vs CPU bf16 directly: max 4..23, mean
+/// 0.43..2.96, as far apart as either is from diffusers (two bf16 trajectories whose rounding
+/// flips differ drift apart independently), so that difference is printed, not bounded.
 #[cfg(feature = "cuda")]
 mod cuda_bf16 {
     use super::*;
 
-    /// The largest mean channel difference allowed, in 8-bit levels.
-    const BF16_MEAN: f64 = 3.0;
-    /// The largest single channel difference allowed.
-    const BF16_MAX: u8 = 48;
+    /// The mean channel difference (8-bit levels) always allowed.
+    const MEAN_FLOOR: f64 = 1.0;
+    /// How much larger than the CPU bf16 render's the CUDA render's mean difference may be.
+    const MEAN_FACTOR: f64 = 1.25;
+    /// The largest channel difference always allowed.
+    const MAX_FLOOR: u8 = 8;
+    /// How much larger than the CPU bf16 render's the CUDA render's largest difference may be.
+    const MAX_FACTOR: f64 = 1.5;
 
     fn gpu() -> Option<Device> {
         match Device::cuda(0) {
@@ -426,23 +443,24 @@ mod cuda_bf16 {
         }
     }
 
-    /// Renders the selected cases from their diffusers folder in bf16 on the GPU and compares
-    /// each image with the CPU's f32 render and with diffusers'.
+    /// Renders the selected cases from their diffusers folder in bf16 on the GPU and on the CPU
+    /// and holds each GPU image to the bounds above.
     fn check_bf16(mut select: impl FnMut(&Case) -> bool) {
         let Some(device) = gpu() else { return };
         let cases: Vec<Case> = cases().into_iter().filter(|c| select(c)).collect();
         assert!(!cases.is_empty(), "no case selected");
-        let (mut gpu_engines, mut cpu_engines) = (Engines::on(DType::BF16, device), Engines::default());
+        let (mut gpu_engines, mut cpu_engines) =
+            (Engines::on(DType::BF16, device), Engines::on(DType::BF16, Device::Cpu));
         let mut failures = Vec::new();
         for case in &cases {
             let job = case.job();
             let checkpoint = &case.checkpoints[0];
-            let label = format!("{} [{checkpoint}] cuda bf16", case.name);
+            let label = format!("{} [{checkpoint}] bf16", case.name);
             let got = match gpu_engines.get(checkpoint).and_then(|e| render(e, std::slice::from_ref(&job), 4))
             {
                 Ok(mut got) => got.remove(0),
                 Err(e) => {
-                    failures.push(format!("{label}: render failed: {e}"));
+                    failures.push(format!("{label}: the CUDA render failed: {e}"));
                     continue;
                 }
             };
@@ -451,13 +469,26 @@ mod cuda_bf16 {
                 .and_then(|e| render(e, std::slice::from_ref(&job), 4))
                 .unwrap_or_else(|e| panic!("{label}: the CPU render failed: {e}"))
                 .remove(0);
-            for (what, want) in [("vs cpu f32", cpu), ("vs diffusers", case.expected())] {
-                for (k, (g, w)) in got.iter().zip(&want).enumerate() {
-                    let diff = Diff::of(g, w, BF16_MAX);
-                    eprintln!("{label} {what} image {k}: {}", diff.describe());
-                    if diff.max > BF16_MAX || diff.mean > BF16_MEAN {
-                        failures.push(format!("{label} {what} image {k}: {}", diff.describe()));
-                    }
+            let want = case.expected();
+            assert_eq!((got.len(), cpu.len()), (want.len(), want.len()), "{label}: images");
+            for (k, ((g, c), w)) in got.iter().zip(&cpu).zip(&want).enumerate() {
+                let reference = Diff::of(c, w, u8::MAX);
+                let max = (f64::from(MAX_FLOOR)).max(MAX_FACTOR * f64::from(reference.max)).floor() as u8;
+                let mean = MEAN_FLOOR.max(MEAN_FACTOR * reference.mean);
+                let diff = Diff::of(g, w, max);
+                let between = Diff::of(g, c, u8::MAX);
+                eprintln!(
+                    "{label} image {k}: cpu vs diffusers {}; cuda vs diffusers {}; cuda vs cpu {}",
+                    reference.describe(),
+                    diff.describe(),
+                    between.describe()
+                );
+                if diff.max > max || diff.mean > mean {
+                    failures.push(format!(
+                        "{label} image {k}: cuda vs diffusers {} over max {max} / mean {mean:.3} (cpu bf16 vs diffusers {})",
+                        diff.describe(),
+                        reference.describe()
+                    ));
                 }
             }
         }

@@ -7,6 +7,8 @@
 //! (relative L2 <= 1e-4: long prompts, BREAK, negatives, prompt_2, clip_skip, pooled); and
 //! prompts without weighting syntax give exactly what they gave before weighting existed.
 
+#[cfg(feature = "cuda")]
+mod half_tolerance;
 mod text_common;
 
 use kiln_pipeline::models::ModelError;
@@ -16,20 +18,16 @@ use kiln_pipeline::tokenizer::{ClipTokenizer, WindowOptions};
 use kiln_runtime::checkpoint::{Checkpoint, Component};
 use kiln_runtime::{DType, Device, Tensor};
 use serde_json::Value;
-use text_common::{Fixture, PARITY, TINY, host, open, rel_l2};
+use text_common::{Compared, Fixture, PARITY, TINY, assert_within, host, open, rel_l2};
 
 const PROMPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/prompt");
 
 fn compare(what: &str, got: &Tensor, want: Option<(Vec<usize>, Vec<f32>)>) {
-    compare_within(what, got, want, 1e-4);
-}
-
-fn compare_within(what: &str, got: &Tensor, want: Option<(Vec<usize>, Vec<f32>)>, tol: f64) {
     let (shape, want) = want.unwrap_or_else(|| panic!("{what}: no reference"));
     assert_eq!(got.dims(), shape.as_slice(), "{what}: shape");
     let err = rel_l2(&host(got), &want);
     eprintln!("{what}: {err:.2e}");
-    assert!(err <= tol, "{what}: relative L2 error {err:.3e} > {tol:.0e}");
+    assert!(err <= 1e-4, "{what}: relative L2 error {err:.3e} > 1e-4");
 }
 
 fn tokenizers(ckpt: &Checkpoint, model: &str) -> Vec<ClipTokenizer> {
@@ -106,11 +104,18 @@ fn weighted_windows_match_a1111() {
 
 /// Every weighted case of `model`'s fixture through kiln's tokenizers and conditioner on `ckpt`.
 fn check_weighted(model: &str, ckpt: &Checkpoint) {
-    check_weighted_on(model, ckpt, DType::F32, Device::Cpu, 1e-4);
+    assert_within(&run_weighted(model, ckpt, DType::F32, Device::Cpu), 1e-4);
 }
 
-fn check_weighted_on(model: &str, ckpt: &Checkpoint, dtype: DType, device: Device, tol: f64) {
-    let compare = |what: &str, got: &Tensor, want| compare_within(what, got, want, tol);
+/// The weighted conditioning of every case of `model`'s fixture in `dtype` on `device` (the
+/// windows and weights checked against A1111's on the way): the outputs with A1111's values.
+fn run_weighted(model: &str, ckpt: &Checkpoint, dtype: DType, device: Device) -> Vec<Compared> {
+    let mut out = Vec::new();
+    let compare =
+        |out: &mut Vec<Compared>, what: String, got: &Tensor, want: Option<(Vec<usize>, Vec<f32>)>| {
+            let want = want.unwrap_or_else(|| panic!("{what}: no reference"));
+            out.push(Compared::new(what, got, want));
+        };
     let fixture = Fixture::read(&format!("{PROMPT}/weighted_{model}.safetensors"));
     let conditioner = TextConditioner::load(ckpt, dtype, device).unwrap();
     let tokenizers = tokenizers(ckpt, model);
@@ -141,32 +146,35 @@ fn check_weighted_on(model: &str, ckpt: &Checkpoint, dtype: DType, device: Devic
             .unwrap();
         assert_eq!(c.positive.windows as u64, case["windows"].as_u64().unwrap());
         long += usize::from(c.positive.windows > 1);
-        compare(&what("positive"), &c.positive.hidden, fixture.f32(&format!("{name}.positive")));
+        compare(&mut out, what("positive"), &c.positive.hidden, fixture.f32(&format!("{name}.positive")));
         if let Some(reference) = fixture.f32(&format!("{name}.negative")) {
-            compare(&what("negative"), &c.negative.hidden, Some(reference));
+            compare(&mut out, what("negative"), &c.negative.hidden, Some(reference));
             negatives += 1;
         }
         if model == "sdxl" {
             compare(
-                &what("pooled"),
+                &mut out,
+                what("pooled"),
                 c.positive.pooled.as_ref().unwrap(),
                 fixture.f32(&format!("{name}.pooled")),
             );
             if negative.is_some() {
                 let reference = fixture.f32(&format!("{name}.negative_pooled"));
-                compare(&what("negative pooled"), c.negative.pooled.as_ref().unwrap(), reference);
+                compare(&mut out, what("negative pooled"), c.negative.pooled.as_ref().unwrap(), reference);
             }
         }
         // encode() alone gives the positive (padded to its own window count only).
         let alone = conditioner.encode(prompt, prompt_2, clip_skip).unwrap();
         let (_, want) = fixture.f32(&format!("{name}.positive")).unwrap();
         let got = host(&alone.hidden);
-        assert!(rel_l2(&got, &want[..got.len()]) <= tol, "{}", what("encode"));
+        let want = want[..got.len()].to_vec();
+        out.push(Compared { what: what("encode"), got, want });
     }
     assert!(
         fixture.cases.len() >= 5 && long >= 2 && negatives >= 3,
         "{model}: {long} long, {negatives} negatives"
     );
+    out
 }
 
 #[test]
@@ -189,6 +197,19 @@ fn sdxl_single_file_weighting_matches_a1111() {
     check_weighted("sdxl", &open("sdxl", true));
 }
 
+/// The largest relative L2 difference allowed between the CUDA and the CPU backend's bf16
+/// weighted conditioning: see the measurements on [`cuda_bf16_weighting_matches_a1111`].
+#[cfg(feature = "cuda")]
+const CUDA_VS_CPU_BF16: f64 = 1e-2;
+
+/// bf16 on CUDA: every weighted case of both fixtures, bounded as tests/half_tolerance
+/// explains: CUDA vs A1111 <= max(1e-2, 1.25 x kiln's CPU bf16 vs A1111), and CUDA vs CPU
+/// bf16 <= [`CUDA_VS_CPU_BF16`].
+///
+/// Measured on the software GPU (38 outputs): CPU bf16 vs A1111 6.3e-3..1.69e-2, CUDA vs
+/// A1111 0.86..1.03 x the CPU's (at most 1.65e-2), CUDA vs CPU bf16 0..7.6e-3 (at most 0.67 x
+/// the CPU's error; the largest on SDXL's pooled outputs, one row through the projection).
+/// [`CUDA_VS_CPU_BF16`] is 1.3 x the largest measured.
 #[cfg(feature = "cuda")]
 #[test]
 fn cuda_bf16_weighting_matches_a1111() {
@@ -202,9 +223,14 @@ fn cuda_bf16_weighting_matches_a1111() {
             return;
         }
     };
+    let mut items = Vec::new();
     for model in ["sd15", "sdxl"] {
-        check_weighted_on(model, &open(model, false), DType::BF16, device, 1e-2);
+        let ckpt = open(model, false);
+        let cpu = run_weighted(model, &ckpt, DType::BF16, Device::Cpu);
+        let cuda = run_weighted(model, &ckpt, DType::BF16, device);
+        items.extend(text_common::measure(&cpu, &cuda));
     }
+    half_tolerance::check_all(&items, CUDA_VS_CPU_BF16);
 }
 
 /// Whether a prompt has none of the characters or words the weighting syntax reads.

@@ -5,6 +5,9 @@
 //! Tolerance: |kiln - diffusers| <= 1e-5 * (1 + |diffusers|) per element (schedules 1e-6): the
 //! schedule scalars are rounded differently (host f64/f32 math vs diffusers' float32 tensors).
 
+#[cfg(feature = "cuda")]
+mod half_tolerance;
+
 use std::collections::VecDeque;
 
 use kiln_pipeline::samplers::{
@@ -86,20 +89,40 @@ fn stand_in_model(x: &Tensor, t: f64) -> Tensor {
 }
 
 fn check_sampler(name: SamplerName) {
-    check_sampler_on(name, Device::Cpu, DType::F32, 1e-5);
+    let tol = 1e-5;
+    // 1e-5 on the CPU for every sampler: the SDE ones replay diffusers' noise exactly, so they
+    // meet the deterministic tolerance too.
+    let mut worst = 0.0f64;
+    for step in run_sampler(name, Device::Cpu, DType::F32) {
+        let e = step.err();
+        assert!(e <= tol, "{}: err {e:e}", step.label);
+        worst = worst.max(e);
+    }
+    eprintln!("{name} (F32): worst step error {worst:e} (tolerance {tol:e})");
 }
 
-/// Runs every fixture case of `name` with latents as `dtype` on `device`, each step's output
-/// within `tol` of diffusers'.
-fn check_sampler_on(name: SamplerName, device: Device, dtype: DType, tol: f64) {
+/// One output of a sampler (add_noise, a step or the final latents) next to diffusers'.
+struct Step {
+    label: String,
+    got: Vec<f32>,
+    want: Vec<f32>,
+}
+
+impl Step {
+    fn err(&self) -> f64 {
+        max_err(&self.got, &self.want)
+    }
+}
+
+/// Runs every fixture case of `name` with latents as `dtype` on `device` (checking the
+/// schedules, which are host math, within 1e-6): every output next to diffusers'.
+fn run_sampler(name: SamplerName, device: Device, dtype: DType) -> Vec<Step> {
     let path = format!("{FIXTURES}/samplers/{name}.json");
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let dims: Vec<usize> =
         doc["shape_nhwc"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
-    // 1e-5 on the CPU for every sampler: the SDE ones replay diffusers' noise exactly, so they
-    // meet the deterministic tolerance too.
     let tensor = |v: &Value| Tensor::from_f32(floats(v), &dims, dtype, device).unwrap();
-    let mut worst = 0.0f64;
+    let mut out = Vec::new();
     let cases = doc["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 18, "3 configs x (4 step counts + 2 strengths)");
     for case in cases {
@@ -132,8 +155,11 @@ fn check_sampler_on(name: SamplerName, device: Device, dtype: DType, tol: f64) {
                 let noised = sampler
                     .add_noise(&tensor(&case["image_latents"]), &tensor(&case["add_noise_noise"]), 0)
                     .unwrap();
-                let e = max_err(&noised.to_vec_f32().unwrap(), &floats(&case["noised"]));
-                assert!(e <= tol, "{label}: add_noise err {e:e}");
+                out.push(Step {
+                    label: format!("{label}: add_noise"),
+                    got: noised.to_vec_f32().unwrap(),
+                    want: floats(&case["noised"]),
+                });
                 noised
             }
         };
@@ -146,17 +172,21 @@ fn check_sampler_on(name: SamplerName, device: Device, dtype: DType, tol: f64) {
             let eps = stand_in_model(&x_in, t);
             latents = sampler.step(&eps, call, &latents, &mut noise).unwrap();
             if let Some(expected) = outputs.get(call) {
-                let e = max_err(&latents.to_vec_f32().unwrap(), &floats(expected));
-                worst = worst.max(e);
-                assert!(e <= tol, "{label}: call {call} err {e:e}");
+                out.push(Step {
+                    label: format!("{label}: call {call}"),
+                    got: latents.to_vec_f32().unwrap(),
+                    want: floats(expected),
+                });
             }
         }
-        let e = max_err(&latents.to_vec_f32().unwrap(), &floats(&case["final"]));
-        worst = worst.max(e);
-        assert!(e <= tol, "{label}: final err {e:e}");
+        out.push(Step {
+            label: format!("{label}: final"),
+            got: latents.to_vec_f32().unwrap(),
+            want: floats(&case["final"]),
+        });
         assert!(noise.0.is_empty(), "{label}: diffusers drew {} more noise tensors", noise.0.len());
     }
-    eprintln!("{name} ({dtype:?}): worst step error {worst:e} (tolerance {tol:e})");
+    out
 }
 
 #[test]
@@ -323,7 +353,25 @@ fn checkpoint_scheduler_configs_read_as_the_published_ones() {
     assert!(matches!(err, SamplerError::Config { key: "prediction_type", .. }), "{err}");
 }
 
-/// On a GPU, latents in f16: every sampler's steps within 1e-2 of diffusers' float32.
+/// The largest difference allowed between the CUDA and the CPU backend's f16 latents (the
+/// error measure of this file, |cuda - cpu| / (1 + |cpu|) per element): see the measurements
+/// on [`samplers_match_diffusers_f16_cuda`].
+#[cfg(feature = "cuda")]
+const CUDA_VS_CPU_F16: f64 = 2e-3;
+
+/// On a GPU, latents in f16: every output of every sampler (add_noise, each step, the final
+/// latents), bounded as tests/half_tolerance explains against the same sampler with f16 latents
+/// on the CPU: CUDA vs diffusers <= max(1e-2, 1.25 x kiln's CPU f16 vs diffusers), and CUDA vs
+/// CPU f16 <= [`CUDA_VS_CPU_F16`]. One line per case (its final latents) is printed, and every
+/// output over a bound.
+///
+/// Measured on the software GPU (885 outputs of the 21 samplers): CPU f16 vs diffusers up to
+/// 1.45e-2 (the SDE samplers over 20-30 steps; DPM++ SDE Karras on SD 1.5, 30 steps: 1.24e-2),
+/// CUDA exactly the same, and CUDA vs CPU f16 0 on every output: the samplers are elementwise
+/// f32 arithmetic on the same f16 values, rounded to f16 at the same points, so the two backends
+/// agree bit for bit. [`CUDA_VS_CPU_F16`] = 2e-3 is two f16 ulps (an ulp is < 2^-10 of
+/// 1 + |x|): room for a rounding flip (an FMA contracted on one backend only) and its spread
+/// over a step, nothing more.
 #[cfg(feature = "cuda")]
 #[test]
 fn samplers_match_diffusers_f16_cuda() {
@@ -337,7 +385,24 @@ fn samplers_match_diffusers_f16_cuda() {
             return;
         }
     };
+    let mut items = Vec::new();
     for name in SamplerName::ALL {
-        check_sampler_on(name, device, DType::F16, 1e-2);
+        let cpu = run_sampler(name, Device::Cpu, DType::F16);
+        let cuda = run_sampler(name, device, DType::F16);
+        assert_eq!(cpu.len(), cuda.len(), "{name}");
+        for (c, g) in cpu.iter().zip(&cuda) {
+            assert_eq!(c.label, g.label);
+            let m = half_tolerance::Measured {
+                what: format!("{} (F16)", g.label),
+                cpu: c.err(),
+                cuda: g.err(),
+                cuda_vs_cpu: max_err(&g.got, &c.got),
+            };
+            if g.label.ends_with(": final") {
+                eprintln!("{}", m.describe());
+            }
+            items.push(m);
+        }
     }
+    half_tolerance::check_all_printing(&items, CUDA_VS_CPU_F16, false);
 }

@@ -1,5 +1,7 @@
 //! Helpers shared by the text-encoder tests (text_parity, prompt_weighting): the tiny
-//! checkpoints, safetensors fixtures with their cases, and the relative L2 error.
+//! checkpoints, safetensors fixtures with their cases, the relative L2 error, and the outputs
+//! compared with their references ([`Compared`]; the CUDA tests bound them as
+//! tests/half_tolerance explains).
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -76,4 +78,52 @@ pub fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
 /// A tensor's values as f32 on the host.
 pub fn host(t: &Tensor) -> Vec<f32> {
     t.to_dtype(DType::F32).unwrap().to_device(Device::Cpu).unwrap().to_vec_f32().unwrap()
+}
+
+/// One conditioning output (host f32) next to the reference's value for it.
+pub struct Compared {
+    pub what: String,
+    pub got: Vec<f32>,
+    pub want: Vec<f32>,
+}
+
+impl Compared {
+    /// `got`, which must have the reference's shape, next to the reference.
+    pub fn new(what: String, got: &Tensor, (shape, want): (Vec<usize>, Vec<f32>)) -> Compared {
+        assert_eq!(got.dims(), shape.as_slice(), "{what}: shape");
+        Compared { what, got: host(got), want }
+    }
+
+    /// The relative L2 error against the reference.
+    pub fn err(&self) -> f64 {
+        rel_l2(&self.got, &self.want)
+    }
+}
+
+/// Asserts every item within `tol` of its reference, printing each error.
+pub fn assert_within(items: &[Compared], tol: f64) {
+    for c in items {
+        let err = c.err();
+        eprintln!("{}: {err:.2e}", c.what);
+        assert!(err <= tol, "{}: relative L2 error {err:.3e} > {tol:.0e}", c.what);
+    }
+}
+
+/// The same items computed on the CPU and on CUDA (same cases, same order): both errors
+/// against the reference and the difference between the two backends.
+#[cfg(feature = "cuda")]
+pub fn measure(cpu: &[Compared], cuda: &[Compared]) -> Vec<crate::half_tolerance::Measured> {
+    assert_eq!(cpu.len(), cuda.len(), "the CPU and CUDA runs compared different items");
+    cpu.iter()
+        .zip(cuda)
+        .map(|(c, g)| {
+            assert_eq!(c.want, g.want, "{} vs {}: different references", c.what, g.what);
+            crate::half_tolerance::Measured {
+                what: g.what.clone(),
+                cpu: c.err(),
+                cuda: g.err(),
+                cuda_vs_cpu: rel_l2(&g.got, &c.got),
+            }
+        })
+        .collect()
 }
