@@ -98,7 +98,9 @@ fn examples_render_on_cuda_in_bf16_like_the_cpu_in_f32() {
                 "{id} image {k}: vs cpu f32: cuda bf16 mean {mean:.3} max {max}, cpu bf16 mean {ref_mean:.3} \
                  max {ref_max}; cuda bf16 vs cpu bf16: mean {vs_ref_mean:.3} max {vs_ref_max}"
             );
-            if mean > MEAN_FACTOR * ref_mean + MEAN_SLACK || max as f64 > MAX_FACTOR * ref_max as f64 + MAX_SLACK {
+            if mean > MEAN_FACTOR * ref_mean + MEAN_SLACK
+                || max as f64 > MAX_FACTOR * ref_max as f64 + MAX_SLACK
+            {
                 failures.push(format!(
                     "{id} image {k}: cuda bf16 mean {mean:.3} max {max}, cpu bf16 mean {ref_mean:.3} max {ref_max}"
                 ));

@@ -30,7 +30,7 @@ macro_rules! mono {
 pub(crate) use mono;
 
 /// Flag bits of the f32 exec fns: the rounding code in bits 0-1 ([`Rnd::code`]).
-const FTZ: u8 = 4;
+pub(super) const FTZ: u8 = 4;
 const SAT: u8 = 8;
 
 #[inline(always)]
@@ -40,14 +40,14 @@ fn rnd(flags: u8) -> Rnd {
 
 /// An f32 operand as the instruction sees it (flushed under `.ftz`).
 #[inline(always)]
-fn fin<const F: u8>(v: u64) -> f32 {
+pub(super) fn fin<const F: u8>(v: u64) -> f32 {
     let b = v as u32 as u64;
     f32::from_bits(if F & FTZ != 0 { F32.flush(b) } else { b } as u32)
 }
 
 /// An f32 result as written: flushed under `.ftz`, clamped under `.sat`.
 #[inline(always)]
-fn fout<const F: u8>(x: f32) -> u64 {
+pub(super) fn fout<const F: u8>(x: f32) -> u64 {
     let x = if F & SAT != 0 { sat32(x) } else { x };
     let b = x.to_bits() as u64;
     if F & FTZ != 0 { F32.flush(b) } else { b }

@@ -78,7 +78,6 @@ fn decode_mma(spec: &OpSpec<'_>, cx: &mut DecodeCx<'_>) -> Result<Inst, String> 
 
 /// An f16 or bf16 bit pattern as f32 (exact).
 #[inline(always)]
-#[inline(always)]
 fn widen<const BF16: bool>(bits: u32) -> f32 {
     if BF16 { f32::from_bits(bits << 16) } else { f16_to_f32(bits as u16) }
 }

@@ -16,7 +16,7 @@
 
 use super::float::arith::{div32, div64, sqrt32, sqrt64};
 use super::float::round::{F32, Fmt, Rnd, round_f64};
-use super::float::{mono, only, rounding};
+use super::float::{FTZ, fin, fout, mono, only, rounding};
 use super::half::{half_type, to_f64};
 use crate::exec::Cx;
 use crate::fault::Fault;
@@ -46,20 +46,6 @@ fn exp2_to(x: f64, f: Fmt) -> u64 {
     } else {
         round_f64(exp2_f64(x), 0.0, f, Rnd::Nearest)
     }
-}
-
-const FTZ: u8 = 4;
-
-#[inline(always)]
-fn fin<const F: u8>(v: u64) -> f32 {
-    let b = v as u32 as u64;
-    f32::from_bits(if F & FTZ != 0 { F32.flush(b) } else { b } as u32)
-}
-
-#[inline(always)]
-fn fout<const F: u8>(x: f32) -> u64 {
-    let b = x.to_bits() as u64;
-    if F & FTZ != 0 { F32.flush(b) } else { b }
 }
 
 /// Defines an f32 exec fn from an `f32 -> f32` function of the flags.
