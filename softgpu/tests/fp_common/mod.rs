@@ -167,69 +167,31 @@ pub fn f64_to_f32(x: f64, mode: Mode) -> f32 {
     }
 }
 
-/// `q` (the nearest-even result) adjusted to `mode`, given the sign of `exact - q`.
-pub fn adjust64(q: f64, err: f64, mode: Mode) -> f64 {
-    if err == 0.0 || q.is_nan() {
+/// `q` (the nearest-even result) adjusted to `mode`, given the sign of `exact - q`, with the
+/// format's neighbours `down` and `up`.
+fn adjust<T: Copy + PartialOrd + Default>(q: T, err: f64, mode: Mode, down: fn(T) -> T, up: fn(T) -> T) -> T {
+    let zero = T::default();
+    if err == 0.0 || q != q {
         return q;
     }
     match mode {
         Mode::N => q,
-        Mode::M => {
-            if err < 0.0 {
-                next_down64(q)
-            } else {
-                q
-            }
-        }
-        Mode::P => {
-            if err > 0.0 {
-                next_up64(q)
-            } else {
-                q
-            }
-        }
-        Mode::Z => {
-            if q > 0.0 && err < 0.0 {
-                next_down64(q)
-            } else if q < 0.0 && err > 0.0 {
-                next_up64(q)
-            } else {
-                q
-            }
-        }
+        Mode::M if err < 0.0 => down(q),
+        Mode::P if err > 0.0 => up(q),
+        Mode::Z if q > zero && err < 0.0 => down(q),
+        Mode::Z if q < zero && err > 0.0 => up(q),
+        _ => q,
     }
 }
 
+/// [`adjust`] for f64.
+pub fn adjust64(q: f64, err: f64, mode: Mode) -> f64 {
+    adjust(q, err, mode, next_down64, next_up64)
+}
+
+/// [`adjust`] for f32.
 pub fn adjust32(q: f32, err: f64, mode: Mode) -> f32 {
-    if err == 0.0 || q.is_nan() {
-        return q;
-    }
-    match mode {
-        Mode::N => q,
-        Mode::M => {
-            if err < 0.0 {
-                next_down32(q)
-            } else {
-                q
-            }
-        }
-        Mode::P => {
-            if err > 0.0 {
-                next_up32(q)
-            } else {
-                q
-            }
-        }
-        Mode::Z => {
-            if q > 0.0 && err < 0.0 {
-                next_down32(q)
-            } else if q < 0.0 && err > 0.0 {
-                next_up32(q)
-            } else {
-                q
-            }
-        }
-    }
+    adjust(q, err, mode, next_down32, next_up32)
 }
 
 /// A 16-bit format's positive finite values in order, for reference rounding by search.
