@@ -196,12 +196,14 @@ fn completed_copies_are_seen_by_the_race_checker() {
     let idx = idx8(&h);
     let data = h.buffer(&[3u8; 16]);
     let o = out(&h, 64);
-    // Warp 0 copies into shared bytes 0..16 and waits; warp 1 reads them. Without a barrier
-    // between, that is a race; with bar.sync it is not.
+    // Each lane of warp 0 copies into its own 16 shared bytes (lane 0: bytes 0..16) and waits;
+    // warp 1 reads lane 0's bytes. Without a barrier between, that is a race; with bar.sync it
+    // is not. (All lanes copying to one place would race among themselves.)
     let kernel = |barrier: &str| {
         let body = format!(
             "{REGS}{SMEM}  ld.global.u8 %rd1, [%tid.x+{idx}];\n  ld.global.u8 %p1, [%tid.y+{w}];\n  @%p1 bra READER;\n  \
-             cp.async.ca.shared.global [0], [{data}], 16;\n  cp.async.wait_all;\nREADER:\n{barrier}  @!%p1 bra DONE;\n  \
+             add.s64 %rd4, %rd1, %rd1;\n  \
+             cp.async.ca.shared.global [%rd4], [{data}], 16;\n  cp.async.wait_all;\nREADER:\n{barrier}  @!%p1 bra DONE;\n  \
              ld.shared.u32 %r1, [4];\n  st.global.u64 [%rd1+{o}], %r1;\nDONE:\n  ret;",
             w = bytes(&h, &[0, 1])
         );

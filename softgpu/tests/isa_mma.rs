@@ -332,7 +332,8 @@ fn stmatrix_inverts_ldmatrix_layout() {
 
 #[test]
 fn shared_loads_count_bank_conflicts() {
-    // After the conflict-free setup stores (2 x 4 wavefronts): 4-byte loads with a stride of
+    // After the conflict-free setup stores (2 x 4 wavefronts) and a `bar.warp.sync` (lanes read
+    // each other's words, which needs ordering): 4-byte loads with a stride of
     // 2 words (2 wavefronts), and through generic addresses with a stride of 8 words (lanes
     // fall in 4 banks, 8 distinct words each: 8 wavefronts).
     let h = Harness::new();
@@ -342,7 +343,7 @@ fn shared_loads_count_bank_conflicts() {
     let g32 = table(&h, &(0..32).map(|l| kiln_softgpu::memory::SHARED_WINDOW + 32 * l).collect::<Vec<_>>());
     let setup = format!(
         "{SMEM}{setup}  ld.global.u64 %rd6, [%rd1+{s8}];\n  ld.global.u64 %rd7, [%rd1+{g32}];\n  \
-         ld.shared.u32 %r30, [%rd6];\n  ld.u32 %r31, [%rd7];\n"
+         bar.warp.sync -1;\n  ld.shared.u32 %r30, [%rd6];\n  ld.u32 %r31, [%rd7];\n"
     );
     let (_, c) = run_warp(&h, &[], 1, "ldmatrix.sync.aligned.m8n8.x1.shared.b16 {OUT}, [%rd4]", &setup);
     assert_eq!((c.shared_wavefronts, c.bank_conflicts), (8 + 2 + 8 + 1, 1 + 7));

@@ -109,3 +109,27 @@ fn unknown_instructions_fail_the_load_naming_them() {
     let e = h.load(&ptx).unwrap_err().to_string();
     assert!(e.contains("frobnicate.b32") && e.contains("kernel k"), "{e}");
 }
+
+/// Lanes of one warp exchanging data through shared memory need a warp collective between the
+/// write and the read (`__syncwarp`, as the CUDA programming guide requires since Volta).
+#[test]
+fn lanes_of_a_warp_need_a_collective_between_write_and_read() {
+    let h = Harness::new();
+    let buf = h.buffer_u32(&[0; 32]);
+    // Lane l writes word l, then reads word l ^ 1 (its neighbour's).
+    let body = |sync: &str| {
+        format!(
+            "  .shared .align 4 .b8 tile[128];\n  mov.u32 %r1, %tid.x;\n  shl.b32 %r3, %r1, 2;\n  mov.u32 %r4, tile;\n  \
+             add.s32 %r5, %r4, %r3;\n  st.shared.u32 [%r5], %r1;\n{sync}  xor.b32 %r6, %r3, 4;\n  add.s32 %r7, %r4, %r6;\n  \
+             ld.shared.u32 %r8, [%r7];\n  mul.wide.u32 %rd2, %r1, 4;\n  add.s64 %rd3, %rd1, %rd2;\n  st.global.u32 [%rd3], %r8;"
+        )
+    };
+    let msg = fault(&h, 32, &body(""), buf, FaultKind::SharedRace);
+    assert!(msg.contains("lane 0 of warp 0") && msg.contains("no barrier or warp collective"), "{msg}");
+    let ptx = kernel_ptx(
+        ".param .u64 p0",
+        &format!("{REGS}  ld.param.u64 %rd1, [p0];\n{}\n  ret;", body("  bar.warp.sync -1;\n")),
+    );
+    h.run(&ptx, "k", [1, 1, 1], [32, 1, 1], 0, &[Arg::U64(buf)]).unwrap();
+    assert_eq!(h.read_u32(buf, 32), (0..32u32).map(|l| l ^ 1).collect::<Vec<_>>());
+}

@@ -2,7 +2,7 @@
 //! the memories and the warp's per-lane state, with the helpers the families share.
 
 use super::counters::Counters;
-use super::shared::Shared;
+use super::shared::{Accessor, Shared};
 use crate::fault::{Fault, FaultKind};
 use crate::memory::{LOCAL_WINDOW, MemoryView, SHARED_WINDOW, WINDOW_SIZE};
 use crate::program::inst::{Inst, MemSpace, Opnd};
@@ -40,6 +40,8 @@ pub struct Cx<'a> {
     pub counters: &'a mut Counters,
     /// The warp's index in its CTA.
     pub warp: u16,
+    /// Warp collectives this warp has executed: they order its lanes' shared accesses.
+    pub warp_sync: u32,
     /// Check that global loads read bytes that were written.
     pub check_written: bool,
     /// Count shared-memory wavefronts and bank conflicts (profiling only: it costs time).
@@ -77,6 +79,12 @@ impl Cx<'_> {
         if let Opnd::Reg(r) = op {
             self.regs[r as usize * 32 + lane] = v;
         }
+    }
+
+    /// Lane `lane` of this warp as a shared-memory accessor.
+    #[inline(always)]
+    fn accessor(&self, lane: usize) -> Accessor {
+        Accessor { warp: self.warp, lane: lane as u8, sync: self.warp_sync }
     }
 
     /// The active lanes.
@@ -143,7 +151,7 @@ impl Cx<'_> {
                 self.counters.global_bytes += out.len() as u64;
                 self.global.load(addr, out, align, self.check_written, self.alloc_hint)
             }
-            MemSpace::Shared => self.shared.load(addr, out, align, self.warp),
+            MemSpace::Shared => self.shared.load(addr, out, align, self.accessor(lane)),
             MemSpace::Local => {
                 let o = self.local_range(addr, out.len(), align, lane)?;
                 out.copy_from_slice(&self.local[o..o + out.len()]);
@@ -183,7 +191,7 @@ impl Cx<'_> {
                 self.counters.global_bytes += data.len() as u64;
                 self.global.store(addr, data, align, self.alloc_hint)
             }
-            MemSpace::Shared => self.shared.store(addr, data, align, self.warp),
+            MemSpace::Shared => self.shared.store(addr, data, align, self.accessor(lane)),
             MemSpace::Local => {
                 let o = self.local_range(addr, data.len(), align, lane)?;
                 self.local[o..o + data.len()].copy_from_slice(data);

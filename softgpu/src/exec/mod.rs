@@ -284,6 +284,7 @@ fn run_cta(
             async_copies: Box::default(),
             calls: vec![Vec::new(); 32],
             alloc_hint: 0,
+            sync_count: 0,
         });
     }
     for (w, warp) in warps.iter_mut().enumerate() {
@@ -305,6 +306,7 @@ fn run_cta(
             a.groups.clear();
         });
         warp.calls.iter_mut().for_each(Vec::clear);
+        // Shadows from earlier CTAs are older than this CTA's epochs, so the count may go on.
     }
     let warps = &mut warps[..];
     let mut budget = opts.budget_per_cta;

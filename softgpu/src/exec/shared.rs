@@ -1,9 +1,10 @@
 //! A CTA's shared memory with the sanitizer's shadow: which bytes were written, and for race
 //! detection the warp and barrier interval of each byte's last write and last read.
 //!
-//! Accesses of one warp are ordered (a warp executes its instructions in order); two warps
-//! touching a byte within one barrier interval, at least one writing, is a race, and so are
-//! two lanes of one instruction writing the same byte.
+//! Two threads touching a byte within one barrier interval, at least one of them writing, is a
+//! race: threads of different warps always, threads of one warp unless a warp collective
+//! (`shfl.sync`, `vote.sync`, `bar.warp.sync`, `mma`, `ldmatrix`, ...) ordered them, which each
+//! warp counts (its `sync`).
 
 use crate::fault::{Fault, FaultKind};
 
@@ -14,12 +15,28 @@ use crate::fault::{Fault, FaultKind};
 struct ByteShadow {
     write_epoch: u32,
     read_epoch: u32,
+    /// The writer's warp-collective count when it wrote.
+    write_sync: u32,
+    /// The last reader's warp-collective count.
+    read_sync: u32,
     write_warp: u16,
     /// The reading warp, or [`MANY`] when several warps read in `read_epoch`.
     read_warp: u16,
+    write_lane: u8,
+    /// The reading lane, or [`MANY_LANES`] when several lanes of the warp read at `read_sync`.
+    read_lane: u8,
 }
 
 const MANY: u16 = u16::MAX;
+const MANY_LANES: u8 = u8::MAX;
+
+/// Who accesses shared memory: the thread (warp and lane) and its warp's collective count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Accessor {
+    pub warp: u16,
+    pub lane: u8,
+    pub sync: u32,
+}
 
 /// Shared memory of one CTA.
 pub struct Shared {
@@ -75,9 +92,9 @@ impl Shared {
         }
     }
 
-    /// Reads `out.len()` bytes at `offset` for `warp`.
+    /// Reads `out.len()` bytes at `offset` for thread `a`.
     #[inline]
-    pub fn load(&mut self, offset: u64, out: &mut [u8], align: u64, warp: u16) -> Result<(), Fault> {
+    pub fn load(&mut self, offset: u64, out: &mut [u8], align: u64, a: Accessor) -> Result<(), Fault> {
         let o = self.check_range(offset, out.len(), align)?;
         let (epoch, base) = (self.epoch, self.base);
         for (k, s) in self.shadow[o..o + out.len()].iter_mut().enumerate() {
@@ -88,14 +105,23 @@ impl Shared {
                 ));
             }
             if self.check_races {
-                if s.write_epoch == epoch && s.write_warp != warp {
-                    return Err(race(o + k, "read", warp, "written", s.write_warp));
+                if s.write_epoch == epoch {
+                    if s.write_warp != a.warp {
+                        return Err(race(o + k, "read", a, "written", s.write_warp, None));
+                    }
+                    if s.write_lane != a.lane && s.write_sync == a.sync {
+                        return Err(race(o + k, "read", a, "written", s.write_warp, Some(s.write_lane)));
+                    }
                 }
                 if s.read_epoch != epoch {
-                    s.read_epoch = epoch;
-                    s.read_warp = warp;
-                } else if s.read_warp != warp {
+                    (s.read_epoch, s.read_warp, s.read_lane, s.read_sync) = (epoch, a.warp, a.lane, a.sync);
+                } else if s.read_warp != a.warp {
                     s.read_warp = MANY;
+                } else if s.read_sync != a.sync {
+                    // A collective ordered the earlier reads before this one.
+                    (s.read_lane, s.read_sync) = (a.lane, a.sync);
+                } else if s.read_lane != a.lane {
+                    s.read_lane = MANY_LANES;
                 }
             }
         }
@@ -104,22 +130,31 @@ impl Shared {
         Ok(())
     }
 
-    /// Writes `data` at `offset` for `warp`.
+    /// Writes `data` at `offset` for thread `a`.
     #[inline]
-    pub fn store(&mut self, offset: u64, data: &[u8], align: u64, warp: u16) -> Result<(), Fault> {
+    pub fn store(&mut self, offset: u64, data: &[u8], align: u64, a: Accessor) -> Result<(), Fault> {
         let o = self.check_range(offset, data.len(), align)?;
         let epoch = self.epoch;
         for (k, s) in self.shadow[o..o + data.len()].iter_mut().enumerate() {
             if self.check_races {
-                if s.write_epoch == epoch && s.write_warp != warp {
-                    return Err(race(o + k, "written", warp, "written", s.write_warp));
+                if s.write_epoch == epoch {
+                    if s.write_warp != a.warp {
+                        return Err(race(o + k, "written", a, "written", s.write_warp, None));
+                    }
+                    if s.write_lane != a.lane && s.write_sync == a.sync {
+                        return Err(race(o + k, "written", a, "written", s.write_warp, Some(s.write_lane)));
+                    }
                 }
-                if s.read_epoch == epoch && s.read_warp != warp {
-                    return Err(race(o + k, "written", warp, "read", s.read_warp));
+                if s.read_epoch == epoch {
+                    if s.read_warp != a.warp {
+                        return Err(race(o + k, "written", a, "read", s.read_warp, None));
+                    }
+                    if s.read_lane != a.lane && s.read_sync == a.sync {
+                        return Err(race(o + k, "written", a, "read", s.read_warp, Some(s.read_lane)));
+                    }
                 }
             }
-            s.write_epoch = epoch;
-            s.write_warp = warp;
+            (s.write_epoch, s.write_warp, s.write_lane, s.write_sync) = (epoch, a.warp, a.lane, a.sync);
         }
         // SAFETY: `o .. o + len` is inside `bytes` (check_range) and `data` holds `len` bytes.
         unsafe { crate::memory::copy_small(data.as_ptr(), self.bytes.as_mut_ptr().add(o), data.len()) };
@@ -146,13 +181,27 @@ impl Shared {
     }
 }
 
-fn race(offset: usize, what: &str, warp: u16, other: &str, other_warp: u16) -> Fault {
-    let who = if other_warp == MANY { "other warps".to_owned() } else { format!("warp {other_warp}") };
+fn race(
+    offset: usize,
+    what: &str,
+    a: Accessor,
+    other: &str,
+    other_warp: u16,
+    other_lane: Option<u8>,
+) -> Fault {
+    let who = match (other_warp, other_lane) {
+        (MANY, _) => "other warps".to_owned(),
+        (w, Some(MANY_LANES)) => format!("other lanes of warp {w}"),
+        (w, Some(l)) => format!("lane {l} of warp {w}"),
+        (w, None) => format!("warp {w}"),
+    };
+    let between = if other_lane.is_some() { "no barrier or warp collective" } else { "no barrier" };
     Fault::new(
         FaultKind::SharedRace,
         format!(
-            "shared-memory race at offset {offset:#x}: {what} by warp {warp} after being {other} by {who} \
-             with no barrier between"
+            "shared-memory race at offset {offset:#x}: {what} by lane {} of warp {} after being {other} by {who} \
+             with {between} between",
+            a.lane, a.warp
         ),
     )
 }
@@ -161,26 +210,53 @@ fn race(offset: usize, what: &str, warp: u16, other: &str, other_warp: u16) -> F
 mod tests {
     use super::*;
 
+    /// Lane `lane` of warp `warp` after `sync` warp collectives.
+    fn at(warp: u16, lane: u8, sync: u32) -> Accessor {
+        Accessor { warp, lane, sync }
+    }
+
     #[test]
     fn races_between_warps_within_an_interval() {
         let mut s = Shared::new(64, true, true);
-        s.store(0, &[1, 2, 3, 4], 4, 0).unwrap();
+        s.store(0, &[1, 2, 3, 4], 4, at(0, 0, 0)).unwrap();
         let mut b = [0u8; 4];
-        s.load(0, &mut b, 4, 0).unwrap();
-        assert_eq!(s.load(0, &mut b, 4, 1).unwrap_err().kind, FaultKind::SharedRace);
+        s.load(0, &mut b, 4, at(0, 0, 0)).unwrap();
+        assert_eq!(s.load(0, &mut b, 4, at(1, 0, 0)).unwrap_err().kind, FaultKind::SharedRace);
         s.epoch += 1;
-        s.load(0, &mut b, 4, 1).unwrap();
-        s.load(0, &mut b, 4, 2).unwrap();
-        let e = s.store(2, &[9], 1, 1).unwrap_err();
+        s.load(0, &mut b, 4, at(1, 0, 0)).unwrap();
+        s.load(0, &mut b, 4, at(2, 0, 0)).unwrap();
+        let e = s.store(2, &[9], 1, at(1, 0, 0)).unwrap_err();
         assert!(e.message.contains("other warps"), "{}", e.message);
+    }
+
+    /// Two lanes of one warp conflict unless a warp collective came between their accesses.
+    #[test]
+    fn races_between_lanes_of_a_warp_without_a_collective() {
+        let mut s = Shared::new(64, true, true);
+        let mut b = [0u8; 4];
+        s.store(0, &[1, 2, 3, 4], 4, at(0, 3, 0)).unwrap();
+        let e = s.load(0, &mut b, 4, at(0, 5, 0)).unwrap_err();
+        assert_eq!(e.kind, FaultKind::SharedRace);
+        assert!(e.message.contains("lane 3 of warp 0"), "{}", e.message);
+        // After a collective (sync 1) the same read is ordered; the writer may read its own.
+        s.load(0, &mut b, 4, at(0, 5, 1)).unwrap();
+        s.load(0, &mut b, 4, at(0, 3, 0)).unwrap();
+        // Lanes 5 and 6 read at sync 1; lane 5 writing at sync 1 races with lane 6's read.
+        s.load(4, &mut b, 4, at(0, 5, 1)).unwrap_err();
+        s.store(8, &[7; 4], 4, at(0, 1, 1)).unwrap();
+        s.load(8, &mut b, 4, at(0, 5, 2)).unwrap();
+        s.load(8, &mut b, 4, at(0, 6, 2)).unwrap();
+        let e = s.store(8, &[0], 1, at(0, 5, 2)).unwrap_err();
+        assert!(e.message.contains("other lanes of warp 0"), "{}", e.message);
+        s.store(8, &[0], 1, at(0, 5, 3)).unwrap();
     }
 
     #[test]
     fn unwritten_and_out_of_range() {
         let mut s = Shared::new(16, true, true);
         let mut b = [0u8; 4];
-        assert_eq!(s.load(8, &mut b, 4, 0).unwrap_err().kind, FaultKind::UninitializedRead);
-        assert_eq!(s.load(16, &mut b, 4, 0).unwrap_err().kind, FaultKind::IllegalAddress);
-        assert_eq!(s.store(2, &b, 4, 0).unwrap_err().kind, FaultKind::Misaligned);
+        assert_eq!(s.load(8, &mut b, 4, at(0, 0, 0)).unwrap_err().kind, FaultKind::UninitializedRead);
+        assert_eq!(s.load(16, &mut b, 4, at(0, 0, 0)).unwrap_err().kind, FaultKind::IllegalAddress);
+        assert_eq!(s.store(2, &b, 4, at(0, 0, 0)).unwrap_err().kind, FaultKind::Misaligned);
     }
 }

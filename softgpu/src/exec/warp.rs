@@ -57,6 +57,8 @@ pub struct Warp {
     pub calls: Vec<Vec<(u32, u32)>>,
     /// The allocation this warp's global accesses last hit.
     pub alloc_hint: usize,
+    /// Warp collectives executed (shared-memory race detection orders lanes by them).
+    pub sync_count: u32,
 }
 
 /// What a warp runs against: the CTA's memories and the launch's settings.
@@ -165,6 +167,7 @@ impl Warp {
             async_copies: &mut self.async_copies,
             counters: env.counters,
             warp: self.index,
+            warp_sync: self.sync_count,
             check_written: env.check_written,
             count_banks: env.count_banks,
             alloc_hint: &mut self.alloc_hint,
@@ -231,7 +234,11 @@ impl Warp {
                     if !self.collective_ready(gi, members)? {
                         return Ok(());
                     }
+                    // A `.sync` collective orders its members' earlier shared accesses before its
+                    // own, and its own before their later ones.
+                    self.sync_count += 1;
                     f(&mut self.cx(env, active), inst)?;
+                    self.sync_count += 1;
                 }
                 self.groups[gi].pc += 1;
             }
@@ -242,6 +249,7 @@ impl Warp {
                     if !self.collective_ready(gi, members)? {
                         return Ok(());
                     }
+                    self.sync_count += 1;
                 }
                 self.groups[gi].pc += 1;
             }
