@@ -2,6 +2,7 @@
 
 mod inspect;
 mod render;
+mod sort;
 
 use std::process::ExitCode;
 
@@ -22,11 +23,16 @@ enum Command {
     /// Describe a checkpoint: format, family, each component's size, parameters and dtypes,
     /// and any tensor kiln does not recognise.
     Inspect(inspect::Args),
+    /// Rewrite DIR/responses.jsonl (appended in completion order) in the order of REQUESTS,
+    /// once every line has its record. Exit status: 0 in order, 1 some line has no record yet,
+    /// 2 unreadable requests or journal.
+    Sort(sort::Args),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Render(args) => render::run(&args),
+        Command::Sort(args) => sort::run(&args),
         Command::Inspect(args) => match inspect::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

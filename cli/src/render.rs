@@ -3,9 +3,11 @@
 //! Exit status: 0 when every line has a response, 1 when any line has an error record (this
 //! run's or, on a resumed run, one already in the journal), 2 when the run could not go on at all
 //! (bad model path, unwritable output directory, unreadable requests), with one line saying why.
+//! With `--dry-run`: 0 when every line is valid, 1 otherwise, 2 as above.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use kiln_pipeline::demo::DEMO_NOTICE;
 use kiln_pipeline::runner::{self, RequestSource, RunOptions};
@@ -37,6 +39,24 @@ pub struct Args {
     /// Also write each image to DIR/images/{id}_{k}.{png|jpg}.
     #[arg(long)]
     save_images: bool,
+    /// Check every line (schema, sizes, the model's family, checkpoints, images) without loading
+    /// a model; write the error records a run would write to DIR/dry-run.jsonl.
+    #[arg(long)]
+    dry_run: bool,
+    /// Once every line has its record, rewrite DIR/responses.jsonl in input order.
+    #[arg(long)]
+    ordered: bool,
+    /// When standard error is not a terminal, print a progress line every SECS seconds (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = seconds)]
+    progress_interval: f64,
+}
+
+/// A non-negative number of seconds.
+fn seconds(arg: &str) -> Result<f64, String> {
+    match arg.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 && secs < 1e9 => Ok(secs),
+        _ => Err(format!("{arg:?} is not a number of seconds (0 or more)")),
+    }
 }
 
 /// Runs `kiln render` and returns its exit status.
@@ -51,6 +71,9 @@ pub fn run(args: &Args) -> ExitCode {
 }
 
 fn run_inner(args: &Args) -> Result<ExitCode, String> {
+    if args.dry_run {
+        return dry_run(args);
+    }
     let device = match args.device {
         Device::Cpu => Device::Cpu,
         Device::Cuda(n) => Device::cuda(n).map_err(|e| format!("--device {}: {e}", args.device))?,
@@ -69,10 +92,36 @@ fn run_inner(args: &Args) -> Result<ExitCode, String> {
         batch_size: args.batch_size as usize,
         save_images: args.save_images,
         progress: true,
+        progress_interval: Duration::from_secs_f64(args.progress_interval),
+        ordered: args.ordered,
     };
     let summary = runner::run(&options).map_err(|e| e.to_string())?;
     println!("{summary}");
     println!("responses: {}", args.out.join(runner::JOURNAL_FILE).display());
+    if let Some(sorted) = &summary.ordered {
+        println!("responses: {sorted}");
+    }
     let failed = summary.failed + summary.skipped_failed > 0;
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// `--dry-run`: no device and no model, only the requests, the checkpoints' headers and the
+/// assets (see [`runner::dry_run`]); the summary goes to standard error.
+fn dry_run(args: &Args) -> Result<ExitCode, String> {
+    let options = RunOptions {
+        requests: RequestSource::from_arg(&args.requests),
+        out_dir: args.out.clone(),
+        model: args.model.clone(),
+        assets: args.assets.clone(),
+        device: Device::Cpu,
+        dtype: DType::F32,
+        batch_size: args.batch_size as usize,
+        save_images: false,
+        progress: false,
+        progress_interval: Duration::ZERO,
+        ordered: false,
+    };
+    let summary = runner::dry_run(&options).map_err(|e| e.to_string())?;
+    eprintln!("{summary}");
+    Ok(if summary.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

@@ -7,7 +7,9 @@
 //! - [`batch`]: which pending requests share one engine call;
 //! - [`assets`]: `--assets DIR/checkpoints/NAME` lookup and file names for saved images;
 //! - [`records`]: error records for failures after validation;
-//! - [`progress`]: the progress bar and the end-of-run summary.
+//! - [`progress`]: the progress bar (or, in a log, a line every interval) and the end-of-run summary;
+//! - [`dry_run`]: `--dry-run`, every line checked with no model loaded;
+//! - [`ordered`]: `--ordered` and `kiln sort`, the journal rewritten in input order.
 //!
 //! A run reads every line, skips the ids the journal already holds, writes an error record at
 //! once for each line that cannot run (malformed JSON, validation, unknown checkpoint), then
@@ -23,24 +25,30 @@
 
 pub mod assets;
 pub mod batch;
+pub mod dry_run;
 pub mod input;
 pub mod journal;
 mod models;
+pub mod ordered;
 pub mod progress;
+mod progress_lines;
 pub mod records;
 mod render;
+mod replace_file;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use kiln_runtime::{DType, Device};
 
 use crate::generate::{BatchKey, Engine, GenerateError};
 use crate::request::{ErrorRecord, RequestError, Resolved, parse_line};
 
+pub use dry_run::{DRY_RUN_FILE, DryRunSummary, dry_run};
 pub use input::{InputError, RequestSource};
 pub use journal::{JOURNAL_FILE, Journal, JournalError};
+pub use ordered::{Sorted, sort_journal};
 pub use progress::{Progress, Summary};
 
 use models::Models;
@@ -70,6 +78,10 @@ pub struct RunOptions {
     pub save_images: bool,
     /// Draw the progress bar on standard error (when that is a terminal).
     pub progress: bool,
+    /// When standard error is not a terminal, print a progress line this often (zero: never).
+    pub progress_interval: Duration,
+    /// Once every line has its record, rewrite the journal in input order ([`ordered`]).
+    pub ordered: bool,
 }
 
 /// What stops a whole run (a bad line never does).
@@ -161,6 +173,7 @@ pub fn run(options: &RunOptions) -> Result<Summary, RunError> {
     }
     let journal = Journal::open(out_dir)?;
     let lines = input::read_lines(&options.requests)?;
+    let input_order = options.ordered.then(|| ordered::input_ids(&lines));
     let model_path = match &options.model {
         Some(path) => path.clone(),
         None => crate::demo::ensure_demo_model(&crate::demo::default_cache_dir())?,
@@ -179,7 +192,11 @@ pub fn run(options: &RunOptions) -> Result<Summary, RunError> {
 
     let (pending, duplicates) = plan(lines, options, &mut models, &mut sink)?;
     let total_images: usize = pending.iter().map(|p| p.resolved.job.images()).sum();
-    sink.progress = if options.progress { Progress::new(total_images as u64) } else { Progress::hidden(0) };
+    sink.progress = if options.progress {
+        Progress::new(total_images as u64, options.progress_interval)
+    } else {
+        Progress::hidden(0)
+    };
 
     let keyed = pending.into_iter().map(|p| (p.key(), p.resolved.job.images(), p));
     let mut groups = batch::group(keyed, options.batch_size);
@@ -191,6 +208,9 @@ pub fn run(options: &RunOptions) -> Result<Summary, RunError> {
         sink.fail(line, &id, error)?;
     }
     sink.progress.finish();
+    if let Some(ids) = input_order {
+        sink.summary.ordered = Some(ordered::sort_journal(out_dir, &ids)?);
+    }
     sink.summary.elapsed = started.elapsed();
     Ok(sink.summary)
 }

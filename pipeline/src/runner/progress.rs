@@ -2,12 +2,17 @@
 //!
 //! The bar counts images, in thousandths internally so that it moves (and the time left is
 //! estimated) during a long group, not only when its images come out; indicatif draws nothing when
-//! standard error is not a terminal (or `TERM=dumb`), so logs and pipes stay clean.
+//! standard error is not a terminal (or `TERM=dumb`), so logs and pipes stay clean; there a
+//! plain line every `--progress-interval` takes its place ([`super::progress_lines`]).
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+
+use super::progress_lines::ProgressLines;
 
 /// Bar units per image.
 const UNITS: u64 = 1000;
@@ -18,12 +23,22 @@ pub struct Progress {
     bar: ProgressBar,
     /// Images finished.
     done: u64,
+    /// The bar's position, for the log lines' thread.
+    position: Arc<AtomicU64>,
+    /// Log lines, when the bar is not drawn and an interval is set.
+    lines: Option<ProgressLines>,
 }
 
 impl Progress {
-    /// A bar for `total_images` on standard error (hidden when that is not a terminal).
-    pub fn new(total_images: u64) -> Progress {
-        Progress::with_target(total_images, ProgressDrawTarget::stderr())
+    /// A bar for `total_images` on standard error; when that is not a terminal, a progress
+    /// line every `interval` instead (none when `interval` is zero).
+    pub fn new(total_images: u64, interval: Duration) -> Progress {
+        let mut progress = Progress::with_target(total_images, ProgressDrawTarget::stderr());
+        if progress.is_hidden() && !interval.is_zero() {
+            let position = progress.position.clone();
+            progress.lines = Some(ProgressLines::start(position, UNITS, total_images, interval));
+        }
+        progress
     }
 
     /// A bar that never draws.
@@ -45,7 +60,7 @@ impl Progress {
                 let _ = write!(w, "{:.2} images/s", state.per_sec() / UNITS as f64);
             });
         let bar = ProgressBar::with_draw_target(Some(total_images * UNITS), target).with_style(style);
-        Progress { bar, done: 0 }
+        Progress { bar, done: 0, position: Arc::new(AtomicU64::new(0)), lines: None }
     }
 
     /// Whether the bar is drawn at all.
@@ -56,13 +71,18 @@ impl Progress {
     /// Shows a group of `group_images` as `done / total` of the way through its model calls.
     pub fn within_group(&self, group_images: usize, done: usize, total: usize) {
         let units = group_images as u64 * UNITS * done.min(total) as u64;
-        self.bar.set_position(self.done * UNITS + units.checked_div(total as u64).unwrap_or(0));
+        self.set_position(self.done * UNITS + units.checked_div(total as u64).unwrap_or(0));
     }
 
     /// Counts `images` as finished (a group rendered, or requests that failed before rendering).
     pub fn finish_images(&mut self, images: usize) {
         self.done += images as u64;
-        self.bar.set_position(self.done * UNITS);
+        self.set_position(self.done * UNITS);
+    }
+
+    fn set_position(&self, units: u64) {
+        self.bar.set_position(units);
+        self.position.store(units, Ordering::Relaxed);
     }
 
     /// Prints a line on standard error above the bar.
@@ -70,8 +90,11 @@ impl Progress {
         self.bar.suspend(|| eprintln!("{line}"));
     }
 
-    /// Removes the bar.
-    pub fn finish(&self) {
+    /// Removes the bar (or stops the lines).
+    pub fn finish(&mut self) {
+        if let Some(lines) = &mut self.lines {
+            lines.stop();
+        }
         self.bar.finish_and_clear();
     }
 }
@@ -91,6 +114,8 @@ pub struct Summary {
     pub images: usize,
     /// Wall time of the run.
     pub elapsed: Duration,
+    /// With `--ordered`, what rewriting the journal in input order did.
+    pub ordered: Option<super::Sorted>,
 }
 
 impl Summary {

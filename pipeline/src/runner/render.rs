@@ -68,22 +68,22 @@ fn job_with_images(p: &Pending) -> Result<Job, RequestError> {
     let mut job = resolved.job.clone();
     let Some(init_b64) = &resolved.init_image else { return Ok(job) };
     let (w, h) = (job.width as u32, job.height as u32);
-    let init = decode_base64(init_b64)
-        .map_err(|e| records::field_error("init_image", format!("cannot decode the image: {e}")))?;
+    let init = decode_field(init_b64, "init_image")?;
     let mut image = to_rgb(&init, w, h);
     let mask = match &resolved.mask_image {
         None => None,
-        Some(mask_b64) => {
-            let mask = decode_base64(mask_b64)
-                .map_err(|e| records::field_error("mask_image", format!("cannot decode the image: {e}")))?;
-            Some(to_mask(&mask, w, h))
-        }
+        Some(mask_b64) => Some(to_mask(&decode_field(mask_b64, "mask_image")?, w, h)),
     };
     if let (true, Some(mask)) = (resolved.outpainting, &mask) {
         image = fill_masked(&image, mask);
     }
     job.init = Some(InitImage { image, strength: resolved.strength, mask });
     Ok(job)
+}
+
+/// A request image (base64) decoded; one that does not decode is an error on `field`.
+pub(super) fn decode_field(b64: &str, field: &str) -> Result<::image::DynamicImage, RequestError> {
+    decode_base64(b64).map_err(|e| records::field_error(field, format!("cannot decode the image: {e}")))
 }
 
 /// Each job's images, or its error record. When the group's call fails, each job is tried

@@ -1,0 +1,89 @@
+//! Helpers shared by the CLI tests of the runner's options (dry run, ordered output, progress
+//! lines): the built binary with the demo model cached under Cargo's target tmp dir, request
+//! lines, and the records of a JSONL output file.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The demo model's cache, shared with cli/tests/render.rs (made once).
+pub fn cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("kiln-render-tests-cache")
+}
+
+/// The `kiln` binary with the shared cache.
+pub fn kiln() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    command.env("KILN_CACHE_DIR", cache_dir()).env("RUST_BACKTRACE", "0");
+    command
+}
+
+/// The tiny SD 1.5 checkpoint fixture (512 x 512 is its cheapest size).
+pub const TINY_SD15: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/tiny/sd15");
+
+/// `kiln render REQUESTS --out OUT EXTRA...`.
+pub fn render(requests: &Path, out: &Path, extra: &[&str]) -> Output {
+    kiln().arg("render").arg(requests).arg("--out").arg(out).args(extra).output().unwrap()
+}
+
+/// Writes `lines` as `dir/requests.jsonl`.
+pub fn write_requests(dir: &Path, lines: &[&str]) -> PathBuf {
+    let path = dir.join("requests.jsonl");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+/// A cheap request: one step, no guidance, PNG; `extra` adds fields.
+pub fn request(id: &str, seed: u32, extra: &str) -> String {
+    format!(
+        r#"{{"id": "{id}", "prompt": "a small red boat, (watercolour:1.2)", "steps": 1, "cfg_scale": 1, "seed": {seed}, "image_encoding": "png", "sampler": "K_EULER"{extra}}}"#
+    )
+}
+
+/// [`request`] at SD 1.5's 512 x 512.
+pub fn request_sd15(id: &str, seed: u32, extra: &str) -> String {
+    request(id, seed, &format!(r#", "width": 512, "height": 512{extra}"#))
+}
+
+/// Every record of a JSONL file, in file order.
+pub fn read_records(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines().map(|line| serde_json::from_str(line).unwrap()).collect()
+}
+
+/// The ids of records, in order.
+pub fn ids(records: &[Value]) -> Vec<String> {
+    records.iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A PNG of seeded noise (a small xorshift; never constant), base64; `gray` makes a mask.
+pub fn noise_png(width: u32, height: u32, seed: u32, gray: bool) -> String {
+    use base64::Engine as _;
+    let mut state = seed.max(1);
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        (state >> 24) as u8
+    };
+    let (pixels, color) = if gray {
+        ((0..width * height).map(|_| next()).collect::<Vec<u8>>(), image::ExtendedColorType::L8)
+    } else {
+        ((0..width * height * 3).map(|_| next()).collect(), image::ExtendedColorType::Rgb8)
+    };
+    let mut bytes = Vec::new();
+    let encoder = image::codecs::png::PngEncoder::new(&mut bytes);
+    image::ImageEncoder::write_image(encoder, &pixels, width, height, color).unwrap();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}

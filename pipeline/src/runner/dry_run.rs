@@ -1,0 +1,248 @@
+//! `kiln render --dry-run`: every line checked as a run would check it, with no model loaded,
+//! and the error records the run would write put in `DIR/dry-run.jsonl` (the journal is never
+//! read or touched, so a later real run is not affected).
+//!
+//! The checks are the run's, in the run's order, with the same error records: JSON and schema
+//! ([`parse_line`]), repeated ids, the `checkpoint` name ([`assets::find_checkpoint`]), the
+//! model's family read from the checkpoint's header and configs (the demo model's is known, so it
+//! is not made), the family's rules ([`crate::request::Request::resolve`]), that the checkpoint
+//! has every component, and that `init_image` / `mask_image` decode. What only loading the
+//! weights or rendering can find (a weight of the wrong shape, a failed render) is not checked.
+//!
+//! Every line is checked, whatever the journal holds; records are in input order except the
+//! repeated ids', which come last as in a run. The file is replaced in one step
+//! ([`super::replace_file`]), even when empty, so an old dry run's records never linger.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use kiln_runtime::checkpoint::{Checkpoint, Family};
+
+use super::{RunError, RunOptions, assets, input, records, render, replace_file};
+use crate::generate::GenerateError;
+use crate::models::ModelError;
+use crate::request::{ErrorRecord, RequestError, parse_line};
+
+/// The dry run's records file inside the output directory.
+pub const DRY_RUN_FILE: &str = "dry-run.jsonl";
+
+/// The built-in demo model's family (checked against the model itself in the tests).
+const DEMO_FAMILY: Family = Family::SdxlBase;
+
+/// Messages (errors and warnings) printed on standard error before the rest are only counted.
+const SHOWN_MESSAGES: usize = 20;
+
+/// What a dry run found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DryRunSummary {
+    /// Non-blank input lines checked.
+    pub lines: usize,
+    /// Lines that would render.
+    pub valid: usize,
+    /// Lines with an error record.
+    pub failed: usize,
+    /// Images the valid lines ask for.
+    pub images: usize,
+    /// The error records' file.
+    pub records: PathBuf,
+    /// Wall time of the dry run.
+    pub elapsed: Duration,
+}
+
+impl fmt::Display for DryRunSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "dry run: {} lines checked in {:.2} s: {} valid ({} images to render), {} with errors; error \
+             records in {}",
+            self.lines,
+            self.elapsed.as_secs_f64(),
+            self.valid,
+            self.images,
+            self.failed,
+            self.records.display()
+        )
+    }
+}
+
+/// Checks every line of `options.requests` (see the module documentation); errors are fatal ones,
+/// as a run's: unreadable requests, a `--model` whose header does not read, an output directory
+/// that cannot be created or written.
+pub fn dry_run(options: &RunOptions) -> Result<DryRunSummary, RunError> {
+    let started = Instant::now();
+    let out_dir = &options.out_dir;
+    std::fs::create_dir_all(out_dir).map_err(|source| RunError::OutDir { path: out_dir.clone(), source })?;
+    let lines = input::read_lines(&options.requests)?;
+    let mut models = Headers::new(options)?;
+    let mut check = Checker { out: Vec::new(), failed: 0, shown: 0, hidden: 0 };
+
+    let mut first_line: HashMap<String, usize> = HashMap::new();
+    let mut duplicates = Vec::new();
+    let (mut valid, mut images) = (0, 0);
+    for input::InputLine { number, text } in &lines {
+        let parsed = match text {
+            Ok(text) => parse_line(text, *number),
+            Err(reason) => crate::request::Line {
+                id: number.to_string(),
+                request: Err(records::not_utf8(reason)),
+                warnings: Vec::new(),
+            },
+        };
+        let id = parsed.id;
+        for warning in &parsed.warnings {
+            check.message(format_args!("line {number} (id {id:?}): warning: {warning}"));
+        }
+        if let Some(&first) = first_line.get(&id) {
+            duplicates.push((*number, records::duplicate_id(&id, first), id));
+            continue;
+        }
+        first_line.insert(id.clone(), *number);
+        match check_request(parsed.request, options, &mut models) {
+            Ok(n) => {
+                valid += 1;
+                images += n;
+            }
+            Err(error) => check.fail(*number, &id, error)?,
+        }
+    }
+    for (number, error, id) in duplicates {
+        check.fail(number, &id, error)?;
+    }
+    if check.hidden > 0 {
+        eprintln!("... and {} more messages (every error record is in {DRY_RUN_FILE})", check.hidden);
+    }
+
+    let path = out_dir.join(DRY_RUN_FILE);
+    replace_file::replace(&path, |file| file.write_all(&check.out))
+        .map_err(|source| RunError::OutDir { path: path.clone(), source })?;
+    Ok(DryRunSummary {
+        lines: lines.len(),
+        valid,
+        failed: check.failed,
+        images,
+        records: path,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// The checks after parsing, in the run's order; the number of images the request asks for.
+fn check_request(
+    request: Result<crate::request::Request, RequestError>,
+    options: &RunOptions,
+    models: &mut Headers,
+) -> Result<usize, RequestError> {
+    let request = request?;
+    let model = match &request.checkpoint {
+        None => models.default_path.clone(),
+        Some(name) => assets::find_checkpoint(options.assets.as_deref(), name)
+            .map_err(|e| records::field_error("checkpoint", e))?,
+    };
+    let name = request.checkpoint.as_deref().unwrap_or_default();
+    let header = models.header(&model);
+    let family = header.family.clone().map_err(|reason| records::checkpoint_failed(name, &reason))?;
+    let resolved = request.resolve(family)?;
+    // A run finds an incomplete checkpoint when it loads it for the request's group.
+    if let Some(reason) = &header.incomplete {
+        return Err(records::checkpoint_failed(name, reason));
+    }
+    if let Some(init) = &resolved.init_image {
+        render::decode_field(init, "init_image")?;
+        if let Some(mask) = &resolved.mask_image {
+            render::decode_field(mask, "mask_image")?;
+        }
+    }
+    Ok(resolved.job.images())
+}
+
+/// The error records and the messages on standard error.
+struct Checker {
+    /// The records, one JSON line each.
+    out: Vec<u8>,
+    failed: usize,
+    shown: usize,
+    hidden: usize,
+}
+
+impl Checker {
+    fn fail(&mut self, line: usize, id: &str, error: RequestError) -> Result<(), RunError> {
+        self.message(format_args!("line {line} (id {id:?}): {error}"));
+        let record = ErrorRecord { id: id.to_owned(), error };
+        serde_json::to_writer(&mut self.out, &record).map_err(|source| {
+            RunError::Journal(super::JournalError::Serialise { id: id.to_owned(), source })
+        })?;
+        self.out.push(b'\n');
+        self.failed += 1;
+        Ok(())
+    }
+
+    fn message(&mut self, message: fmt::Arguments<'_>) {
+        if self.shown < SHOWN_MESSAGES {
+            eprintln!("{message}");
+            self.shown += 1;
+        } else {
+            self.hidden += 1;
+        }
+    }
+}
+
+/// What a checkpoint's header says, as far as a request is concerned.
+#[derive(Clone, Debug)]
+struct Header {
+    /// Its family, or why it cannot be read (the run's words).
+    family: Result<Family, String>,
+    /// Why loading it would fail for a missing component, if it would.
+    incomplete: Option<String>,
+}
+
+/// The checkpoints' headers, read once each (no weights).
+struct Headers {
+    default_path: PathBuf,
+    headers: HashMap<PathBuf, Header>,
+}
+
+impl Headers {
+    /// The `--model` header (a fatal error when unreadable or incomplete, as loading it is for a
+    /// run), or the demo model's known family (its folder is neither made nor read).
+    fn new(options: &RunOptions) -> Result<Headers, RunError> {
+        let (default_path, family) = match &options.model {
+            Some(path) => {
+                let model_error = |e| RunError::Model {
+                    path: path.clone(),
+                    source: Box::new(GenerateError::from(ModelError::from(e))),
+                };
+                let checkpoint = Checkpoint::open(path).map_err(model_error)?;
+                checkpoint.require_complete().map_err(model_error)?;
+                (path.clone(), checkpoint.family())
+            }
+            None => (crate::demo::default_cache_dir().join(crate::demo::DEMO_DIR_NAME), DEMO_FAMILY),
+        };
+        let header = Header { family: Ok(family), incomplete: None };
+        Ok(Headers { headers: HashMap::from([(default_path.clone(), header)]), default_path })
+    }
+
+    fn header(&mut self, path: &Path) -> &Header {
+        self.headers.entry(path.to_path_buf()).or_insert_with(|| match Checkpoint::open(path) {
+            Ok(checkpoint) => Header {
+                family: Ok(checkpoint.family()),
+                incomplete: checkpoint.require_complete().err().map(|e| e.to_string()),
+            },
+            Err(e) => Header { family: Err(e.to_string()), incomplete: None },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_family_is_the_demo_models() {
+        let cache = tempfile::tempdir().unwrap();
+        let demo = crate::demo::ensure_demo_model(cache.path()).unwrap();
+        assert_eq!(Checkpoint::open(&demo).unwrap().family(), DEMO_FAMILY);
+        assert_eq!(demo, cache.path().join(crate::demo::DEMO_DIR_NAME));
+    }
+}
