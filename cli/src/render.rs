@@ -37,6 +37,10 @@ pub struct Args {
     /// Also write each image to DIR/images/{id}_{k}.{png|jpg}.
     #[arg(long)]
     save_images: bool,
+    /// Read SDXL prompts past 77 tokens as A1111-style 75-token windows (up to 231 tokens)
+    /// instead of truncating them as diffusers and OctoAI do.
+    #[arg(long)]
+    long_prompts: bool,
 }
 
 /// Runs `kiln render` and returns its exit status.
@@ -69,6 +73,7 @@ fn run_inner(args: &Args) -> Result<ExitCode, String> {
         batch_size: args.batch_size as usize,
         save_images: args.save_images,
         progress: true,
+        long_prompts: args.long_prompts,
     };
     let summary = runner::run(&options).map_err(|e| e.to_string())?;
     println!("{summary}");
