@@ -23,6 +23,9 @@ What it makes:
   separately, then concatenated on channels; the pooled output is OpenCLIP-G's first window's,
   unweighted. Windows beyond 3 are dropped (kiln's cap); a prompt and its negative are padded
   with empty-prompt windows (weight 1) to the largest window count of either, on either encoder.
+  SDXL's default, diffusers' truncation (cases marked `"truncated": true`): one window of the
+  first 75 prompt tokens, the same weights, `BREAK` read as the word "break" (text to
+  diffusers), no comma moves.
   Per case `<name>`: `<name>.ids` (int32 [encoders, windows, 77]), `<name>.weights` (float32,
   same shape), `<name>.positive`, optionally `<name>.negative` (and for SDXL `<name>.pooled`,
   `<name>.negative_pooled`); the cases are JSON in the metadata key "cases".
@@ -144,6 +147,12 @@ SDXL_CASES = [
     ("break", BREAK_PROMPT, "a plain prompt_2", "[ugly], (deformed:1.2)", None, None),
     ("skip1", "((a castle)) in the [[fog]], (towers:0.7)", None, "(blurry:1.4)", None, 1),
 ]
+# SDXL without --long-prompts: truncated to one window (prompts and negatives past 75 tokens).
+SDXL_TRUNCATED_CASES = [
+    ("trunc_long", LONG, None, "[ugly], (deformed:1.2)", None, None),
+    ("trunc_prompt2", "a (cat:1.5) on a sofa", LONG, "(blurry)", LONG, None),
+    ("trunc_break_skip1", BREAK_PROMPT + ", " + LONG, "a plain prompt_2", None, None, 1),
+]
 
 
 def load_parser(path: str):
@@ -208,6 +217,23 @@ def weighted_windows(parse, tok: CLIPTokenizer, prompt: str, dropped: list | Non
         ids.append([tok.bos_token_id] + t + [tok.eos_token_id] + [tok.pad_token_id] * pad)
         mults.append([1.0] + w + [1.0] + [1.0] * pad)
     return ids, mults
+
+
+def truncated_window(parse, tok: CLIPTokenizer, prompt: str):
+    """diffusers' single window (the first 75 prompt tokens, the rest dropped) with A1111's
+    per-token weights; `BREAK` is ordinary text of weight 1, as diffusers reads it."""
+    tokens: list[int] = []
+    weights: list[float] = []
+    for text, weight in parse(prompt):
+        if text == "BREAK" and weight == -1:
+            weight = 1.0
+        for token in tok(text, add_special_tokens=False).input_ids:
+            tokens.append(token)
+            weights.append(float(weight))
+    tokens, weights = tokens[:CHUNK], weights[:CHUNK]
+    pad = CHUNK - len(tokens)
+    ids = [tok.bos_token_id] + tokens + [tok.eos_token_id] + [tok.pad_token_id] * pad
+    return [ids], [[1.0] + weights + [1.0] + [1.0] * pad]
 
 
 def window_prompts(sd15: CLIPTokenizer) -> list[str]:
@@ -285,7 +311,7 @@ def pad(ids, weights, tok, count):
     return ids + [empty] * extra, weights + [[1.0] * (CHUNK + 2)] * extra
 
 
-def build(parse, model: str, cases_spec) -> tuple[dict, list]:
+def build(parse, model: str, cases_spec, truncated_spec=()) -> tuple[dict, list]:
     sdxl = model == "sdxl"
     toks = [CLIPTokenizer.from_pretrained(str(TINY / model / "tokenizer"))]
     encs = [CLIPTextModel.from_pretrained(str(TINY / model / "text_encoder"), torch_dtype=torch.float32)]
@@ -298,13 +324,15 @@ def build(parse, model: str, cases_spec) -> tuple[dict, list]:
     pick = pick_sdxl if sdxl else pick_sd15
     tensors: dict = {}
     cases: list = []
-    for name, prompt, prompt_2, negative, negative_2, clip_skip in cases_spec:
+    specs = [(spec, False) for spec in cases_spec] + [(spec, True) for spec in truncated_spec]
+    for (name, prompt, prompt_2, negative, negative_2, clip_skip), truncated in specs:
+        split = truncated_window if truncated else weighted_windows
         texts = [prompt, prompt_2 or prompt][: len(toks)]
-        pos = [weighted_windows(parse, t, p) for t, p in zip(toks, texts)]
+        pos = [split(parse, t, p) for t, p in zip(toks, texts)]
         neg = None
         if negative is not None or not sdxl:
             ntexts = [negative or "", negative_2 or negative or ""][: len(toks)]
-            neg = [weighted_windows(parse, t, p) for t, p in zip(toks, ntexts)]
+            neg = [split(parse, t, p) for t, p in zip(toks, ntexts)]
         count = max(len(ids) for ids, _ in pos + (neg or []))
         pos = [pad(ids, w, t, count) for (ids, w), t in zip(pos, toks)]
         outs = [encode(e, ids, w, pick(clip_skip)) for e, (ids, w) in zip(encs, pos)]
@@ -322,8 +350,14 @@ def build(parse, model: str, cases_spec) -> tuple[dict, list]:
         weighted = any(x != 1.0 for _, w in pos for row in w for x in row)
         assert weighted, name
         print(f"  {model} {name}: {count} windows")
-        cases.append({"name": name, "prompt": prompt, "prompt_2": prompt_2, "negative": negative,
-                      "negative_2": negative_2, "clip_skip": clip_skip, "windows": count})
+        case = {"name": name, "prompt": prompt, "prompt_2": prompt_2, "negative": negative,
+                "negative_2": negative_2, "clip_skip": clip_skip, "windows": count}
+        if truncated:
+            lengths = [sum(len(t(x, add_special_tokens=False).input_ids) for x, _ in parse(p))
+                       for t, p in zip(toks, texts)]
+            assert max(lengths) > CHUNK, (name, lengths)  # something is dropped
+            case["truncated"] = True
+        cases.append(case)
     return tensors, cases
 
 
@@ -351,8 +385,8 @@ def main() -> None:
     path.write_text(f'{{"cases": [\n  {lines}\n]}}\n', encoding="utf-8")
     print(f"wrote {path.relative_to(ROOT)}: {len(cases)} prompts, {path.stat().st_size} bytes")
 
-    for model, spec in [("sd15", SD15_CASES), ("sdxl", SDXL_CASES)]:
-        tensors, model_cases = build(parse, model, spec)
+    for model, spec, truncated in [("sd15", SD15_CASES, ()), ("sdxl", SDXL_CASES, SDXL_TRUNCATED_CASES)]:
+        tensors, model_cases = build(parse, model, spec, truncated)
         assert any(c["windows"] > 1 for c in model_cases)
         tensors = {k: v.detach().contiguous() for k, v in sorted(tensors.items())}
         path = OUT / f"weighted_{model}.safetensors"

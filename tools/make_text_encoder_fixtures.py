@@ -8,6 +8,17 @@ the reference A1111 chunker of tools/make_tokenizer_fixtures.py, each run throug
 text model(s), the layer picked by diffusers' rule, concatenated along the tokens (pooled: the
 first window's), a negative prompt padded with empty-prompt windows to the same count.
 
+Prompt length limits (OctoAI: "a 77 token limit on prompts for SDXL and 231 for SD 1.5"): SDXL
+cases marked `long_prompts: false` are kiln's default, diffusers' truncation: the reference is
+`encode_prompt` itself (tokenizer truncation to model_max_length) for prompts, prompt_2 and
+negatives past 77 tokens (an 81-token prompt among them), and a short prompt with the word
+BREAK (text to diffusers). SDXL cases marked `long_prompts: true` are `--long-prompts`: the A1111
+windows above. SD 1.5 always uses windows; one case is past 231 tokens. Each case's `dropped`
+maps each request field that loses tokens to how many, counted by the reference tokenizer
+(truncation: its untruncated length less model_max_length; windows: what the reference chunker
+drops past 3 windows), and `limit` is the limit in tokens (model_max_length, or 3 windows of
+77).
+
 The short-prompt references of the window path are checked against `encode_prompt` itself, so
 the long-prompt references use exactly diffusers' layer rules:
   SD 1.5: clip_skip None -> last_hidden_state; k -> final_layer_norm(hidden_states[-(k+1)]);
@@ -42,7 +53,7 @@ import safetensors.torch  # noqa: E402
 from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_tokenizer_fixtures import FILLER, chunk_windows, prompt_of_length  # noqa: E402
+from make_tokenizer_fixtures import FILLER, MAX_WINDOWS, WINDOW, chunk_windows, prompt_of_length  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "fixtures" / "tiny"
@@ -53,11 +64,39 @@ OTHER = "Hello, world! an oil painting of a lighthouse at dusk"
 NEGATIVE = "blurry, low quality"
 
 
-def windows_of(tok, text: str) -> list[list[int]]:
+def chunked(tok, text: str) -> tuple[list[list[int]], int]:
+    """The reference A1111 windows of `text` and the prompt tokens dropped past them."""
     body = tok(text, add_special_tokens=False).input_ids
     comma = tok.get_vocab()[",</w>"]
-    windows, _ = chunk_windows(body, comma, tok.bos_token_id, tok.eos_token_id, tok.pad_token_id)
-    return windows
+    return chunk_windows(body, comma, tok.bos_token_id, tok.eos_token_id, tok.pad_token_id)
+
+
+def windows_of(tok, text: str) -> list[list[int]]:
+    return chunked(tok, text)[0]
+
+
+def truncated_of(tok, text: str) -> list[list[int]]:
+    """diffusers' single window: padded to model_max_length and truncated to it."""
+    ids = tok(text, padding="max_length", max_length=tok.model_max_length, truncation=True).input_ids
+    return [ids]
+
+
+def dropped_of(tok, text: str, long_prompts: bool) -> int:
+    """Prompt tokens of `text` that do not fit: past the windows, or past model_max_length."""
+    if long_prompts:
+        return chunked(tok, text)[1]
+    return max(0, len(tok(text).input_ids) - tok.model_max_length)
+
+
+def dropped_fields(toks, texts: dict, long_prompts: bool) -> dict:
+    """{field: dropped tokens} over the fields that lose some; `texts` maps each field to
+    (text, the tokenizers it feeds)."""
+    out = {}
+    for field, (text, feeds) in texts.items():
+        n = max(dropped_of(toks[i], text, long_prompts) for i in feeds)
+        if n:
+            out[field] = n
+    return out
 
 
 def empty_window(tok) -> list[int]:
@@ -118,12 +157,15 @@ def sd15(tensors: dict, cases: list) -> None:
         ("empty_none", "", None, None),
         ("long_none", long, NEGATIVE, None),
         ("long_skip2", long, None, 2),
+        ("overlong_none", prompt_of_length(tok, 260, FILLER), prompt_of_length(tok, 240, FILLER[3:]), None),
     ]
     for name, prompt, negative, clip_skip in specs:
         w = windows_of(tok, prompt)
         pos, _ = run_windows(enc, w, sd15_pick(clip_skip))
+        fields = {"prompt": (prompt, [0]), "negative_prompt": (negative or "", [0])}
         entry = {"name": name, "prompt": prompt, "prompt_2": None, "negative": negative, "negative_2": None,
-                 "clip_skip": clip_skip}
+                 "clip_skip": clip_skip, "long_prompts": True, "limit": MAX_WINDOWS * WINDOW,
+                 "dropped": dropped_fields([tok], fields, True)}
         ids = [w]
         if len(w) == 1:
             pe, npe = pipe.encode_prompt(prompt, "cpu", 1, True, negative_prompt=negative, clip_skip=clip_skip)
@@ -144,25 +186,45 @@ def sdxl(tensors: dict, cases: list) -> None:
     assert pipe.config.force_zeros_for_empty_prompt
     toks, encs = [pipe.tokenizer, pipe.tokenizer_2], [pipe.text_encoder, pipe.text_encoder_2]
     long = prompt_of_length(toks[0], 160, FILLER)
-    specs = [
-        ("short_none", SHORT, None, NEGATIVE, None, None),
-        ("short_skip1", SHORT, None, None, None, 1),
-        ("short_skip2", SHORT, None, None, None, 2),
-        ("prompt2_none", SHORT, OTHER, NEGATIVE, "worst quality", None),
-        ("bang_none", OTHER, None, "", None, None),
-        ("long_none", long, None, NEGATIVE, None, None),
-        ("long_skip1", long, OTHER, None, None, 1),
+    # 79 prompt tokens: 81 with BOS and EOS, 4 past the 77-token limit.
+    over = prompt_of_length(toks[0], 79, FILLER)
+    over_negative = prompt_of_length(toks[0], 90, FILLER[5:])
+    specs = [  # (name, prompt, prompt_2, negative, negative_2, clip_skip, long_prompts)
+        ("short_none", SHORT, None, NEGATIVE, None, None, False),
+        ("short_skip1", SHORT, None, None, None, 1, False),
+        ("short_skip2", SHORT, None, None, None, 2, False),
+        ("prompt2_none", SHORT, OTHER, NEGATIVE, "worst quality", None, False),
+        ("bang_none", OTHER, None, "", None, None, False),
+        ("long_none", long, None, NEGATIVE, None, None, True),
+        ("long_skip1", long, OTHER, None, None, 1, True),
+        ("overlong_long", prompt_of_length(toks[0], 250, FILLER), None, NEGATIVE, None, None, True),
+        ("trunc81_none", over, None, over_negative, None, None, False),
+        ("trunc81_skip1", over, None, None, None, 1, False),
+        ("trunc_prompt2_none", SHORT, long, NEGATIVE, over_negative, None, False),
+        ("trunc_prompt2_skip2", long, OTHER, None, None, 2, False),
+        ("break_none", "a red boat BREAK a lighthouse at dusk", None, "BREAK, blurry", None, None, False),
     ]
-    for name, prompt, prompt_2, negative, negative_2, clip_skip in specs:
+    for name, prompt, prompt_2, negative, negative_2, clip_skip, long_prompts in specs:
         texts = [prompt, prompt_2 or prompt]
-        ws = [windows_of(t, p) for t, p in zip(toks, texts)]
+        split = windows_of if long_prompts else truncated_of
+        ws = [split(t, p) for t, p in zip(toks, texts)]
         count = max(len(w) for w in ws)
         ws = [pad_to(w, count, t) for w, t in zip(ws, toks)]
         outs = [run_windows(e, w, sdxl_pick(clip_skip)) for e, w in zip(encs, ws)]
         pos = torch.cat([outs[0][0], outs[1][0]], dim=-1)
         pooled = outs[1][1]
+        fields = {"prompt": (prompt, [0] if prompt_2 else [0, 1])}
+        if prompt_2:
+            fields["prompt_2"] = (prompt_2, [1])
+        if negative is not None:  # None gives zeros: nothing is tokenized
+            fields["negative_prompt"] = (negative, [0] if negative_2 else [0, 1])
+            if negative_2:
+                fields["negative_prompt_2"] = (negative_2, [1])
         entry = {"name": name, "prompt": prompt, "prompt_2": prompt_2, "negative": negative,
-                 "negative_2": negative_2, "clip_skip": clip_skip}
+                 "negative_2": negative_2, "clip_skip": clip_skip, "long_prompts": long_prompts,
+                 "limit": MAX_WINDOWS * WINDOW if long_prompts else toks[0].model_max_length,
+                 "dropped": dropped_fields(toks, fields, long_prompts)}
+        assert toks[0].model_max_length == toks[1].model_max_length
         # encode_prompt with the negative (None -> zeros, since force_zeros_for_empty_prompt).
         ref = pipe.encode_prompt(prompt, prompt_2, "cpu", 1, True, negative_prompt=negative,
                                  negative_prompt_2=negative_2, clip_skip=clip_skip)
@@ -179,7 +241,7 @@ def sdxl(tensors: dict, cases: list) -> None:
                 tensors[f"{name}.negative_pooled"] = npp
         elif clip_skip is None:
             ntexts = [negative, negative_2 or negative]
-            nws = [pad_to(windows_of(t, p), count, t) for t, p in zip(toks, ntexts)]
+            nws = [pad_to(split(t, p), count, t) for t, p in zip(toks, ntexts)]
             nouts = [run_windows(e, w, sdxl_pick(None)) for e, w in zip(encs, nws)]
             neg = torch.cat([nouts[0][0], nouts[1][0]], dim=-1)
             if count == 1:

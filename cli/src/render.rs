@@ -49,6 +49,10 @@ pub struct Args {
     /// When standard error is not a terminal, print a progress line every SECS seconds (0: never).
     #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = seconds)]
     progress_interval: f64,
+    /// Read SDXL prompts past 77 tokens as A1111-style 75-token windows (up to 231 tokens)
+    /// instead of truncating them as diffusers and OctoAI do.
+    #[arg(long)]
+    long_prompts: bool,
 }
 
 /// A non-negative number of seconds.
@@ -94,6 +98,7 @@ fn run_inner(args: &Args) -> Result<ExitCode, String> {
         progress: true,
         progress_interval: Duration::from_secs_f64(args.progress_interval),
         ordered: args.ordered,
+        long_prompts: args.long_prompts,
     };
     let summary = runner::run(&options).map_err(|e| e.to_string())?;
     println!("{summary}");
@@ -120,6 +125,7 @@ fn dry_run(args: &Args) -> Result<ExitCode, String> {
         progress: false,
         progress_interval: Duration::ZERO,
         ordered: false,
+        long_prompts: args.long_prompts,
     };
     let summary = runner::dry_run(&options).map_err(|e| e.to_string())?;
     eprintln!("{summary}");

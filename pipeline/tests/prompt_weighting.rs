@@ -4,7 +4,8 @@
 //! (ids, per-token weights, dropped tokens; BREAK, comma moves, more than 3 windows) and the
 //! weighted conditioning equal the torch re-implementation of A1111's chunking and
 //! "Original" emphasis on the tiny SD 1.5 / SDXL text encoders, from both checkpoint layouts
-//! (relative L2 <= 1e-4: long prompts, BREAK, negatives, prompt_2, clip_skip, pooled); and
+//! (relative L2 <= 1e-4: long prompts, BREAK, negatives, prompt_2, clip_skip, pooled; SDXL's
+//! default truncation to one window keeps the weights of the tokens kept); and
 //! prompts without weighting syntax give exactly what they gave before weighting existed.
 
 #[cfg(feature = "cuda")]
@@ -117,7 +118,10 @@ fn run_weighted(model: &str, ckpt: &Checkpoint, dtype: DType, device: Device) ->
             out.push(Compared::new(what, got, want));
         };
     let fixture = Fixture::read(&format!("{PROMPT}/weighted_{model}.safetensors"));
-    let conditioner = TextConditioner::load(ckpt, dtype, device).unwrap();
+    // A1111's windows (SDXL's `--long-prompts`; SD 1.5 always has them), or SDXL's default
+    // truncation for the cases marked `truncated`.
+    let conditioners =
+        [true, false].map(|long| TextConditioner::load(ckpt, dtype, device).unwrap().with_long_prompts(long));
     let tokenizers = tokenizers(ckpt, model);
     let (mut long, mut negatives) = (0, 0);
     for case in &fixture.cases {
@@ -127,19 +131,29 @@ fn run_weighted(model: &str, ckpt: &Checkpoint, dtype: DType, device: Device) ->
         let negative = case["negative"].as_str();
         let clip_skip = case["clip_skip"].as_u64().map(|k| k as usize);
         let what = |t: &str| format!("{model} {name} {t} ({dtype:?})");
+        let truncated = case["truncated"].as_bool().unwrap_or(false);
+        let conditioner = &conditioners[usize::from(truncated)];
+        let mut dropped = 0;
 
         // The windows and weights A1111 builds, padded with empty windows to the case's count.
         let ids = fixture.nested(&format!("{name}.ids"), |b| i32::from_le_bytes(b) as u32);
         let weights = fixture.nested(&format!("{name}.weights"), f32::from_le_bytes);
         for (e, tok) in tokenizers.iter().enumerate() {
             let text = if e == 1 { prompt_2.unwrap_or(prompt) } else { prompt };
-            let mut w = tok.weighted_windows(text, WindowOptions::default()).unwrap();
+            let mut w = if truncated {
+                tok.weighted_truncated(text).unwrap()
+            } else {
+                tok.weighted_windows(text, WindowOptions::default()).unwrap()
+            };
+            dropped += w.dropped_tokens;
             assert!(w.windows.len() <= ids[e].len());
             w.weights.resize(ids[e].len(), vec![1.0; 77]);
             w.windows.resize(ids[e].len(), tok.empty_window());
             assert_eq!(w.windows, ids[e], "{}: windows of encoder {e}", what("tokens"));
             assert_eq!(w.weights, weights[e], "{}: weights of encoder {e}", what("tokens"));
         }
+
+        assert!(!truncated || dropped > 0, "{}: a truncated case drops tokens", what("tokens"));
 
         let c = conditioner
             .encode_pair(prompt, prompt_2, negative, case["negative_2"].as_str(), clip_skip)
@@ -170,9 +184,10 @@ fn run_weighted(model: &str, ckpt: &Checkpoint, dtype: DType, device: Device) ->
         let want = want[..got.len()].to_vec();
         out.push(Compared { what: what("encode"), got, want });
     }
+    let truncated = fixture.cases.iter().filter(|c| c["truncated"].as_bool() == Some(true)).count();
     assert!(
-        fixture.cases.len() >= 5 && long >= 2 && negatives >= 3,
-        "{model}: {long} long, {negatives} negatives"
+        fixture.cases.len() >= 5 && long >= 2 && negatives >= 3 && (truncated >= 3) == (model == "sdxl"),
+        "{model}: {long} long, {negatives} negatives, {truncated} truncated"
     );
     out
 }
@@ -244,11 +259,13 @@ fn plain(text: Option<&str>) -> bool {
 fn check_unweighted(model: &str) {
     let ckpt = open(model, false);
     let fixture = Fixture::read(&format!("{PARITY}/text_{model}.safetensors"));
-    let weighted = TextConditioner::load(&ckpt, DType::F32, Device::Cpu).unwrap();
-    let literal = TextConditioner::load(&ckpt, DType::F32, Device::Cpu).unwrap().with_prompt_weighting(false);
+    let load =
+        |long: bool| TextConditioner::load(&ckpt, DType::F32, Device::Cpu).unwrap().with_long_prompts(long);
     let tokenizers = tokenizers(&ckpt, model);
     let mut checked = 0;
     for case in &fixture.cases {
+        let long_prompts = case["long_prompts"].as_bool().unwrap();
+        let (weighted, literal) = (load(long_prompts), load(long_prompts).with_prompt_weighting(false));
         let texts = ["prompt", "prompt_2", "negative", "negative_2"].map(|k| case[k].as_str());
         if !texts.iter().all(|t| plain(*t)) {
             continue;
@@ -261,6 +278,9 @@ fn check_unweighted(model: &str) {
             let w = tok.weighted_windows(prompt, WindowOptions::default()).unwrap();
             assert!(!w.is_weighted());
             assert_eq!(w.windows, tok.windows(prompt, WindowOptions::default()).windows);
+            let w = tok.weighted_truncated(prompt).unwrap();
+            assert!(!w.is_weighted());
+            assert_eq!(w.windows, tok.windows(prompt, WindowOptions::TRUNCATE).windows);
         }
         let a = weighted.encode_pair(prompt, prompt_2, negative, negative_2, clip_skip).unwrap();
         let b = literal.encode_pair(prompt, prompt_2, negative, negative_2, clip_skip).unwrap();
@@ -277,6 +297,55 @@ fn check_unweighted(model: &str) {
         checked += 1;
     }
     assert!(checked >= 3, "{model}: {checked} unweighted cases");
+}
+
+/// SDXL's default, diffusers' one truncated window, keeps prompt weighting: every A1111 case
+/// that fits one window (BREAK aside, which is text there) gives A1111's conditioning and
+/// drops nothing, from both checkpoint layouts. (The cases that drop tokens are run_weighted's
+/// `truncated` ones.)
+#[test]
+fn sdxl_truncated_prompts_keep_their_weights() {
+    for single_file in [false, true] {
+        let ckpt = open("sdxl", single_file);
+        let fixture = Fixture::read(&format!("{PROMPT}/weighted_sdxl.safetensors"));
+        let conditioner = TextConditioner::load(&ckpt, DType::F32, Device::Cpu).unwrap();
+        let mut checked = 0;
+        for case in &fixture.cases {
+            let texts = ["prompt", "prompt_2", "negative", "negative_2"].map(|k| case[k].as_str());
+            let truncated = case["truncated"].as_bool() == Some(true); // in run_weighted
+            if truncated
+                || case["windows"].as_u64() != Some(1)
+                || texts.iter().flatten().any(|t| t.contains("BREAK"))
+            {
+                continue;
+            }
+            let name = case["name"].as_str().unwrap();
+            let clip_skip = case["clip_skip"].as_u64().map(|k| k as usize);
+            let c =
+                conditioner.encode_pair(texts[0].unwrap(), texts[1], texts[2], texts[3], clip_skip).unwrap();
+            assert!(
+                conditioner
+                    .dropped_tokens(texts[0].unwrap(), texts[1], texts[2], texts[3])
+                    .unwrap()
+                    .is_empty()
+            );
+            compare(
+                &format!("sdxl {name} positive"),
+                &c.positive.hidden,
+                fixture.f32(&format!("{name}.positive")),
+            );
+            compare(
+                &format!("sdxl {name} pooled"),
+                c.positive.pooled.as_ref().unwrap(),
+                fixture.f32(&format!("{name}.pooled")),
+            );
+            if let Some(reference) = fixture.f32(&format!("{name}.negative")) {
+                compare(&format!("sdxl {name} negative"), &c.negative.hidden, Some(reference));
+            }
+            checked += 1;
+        }
+        assert!(checked >= 2, "{checked} weighted one-window cases");
+    }
 }
 
 #[test]

@@ -38,6 +38,7 @@ fn response_line_shape() {
         id: "fox-1".into(),
         images: vec![ImageGeneration::new("aGVsbG8=".into(), 4_000_000_000)],
         prediction_time_ms: 1234.5,
+        warnings: Vec::new(),
     };
     let v = serde_json::to_value(&response).expect("serialise");
     assert_eq!(
@@ -50,6 +51,24 @@ fn response_line_shape() {
     expected.sort();
     assert_eq!(keys(&v), expected);
     assert_eq!(keys(&v["images"][0]), spec_keys("ImageGeneration"));
+}
+
+/// Warnings add a `warnings` list to the spec's keys; without any the key is absent (above).
+#[test]
+fn response_line_with_warnings() {
+    let warning = "prompt: 4 tokens past the 77-token limit were dropped";
+    let response = Response {
+        id: "fox-2".into(),
+        images: vec![ImageGeneration::new("aGVsbG8=".into(), 7)],
+        prediction_time_ms: 10.0,
+        warnings: vec![warning.into()],
+    };
+    let v = serde_json::to_value(&response).expect("serialise");
+    assert_eq!(v["warnings"], json!([warning]));
+    let mut expected = spec_keys("ImageGenerationResponse");
+    expected.extend(["id".into(), "warnings".into()]);
+    expected.sort();
+    assert_eq!(keys(&v), expected);
 }
 
 #[test]

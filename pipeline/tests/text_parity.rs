@@ -3,7 +3,10 @@
 //! tools/make_text_encoder_fixtures.py): both checkpoint layouts, f32 on the CPU, relative L2
 //! error <= 1e-4 for every case (clip_skip none/1/2, long prompts in A1111 windows, negatives
 //! padded to the positive's window count, SDXL's pooled output and prompt_2, SDXL's zero
-//! negative); plus bf16 on CUDA, a wrong-shaped weight and out-of-range inputs.
+//! negative, SDXL prompts, prompt_2 and negatives past 77 tokens truncated as diffusers does,
+//! `--long-prompts` windows on SDXL, SD 1.5 past 231 tokens); the tokens each field loses,
+//! against the reference tokenizer's count; `BREAK` on SDXL read as diffusers reads it; plus
+//! bf16 on CUDA, a wrong-shaped weight and out-of-range inputs.
 
 #[cfg(feature = "cuda")]
 mod half_tolerance;
@@ -14,7 +17,7 @@ use std::path::Path;
 use kiln_pipeline::models::clip::{ClipTextModel, LayerSelection};
 use kiln_pipeline::models::conditioning::TextConditioner;
 use kiln_pipeline::models::{ModelError, Weights};
-use kiln_pipeline::tokenizer::{ClipTokenizer, WindowOptions};
+use kiln_pipeline::tokenizer::ClipTokenizer;
 use kiln_runtime::checkpoint::{Checkpoint, Component};
 use kiln_runtime::{DType, Device, Tensor};
 use safetensors::SafeTensors;
@@ -42,8 +45,13 @@ fn opt_str(v: &Value) -> Option<&str> {
 fn run_model(model: &str, ckpt: &Checkpoint, dtype: DType, device: Device) -> Vec<Compared> {
     let fixture = Fixture::read(&format!("{PARITY}/text_{model}.safetensors"));
     // diffusers reads `(masterpiece:1.2)` literally: compare with prompt weighting off (the
-    // weighted path is tests/prompt_weighting.rs).
-    let conditioner = TextConditioner::load(ckpt, dtype, device).unwrap().with_prompt_weighting(false);
+    // weighted path is tests/prompt_weighting.rs). Index: the case's `long_prompts`.
+    let conditioners = [false, true].map(|long| {
+        TextConditioner::load(ckpt, dtype, device)
+            .unwrap()
+            .with_prompt_weighting(false)
+            .with_long_prompts(long)
+    });
     let components: &[Component] = if model == "sdxl" {
         &[Component::TextEncoder, Component::TextEncoder2]
     } else {
@@ -58,12 +66,13 @@ fn run_model(model: &str, ckpt: &Checkpoint, dtype: DType, device: Device) -> Ve
         let prompt = case["prompt"].as_str().unwrap();
         let prompt_2 = opt_str(&case["prompt_2"]);
         let clip_skip = case["clip_skip"].as_u64().map(|k| k as usize);
+        let conditioner = &conditioners[usize::from(case["long_prompts"].as_bool().unwrap())];
 
         // The windows the reference used are the tokenizer's.
         let ids = fixture.ids(&format!("{name}.ids"));
         for (e, tok) in tokenizers.iter().enumerate() {
             let text = if e == 1 { prompt_2.unwrap_or(prompt) } else { prompt };
-            let mut w = tok.windows(text, WindowOptions::default()).windows;
+            let mut w = tok.windows(text, conditioner.window_options()).windows;
             w.resize(ids[e].len(), tok.empty_window());
             assert_eq!(w, ids[e], "{model} {name}: windows of encoder {e}");
         }
@@ -165,21 +174,92 @@ fn cuda_bf16_matches_diffusers() {
     half_tolerance::check_all(&items, CUDA_VS_CPU_BF16);
 }
 
-/// A 500-token prompt keeps 3 windows ([1, 231, C]) and reports the dropped tokens.
+/// A 500-token prompt on SDXL: one window ([1, 77, C]) by default, the rest dropped and
+/// counted; 3 windows ([1, 231, C]) with `--long-prompts`, which drop fewer.
 #[test]
-fn overlong_prompt_is_truncated_to_three_windows() {
+fn overlong_prompt_is_truncated_to_one_window_or_three() {
     let doc: Value =
         serde_json::from_str(&std::fs::read_to_string(format!("{PARITY}/tokenizer.json")).unwrap()).unwrap();
     let case =
         doc["cases"].as_array().unwrap().iter().find(|c| c["ids_sd15"].as_array().unwrap().len() == 502);
-    let prompt = case.unwrap()["text"].as_str().unwrap();
+    let case = case.unwrap();
+    let prompt = case["text"].as_str().unwrap();
+    let prompt_tokens = case["ids_sd15"].as_array().unwrap().len() - 2;
     let ckpt = open("sdxl", false);
     let conditioner = TextConditioner::load(&ckpt, DType::F32, Device::Cpu).unwrap();
     let e = conditioner.encode(prompt, None, None).unwrap();
+    assert_eq!(e.windows, 1);
+    assert_eq!(e.dropped_tokens, prompt_tokens - 75);
+    assert_eq!(e.hidden.dims(), &[1, 77, 16 + 32]);
+    let long = conditioner.with_long_prompts(true);
+    let e = long.encode(prompt, None, None).unwrap();
     assert_eq!(e.windows, 3);
-    assert!(e.dropped_tokens > 250, "{}", e.dropped_tokens);
+    assert!(e.dropped_tokens > 250 && e.dropped_tokens < prompt_tokens - 75, "{}", e.dropped_tokens);
     assert_eq!(e.hidden.dims(), &[1, 231, 16 + 32]);
     assert_eq!(e.pooled.unwrap().dims(), &[1, 32]);
+}
+
+/// The tokens each request field loses (the response's `warnings`) are what the reference
+/// tokenizer counts for every case of both fixtures: past 77 tokens on SDXL, past the three
+/// windows (231 tokens) on SD 1.5 and with `--long-prompts`; none for an SDXL negative of
+/// `None` (zeros) and none where everything fits.
+#[test]
+fn dropped_tokens_are_the_reference_tokenizers_count() {
+    let mut with_drops = 0;
+    for model in ["sd15", "sdxl"] {
+        let fixture = Fixture::read(&format!("{PARITY}/text_{model}.safetensors"));
+        let ckpt = open(model, false);
+        let conditioners = [false, true].map(|long| {
+            TextConditioner::load(&ckpt, DType::F32, Device::Cpu).unwrap().with_long_prompts(long)
+        });
+        for case in &fixture.cases {
+            let conditioner = &conditioners[usize::from(case["long_prompts"].as_bool().unwrap())];
+            let texts = ["prompt", "prompt_2", "negative", "negative_2"].map(|k| case[k].as_str());
+            let got = conditioner.dropped_tokens(texts[0].unwrap(), texts[1], texts[2], texts[3]).unwrap();
+            let mut got: Vec<(String, u64, u64)> =
+                got.iter().map(|d| (d.field.to_owned(), d.tokens as u64, d.limit as u64)).collect();
+            got.sort();
+            let limit = case["limit"].as_u64().unwrap();
+            let want: Vec<(String, u64, u64)> = case["dropped"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(field, n)| (field.clone(), n.as_u64().unwrap(), limit))
+                .collect();
+            assert_eq!(got, want, "{model} {}", case["name"]);
+            with_drops += usize::from(!want.is_empty());
+        }
+    }
+    assert!(with_drops >= 5, "{with_drops} cases drop tokens");
+}
+
+/// Without `--long-prompts`, `BREAK` on SDXL is the word "break", as diffusers reads it, with
+/// prompt weighting on (there is no second window for it to start): the conditioning is
+/// diffusers'. With `--long-prompts` it starts a new window, as in A1111.
+#[test]
+fn break_on_sdxl_is_a_word_as_in_diffusers() {
+    let fixture = Fixture::read(&format!("{PARITY}/text_sdxl.safetensors"));
+    let case = fixture.cases.iter().find(|c| c["name"] == "break_none").unwrap();
+    let (prompt, negative) = (case["prompt"].as_str().unwrap(), case["negative"].as_str());
+    assert!(prompt.contains(" BREAK ") && !case["long_prompts"].as_bool().unwrap());
+    let conditioner = TextConditioner::load(&open("sdxl", false), DType::F32, Device::Cpu).unwrap();
+    let c = conditioner.encode_pair(prompt, None, negative, None, None).unwrap();
+    let mut items = Vec::new();
+    for (what, got) in [
+        ("positive", &c.positive.hidden),
+        ("pooled", c.positive.pooled.as_ref().unwrap()),
+        ("negative", &c.negative.hidden),
+        ("negative_pooled", c.negative.pooled.as_ref().unwrap()),
+    ] {
+        items.push(Compared::new(
+            format!("sdxl break_none {what}"),
+            got,
+            fixture.f32(&format!("break_none.{what}")).unwrap(),
+        ));
+    }
+    assert_within(&items, 1e-4);
+    let windows = conditioner.with_long_prompts(true).encode(prompt, None, None).unwrap().windows;
+    assert_eq!(windows, 2, "with --long-prompts BREAK starts a window");
 }
 
 /// Copies a diffusers folder, replacing one tensor of `component_file` with a wrong shape.

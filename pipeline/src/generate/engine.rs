@@ -12,6 +12,7 @@ use crate::models::ModelError;
 use crate::models::conditioning::{Conditioning, TextConditioner};
 use crate::models::unet::UNet;
 use crate::models::vae::Vae;
+use crate::prompt::DroppedTokens;
 use crate::samplers::{self, SchedulerConfig};
 
 /// One loaded checkpoint: text encoders, UNet, VAE and the scheduler configuration.
@@ -56,6 +57,30 @@ impl Engine {
             vae: Vae::load(&ckpt, dtype, device)?,
             scheduler,
         })
+    }
+
+    /// `true` reads long SDXL prompts as A1111's 75-token windows (up to 3, 231 tokens), as
+    /// SD 1.5 always does; `false` (the default) truncates them to 77 tokens as diffusers does.
+    pub fn with_long_prompts(mut self, long_prompts: bool) -> Engine {
+        self.text = self.text.with_long_prompts(long_prompts);
+        self
+    }
+
+    /// Whether long SDXL prompts become windows ([`Engine::with_long_prompts`]).
+    pub fn long_prompts(&self) -> bool {
+        self.text.long_prompts()
+    }
+
+    /// The prompt tokens `job` loses to the family's limit, one entry per request field that
+    /// loses some (the negatives count only when guidance runs, as only then are they encoded).
+    /// Tokenizes only; fails where rendering would, on a prompt weight that is not a number.
+    pub fn dropped_tokens(&self, job: &Job) -> Result<Vec<DroppedTokens>> {
+        let (negative, negative_2) = if job.cfg_scale > 1.0 {
+            (job.negative_prompt.as_deref(), job.negative_prompt_2.as_deref())
+        } else {
+            (None, None)
+        };
+        Ok(self.text.dropped_tokens(&job.prompt, job.prompt_2.as_deref(), negative, negative_2)?)
     }
 
     /// The model family (sizes and defaults depend on it).

@@ -7,12 +7,16 @@
 //!   OpenCLIP-G's pooled output `[1, 1280]`. The SDXL refiner has OpenCLIP-G alone:
 //!   `[1, 77 k, 1280]` and the pooled output (untested: no tiny refiner fixture yet).
 //!
-//! A prompt of more than 75 tokens becomes `k` windows (at most 3; see [`WindowOptions`]), each
-//! encoded on its own, concatenated along the tokens; the pooled output is the first window's
-//! (A1111 does the same). Whatever needs lining up is padded with windows of the empty prompt,
-//! A1111's rule: the negative prompt to the positive one's window count (so the CFG batch
-//! stacks) and the other way round, and SDXL's two encoders to each other (their prompts, or
-//! tokenizer_2's `!` tokens, can give different counts).
+//! Prompt length follows OctoAI's documented limits. SDXL truncates as diffusers does: one
+//! window, the first 75 prompt tokens ([`WindowOptions::TRUNCATE`]; `BREAK` is then the word
+//! "break"). SD 1.5, and SDXL after [`TextConditioner::with_long_prompts`], cut a prompt of more
+//! than 75 tokens into `k` windows (at most 3; see [`WindowOptions`]), each encoded on its own,
+//! concatenated along the tokens; the pooled output is the first window's (A1111 does the same).
+//! [`TextConditioner::dropped_tokens`] says, per request field, what did not fit. Whatever
+//! needs lining up is padded with windows of the empty prompt, A1111's rule: the negative prompt
+//! to the positive one's window count (so the CFG batch stacks) and the other way round, and
+//! SDXL's two encoders to each other (their prompts, or tokenizer_2's `!` tokens, can give
+//! different counts).
 //!
 //! Prompt weighting follows AUTOMATIC1111 (see [`crate::prompt`]): each window's hidden state,
 //! per encoder, is multiplied by its tokens' weights and then rescaled so that its mean is the
@@ -31,6 +35,7 @@ use kiln_runtime::{DType, Device, Tensor};
 
 use super::clip::{ClipTextModel, LayerSelection};
 use super::{ModelError, Result, Weights};
+use crate::prompt::DroppedTokens;
 use crate::tokenizer::{ClipTokenizer, WindowOptions};
 
 /// One encoder with its tokenizer.
@@ -69,7 +74,10 @@ pub struct TextConditioner {
     /// (SDXL base, inpainting), OpenCLIP-G alone (SDXL refiner).
     encoders: Vec<Encoder>,
     sdxl: bool,
+    /// How long prompts are cut into windows, unless SDXL truncates them.
     options: WindowOptions,
+    /// Whether SDXL cuts long prompts into windows instead of truncating them as diffusers.
+    long_prompts: bool,
     /// Whether prompts are read as A1111's weighting syntax (the default) or literally.
     weighting: bool,
 }
@@ -101,6 +109,7 @@ impl TextConditioner {
             encoders,
             sdxl: family.is_sdxl(),
             options: WindowOptions::default(),
+            long_prompts: false,
             weighting: true,
         })
     }
@@ -112,10 +121,34 @@ impl TextConditioner {
         self
     }
 
-    /// Changes how long prompts are cut into windows.
+    /// Cuts long prompts into windows by `options`, on SDXL too.
     pub fn with_window_options(mut self, options: WindowOptions) -> TextConditioner {
         self.options = options;
+        self.long_prompts = true;
         self
+    }
+
+    /// `true`: SDXL reads long prompts as A1111's windows (up to 3, 231 tokens), as SD 1.5
+    /// does; `false` (the default): SDXL truncates to one 77-token window, as diffusers does.
+    /// SD 1.5 always uses windows.
+    pub fn with_long_prompts(mut self, long_prompts: bool) -> TextConditioner {
+        self.long_prompts = long_prompts;
+        self
+    }
+
+    /// Whether long SDXL prompts become windows ([`TextConditioner::with_long_prompts`]).
+    pub fn long_prompts(&self) -> bool {
+        self.long_prompts
+    }
+
+    /// Whether prompts are truncated to one window as diffusers does (SDXL by default).
+    fn truncates(&self) -> bool {
+        self.sdxl && !self.long_prompts
+    }
+
+    /// The windows prompts are cut into: [`WindowOptions::TRUNCATE`] or the window options.
+    pub fn window_options(&self) -> WindowOptions {
+        if self.truncates() { WindowOptions::TRUNCATE } else { self.options }
     }
 
     /// Whether this is an SDXL family (penultimate layers, pooled output).
@@ -177,6 +210,40 @@ impl TextConditioner {
         }
     }
 
+    /// The tokens [`TextConditioner::encode_pair`] drops from each field, one entry per field
+    /// that loses some, in field order. Only what is encoded counts: an SDXL `negative` of
+    /// `None` (zeros) loses nothing, and `prompt_2` / `negative_2` speak for the second encoder
+    /// only when given (otherwise its text is `prompt`'s, and so are its dropped tokens).
+    pub fn dropped_tokens(
+        &self,
+        prompt: &str,
+        prompt_2: Option<&str>,
+        negative: Option<&str>,
+        negative_2: Option<&str>,
+    ) -> Result<Vec<DroppedTokens>> {
+        let limit = self.window_options().token_limit();
+        let mut out: Vec<DroppedTokens> = Vec::new();
+        // (the first encoder's text, the second's, whether the second's has a field of its own)
+        let mut texts = vec![(prompt, prompt_2, prompt_2.is_some(), ["prompt", "prompt_2"])];
+        if negative.is_some() || !self.is_sdxl() {
+            let fields = ["negative_prompt", "negative_prompt_2"];
+            texts.push((negative.unwrap_or(""), negative_2.or(negative), negative_2.is_some(), fields));
+        }
+        for (first, second, second_given, fields) in texts {
+            for (e, tokens) in self.tokenize(first, second)?.iter().enumerate() {
+                let field = if e == 1 && second_given { fields[1] } else { fields[0] };
+                match out.iter_mut().find(|d| d.field == field) {
+                    Some(d) => d.tokens = d.tokens.max(tokens.dropped),
+                    None if tokens.dropped > 0 => {
+                        out.push(DroppedTokens { field, tokens: tokens.dropped, limit })
+                    }
+                    None => {}
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn encoders(&self) -> impl Iterator<Item = &Encoder> {
         self.encoders.iter()
     }
@@ -190,13 +257,15 @@ impl TextConditioner {
             .zip(prompts)
             .map(|(e, p)| {
                 if self.weighting {
-                    let w = e
-                        .tokenizer
-                        .weighted_windows(p, self.options)
-                        .map_err(|err| ModelError::input("prompt weighting", err.to_string()))?;
+                    let w = if self.truncates() {
+                        e.tokenizer.weighted_truncated(p)
+                    } else {
+                        e.tokenizer.weighted_windows(p, self.options)
+                    };
+                    let w = w.map_err(|err| ModelError::input("prompt weighting", err.to_string()))?;
                     Ok(Tokenized { windows: w.windows, weights: w.weights, dropped: w.dropped_tokens })
                 } else {
-                    let w = e.tokenizer.windows(p, self.options);
+                    let w = e.tokenizer.windows(p, self.window_options());
                     let weights = vec![vec![1.0; w.windows.first().map_or(0, Vec::len)]; w.windows.len()];
                     Ok(Tokenized { windows: w.windows, weights, dropped: w.dropped_tokens })
                 }

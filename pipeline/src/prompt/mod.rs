@@ -1,7 +1,7 @@
 //! Prompt weighting in AUTOMATIC1111's attention syntax: `(word)` multiplies the weight of
 //! `word`'s tokens by 1.1, `[word]` divides it by 1.1, `(word:1.5)` sets the factor, nesting
 //! multiplies, `\(` `\)` `\[` `\]` `\\` are literal characters, and `BREAK` starts a new
-//! 77-token window.
+//! 77-token window where prompts have several.
 //!
 //! [`parse_attention`] gives what A1111's `parse_prompt_attention` gives, quirks included, so
 //! that a prompt written for the web UI means the same here; the tokenizer turns its segments
@@ -9,7 +9,14 @@
 //!
 //! Like A1111, `(a:1.2.3)` is an error (Python's `float` refuses it); unlike A1111, so is a
 //! weight too large for an f64 (A1111 would scale by infinity).
+//!
+//! Length limits are OctoAI's ("a 77 token limit on prompts for SDXL and 231 for SD 1.5"): an
+//! SDXL prompt is one window truncated as diffusers truncates it (`BREAK` is then the word
+//! "break", as diffusers reads it), SD 1.5 (and SDXL with `--long-prompts`) keeps up to three
+//! A1111 windows. What is cut off is reported as [`DroppedTokens`], never silently.
 
 mod attention;
+mod limit;
 
 pub use attention::{PromptError, Segment, parse_attention};
+pub use limit::DroppedTokens;

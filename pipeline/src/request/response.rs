@@ -25,7 +25,8 @@ impl ImageGeneration {
     }
 }
 
-/// A completed request: `{"id": ..., "images": [...], "prediction_time_ms": ...}`.
+/// A completed request: `{"id": ..., "images": [...], "prediction_time_ms": ...}`, plus
+/// `"warnings": [...]` when there are any.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Response {
     /// The request's id.
@@ -34,6 +35,10 @@ pub struct Response {
     pub images: Vec<ImageGeneration>,
     /// Time spent generating this request's images, in milliseconds.
     pub prediction_time_ms: f64,
+    /// What kiln changed in the request, said for a person (prompt tokens dropped past the
+    /// family's limit); the key is left out when there is nothing to say.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// A request that could not run: `{"id": ..., "error": {"detail": [...]}}`.

@@ -82,6 +82,9 @@ pub struct RunOptions {
     pub progress_interval: Duration,
     /// Once every line has its record, rewrite the journal in input order ([`ordered`]).
     pub ordered: bool,
+    /// Read long SDXL prompts as A1111's windows (up to 231 tokens) instead of truncating them
+    /// to 77 as diffusers does (`--long-prompts`; SD 1.5 always uses windows).
+    pub long_prompts: bool,
 }
 
 /// What stops a whole run (a bad line never does).
@@ -179,7 +182,8 @@ pub fn run(options: &RunOptions) -> Result<Summary, RunError> {
         None => crate::demo::ensure_demo_model(&crate::demo::default_cache_dir())?,
     };
     let engine = Engine::load(&model_path, options.dtype, options.device)
-        .map_err(|source| RunError::Model { path: model_path.clone(), source: Box::new(source) })?;
+        .map_err(|source| RunError::Model { path: model_path.clone(), source: Box::new(source) })?
+        .with_long_prompts(options.long_prompts);
     let mut models = Models::new(engine, options.dtype, options.device);
     let mut sink = Sink { journal, summary: Summary::default(), progress: Progress::hidden(0) };
     if sink.journal.repaired_bytes() > 0 {

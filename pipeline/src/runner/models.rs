@@ -59,7 +59,7 @@ impl Models {
         if self.current.as_ref().is_none_or(|e| e.path() != path) {
             self.current = None; // free the previous asset before loading the next
             match Engine::load(path, self.dtype, self.device) {
-                Ok(engine) => self.current = Some(engine),
+                Ok(engine) => self.current = Some(engine.with_long_prompts(self.default.long_prompts())),
                 Err(e) => {
                     let reason = e.to_string();
                     self.failed.insert(path.to_path_buf(), reason.clone());

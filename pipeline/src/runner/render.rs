@@ -52,7 +52,8 @@ pub(super) fn group(
         match result {
             Ok(pictures) => {
                 let share = if ready_images == 0 { 0.0 } else { job.images() as f64 / ready_images as f64 };
-                write_response(&pending, &job, &pictures, elapsed_ms * share, options, sink)?;
+                let warnings = prompt_warnings(engine, &pending, &job, sink);
+                write_response(&pending, &job, &pictures, elapsed_ms * share, warnings, options, sink)?;
             }
             Err(error) => sink.fail(pending.line, &pending.id, error)?,
         }
@@ -123,6 +124,18 @@ fn render_jobs(
         .collect()
 }
 
+/// The job's prompt tokens dropped past the family's limit, as the response's `warnings`, each
+/// also said on standard error. (Tokenizing again is cheap; the render has already succeeded,
+/// so the prompts parse.)
+fn prompt_warnings(engine: &Engine, pending: &Pending, job: &Job, sink: &Sink) -> Vec<String> {
+    let warnings: Vec<String> =
+        engine.dropped_tokens(job).unwrap_or_default().iter().map(ToString::to_string).collect();
+    for warning in &warnings {
+        sink.progress.message(&format!("line {} (id {:?}): warning: {warning}", pending.line, pending.id));
+    }
+    warnings
+}
+
 /// Encodes a request's images, saves them with `--save-images` (before the response line, so a
 /// response in the journal always has its files), and appends the response.
 fn write_response(
@@ -130,6 +143,7 @@ fn write_response(
     job: &Job,
     pictures: &[RgbImage],
     prediction_time_ms: f64,
+    warnings: Vec<String>,
     options: &RunOptions,
     sink: &mut Sink,
 ) -> Result<(), RunError> {
@@ -155,7 +169,7 @@ fn write_response(
         images.push(ImageGeneration::new(STANDARD.encode(&bytes), seed));
     }
     let count = images.len();
-    let response = Response { id: pending.id.clone(), images, prediction_time_ms };
+    let response = Response { id: pending.id.clone(), images, prediction_time_ms, warnings };
     sink.journal.append(&pending.id, &response)?;
     sink.summary.done += 1;
     sink.summary.images += count;

@@ -248,6 +248,17 @@ impl ClipTokenizer {
         Ok(self.split_segments(&parse_attention(prompt)?, opts))
     }
 
+    /// The prompt as diffusers' single window ([`WindowOptions::TRUNCATE`]: the first 75
+    /// tokens, the rest dropped and counted) with A1111's per-token weights. `BREAK` is the
+    /// word "break", as diffusers reads it: with one window there is no next one to start.
+    pub fn weighted_truncated(&self, prompt: &str) -> Result<WeightedWindows, PromptError> {
+        let segments: Vec<Segment> = parse_attention(prompt)?
+            .into_iter()
+            .map(|s| if s.is_break() { Segment { text: s.text, weight: 1.0 } } else { s })
+            .collect();
+        Ok(self.split_segments(&segments, WindowOptions::TRUNCATE))
+    }
+
     /// [`ClipTokenizer::weighted_windows`] over already parsed segments.
     pub fn split_segments(&self, segments: &[Segment], opts: WindowOptions) -> WeightedWindows {
         let mut items = Vec::new();

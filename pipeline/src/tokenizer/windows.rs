@@ -23,6 +23,20 @@ impl Default for WindowOptions {
     }
 }
 
+impl WindowOptions {
+    /// diffusers' truncation (`truncation=True` to `model_max_length`): one window of the
+    /// first 75 prompt tokens, the rest dropped, no comma moves.
+    pub const TRUNCATE: WindowOptions =
+        WindowOptions { chunk_tokens: 75, comma_backtrack: 0, max_windows: 1 };
+
+    /// The most tokens the windows hold, each window's BOS and EOS counted: 77 for
+    /// [`WindowOptions::TRUNCATE`], 231 for the default (the limits OctoAI documents for SDXL
+    /// and SD 1.5).
+    pub fn token_limit(&self) -> usize {
+        self.max_windows.max(1) * (self.chunk_tokens.max(1) + 2)
+    }
+}
+
 /// A prompt as windows of `chunk_tokens + 2` ids each: BOS, the window's prompt tokens, EOS,
 /// then the pad token (the layout diffusers gives a short prompt, so a prompt of at most 75
 /// tokens gives exactly diffusers' single window).
