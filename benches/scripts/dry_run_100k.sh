@@ -44,15 +44,20 @@ with open(sys.argv[1], "w") as f:
         f.write(line + "\n")
 PY
 
+# Wall time, and the CPU time (user + system) of kiln, which other load on the machine does not
+# inflate as much.
 times=()
 for run in $(seq "$runs"); do
-    start=$(date +%s.%N)
     status=0
-    "$kiln" render "$work/requests.jsonl" --out "$work/out" --dry-run 2> "$work/stderr" || status=$?
-    end=$(date +%s.%N)
+    /usr/bin/time -f "%e %U %S" -o "$work/time" \
+        "$kiln" render "$work/requests.jsonl" --out "$work/out" --dry-run 2> "$work/stderr" || status=$?
     [ "$status" = 1 ] || { echo "unexpected exit status $status"; cat "$work/stderr"; exit 1; }
-    t=$(echo "$end - $start" | bc)
-    times+=("$t")
-    echo "run $run: ${t} s ($(tail -n 1 "$work/stderr"))"
+    read -r wall user sys < <(tail -n 1 "$work/time")
+    cpu=$(echo "$user + $sys" | bc)
+    times+=("$wall $cpu")
+    echo "run $run: wall ${wall} s, cpu ${cpu} s ($(tail -n 1 "$work/stderr"))"
 done
-printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {printf "median of %d runs: %.2f s\n", NR, (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+wall=$(printf '%s\n' "${times[@]}" | cut -d' ' -f1 | median)
+cpu=$(printf '%s\n' "${times[@]}" | cut -d' ' -f2 | median)
+echo "median of $runs runs: wall $wall s, cpu $cpu s"
