@@ -58,9 +58,11 @@ which is aliased to the text model itself (see load_pipelines). diffusers applie
 prompt only; the negative prompt is always encoded at the default layer.
 
 Checks run on every invocation: the inpainting folders load with `from_pretrained` and their
-UNets have 9 input channels; every image is non-constant; a two-seed job's images differ.
+UNets have 9 input channels; every image is non-constant; a two-seed job's images differ; each
+scheduler carries the options its sampler name asks for; a DPM++ SDE tree's entropy is the seed's
+draw.
 
-Run:   /work/venv/bin/python tools/make_pipeline_fixtures.py   (~35 s, one CPU thread)
+Run:   /work/venv/bin/python tools/make_pipeline_fixtures.py   (~40 s of CPU, one thread)
 Needs: torch 2.15.0, diffusers 0.42.1, transformers, Pillow, numpy (tools/requirements.txt);
        fixtures/tiny/ made by tools/make_tiny_models.py and tools/make_unet_fixtures.py.
 """
