@@ -26,7 +26,14 @@ widened exactly), one pipeline call per image with
 job with seeds [s, s+1, ...] is the call with seed s+k), `output_type="np"`, then diffusers'
 `numpy_to_pil` (round(x * 255) of the [0, 1] image). The sampler name picks the scheduler class
 and options from the table of tools/make_sampler_fixtures.py (`SAMPLERS`, the same as
-pipeline/src/samplers/name.rs), built with `from_config` of the model's own scheduler config.
+pipeline/src/samplers/name.rs), built with `from_config` of the model's own scheduler config as
+loaded (not of the previous case's scheduler, whose explicit options would leak into the next).
+
+DPM_PLUS_PLUS_SDE_KARRAS: diffusers' DPMSolverSDEScheduler (noise_sampler_seed unset, as OctoAI
+requests cannot set it) seeds its torchsde Brownian tree with `torch.randint(0, 2**63 - 1, [])`
+on torch's global generator. Each call is preceded by `torch.manual_seed(seed)`, so the entropy
+is the first such draw of a generator seeded with the image's seed, as kiln takes it; the script
+checks the tree's entropy equals that draw on a fresh generator.
 
   text-to-image   StableDiffusionPipeline / StableDiffusionXLPipeline (SDXL: original and target
                   size = (height, width), crops (0, 0), a `None` negative prompt gives zeros)
@@ -51,9 +58,11 @@ which is aliased to the text model itself (see load_pipelines). diffusers applie
 prompt only; the negative prompt is always encoded at the default layer.
 
 Checks run on every invocation: the inpainting folders load with `from_pretrained` and their
-UNets have 9 input channels; every image is non-constant; a two-seed job's images differ.
+UNets have 9 input channels; every image is non-constant; a two-seed job's images differ; each
+scheduler carries the options its sampler name asks for; a DPM++ SDE tree's entropy is the seed's
+draw.
 
-Run:   /work/venv/bin/python tools/make_pipeline_fixtures.py   (~35 s, one CPU thread)
+Run:   /work/venv/bin/python tools/make_pipeline_fixtures.py   (~40 s of CPU, one thread)
 Needs: torch 2.15.0, diffusers 0.42.1, transformers, Pillow, numpy (tools/requirements.txt);
        fixtures/tiny/ made by tools/make_tiny_models.py and tools/make_unet_fixtures.py.
 """
@@ -220,6 +229,18 @@ CASES = [
         1.0,
         init=init("init_64_b.png", 1.0, "mask_64_b.png"),
     ),
+    # Samplers with per-step noise, text-to-image (SD 1.5 K_EULER_ANCESTRAL is above).
+    # DPM_PLUS_PLUS_SDE_KARRAS draws from a torchsde Brownian tree per image (two seeds: two trees).
+    case("sd15_dpmpp_sde_karras", "sd15", FOX, "DPM_PLUS_PLUS_SDE_KARRAS", [71, 72], 4, 7.0, negative_prompt=BAD),
+    case("sdxl_dpmpp_sde_karras", "sdxl", CITY, "DPM_PLUS_PLUS_SDE_KARRAS", [73], 4, 6.0, negative_prompt=BAD),
+    case("sdxl_euler_ancestral", "sdxl", ROBOT, "K_EULER_ANCESTRAL", [74], 5, 6.0, negative_prompt=BAD),
+    case("sd15_dpm2_ancestral", "sd15", CITY, "DPM_2_ANCESTRAL", [75], 4, 7.0, negative_prompt=BAD),
+    case("sdxl_dpm2_ancestral_karras", "sdxl", FOX, "DPM_2_ANCESTRAL_KARRAS", [76], 4, 6.0),
+    case("sd15_dpmpp_2m_sde", "sd15", ROBOT, "DPM_PLUS_PLUS_2M_SDE", [77], 5, 7.0, negative_prompt=BAD),
+    case("sdxl_dpmpp_2m_sde_karras", "sdxl", CITY, "DPM_PLUS_PLUS_2M_SDE_KARRAS", [78], 5, 6.0, negative_prompt=BAD),
+    case("sd15_ddpm", "sd15", FOX, "DDPM", [79], 5, 7.0, negative_prompt=BAD),
+    case("sdxl_lcm", "sdxl", ROBOT, "LCM", [80], 4, 1.5),
+    case("sd15_img2img_dpmpp_sde_karras", "sd15", CITY, "DPM_PLUS_PLUS_SDE_KARRAS", [81], 6, 7.0, init=init("init_64.png", 0.6)),
     # Inpainting with the 9-channel inpainting UNets.
     case(
         "sd15_inpaint9_full",
@@ -369,7 +390,14 @@ def load_pipelines():
     }
     for pipe in pipes.values():
         pipe.set_progress_bar_config(disable=True)
+        # Each case builds its scheduler from the checkpoint's own config, never from the previous
+        # case's scheduler (whose explicit options, e.g. use_karras_sigmas or algorithm_type,
+        # from_config would carry over).
+        SCHEDULER_CONFIGS[id(pipe)] = dict(pipe.scheduler.config)
     return pipes
+
+
+SCHEDULER_CONFIGS = {}  # id(pipeline) -> its scheduler config as loaded
 
 
 def mode_of(job) -> str:
@@ -380,7 +408,13 @@ def mode_of(job) -> str:
 
 def render(pipe, model: str, job, seed: int) -> Image.Image:
     class_name, options = SAMPLERS[job["sampler"]]
-    pipe.scheduler = getattr(diffusers, class_name).from_config(pipe.scheduler.config, **options)
+    pipe.scheduler = getattr(diffusers, class_name).from_config(SCHEDULER_CONFIGS[id(pipe)], **options)
+    for key, value in options.items():
+        assert pipe.scheduler.config[key] == value, (job["sampler"], key)
+    # DPM_PLUS_PLUS_SDE_KARRAS: with noise_sampler_seed unset, diffusers seeds its Brownian tree
+    # with torch.randint(0, 2**63 - 1, []) on the global generator; kiln takes that draw after
+    # torch.manual_seed(seed) (nothing else touches the global generator before the first step).
+    torch.manual_seed(seed)
     args = dict(
         prompt=job["prompt"],
         negative_prompt=job["negative_prompt"],
@@ -406,6 +440,11 @@ def render(pipe, model: str, job, seed: int) -> Image.Image:
             args.update(mask_image=mask, width=job["width"], height=job["height"])
     with torch.no_grad():
         images = pipe(**args).images
+    if class_name == "DPMSolverSDEScheduler":
+        assert pipe.scheduler.config.noise_sampler_seed is None
+        tree = pipe.scheduler.noise_sampler.tree
+        fresh = torch.randint(0, 2**63 - 1, [], generator=torch.Generator().manual_seed(seed)).item()
+        assert [t._entropy for t in tree.trees] == [fresh], "the tree's entropy is not the seed's draw"
     assert images.shape == (1, job["height"], job["width"], 3), images.shape
     return pipe.numpy_to_pil(images)[0]
 

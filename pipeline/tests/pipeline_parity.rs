@@ -327,6 +327,23 @@ fn the_cases_cover_every_mode_and_several_samplers() {
     assert!(samplers.len() >= 5, "{samplers:?}");
 }
 
+/// Every sampler that draws noise at each step has an end-to-end case against diffusers' pipeline
+/// (step-level parity alone would not catch a wrong noise stream); DPM_PLUS_PLUS_SDE_KARRAS, whose
+/// noise is a torchsde Brownian tree per image, on both families and with two seeds in one job.
+#[test]
+fn every_sampler_with_step_noise_has_an_end_to_end_case() {
+    let cases = cases();
+    for name in SamplerName::ALL.into_iter().filter(|n| n.stochastic()) {
+        let of = |c: &&Case| c.job.sampler == name.as_str();
+        assert!(cases.iter().any(|c| of(&c)), "no pipeline case for {}", name.as_str());
+    }
+    let sde = |c: &&Case| c.job.sampler == SamplerName::DPM_PLUS_PLUS_SDE_KARRAS.as_str();
+    for model in ["sd15", "sdxl"] {
+        assert!(cases.iter().filter(sde).any(|c| c.model == model), "DPM++ SDE on {model}");
+    }
+    assert!(cases.iter().filter(sde).any(|c| c.job.seeds.len() > 1), "DPM++ SDE with two seeds");
+}
+
 /// The 9-channel fixture folders (symlinks to the tiny components) open as complete inpainting
 /// checkpoints.
 #[test]

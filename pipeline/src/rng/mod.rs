@@ -24,6 +24,7 @@
 
 mod mt19937;
 mod normal;
+pub mod seed_sequence;
 
 use kiln_runtime::{DType, Device, Result, Tensor};
 
@@ -84,20 +85,7 @@ impl TorchGenerator {
     /// latents): element (b, c, h, w) of torch's tensor lands at (b, h, w, c).
     pub fn randn_nhwc(&mut self, shape_nchw: [usize; 4]) -> Vec<f32> {
         let nchw = self.randn_nchw(&shape_nchw);
-        let [batch, channels, height, width] = shape_nchw;
-        let mut nhwc = vec![0.0; nchw.len()];
-        for b in 0..batch {
-            for c in 0..channels {
-                for h in 0..height {
-                    for w in 0..width {
-                        let from = ((b * channels + c) * height + h) * width + w;
-                        let to = ((b * height + h) * width + w) * channels + c;
-                        nhwc[to] = nchw[from];
-                    }
-                }
-            }
-        }
-        nhwc
+        nchw_to_nhwc(&nchw, shape_nchw)
     }
 
     /// Noise for torch shape `[B, C, H, W]` as a kiln tensor of dims `[B, H, W, C]`, converted
@@ -115,6 +103,36 @@ impl TorchGenerator {
         let numel: usize = shape.iter().product();
         (0..numel).map(|_| uniform_f32(self.engine.next_u32())).collect()
     }
+
+    /// One int64 in `[low, high)`, like `torch.randint(low, high, [], generator=g)`: torch takes
+    /// a 64-bit draw (two words, the first high) when the range reaches 2^32, else one word, and
+    /// reduces it modulo the range. `None` when `high <= low` (torch refuses).
+    pub fn randint(&mut self, low: i64, high: i64) -> Option<i64> {
+        if high <= low {
+            return None;
+        }
+        let range = high.wrapping_sub(low) as u64;
+        let draw = if range >= 1 << 32 { self.engine.next_u64() } else { u64::from(self.engine.next_u32()) };
+        Some((draw % range).wrapping_add(low as u64) as i64)
+    }
+}
+
+/// Values of torch shape `[B, C, H, W]` (flat, row-major) laid out `[B, H, W, C]`: element
+/// (b, c, h, w) lands at (b, h, w, c).
+pub fn nchw_to_nhwc(nchw: &[f32], [batch, channels, height, width]: [usize; 4]) -> Vec<f32> {
+    let mut nhwc = vec![0.0; nchw.len()];
+    for b in 0..batch {
+        for c in 0..channels {
+            for h in 0..height {
+                for w in 0..width {
+                    let from = ((b * channels + c) * height + h) * width + w;
+                    let to = ((b * height + h) * width + w) * channels + c;
+                    nhwc[to] = nchw[from];
+                }
+            }
+        }
+    }
+    nhwc
 }
 
 /// Samplers draw their per-step noise in torch's order: an NHWC request `[B, H, W, C]` takes

@@ -5,10 +5,10 @@
 //! step (to sigma 0) is a single Euler call.
 //!
 //! Noise: diffusers draws Brownian-tree increments (torchsde, correlated across the two
-//! half-steps of a step, seeded from torch's global generator); kiln draws each call's noise
-//! from its [`NoiseSource`] independently. The marginal distribution of every increment is the
-//! same standard normal, but images differ from diffusers' for the same seed. The parity test
-//! replays diffusers' recorded increments, so the update rule itself is held to diffusers.
+//! half-steps of a step) over `[smallest non-zero sigma, largest sigma]` of the whole schedule;
+//! kiln asks its [`NoiseSource`] for the same increments ([`NoiseSource::brownian`], which the
+//! pipeline answers with [`super::brownian`]'s tree). The step parity test replays diffusers'
+//! recorded increments, so the update rule itself is held to diffusers.
 //!
 //! The step scalars are float32 arithmetic on float32 sigmas, as diffusers' 0-dim tensors.
 
@@ -37,6 +37,8 @@ pub struct DpmSde {
     /// diffusers' interleaved sigmas `[s0, s1, s1, ..., s(n-1), s(n-1), 0]`, float32 values.
     sigmas: Vec<f64>,
     init_noise_sigma: f64,
+    /// The Brownian path's span: smallest non-zero and largest sigma (float32 values).
+    span: [f32; 2],
     midpoint: Option<Midpoint>,
     cursor: Cursor,
 }
@@ -99,8 +101,10 @@ impl DpmSde {
             TimestepSpacing::Linspace | TimestepSpacing::Trailing => max as f64,
             TimestepSpacing::Leading => (max * max + 1.0).sqrt() as f64,
         };
+        let min = interleaved.iter().filter(|&&x| x > 0.0).fold(f32::INFINITY, |a, &b| a.min(b as f32));
         DpmSde {
             prediction: config.prediction_type,
+            span: [min, max],
             timesteps: calls,
             sigmas: interleaved,
             init_noise_sigma,
@@ -185,7 +189,13 @@ impl Sampler for DpmSde {
         let c_x = sigma_of(t_ancestral) / sigma_of(t);
         let c_x0 = -(t - t_ancestral).exp_m1();
         let prev = axpby(&start, c_x as f64, &x0, c_x0 as f64)?;
-        let z = noise.normal(sample.dims(), sample.dtype(), sample.device())?;
+        let z = noise.brownian(
+            sample.dims(),
+            self.span,
+            [sigma_from, sigma_to],
+            sample.dtype(),
+            sample.device(),
+        )?;
         let prev = axpby(&prev, 1.0, &z, up as f64)?;
         if first {
             self.midpoint = Some(Midpoint { sample: start, sigma: sigma_of(t_mid) });

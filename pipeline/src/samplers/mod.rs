@@ -20,9 +20,9 @@
 //!
 //! Where kiln differs from diffusers:
 //! - `DPM_PLUS_PLUS_SDE_KARRAS`: diffusers draws torchsde Brownian-tree increments (correlated
-//!   between the two calls of a step); kiln draws independent standard-normal noise from the
-//!   [`NoiseSource`] at each call. Same marginal distribution, different images for a seed. The
-//!   parity test replays diffusers' recorded increments, so only the noise source differs.
+//!   between the two calls of a step) from a tree whose `entropy` comes from torch's *global*
+//!   generator; kiln reproduces the tree ([`brownian`]) and takes the entropy from a fresh
+//!   generator seeded with the image's seed (see [`NoiseSource::brownian`] and the pipeline).
 //! - Configuration values kiln does not implement are typed [`SamplerError::Config`] errors,
 //!   never silently ignored: `clip_sample = true` (DDIM/DDPM's class default when the file is
 //!   silent; SD 1.5/SDXL files say false), PNDM without `skip_prk_steps`, `trained_betas`,
@@ -34,6 +34,7 @@
 //! - Per-step coefficients are host f64 (f32 where diffusers' 0-dim float32 tensors decide the
 //!   result) applied with f32 device ops; outputs agree with diffusers within 2e-6 relative.
 
+pub mod brownian;
 pub mod config;
 mod ddim;
 mod ddpm;
