@@ -210,48 +210,76 @@ fn a_run_killed_mid_way_resumes_with_nothing_lost_or_repeated() {
     }
 }
 
+/// A demo-model request of `images` images from `seed`, one UNet call (two steps at strength
+/// 0.5 for an init image), PNG; `extra` adds fields.
+fn request_demo(id: &str, seed: u32, images: u32, extra: &str) -> String {
+    let steps = if extra.contains("init_image") { 2 } else { 1 };
+    format!(
+        r#"{{"id": "{id}", "prompt": "a small red boat, (watercolour:1.2)", "steps": {steps}, "seed": {seed}, "num_images": {images}, "image_encoding": "png", "sampler": "K_EULER"{extra}}}"#
+    )
+}
+
 #[test]
 fn batch_size_does_not_change_the_images() {
     let dir = tempfile::tempdir().unwrap();
-    // Guidance on (the unconditional half is batched too); two requests, three images.
+    // The demo model at 1024 x 1024. Text-to-image with guided and unguided rows in one batch
+    // (the unconditional half is batched too), img2img and inpainting, four images each, so
+    // that batch sizes 2, 3 and 8 cut each group differently: 2 + 2, 3 + 1 and 4.
+    let (init, mask) = (noise_png(40, 40, 5, false), noise_png(40, 40, 6, true));
+    let img2img = format!(r#", "init_image": "{init}", "strength": 0.5"#);
+    let inpaint = format!(r#"{img2img}, "mask_image": "{mask}""#);
     let lines = [
-        request_sd15("a", 21, r#", "cfg_scale": 7, "negative_prompt": "fog""#),
-        request_sd15("b", 22, r#", "cfg_scale": 7, "num_images": 2"#),
+        request_demo("guided", 21, 2, r#", "cfg_scale": 7, "negative_prompt": "fog""#),
+        request_demo("unguided", 23, 2, r#", "cfg_scale": 1"#),
+        request_demo("img2img", 25, 3, &format!(r#"{img2img}, "cfg_scale": 7"#)),
+        request_demo("img2img-2", 28, 1, &format!(r#"{img2img}, "cfg_scale": 1"#)),
+        request_demo("inpaint", 29, 4, &format!(r#"{inpaint}, "cfg_scale": 3"#)),
     ];
     let text = lines.join("\n") + "\n";
-    let requests = write_requests(dir.path(), &[&*lines[0], &lines[1]]);
+    let requests = write_requests(dir.path(), &lines.iter().map(String::as_str).collect::<Vec<_>>());
 
     let single = dir.path().join("single");
-    let output = render_sd15(&requests, &single, &["--batch-size", "1"]);
+    let output = render(&requests, &single, &["--batch-size", "1"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let single = records(&single);
+    assert_eq!(single.len(), lines.len());
 
-    // The batched run reads the same requests from standard input.
-    let batched = dir.path().join("batched");
-    let mut child = kiln()
-        .args(["render", "-", "--batch-size", "8", "--model", TINY_SD15, "--out"])
-        .arg(&batched)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-
-    let (single, batched) = (records(&single), records(&batched));
-    assert_eq!(single.len(), 2);
-    for (id, record) in &single {
-        let (a, b) = (pixels(record), pixels(&batched[id]));
-        assert_eq!(a.len(), b.len(), "{id}");
-        assert_eq!(record["images"][0]["seed"], batched[id]["images"][0]["seed"]);
-        for (x, y) in a.iter().zip(&b) {
-            let worst = x.as_raw().iter().zip(y.as_raw()).map(|(p, q)| p.abs_diff(*q)).max().unwrap();
-            assert!(worst <= 1, "{id}: batched pixels differ by {worst}/255");
+    for batch_size in ["2", "3", "8"] {
+        // The batched runs read the same requests from standard input.
+        let batched = dir.path().join(format!("batch-{batch_size}"));
+        let mut child = kiln()
+            .args(["render", "-", "--batch-size", batch_size, "--out"])
+            .arg(&batched)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        let batched = records(&batched);
+        for (id, record) in &single {
+            let (a, b) = (pixels(record), pixels(&batched[id]));
+            assert_eq!(a.len(), b.len(), "{id}");
+            for (k, (x, y)) in a.iter().zip(&b).enumerate() {
+                assert_eq!(record["images"][k]["seed"], batched[id]["images"][k]["seed"], "{id}");
+                let differ = x.as_raw().iter().zip(y.as_raw()).filter(|(p, q)| p != q).count();
+                let worst = x.as_raw().iter().zip(y.as_raw()).map(|(p, q)| p.abs_diff(*q)).max().unwrap();
+                assert_eq!(
+                    worst, 0,
+                    "{id} image {k}: --batch-size {batch_size} differs from --batch-size 1 by up to \
+                     {worst}/255 in {differ} values"
+                );
+            }
         }
     }
-    assert_eq!(single["b"]["images"][1]["seed"], 23, "image k of seed s uses s + k");
-    assert_ne!(pixels(&single["b"])[0], pixels(&single["b"])[1], "different seeds, different images");
+    assert_eq!(single["guided"]["images"][1]["seed"], 22, "image k of seed s uses s + k");
+    assert_ne!(
+        pixels(&single["guided"])[0],
+        pixels(&single["guided"])[1],
+        "different seeds, different images"
+    );
 }
 
 /// A PNG of seeded noise (a small xorshift; never constant), base64.

@@ -8,6 +8,8 @@
 //! exponentiates them in place, multiplies by V with a second GEMM and divides each row by
 //! its sum. The full `[Lq, Lk]` matrix never exists, let alone one per head. A causal mask
 //! sets the scores of later keys to `-inf` before the exponential, so they weigh exactly 0.
+//! Blocks never span two images and their size depends on `Lq` only, so each image's result
+//! is the same in any batch.
 
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -50,13 +52,15 @@ pub(crate) fn attention(
     scale: f32,
 ) -> CpuStorage {
     let (qf, kf, vf) = (widen(q), widen(k), widen(v));
-    let out = attention_f32(&qf, &kf, &vf, g, scale, block_rows(g));
+    let out = attention_f32(&qf, &kf, &vf, g, scale, block_rows(g.lq));
     round_to(out, q.dtype())
 }
 
-/// Query rows per task: about four tasks per thread, within [`MIN_BLOCK`, `MAX_BLOCK`].
-fn block_rows(g: AttentionGeometry) -> usize {
-    (g.b * g.lq).div_ceil(4 * rayon::current_num_threads()).clamp(MIN_BLOCK, MAX_BLOCK)
+/// Query rows per task: an eighth of one image's queries, within [`MIN_BLOCK`, `MAX_BLOCK`].
+/// A block's row count is the `m` of its GEMMs, which changes how `gemm` rounds, so it depends
+/// on `Lq` alone: never on the batch or the thread count, so that an image's result does not.
+fn block_rows(lq: usize) -> usize {
+    lq.div_ceil(8).clamp(MIN_BLOCK, MAX_BLOCK)
 }
 
 /// The f32 attention with the query block size as a parameter, so tests can vary it.
@@ -68,8 +72,9 @@ pub(crate) fn attention_f32(
     scale: f32,
     block: usize,
 ) -> Vec<f32> {
-    let AttentionGeometry { b: _, lq, lk, h, d, causal } = g;
+    let AttentionGeometry { b, lq, lk, h, d, causal } = g;
     let hd = h * d; // row stride of every operand
+    assert_eq!(q.len(), b * lq * hd, "attention_f32: q is not [b, lq, h, d]");
     let mut out = vec![0f32; q.len()]; // [b, lq, h, d]
     if out.is_empty() {
         return out;

@@ -3,6 +3,14 @@
 //! Everything that multiplies matrices on the CPU (linear, conv, attention) goes through
 //! `gemm_f32`, which checks that every strided access stays inside its slice before handing
 //! raw pointers to `gemm`.
+//!
+//! `gemm` chooses its code path from the whole problem: a matrix-vector kernel for one row, a
+//! dot-product kernel when `m * n <= 256`, and a K blocking that differs between `m, n <= 64`
+//! and larger products. Each path rounds differently, so a row's result would depend on how
+//! many rows share the product, i.e. on the batch. Products whose row count grows with the
+//! batch (linear, conv) go through [`gemm_rows`] instead, which only ever calls `gemm` with
+//! exactly [`GEMM_ROWS`] rows: a row's result is then a function of that row, the other
+//! operand and `(n, k)` alone, whatever the batch and the thread count.
 
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -102,6 +110,81 @@ pub(crate) fn gemm_f32(
     }
 }
 
+/// Rows of every `gemm` call made by [`gemm_rows`]. Within one call, `gemm` computes every
+/// element with the same kernel and the same sequence of fused multiply-adds over K, so the
+/// row's position in the block and the block's other rows do not change it.
+pub(crate) const GEMM_ROWS: usize = 64;
+
+/// [`gemm_f32`] with a result per row that does not depend on `m`: the rows are cut into
+/// blocks of [`GEMM_ROWS`], and the last, shorter block is copied into a zero-padded one with
+/// the same strides (`gemm` also looks at the strides). `a` must have unit column stride.
+/// With `parallel`, the blocks are spread over rayon's threads (or, when there are fewer
+/// blocks than threads, `gemm` parallelises each block itself); without, everything runs on
+/// the caller's thread, as needed inside a rayon task.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_rows(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    dst_rs: usize,
+    mode: Dst,
+    a: Mat<'_>,
+    b: Mat<'_>,
+    scale: f32,
+    parallel: bool,
+) {
+    assert!(a.cs == 1, "gemm_rows: the left operand must have unit column stride");
+    if m == 0 || n == 0 {
+        return;
+    }
+    let blocks = m.div_ceil(GEMM_ROWS);
+    // Block `i`: rows `i * GEMM_ROWS..`, its destination rows and left-operand rows.
+    let block = |(i, dst): (usize, &mut [f32]), parallelism| {
+        let rows = GEMM_ROWS.min(m - i * GEMM_ROWS);
+        let a = Mat { data: &a.data[i * GEMM_ROWS * a.rs..], ..a };
+        if rows == GEMM_ROWS {
+            gemm_f32((GEMM_ROWS, n, k), dst, dst_rs, mode, a, b, scale, parallelism);
+        } else {
+            gemm_padded((rows, n, k), dst, dst_rs, mode, a, b, scale, parallelism);
+        }
+    };
+    let span = GEMM_ROWS * dst_rs;
+    if parallel && blocks >= rayon::current_num_threads() {
+        dst.par_chunks_mut(span).take(blocks).enumerate().for_each(|job| block(job, Parallelism::None));
+    } else {
+        let parallelism = if parallel { Parallelism::Rayon(0) } else { Parallelism::None };
+        dst.chunks_mut(span).take(blocks).enumerate().for_each(|job| block(job, parallelism));
+    }
+}
+
+/// The last block of [`gemm_rows`]: `rows < GEMM_ROWS` rows of `a` (unit column stride) and of
+/// `dst`, multiplied as the first rows of a [`GEMM_ROWS`]-row product whose other rows are zero.
+#[allow(clippy::too_many_arguments)]
+fn gemm_padded(
+    (rows, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    dst_rs: usize,
+    mode: Dst,
+    a: Mat<'_>,
+    b: Mat<'_>,
+    scale: f32,
+    parallelism: Parallelism,
+) {
+    let used = (rows - 1) * a.rs + k; // the rows' span in `a`, gaps included
+    let mut lhs = vec![0f32; (GEMM_ROWS - 1) * a.rs + k]; // [GEMM_ROWS, k], row stride a.rs
+    lhs[..used].copy_from_slice(&a.data[..used]);
+    let mut out = vec![0f32; (GEMM_ROWS - 1) * dst_rs + n]; // [GEMM_ROWS, n], row stride dst_rs
+    if mode == Dst::Accumulate {
+        for r in 0..rows {
+            out[r * dst_rs..][..n].copy_from_slice(&dst[r * dst_rs..][..n]);
+        }
+    }
+    let lhs = Mat { data: &lhs, rs: a.rs, cs: 1 };
+    gemm_f32((GEMM_ROWS, n, k), &mut out, dst_rs, mode, lhs, b, scale, parallelism);
+    for r in 0..rows {
+        dst[r * dst_rs..][..n].copy_from_slice(&out[r * dst_rs..][..n]);
+    }
+}
+
 /// A destination of `rows x n` filled with `bias` on every row, or zeros.
 pub(crate) fn bias_rows(bias: Option<&[f32]>, rows: usize, n: usize) -> Vec<f32> {
     match bias {
@@ -115,7 +198,8 @@ pub(crate) fn bias_rows(bias: Option<&[f32]>, rows: usize, n: usize) -> Vec<f32>
     }
 }
 
-/// `x[m, k] * w[n, k]^T + bias[n]` on f32 slices, into a new `[m, n]` buffer.
+/// `x[m, k] * w[n, k]^T + bias[n]` on f32 slices, into a new `[m, n]` buffer; each row's result
+/// is independent of `m` ([`gemm_rows`]).
 pub(crate) fn linear_f32(
     x: &[f32],
     w: &[f32],
@@ -124,16 +208,7 @@ pub(crate) fn linear_f32(
 ) -> Vec<f32> {
     let mut out = bias_rows(bias, m, n);
     let mode = if bias.is_some() { Dst::Accumulate } else { Dst::Overwrite };
-    gemm_f32(
-        (m, n, k),
-        &mut out,
-        n,
-        mode,
-        Mat::rows(x, k),
-        Mat::transposed(w, k),
-        1.0,
-        Parallelism::Rayon(0),
-    );
+    gemm_rows((m, n, k), &mut out, n, mode, Mat::rows(x, k), Mat::transposed(w, k), 1.0, true);
     out
 }
 
@@ -149,7 +224,9 @@ pub(crate) fn linear(
     round_to(linear_f32(&xf, &wf, bf.as_deref(), (m, k, n)), x.dtype())
 }
 
-/// Batched matrix product: `a [batch, m, k] * b [batch, k, n] -> [batch, m, n]`.
+/// Batched matrix product: `a [batch, m, k] * b [batch, k, n] -> [batch, m, n]`. Every product
+/// has the same `(m, n, k)`, so each is independent of `batch` (`gemm`'s parallelism only
+/// divides the output between threads; it never changes an element's arithmetic).
 pub(crate) fn matmul(
     a: &CpuStorage,
     b: &CpuStorage,

@@ -10,6 +10,12 @@
 //! `gemm` single-threaded, or calls `gemm` with `Parallelism::Rayon(0)` from the caller's thread,
 //! never both.
 //!
+//! Results are batch-invariant: an image's (a row's) values never depend on what else shares the
+//! op or on the thread count. GEMMs whose row count grows with the batch go through
+//! `matmul::gemm_rows` (fixed-size row blocks), attention blocks its queries per image, and
+//! reductions add their partial sums in an order fixed per image, so a batched render equals
+//! renders of one image bit for bit.
+//!
 //! - [`matmul`]: the `gemm` wrapper, linear layers, batched matrix products.
 //! - [`conv`]: 2-d convolution, NHWC activations and OHWI weights, as GEMM on row chunks of im2col.
 //! - [`norm`]: group norm (optionally fused with SiLU) and layer norm.

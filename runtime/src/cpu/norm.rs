@@ -4,7 +4,8 @@
 //! over every position and the group's `C / groups` channels, biased variance, then a
 //! per-channel affine. Statistics are two-pass in f64 (mean first, then the mean squared
 //! deviation), so an activation with a large mean and a small spread keeps its precision,
-//! and each pass reads the rows contiguously in parallel blocks.
+//! and each pass reads the rows contiguously in parallel blocks, adding the blocks' sums in a
+//! fixed order (so a sample's result does not depend on the batch or the threads).
 //! Layer norm follows `torch.nn.LayerNorm` over the last dimension, two-pass per row in f32.
 
 use rayon::prelude::*;
@@ -70,9 +71,15 @@ pub(crate) fn group_norm(
 
 /// Per-channel sums over rows `first..first + rows` of `x [.., c]` in f64, in parallel: of the
 /// values, or with `center`, of their squared deviations from it.
+///
+/// The rows are cut into blocks counted from `first` (one sample's first row) whose size
+/// depends on `c` only, and the blocks' partial sums are added in block order. rayon's
+/// `reduce` would add them in a tree shaped by work stealing, which can round differently from
+/// run to run; this order depends on nothing but the sample, so a sample's statistics are the
+/// same in any batch and on any thread count.
 fn channel_sums(x: &CpuStorage, (first, rows, c): (usize, usize, usize), center: Option<&[f64]>) -> Vec<f64> {
     let per_task = rows_per_task(c);
-    (0..rows.div_ceil(per_task))
+    let partials: Vec<Vec<f64>> = (0..rows.div_ceil(per_task))
         .into_par_iter()
         .map(|t| {
             let (r0, r1) = (first + t * per_task, (first + (t + 1) * per_task).min(first + rows));
@@ -94,13 +101,12 @@ fn channel_sums(x: &CpuStorage, (first, rows, c): (usize, usize, usize), center:
             );
             acc
         })
-        .reduce(
-            || vec![0f64; c],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                a
-            },
-        )
+        .collect();
+    let mut sums = vec![0f64; c];
+    for partial in &partials {
+        sums.iter_mut().zip(partial).for_each(|(s, p)| *s += p);
+    }
+    sums
 }
 
 /// Layer norm over the last dimension of `x [rows, c]` with `gamma [c]`, `beta [c]`.
