@@ -11,8 +11,11 @@ Writes, under fixtures/request/:
   pydantic v2 reports for it, with `loc` prefixed by "body" as FastAPI does. The pydantic model
   is built here from the spec's JSON schema (types, defaults, limits, enums, unions) and
   validated in Python (lax) mode on the parsed JSON, as FastAPI validates a request body. It
-  ignores unknown fields (kiln warns about them instead of rejecting them) and cannot know the
-  rules OctoAI states only in prose (seed ranges, sizes per family), which kiln tests separately.
+  forbids unknown fields (`extra="forbid"`, the spec's `additionalProperties: false`); their
+  `extra_forbidden` errors keep pydantic's `input` (the value sent), the other errors do not.
+  kiln's own fields (KILN_FIELDS) are taken out of a body before it is validated, as kiln
+  accepts them beside the schema's. It cannot know the rules OctoAI states only in prose (seed
+  ranges, sizes per family), which kiln tests separately.
 
 Deterministic: rerunning gives identical bytes. Needs pydantic 2 (in tools/requirements.txt's
 environment). Run: /work/venv/bin/python tools/make_request_fixtures.py (~1 s).
@@ -30,6 +33,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "shared" / "spec" / "octoai-imagegen-openapi.json"
 OUT = ROOT / "fixtures" / "request"
+
+# kiln's own request fields (pipeline/src/request/unknown.rs, KILN_FIELDS): not OctoAI's, accepted.
+KILN_FIELDS = ("id",)
 
 LIMIT_KEYS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "maxLength", "minLength")
 
@@ -118,7 +124,7 @@ def build_model(schemas):
         default = ... if name in req.get("required", []) else node.get("default", None)
         fields[name] = (annotation(node, enums), default)
     return create_model(
-        "ImageGenerationRequest", __config__=ConfigDict(extra="ignore"), **fields
+        "ImageGenerationRequest", __config__=ConfigDict(extra="forbid"), **fields
     )
 
 
@@ -269,6 +275,20 @@ CASES = [
     {**P, "seed": True},
     {**P, "seed": " 12 "},
     {**P, "seed": [None, "3"]},
+    # Unknown fields (the spec: additionalProperties false): typos, case, several, with null,
+    # list and object values, repeated keys (the last value counts), beside kiln's own `id`.
+    {**P, "negative_promt": "blurry"},
+    {**P, "Prompt": "a red fox"},
+    {**P, "stpes": 20, "cfg": 7, "seeds": [1, 2]},
+    {"zeta": None, **P, "alpha": {"k": [1, {"deep": True}]}, "mid": []},
+    {"id": "fox-1", **P, "negative_promt": "blurry"},
+    {"id": "fox-2", **P},
+    '{"prompt": "a fox", "colour": "red", "steps": 3, "colour": "blue"}',
+    {**P, "loras": {"not_a_field": 0.5}, "lora": {"x": 1}},
+    # Unknown fields with errors of known fields, and with the prompt missing.
+    {"negative_promt": "blurry", "steps": 0, **P, "sampler": "nope", "widht": 512},
+    {"negative_promt": "blurry", "cfg_scale": "x"},
+    {"stpes": "20", "seed": [1, "x"], "num_images": 17},
     # Several errors at once, collected in one pass.
     {"steps": 0, "cfg_scale": 99, "sampler": "nope", "num_images": 17, "clip_skip": 0},
     {**P, "steps": "x", "strength": 2, "image_encoding": "gif", "outpainting": "x", "seed": "x"},
@@ -283,11 +303,22 @@ def text_of(case):
 
 
 def pydantic_errors(model, text):
+    body = json.loads(text)
+    if isinstance(body, dict):
+        body = {k: v for k, v in body.items() if k not in KILN_FIELDS}
     try:
-        model.model_validate(json.loads(text))
+        model.model_validate(body)
     except ValidationError as exc:
-        return [{"loc": ["body", *err["loc"]], "msg": err["msg"], "type": err["type"]} for err in exc.errors()]
+        return [error_record(err) for err in exc.errors()]
     return []
+
+
+def error_record(err):
+    """FastAPI's record of one pydantic error; `input` kept for unknown fields only."""
+    record = {"loc": ["body", *err["loc"]], "msg": err["msg"], "type": err["type"]}
+    if err["type"] == "extra_forbidden":
+        record["input"] = err["input"]
+    return record
 
 
 def main():

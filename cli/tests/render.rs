@@ -70,6 +70,14 @@ fn pixels(record: &Value) -> Vec<image::RgbImage> {
         .collect()
 }
 
+/// The deepest request clip_skip (OctoAI's convention: diffusers' plus one) of the demo model,
+/// from tools/make_clip_skip_fixtures.py.
+fn demo_clip_skip_limit() -> u64 {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/request/clip_skip_limits.json");
+    let limits: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    limits["demo_sdxl"]["max_diffusers_clip_skip"].as_u64().unwrap() + 1
+}
+
 fn first_error(record: &Value) -> &Value {
     &record["error"]["detail"][0]
 }
@@ -89,11 +97,27 @@ fn request_sd15(id: &str, seed: u32, extra: &str) -> String {
 #[test]
 fn a_mixed_file_gives_a_response_or_an_error_record_per_line() {
     let dir = tempfile::tempdir().unwrap();
-    let good = request("good", 11, r#", "colour": "red""#);
+    let good = request("good", 11, "");
     let bad_size = request("bad-size", 13, r#", "width": 100, "height": 100"#);
     let controlnet = request("controlnet", 14, r#", "controlnet": "canny""#);
     let duplicate = request("good", 15, "");
-    let lines = [&*good, "{\"prompt\": \"unterminated", "", &bad_size, &controlnet, &duplicate];
+    let typo = request("typo", 16, r#", "negative_promt": "blurry""#);
+    // One past the deepest clip_skip diffusers encodes with the demo model's text encoders.
+    let deep = demo_clip_skip_limit() + 1;
+    let deep_clip = request("deep-clip", 17, &format!(r#", "clip_skip": {deep}"#));
+    // Valid for the schema; LCM runs at most 50 steps, which the sampler finds at render time.
+    let lcm = r#"{"id": "lcm-steps", "prompt": "a boat", "steps": 51, "cfg_scale": 1, "seed": 18, "sampler": "LCM"}"#;
+    let lines = [
+        &*good,
+        "{\"prompt\": \"unterminated",
+        "",
+        &bad_size,
+        &controlnet,
+        &duplicate,
+        &typo,
+        &deep_clip,
+        lcm,
+    ];
     let requests = write_requests(dir.path(), &lines);
     let out = dir.path().join("out");
     // No --model: the demo model.
@@ -101,19 +125,18 @@ fn a_mixed_file_gives_a_response_or_an_error_record_per_line() {
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "a failed line makes the status 1; stderr: {err}");
     assert!(err.contains("demo model"), "the demo notice: {err}");
-    assert!(err.contains("colour"), "a warning names the unknown field: {err}");
+    assert!(err.contains("negative_promt"), "the error names the unknown field: {err}");
 
     let text = std::fs::read_to_string(out.join("responses.jsonl")).unwrap();
     let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let ids: Vec<&str> = lines.iter().map(|r| r["id"].as_str().unwrap()).collect();
     assert_eq!(
         ids,
-        ["2", "bad-size", "controlnet", "good", "good"],
+        ["2", "bad-size", "controlnet", "typo", "deep-clip", "good", "lcm-steps", "good"],
         "errors first, renders, then repeated ids"
     );
 
-    // An unknown field warns and the request runs.
-    let good = &lines[3];
+    let good = &lines[5];
     assert_eq!(good["images"][0]["seed"], 11);
     assert_eq!(good["images"][0]["removed_for_safety"], false);
     assert!(good["images"][0]["safety_score"].is_null());
@@ -133,12 +156,26 @@ fn a_mixed_file_gives_a_response_or_an_error_record_per_line() {
     let controlnet = first_error(&lines[2]);
     assert_eq!(controlnet["loc"], serde_json::json!(["body", "controlnet"]));
     assert_eq!(controlnet["type"], "not_implemented");
-    let repeated = first_error(&lines[4]);
+    // An unknown field is pydantic's extra_forbidden, with the value sent.
+    let typo = first_error(&lines[3]);
+    assert_eq!(typo["loc"], serde_json::json!(["body", "negative_promt"]));
+    assert_eq!(
+        (&typo["type"], &typo["input"]),
+        (&serde_json::json!("extra_forbidden"), &serde_json::json!("blurry"))
+    );
+    // Too deep for the model's text encoders: a validation error on clip_skip, not a render failure.
+    let deep_clip = first_error(&lines[4]);
+    assert_eq!(deep_clip["loc"], serde_json::json!(["body", "clip_skip"]), "{deep_clip}");
+    assert_eq!(deep_clip["type"], "value_error");
+    assert!(deep_clip["msg"].as_str().unwrap().contains(&format!("at most {}", deep - 1)), "{deep_clip}");
+    let lcm = first_error(&lines[6]);
+    assert_eq!(lcm["loc"], serde_json::json!(["body", "steps"]), "{lcm}");
+    let repeated = first_error(&lines[7]);
     assert_eq!(repeated["loc"], serde_json::json!(["body", "id"]));
     assert!(repeated["msg"].as_str().unwrap().contains("line 1"), "{repeated}");
 
     let summary = String::from_utf8_lossy(&output.stdout);
-    assert!(summary.contains("1 request done, 4 failed, 1 image"), "{summary}");
+    assert!(summary.contains("1 request done, 7 failed, 1 image"), "{summary}");
 
     // Rerunning skips every line and still reports the failures in its status.
     let output = render(&requests, &out, &[]);

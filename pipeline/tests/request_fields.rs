@@ -6,7 +6,7 @@
 mod request_common;
 
 use kiln_pipeline::image::ImageEncoding;
-use kiln_pipeline::request::parse_line;
+use kiln_pipeline::request::{KILN_FIELDS, parse_line};
 use request_common::{body, errors, errors_at, kinds_at, loc, parse, property, schema};
 use serde_json::{Value, json};
 
@@ -294,19 +294,27 @@ fn ids() {
 }
 
 #[test]
-fn unknown_fields_warn_and_the_request_runs() {
+fn unknown_fields_are_errors_carrying_their_value() {
     let line = parse(&body(json!({"colour": "red", "promt": "typo"})));
-    assert!(line.request.is_ok());
-    assert_eq!(line.warnings.len(), 2);
-    assert!(line.warnings.iter().any(|w| w.contains("`colour`")));
-    assert!(line.warnings.iter().any(|w| w.contains("`promt`")));
-    // Known fields and the id never warn.
+    let errs = errors(&line);
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    for (e, (field, value)) in errs.iter().zip([("colour", "red"), ("promt", "typo")]) {
+        assert_eq!(loc(e), [json!("body"), json!(field)]);
+        assert_eq!((e.kind.as_str(), e.msg.as_str()), ("extra_forbidden", "Extra inputs are not permitted"));
+        assert_eq!(e.input, Some(json!(value)));
+    }
+    assert!(line.warnings.is_empty());
+    // Every schema field, null, and kiln's own fields are accepted.
     let mut all = serde_json::Map::new();
     for name in schema()["field_order"].as_array().expect("order") {
         all.insert(name.as_str().expect("name").to_string(), Value::Null);
     }
-    all.insert("id".into(), json!("x"));
-    assert!(parse(&Value::Object(all)).warnings.is_empty());
+    for name in KILN_FIELDS {
+        all.insert(name.into(), json!("x"));
+    }
+    all.insert("prompt".into(), json!("a lighthouse"));
+    let line = parse(&Value::Object(all));
+    assert!(errors(&line).iter().all(|e| e.kind != "extra_forbidden"), "{:?}", errors(&line));
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! kiln's validation errors against pydantic v2's for the same bodies: the fixture holds, for
 //! each line, the errors a pydantic model generated from OctoAI's OpenAPI spec reports
-//! (tools/make_request_fixtures.py). kiln's own `not_implemented` errors (fields pydantic
-//! accepts but kiln cannot honour) are set aside before comparing; everything else — loc, type,
-//! message and order — must match.
+//! (tools/make_request_fixtures.py), unknown fields included (`extra_forbidden`, with the value
+//! sent as `input`). kiln's own `not_implemented` errors (fields pydantic accepts but kiln
+//! cannot honour) are set aside before comparing; everything else — loc, type, message, input
+//! and order — must match.
 
 mod request_common;
 

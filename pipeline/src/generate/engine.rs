@@ -8,10 +8,10 @@ use kiln_runtime::{DType, Device};
 
 use super::denoise::{Batch, Slot};
 use super::{GenerateError, Job, Result};
-use crate::models::ModelError;
 use crate::models::conditioning::{Conditioning, TextConditioner};
 use crate::models::unet::UNet;
 use crate::models::vae::Vae;
+use crate::models::{ModelError, ModelFacts};
 use crate::prompt::DroppedTokens;
 use crate::samplers::{self, SchedulerConfig};
 
@@ -20,6 +20,7 @@ use crate::samplers::{self, SchedulerConfig};
 pub struct Engine {
     pub(super) path: PathBuf,
     pub(super) family: Family,
+    pub(super) facts: ModelFacts,
     pub(super) device: Device,
     pub(super) text: TextConditioner,
     pub(super) unet: UNet,
@@ -42,6 +43,7 @@ impl Engine {
         let ckpt = Checkpoint::open_with(path, options).map_err(ModelError::from)?;
         ckpt.require_complete().map_err(ModelError::from)?;
         let family = ckpt.family();
+        let facts = ModelFacts::of(&ckpt);
         let folder_config = path.join("scheduler").join("scheduler_config.json");
         let scheduler = match ckpt.format() {
             Format::Diffusers if folder_config.is_file() => SchedulerConfig::from_file(&folder_config)?,
@@ -51,6 +53,7 @@ impl Engine {
         Ok(Engine {
             path: path.to_path_buf(),
             family,
+            facts,
             device,
             text: TextConditioner::load(&ckpt, dtype, device)?,
             unet: UNet::load(&ckpt, dtype, device)?,
@@ -86,6 +89,11 @@ impl Engine {
     /// The model family (sizes and defaults depend on it).
     pub fn family(&self) -> Family {
         self.family
+    }
+
+    /// What request validation needs of the model (family, text-encoder depth).
+    pub fn facts(&self) -> ModelFacts {
+        self.facts
     }
 
     /// The checkpoint path.
@@ -186,6 +194,10 @@ impl Engine {
         }
         if job.steps == 0 {
             return input("steps", "at least one step is needed".into());
+        }
+        if !self.facts.has_layer_for(job.clip_skip) {
+            let max = self.facts.max_clip_skip();
+            return input("clip_skip", format!("this model's text encoders take clip_skip at most {max}"));
         }
         let size = (job.width as u32, job.height as u32);
         match &job.init {

@@ -5,15 +5,19 @@
 //! - [`nn`]: the layers (linear, conv, group and layer norm) every model is made of;
 //! - [`clip`]: the CLIP / OpenCLIP text encoders; [`conditioning`]: prompts to embeddings;
 //! - [`vae`]: the autoencoder between images and latents;
-//! - [`unet`]: the denoising UNet.
+//! - [`unet`]: the denoising UNet;
+//! - [`ModelFacts`]: what request validation needs of a model (family, text-encoder depth),
+//!   read without loading weights.
 
 pub mod clip;
 pub mod conditioning;
 mod error;
+mod facts;
 pub mod nn;
 pub mod unet;
 pub mod vae;
 mod weights;
 
 pub use error::{ModelError, Result};
+pub use facts::{ModelFacts, diffusers_clip_skip};
 pub use weights::Weights;

@@ -9,6 +9,7 @@
 use std::fmt;
 
 use serde::Serialize;
+use serde_json::Value;
 
 /// One element of an error location: a field name or a list index.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -32,7 +33,8 @@ impl From<usize> for Loc {
     }
 }
 
-/// One field's validation error, as in pydantic's `ValidationError.errors()` (less `input`).
+/// One field's validation error, as in pydantic's `ValidationError.errors()`; `input` (the value
+/// refused) is kept only for unknown fields, where it is what a person needs to find the typo.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct FieldError {
     /// Where: `["body", field, ...]` (`["body"]` for the body as a whole).
@@ -42,6 +44,9 @@ pub struct FieldError {
     /// pydantic's error type (`missing`, `int_type`, `less_than_equal`, ...), for programs.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The value refused, for `extra_forbidden` (an unknown field's value); `None` otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<Value>,
 }
 
 impl FieldError {
@@ -49,7 +54,15 @@ impl FieldError {
     pub fn at(path: &[Loc], msg: impl Into<String>, kind: &str) -> FieldError {
         let mut loc = vec![Loc::from("body")];
         loc.extend_from_slice(path);
-        FieldError { loc, msg: msg.into(), kind: kind.to_string() }
+        FieldError { loc, msg: msg.into(), kind: kind.to_string(), input: None }
+    }
+
+    /// pydantic's `extra_forbidden`: `field` is not in the schema (`additionalProperties: false`).
+    pub fn extra_forbidden(field: &str, value: &Value) -> FieldError {
+        FieldError {
+            input: Some(value.clone()),
+            ..FieldError::at(&[Loc::from(field)], "Extra inputs are not permitted", "extra_forbidden")
+        }
     }
 }
 

@@ -2,9 +2,10 @@
 //! (or OctoAI's 422 body) out; resolution against a model family; the response records.
 //!
 //! - [`parse_line`]: one line of a JSONL file to a [`Line`] (its id, the request or every field
-//!   error pydantic would report, warnings for unknown fields);
-//! - [`Request::resolve`]: family defaults (size), the supported sizes, style presets, clip-skip
-//!   convention and random seeds, giving a [`generate::Job`](crate::generate::Job);
+//!   error pydantic would report, unknown fields included);
+//! - [`Request::resolve`]: against the model's [`ModelFacts`](crate::models::ModelFacts): family
+//!   defaults (size), the supported sizes, style presets, clip-skip convention and depth, and
+//!   random seeds, giving a [`generate::Job`](crate::generate::Job);
 //! - [`RequestError`] / [`FieldError`]: `{"detail": [{"loc": [...], "msg": ..., "type": ...}]}`;
 //! - [`Response`] / [`ErrorRecord`]: the lines of `responses.jsonl`;
 //! - [`style`]: the 78 style presets of OctoAI's `SDXLStyles`, written for kiln.
@@ -14,8 +15,9 @@
 //! conversions (`"30"` is a valid `steps`), every error of a line collected in one pass, error
 //! types and messages in pydantic's words. Where kiln differs from OctoAI, on purpose:
 //!
-//! - Unknown fields are not rejected (the schema forbids them): each gives a warning naming it,
-//!   and the request runs.
+//! - Unknown fields are rejected as the schema says (`additionalProperties: false`), with
+//!   pydantic's `extra_forbidden` error per field, which carries the value sent as `input`;
+//!   kiln's own fields ([`KILN_FIELDS`]: `id`) are accepted beside the schema's.
 //! - Fields kiln does not implement are an error naming the field (type `not_implemented`)
 //!   when they ask for something: `controlnet`, `controlnet_image`, `controlnet_early_stop`,
 //!   `transfer_images`, `vae` not null; `loras`, `textual_inversions` not empty;
@@ -41,6 +43,7 @@ mod seed;
 mod sizes;
 pub mod style;
 mod unimplemented;
+mod unknown;
 
 use crate::image::ImageEncoding;
 use crate::samplers::SamplerName;
@@ -51,6 +54,7 @@ pub use resolve::Resolved;
 pub use response::{ErrorRecord, ImageGeneration, Response};
 pub use sizes::supported_sizes;
 pub use style::Style;
+pub use unknown::KILN_FIELDS;
 
 /// One request, type- and range-checked, with OctoAI's defaults filled in (the defaults that
 /// depend on the model family are filled in by [`Request::resolve`]).

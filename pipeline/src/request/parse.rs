@@ -7,8 +7,8 @@ use super::coerce::{self, Issue, Limits};
 use super::error::{FieldError, Loc, RequestError, value_error};
 use super::seed::{self, MAX_IMAGES};
 use super::style::STYLES;
-use super::unimplemented;
 use super::{ImageEncoding, Request, SamplerName};
+use super::{unimplemented, unknown};
 
 /// The longest prompt (and negative prompt, and second prompts) the schema allows.
 const MAX_PROMPT: usize = 10_000;
@@ -59,7 +59,8 @@ pub struct Line {
     pub id: String,
     /// The request, or OctoAI's 422 body listing everything wrong with it.
     pub request: Result<Request, RequestError>,
-    /// Things worth telling the user that do not stop the request (unknown fields).
+    /// Things worth telling the user that do not stop the request (none today: unknown fields,
+    /// once warnings, are errors).
     pub warnings: Vec<String>,
 }
 
@@ -83,21 +84,14 @@ pub fn parse_line(text: &str, line_number: usize) -> Line {
     };
     let mut reader = Reader { body: &body, errors: RequestError::default() };
     let id = reader.id().unwrap_or(fallback_id);
-    let request = match reader.request() {
+    let request = reader.request();
+    // pydantic lists unknown fields after every error of the schema's fields.
+    unknown::extra_forbidden(text, &body).into_iter().for_each(|e| reader.errors.push(e));
+    let request = match request {
         Some(request) if reader.errors.is_empty() => Ok(request),
         _ => Err(reader.errors),
     };
-    Line { id, request, warnings: unknown_fields(&body) }
-}
-
-/// One warning per field that is neither in the schema nor kiln's `id` nor an `ip_adapter*` field.
-fn unknown_fields(body: &Map<String, Value>) -> Vec<String> {
-    body.keys()
-        .filter(|k| {
-            k.as_str() != "id" && !KNOWN_FIELDS.contains(&k.as_str()) && !unimplemented::is_ip_adapter(k)
-        })
-        .map(|k| format!("unknown field `{k}` ignored (not part of OctoAI's ImageGenerationRequest)"))
-        .collect()
+    Line { id, request, warnings: Vec::new() }
 }
 
 /// Reads fields of one body, collecting every error.

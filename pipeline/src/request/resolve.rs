@@ -1,15 +1,15 @@
 //! A [`Request`] against a model family: defaults that depend on the family (size), the rules
 //! that do (supported sizes, SDXL-only fields and presets, inpainting models' image and mask),
-//! the style preset, the clip-skip convention and random seeds, giving the [`Job`] the engine
-//! renders. Errors are listed in the schema's field order.
+//! the style preset, the clip-skip convention and its depth, and random seeds, giving the
+//! [`Job`] the engine renders. Errors are listed in the schema's field order.
 
-use kiln_runtime::checkpoint::Family;
 use rand::Rng;
 
 use super::error::{Loc, RequestError, value_error};
 use super::sizes::{default_side, family_label, size_list, supported_sizes};
 use super::{ImageEncoding, Request};
 use crate::generate::Job;
+use crate::models::{ModelFacts, diffusers_clip_skip};
 
 /// A request ready to render: the job (its `init` still `None`: the runner decodes the images)
 /// and what the runner needs besides.
@@ -30,15 +30,35 @@ pub struct Resolved {
 }
 
 impl Request {
-    /// Resolves the request for `family`, drawing random seeds (in `1..2^32`) from the thread's
-    /// random generator for images without one.
-    pub fn resolve(&self, family: Family) -> Result<Resolved, RequestError> {
-        self.resolve_with_rng(family, &mut rand::rng())
+    /// Resolves the request for the model `model` describes (a [`Family`] stands for its
+    /// published model), drawing random seeds (in `1..2^32`) from the thread's random generator
+    /// for images without one.
+    ///
+    /// [`Family`]: kiln_runtime::checkpoint::Family
+    pub fn resolve(&self, model: impl Into<ModelFacts>) -> Result<Resolved, RequestError> {
+        self.resolve_with_rng(model, &mut rand::rng())
     }
 
     /// As [`Request::resolve`], drawing the missing seeds from `rng`.
-    pub fn resolve_with_rng(&self, family: Family, rng: &mut impl Rng) -> Result<Resolved, RequestError> {
+    pub fn resolve_with_rng(
+        &self,
+        model: impl Into<ModelFacts>,
+        rng: &mut impl Rng,
+    ) -> Result<Resolved, RequestError> {
+        let model = model.into();
+        let family = model.family;
         let mut errors = RequestError::default();
+        if let Some(clip_skip) = self.clip_skip.filter(|&c| !model.has_layer_for(diffusers_clip_skip(c))) {
+            errors.push(value_error(
+                &[Loc::from("clip_skip")],
+                format!(
+                    "clip_skip {clip_skip} is deeper than this model's text encoders ({} layers): it \
+                     takes at most {}",
+                    model.text_layers,
+                    model.max_clip_skip()
+                ),
+            ));
+        }
         let side = default_side(family);
         let width = self.width.unwrap_or(side as i64);
         let height = self.height.unwrap_or(side as i64);
@@ -138,7 +158,7 @@ impl Request {
             prompt_2: self.prompt_2.as_deref().map(style),
             negative_prompt: negative(self.negative_prompt.as_deref()),
             negative_prompt_2: self.negative_prompt_2.as_deref().and_then(|n| negative(Some(n))),
-            clip_skip: self.clip_skip.and_then(|c| c.checked_sub(1)).filter(|&c| c > 0),
+            clip_skip: self.clip_skip.and_then(diffusers_clip_skip),
             cfg_scale: self.cfg_scale as f32,
             steps: self.steps,
             sampler: self.sampler,

@@ -280,15 +280,15 @@ fn plan(
                 }
             },
         };
-        let family = match models.family(&model) {
-            Ok(family) => family,
+        let facts = match models.facts(&model) {
+            Ok(facts) => facts,
             Err(reason) => {
                 let name = request.checkpoint.as_deref().unwrap_or_default();
                 sink.fail(number, &id, records::checkpoint_failed(name, &reason))?;
                 continue;
             }
         };
-        let resolved = match request.resolve(family) {
+        let resolved = match request.resolve(facts) {
             Ok(resolved) => resolved,
             Err(error) => {
                 sink.fail(number, &id, error)?;

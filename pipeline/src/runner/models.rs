@@ -6,10 +6,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use kiln_runtime::checkpoint::{Checkpoint, Family};
 use kiln_runtime::{DType, Device};
 
 use crate::generate::Engine;
+use crate::models::ModelFacts;
 
 /// The default engine and the asset checkpoints met so far.
 #[derive(Debug)]
@@ -17,8 +17,8 @@ pub struct Models {
     default: Engine,
     dtype: DType,
     device: Device,
-    /// Families of asset checkpoints, read from their headers (cheap: no weights loaded).
-    families: HashMap<PathBuf, Result<Family, String>>,
+    /// Facts of asset checkpoints, read from their headers (cheap: no weights loaded).
+    facts: HashMap<PathBuf, Result<ModelFacts, String>>,
     /// The asset engine in use.
     current: Option<Engine>,
     /// Asset checkpoints that failed to load, with why.
@@ -28,7 +28,7 @@ pub struct Models {
 impl Models {
     /// Starts with the loaded `--model` engine; assets load in `dtype` on `device`.
     pub fn new(default: Engine, dtype: DType, device: Device) -> Models {
-        Models { default, dtype, device, families: HashMap::new(), current: None, failed: HashMap::new() }
+        Models { default, dtype, device, facts: HashMap::new(), current: None, failed: HashMap::new() }
     }
 
     /// The `--model` checkpoint's path.
@@ -36,14 +36,15 @@ impl Models {
         self.default.path()
     }
 
-    /// The family of the checkpoint at `path` (requests are resolved against it).
-    pub fn family(&mut self, path: &Path) -> Result<Family, String> {
+    /// The facts of the checkpoint at `path` (requests are resolved against them); an asset
+    /// without every component its family needs is an error here, before anything renders.
+    pub fn facts(&mut self, path: &Path) -> Result<ModelFacts, String> {
         if path == self.default.path() {
-            return Ok(self.default.family());
+            return Ok(self.default.facts());
         }
-        self.families
+        self.facts
             .entry(path.to_path_buf())
-            .or_insert_with(|| Checkpoint::open(path).map(|c| c.family()).map_err(|e| e.to_string()))
+            .or_insert_with(|| ModelFacts::read(path).map_err(|e| e.to_string()))
             .clone()
     }
 
