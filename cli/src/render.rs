@@ -37,6 +37,10 @@ pub struct Args {
     /// Also write each image to DIR/images/{id}_{k}.{png|jpg}.
     #[arg(long)]
     save_images: bool,
+    /// Also keep DIR/index.html (thumbnails with id, seed, prompt, sampler, steps, time; error
+    /// records with their message) and DIR/contact.png (a captioned thumbnail grid) up to date.
+    #[arg(long)]
+    contact_sheet: bool,
 }
 
 /// Runs `kiln render` and returns its exit status.
@@ -69,10 +73,14 @@ fn run_inner(args: &Args) -> Result<ExitCode, String> {
         batch_size: args.batch_size as usize,
         save_images: args.save_images,
         progress: true,
+        contact_sheet: args.contact_sheet,
     };
     let summary = runner::run(&options).map_err(|e| e.to_string())?;
     println!("{summary}");
     println!("responses: {}", args.out.join(runner::JOURNAL_FILE).display());
+    if args.contact_sheet {
+        println!("contact sheet: {}", args.out.join(runner::contact::INDEX_FILE).display());
+    }
     let failed = summary.failed + summary.skipped_failed > 0;
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
