@@ -53,6 +53,10 @@ pub struct Args {
     /// instead of truncating them as diffusers and OctoAI do.
     #[arg(long)]
     long_prompts: bool,
+    /// Also keep DIR/index.html (thumbnails with id, seed, prompt, sampler, steps, time; error
+    /// records with their message) and DIR/contact.png (a captioned thumbnail grid) up to date.
+    #[arg(long)]
+    contact_sheet: bool,
 }
 
 /// A non-negative number of seconds.
@@ -99,12 +103,16 @@ fn run_inner(args: &Args) -> Result<ExitCode, String> {
         progress_interval: Duration::from_secs_f64(args.progress_interval),
         ordered: args.ordered,
         long_prompts: args.long_prompts,
+        contact_sheet: args.contact_sheet,
     };
     let summary = runner::run(&options).map_err(|e| e.to_string())?;
     println!("{summary}");
     println!("responses: {}", args.out.join(runner::JOURNAL_FILE).display());
     if let Some(sorted) = &summary.ordered {
         println!("responses: {sorted}");
+    }
+    if args.contact_sheet {
+        println!("contact sheet: {}", args.out.join(runner::contact::INDEX_FILE).display());
     }
     let failed = summary.failed + summary.skipped_failed > 0;
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
@@ -126,6 +134,7 @@ fn dry_run(args: &Args) -> Result<ExitCode, String> {
         progress_interval: Duration::ZERO,
         ordered: false,
         long_prompts: args.long_prompts,
+        contact_sheet: false,
     };
     let summary = runner::dry_run(&options).map_err(|e| e.to_string())?;
     eprintln!("{summary}");

@@ -10,6 +10,7 @@
 //! - [`progress`]: the progress bar (or, in a log, a line every interval) and the end-of-run summary;
 //! - [`dry_run`]: `--dry-run`, every line checked with no model loaded;
 //! - [`ordered`]: `--ordered` and `kiln sort`, the journal rewritten in input order.
+//! - [`contact`]: `--contact-sheet`'s `index.html` and `contact.png`, updated as the run goes.
 //!
 //! A run reads every line, skips the ids the journal already holds, writes an error record at
 //! once for each line that cannot run (malformed JSON, validation, unknown checkpoint), then
@@ -26,6 +27,7 @@
 pub mod assets;
 pub mod batch;
 pub mod dry_run;
+pub mod contact;
 pub mod input;
 pub mod journal;
 mod models;
@@ -85,6 +87,8 @@ pub struct RunOptions {
     /// Read long SDXL prompts as A1111's windows (up to 231 tokens) instead of truncating them
     /// to 77 as diffusers does (`--long-prompts`; SD 1.5 always uses windows).
     pub long_prompts: bool,
+    /// Keep `DIR/index.html` and `DIR/contact.png` ([`contact`]) up to date as the run goes.
+    pub contact_sheet: bool,
 }
 
 /// What stops a whole run (a bad line never does).
@@ -115,6 +119,9 @@ pub enum RunError {
         /// Why.
         source: Box<GenerateError>,
     },
+    /// The contact sheet cannot be read or written.
+    #[error(transparent)]
+    Contact(#[from] contact::ContactError),
     /// An image file cannot be written.
     #[error("cannot write {path}: {source}")]
     SaveImage {
@@ -152,12 +159,17 @@ struct Sink {
     journal: Journal,
     summary: Summary,
     progress: Progress,
+    /// `--contact-sheet`'s sheet; `None` without the flag.
+    contact: Option<contact::ContactSheet>,
 }
 
 impl Sink {
     /// Appends a request's error record.
     fn fail(&mut self, line: usize, id: &str, error: RequestError) -> Result<(), RunError> {
         self.progress.message(&format!("line {line} (id {id:?}): {error}"));
+        if let Some(sheet) = &mut self.contact {
+            sheet.add_error(line, id, &error)?;
+        }
         self.journal.append(id, &ErrorRecord { id: id.to_owned(), error })?;
         self.summary.failed += 1;
         Ok(())
@@ -185,7 +197,8 @@ pub fn run(options: &RunOptions) -> Result<Summary, RunError> {
         .map_err(|source| RunError::Model { path: model_path.clone(), source: Box::new(source) })?
         .with_long_prompts(options.long_prompts);
     let mut models = Models::new(engine, options.dtype, options.device);
-    let mut sink = Sink { journal, summary: Summary::default(), progress: Progress::hidden(0) };
+    let contact = if options.contact_sheet { Some(contact::ContactSheet::open(out_dir)?) } else { None };
+    let mut sink = Sink { journal, summary: Summary::default(), progress: Progress::hidden(0), contact };
     if sink.journal.repaired_bytes() > 0 {
         eprintln!(
             "{}: cut off a partial last line ({} bytes) left by an interrupted run",
@@ -207,9 +220,15 @@ pub fn run(options: &RunOptions) -> Result<Summary, RunError> {
     batch::cluster_by(&mut groups, |g| g.items[0].model.clone());
     for group in groups {
         render::group(group, options, &mut models, &mut sink)?;
+        if let Some(sheet) = &mut sink.contact {
+            sheet.refresh()?;
+        }
     }
     for (line, id, error) in duplicates {
         sink.fail(line, &id, error)?;
+    }
+    if let Some(sheet) = &mut sink.contact {
+        sheet.write()?;
     }
     sink.progress.finish();
     if let Some(ids) = input_order {

@@ -168,6 +168,9 @@ fn write_response(
         }
         images.push(ImageGeneration::new(STANDARD.encode(&bytes), seed));
     }
+    if let Some(sheet) = &mut sink.contact {
+        sheet.add_images(pending.line, &pending.id, job, pictures, prediction_time_ms)?;
+    }
     let count = images.len();
     let response = Response { id: pending.id.clone(), images, prediction_time_ms, warnings };
     sink.journal.append(&pending.id, &response)?;
