@@ -26,8 +26,8 @@
 
 pub mod assets;
 pub mod batch;
-pub mod dry_run;
 pub mod contact;
+pub mod dry_run;
 pub mod input;
 pub mod journal;
 mod models;
