@@ -59,16 +59,12 @@ fn same_errors_as_a_real_run(dir: &Path, requests: &Path, extra: &[&str]) -> BTr
 #[test]
 fn the_mixed_render_file_gives_the_real_runs_error_records() {
     let dir = tempfile::tempdir().unwrap();
-    // The lines of render.rs's a_mixed_file_gives_a_response_or_an_error_record_per_line.
-    let good = request("good", 11, r#", "colour": "red""#);
-    let bad_size = request("bad-size", 13, r#", "width": 100, "height": 100"#);
-    let controlnet = request("controlnet", 14, r#", "controlnet": "canny""#);
-    let duplicate = request("good", 15, "");
-    let lines = [&*good, "{\"prompt\": \"unterminated", "", &bad_size, &controlnet, &duplicate];
+    let lines = mixed_demo_lines();
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
     let requests = write_requests(dir.path(), &lines);
     // No --model: the demo model (SDXL) for the real run, its known family for the dry run.
     let errors = same_errors_as_a_real_run(dir.path(), &requests, &[]);
-    for id in ["2", "bad-size", "controlnet", "good"] {
+    for id in ["2", "bad-size", "controlnet", "good", "typo", "deep-clip", "lcm-steps"] {
         assert!(errors.contains_key(id), "{id} has an error record: {errors:?}");
     }
     assert_eq!(errors["good"].len(), 1, "only the repeated line of id good fails");

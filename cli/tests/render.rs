@@ -4,41 +4,22 @@
 //! a family accepts). One step each, guidance off where it is not under test: CPU time is the
 //! budget.
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use common::*;
 use serde_json::Value;
-
-fn cache_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("kiln-render-tests-cache")
-}
-
-fn kiln() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
-    command.env("KILN_CACHE_DIR", cache_dir()).env("RUST_BACKTRACE", "0");
-    command
-}
-
-const TINY_SD15: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/tiny/sd15");
-
-fn render(requests: &Path, out: &Path, extra: &[&str]) -> Output {
-    kiln().arg("render").arg(requests).arg("--out").arg(out).args(extra).output().unwrap()
-}
 
 /// `render` with the tiny SD 1.5 fixture.
 fn render_sd15(requests: &Path, out: &Path, extra: &[&str]) -> Output {
     render(requests, out, &[&["--model", TINY_SD15], extra].concat())
-}
-
-fn write_requests(dir: &Path, lines: &[&str]) -> PathBuf {
-    let path = dir.join("requests.jsonl");
-    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-    path
 }
 
 /// The journal's records by id (each id must appear exactly once).
@@ -51,10 +32,6 @@ fn records(out: &Path) -> HashMap<String, Value> {
         assert!(by_id.insert(id.clone(), record).is_none(), "id {id} appears twice");
     }
     by_id
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// The decoded pixels of each image of a response.
@@ -70,54 +47,16 @@ fn pixels(record: &Value) -> Vec<image::RgbImage> {
         .collect()
 }
 
-/// The deepest request clip_skip (OctoAI's convention: diffusers' plus one) of the demo model,
-/// from tools/make_clip_skip_fixtures.py.
-fn demo_clip_skip_limit() -> u64 {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/request/clip_skip_limits.json");
-    let limits: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    limits["demo_sdxl"]["max_diffusers_clip_skip"].as_u64().unwrap() + 1
-}
-
 fn first_error(record: &Value) -> &Value {
     &record["error"]["detail"][0]
-}
-
-/// A cheap request: one step, no guidance, PNG (exact pixels); `extra` adds fields.
-fn request(id: &str, seed: u32, extra: &str) -> String {
-    format!(
-        r#"{{"id": "{id}", "prompt": "a small red boat, (watercolour:1.2)", "steps": 1, "cfg_scale": 1, "seed": {seed}, "image_encoding": "png", "sampler": "K_EULER"{extra}}}"#
-    )
-}
-
-/// [`request`] at SD 1.5's 512 x 512.
-fn request_sd15(id: &str, seed: u32, extra: &str) -> String {
-    request(id, seed, &format!(r#", "width": 512, "height": 512{extra}"#))
 }
 
 #[test]
 fn a_mixed_file_gives_a_response_or_an_error_record_per_line() {
     let dir = tempfile::tempdir().unwrap();
-    let good = request("good", 11, "");
-    let bad_size = request("bad-size", 13, r#", "width": 100, "height": 100"#);
-    let controlnet = request("controlnet", 14, r#", "controlnet": "canny""#);
-    let duplicate = request("good", 15, "");
-    let typo = request("typo", 16, r#", "negative_promt": "blurry""#);
-    // One past the deepest clip_skip diffusers encodes with the demo model's text encoders.
     let deep = demo_clip_skip_limit() + 1;
-    let deep_clip = request("deep-clip", 17, &format!(r#", "clip_skip": {deep}"#));
-    // Valid for the schema; LCM runs at most 50 steps, which the sampler finds at render time.
-    let lcm = r#"{"id": "lcm-steps", "prompt": "a boat", "steps": 51, "cfg_scale": 1, "seed": 18, "sampler": "LCM"}"#;
-    let lines = [
-        &*good,
-        "{\"prompt\": \"unterminated",
-        "",
-        &bad_size,
-        &controlnet,
-        &duplicate,
-        &typo,
-        &deep_clip,
-        lcm,
-    ];
+    let lines = mixed_demo_lines();
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
     let requests = write_requests(dir.path(), &lines);
     let out = dir.path().join("out");
     // No --model: the demo model.
@@ -317,29 +256,6 @@ fn batch_size_does_not_change_the_images() {
         pixels(&single["guided"])[1],
         "different seeds, different images"
     );
-}
-
-/// A PNG of seeded noise (a small xorshift; never constant), base64.
-fn noise_png(width: u32, height: u32, seed: u32, gray: bool) -> String {
-    let mut state = seed.max(1);
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        (state >> 24) as u8
-    };
-    let mut bytes = Vec::new();
-    let encoder = image::codecs::png::PngEncoder::new(&mut bytes);
-    let (pixels, color) = if gray {
-        // A mask: the right half white (repainted), with noisy values on each side.
-        let px =
-            (0..width * height).map(|i| if i % width >= width / 2 { 200 | next() } else { next() & 0x3f });
-        (px.collect::<Vec<u8>>(), image::ExtendedColorType::L8)
-    } else {
-        ((0..width * height * 3).map(|_| next()).collect(), image::ExtendedColorType::Rgb8)
-    };
-    image::ImageEncoder::write_image(encoder, &pixels, width, height, color).unwrap();
-    STANDARD.encode(bytes)
 }
 
 #[test]

@@ -1,6 +1,5 @@
-//! Helpers shared by the CLI tests of the runner's options (dry run, ordered output, progress
-//! lines): the built binary with the demo model cached under Cargo's target tmp dir, request
-//! lines, and the records of a JSONL output file.
+//! Helpers shared by the CLI tests: the built binary with the demo model cached under Cargo's
+//! target tmp dir, request lines, test images, and the records of a JSONL output file.
 
 #![allow(dead_code)] // each test binary uses its own subset
 
@@ -9,7 +8,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-/// The demo model's cache, shared with cli/tests/render.rs (made once).
+/// The demo model's cache, shared by the test binaries (made once).
 pub fn cache_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("kiln-render-tests-cache")
 }
@@ -67,7 +66,37 @@ pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// A PNG of seeded noise (a small xorshift; never constant), base64; `gray` makes a mask.
+/// The deepest request clip_skip (OctoAI's convention: diffusers' plus one) of the demo model,
+/// from tools/make_clip_skip_fixtures.py.
+pub fn demo_clip_skip_limit() -> u64 {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/request/clip_skip_limits.json");
+    let limits: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    limits["demo_sdxl"]["max_diffusers_clip_skip"].as_u64().unwrap() + 1
+}
+
+/// A file of demo-model lines, one of each outcome: a render ("good"), malformed JSON, a blank
+/// line, an unsupported size, an unimplemented field, a repeated id, an unknown field, a
+/// clip_skip deeper than the text encoders, and a step count the sampler cannot run.
+pub fn mixed_demo_lines() -> Vec<String> {
+    // One past the deepest clip_skip diffusers encodes with the demo model's text encoders.
+    let deep = demo_clip_skip_limit() + 1;
+    vec![
+        request("good", 11, ""),
+        "{\"prompt\": \"unterminated".to_owned(),
+        String::new(),
+        request("bad-size", 13, r#", "width": 100, "height": 100"#),
+        request("controlnet", 14, r#", "controlnet": "canny""#),
+        request("good", 15, ""),
+        request("typo", 16, r#", "negative_promt": "blurry""#),
+        request("deep-clip", 17, &format!(r#", "clip_skip": {deep}"#)),
+        // Valid for the schema; LCM runs at most 50 steps, which the sampler finds at render time.
+        r#"{"id": "lcm-steps", "prompt": "a boat", "steps": 51, "cfg_scale": 1, "seed": 18, "sampler": "LCM"}"#
+            .to_owned(),
+    ]
+}
+
+/// A PNG of seeded noise (a small xorshift; never constant), base64; `gray` makes a mask whose
+/// right half is white (repainted), with noisy values on each side.
 pub fn noise_png(width: u32, height: u32, seed: u32, gray: bool) -> String {
     use base64::Engine as _;
     let mut state = seed.max(1);
@@ -78,7 +107,9 @@ pub fn noise_png(width: u32, height: u32, seed: u32, gray: bool) -> String {
         (state >> 24) as u8
     };
     let (pixels, color) = if gray {
-        ((0..width * height).map(|_| next()).collect::<Vec<u8>>(), image::ExtendedColorType::L8)
+        let px =
+            (0..width * height).map(|i| if i % width >= width / 2 { 200 | next() } else { next() & 0x3f });
+        (px.collect::<Vec<u8>>(), image::ExtendedColorType::L8)
     } else {
         ((0..width * height * 3).map(|_| next()).collect(), image::ExtendedColorType::Rgb8)
     };

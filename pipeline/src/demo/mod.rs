@@ -17,6 +17,7 @@
 //! headers and configs, and a hash of every file recorded in `kiln-demo.json`) and rebuild it
 //! when anything differs.
 
+mod facts;
 mod weights;
 
 use std::fs;
@@ -24,6 +25,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Map, Value};
+
+pub use facts::{DEMO_FAMILY, demo_facts, demo_scheduler};
 
 /// What the CLI prints when it renders with the demo model.
 pub const DEMO_NOTICE: &str = "Using kiln's built-in demo model: a tiny SDXL-shaped model with untrained, random \

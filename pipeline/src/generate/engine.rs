@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use ::image::RgbImage;
-use kiln_runtime::checkpoint::{Checkpoint, Family, Format, OpenOptions};
+use kiln_runtime::checkpoint::{Checkpoint, Family, OpenOptions};
 use kiln_runtime::{DType, Device};
 
 use super::denoise::{Batch, Slot};
@@ -44,12 +44,7 @@ impl Engine {
         ckpt.require_complete().map_err(ModelError::from)?;
         let family = ckpt.family();
         let facts = ModelFacts::of(&ckpt);
-        let folder_config = path.join("scheduler").join("scheduler_config.json");
-        let scheduler = match ckpt.format() {
-            Format::Diffusers if folder_config.is_file() => SchedulerConfig::from_file(&folder_config)?,
-            _ if family.is_sdxl() => SchedulerConfig::sdxl(),
-            _ => SchedulerConfig::sd15(),
-        };
+        let scheduler = SchedulerConfig::for_checkpoint(&ckpt, path)?;
         Ok(Engine {
             path: path.to_path_buf(),
             family,

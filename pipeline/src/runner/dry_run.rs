@@ -3,11 +3,13 @@
 //! read or touched, so a later real run is not affected).
 //!
 //! The checks are the run's, in the run's order, with the same error records: JSON and schema
-//! ([`parse_line`]), repeated ids, the `checkpoint` name ([`assets::find_checkpoint`]), the
-//! model's family read from the checkpoint's header and configs (the demo model's is known, so it
-//! is not made), the family's rules ([`crate::request::Request::resolve`]), that the checkpoint
-//! has every component, and that `init_image` / `mask_image` decode. What only loading the
-//! weights or rendering can find (a weight of the wrong shape, a failed render) is not checked.
+//! ([`parse_line`]), repeated ids, the `checkpoint` name ([`assets::find_checkpoint`]), that the
+//! checkpoint has every component, the model's facts read from its headers and configs (the
+//! demo model's come from its embedded configs, so it is not made), the family's and the text
+//! encoders' rules ([`crate::request::Request::resolve`]), that `init_image` / `mask_image`
+//! decode, and that the sampler can build the schedule asked for (LCM's 50 steps at most,
+//! img2img's strength). What only loading the weights or rendering can find (a weight of the
+//! wrong shape, a failed render) is not checked.
 //!
 //! Every line is checked, whatever the journal holds; records are in input order except the
 //! repeated ids', which come last as in a run. The file is replaced in one step
@@ -19,18 +21,16 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use kiln_runtime::checkpoint::{Checkpoint, Family};
+use kiln_runtime::checkpoint::Checkpoint;
 
 use super::{RunError, RunOptions, assets, input, records, render, replace_file};
 use crate::generate::GenerateError;
-use crate::models::ModelError;
+use crate::models::{ModelError, ModelFacts};
 use crate::request::{ErrorRecord, RequestError, parse_line};
+use crate::samplers::{self, SchedulerConfig};
 
 /// The dry run's records file inside the output directory.
 pub const DRY_RUN_FILE: &str = "dry-run.jsonl";
-
-/// The built-in demo model's family (checked against the model itself in the tests).
-const DEMO_FAMILY: Family = Family::SdxlBase;
 
 /// Messages (errors and warnings) printed on standard error before the rest are only counted.
 const SHOWN_MESSAGES: usize = 20;
@@ -142,18 +142,22 @@ fn check_request(
     };
     let name = request.checkpoint.as_deref().unwrap_or_default();
     let header = models.header(&model);
-    let family = header.family.clone().map_err(|reason| records::checkpoint_failed(name, &reason))?;
-    let resolved = request.resolve(family)?;
-    // A run finds an incomplete checkpoint when it loads it for the request's group.
-    if let Some(reason) = &header.incomplete {
-        return Err(records::checkpoint_failed(name, reason));
-    }
+    let facts = header.facts.clone().map_err(|reason| records::checkpoint_failed(name, &reason))?;
+    let resolved = request.resolve(facts)?;
+    // A run finds an unreadable scheduler configuration when it loads the checkpoint for the
+    // request's group.
+    let scheduler = header.scheduler.as_ref().map_err(|reason| records::checkpoint_failed(name, reason))?;
     if let Some(init) = &resolved.init_image {
         render::decode_field(init, "init_image")?;
         if let Some(mask) = &resolved.mask_image {
             render::decode_field(mask, "mask_image")?;
         }
     }
+    // The schedule the render would build (LCM's 50 steps at most, img2img's strength).
+    let job = &resolved.job;
+    let strength = resolved.init_image.is_some().then_some(resolved.strength);
+    samplers::build(job.sampler, scheduler, job.steps, strength)
+        .map_err(|e| records::render_failed(&GenerateError::from(e)))?;
     Ok(resolved.job.images())
 }
 
@@ -188,13 +192,13 @@ impl Checker {
     }
 }
 
-/// What a checkpoint's header says, as far as a request is concerned.
+/// What a checkpoint's header and configs say, as far as a request is concerned.
 #[derive(Clone, Debug)]
 struct Header {
-    /// Its family, or why it cannot be read (the run's words).
-    family: Result<Family, String>,
-    /// Why loading it would fail for a missing component, if it would.
-    incomplete: Option<String>,
+    /// Its facts, or why it cannot be read or lacks a component (the run's words).
+    facts: Result<ModelFacts, String>,
+    /// Its scheduler configuration, or why loading the checkpoint would fail on it.
+    scheduler: Result<SchedulerConfig, String>,
 }
 
 /// The checkpoints' headers, read once each (no weights).
@@ -205,44 +209,46 @@ struct Headers {
 
 impl Headers {
     /// The `--model` header (a fatal error when unreadable or incomplete, as loading it is for a
-    /// run), or the demo model's known family (its folder is neither made nor read).
+    /// run), or the demo model's known facts (its folder is neither made nor read).
     fn new(options: &RunOptions) -> Result<Headers, RunError> {
-        let (default_path, family) = match &options.model {
+        let (default_path, header) = match &options.model {
             Some(path) => {
-                let model_error = |e| RunError::Model {
-                    path: path.clone(),
-                    source: Box::new(GenerateError::from(ModelError::from(e))),
-                };
-                let checkpoint = Checkpoint::open(path).map_err(model_error)?;
-                checkpoint.require_complete().map_err(model_error)?;
-                (path.clone(), checkpoint.family())
+                let model_error =
+                    |e: GenerateError| RunError::Model { path: path.clone(), source: Box::new(e) };
+                let checkpoint_error = |e| model_error(GenerateError::from(ModelError::from(e)));
+                let checkpoint = Checkpoint::open(path).map_err(checkpoint_error)?;
+                checkpoint.require_complete().map_err(checkpoint_error)?;
+                let scheduler = SchedulerConfig::for_checkpoint(&checkpoint, path)
+                    .map_err(|e| model_error(GenerateError::from(e)))?;
+                (path.clone(), Header { facts: Ok(ModelFacts::of(&checkpoint)), scheduler: Ok(scheduler) })
             }
-            None => (crate::demo::default_cache_dir().join(crate::demo::DEMO_DIR_NAME), DEMO_FAMILY),
+            None => {
+                let path = crate::demo::default_cache_dir().join(crate::demo::DEMO_DIR_NAME);
+                (
+                    path,
+                    Header {
+                        facts: Ok(crate::demo::demo_facts()),
+                        scheduler: Ok(crate::demo::demo_scheduler()),
+                    },
+                )
+            }
         };
-        let header = Header { family: Ok(family), incomplete: None };
         Ok(Headers { headers: HashMap::from([(default_path.clone(), header)]), default_path })
     }
 
     fn header(&mut self, path: &Path) -> &Header {
-        self.headers.entry(path.to_path_buf()).or_insert_with(|| match Checkpoint::open(path) {
-            Ok(checkpoint) => Header {
-                family: Ok(checkpoint.family()),
-                incomplete: checkpoint.require_complete().err().map(|e| e.to_string()),
-            },
-            Err(e) => Header { family: Err(e.to_string()), incomplete: None },
+        self.headers.entry(path.to_path_buf()).or_insert_with(|| {
+            let checkpoint = match Checkpoint::open(path) {
+                Ok(checkpoint) => checkpoint,
+                Err(e) => return Header { facts: Err(e.to_string()), scheduler: Err(e.to_string()) },
+            };
+            let facts = match checkpoint.require_complete() {
+                Ok(()) => Ok(ModelFacts::of(&checkpoint)),
+                Err(e) => Err(e.to_string()),
+            };
+            let scheduler = SchedulerConfig::for_checkpoint(&checkpoint, path)
+                .map_err(|e| GenerateError::from(e).to_string());
+            Header { facts, scheduler }
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_demo_family_is_the_demo_models() {
-        let cache = tempfile::tempdir().unwrap();
-        let demo = crate::demo::ensure_demo_model(cache.path()).unwrap();
-        assert_eq!(Checkpoint::open(&demo).unwrap().family(), DEMO_FAMILY);
-        assert_eq!(demo, cache.path().join(crate::demo::DEMO_DIR_NAME));
     }
 }

@@ -5,6 +5,9 @@
 //! `Class.from_config` does: `timestep_spacing`, `clip_sample` and `set_alpha_to_one` therefore
 //! stay optional here and each sampler applies its class's default.
 
+use std::path::Path;
+
+use kiln_runtime::checkpoint::{Checkpoint, Format};
 use serde_json::Value;
 
 use super::SamplerError;
@@ -187,9 +190,20 @@ impl SchedulerConfig {
     }
 
     /// Reads a checkpoint folder's `scheduler/scheduler_config.json` (or any such file).
-    pub fn from_file(path: &std::path::Path) -> Result<Self, SamplerError> {
+    pub fn from_file(path: &Path) -> Result<Self, SamplerError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| SamplerError::config("scheduler_config.json", format!("{}: {e}", path.display())))?;
         Self::from_json(&text)
+    }
+
+    /// The configuration the checkpoint opened from `path` runs with: a diffusers folder's
+    /// `scheduler/scheduler_config.json`, else its family's published one.
+    pub fn for_checkpoint(ckpt: &Checkpoint, path: &Path) -> Result<Self, SamplerError> {
+        let folder_config = path.join("scheduler").join("scheduler_config.json");
+        match ckpt.format() {
+            Format::Diffusers if folder_config.is_file() => Self::from_file(&folder_config),
+            _ if ckpt.family().is_sdxl() => Ok(Self::sdxl()),
+            _ => Ok(Self::sd15()),
+        }
     }
 }
