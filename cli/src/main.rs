@@ -2,6 +2,7 @@
 
 mod inspect;
 mod render;
+mod signals;
 mod sort;
 
 use std::process::ExitCode;
@@ -18,7 +19,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Render a JSONL file of OctoAI-style requests to DIR/responses.jsonl; rerunning the same
-    /// command resumes. Exit status: 0 all lines succeeded, 1 some failed, 2 the run could not go on.
+    /// command resumes. Exit status: 0 all lines succeeded, 1 some failed, 2 the run could not go on
+    /// (or another kiln process is using DIR), 130/143 stopped by SIGINT/SIGTERM.
     Render(render::Args),
     /// Describe a checkpoint: format, family, each component's size, parameters and dtypes,
     /// and any tensor kiln does not recognise.

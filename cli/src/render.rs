@@ -2,8 +2,12 @@
 //!
 //! Exit status: 0 when every line has a response, 1 when any line has an error record (this
 //! run's or, on a resumed run, one already in the journal), 2 when the run could not go on at all
-//! (bad model path, unwritable output directory, unreadable requests), with one line saying why.
-//! With `--dry-run`: 0 when every line is valid, 1 otherwise, 2 as above.
+//! (bad model path, unwritable output directory, unreadable requests, another process writing to
+//! the output directory), with one line saying why; 130 (SIGINT) or 143 (SIGTERM) when a signal
+//! stopped the run early ([`crate::signals`]).
+//! With `--dry-run`: 0 when every line is valid, 1 otherwise, 2 as above. A dry run does not lock
+//! the output directory: it never reads or writes the journal, so it can check a file while a
+//! render writes there.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,6 +16,8 @@ use std::time::Duration;
 use kiln_pipeline::demo::DEMO_NOTICE;
 use kiln_pipeline::runner::{self, RequestSource, RunOptions};
 use kiln_runtime::{DType, Device};
+
+use crate::signals::StopOnSignals;
 
 /// Arguments of `kiln render`.
 #[derive(clap::Args)]
@@ -105,7 +111,8 @@ fn run_inner(args: &Args) -> Result<ExitCode, String> {
         long_prompts: args.long_prompts,
         contact_sheet: args.contact_sheet,
     };
-    let summary = runner::run(&options).map_err(|e| e.to_string())?;
+    let signals = StopOnSignals::install().map_err(|e| format!("cannot handle SIGINT and SIGTERM: {e}"))?;
+    let summary = runner::run_until(&options, signals.flag()).map_err(|e| e.to_string())?;
     println!("{summary}");
     println!("responses: {}", args.out.join(runner::JOURNAL_FILE).display());
     if let Some(sorted) = &summary.ordered {
@@ -113,6 +120,9 @@ fn run_inner(args: &Args) -> Result<ExitCode, String> {
     }
     if args.contact_sheet {
         println!("contact sheet: {}", args.out.join(runner::contact::INDEX_FILE).display());
+    }
+    if let Some(status) = signals.exit_status() {
+        return Ok(ExitCode::from(status));
     }
     let failed = summary.failed + summary.skipped_failed > 0;
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })

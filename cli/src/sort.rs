@@ -3,12 +3,14 @@
 //!
 //! Exit status: 0 when the journal is in input order (rewritten, or already so), 1 when some
 //! line has no record yet (the file is left as it is), 2 when the requests or the journal cannot
-//! be read or the rewrite fails (the file is left as it is).
+//! be read, the rewrite fails (the file is left as it is) or a render is writing to the folder:
+//! sort takes the folder's lock ([`runner::lock`]), as a rename over a journal being appended to
+//! would lose lines.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use kiln_pipeline::runner::{self, RequestSource, Sorted};
+use kiln_pipeline::runner::{self, OutDirLock, RequestSource, Sorted};
 
 /// Arguments of `kiln sort`.
 #[derive(clap::Args)]
@@ -25,6 +27,7 @@ pub fn run(args: &Args) -> ExitCode {
     let source = RequestSource::from_arg(&args.requests);
     let sorted = runner::input::read_lines(&source).map_err(|e| e.to_string()).and_then(|lines| {
         let ids = runner::ordered::input_ids(&lines);
+        let _lock = lock(&args.out)?;
         runner::sort_journal(&args.out, &ids).map_err(|e| e.to_string())
     });
     let journal = args.out.join(runner::JOURNAL_FILE);
@@ -42,4 +45,13 @@ pub fn run(args: &Args) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The output folder's lock, when it is there to take: a missing folder is left to the journal's
+/// own error, which names the file.
+fn lock(out: &Path) -> Result<Option<OutDirLock>, String> {
+    if !out.is_dir() {
+        return Ok(None);
+    }
+    OutDirLock::acquire(out).map(Some).map_err(|e| e.to_string())
 }

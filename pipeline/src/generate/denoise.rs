@@ -1,6 +1,8 @@
 //! One UNet batch from noise (or an init image) to RGB images: diffusers' denoising loop for
 //! text-to-image, img2img and both kinds of inpainting, with classifier-free guidance.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use ::image::RgbImage;
 use kiln_runtime::Tensor;
 use kiln_runtime::checkpoint::Family;
@@ -27,6 +29,8 @@ pub(super) struct Batch<'a> {
     pub jobs: &'a [Job],
     pub conditionings: &'a [Conditioning],
     pub slots: &'a [Slot],
+    /// Checked before each UNet call: set, the loop ends with [`GenerateError::Stopped`].
+    pub stop: &'a AtomicBool,
 }
 
 /// The UNet's per-row inputs that stay fixed over the loop.
@@ -100,6 +104,9 @@ impl Batch<'_> {
         let rows = self.rows()?;
         let timesteps = sampler.timesteps().to_vec();
         for (call, &t) in timesteps.iter().enumerate() {
+            if self.stop.load(Ordering::Relaxed) {
+                return Err(GenerateError::Stopped);
+            }
             let x = sampler.scale_model_input(&latents, call)?; // [n, h, w, latent]
             let x = match &inpaint {
                 Some(i) if e.is_inpainting() => {

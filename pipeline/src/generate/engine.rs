@@ -1,6 +1,7 @@
 //! A loaded checkpoint and how a set of jobs is split into UNet batches.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 use ::image::RgbImage;
 use kiln_runtime::checkpoint::{Checkpoint, Family, OpenOptions};
@@ -120,6 +121,18 @@ impl Engine {
         max_batch: usize,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Vec<Vec<RgbImage>>> {
+        self.render_until(jobs, max_batch, progress, &AtomicBool::new(false))
+    }
+
+    /// [`Engine::render`] that gives up with [`GenerateError::Stopped`] at the first model call
+    /// that would start once `stop` is set (the call in flight finishes; no images are returned).
+    pub fn render_until(
+        &self,
+        jobs: &[Job],
+        max_batch: usize,
+        progress: &mut dyn FnMut(usize, usize),
+        stop: &AtomicBool,
+    ) -> Result<Vec<Vec<RgbImage>>> {
         let Some(first) = jobs.first() else { return Ok(Vec::new()) };
         let key = first.batch_key();
         if let Some(other) = jobs.iter().find(|j| j.batch_key() != key) {
@@ -154,7 +167,7 @@ impl Engine {
         let mut done = 0;
         let mut out: Vec<Vec<Option<RgbImage>>> = jobs.iter().map(|j| vec![None; j.images()]).collect();
         for slots in batches {
-            let batch = Batch { engine: self, jobs, conditionings: &conditionings, slots };
+            let batch = Batch { engine: self, jobs, conditionings: &conditionings, slots, stop };
             let images = batch.run(&mut |_| {
                 done += 1;
                 progress(done, total);

@@ -23,6 +23,10 @@ pub enum GenerateError {
     /// A tensor op failed.
     #[error(transparent)]
     Runtime(#[from] kiln_runtime::Error),
+    /// The caller's stop flag was set ([`super::Engine::render_until`]): the render ended at a
+    /// model-call boundary, with no images.
+    #[error("stopped before the render finished")]
+    Stopped,
 }
 
 /// Result alias for generation.

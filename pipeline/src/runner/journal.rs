@@ -3,7 +3,8 @@
 //!
 //! Every record is serialised in full first and written with one `write_all` of the line and its
 //! newline, then flushed, so a process killed at any moment (`kill -9` included) leaves at most one
-//! partial line at the end. Opening the journal cuts such a line off (its request runs again), and
+//! partial line at the end. The runner calls [`Journal::sync`] after each group and before it
+//! exits, so what a run reported done survives a power cut too. Opening the journal cuts such a line off (its request runs again), and
 //! collects the ids of the complete lines (those requests are skipped).
 
 use std::collections::HashMap;
@@ -131,6 +132,11 @@ impl Journal {
         self.ids.entry(id.to_owned()).or_default().push(is_error);
         self.records += 1;
         Ok(())
+    }
+
+    /// Flushes the appended records to the disk (`fdatasync`).
+    pub fn sync(&self) -> Result<(), JournalError> {
+        self.file.sync_data().map_err(|source| JournalError::Io { path: self.path.clone(), source })
     }
 }
 

@@ -4,6 +4,7 @@
 //! - [`run`] with [`RunOptions`]: the whole command; returns a [`Summary`] or a fatal [`RunError`];
 //! - [`input`]: the requests file or standard input, as numbered lines;
 //! - [`journal`]: `DIR/responses.jsonl`, appended one flushed line per request, read back to resume;
+//! - [`lock`]: `DIR/.kiln.lock`, so that one process at a time writes to an output folder;
 //! - [`batch`]: which pending requests share one engine call;
 //! - [`assets`]: `--assets DIR/checkpoints/NAME` lookup and file names for saved images;
 //! - [`records`]: error records for failures after validation;
@@ -21,6 +22,11 @@
 //! for repeated ids come last, so a resumed run counts them right. A line's failure never stops
 //! the run; only what makes every line fail is fatal (the model, the output directory, the input).
 //!
+//! [`run_until`] also takes a stop flag (set by the CLI on SIGINT or SIGTERM): once it is set, the
+//! group rendering stops before its next UNet call, and the run journals nothing more, syncs the
+//! journal and returns its summary marked [`Summary::stopped`]; the lines left have no record, so
+//! a rerun renders them.
+//!
 //! `prediction_time_ms` is the wall time of the group's render shared by image count: a request
 //! with `n` of the group's `N` images gets `n / N` of it.
 
@@ -30,6 +36,7 @@ pub mod contact;
 pub mod dry_run;
 pub mod input;
 pub mod journal;
+pub mod lock;
 mod models;
 pub mod ordered;
 pub mod progress;
@@ -40,6 +47,7 @@ mod replace_file;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use kiln_runtime::{DType, Device};
@@ -50,6 +58,7 @@ use crate::request::{ErrorRecord, RequestError, Resolved, parse_line};
 pub use dry_run::{DRY_RUN_FILE, DryRunSummary, dry_run};
 pub use input::{InputError, RequestSource};
 pub use journal::{JOURNAL_FILE, Journal, JournalError};
+pub use lock::{LOCK_FILE, LockError, OutDirLock};
 pub use ordered::{Sorted, sort_journal};
 pub use progress::{Progress, Summary};
 
@@ -102,6 +111,9 @@ pub enum RunError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// Another process is writing to the output directory, or it cannot be locked.
+    #[error(transparent)]
+    Locked(#[from] LockError),
     /// The journal cannot be read, repaired or appended to.
     #[error(transparent)]
     Journal(#[from] JournalError),
@@ -179,9 +191,15 @@ impl Sink {
 /// Runs a whole request file (see the module documentation). Errors are fatal ones; each
 /// line's failure is its error record in the journal and counted in [`Summary::failed`].
 pub fn run(options: &RunOptions) -> Result<Summary, RunError> {
+    run_until(options, &AtomicBool::new(false))
+}
+
+/// [`run`], stopping early once `stop` is set (see the module documentation).
+pub fn run_until(options: &RunOptions, stop: &AtomicBool) -> Result<Summary, RunError> {
     let started = Instant::now();
     let out_dir = &options.out_dir;
     std::fs::create_dir_all(out_dir).map_err(|source| RunError::OutDir { path: out_dir.clone(), source })?;
+    let _lock = OutDirLock::acquire(out_dir)?;
     if options.save_images {
         let images = out_dir.join(IMAGES_DIR);
         std::fs::create_dir_all(&images).map_err(|source| RunError::OutDir { path: images, source })?;
@@ -208,6 +226,7 @@ pub fn run(options: &RunOptions) -> Result<Summary, RunError> {
     }
 
     let (pending, duplicates) = plan(lines, options, &mut models, &mut sink)?;
+    sink.journal.sync()?;
     let total_images: usize = pending.iter().map(|p| p.resolved.job.images()).sum();
     sink.progress = if options.progress {
         Progress::new(total_images as u64, options.progress_interval)
@@ -218,20 +237,39 @@ pub fn run(options: &RunOptions) -> Result<Summary, RunError> {
     let keyed = pending.into_iter().map(|p| (p.key(), p.resolved.job.images(), p));
     let mut groups = batch::group(keyed, options.batch_size);
     batch::cluster_by(&mut groups, |g| g.items[0].model.clone());
-    for group in groups {
-        render::group(group, options, &mut models, &mut sink)?;
+    let mut groups = groups.into_iter();
+    let mut left = 0;
+    for group in groups.by_ref() {
+        let end = if stop.load(Ordering::Relaxed) {
+            render::GroupEnd::Stopped { left: group.items.len() }
+        } else {
+            render::group(group, options, &mut models, &mut sink, stop)?
+        };
+        sink.journal.sync()?;
+        if let render::GroupEnd::Stopped { left: in_group } = end {
+            left = in_group;
+            break;
+        }
         if let Some(sheet) = &mut sink.contact {
             sheet.refresh()?;
         }
     }
-    for (line, id, error) in duplicates {
-        sink.fail(line, &id, error)?;
+    let left = left + groups.map(|g| g.items.len()).sum::<usize>();
+    if left > 0 {
+        // Repeated ids' records wait too: written before their first occurrence's, they would be
+        // taken for it on the rerun.
+        sink.summary.stopped = Some(left + duplicates.len());
+    } else {
+        for (line, id, error) in duplicates {
+            sink.fail(line, &id, error)?;
+        }
     }
+    sink.journal.sync()?;
     if let Some(sheet) = &mut sink.contact {
         sheet.write()?;
     }
     sink.progress.finish();
-    if let Some(ids) = input_order {
+    if let Some(ids) = input_order.filter(|_| sink.summary.stopped.is_none()) {
         sink.summary.ordered = Some(ordered::sort_journal(out_dir, &ids)?);
     }
     sink.summary.elapsed = started.elapsed();
@@ -316,7 +354,38 @@ fn plan(
         };
         pending.push(Pending { line: number, id, model, checkpoint: request.checkpoint.clone(), resolved });
     }
+    warn_surplus_records(&seen, sink);
     Ok((pending, duplicates))
+}
+
+/// The most ids [`warn_surplus_records`] names.
+const SURPLUS_IDS_NAMED: usize = 20;
+
+/// Warns about ids the journal holds more records for than the input has lines (runs that wrote
+/// to the folder at the same time, before it was locked): each line still counts once, by its
+/// own record (the `k`-th occurrence takes the `k`-th record), and the extra records are ignored.
+fn warn_surplus_records(seen: &HashMap<String, (usize, usize)>, sink: &Sink) {
+    let mut surplus: Vec<(usize, &str)> = seen
+        .iter()
+        .filter(|(id, (_, times))| sink.journal.count(id) > *times)
+        .map(|(id, (first_line, _))| (*first_line, id.as_str()))
+        .collect();
+    if surplus.is_empty() {
+        return;
+    }
+    surplus.sort_unstable();
+    let named: Vec<String> =
+        surplus.iter().take(SURPLUS_IDS_NAMED).map(|(_, id)| format!("{id:?}")).collect();
+    let more = surplus.len().saturating_sub(SURPLUS_IDS_NAMED);
+    let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+    let ids = if surplus.len() == 1 { "1 id".to_owned() } else { format!("{} ids", surplus.len()) };
+    sink.progress.message(&format!(
+        "{}: warning: more records than input lines for {ids} (runs that wrote to this folder at \
+         the same time?); each line counts once, by its own record, and the extra records are \
+         ignored: {}{more}",
+        sink.journal.path().display(),
+        named.join(", ")
+    ));
 }
 
 /// `DIR/images/{id}_{k}.{ext}`.

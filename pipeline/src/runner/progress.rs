@@ -116,6 +116,9 @@ pub struct Summary {
     pub elapsed: Duration,
     /// With `--ordered`, what rewriting the journal in input order did.
     pub ordered: Option<super::Sorted>,
+    /// When the run was stopped (a signal) before every line had its record: how many lines
+    /// have none (a rerun renders them).
+    pub stopped: Option<usize>,
 }
 
 impl Summary {
@@ -143,6 +146,9 @@ impl fmt::Display for Summary {
                 "; {} already in the journal, skipped ({} of them failed)",
                 self.skipped, self.skipped_failed
             )?;
+        }
+        if let Some(left) = self.stopped {
+            write!(f, "; stopped early: {} left for a rerun", plural(left, "request"))?;
         }
         Ok(())
     }
@@ -175,6 +181,8 @@ mod tests {
             resumed.to_string().ends_with("2 already in the journal, skipped (1 of them failed)"),
             "{resumed}"
         );
+        let stopped = Summary { done: 2, images: 2, stopped: Some(3), ..Summary::default() };
+        assert!(stopped.to_string().ends_with("; stopped early: 3 requests left for a rerun"), "{stopped}");
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! One group: decode its init and mask images, render its jobs in one engine call, and append
-//! each request's response (images saved first) or error record, in input order.
+//! each request's response (images saved first) or error record, in input order. A stop (a
+//! signal) during the engine call ends it before its next UNet call; the group's rendered
+//! requests are then not journaled, so a rerun renders them.
 
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use ::image::RgbImage;
@@ -10,19 +13,29 @@ use base64::engine::general_purpose::STANDARD;
 use super::batch::Group;
 use super::models::Models;
 use super::{Pending, RunError, RunOptions, Sink, image_path, records};
-use crate::generate::{Engine, InitImage, Job};
+use crate::generate::{Engine, GenerateError, InitImage, Job};
 use crate::image::{decode_base64, encode, fill_masked, to_mask, to_rgb};
 use crate::request::{ImageGeneration, RequestError, Response};
 
-/// Renders one group and writes its records.
+/// How a group ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum GroupEnd {
+    /// Every request has its record.
+    Done,
+    /// `stop` was set during the render: this many requests have no record.
+    Stopped { left: usize },
+}
+
+/// Renders one group and writes its records, unless `stop` ends the render first.
 pub(super) fn group(
     group: Group<Pending>,
     options: &RunOptions,
     models: &mut Models,
     sink: &mut Sink,
-) -> Result<(), RunError> {
+    stop: &AtomicBool,
+) -> Result<GroupEnd, RunError> {
     let images = group.images;
-    let Some(model) = group.items.first().map(|p| p.model.clone()) else { return Ok(()) };
+    let Some(model) = group.items.first().map(|p| p.model.clone()) else { return Ok(GroupEnd::Done) };
     let engine = match models.engine(&model) {
         Ok(engine) => engine,
         Err(reason) => {
@@ -31,7 +44,7 @@ pub(super) fn group(
                 sink.fail(p.line, &p.id, records::checkpoint_failed(name, &reason))?;
             }
             sink.progress.finish_images(images);
-            return Ok(());
+            return Ok(GroupEnd::Done);
         }
     };
 
@@ -45,7 +58,9 @@ pub(super) fn group(
     let ready_images: usize = ready.iter().map(|(_, job)| job.images()).sum();
     let jobs: Vec<Job> = ready.iter().map(|(_, job)| job.clone()).collect();
     let started = Instant::now();
-    let rendered = render_jobs(engine, &jobs, options.batch_size, &sink.progress);
+    let Ok(rendered) = render_jobs(engine, &jobs, options.batch_size, &sink.progress, stop) else {
+        return Ok(GroupEnd::Stopped { left: ready.len() });
+    };
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
 
     for ((pending, job), result) in ready.into_iter().zip(rendered) {
@@ -59,7 +74,7 @@ pub(super) fn group(
         }
     }
     sink.progress.finish_images(images);
-    Ok(())
+    Ok(GroupEnd::Done)
 }
 
 /// The resolved job with its init image (resized; filled under the mask for outpainting) and
@@ -87,6 +102,9 @@ pub(super) fn decode_field(b64: &str, field: &str) -> Result<::image::DynamicIma
     decode_base64(b64).map_err(|e| records::field_error(field, format!("cannot decode the image: {e}")))
 }
 
+/// The engine stopped at `stop`'s request ([`GenerateError::Stopped`]).
+struct Stopped;
+
 /// Each job's images, or its error record. When the group's call fails, each job is tried
 /// alone, so that one job the engine rejects does not fail the others.
 fn render_jobs(
@@ -94,31 +112,34 @@ fn render_jobs(
     jobs: &[Job],
     max_batch: usize,
     progress: &super::Progress,
-) -> Vec<Result<Vec<RgbImage>, RequestError>> {
+    stop: &AtomicBool,
+) -> Result<Vec<Result<Vec<RgbImage>, RequestError>>, Stopped> {
     if jobs.is_empty() {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     let total_images: usize = jobs.iter().map(Job::images).sum();
     let mut report = |done, total| progress.within_group(total_images, done, total);
-    match engine.render(jobs, max_batch, &mut report) {
-        Ok(images) if images.len() == jobs.len() => return images.into_iter().map(Ok).collect(),
+    match engine.render_until(jobs, max_batch, &mut report, stop) {
+        Ok(images) if images.len() == jobs.len() => return Ok(images.into_iter().map(Ok).collect()),
         Ok(images) => {
             let error = format!("the engine returned {} results for {} jobs", images.len(), jobs.len());
-            return jobs
+            return Ok(jobs
                 .iter()
                 .map(|_| Err(RequestError::body(error.clone(), records::RENDER_FAILED)))
-                .collect();
+                .collect());
         }
-        Err(error) if jobs.len() == 1 => return vec![Err(records::render_failed(&error))],
+        Err(GenerateError::Stopped) => return Err(Stopped),
+        Err(error) if jobs.len() == 1 => return Ok(vec![Err(records::render_failed(&error))]),
         Err(_) => {}
     }
     jobs.iter()
         .map(|job| {
             let mut report = |done, total| progress.within_group(job.images(), done, total);
-            match engine.render(std::slice::from_ref(job), max_batch, &mut report) {
-                Ok(mut images) if images.len() == 1 => Ok(images.remove(0)),
-                Ok(_) => Err(RequestError::body("the engine returned no images", records::RENDER_FAILED)),
-                Err(error) => Err(records::render_failed(&error)),
+            match engine.render_until(std::slice::from_ref(job), max_batch, &mut report, stop) {
+                Ok(mut images) if images.len() == 1 => Ok(Ok(images.remove(0))),
+                Ok(_) => Ok(Err(RequestError::body("the engine returned no images", records::RENDER_FAILED))),
+                Err(GenerateError::Stopped) => Err(Stopped),
+                Err(error) => Ok(Err(records::render_failed(&error))),
             }
         })
         .collect()

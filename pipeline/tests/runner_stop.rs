@@ -1,0 +1,67 @@
+//! `runner::run_until` with its stop flag set (what SIGINT/SIGTERM do through the CLI): no group
+//! renders, the error records already due are journaled, repeated ids' records wait (written
+//! before their first occurrence's they would be taken for it), `--ordered` does not sort, and the
+//! next run renders what is left. With the tiny SD 1.5 fixture at 512 x 512, one step.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use kiln_pipeline::runner::{self, RequestSource, RunOptions, Sorted};
+use kiln_runtime::{DType, Device};
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+fn request(id: &str, seed: u32, width: u32) -> String {
+    format!(
+        r#"{{"id": "{id}", "prompt": "a boat", "steps": 1, "cfg_scale": 1, "seed": {seed}, "width": {width}, "height": 512, "image_encoding": "png", "sampler": "K_EULER"}}"#
+    )
+}
+
+fn journal_ids(out: &Path) -> Vec<String> {
+    std::fs::read_to_string(out.join(runner::JOURNAL_FILE))
+        .unwrap()
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).unwrap()["id"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn a_stopped_run_journals_only_what_completed_and_the_next_run_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = [request("a", 1, 512), request("bad", 2, 100), request("a", 3, 512), request("b", 4, 512)];
+    let requests = dir.path().join("requests.jsonl");
+    std::fs::write(&requests, lines.join("\n") + "\n").unwrap();
+    let out = dir.path().join("out");
+    let options = RunOptions {
+        requests: RequestSource::File(requests),
+        out_dir: out.clone(),
+        model: Some(repo("fixtures/tiny/sd15")),
+        assets: None,
+        device: Device::Cpu,
+        dtype: DType::F32,
+        batch_size: 1,
+        save_images: false,
+        progress: false,
+        progress_interval: Duration::ZERO,
+        ordered: true,
+        long_prompts: false,
+        contact_sheet: false,
+    };
+
+    let stopped = runner::run_until(&options, &AtomicBool::new(true)).unwrap();
+    assert_eq!((stopped.done, stopped.failed, stopped.images), (0, 1, 0), "{stopped}");
+    assert_eq!(stopped.stopped, Some(3), "a and b unrendered, a's repeat unwritten: {stopped}");
+    assert_eq!(stopped.ordered, None, "a stopped run is not sorted");
+    assert_eq!(journal_ids(&out), ["bad"]);
+
+    let finished = runner::run(&options).unwrap();
+    assert_eq!((finished.done, finished.failed, finished.skipped), (2, 1, 1), "{finished}");
+    assert_eq!(finished.stopped, None);
+    assert_eq!(finished.ordered, Some(Sorted::Rewritten { records: 4 }));
+    assert_eq!(journal_ids(&out), ["a", "bad", "a", "b"], "each line once, in input order");
+}
