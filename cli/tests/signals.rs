@@ -1,11 +1,13 @@
 //! SIGINT and SIGTERM during `kiln render`: the run stops after the model call in flight, journals
 //! what completed (whole lines, each id once), prints its summary and exits 130 or 143; a rerun
 //! renders the rest, so the two runs together answer every line exactly once. With the tiny SD 1.5
-//! fixture at 512 x 512, one step, one image per group: CPU time is the budget.
+//! fixture at 512 x 512, one step, one image per group: CPU time is the budget. A second signal
+//! exits at once, even while kiln waits on its input.
 
 mod common;
 
 use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -73,4 +75,53 @@ fn sigterm_stops_after_the_call_in_flight_and_exits_143() {
 #[test]
 fn sigint_stops_after_the_call_in_flight_and_exits_130() {
     stop_with("INT", 130);
+}
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    // Reading standard input that stays open: without the second signal, kiln would wait for
+    // the end of its input forever.
+    let mut child = kiln()
+        .args(["render", "-", "--model", TINY_SD15, "--out"])
+        .arg(&out)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::fs::read_to_string(out.join(".kiln.lock")).unwrap_or_default() != format!("{}\n", child.id()) {
+        assert!(Instant::now() < deadline, "no lock within 120 s");
+        assert!(child.try_wait().unwrap().is_none(), "kiln exited before taking the lock");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let pid = child.id().to_string();
+    let interrupt = || {
+        let sent = Command::new("kill").args(["-s", "INT", &pid]).status().unwrap();
+        assert!(sent.success());
+    };
+    interrupt();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(line.contains("SIGINT: stopping after the model call in flight"), "{line}");
+    interrupt();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the second SIGINT did not end kiln within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    assert_eq!(status.code(), Some(130), "{rest}");
+    assert!(rest.contains("SIGINT: exiting now"), "{rest}");
+    drop(child.stdin.take());
 }
