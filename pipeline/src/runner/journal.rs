@@ -4,7 +4,8 @@
 //! Every record is serialised in full first and written with one `write_all` of the line and its
 //! newline, then flushed, so a process killed at any moment (`kill -9` included) leaves at most one
 //! partial line at the end. The runner calls [`Journal::sync`] after each group and before it
-//! exits, so what a run reported done survives a power cut too. Opening the journal cuts such a line off (its request runs again), and
+//! returns, and dropping the journal syncs it too (on a fatal error's way out), so what a run
+//! reported done survives a power cut as well. Opening the journal cuts such a line off (its request runs again), and
 //! collects the ids of the complete lines (those requests are skipped).
 
 use std::collections::HashMap;
@@ -137,6 +138,13 @@ impl Journal {
     /// Flushes the appended records to the disk (`fdatasync`).
     pub fn sync(&self) -> Result<(), JournalError> {
         self.file.sync_data().map_err(|source| JournalError::Io { path: self.path.clone(), source })
+    }
+}
+
+impl Drop for Journal {
+    /// Best effort: a sync that fails here has no one to report to ([`Journal::sync`] does).
+    fn drop(&mut self) {
+        let _ = self.file.sync_data();
     }
 }
 
