@@ -60,6 +60,15 @@ impl CpuStorage {
         }
     }
 
+    /// How many elements are NaN or infinite (one pass, no copy).
+    pub fn count_non_finite(&self) -> usize {
+        match self {
+            CpuStorage::F32(v) => v.iter().filter(|x| !x.is_finite()).count(),
+            CpuStorage::F16(v) => v.iter().filter(|x| !x.is_finite()).count(),
+            CpuStorage::BF16(v) => v.iter().filter(|x| !x.is_finite()).count(),
+        }
+    }
+
     /// Converts to another dtype (a clone when it already is that dtype).
     pub fn to_dtype(&self, dtype: DType) -> Self {
         if dtype == self.dtype() {
