@@ -116,3 +116,20 @@ fn nan_in_the_text_encoder_or_vae_decoder_names_that_stage() {
         assert!(msg.contains(stage), "{stage:?} not in: {msg}");
     }
 }
+
+#[test]
+fn an_embedding_that_overflows_names_the_text_encoder() {
+    // 3e38 is a valid weight (it fits f32, so validation passes), but the weighted hidden
+    // states overflow: old kiln wrote an all-black image with exit 0.
+    let dir = tempfile::tempdir().unwrap();
+    let line = format!(
+        r#"{{"id": "boat", "prompt": "a small red (boat:3{})", "steps": 1, "cfg_scale": 1, "seed": 7, "width": 512, "height": 512}}"#,
+        "0".repeat(38)
+    );
+    let requests = write_requests(dir.path(), &[&line]);
+    let out = dir.path().join("out");
+    let output = render(&requests, &out, &["--model", TINY_SD15]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let msg = render_failed_message(&read_records(&out.join("responses.jsonl")));
+    assert!(msg.contains("the text encoder (prompt)"), "{msg}");
+}

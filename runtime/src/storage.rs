@@ -89,3 +89,17 @@ fn to_bf16(data: &[f32]) -> Vec<bf16> {
     out.convert_from_f32_slice(data);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_values_are_counted_in_every_dtype() {
+        let values = vec![0.5, f32::NAN, -3.0, f32::INFINITY, 1e5, f32::NEG_INFINITY];
+        assert_eq!(CpuStorage::from_f32(values.clone(), DType::F32).count_non_finite(), 3);
+        // 1e5 is beyond f16's range: narrowed, it is infinite too.
+        assert_eq!(CpuStorage::from_f32(values.clone(), DType::F16).count_non_finite(), 4);
+        assert_eq!(CpuStorage::from_f32(values, DType::BF16).count_non_finite(), 3);
+    }
+}
