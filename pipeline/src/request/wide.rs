@@ -14,8 +14,11 @@
 //! is put in the tree as a stand-in, and [`WideNumbers`] remembers which values are stand-ins
 //! (by address, so a value the user sent can never be mistaken for one).
 //!
-//! Why not serde_json's `arbitrary_precision` feature: features unify across the workspace, and
-//! it breaks `#[serde(flatten)]` maps of numbers, which the safetensors crate's header reader uses.
+//! Why not serde_json's `arbitrary_precision` feature: features unify across the workspace, so
+//! it would change every `Value` number kiln reads (checkpoint headers, configs) to fix one
+//! parser, and it still breaks non-integer numbers under `#[serde(flatten)]` and internally
+//! tagged or untagged enums (serde-rs/json#721, open). The coercions would still need the
+//! per-field rules above. `raw_value`, used here, only adds a type.
 
 use std::fmt;
 
