@@ -1,13 +1,13 @@
 //! Weights that are NaN (issue 13, item 2): a copy of the tiny SD 1.5 fixture with one weight set
 //! to NaN is refused at load, naming the file and the tensor (exit 2, nothing journaled); with
 //! `--skip-weight-check` it renders into a `render_failed` record naming the stage where the NaN
-//! surfaced (text encoder, UNet step, VAE decoder), never a black image reported as a success.
+//! surfaced (text encoder, VAE encoder, UNet step, VAE decoder), never a black image reported as a success.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{TINY_SD15, read_records, render, request_sd15, stderr, write_requests};
+use common::{TINY_SD15, noise_png, read_records, render, request_sd15, stderr, write_requests};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde_json::Value;
 
@@ -55,9 +55,10 @@ fn poisoned_copy(dir: &Path, file: &str, tensor: &str) -> PathBuf {
     model
 }
 
-/// Renders one cheap request with `model`; returns the exit status and the journal's records.
-fn render_one(dir: &Path, model: &Path, extra: &[&str]) -> (Option<i32>, String, Vec<Value>) {
-    let line = request_sd15("boat", 7, "");
+/// Renders one cheap request (`fields` added) with `model`; returns the exit status, standard
+/// error and the journal's records.
+fn render_one(dir: &Path, model: &Path, fields: &str, extra: &[&str]) -> (Option<i32>, String, Vec<Value>) {
+    let line = request_sd15("boat", 7, fields);
     let requests = write_requests(dir, &[&line]);
     let out = dir.join(format!("out{}", extra.len()));
     let output = render(&requests, &out, &[&["--model", model.to_str().unwrap()], extra].concat());
@@ -84,7 +85,7 @@ fn a_nan_unet_weight_is_refused_at_load_and_named_by_step_when_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let model = poisoned_copy(dir.path(), "unet/diffusion_pytorch_model.safetensors", "conv_in.weight");
 
-    let (code, err, records) = render_one(dir.path(), &model, &[]);
+    let (code, err, records) = render_one(dir.path(), &model, "", &[]);
     assert_eq!(code, Some(2), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     for part in ["unet/diffusion_pytorch_model.safetensors", "`conv_in.weight`", "NaN"] {
@@ -92,25 +93,33 @@ fn a_nan_unet_weight_is_refused_at_load_and_named_by_step_when_skipped() {
     }
     assert!(records.is_empty(), "nothing is journaled when the model cannot load: {records:?}");
 
-    let (code, err, records) = render_one(dir.path(), &model, &["--skip-weight-check"]);
+    let (code, err, records) = render_one(dir.path(), &model, "", &["--skip-weight-check"]);
     assert_eq!(code, Some(1), "{err}");
     let msg = render_failed_message(&records);
     assert!(msg.contains("UNet step 1 of 1"), "{msg}");
 }
 
 #[test]
-fn nan_in_the_text_encoder_or_vae_decoder_names_that_stage() {
+fn nan_in_the_text_encoder_or_vae_names_that_stage() {
+    let vae = "vae/diffusion_pytorch_model.safetensors";
+    let img2img = format!(r#", "init_image": "{}", "strength": 1.0"#, noise_png(512, 512, 5, false));
     let cases = [
-        ("text_encoder/model.safetensors", "text_model.final_layer_norm.weight", "the text encoder (prompt)"),
-        ("vae/diffusion_pytorch_model.safetensors", "decoder.conv_out.weight", "the VAE decoder"),
+        (
+            "text_encoder/model.safetensors",
+            "text_model.final_layer_norm.weight",
+            "",
+            "the text encoder (prompt)",
+        ),
+        (vae, "decoder.conv_out.weight", "", "the VAE decoder"),
+        (vae, "encoder.conv_in.weight", img2img.as_str(), "the VAE encoder (init_image)"),
     ];
-    for (file, tensor, stage) in cases {
+    for (file, tensor, fields, stage) in cases {
         let dir = tempfile::tempdir().unwrap();
         let model = poisoned_copy(dir.path(), file, tensor);
-        let (code, err, _) = render_one(dir.path(), &model, &[]);
+        let (code, err, _) = render_one(dir.path(), &model, fields, &[]);
         assert_eq!(code, Some(2), "{err}");
         assert!(err.contains(file) && err.contains(tensor), "{err}");
-        let (code, err, records) = render_one(dir.path(), &model, &["--skip-weight-check"]);
+        let (code, err, records) = render_one(dir.path(), &model, fields, &["--skip-weight-check"]);
         assert_eq!(code, Some(1), "{err}");
         let msg = render_failed_message(&records);
         assert!(msg.contains(stage), "{stage:?} not in: {msg}");
