@@ -15,7 +15,9 @@ Writes, under fixtures/request/:
   `extra_forbidden` errors keep pydantic's `input` (the value sent), the other errors do not.
   kiln's own fields (KILN_FIELDS) are taken out of a body before it is validated, as kiln
   accepts them beside the schema's. It cannot know the rules OctoAI states only in prose (seed
-  ranges, sizes per family), which kiln tests separately.
+  ranges, sizes per family), which kiln tests separately. A case whose body has a string `id`
+  records it as `id`: the key of the line's record, which numbers too wide for serde_json
+  (`1e400`, a 400-digit integer) must not lose.
 
 Deterministic: rerunning gives identical bytes. Needs pydantic 2 (in tools/requirements.txt's
 environment). Run: /work/venv/bin/python tools/make_request_fixtures.py (~1 s).
@@ -127,6 +129,40 @@ def build_model(schemas):
         "ImageGenerationRequest", __config__=ConfigDict(extra="forbid"), **fields
     )
 
+
+BIG = "1" + "0" * 399  # a 400-digit integer, beyond f64's range
+WIDE_NUMBER_CASES = [
+    f'{{"id": "wide-{i}", "prompt": "a fox", {fields}}}'
+    for i, fields in enumerate([
+        '"cfg_scale": 1e400',
+        '"cfg_scale": -1e400',
+        f'"cfg_scale": {BIG}',
+        '"cfg_scale": 10000000000000000000000000',
+        '"steps": 1e400',
+        '"steps": -1.5E+400',
+        f'"steps": {BIG}',
+        f'"steps": -{BIG}',
+        '"steps": 10000000000000000000000000',
+        '"steps": -9999999999999999999',
+        '"num_images": 1e400',
+        f'"clip_skip": {BIG}',
+        '"strength": 1e400',
+        '"width": 1e400',
+        f'"outpainting": {BIG}',
+        '"outpainting": 1e400',
+        '"sampler": 1e400',
+        '"negative_prompt": 1e400',
+        '"seed": 1e400',
+        '"seed": [1, 1e400]',
+        '"loras": {"ink": 1e400}',
+        f'"loras": {{"ink": {BIG}}}',
+        '"transfer_images": {"w": ["a", 1e400]}',
+        '"controlnet_conditioning_scale": 1e400',
+        '"steps": 1e400, "steps": 20',
+        '"steps": 1e400, "cfg_scale": 1e400, "strength": -1e400',
+        '"negative_prompt": "12345678901234567890123"',
+    ])
+]
 
 # Bad (and some good) requests. Each is sent as the JSON text of one JSONL line.
 P = {"prompt": "a red fox in the snow"}
@@ -292,6 +328,9 @@ CASES = [
     # Several errors at once, collected in one pass.
     {"steps": 0, "cfg_scale": 99, "sampler": "nope", "num_images": 17, "clip_skip": 0},
     {**P, "steps": "x", "strength": 2, "image_encoding": "gif", "outpainting": "x", "seed": "x"},
+    # Numbers serde_json cannot hold as written (Python reads 1e400 as inf and keeps a long
+    # integer exact): pydantic judges them per field; the line keeps its id.
+    *WIDE_NUMBER_CASES,
     # Valid, with all defaults spelled out.
     {**P, "cfg_scale": 12.0, "steps": 30, "sampler": "DDIM", "num_images": 1, "strength": 0.8,
      "image_encoding": "jpeg", "outpainting": False, "use_refiner": True},
@@ -344,7 +383,11 @@ def main():
     cases = []
     for case in CASES:
         text = text_of(case)
-        cases.append({"line": text, "errors": pydantic_errors(model, text)})
+        case = {"line": text, "errors": pydantic_errors(model, text)}
+        body = json.loads(text)
+        if isinstance(body, dict) and isinstance(body.get("id"), str):
+            case["id"] = body["id"]  # the id kiln keys the line's record by
+        cases.append(case)
     assert sum(1 for c in cases if not c["errors"]) >= 10, "too few valid cases: model too strict?"
 
     OUT.mkdir(parents=True, exist_ok=True)

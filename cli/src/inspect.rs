@@ -31,7 +31,11 @@ pub struct Args {
 
 /// Runs `kiln inspect`.
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let options = OpenOptions { variant: args.variant.clone(), config_dir: args.config_dir.clone() };
+    let options = OpenOptions {
+        variant: args.variant.clone(),
+        config_dir: args.config_dir.clone(),
+        ..OpenOptions::default()
+    };
     let ckpt =
         Checkpoint::open_with(&args.path, &options).with_context(|| "cannot inspect the checkpoint")?;
     let out = if args.json { json(&ckpt, args.tensors)? } else { text(&ckpt, args.tensors) };

@@ -63,6 +63,10 @@ pub struct Args {
     /// records with their message) and DIR/contact.png (a captioned thumbnail grid) up to date.
     #[arg(long)]
     contact_sheet: bool,
+    /// Load weights without checking that they are finite (faster on large checkpoints; a
+    /// render that turns NaN still fails, naming the stage).
+    #[arg(long)]
+    skip_weight_check: bool,
 }
 
 /// A non-negative number of seconds.
@@ -110,6 +114,7 @@ fn run_inner(args: &Args) -> Result<ExitCode, String> {
         ordered: args.ordered,
         long_prompts: args.long_prompts,
         contact_sheet: args.contact_sheet,
+        skip_weight_check: args.skip_weight_check,
     };
     let signals = StopOnSignals::install().map_err(|e| format!("cannot handle SIGINT and SIGTERM: {e}"))?;
     let summary = runner::run_until(&options, signals.flag()).map_err(|e| e.to_string())?;
@@ -145,6 +150,7 @@ fn dry_run(args: &Args) -> Result<ExitCode, String> {
         ordered: false,
         long_prompts: args.long_prompts,
         contact_sheet: false,
+        skip_weight_check: args.skip_weight_check,
     };
     let summary = runner::dry_run(&options).map_err(|e| e.to_string())?;
     eprintln!("{summary}");

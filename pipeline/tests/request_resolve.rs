@@ -286,6 +286,34 @@ fn malformed_prompt_weights_are_errors_on_their_field() {
 }
 
 #[test]
+fn prompt_weights_beyond_f32_are_errors_on_their_field() {
+    // Weights are applied as f32: a product past f32's range would make the embedding infinite.
+    let e20 = format!("1{}", "0".repeat(20));
+    let overflowing = [
+        format!("a (cat:1{}) on a mat", "0".repeat(40)),
+        format!("a ((cat:{e20}):{e20}) on a mat"),
+        format!("{}cat{}", "(".repeat(1000), ")".repeat(1000)),
+        format!("(cat:-3{})", "0".repeat(39)),
+    ];
+    for prompt in &overflowing {
+        for field in ["prompt", "negative_prompt", "prompt_2", "negative_prompt_2"] {
+            let e = resolve_errors(json!({ field: prompt }), Family::SdxlBase);
+            assert_eq!(fields(&e), vec![(field.to_string(), "value_error".to_string())], "{field}: {prompt}");
+            assert!(e.detail[0].msg.contains("beyond the range of f32"), "{}", e.detail[0].msg);
+        }
+    }
+    // Within f32 (3e38), shrinking to nothing, or not a weight at all (A1111 has no exponents).
+    let fine = [
+        format!("(cat:3{})", "0".repeat(38)),
+        format!("{}cat{}", "[".repeat(1000), "]".repeat(1000)),
+        "(cat:1e40)".to_string(),
+    ];
+    for prompt in fine {
+        assert!(request(json!({ "prompt": prompt })).resolve(Family::SdxlBase).is_ok(), "{prompt}");
+    }
+}
+
+#[test]
 fn a_strength_that_runs_no_step_is_an_error() {
     // diffusers runs floor(steps * strength) steps and refuses zero.
     let e = resolve_errors(json!({"init_image": "aW1n", "steps": 3, "strength": 0.3}), Family::SdxlBase);

@@ -60,6 +60,15 @@ impl CpuStorage {
         }
     }
 
+    /// How many elements are NaN or infinite (one pass, no copy).
+    pub fn count_non_finite(&self) -> usize {
+        match self {
+            CpuStorage::F32(v) => v.iter().filter(|x| !x.is_finite()).count(),
+            CpuStorage::F16(v) => v.iter().filter(|x| !x.is_finite()).count(),
+            CpuStorage::BF16(v) => v.iter().filter(|x| !x.is_finite()).count(),
+        }
+    }
+
     /// Converts to another dtype (a clone when it already is that dtype).
     pub fn to_dtype(&self, dtype: DType) -> Self {
         if dtype == self.dtype() {
@@ -79,4 +88,18 @@ fn to_bf16(data: &[f32]) -> Vec<bf16> {
     let mut out = vec![bf16::ZERO; data.len()];
     out.convert_from_f32_slice(data);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_values_are_counted_in_every_dtype() {
+        let values = vec![0.5, f32::NAN, -3.0, f32::INFINITY, 1e5, f32::NEG_INFINITY];
+        assert_eq!(CpuStorage::from_f32(values.clone(), DType::F32).count_non_finite(), 3);
+        // 1e5 is beyond f16's range: narrowed, it is infinite too.
+        assert_eq!(CpuStorage::from_f32(values.clone(), DType::F16).count_non_finite(), 4);
+        assert_eq!(CpuStorage::from_f32(values, DType::BF16).count_non_finite(), 3);
+    }
 }

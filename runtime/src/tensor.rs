@@ -176,6 +176,16 @@ impl Tensor {
         }
     }
 
+    /// How many elements are NaN or infinite: one pass on the host, a download first for a GPU
+    /// tensor (after waiting for its pending work). For checks once per stage, not per op.
+    pub fn count_non_finite(&self) -> Result<usize> {
+        match self.storage.as_ref() {
+            Storage::Cpu(s) => Ok(s.count_non_finite()),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(s) => Ok(s.download()?.count_non_finite()),
+        }
+    }
+
     /// Copies the elements to the host as f32, in row-major order (for a GPU tensor, after
     /// waiting for the GPU's pending work).
     pub fn to_vec_f32(&self) -> Result<Vec<f32>> {

@@ -9,7 +9,7 @@ use kiln_runtime::checkpoint::Family;
 
 use super::noise::BatchNoise;
 use super::pixels::{image_tensor, latent_mask, masked_image_tensor};
-use super::{Engine, GenerateError, InitImage, Job, Result};
+use super::{Engine, GenerateError, InitImage, Job, Result, finite};
 use crate::models::conditioning::Conditioning;
 use crate::models::unet::AddedConditioning;
 use crate::models::vae::to_rgb8;
@@ -125,10 +125,12 @@ impl Batch<'_> {
                 latents =
                     keep_unmasked(&*sampler, &latents, mask, image_latents, eps, call, timesteps.len())?;
             }
+            finite::check(&latents, || format!("UNet step {} of {}", call + 1, timesteps.len()))?;
             on_call(call);
         }
 
         let decoded = e.vae.decode_latents(&latents)?; // [n, H, W, 3]
+        finite::check(&decoded, || "the VAE decoder".into())?;
         to_rgb8(&decoded)?
             .into_iter()
             .map(|img| {
@@ -149,7 +151,9 @@ impl Batch<'_> {
         let images: Vec<_> = self.slots.iter().map(|s| &self.init(s).image).collect();
         let pixels = image_tensor(&images, e.vae.dtype(), e.unet_device())?;
         let eps = noise.latents(shape, e.vae.dtype(), e.unet_device())?;
-        Ok(e.vae.encode_latents(&pixels, Some(&eps))?.to_dtype(e.unet.dtype())?)
+        let latents = e.vae.encode_latents(&pixels, Some(&eps))?.to_dtype(e.unet.dtype())?;
+        finite::check(&latents, || "the VAE encoder (init_image)".into())?;
+        Ok(latents)
     }
 
     /// The mask at latent size and the masked image's latents (sampled with each image's
@@ -170,6 +174,7 @@ impl Batch<'_> {
         let masked = masked_image_tensor(&pairs, e.vae.dtype(), device)?;
         let eps = noise.latents(shape, e.vae.dtype(), device)?;
         let masked_latents = e.vae.encode_latents(&masked, Some(&eps))?.to_dtype(dtype)?;
+        finite::check(&masked_latents, || "the VAE encoder (masked init_image)".into())?;
         Ok(Inpaint { mask, masked_latents, blend: None })
     }
 

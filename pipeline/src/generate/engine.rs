@@ -8,8 +8,8 @@ use kiln_runtime::checkpoint::{Checkpoint, Family, OpenOptions};
 use kiln_runtime::{DType, Device};
 
 use super::denoise::{Batch, Slot};
-use super::{GenerateError, Job, Result};
-use crate::models::conditioning::{Conditioning, TextConditioner};
+use super::{GenerateError, Job, Result, finite};
+use crate::models::conditioning::{Conditioning, PromptEmbedding, TextConditioner};
 use crate::models::unet::UNet;
 use crate::models::vae::Vae;
 use crate::models::{ModelError, ModelFacts};
@@ -243,15 +243,26 @@ impl Engine {
     }
 
     /// The prompt's conditioning; the negative's only when guidance runs (diffusers encodes no
-    /// negative prompt at a scale of at most 1).
+    /// negative prompt at a scale of at most 1). Each embedding encoded is checked finite.
     fn condition(&self, job: &Job) -> Result<Conditioning> {
         let (prompt, prompt_2) = (job.prompt.as_str(), job.prompt_2.as_deref());
         if job.cfg_scale > 1.0 {
             let (negative, negative_2) = (job.negative_prompt.as_deref(), job.negative_prompt_2.as_deref());
-            Ok(self.text.encode_pair(prompt, prompt_2, negative, negative_2, job.clip_skip)?)
+            let pair = self.text.encode_pair(prompt, prompt_2, negative, negative_2, job.clip_skip)?;
+            check_embedding(&pair.positive, "prompt")?;
+            check_embedding(&pair.negative, "negative prompt")?;
+            Ok(pair)
         } else {
             let positive = self.text.encode(prompt, prompt_2, job.clip_skip)?;
+            check_embedding(&positive, "prompt")?;
             Ok(Conditioning { negative: positive.clone(), positive })
         }
     }
+}
+
+/// The text encoder stage's check: hidden states and (SDXL) pooled embedding.
+fn check_embedding(embedding: &PromptEmbedding, which: &str) -> Result<()> {
+    let stage = || format!("the text encoder ({which})");
+    finite::check(&embedding.hidden, stage)?;
+    embedding.pooled.as_ref().map_or(Ok(()), |pooled| finite::check(pooled, stage))
 }

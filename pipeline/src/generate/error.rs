@@ -20,6 +20,20 @@ pub enum GenerateError {
     /// Building or stepping the sampler failed.
     #[error(transparent)]
     Sampler(#[from] SamplerError),
+    /// A stage's output holds NaN or infinity (weights that overflow, or a corrupt checkpoint
+    /// loaded without its weight check): the image would be black, so it is an error.
+    #[error(
+        "{stage} gave NaN or infinite values ({count} of {total}); the image would be black. The \
+         checkpoint's weights or the request's numbers overflow the compute dtype"
+    )]
+    NotFinite {
+        /// Where: `the text encoder (prompt)`, `UNet step 3 of 30`, `the VAE decoder`, ...
+        stage: String,
+        /// How many values are not finite.
+        count: usize,
+        /// How many values the stage gave.
+        total: usize,
+    },
     /// A tensor op failed.
     #[error(transparent)]
     Runtime(#[from] kiln_runtime::Error),

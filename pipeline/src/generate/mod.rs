@@ -8,6 +8,7 @@
 mod denoise;
 mod engine;
 mod error;
+mod finite;
 mod noise;
 mod pixels;
 

@@ -27,7 +27,23 @@ pub enum PromptError {
         /// The characters after the colon.
         weight: String,
     },
+    /// The brackets around `text` multiply its weight beyond f32's range, the dtype weights
+    /// are applied in (`(a:` and 40 digits `)`, or nesting whose product overflows): the
+    /// encoder's output would be infinite. A1111 would scale by infinity.
+    #[error(
+        "prompt weights multiply to {weight:e} for {text:?}, beyond the range of f32 (about 3.4e38), \
+         in which they are applied"
+    )]
+    Overflow {
+        /// The start of the text so weighted.
+        text: String,
+        /// The product, as computed (f64).
+        weight: f64,
+    },
 }
+
+/// How much of an overflowing segment's text [`PromptError::Overflow`] quotes.
+const QUOTED_CHARS: usize = 40;
 
 /// A piece of the prompt with the weight of its tokens. `BREAK` is a segment of its own with
 /// text `BREAK` and weight -1 (A1111's marker; see [`Segment::is_break`]).
@@ -68,10 +84,16 @@ pub fn parse_attention(prompt: &str) -> Result<Vec<Segment>, PromptError> {
     let mut out: Vec<Segment> = Vec::new();
     let mut round: Vec<usize> = Vec::new();
     let mut square: Vec<usize> = Vec::new();
+    // Each product is checked as the f32 it is applied as (the tokenizer casts the weights).
     let scale = |out: &mut Vec<Segment>, from: usize, factor: f64| {
         for s in &mut out[from..] {
             s.weight *= factor;
+            if !(s.weight as f32).is_finite() {
+                let text = s.text.chars().take(QUOTED_CHARS).collect();
+                return Err(PromptError::Overflow { text, weight: s.weight });
+            }
         }
+        Ok(())
     };
     let mut rest = prompt;
     while !rest.is_empty() {
@@ -87,24 +109,24 @@ pub fn parse_attention(prompt: &str) -> Result<Vec<Segment>, PromptError> {
                     .filter(|w| w.is_finite())
                     .ok_or_else(|| PromptError::Weight { weight: number.into() })?;
                 let from = round.pop().unwrap_or_default();
-                scale(&mut out, from, factor);
+                scale(&mut out, from, factor)?;
             }
             Token::CloseRound if !round.is_empty() => {
                 let from = round.pop().unwrap_or_default();
-                scale(&mut out, from, ROUND);
+                scale(&mut out, from, ROUND)?;
             }
             Token::CloseSquare if !square.is_empty() => {
                 let from = square.pop().unwrap_or_default();
-                scale(&mut out, from, SQUARE);
+                scale(&mut out, from, SQUARE)?;
             }
             _ => push_plain(&mut out, matched),
         }
     }
     for from in round {
-        scale(&mut out, from, ROUND);
+        scale(&mut out, from, ROUND)?;
     }
     for from in square {
-        scale(&mut out, from, SQUARE);
+        scale(&mut out, from, SQUARE)?;
     }
     if out.is_empty() {
         out.push(Segment { text: String::new(), weight: 1.0 });

@@ -8,7 +8,11 @@
 //! into weighted windows and the conditioner scales the encoder outputs by the weights.
 //!
 //! Like A1111, `(a:1.2.3)` is an error (Python's `float` refuses it); unlike A1111, so is a
-//! weight too large for an f64 (A1111 would scale by infinity).
+//! token weight beyond f32's range, the dtype weights are applied in: a 40-digit `(a:1000...)`
+//! or nesting whose product overflows (A1111 would scale by infinity). Each product is checked
+//! as it is made, so a request fails validation on its prompt field rather than rendering an
+//! infinite embedding. (`(a:1e40)` is not a weight at all: A1111's syntax has no exponents, so
+//! it is the text `a:1e40` weighted 1.1.)
 //!
 //! Length limits are OctoAI's ("a 77 token limit on prompts for SDXL and 231 for SD 1.5"): an
 //! SDXL prompt is one window truncated as diffusers truncates it (`BREAK` is then the word

@@ -5,6 +5,8 @@
 
 use serde_json::Value;
 
+use super::wide::Wide;
+
 /// A pydantic error without its location.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Issue {
@@ -21,8 +23,22 @@ impl Issue {
 /// Integers up to pydantic's float-to-int limit (larger floats are `int_parsing_size`).
 const FLOAT_INT_LIMIT: f64 = 9.223_372_036_854_776e18; // 2^63
 
+/// One value as sent: serde_json's, or the number it stands in for when serde_json could not
+/// hold it (see [`super::wide`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Input<'a> {
+    Json(&'a Value),
+    Wide(Wide),
+}
+
 /// pydantic's `int` in lax mode.
-pub(crate) fn int(value: &Value) -> Result<i128, Issue> {
+pub(crate) fn int(input: Input<'_>) -> Result<i128, Issue> {
+    let value = match input {
+        Input::Json(value) => value,
+        // Python's exact int: past every limit kiln checks, so saturating keeps each verdict.
+        Input::Wide(Wide::Int(x)) => return Ok(if x < 0.0 { i128::MIN } else { i128::MAX }),
+        Input::Wide(Wide::Float(x)) => return int_from_float(x),
+    };
     match value {
         Value::Bool(b) => Ok(i128::from(*b)),
         Value::Number(n) => {
@@ -42,7 +58,10 @@ pub(crate) fn int(value: &Value) -> Result<i128, Issue> {
 }
 
 fn int_from_float(f: f64) -> Result<i128, Issue> {
-    if !f.is_finite() || f.abs() >= FLOAT_INT_LIMIT {
+    if !f.is_finite() {
+        return Err(Issue::new("finite_number", "Input should be a finite number"));
+    }
+    if f.abs() >= FLOAT_INT_LIMIT {
         return Err(Issue::new(
             "int_parsing_size",
             "Unable to parse input string as an integer, exceeded maximum size",
@@ -86,7 +105,15 @@ fn int_from_str(s: &str) -> Option<i128> {
 }
 
 /// pydantic's `float` in lax mode.
-pub(crate) fn float(value: &Value) -> Result<f64, Issue> {
+pub(crate) fn float(input: Input<'_>) -> Result<f64, Issue> {
+    let value = match input {
+        Input::Json(value) => value,
+        // Python's float(n) of an int beyond f64's range fails; pydantic calls it a type error.
+        Input::Wide(Wide::Int(x)) if x.is_infinite() => {
+            return Err(Issue::new("float_type", "Input should be a valid number"));
+        }
+        Input::Wide(Wide::Int(x) | Wide::Float(x)) => return Ok(x),
+    };
     match value {
         Value::Bool(b) => Ok(f64::from(u8::from(*b))),
         Value::Number(n) => Ok(n.as_f64().unwrap_or(f64::NAN)),

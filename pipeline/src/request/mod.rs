@@ -44,6 +44,7 @@ mod sizes;
 pub mod style;
 mod unimplemented;
 mod unknown;
+mod wide;
 
 use crate::image::ImageEncoding;
 use crate::samplers::SamplerName;

@@ -7,6 +7,7 @@ use super::coerce::{self, Issue, Limits};
 use super::error::{FieldError, Loc, RequestError, value_error};
 use super::seed::{self, MAX_IMAGES};
 use super::style::STYLES;
+use super::wide::{self, WideNumbers};
 use super::{ImageEncoding, Request, SamplerName};
 use super::{unimplemented, unknown};
 
@@ -68,25 +69,26 @@ pub struct Line {
 /// an object and every bad field become the line's [`RequestError`].
 pub fn parse_line(text: &str, line_number: usize) -> Line {
     let fallback_id = line_number.to_string();
-    let body: Value = match serde_json::from_str(text) {
-        Ok(body) => body,
+    let parsed = match wide::parse(text) {
+        Ok(parsed) => parsed,
         Err(e) => {
             let error = RequestError::body(format!("JSON decode error: {e}"), "json_invalid");
             return Line { id: fallback_id, request: Err(error), warnings: Vec::new() };
         }
     };
-    let Value::Object(body) = body else {
+    let Value::Object(body) = &parsed.value else {
         let error = RequestError::body(
             "Input should be a valid dictionary or instance of ImageGenerationRequest",
             "model_type",
         );
         return Line { id: fallback_id, request: Err(error), warnings: Vec::new() };
     };
-    let mut reader = Reader { body: &body, errors: RequestError::default() };
+    let wide = parsed.wide_numbers(body);
+    let mut reader = Reader { body, wide: &wide, errors: RequestError::default() };
     let id = reader.id().unwrap_or(fallback_id);
     let request = reader.request();
     // pydantic lists unknown fields after every error of the schema's fields.
-    unknown::extra_forbidden(text, &body).into_iter().for_each(|e| reader.errors.push(e));
+    unknown::extra_forbidden(text, body).into_iter().for_each(|e| reader.errors.push(e));
     let request = match request {
         Some(request) if reader.errors.is_empty() => Ok(request),
         _ => Err(reader.errors),
@@ -97,6 +99,8 @@ pub fn parse_line(text: &str, line_number: usize) -> Line {
 /// Reads fields of one body, collecting every error.
 pub(crate) struct Reader<'a> {
     pub body: &'a Map<String, Value>,
+    /// The body's values that stand in for numbers serde_json could not hold.
+    pub wide: &'a WideNumbers<'a>,
     pub errors: RequestError,
 }
 
@@ -132,16 +136,18 @@ impl<'a> Reader<'a> {
 
     /// An integer field within `limits`.
     pub fn int(&mut self, name: &str, limits: Limits, nullable: bool) -> Option<i128> {
+        let wide = self.wide;
         self.read(name, nullable, |v| {
-            let x = coerce::int(v)?;
+            let x = coerce::int(wide.input(v))?;
             limits.check(x as f64).map(|()| x)
         })
     }
 
     /// A number field within `limits`.
     pub fn float(&mut self, name: &str, limits: Limits, nullable: bool) -> Option<f64> {
+        let wide = self.wide;
         self.read(name, nullable, |v| {
-            let x = coerce::float(v)?;
+            let x = coerce::float(wide.input(v))?;
             limits.check(x).map(|()| x)
         })
     }
@@ -211,7 +217,8 @@ impl<'a> Reader<'a> {
         let inpaint_full_res = self.boolean("inpaint_full_res");
         self.int("inpaint_full_res_padding", Limits::default(), false);
         self.boolean("log_prompt");
-        let loras = self.dict("loras", |v| whole(coerce::float(v)));
+        let wide = self.wide;
+        let loras = self.dict("loras", |v| whole(coerce::float(wide.input(v))));
         let mask_image = self.string("mask_image", None, true);
         let negative_prompt = self.string("negative_prompt", Some(MAX_PROMPT), true);
         let negative_prompt_2 = self.string("negative_prompt_2", Some(MAX_PROMPT), true);
@@ -228,7 +235,7 @@ impl<'a> Reader<'a> {
         let sampler_names = SamplerName::ALL.map(SamplerName::as_str);
         let sampler = self.choice("sampler", &sampler_names, false);
         let mut seed_errors = Vec::new();
-        let seeds = seed::read(self.raw("seed"), &mut seed_errors);
+        let seeds = seed::read(self.raw("seed"), self.wide, &mut seed_errors);
         seed_errors.into_iter().for_each(|e| self.errors.push(e));
         let steps = self.int("steps", Limits { le: Some(200.0), ..positive }, false);
         let strength = self.float("strength", Limits { le: Some(1.0), ..positive }, false);

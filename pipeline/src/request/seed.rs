@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::coerce::{self, Issue, Limits};
 use super::error::{FieldError, Loc, value_error};
+use super::wide::WideNumbers;
 
 /// pydantic's name for the list member of the union.
 const LIST_MEMBER: &str = "list[nullable[int]]";
@@ -45,10 +46,14 @@ fn at(path: &[Loc], issue: Issue) -> FieldError {
 }
 
 /// Reads `seed` (absent or null: `None`); type and range errors go to `errors`.
-pub(crate) fn read(value: Option<&Value>, errors: &mut Vec<FieldError>) -> Option<SeedSpec> {
+pub(crate) fn read(
+    value: Option<&Value>,
+    wide: &WideNumbers<'_>,
+    errors: &mut Vec<FieldError>,
+) -> Option<SeedSpec> {
     let value = value.filter(|v| !v.is_null())?;
     let seed = Loc::from("seed");
-    let as_int = coerce::int(value);
+    let as_int = coerce::int(wide.input(value));
     if let Ok(int) = as_int {
         return in_range(int, &[seed], errors).map(SeedSpec::One);
     }
@@ -69,7 +74,7 @@ pub(crate) fn read(value: Option<&Value>, errors: &mut Vec<FieldError>) -> Optio
             ints.push(None);
             continue;
         }
-        match coerce::int(item) {
+        match coerce::int(wide.input(item)) {
             Ok(int) => ints.push(Some(int)),
             Err(issue) => type_errors.push(at(&[seed.clone(), Loc::from(LIST_MEMBER), Loc::Index(i)], issue)),
         }

@@ -50,6 +50,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use kiln_runtime::checkpoint::OpenOptions;
 use kiln_runtime::{DType, Device};
 
 use crate::generate::{BatchKey, Engine, GenerateError};
@@ -98,6 +99,9 @@ pub struct RunOptions {
     pub long_prompts: bool,
     /// Keep `DIR/index.html` and `DIR/contact.png` ([`contact`]) up to date as the run goes.
     pub contact_sheet: bool,
+    /// Load weights without checking they are finite (`--skip-weight-check`; see
+    /// [`OpenOptions::skip_weight_check`]): faster loads, and renders still fail on NaN.
+    pub skip_weight_check: bool,
 }
 
 /// What stops a whole run (a bad line never does).
@@ -211,10 +215,11 @@ pub fn run_until(options: &RunOptions, stop: &AtomicBool) -> Result<Summary, Run
         Some(path) => path.clone(),
         None => crate::demo::ensure_demo_model(&crate::demo::default_cache_dir())?,
     };
-    let engine = Engine::load(&model_path, options.dtype, options.device)
+    let open = OpenOptions::default().skip_weight_check(options.skip_weight_check);
+    let engine = Engine::load_with(&model_path, &open, options.dtype, options.device)
         .map_err(|source| RunError::Model { path: model_path.clone(), source: Box::new(source) })?
         .with_long_prompts(options.long_prompts);
-    let mut models = Models::new(engine, options.dtype, options.device);
+    let mut models = Models::new(engine, options.dtype, options.device, open);
     let contact = if options.contact_sheet { Some(contact::ContactSheet::open(out_dir)?) } else { None };
     let mut sink = Sink { journal, summary: Summary::default(), progress: Progress::hidden(0), contact };
     if sink.journal.repaired_bytes() > 0 {

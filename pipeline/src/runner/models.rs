@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use kiln_runtime::checkpoint::OpenOptions;
 use kiln_runtime::{DType, Device};
 
 use crate::generate::Engine;
@@ -17,6 +18,8 @@ pub struct Models {
     default: Engine,
     dtype: DType,
     device: Device,
+    /// How asset checkpoints are opened (the weight check).
+    open: OpenOptions,
     /// Facts of asset checkpoints, read from their headers (cheap: no weights loaded).
     facts: HashMap<PathBuf, Result<ModelFacts, String>>,
     /// The asset engine in use.
@@ -26,9 +29,10 @@ pub struct Models {
 }
 
 impl Models {
-    /// Starts with the loaded `--model` engine; assets load in `dtype` on `device`.
-    pub fn new(default: Engine, dtype: DType, device: Device) -> Models {
-        Models { default, dtype, device, facts: HashMap::new(), current: None, failed: HashMap::new() }
+    /// Starts with the loaded `--model` engine; assets load in `dtype` on `device`, opened
+    /// with `open`.
+    pub fn new(default: Engine, dtype: DType, device: Device, open: OpenOptions) -> Models {
+        Models { default, dtype, device, open, facts: HashMap::new(), current: None, failed: HashMap::new() }
     }
 
     /// The `--model` checkpoint's path.
@@ -59,7 +63,7 @@ impl Models {
         }
         if self.current.as_ref().is_none_or(|e| e.path() != path) {
             self.current = None; // free the previous asset before loading the next
-            match Engine::load(path, self.dtype, self.device) {
+            match Engine::load_with(path, &self.open, self.dtype, self.device) {
                 Ok(engine) => self.current = Some(engine.with_long_prompts(self.default.long_prompts())),
                 Err(e) => {
                     let reason = e.to_string();

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use super::Component;
 use super::family::Family;
 use super::file::Dtype;
+use crate::DType;
 
 /// Errors reading or understanding a checkpoint. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -259,6 +260,31 @@ pub enum CheckpointError {
         config: String,
         /// What the weights imply.
         weights: String,
+    },
+    /// A weight holds NaN or infinity: the file is corrupt, or was saved after training
+    /// diverged, or its values do not fit the dtype it is read as. Every image would be NaN
+    /// (black), so loading stops here.
+    #[error(
+        "{}: tensor `{tensor}`{} holds {count} NaN or infinite value(s) of {total} (stored as {stored}, \
+         read as {read_as}): the weights are corrupt, or beyond what {read_as} holds",
+        path.display(),
+        if canonical == tensor { String::new() } else { format!(" (kiln's {canonical})") }
+    )]
+    NotFinite {
+        /// The file holding the tensor.
+        path: PathBuf,
+        /// The tensor's name in that file.
+        tensor: String,
+        /// Its canonical name.
+        canonical: String,
+        /// How many of its values are not finite.
+        count: usize,
+        /// How many values it has.
+        total: usize,
+        /// Its stored dtype.
+        stored: Dtype,
+        /// The dtype it was read as.
+        read_as: DType,
     },
     /// A tensor the model needs is not in the checkpoint.
     #[error("{}: no tensor `{name}` in this checkpoint", path.display())]

@@ -42,12 +42,24 @@ pub struct OpenOptions {
     /// takes with `config=`). They are honoured and checked against the weights; without them
     /// the sizes come from the weights and the family's published config.
     pub config_dir: Option<PathBuf>,
+    /// Read weights without checking that they are finite. By default every tensor read
+    /// through [`super::Checkpoint::tensor`] is checked once, as read (one pass over values
+    /// already in memory), so a checkpoint holding NaN or infinity fails at load naming the
+    /// tensor instead of rendering black images.
+    pub skip_weight_check: bool,
 }
 
 impl OpenOptions {
     /// Prefers the `variant` weight files (`diffusion_pytorch_model.{variant}.safetensors`).
     pub fn variant(mut self, variant: impl Into<String>) -> Self {
         self.variant = Some(variant.into());
+        self
+    }
+
+    /// Skips the finiteness check of weights as they are read (see
+    /// [`OpenOptions::skip_weight_check`]).
+    pub fn skip_weight_check(mut self, skip: bool) -> Self {
+        self.skip_weight_check = skip;
         self
     }
 

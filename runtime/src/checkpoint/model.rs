@@ -28,6 +28,8 @@ pub struct Checkpoint {
     pub(super) ignored: Vec<IgnoredTensor>,
     pub(super) unrecognised: Vec<UnrecognisedTensor>,
     pub(super) warnings: Vec<Warning>,
+    /// Whether [`Checkpoint::tensor`] checks the values it reads are finite.
+    pub(super) check_weights: bool,
 }
 
 /// Where a canonical tensor comes from.
@@ -176,6 +178,7 @@ impl Checkpoint {
         } else {
             open_single_file(&root, options)
         }
+        .map(|ckpt| Checkpoint { check_weights: !options.skip_weight_check, ..ckpt })
     }
 
     /// The path opened (the file, or the diffusers folder).
@@ -300,9 +303,27 @@ impl Checkpoint {
         Ok(CanonicalView { name, source, transform: e.transform, shape: &e.shape })
     }
 
-    /// Reads a canonical tensor into host memory as `dtype`, applying its transform.
+    /// Reads a canonical tensor into host memory as `dtype`, applying its transform. Unless
+    /// opened with [`OpenOptions::skip_weight_check`], a tensor holding NaN or infinity (as
+    /// stored, or once narrowed to `dtype`) is a [`CheckpointError::NotFinite`] naming it.
     pub fn tensor(&self, name: &str, dtype: DType) -> Result<Tensor, CheckpointError> {
-        self.view(name)?.to_tensor(dtype)
+        let view = self.view(name)?;
+        let tensor = view.to_tensor(dtype)?;
+        if self.check_weights {
+            let count = tensor.count_non_finite().map_err(|e| view.source.bad_shape(e.to_string()))?;
+            if count > 0 {
+                return Err(CheckpointError::NotFinite {
+                    path: view.source.file().to_path_buf(),
+                    tensor: view.source.name().to_string(),
+                    canonical: name.to_string(),
+                    count,
+                    total: tensor.elem_count(),
+                    stored: view.source.dtype(),
+                    read_as: dtype,
+                });
+            }
+        }
+        Ok(tensor)
     }
 
     /// Parameters of `component` (0 when absent).

@@ -297,6 +297,7 @@ impl Builder {
             ignored: self.ignored,
             unrecognised: self.unrecognised,
             warnings: self.warnings,
+            check_weights: true,
         }
     }
 }
