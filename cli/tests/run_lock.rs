@@ -7,34 +7,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Child;
 
 use common::*;
 
 /// `kiln render` with the tiny SD 1.5 fixture, one image per batch, in the background.
-fn spawn_render(requests: &Path, out: &Path) -> Child {
-    kiln()
-        .arg("render")
-        .arg(requests)
-        .arg("--out")
-        .arg(out)
-        .args(["--model", TINY_SD15, "--batch-size", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// Waits until `child` has taken the folder's lock (its pid is in the lock file).
-fn wait_for_lock(child: &mut Child, out: &Path) {
-    let want = format!("{}\n", child.id());
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while std::fs::read_to_string(out.join(".kiln.lock")).unwrap_or_default() != want {
-        assert!(Instant::now() < deadline, "no lock within 120 s");
-        assert!(child.try_wait().unwrap().is_none(), "kiln exited before taking the lock");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+fn spawn_sd15(requests: &Path, out: &Path) -> Child {
+    spawn_render(requests, out, &["--model", TINY_SD15, "--batch-size", "1"])
 }
 
 fn sd15_requests(dir: &Path, ids: &[&str]) -> std::path::PathBuf {
@@ -47,7 +26,7 @@ fn a_second_render_or_sort_on_a_folder_in_use_exits_2_naming_the_holder() {
     let dir = tempfile::tempdir().unwrap();
     let requests = sd15_requests(dir.path(), &["r0", "r1"]);
     let out = dir.path().join("out");
-    let mut first = spawn_render(&requests, &out);
+    let mut first = spawn_sd15(&requests, &out);
     wait_for_lock(&mut first, &out);
     let pid = first.id();
 
@@ -82,7 +61,7 @@ fn the_lock_of_a_run_killed_with_sigkill_is_released() {
     let dir = tempfile::tempdir().unwrap();
     let requests = sd15_requests(dir.path(), &["k0"]);
     let out = dir.path().join("out");
-    let mut killed = spawn_render(&requests, &out);
+    let mut killed = spawn_sd15(&requests, &out);
     wait_for_lock(&mut killed, &out);
     killed.kill().unwrap(); // SIGKILL: no destructor runs, the OS drops the lock
     killed.wait().unwrap();

@@ -22,16 +22,7 @@ fn stop_with(signal: &str, status: i32) {
     let requests = write_requests(dir.path(), &lines.iter().map(String::as_str).collect::<Vec<_>>());
     let out = dir.path().join("out");
     let args = ["--model", TINY_SD15, "--batch-size", "1"];
-    let mut child = kiln()
-        .arg("render")
-        .arg(&requests)
-        .arg("--out")
-        .arg(&out)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_render(&requests, &out, &args);
     let journal = out.join("responses.jsonl");
     let deadline = Instant::now() + Duration::from_secs(120);
     while !std::fs::read_to_string(&journal).unwrap_or_default().contains('\n') {
@@ -91,12 +82,7 @@ fn a_second_signal_exits_at_once() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while std::fs::read_to_string(out.join(".kiln.lock")).unwrap_or_default() != format!("{}\n", child.id()) {
-        assert!(Instant::now() < deadline, "no lock within 120 s");
-        assert!(child.try_wait().unwrap().is_none(), "kiln exited before taking the lock");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for_lock(&mut child, &out);
     let pid = child.id().to_string();
     let interrupt = || {
         let sent = Command::new("kill").args(["-s", "INT", &pid]).status().unwrap();

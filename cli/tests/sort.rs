@@ -7,7 +7,6 @@ mod common;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -95,16 +94,7 @@ fn an_interrupted_ordered_run_is_sorted_only_when_resumed_to_the_end() {
     let journal = out.join("responses.jsonl");
     let args = ["--model", TINY_SD15, "--ordered", "--batch-size", "1"];
 
-    let mut child = kiln()
-        .arg("render")
-        .arg(&requests)
-        .arg("--out")
-        .arg(&out)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_render(&requests, &out, &args);
     let deadline = Instant::now() + Duration::from_secs(60);
     // The two error records come first; stop the run once a render's record follows them.
     while std::fs::read_to_string(&journal).unwrap_or_default().matches('\n').count() < 3 {

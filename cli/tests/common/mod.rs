@@ -4,7 +4,8 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -26,6 +27,31 @@ pub const TINY_SD15: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/ti
 /// `kiln render REQUESTS --out OUT EXTRA...`.
 pub fn render(requests: &Path, out: &Path, extra: &[&str]) -> Output {
     kiln().arg("render").arg(requests).arg("--out").arg(out).args(extra).output().unwrap()
+}
+
+/// `kiln render REQUESTS --out OUT EXTRA...` in the background, its output streams piped.
+pub fn spawn_render(requests: &Path, out: &Path, extra: &[&str]) -> Child {
+    kiln()
+        .arg("render")
+        .arg(requests)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until `child` has taken the lock of the output folder `out` (its pid is in the lock file).
+pub fn wait_for_lock(child: &mut Child, out: &Path) {
+    let want = format!("{}\n", child.id());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::fs::read_to_string(out.join(".kiln.lock")).unwrap_or_default() != want {
+        assert!(Instant::now() < deadline, "no lock within 120 s");
+        assert!(child.try_wait().unwrap().is_none(), "kiln exited before taking the lock");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Writes `lines` as `dir/requests.jsonl`.
