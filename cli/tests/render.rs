@@ -318,6 +318,18 @@ fn fatal_errors_exit_with_status_2_and_one_line() {
     assert_eq!(output.status.code(), Some(2), "{err}");
     assert!(err.contains("responses.jsonl:2"), "names the journal line: {err}");
 
+    // A missing --assets folder, for a run and a dry run: nothing is written.
+    let assets = dir.path().join("no-such-assets");
+    for extra in [&[][..], &["--dry-run"][..]] {
+        let out = dir.path().join("out-assets");
+        let args = [&["--assets", assets.to_str().unwrap()][..], extra].concat();
+        let output = render_sd15(&requests, &out, &args);
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains("no-such-assets") && err.lines().count() == 1, "{extra:?}: {err}");
+        assert!(!out.exists(), "{extra:?}: nothing written");
+    }
+
     let output = render_sd15(&dir.path().join("absent.jsonl"), &dir.path().join("out2"), &[]);
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(2), "{err}");

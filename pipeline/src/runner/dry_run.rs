@@ -73,6 +73,7 @@ impl fmt::Display for DryRunSummary {
 /// that cannot be created or written.
 pub fn dry_run(options: &RunOptions) -> Result<DryRunSummary, RunError> {
     let started = Instant::now();
+    super::check_assets(options)?;
     let out_dir = &options.out_dir;
     std::fs::create_dir_all(out_dir).map_err(|source| RunError::OutDir { path: out_dir.clone(), source })?;
     let lines = input::read_lines(&options.requests)?;

@@ -115,6 +115,12 @@ pub enum RunError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The `--assets` folder is missing or not a folder.
+    #[error("the --assets folder {path} does not exist or is not a folder")]
+    Assets {
+        /// The folder given.
+        path: PathBuf,
+    },
     /// Another process is writing to the output directory, or it cannot be locked.
     #[error(transparent)]
     Locked(#[from] LockError),
@@ -198,9 +204,19 @@ pub fn run(options: &RunOptions) -> Result<Summary, RunError> {
     run_until(options, &AtomicBool::new(false))
 }
 
+/// A `--assets` folder that is not there is a fatal error before anything is written, rather than
+/// an error record for every request naming a checkpoint.
+pub(crate) fn check_assets(options: &RunOptions) -> Result<(), RunError> {
+    match &options.assets {
+        Some(path) if !path.is_dir() => Err(RunError::Assets { path: path.clone() }),
+        _ => Ok(()),
+    }
+}
+
 /// [`run`], stopping early once `stop` is set (see the module documentation).
 pub fn run_until(options: &RunOptions, stop: &AtomicBool) -> Result<Summary, RunError> {
     let started = Instant::now();
+    check_assets(options)?;
     let out_dir = &options.out_dir;
     std::fs::create_dir_all(out_dir).map_err(|source| RunError::OutDir { path: out_dir.clone(), source })?;
     let _lock = OutDirLock::acquire(out_dir)?;
