@@ -60,7 +60,6 @@ fn same_errors_as_a_real_run(dir: &Path, requests: &Path, extra: &[&str]) -> BTr
 fn the_mixed_render_file_gives_the_real_runs_error_records() {
     let dir = tempfile::tempdir().unwrap();
     let lines = mixed_demo_lines();
-    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
     let requests = write_requests(dir.path(), &lines);
     // No --model: the demo model (SDXL) for the real run, its known family for the dry run.
     let errors = same_errors_as_a_real_run(dir.path(), &requests, &[]);
@@ -91,7 +90,6 @@ fn image_checkpoint_and_family_errors_are_the_real_runs() {
         request_sd15("prompt-2-on-sd15", 37, r#", "prompt_2": "a lake""#),
         request_sd15("fine", 38, r#", "num_images": 2"#),
     ];
-    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
     let requests = write_requests(dir.path(), &lines);
     let extra = ["--model", TINY_SD15, "--assets", assets.to_str().unwrap()];
     let errors = same_errors_as_a_real_run(dir.path(), &requests, &extra);

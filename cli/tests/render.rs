@@ -56,7 +56,6 @@ fn a_mixed_file_gives_a_response_or_an_error_record_per_line() {
     let dir = tempfile::tempdir().unwrap();
     let deep = demo_clip_skip_limit() + 1;
     let lines = mixed_demo_lines();
-    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
     let requests = write_requests(dir.path(), &lines);
     let out = dir.path().join("out");
     // No --model: the demo model.
@@ -126,7 +125,6 @@ fn a_mixed_file_gives_a_response_or_an_error_record_per_line() {
 fn a_run_killed_mid_way_resumes_with_nothing_lost_or_repeated() {
     let dir = tempfile::tempdir().unwrap();
     let lines: Vec<String> = (0..3).map(|i| request_sd15(&format!("r{i}"), 100 + i, "")).collect();
-    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
     let requests = write_requests(dir.path(), &lines);
     let out = dir.path().join("out");
     let args = ["--batch-size", "1", "--save-images"];
@@ -212,7 +210,7 @@ fn batch_size_does_not_change_the_images() {
         request_demo("inpaint", 29, 4, &format!(r#"{inpaint}, "cfg_scale": 3"#)),
     ];
     let text = lines.join("\n") + "\n";
-    let requests = write_requests(dir.path(), &lines.iter().map(String::as_str).collect::<Vec<_>>());
+    let requests = write_requests(dir.path(), &lines);
 
     let single = dir.path().join("single");
     let output = render(&requests, &single, &["--batch-size", "1"]);
@@ -274,7 +272,7 @@ fn init_and_mask_images_and_checkpoints_are_used_or_named_in_errors() {
         request_sd15("bad-mask", 33, &images(&init, "%%%")),
         request_sd15("unknown-checkpoint", 34, r#", "checkpoint": "dreamshaper""#),
     ];
-    let requests = write_requests(dir.path(), &lines.iter().map(String::as_str).collect::<Vec<_>>());
+    let requests = write_requests(dir.path(), &lines);
     let out = dir.path().join("out");
     let output = render_sd15(&requests, &out, &["--assets", assets.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));

@@ -18,7 +18,7 @@ fn spawn_sd15(requests: &Path, out: &Path) -> Child {
 
 fn sd15_requests(dir: &Path, ids: &[&str]) -> std::path::PathBuf {
     let lines: Vec<String> = ids.iter().zip(100..).map(|(id, seed)| request_sd15(id, seed, "")).collect();
-    write_requests(dir, &lines.iter().map(String::as_str).collect::<Vec<_>>())
+    write_requests(dir, &lines)
 }
 
 #[test]
@@ -81,7 +81,7 @@ fn a_journal_holding_ids_twice_is_reported_and_counts_each_line_once() {
         request_sd15("b", 3, ""),
         request_sd15("b", 4, ""),
     ];
-    let requests = write_requests(dir.path(), &lines.iter().map(String::as_str).collect::<Vec<_>>());
+    let requests = write_requests(dir.path(), &lines);
     let out = dir.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
     // Two runs' records interleaved; "b" is repeated in the input, so two records are its due.

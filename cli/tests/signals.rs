@@ -19,7 +19,7 @@ fn stop_with(signal: &str, status: i32) {
     let dir = tempfile::tempdir().unwrap();
     let all = ["s0", "s1", "s2"];
     let lines: Vec<String> = all.iter().zip(200..).map(|(id, seed)| request_sd15(id, seed, "")).collect();
-    let requests = write_requests(dir.path(), &lines.iter().map(String::as_str).collect::<Vec<_>>());
+    let requests = write_requests(dir.path(), &lines);
     let out = dir.path().join("out");
     let args = ["--model", TINY_SD15, "--batch-size", "1"];
     let mut child = spawn_render(&requests, &out, &args);

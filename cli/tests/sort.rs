@@ -44,7 +44,7 @@ fn sort(requests: &Path, out: &Path) -> std::process::Output {
 fn ordered_runs_and_kiln_sort_give_input_order_keeping_every_line() {
     let dir = tempfile::tempdir().unwrap();
     let lines = mixed_lines();
-    let requests = write_requests(dir.path(), &lines.iter().map(String::as_str).collect::<Vec<_>>());
+    let requests = write_requests(dir.path(), &lines);
 
     let ordered = dir.path().join("ordered");
     let output = render(&requests, &ordered, &["--model", TINY_SD15, "--ordered"]);
@@ -89,7 +89,7 @@ fn ordered_runs_and_kiln_sort_give_input_order_keeping_every_line() {
 fn an_interrupted_ordered_run_is_sorted_only_when_resumed_to_the_end() {
     let dir = tempfile::tempdir().unwrap();
     let lines = mixed_lines();
-    let requests = write_requests(dir.path(), &lines.iter().map(String::as_str).collect::<Vec<_>>());
+    let requests = write_requests(dir.path(), &lines);
     let out = dir.path().join("out");
     let journal = out.join("responses.jsonl");
     let args = ["--model", TINY_SD15, "--ordered", "--batch-size", "1"];

@@ -55,9 +55,10 @@ pub fn wait_for_lock(child: &mut Child, out: &Path) {
 }
 
 /// Writes `lines` as `dir/requests.jsonl`.
-pub fn write_requests(dir: &Path, lines: &[&str]) -> PathBuf {
+pub fn write_requests(dir: &Path, lines: &[impl AsRef<str>]) -> PathBuf {
     let path = dir.join("requests.jsonl");
-    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let text: String = lines.iter().map(|line| format!("{}\n", line.as_ref())).collect();
+    std::fs::write(&path, text).unwrap();
     path
 }
 
