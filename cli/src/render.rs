@@ -2,9 +2,11 @@
 //!
 //! Exit status: 0 when every line has a response, 1 when any line has an error record (this
 //! run's or, on a resumed run, one already in the journal), 2 when the run could not go on at all
-//! (bad model path, unwritable output directory, unreadable requests, another process writing to
-//! the output directory), with one line saying why; 130 (SIGINT) or 143 (SIGTERM) when a signal
-//! stopped the run early ([`crate::signals`]).
+//! (bad model path, a model config out of range, unwritable output directory, unreadable requests,
+//! another process writing to the output directory), with one line saying why, and also when a
+//! checkpoint requests name (`--assets`) could not be opened or loaded: its lines get no record,
+//! so a rerun renders them once the file is fixed, while the other lines render; 130 (SIGINT) or
+//! 143 (SIGTERM) when a signal stopped the run early ([`crate::signals`]).
 //! With `--dry-run`: 0 when every line is valid, 1 otherwise, 2 as above. A dry run does not lock
 //! the output directory: it never reads or writes the journal, so it can check a file while a
 //! render writes there.
@@ -128,6 +130,9 @@ fn run_inner(args: &Args) -> Result<ExitCode, String> {
     }
     if let Some(status) = signals.exit_status() {
         return Ok(ExitCode::from(status));
+    }
+    if summary.unrendered() > 0 {
+        return Ok(ExitCode::from(2));
     }
     let failed = summary.failed + summary.skipped_failed > 0;
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })

@@ -7,25 +7,12 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{TINY_SD15, noise_png, read_records, render, request_sd15, stderr, write_requests};
+use common::{TINY_SD15, copy_dir, noise_png, read_records, render, request_sd15, stderr, write_requests};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde_json::Value;
 
 /// f16 NaN, little-endian.
 const F16_NAN: [u8; 2] = 0x7e00u16.to_le_bytes();
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
 
 /// A copy of the tiny SD 1.5 folder in `dir` whose `file` has one value of `tensor` (in the
 /// middle) set to NaN, rewritten with the safetensors crate.

@@ -61,7 +61,7 @@ pub use input::{InputError, RequestSource};
 pub use journal::{JOURNAL_FILE, Journal, JournalError};
 pub use lock::{LOCK_FILE, LockError, OutDirLock};
 pub use ordered::{Sorted, sort_journal};
-pub use progress::{Progress, Summary};
+pub use progress::{Progress, Summary, UnusableCheckpoint};
 
 use models::Models;
 
@@ -161,8 +161,6 @@ struct Pending {
     id: String,
     /// The checkpoint it renders with.
     model: PathBuf,
-    /// The `checkpoint` name it asked for, if any.
-    checkpoint: Option<String>,
     resolved: Resolved,
 }
 
@@ -195,6 +193,27 @@ impl Sink {
         self.journal.append(id, &ErrorRecord { id: id.to_owned(), error })?;
         self.summary.failed += 1;
         Ok(())
+    }
+
+    /// Leaves a line without a record because its checkpoint (`path`) cannot be opened or
+    /// loaded: the fault is the file's, not the request's, so a rerun renders the line once the
+    /// file is fixed. Said on standard error once per checkpoint.
+    fn unusable_checkpoint(&mut self, path: &Path, reason: &str) {
+        match self.summary.unusable.iter_mut().find(|u| u.path == path) {
+            Some(unusable) => unusable.lines += 1,
+            None => {
+                self.progress.message(&format!(
+                    "cannot use the checkpoint {}: {reason}; its requests get no record and are \
+                     left for a rerun",
+                    path.display()
+                ));
+                self.summary.unusable.push(UnusableCheckpoint {
+                    path: path.to_path_buf(),
+                    reason: reason.to_owned(),
+                    lines: 1,
+                });
+            }
+        }
     }
 }
 
@@ -280,6 +299,8 @@ pub fn run_until(options: &RunOptions, stop: &AtomicBool) -> Result<Summary, Run
         // Repeated ids' records wait too: written before their first occurrence's, they would be
         // taken for it on the rerun.
         sink.summary.stopped = Some(left + duplicates.len());
+    } else if sink.summary.unrendered() > 0 {
+        // Likewise while lines wait for a checkpoint to be fixed.
     } else {
         for (line, id, error) in duplicates {
             sink.fail(line, &id, error)?;
@@ -290,7 +311,8 @@ pub fn run_until(options: &RunOptions, stop: &AtomicBool) -> Result<Summary, Run
         sheet.write()?;
     }
     sink.progress.finish();
-    if let Some(ids) = input_order.filter(|_| sink.summary.stopped.is_none()) {
+    let complete = sink.summary.stopped.is_none() && sink.summary.unusable.is_empty();
+    if let Some(ids) = input_order.filter(|_| complete) {
         sink.summary.ordered = Some(ordered::sort_journal(out_dir, &ids)?);
     }
     sink.summary.elapsed = started.elapsed();
@@ -361,8 +383,7 @@ fn plan(
         let facts = match models.facts(&model) {
             Ok(facts) => facts,
             Err(reason) => {
-                let name = request.checkpoint.as_deref().unwrap_or_default();
-                sink.fail(number, &id, records::checkpoint_failed(name, &reason))?;
+                sink.unusable_checkpoint(&model, &reason);
                 continue;
             }
         };
@@ -373,7 +394,7 @@ fn plan(
                 continue;
             }
         };
-        pending.push(Pending { line: number, id, model, checkpoint: request.checkpoint.clone(), resolved });
+        pending.push(Pending { line: number, id, model, resolved });
     }
     warn_surplus_records(&seen, sink);
     Ok((pending, duplicates))

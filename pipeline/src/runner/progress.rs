@@ -119,9 +119,28 @@ pub struct Summary {
     /// When the run was stopped (a signal) before every line had its record: how many lines
     /// have none (a rerun renders them).
     pub stopped: Option<usize>,
+    /// Checkpoints named by requests that could not be opened or loaded, in the order met: their
+    /// lines have no record, so a rerun renders them once the file is fixed.
+    pub unusable: Vec<UnusableCheckpoint>,
+}
+
+/// A checkpoint that failed to open or load, and the lines left without a record because of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UnusableCheckpoint {
+    /// The file or folder.
+    pub path: std::path::PathBuf,
+    /// Why it cannot be used.
+    pub reason: String,
+    /// The lines that asked for it.
+    pub lines: usize,
 }
 
 impl Summary {
+    /// Lines left without a record because their checkpoint could not be used.
+    pub fn unrendered(&self) -> usize {
+        self.unusable.iter().map(|u| u.lines).sum()
+    }
+
     /// Images per second over the whole run (0 when nothing was rendered).
     pub fn images_per_second(&self) -> f64 {
         let secs = self.elapsed.as_secs_f64();
@@ -149,6 +168,15 @@ impl fmt::Display for Summary {
         }
         if let Some(left) = self.stopped {
             write!(f, "; stopped early: {} left for a rerun", plural(left, "request"))?;
+        }
+        for unusable in &self.unusable {
+            write!(
+                f,
+                "; {} not rendered, left for a rerun: cannot use the checkpoint {}: {}",
+                plural(unusable.lines, "request"),
+                unusable.path.display(),
+                unusable.reason
+            )?;
         }
         Ok(())
     }
@@ -183,6 +211,15 @@ mod tests {
         );
         let stopped = Summary { done: 2, images: 2, stopped: Some(3), ..Summary::default() };
         assert!(stopped.to_string().ends_with("; stopped early: 3 requests left for a rerun"), "{stopped}");
+        let unusable = UnusableCheckpoint { path: "/a/broken".into(), reason: "bad header".into(), lines: 4 };
+        let unusable = Summary { unusable: vec![unusable], ..Summary::default() };
+        assert_eq!(unusable.unrendered(), 4);
+        assert!(
+            unusable.to_string().ends_with(
+                "; 4 requests not rendered, left for a rerun: cannot use the checkpoint /a/broken: bad header"
+            ),
+            "{unusable}"
+        );
     }
 
     #[test]

@@ -39,9 +39,8 @@ pub(super) fn group(
     let engine = match models.engine(&model) {
         Ok(engine) => engine,
         Err(reason) => {
-            for p in &group.items {
-                let name = p.checkpoint.as_deref().unwrap_or_default();
-                sink.fail(p.line, &p.id, records::checkpoint_failed(name, &reason))?;
+            for _ in &group.items {
+                sink.unusable_checkpoint(&model, &reason);
             }
             sink.progress.finish_images(images);
             return Ok(GroupEnd::Done);
@@ -224,7 +223,7 @@ mod tests {
         let text = format!(r#"{{"prompt": "a boat", "width": 512, "height": 512, "seed": 5{fields}}}"#);
         let line = crate::request::parse_line(&text, 1);
         let resolved = line.request.unwrap().resolve(Family::Sd15).unwrap();
-        Pending { line: 1, id: line.id, model: "m".into(), checkpoint: None, resolved }
+        Pending { line: 1, id: line.id, model: "m".into(), resolved }
     }
 
     #[test]

@@ -69,6 +69,11 @@ pub struct SchedulerConfig {
     pub skip_prk_steps: Option<bool>,
 }
 
+/// The most training timesteps a scheduler file may declare. Every published SD model has 1000;
+/// the schedule's tables are this long, so an absurd value (`1e12`) is refused at load instead of
+/// allocating terabytes when the first request builds its sampler.
+pub const MAX_TRAIN_TIMESTEPS: usize = 100_000;
+
 impl SchedulerConfig {
     /// Stable Diffusion 1.5's published scheduler configuration (a `PNDMScheduler` file).
     pub fn sd15() -> Self {
@@ -171,15 +176,37 @@ impl SchedulerConfig {
             }
         };
         let num_train_timesteps = count("num_train_timesteps", 1000.0)?;
-        if num_train_timesteps < 2 {
-            return Err(SamplerError::config("num_train_timesteps", "needs at least 2 timesteps"));
+        if !(2..=MAX_TRAIN_TIMESTEPS).contains(&num_train_timesteps) {
+            return Err(SamplerError::config(
+                "num_train_timesteps",
+                format!("{num_train_timesteps} is outside 2 ..= {MAX_TRAIN_TIMESTEPS}"),
+            ));
+        }
+        let steps_offset = count("steps_offset", 0.0)?;
+        if steps_offset >= num_train_timesteps {
+            return Err(SamplerError::config(
+                "steps_offset",
+                format!("{steps_offset} must be below num_train_timesteps ({num_train_timesteps})"),
+            ));
+        }
+        let (beta_start, beta_end) = (number("beta_start", 0.0001)?, number("beta_end", 0.02)?);
+        for (key, beta) in [("beta_start", beta_start), ("beta_end", beta_end)] {
+            if !(beta > 0.0 && beta < 1.0) {
+                return Err(SamplerError::config(key, format!("{beta} is outside (0, 1)")));
+            }
+        }
+        if beta_start >= beta_end {
+            return Err(SamplerError::config(
+                "beta_end",
+                format!("{beta_end} must be above beta_start ({beta_start}): betas increase"),
+            ));
         }
         Ok(SchedulerConfig {
             num_train_timesteps,
-            beta_start: number("beta_start", 0.0001)?,
-            beta_end: number("beta_end", 0.02)?,
+            beta_start,
+            beta_end,
             beta_schedule,
-            steps_offset: count("steps_offset", 0.0)?,
+            steps_offset,
             timestep_spacing,
             prediction_type,
             use_karras_sigmas: flag("use_karras_sigmas")?.unwrap_or(false),
@@ -193,7 +220,12 @@ impl SchedulerConfig {
     pub fn from_file(path: &Path) -> Result<Self, SamplerError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| SamplerError::config("scheduler_config.json", format!("{}: {e}", path.display())))?;
-        Self::from_json(&text)
+        Self::from_json(&text).map_err(|e| match e {
+            SamplerError::Config { key, message } => {
+                SamplerError::Config { key, message: format!("{message} (in {})", path.display()) }
+            }
+            other => other,
+        })
     }
 
     /// The configuration the checkpoint opened from `path` runs with: a diffusers folder's
@@ -205,5 +237,39 @@ impl SchedulerConfig {
             _ if ckpt.family().is_sdxl() => Ok(Self::sdxl()),
             _ => Ok(Self::sd15()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused_key(json: &str) -> &'static str {
+        match SchedulerConfig::from_json(json) {
+            Err(SamplerError::Config { key, .. }) => key,
+            other => panic!("{json} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn values_out_of_range_are_refused_naming_their_key() {
+        assert_eq!(refused_key(r#"{"num_train_timesteps": 1e12}"#), "num_train_timesteps");
+        assert_eq!(refused_key(r#"{"num_train_timesteps": 1}"#), "num_train_timesteps");
+        assert_eq!(refused_key(r#"{"steps_offset": 1000}"#), "steps_offset");
+        assert_eq!(refused_key(r#"{"num_train_timesteps": 50, "steps_offset": 50}"#), "steps_offset");
+        assert_eq!(refused_key(r#"{"beta_start": 0}"#), "beta_start");
+        assert_eq!(refused_key(r#"{"beta_start": -0.001}"#), "beta_start");
+        assert_eq!(refused_key(r#"{"beta_end": 1.0}"#), "beta_end");
+        assert_eq!(refused_key(r#"{"beta_start": 0.02, "beta_end": 0.0001}"#), "beta_end");
+        assert_eq!(refused_key(r#"{"beta_start": 0.012, "beta_end": 0.012}"#), "beta_end");
+    }
+
+    #[test]
+    fn values_at_the_edges_of_their_ranges_load() {
+        let c = SchedulerConfig::from_json(
+            r#"{"num_train_timesteps": 100000, "steps_offset": 99999, "beta_start": 1e-9, "beta_end": 0.999}"#,
+        )
+        .unwrap();
+        assert_eq!((c.num_train_timesteps, c.steps_offset), (MAX_TRAIN_TIMESTEPS, 99_999));
     }
 }

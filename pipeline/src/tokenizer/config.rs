@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::TokenizerError;
+use super::{CONTEXT_LEN, TokenizerError};
 
 /// One special token as configured: its text and whether it is matched after normalization.
 #[derive(Clone, Debug, PartialEq)]
@@ -50,6 +50,15 @@ impl SpecialConfig {
             .map_err(|source| TokenizerError::Io { path: path.into(), source })?;
         let parse = |reason: String| TokenizerError::Parse { path: path.into(), reason };
         let json: Value = serde_json::from_str(&text).map_err(|e| parse(format!("not valid JSON: {e}")))?;
+        // kiln always tokenizes into CLIP's 77 positions (the text encoders' own limit), so a
+        // tokenizer that claims fewer would silently read prompts differently from transformers.
+        match json.get("model_max_length") {
+            None | Some(Value::Null) => {}
+            Some(v) if v.as_f64().is_some_and(|n| n >= CONTEXT_LEN as f64) => {}
+            Some(v) => {
+                return Err(parse(format!("`model_max_length` must be at least {CONTEXT_LEN}, found {v}")));
+            }
+        }
         let mut config = SpecialConfig::clip_l();
         for (key, slot) in [
             ("bos_token", &mut config.bos),
@@ -79,5 +88,31 @@ impl SpecialConfig {
     /// whether it is matched normalized (transformers registers pad after bos, eos and unk).
     pub(crate) fn in_order(&self) -> [&ConfiguredToken; 4] {
         [&self.bos, &self.eos, &self.unk, &self.pad]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> Result<SpecialConfig, TokenizerError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenizer_config.json");
+        std::fs::write(&path, text).unwrap();
+        SpecialConfig::read(&path)
+    }
+
+    #[test]
+    fn a_model_max_length_below_clips_positions_is_refused() {
+        for text in [r#"{"model_max_length": 20}"#, r#"{"model_max_length": "77"}"#] {
+            let e = read(text).unwrap_err().to_string();
+            assert!(e.contains("tokenizer_config.json") && e.contains("`model_max_length`"), "{e}");
+        }
+        // transformers writes 77 for CLIP, and int(1e30) for "no limit".
+        for text in
+            [r#"{"model_max_length": 77}"#, r#"{"model_max_length": 1000000000000000019884624838656}"#]
+        {
+            assert_eq!(read(text).unwrap(), SpecialConfig::clip_l(), "{text}");
+        }
     }
 }

@@ -140,7 +140,18 @@ fn component_config(
             ComponentConfig::TextEncoder(config)
         }
     };
+    check_ranges(json_path, &config)?;
     Ok((component, config, ConfigSource::ConfigJson(json_path.into())))
+}
+
+/// [`config::ranges`]: the values a config file gives are in range, so the model can render.
+/// (Inferred configs take the family's published values, which are.)
+fn check_ranges(path: &Path, config: &ComponentConfig) -> Result<(), CheckpointError> {
+    match config {
+        ComponentConfig::Unet(c) => config::ranges::check_unet(path, c),
+        ComponentConfig::Vae(c) => config::ranges::check_vae(path, c),
+        ComponentConfig::TextEncoder(c) => config::ranges::check_text(path, c),
+    }
 }
 
 /// Collects canonical entries from stored tensors.

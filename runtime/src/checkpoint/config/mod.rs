@@ -9,6 +9,7 @@
 
 pub mod diffusers;
 pub mod infer;
+pub mod ranges;
 
 use super::family::Family;
 
