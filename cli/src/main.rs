@@ -23,7 +23,8 @@ enum Command {
     /// (or another kiln process is using DIR), 130/143 stopped by SIGINT/SIGTERM.
     Render(render::Args),
     /// Describe a checkpoint: format, family, each component's size, parameters and dtypes,
-    /// and any tensor kiln does not recognise.
+    /// and any tensor kiln does not recognise. Exit status: 0 described, 2 the checkpoint cannot
+    /// be opened (the status `kiln render --model` exits with for the same file).
     Inspect(inspect::Args),
     /// Rewrite DIR/responses.jsonl (appended in completion order) in the order of REQUESTS,
     /// once every line has its record. Exit status: 0 in order, 1 some line has no record yet,
@@ -38,8 +39,9 @@ fn main() -> ExitCode {
         Command::Inspect(args) => match inspect::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
-                eprintln!("Error: {error:?}");
-                ExitCode::FAILURE
+                // One line, as `kiln render` says it of the same checkpoint (with the same status).
+                eprintln!("kiln inspect: {error:#}");
+                ExitCode::from(2)
             }
         },
     }

@@ -7,7 +7,8 @@
 //! checkpoint requests name (`--assets`) could not be opened or loaded: its lines get no record,
 //! so a rerun renders them once the file is fixed, while the other lines render; 130 (SIGINT) or
 //! 143 (SIGTERM) when a signal stopped the run early ([`crate::signals`]).
-//! With `--dry-run`: 0 when every line is valid, 1 otherwise, 2 as above. A dry run does not lock
+//! With `--dry-run`: 0 when every line is valid, 1 otherwise, 2 as above (an unusable checkpoint
+//! included). A dry run does not lock
 //! the output directory: it never reads or writes the journal, so it can check a file while a
 //! render writes there.
 
@@ -159,5 +160,11 @@ fn dry_run(args: &Args) -> Result<ExitCode, String> {
     };
     let summary = runner::dry_run(&options).map_err(|e| e.to_string())?;
     eprintln!("{summary}");
-    Ok(if summary.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if !summary.unusable.is_empty() {
+        ExitCode::from(2)
+    } else if summary.failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -74,8 +74,8 @@ fn image_checkpoint_and_family_errors_are_the_real_runs() {
     let dir = tempfile::tempdir().unwrap();
     let assets = dir.path().join("assets");
     std::fs::create_dir_all(assets.join("checkpoints")).unwrap();
-    std::os::unix::fs::symlink(TINY_SD15, assets.join("checkpoints").join("tiny")).unwrap();
-    std::fs::write(assets.join("checkpoints").join("broken.safetensors"), b"not a safetensors file").unwrap();
+    // A copy: symlinks leading out of the assets folder are refused.
+    copy_dir(Path::new(TINY_SD15), &assets.join("checkpoints").join("tiny"));
     let (init, mask) = (noise_png(24, 16, 3, false), noise_png(24, 16, 4, true));
     let images = |init: &str, mask: &str| {
         format!(r#", "init_image": "{init}", "mask_image": "{mask}", "strength": 1.0"#)
@@ -85,7 +85,6 @@ fn image_checkpoint_and_family_errors_are_the_real_runs() {
         request_sd15("bad-init", 32, &images("bm90IGFuIGltYWdl", &mask)),
         request_sd15("bad-mask", 33, &images(&init, "%%%")),
         request_sd15("unknown-checkpoint", 34, r#", "checkpoint": "dreamshaper""#),
-        request_sd15("broken-checkpoint", 35, r#", "checkpoint": "broken""#),
         request("sdxl-size-on-sd15", 36, r#", "width": 640, "height": 1536"#),
         request_sd15("prompt-2-on-sd15", 37, r#", "prompt_2": "a lake""#),
         request_sd15("fine", 38, r#", "num_images": 2"#),
@@ -93,14 +92,7 @@ fn image_checkpoint_and_family_errors_are_the_real_runs() {
     let requests = write_requests(dir.path(), &lines);
     let extra = ["--model", TINY_SD15, "--assets", assets.to_str().unwrap()];
     let errors = same_errors_as_a_real_run(dir.path(), &requests, &extra);
-    let failing = [
-        "bad-init",
-        "bad-mask",
-        "unknown-checkpoint",
-        "broken-checkpoint",
-        "sdxl-size-on-sd15",
-        "prompt-2-on-sd15",
-    ];
+    let failing = ["bad-init", "bad-mask", "unknown-checkpoint", "sdxl-size-on-sd15", "prompt-2-on-sd15"];
     assert_eq!(errors.keys().collect::<Vec<_>>(), {
         let mut f = failing.to_vec();
         f.sort();
@@ -118,8 +110,41 @@ fn image_checkpoint_and_family_errors_are_the_real_runs() {
             .unwrap(),
     );
     assert!(
-        summary.contains("8 lines checked") && summary.contains("2 valid (3 images to render)"),
+        summary.contains("7 lines checked") && summary.contains("2 valid (3 images to render)"),
         "{summary}"
+    );
+}
+
+/// A checkpoint from `--assets` that cannot be used: the run leaves its lines for a rerun (no
+/// record, exit 2), and the dry run says so in its summary (no record, exit 2).
+#[test]
+fn an_unusable_asset_is_reported_as_the_run_leaves_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let assets = dir.path().join("assets");
+    std::fs::create_dir_all(assets.join("checkpoints")).unwrap();
+    std::fs::write(assets.join("checkpoints").join("broken.safetensors"), b"not a safetensors file").unwrap();
+    let lines = [
+        request_sd15("broken-1", 35, r#", "checkpoint": "broken""#),
+        request_sd15("fine", 36, ""),
+        request_sd15("broken-2", 37, r#", "checkpoint": "broken""#),
+    ];
+    let requests = write_requests(dir.path(), &lines);
+    let extra = ["--model", TINY_SD15, "--assets", assets.to_str().unwrap()];
+
+    let real = dir.path().join("real");
+    let output = render(&requests, &real, &extra);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert_eq!(ids(&read_records(&real.join("responses.jsonl"))), ["fine"]);
+    assert!(stdout(&output).contains("2 requests not rendered"), "{}", stdout(&output));
+
+    let dry = dir.path().join("dry");
+    let output = render(&requests, &dry, &[&["--dry-run"][..], &extra].concat());
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert_eq!(std::fs::read_to_string(dry.join("dry-run.jsonl")).unwrap(), "", "no error record");
+    assert!(
+        err.contains("2 lines would wait for the checkpoint") && err.contains("broken.safetensors"),
+        "{err}"
     );
 }
 

@@ -119,10 +119,32 @@ fn bad_input_fails_with_the_file_named() {
     let dir = tempfile::tempdir().unwrap();
     let png = dir.path().join("cat.png");
     std::fs::write(&png, b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR").unwrap();
+    let requests = dir.path().join("requests.jsonl");
+    std::fs::write(&requests, "{\"prompt\": \"a boat\"}\n").unwrap();
     for (path, what) in [(png.clone(), "PNG"), (dir.path().join("missing.safetensors"), "no such file")] {
-        let out = kiln(&["inspect", path.to_str().unwrap()]);
-        assert!(!out.status.success());
+        let path = path.to_str().unwrap();
+        // With backtraces asked for, still one line: a bad file is the user's error, not a bug.
+        let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["inspect", path])
+            .env("RUST_BACKTRACE", "1")
+            .output();
+        let out = out.unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(path.to_str().unwrap()) && err.contains(what), "{err}");
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(path) && err.contains(what), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        // `kiln render --model` exits the same way for the same file, naming the same fault.
+        let out_dir = dir.path().join("out");
+        let render = kiln(&[
+            "render",
+            requests.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--model",
+            path,
+        ]);
+        let render_err = String::from_utf8_lossy(&render.stderr);
+        assert_eq!(render.status.code(), Some(2), "{render_err}");
+        assert!(render_err.contains(path) && render_err.contains(what), "{render_err}");
     }
 }

@@ -22,6 +22,7 @@ pub mod cuda;
 mod device;
 mod dtype;
 mod error;
+pub mod files;
 pub mod ops;
 mod storage;
 mod tensor;

@@ -18,6 +18,20 @@ pub enum AssetError {
         /// The requested name.
         name: String,
     },
+    /// The name is a symlink (or inside a symlinked folder) that leads out of the assets
+    /// directory: a request must not be able to read files the library does not hold.
+    #[error(
+        "checkpoint {name:?} leads outside the assets directory {assets} (a symlink to {target}); \
+         move or hard-link the checkpoint into {assets}/checkpoints instead"
+    )]
+    OutsideAssets {
+        /// The requested name.
+        name: String,
+        /// The assets directory.
+        assets: PathBuf,
+        /// Where the name leads.
+        target: PathBuf,
+    },
     /// Nothing by that name.
     #[error("unknown checkpoint {name:?}: {dir} has {}", available_list(.available))]
     Unknown {
@@ -43,14 +57,30 @@ pub fn find_checkpoint(assets: Option<&Path>, name: &str) -> Result<PathBuf, Ass
     }
     let dir = assets.join("checkpoints");
     let exact = dir.join(name);
-    if exact.exists() {
-        return Ok(exact);
-    }
     let file = dir.join(format!("{name}.safetensors"));
-    if file.is_file() {
-        return Ok(file);
+    let found = if exact.exists() {
+        exact
+    } else if file.exists() {
+        file
+    } else {
+        return Err(AssetError::Unknown { name: name.to_owned(), available: list_checkpoints(&dir), dir });
+    };
+    inside_assets(assets, name, found)
+}
+
+/// `found` when it resolves to a path inside `assets` (symlinks followed).
+fn inside_assets(assets: &Path, name: &str, found: PathBuf) -> Result<PathBuf, AssetError> {
+    let outside = |target: PathBuf| AssetError::OutsideAssets {
+        name: name.to_owned(),
+        assets: assets.to_path_buf(),
+        target,
+    };
+    match (assets.canonicalize(), found.canonicalize()) {
+        (Ok(root), Ok(target)) if target.starts_with(&root) => Ok(found),
+        (Ok(_), Ok(target)) => Err(outside(target)),
+        // It exists (checked by the caller) but cannot be resolved: let opening it report why.
+        _ => Ok(found),
     }
-    Err(AssetError::Unknown { name: name.to_owned(), available: list_checkpoints(&dir), dir })
 }
 
 /// The names under `dir`: folders as they are, `.safetensors` files without the extension.
@@ -138,6 +168,22 @@ mod tests {
         assert!(err.to_string().contains("--assets"), "{err}");
         let err = find_checkpoint(Some(assets.path()), "x").unwrap_err();
         assert!(err.to_string().contains("no checkpoints"), "{err}");
+
+        // Symlinks inside the library are followed; those leading out of it are refused.
+        let checkpoints = assets.path().join("checkpoints");
+        std::fs::create_dir_all(checkpoints.join("real")).unwrap();
+        std::os::unix::fs::symlink(checkpoints.join("real"), checkpoints.join("alias")).unwrap();
+        assert_eq!(find_checkpoint(Some(assets.path()), "alias").unwrap(), checkpoints.join("alias"));
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("passwd");
+        std::fs::write(&secret, "root:x:0:0").unwrap();
+        std::os::unix::fs::symlink(&secret, checkpoints.join("x.safetensors")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), checkpoints.join("folder")).unwrap();
+        for name in ["x", "x.safetensors", "folder"] {
+            let err = find_checkpoint(Some(assets.path()), name).unwrap_err();
+            assert!(matches!(err, AssetError::OutsideAssets { .. }), "{name}: {err}");
+            assert!(!err.to_string().contains("root:x"), "{err}");
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use kiln_runtime::checkpoint::Checkpoint;
 
-use super::{RunError, RunOptions, assets, input, records, render, replace_file};
+use super::{RunError, RunOptions, UnusableCheckpoint, assets, input, records, render, replace_file};
 use crate::generate::GenerateError;
 use crate::models::{ModelError, ModelFacts};
 use crate::request::{ErrorRecord, RequestError, parse_line};
@@ -50,6 +50,9 @@ pub struct DryRunSummary {
     pub records: PathBuf,
     /// Wall time of the dry run.
     pub elapsed: Duration,
+    /// Checkpoints requests name that cannot be used: a run leaves their lines for a rerun
+    /// (no record), so the dry run lists them here rather than as error records.
+    pub unusable: Vec<UnusableCheckpoint>,
 }
 
 impl fmt::Display for DryRunSummary {
@@ -64,7 +67,29 @@ impl fmt::Display for DryRunSummary {
             self.images,
             self.failed,
             self.records.display()
-        )
+        )?;
+        for unusable in &self.unusable {
+            write!(
+                f,
+                "; {} lines would wait for the checkpoint {}, which cannot be used: {}",
+                unusable.lines,
+                unusable.path.display(),
+                unusable.reason
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a line would not render: its error record, or a checkpoint that cannot be used.
+enum LineFault {
+    Record(RequestError),
+    Unusable { path: PathBuf, reason: String },
+}
+
+impl From<RequestError> for LineFault {
+    fn from(error: RequestError) -> Self {
+        LineFault::Record(error)
     }
 }
 
@@ -83,6 +108,7 @@ pub fn dry_run(options: &RunOptions) -> Result<DryRunSummary, RunError> {
     let mut first_line: HashMap<String, usize> = HashMap::new();
     let mut duplicates = Vec::new();
     let (mut valid, mut images) = (0, 0);
+    let mut unusable: Vec<UnusableCheckpoint> = Vec::new();
     for input::InputLine { number, text } in &lines {
         let parsed = match text {
             Ok(text) => parse_line(text, *number),
@@ -106,7 +132,11 @@ pub fn dry_run(options: &RunOptions) -> Result<DryRunSummary, RunError> {
                 valid += 1;
                 images += n;
             }
-            Err(error) => check.fail(*number, &id, error)?,
+            Err(LineFault::Record(error)) => check.fail(*number, &id, error)?,
+            Err(LineFault::Unusable { path, reason }) => match unusable.iter_mut().find(|u| u.path == path) {
+                Some(u) => u.lines += 1,
+                None => unusable.push(UnusableCheckpoint { path, reason, lines: 1 }),
+            },
         }
     }
     for (number, error, id) in duplicates {
@@ -126,6 +156,7 @@ pub fn dry_run(options: &RunOptions) -> Result<DryRunSummary, RunError> {
         images,
         records: path,
         elapsed: started.elapsed(),
+        unusable,
     })
 }
 
@@ -134,20 +165,20 @@ fn check_request(
     request: Result<crate::request::Request, RequestError>,
     options: &RunOptions,
     models: &mut Headers,
-) -> Result<usize, RequestError> {
+) -> Result<usize, LineFault> {
     let request = request?;
     let model = match &request.checkpoint {
         None => models.default_path.clone(),
         Some(name) => assets::find_checkpoint(options.assets.as_deref(), name)
             .map_err(|e| records::field_error("checkpoint", e))?,
     };
-    let name = request.checkpoint.as_deref().unwrap_or_default();
     let header = models.header(&model);
-    let facts = header.facts.clone().map_err(|reason| records::checkpoint_failed(name, &reason))?;
+    let unusable = |reason: &String| LineFault::Unusable { path: model.clone(), reason: reason.clone() };
+    let facts = header.facts.clone().map_err(|reason| unusable(&reason))?;
     let resolved = request.resolve(facts)?;
     // A run finds an unreadable scheduler configuration when it loads the checkpoint for the
     // request's group.
-    let scheduler = header.scheduler.as_ref().map_err(|reason| records::checkpoint_failed(name, reason))?;
+    let scheduler = header.scheduler.as_ref().map_err(unusable)?;
     if let Some(init) = &resolved.init_image {
         render::decode_field(init, "init_image")?;
         if let Some(mask) = &resolved.mask_image {

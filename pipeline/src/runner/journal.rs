@@ -38,6 +38,16 @@ pub enum JournalError {
         /// What is wrong with the line.
         message: String,
     },
+    /// The journal is a symlink, a folder, a FIFO or a device: kiln appends to and truncates its
+    /// journal, which must be a plain file in the output directory (writing through a symlink
+    /// would damage the file it points to).
+    #[error("{path}: {reason}; kiln writes its journal only as a plain file in the output folder")]
+    NotAFile {
+        /// The journal file.
+        path: PathBuf,
+        /// What it is instead.
+        reason: String,
+    },
     /// A record did not serialise to JSON.
     #[error("cannot serialise the response for id {id:?}: {source}")]
     Serialise {
@@ -73,6 +83,7 @@ impl Journal {
     /// trailing partial line. `dir` must exist.
     pub fn open(dir: &Path) -> Result<Journal, JournalError> {
         let path = dir.join(JOURNAL_FILE);
+        check_plain_file(&path)?;
         let io = |source| JournalError::Io { path: path.clone(), source };
         let file = OpenOptions::new().read(true).append(true).create(true).open(&path).map_err(io)?;
         let (ids, complete_len) = read_ids(&path, &file)?;
@@ -146,6 +157,28 @@ impl Drop for Journal {
     fn drop(&mut self) {
         let _ = self.file.sync_data();
     }
+}
+
+/// `Ok` when `path` is a regular file (not through a symlink) or absent.
+pub(crate) fn check_plain_file(path: &Path) -> Result<(), JournalError> {
+    let kind = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta.file_type(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(JournalError::Io { path: path.to_owned(), source }),
+    };
+    let reason = if kind.is_file() {
+        return Ok(());
+    } else if kind.is_symlink() {
+        match std::fs::read_link(path) {
+            Ok(target) => format!("it is a symlink to {}", target.display()),
+            Err(_) => "it is a symlink".to_owned(),
+        }
+    } else if kind.is_dir() {
+        "it is a folder".to_owned()
+    } else {
+        "it is not a regular file (a FIFO, socket or device)".to_owned()
+    };
+    Err(JournalError::NotAFile { path: path.to_owned(), reason })
 }
 
 /// Reads the ids of the complete lines; returns them (with whether each record is an error
@@ -277,5 +310,29 @@ mod tests {
         let err = Journal::open(&dir.path().join("absent")).unwrap_err();
         assert!(matches!(err, JournalError::Io { .. }));
         assert!(err.to_string().contains(JOURNAL_FILE), "{err}");
+    }
+
+    #[test]
+    fn a_journal_that_is_a_symlink_fifo_or_folder_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere.jsonl");
+        std::fs::write(&elsewhere, "{\"id\": \"a\"}\npartial").unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, out.join(JOURNAL_FILE)).unwrap();
+        let err = Journal::open(&out).unwrap_err();
+        assert!(matches!(err, JournalError::NotAFile { .. }) && err.to_string().contains("symlink"), "{err}");
+        assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "{\"id\": \"a\"}\npartial", "not cut");
+
+        let fifo_dir = dir.path().join("fifo");
+        std::fs::create_dir_all(&fifo_dir).unwrap();
+        let status = std::process::Command::new("mkfifo").arg(fifo_dir.join(JOURNAL_FILE)).status().unwrap();
+        assert!(status.success());
+        let err = Journal::open(&fifo_dir).unwrap_err();
+        assert!(err.to_string().contains("FIFO"), "{err}");
+
+        let folder_dir = dir.path().join("folder");
+        std::fs::create_dir_all(folder_dir.join(JOURNAL_FILE)).unwrap();
+        assert!(Journal::open(&folder_dir).unwrap_err().to_string().contains("folder"));
     }
 }

@@ -89,6 +89,7 @@ struct IdOnly {
 /// line has its record (see the module documentation).
 pub fn sort_journal(dir: &Path, ids: &[(usize, String)]) -> Result<Sorted, JournalError> {
     let path = dir.join(JOURNAL_FILE);
+    super::journal::check_plain_file(&path)?;
     let io = |source| JournalError::Io { path: path.clone(), source };
     let file = File::open(&path).map_err(io)?;
     let (by_id, scanned_len) = scan(&path, &file)?;

@@ -63,11 +63,6 @@ fn failed_field(error: &GenerateError) -> Option<&'static str> {
     }
 }
 
-/// The checkpoint could not be loaded or used.
-pub fn checkpoint_failed(name: &str, error: &str) -> RequestError {
-    field_error("checkpoint", format!("cannot use checkpoint {name:?}: {error}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -218,7 +218,7 @@ impl SchedulerConfig {
 
     /// Reads a checkpoint folder's `scheduler/scheduler_config.json` (or any such file).
     pub fn from_file(path: &Path) -> Result<Self, SamplerError> {
-        let text = std::fs::read_to_string(path)
+        let text = kiln_runtime::files::read_regular_to_string(path)
             .map_err(|e| SamplerError::config("scheduler_config.json", format!("{}: {e}", path.display())))?;
         Self::from_json(&text).map_err(|e| match e {
             SamplerError::Config { key, message } => {

@@ -42,7 +42,14 @@ pub(crate) fn parse_merges(text: &str, path: &Path) -> Result<Vec<(String, Strin
             _ => {
                 return Err(TokenizerError::Parse {
                     path: path.into(),
-                    reason: format!("line {} is not a `left right` merge: {line:?}", i + 1),
+                    // The line itself is not echoed: the file failed validation, and may be
+                    // anything (errors never print a rejected file's bytes).
+                    reason: format!(
+                        "line {} is not a `left right` merge (two tokens and one space; it has {} \
+                         space-separated parts)",
+                        i + 1,
+                        line.split(' ').count()
+                    ),
                 });
             }
         }

@@ -46,7 +46,7 @@ impl SpecialConfig {
 
     /// Reads `tokenizer_config.json`; absent fields keep CLIP-L's values.
     pub(crate) fn read(path: &Path) -> Result<SpecialConfig, TokenizerError> {
-        let text = std::fs::read_to_string(path)
+        let text = kiln_runtime::files::read_regular_to_string(path)
             .map_err(|source| TokenizerError::Io { path: path.into(), source })?;
         let parse = |reason: String| TokenizerError::Parse { path: path.into(), reason };
         let json: Value = serde_json::from_str(&text).map_err(|e| parse(format!("not valid JSON: {e}")))?;

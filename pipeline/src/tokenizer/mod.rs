@@ -92,7 +92,7 @@ impl ClipTokenizer {
         let dir = dir.as_ref();
         let read = |name: &str| {
             let path = dir.join(name);
-            std::fs::read_to_string(&path)
+            kiln_runtime::files::read_regular_to_string(&path)
                 .map(|t| (t, path.clone()))
                 .map_err(|source| TokenizerError::Io { path, source })
         };

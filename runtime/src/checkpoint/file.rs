@@ -58,12 +58,13 @@ impl SafetensorsFile {
     /// Maps `path` and validates its header. Reads no tensor data.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, CheckpointError> {
         let path = path.as_ref().to_path_buf();
+        // A FIFO or device is refused before it is opened (opening a FIFO blocks).
+        crate::files::check_regular(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidInput => not_safetensors(&path, e.to_string()),
+            _ => io_error(&path, e),
+        })?;
         let file = File::open(&path).map_err(|e| io_error(&path, e))?;
-        let meta = file.metadata().map_err(|e| io_error(&path, e))?;
-        if meta.is_dir() {
-            return Err(not_safetensors(&path, "it is a folder".into()));
-        }
-        let len = meta.len();
+        let len = file.metadata().map_err(|e| io_error(&path, e))?.len();
         if len < 8 {
             return Err(not_safetensors(
                 &path,
@@ -279,11 +280,13 @@ fn check_preamble(path: &Path, map: &[u8]) -> Result<usize, CheckpointError> {
         return Err(if looks_like_json {
             CheckpointError::HeaderLength { path: path.into(), header_len, available }
         } else {
+            // The length is not printed: read from a file that is no safetensors, it is eight
+            // bytes of that file's content, and errors never echo a rejected file's bytes.
             not_safetensors(
                 path,
                 format!(
-                    "its first 8 bytes give a header length of {header_len}, more than the \
-                     {available} bytes that follow, and no JSON header follows them"
+                    "its first 8 bytes, read as a header length, exceed the {available} bytes that \
+                     follow, and no JSON header follows them"
                 ),
             )
         });

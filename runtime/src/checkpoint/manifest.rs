@@ -84,7 +84,7 @@ pub fn parse_dtype(s: &str) -> Option<Dtype> {
 impl Manifest {
     /// Reads a manifest file.
     pub fn read(path: &Path) -> Result<Manifest, CheckpointError> {
-        let text = std::fs::read_to_string(path).map_err(|source| match source.kind() {
+        let text = crate::files::read_regular_to_string(path).map_err(|source| match source.kind() {
             std::io::ErrorKind::NotFound => CheckpointError::NotFound { path: path.into() },
             _ => CheckpointError::Io { path: path.into(), source },
         })?;

@@ -14,7 +14,7 @@ type Object = Map<String, Value>;
 
 /// Reads and parses a JSON object from `path`.
 pub fn read_object(path: &Path) -> Result<Object, CheckpointError> {
-    let text = std::fs::read_to_string(path).map_err(|source| match source.kind() {
+    let text = crate::files::read_regular_to_string(path).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => CheckpointError::NotFound { path: path.into() },
         _ => CheckpointError::Io { path: path.into(), source },
     })?;
