@@ -71,6 +71,19 @@ fn photo() -> RgbImage {
     reference_rgb("photo")
 }
 
+/// A PNG whose only fault is a missing `IEND` chunk: PIL (`Image.open(...).load()`) loads it with
+/// all its pixels, so kiln does too; cut inside a chunk it stays an error, as for PIL.
+#[test]
+fn a_png_missing_only_its_end_chunk_loads_as_pil_loads_it() {
+    let bytes = file("photo.png");
+    assert_eq!(&bytes[bytes.len() - 8..bytes.len() - 4], b"IEND");
+    let without_end = &bytes[..bytes.len() - 12];
+    let image = decode_bytes(without_end).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(image.to_rgb8(), photo());
+    let error = decode_bytes(&bytes[..bytes.len() - 14]).unwrap_err();
+    assert!(matches!(error, ImageError::Corrupt { format: "PNG", .. }), "{error}");
+}
+
 #[test]
 fn png_and_lossless_webp_decode_to_pils_pixels_exactly() {
     for name in ["photo.png", "photo_lossless.webp"] {

@@ -93,6 +93,7 @@ fn cache_dir_from(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> PathBuf {
 /// The demo model's folder in `cache_dir`, made there first if it is missing or damaged.
 pub fn ensure_demo_model(cache_dir: &Path) -> Result<PathBuf, DemoError> {
     let target = cache_dir.join(DEMO_DIR_NAME);
+    remove_abandoned(cache_dir);
     let mut finding = String::new();
     // Check, and while it fails (at most 3 times) build a fresh copy and rename it into place.
     // Another process may do the same at once: whichever copy lands is checked like any other.
@@ -127,6 +128,28 @@ fn unique_sibling(cache_dir: &Path, what: &str) -> PathBuf {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     cache_dir.join(format!(".{DEMO_DIR_NAME}.{what}.{}.{nanos}.{n}", std::process::id()))
+}
+
+/// Deletes staging and discarded folders left in `cache_dir` by processes that no longer run
+/// (a build killed midway): each name carries its maker's pid ([`unique_sibling`]). Folders of
+/// live processes, this one's included, are theirs to finish. Where `/proc` is missing, liveness
+/// cannot be told and nothing is deleted.
+fn remove_abandoned(cache_dir: &Path) {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return;
+    }
+    let Ok(entries) = fs::read_dir(cache_dir) else { return };
+    let prefix = format!(".{DEMO_DIR_NAME}.");
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else { continue };
+        let mut parts = rest.split('.');
+        let (Some("tmp" | "stale"), Some(pid)) = (parts.next(), parts.next()) else { continue };
+        if pid.parse::<u32>().is_ok() && !proc.join(pid).exists() {
+            remove_quietly(&entry.path());
+        }
+    }
 }
 
 /// Moves a damaged folder out of the way (one atomic rename), then deletes it.
@@ -221,6 +244,28 @@ mod tests {
 
     fn dir_with(vars: &[(&str, &str)]) -> PathBuf {
         cache_dir_from(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| OsString::from(v)))
+    }
+
+    #[test]
+    fn folders_of_dead_builds_are_removed_and_live_ones_kept() {
+        let cache = tempfile::tempdir().unwrap();
+        // A pid that has exited: a child that has been waited for.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        child.wait().unwrap();
+        let dead = child.id();
+        let name = |what: &str, pid: u32| cache.path().join(format!(".{DEMO_DIR_NAME}.{what}.{pid}.17.0"));
+        let abandoned = [name("tmp", dead), name("stale", dead)];
+        let ours = name("tmp", std::process::id());
+        let unrelated = cache.path().join(format!(".{DEMO_DIR_NAME}.notes.{dead}.1"));
+        for dir in abandoned.iter().chain([&ours, &unrelated]) {
+            fs::create_dir_all(dir.join("unet")).unwrap();
+            fs::write(dir.join("unet").join("config.json"), "{}").unwrap();
+        }
+        remove_abandoned(cache.path());
+        for dir in &abandoned {
+            assert!(!dir.exists(), "{} is left", dir.display());
+        }
+        assert!(ours.exists() && unrelated.exists(), "a live build's folder and other names stay");
     }
 
     #[test]

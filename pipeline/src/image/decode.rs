@@ -38,6 +38,8 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<DynamicImage, ImageError> {
     let header_limits = limits(MAX_DECODE_BYTES, None);
     match sniff(bytes)? {
         Format::Png => {
+            let completed = png_with_end_chunk(bytes);
+            let bytes = completed.as_deref().unwrap_or(bytes);
             let decoder = PngDecoder::with_limits(Cursor::new(bytes), header_limits);
             finish(decoder.map_err(|e| decoder_error(e, "PNG", None))?, "PNG")
         }
@@ -82,6 +84,25 @@ fn sniff(bytes: &[u8]) -> Result<Format, ImageError> {
             Err(ImageError::UnknownFormat { head: head.join(" ") })
         }
     }
+}
+
+/// The PNG's bytes with an `IEND` chunk appended when every chunk is whole but the last `IEND`
+/// is missing (a writer that stopped early, or a file cut exactly there): PIL loads such a file,
+/// and the png crate would call it truncated. `None` when nothing is to be added (the file is
+/// complete, or cut inside a chunk, which stays an error as it is for PIL).
+fn png_with_end_chunk(bytes: &[u8]) -> Option<Vec<u8>> {
+    /// Length 0, `IEND`, and the CRC of `IEND`.
+    const IEND: [u8; 12] = [0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xae, 0x42, 0x60, 0x82];
+    let mut at = 8; // after the signature
+    while at < bytes.len() {
+        let header = bytes.get(at..at + 8)?;
+        if &header[4..] == b"IEND" {
+            return None;
+        }
+        let len = u32::from_be_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+        at = at.checked_add(12)?.checked_add(len)?;
+    }
+    (at == bytes.len()).then(|| [bytes, &IEND[..]].concat())
 }
 
 /// Whether the JPEG's entropy-coded data is followed by an end-of-image marker. zune-jpeg decodes

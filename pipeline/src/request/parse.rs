@@ -72,7 +72,10 @@ pub fn parse_line(text: &str, line_number: usize) -> Line {
     let parsed = match wide::parse(text) {
         Ok(parsed) => parsed,
         Err(e) => {
-            let error = RequestError::body(format!("JSON decode error: {e}"), "json_invalid");
+            let error = RequestError::body(
+                format!("JSON decode error: {e}{}", line_ending_hint(text)),
+                "json_invalid",
+            );
             return Line { id: fallback_id, request: Err(error), warnings: Vec::new() };
         }
     };
@@ -94,6 +97,17 @@ pub fn parse_line(text: &str, line_number: usize) -> Line {
         _ => Err(reader.errors),
     };
     Line { id, request, warnings: Vec::new() }
+}
+
+/// A hint for a line that holds carriage returns: a file with CR-only line endings (classic Mac
+/// OS) reads as one line of several requests, which fails as JSON with "trailing characters".
+fn line_ending_hint(text: &str) -> &'static str {
+    if text.contains('\r') {
+        "; the line holds carriage returns (CR): if the file's lines end in CR alone, convert them \
+         to LF (`tr '\\r' '\\n' < old.jsonl > new.jsonl`)"
+    } else {
+        ""
+    }
 }
 
 /// Reads fields of one body, collecting every error.
@@ -330,4 +344,22 @@ fn string_list(value: &Value) -> Vec<(Vec<Loc>, Issue)> {
 
 fn saturate(x: i128) -> i64 {
     i64::try_from(x).unwrap_or(if x < 0 { i64::MIN } else { i64::MAX })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cr_only_line_endings_get_a_hint() {
+        let text = "{\"prompt\": \"a boat\", \"seed\": 3}\r{\"prompt\": \"a lake\", \"seed\": 4}\r";
+        let lines = crate::runner::input::split_lines(text.as_bytes());
+        assert_eq!(lines.len(), 1, "CR alone ends no JSONL line");
+        let error = parse_line(lines[0].text.as_deref().unwrap(), 1).request.unwrap_err();
+        let message = serde_json::to_value(&error).unwrap()["detail"][0]["msg"].as_str().unwrap().to_owned();
+        assert!(message.contains("JSON decode error") && message.contains("CR alone"), "{message}");
+        let error = parse_line("{\"prompt\": }", 1).request.unwrap_err();
+        let message = serde_json::to_value(&error).unwrap()["detail"][0]["msg"].as_str().unwrap().to_owned();
+        assert!(!message.contains("CR"), "no hint without carriage returns: {message}");
+    }
 }
