@@ -71,6 +71,48 @@ fn photo() -> RgbImage {
     reference_rgb("photo")
 }
 
+/// `chunk` (type and data) as PNG chunk bytes: length, type, data, CRC.
+fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut crc = flate2::Crc::new();
+    crc.update(kind);
+    crc.update(data);
+    [&(data.len() as u32).to_be_bytes()[..], kind, data, &crc.sum().to_be_bytes()].concat()
+}
+
+/// A few kilobytes must not make kiln allocate hundreds of megabytes: a lossless WebP of
+/// 8192 x 8192 flat pixels (2.6 KB; decoding it took 473 MB) is over the decoder memory cap.
+#[test]
+fn a_small_webp_of_many_pixels_is_over_the_memory_cap() {
+    use image::ImageEncoder;
+    let flat = image::RgbaImage::from_pixel(8192, 8192, image::Rgba([10, 20, 30, 255]));
+    let mut webp = Vec::new();
+    image::codecs::webp::WebPEncoder::new_lossless(&mut webp)
+        .write_image(flat.as_raw(), 8192, 8192, image::ExtendedColorType::Rgba8)
+        .unwrap();
+    drop(flat);
+    assert!(webp.len() < 64 << 10, "{} bytes", webp.len());
+    let error = decode_bytes(&webp).unwrap_err();
+    assert!(matches!(error, ImageError::TooMuchMemory { format: "WebP", .. }), "{error}");
+    assert!(error.to_string().contains("384 MiB"), "{error}");
+}
+
+/// A PNG's ICC profile that inflates to 512 MiB from under a megabyte is dropped unread (kiln,
+/// like diffusers with PIL, does no colour management), leaving the pixels PIL gives.
+#[test]
+fn a_png_icc_profile_bomb_is_not_inflated() {
+    let mut profile = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..512 {
+        std::io::Write::write_all(&mut profile, &zeros).unwrap();
+    }
+    let iccp = [&b"bomb\0\0"[..], &profile.finish().unwrap()].concat();
+    assert!(iccp.len() < 1 << 20, "{} bytes inflate to 512 MiB", iccp.len());
+    let png = file("photo.png");
+    let with_bomb = [&png[..33], &png_chunk(b"iCCP", &iccp), &png[33..]].concat(); // after IHDR
+    let image = decode_bytes(&with_bomb).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(image.to_rgb8(), photo());
+}
+
 /// A PNG whose only fault is a missing `IEND` chunk: PIL (`Image.open(...).load()`) loads it with
 /// all its pixels, so kiln does too; cut inside a chunk it stays an error, as for PIL.
 #[test]

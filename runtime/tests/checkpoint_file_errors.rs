@@ -104,6 +104,37 @@ fn random_bytes() {
     assert_names_file(&e, &path);
 }
 
+/// Headers over kiln's bounds are refused before they are parsed: a 78 MB header listing a
+/// million tensors used to peak at 972 MB in `kiln inspect`.
+#[test]
+fn headers_over_the_bounds_are_refused_before_parsing() {
+    use kiln_runtime::checkpoint::header_limits::MAX_TENSORS;
+    let dir = tempfile::tempdir().unwrap();
+    let entries: Vec<String> = (0..=MAX_TENSORS)
+        .map(|i| format!(r#""t{i}":{{"dtype":"F32","shape":[1],"data_offsets":[{},{}]}}"#, 4 * i, 4 * i + 4))
+        .collect();
+    let many = raw(
+        dir.path(),
+        "many.safetensors",
+        &format!("{{{}}}", entries.join(",")),
+        None,
+        4 * (MAX_TENSORS + 1),
+    );
+    let e = open_err(&many);
+    assert!(matches!(e, E::HeaderTooLarge { .. }) && e.to_string().contains("tensors"), "{e}");
+    assert_names_file(&e, &many);
+
+    let deep = raw(
+        dir.path(),
+        "deep.safetensors",
+        &format!(r#"{{"a":{{"dtype":"F32","shape":[{}],"data_offsets":[0,4]}}}}"#, vec!["1"; 50].join(",")),
+        None,
+        4,
+    );
+    let e = open_err(&deep);
+    assert!(matches!(e, E::HeaderTooLarge { .. }) && e.to_string().contains("dimensions"), "{e}");
+}
+
 #[test]
 fn header_length_beyond_the_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -114,7 +145,7 @@ fn header_length_beyond_the_file() {
 }
 
 #[test]
-fn header_over_the_100_mb_limit() {
+fn header_over_the_length_limit() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("huge_header.safetensors");
     let mut bytes = 200_000_000u64.to_le_bytes().to_vec();
@@ -122,7 +153,8 @@ fn header_over_the_100_mb_limit() {
     std::fs::write(&path, &bytes).unwrap();
     std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(300_000_000).unwrap(); // sparse
     let e = open_err(&path);
-    assert!(matches!(e, E::NotSafetensors { ref reason, .. } if reason.contains("100 MB")), "{e:?}");
+    let limit = kiln_runtime::checkpoint::header_limits::MAX_HEADER_BYTES.to_string();
+    assert!(matches!(e, E::HeaderTooLarge { ref reason, .. } if reason.contains(&limit)), "{e:?}");
 }
 
 #[test]

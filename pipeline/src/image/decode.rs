@@ -11,7 +11,7 @@ use ::image::codecs::png::PngDecoder;
 use ::image::codecs::webp::WebPDecoder;
 use ::image::error::LimitErrorKind;
 use ::image::metadata::Orientation;
-use ::image::{DynamicImage, ImageDecoder, Limits};
+use ::image::{ColorType, DynamicImage, ImageDecoder, Limits};
 
 use super::ImageError;
 use super::payload::base64_bytes;
@@ -21,8 +21,11 @@ use super::payload::base64_bytes;
 /// fits [`MAX_DECODE_BYTES`].
 pub const MAX_SIDE: u32 = 8192;
 
-/// The decoder memory cap: 384 MiB holds an 8-bit RGBA image at the largest accepted size
-/// (256 MiB) plus the decoders' working buffers; 16-bit images that large are refused.
+/// The memory one request image may take while it is decoded and prepared: the decoded pixels,
+/// the WebP decoder's second buffer, and the 8-bit RGB copy [`super::to_rgb`] makes of any other
+/// layout. An 8-bit RGB image at the largest accepted size (192 MiB) fits; an 8-bit RGBA PNG fits
+/// up to about 57 Mpixels (8192 x 7000), a WebP up to about 36 to 57 Mpixels. (A 2.6 KB lossless WebP of
+/// 8192 x 8192 pixels used to take 473 MB.)
 pub const MAX_DECODE_BYTES: u64 = 384 << 20;
 
 /// Decodes a request image given as base64 text (plain, or a `data:image/...;base64,` URL).
@@ -38,8 +41,8 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<DynamicImage, ImageError> {
     let header_limits = limits(MAX_DECODE_BYTES, None);
     match sniff(bytes)? {
         Format::Png => {
-            let completed = png_with_end_chunk(bytes);
-            let bytes = completed.as_deref().unwrap_or(bytes);
+            let cleaned = png_for_decoding(bytes);
+            let bytes = cleaned.as_deref().unwrap_or(bytes);
             let decoder = PngDecoder::with_limits(Cursor::new(bytes), header_limits);
             finish(decoder.map_err(|e| decoder_error(e, "PNG", None))?, "PNG")
         }
@@ -86,23 +89,47 @@ fn sniff(bytes: &[u8]) -> Result<Format, ImageError> {
     }
 }
 
-/// The PNG's bytes with an `IEND` chunk appended when every chunk is whole but the last `IEND`
-/// is missing (a writer that stopped early, or a file cut exactly there): PIL loads such a file,
-/// and the png crate would call it truncated. `None` when nothing is to be added (the file is
-/// complete, or cut inside a chunk, which stays an error as it is for PIL).
-fn png_with_end_chunk(bytes: &[u8]) -> Option<Vec<u8>> {
+/// PNG chunks kiln never reads whose contents are zlib-compressed: an ICC profile (`iCCP`; kiln,
+/// like diffusers with PIL, does no colour management) and compressed text (`zTXt`, `iTXt`). The
+/// decoder would inflate them, so a few kilobytes could become hundreds of megabytes; they are
+/// dropped before decoding instead.
+const UNUSED_COMPRESSED_CHUNKS: [&[u8; 4]; 3] = [b"iCCP", b"zTXt", b"iTXt"];
+
+/// The PNG's bytes as kiln decodes them, when they differ from `bytes`: without
+/// [`UNUSED_COMPRESSED_CHUNKS`], and with an `IEND` chunk appended when every chunk is whole but
+/// the last `IEND` is missing (a writer that stopped early, or a file cut exactly there: PIL
+/// loads such a file, the png crate would call it truncated). A file cut inside a chunk is left
+/// for the decoder to call truncated, as PIL does.
+fn png_for_decoding(bytes: &[u8]) -> Option<Vec<u8>> {
     /// Length 0, `IEND`, and the CRC of `IEND`.
     const IEND: [u8; 12] = [0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xae, 0x42, 0x60, 0x82];
-    let mut at = 8; // after the signature
-    while at < bytes.len() {
-        let header = bytes.get(at..at + 8)?;
-        if &header[4..] == b"IEND" {
-            return None;
-        }
+    let mut kept = vec![0..8]; // the signature, then each chunk kept
+    let (mut at, mut ended, mut dropped) = (8, false, false);
+    while !ended && at < bytes.len() {
+        let Some(header) = bytes.get(at..at + 8) else { break }; // cut inside a chunk header
         let len = u32::from_be_bytes(header[..4].try_into().expect("4 bytes")) as usize;
-        at = at.checked_add(12)?.checked_add(len)?;
+        let end = (at + 12).saturating_add(len);
+        let kind = &header[4..];
+        ended = kind == b"IEND";
+        if UNUSED_COMPRESSED_CHUNKS.iter().any(|unused| kind == *unused) {
+            dropped = true;
+        } else {
+            kept.push(at..end.min(bytes.len()));
+        }
+        at = end;
     }
-    (at == bytes.len()).then(|| [bytes, &IEND[..]].concat())
+    if at < bytes.len() {
+        kept.push(at..bytes.len()); // after IEND, or a partial chunk header: as it is
+    }
+    let add_end = !ended && at == bytes.len();
+    if !dropped && !add_end {
+        return None;
+    }
+    let mut out: Vec<u8> = kept.into_iter().flat_map(|range| &bytes[range]).copied().collect();
+    if add_end {
+        out.extend_from_slice(&IEND);
+    }
+    Some(out)
 }
 
 /// Whether the JPEG's entropy-coded data is followed by an end-of-image marker. zune-jpeg decodes
@@ -136,12 +163,13 @@ fn finish(mut decoder: impl ImageDecoder, format: &'static str) -> Result<Dynami
         });
     }
     let needed = decoder.total_bytes();
-    if needed > MAX_DECODE_BYTES {
+    let working = needed + working_copies(format, decoder.color_type(), width, height);
+    if working > MAX_DECODE_BYTES {
         return Err(ImageError::TooMuchMemory {
             format,
             width,
             height,
-            needed_mib: Some(needed.div_ceil(1 << 20)),
+            needed_mib: Some(working.div_ceil(1 << 20)),
             limit_mib: MAX_DECODE_BYTES >> 20,
         });
     }
@@ -154,6 +182,22 @@ fn finish(mut decoder: impl ImageDecoder, format: &'static str) -> Result<Dynami
     let mut image = DynamicImage::from_decoder(decoder).map_err(|e| decoder_error(e, format, size))?;
     image.apply_orientation(orientation);
     Ok(image)
+}
+
+/// Bytes held beside the decoded pixels while the image is decoded and prepared
+/// ([`MAX_DECODE_BYTES`]).
+fn working_copies(format: &str, color: ColorType, width: u32, height: u32) -> u64 {
+    let pixels = u64::from(width) * u64::from(height);
+    // image-webp decodes into 4-byte pixels of its own (measured: 8192 x 8192 took 473 MB), then
+    // copies out.
+    let webp = if format == "WebP" { pixels * 4 } else { 0 };
+    let rgb = match color {
+        ColorType::Rgb8 => 0,
+        // 16-bit: a 16-bit RGB copy, then its 8-bit high bytes.
+        ColorType::L16 | ColorType::La16 | ColorType::Rgb16 | ColorType::Rgba16 => pixels * 9,
+        _ => pixels * 3,
+    };
+    webp + rgb
 }
 
 /// Decoder limits: at most `max_alloc` bytes allocated, at most `max_side` pixels on a side.
@@ -186,5 +230,36 @@ fn decoder_error(error: ::image::ImageError, format: &'static str, size: Option<
             ImageError::Corrupt { format, reason: "the data ends early (truncated file)".into() }
         }
         other => ImageError::Corrupt { format, reason: other.to_string() },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(data);
+        [&(data.len() as u32).to_be_bytes()[..], kind, data, &crc.sum().to_be_bytes()].concat()
+    }
+
+    #[test]
+    fn compressed_metadata_chunks_are_dropped_and_the_rest_kept_in_order() {
+        let signature = b"\x89PNG\r\n\x1a\n".to_vec();
+        let kept = [chunk(b"IHDR", &[7; 13]), chunk(b"eXIf", b"MM\0*"), chunk(b"IDAT", &[1, 2, 3])];
+        let dropped =
+            [chunk(b"iCCP", b"p\0\0xyz"), chunk(b"zTXt", b"k\0\0abc"), chunk(b"iTXt", b"k\0\0\0\0\0t")];
+        let end = chunk(b"IEND", &[]);
+        let png = [&signature, &kept[0], &dropped[0], &kept[1], &dropped[1], &kept[2], &dropped[2], &end]
+            .map(Vec::as_slice)
+            .concat();
+        let expected = [&signature, &kept[0], &kept[1], &kept[2], &end].map(Vec::as_slice).concat();
+        assert_eq!(png_for_decoding(&png), Some(expected.clone()));
+        assert_eq!(png_for_decoding(&expected), None, "nothing to change");
+        // Without IEND, it is appended; cut inside a chunk, the cut is kept for the decoder.
+        let no_end = &expected[..expected.len() - 12];
+        assert_eq!(png_for_decoding(no_end), Some(expected.clone()));
+        assert_eq!(png_for_decoding(&expected[..expected.len() - 14]), None);
     }
 }

@@ -83,8 +83,8 @@ fn job_with_images(p: &Pending) -> Result<Job, RequestError> {
     let mut job = resolved.job.clone();
     let Some(init_b64) = &resolved.init_image else { return Ok(job) };
     let (w, h) = (job.width as u32, job.height as u32);
-    let init = decode_field(init_b64, "init_image")?;
-    let mut image = to_rgb(&init, w, h);
+    // Each decoded image is dropped once converted, so one request holds one at a time.
+    let mut image = to_rgb(&decode_field(init_b64, "init_image")?, w, h);
     let mask = match &resolved.mask_image {
         None => None,
         Some(mask_b64) => Some(to_mask(&decode_field(mask_b64, "mask_image")?, w, h)),

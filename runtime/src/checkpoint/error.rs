@@ -47,6 +47,15 @@ pub enum CheckpointError {
         /// The bytes actually present after those 8.
         available: u64,
     },
+    /// The header is over one of kiln's bounds ([`super::header_limits`]), checked before it is
+    /// parsed so that a small file cannot make kiln allocate many times its size.
+    #[error("{}: the safetensors header is too large to read: {reason}", path.display())]
+    HeaderTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Which bound, and the limit.
+        reason: String,
+    },
     /// The header is not valid UTF-8 JSON, or not a JSON object.
     #[error("{}: the safetensors header is not valid JSON: {reason}", path.display())]
     HeaderJson {

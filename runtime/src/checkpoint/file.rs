@@ -19,8 +19,7 @@ use super::decode;
 use super::error::CheckpointError;
 use crate::{DType, Tensor};
 
-/// The safetensors crate's limit on the JSON header (100 MB).
-const MAX_HEADER_LEN: u64 = 100_000_000;
+use super::header_limits::{MAX_HEADER_BYTES, over_bounds};
 
 /// A memory-mapped safetensors file.
 pub struct SafetensorsFile {
@@ -76,6 +75,9 @@ impl SafetensorsFile {
         // a checkpoint while it is open; doing so is undefined behaviour for the reader.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| io_error(&path, e))?;
         let data_start = check_preamble(&path, &map)?;
+        if let Some(reason) = over_bounds(&map[8..data_start]) {
+            return Err(CheckpointError::HeaderTooLarge { path, reason });
+        }
         let metadata = match safetensors::SafeTensors::read_metadata(&map[..]) {
             Ok((_, metadata)) => metadata,
             Err(source) => {
@@ -291,11 +293,11 @@ fn check_preamble(path: &Path, map: &[u8]) -> Result<usize, CheckpointError> {
             )
         });
     }
-    if header_len > MAX_HEADER_LEN {
-        return Err(not_safetensors(
-            path,
-            format!("its header length {header_len} exceeds the 100 MB limit"),
-        ));
+    if header_len > MAX_HEADER_BYTES {
+        return Err(CheckpointError::HeaderTooLarge {
+            path: path.into(),
+            reason: format!("it is {header_len} bytes long, over kiln's limit of {MAX_HEADER_BYTES}"),
+        });
     }
     if !looks_like_json {
         return Err(not_safetensors(path, "no JSON header follows the 8-byte length".into()));

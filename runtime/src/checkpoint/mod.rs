@@ -23,6 +23,7 @@ mod decode;
 mod error;
 pub mod family;
 mod file;
+pub mod header_limits;
 mod layout;
 pub mod manifest;
 mod model;
