@@ -103,7 +103,9 @@ const UNUSED_COMPRESSED_CHUNKS: [&[u8; 4]; 3] = [b"iCCP", b"zTXt", b"iTXt"];
 fn png_for_decoding(bytes: &[u8]) -> Option<Vec<u8>> {
     /// Length 0, `IEND`, and the CRC of `IEND`.
     const IEND: [u8; 12] = [0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xae, 0x42, 0x60, 0x82];
-    let mut kept: Vec<std::ops::Range<usize>> = Vec::from([0..8]); // the signature, then each chunk kept
+    // The signature, then each chunk kept.
+    let mut kept: Vec<std::ops::Range<usize>> = Vec::new();
+    kept.push(0..8);
     let (mut at, mut ended, mut dropped) = (8, false, false);
     while !ended && at < bytes.len() {
         let Some(header) = bytes.get(at..at + 8) else { break }; // cut inside a chunk header
