@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -18,16 +18,7 @@ const SECRET: &str = "root:x:0:0:kiln-secret-line";
 /// Runs `kiln render` with a deadline: a run that blocks on a FIFO fails the test instead of
 /// hanging it.
 fn render_within(requests: &Path, out: &Path, extra: &[&str], limit: Duration) -> Output {
-    let mut child = kiln()
-        .arg("render")
-        .arg(requests)
-        .arg("--out")
-        .arg(out)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_render(requests, out, extra);
     let started = Instant::now();
     while child.try_wait().unwrap().is_none() {
         if started.elapsed() > limit {
