@@ -1,5 +1,7 @@
 //! `--assets DIR`: the checkpoints a request can name with `"checkpoint": NAME`
-//! (`DIR/checkpoints/NAME.safetensors` or the diffusers folder `DIR/checkpoints/NAME`).
+//! (`DIR/checkpoints/NAME.safetensors` or the diffusers folder `DIR/checkpoints/NAME`). OctoAI's
+//! `octoai:` prefix resolves in the same library: `octoai:lightning_sdxl` is the user's own
+//! `lightning_sdxl`.
 
 use std::path::{Path, PathBuf};
 
@@ -33,27 +35,48 @@ pub enum AssetError {
         target: PathBuf,
     },
     /// Nothing by that name.
-    #[error("unknown checkpoint {name:?}: {dir} has {}", available_list(.available))]
+    #[error("unknown checkpoint {name:?}: {}", available_list(dir, available))]
     Unknown {
         /// The requested name.
         name: String,
         /// The checkpoints directory searched.
         dir: PathBuf,
-        /// The names it holds, sorted.
+        /// The names it holds, closest to the requested name first.
         available: Vec<String>,
     },
 }
 
-fn available_list(names: &[String]) -> String {
-    if names.is_empty() { "no checkpoints".to_owned() } else { names.join(", ") }
+/// The most names an unknown-name error lists.
+const NAMES_LISTED: usize = 5;
+
+fn available_list(dir: &Path, names: &[String]) -> String {
+    match names.len() {
+        0 => format!("{} has no checkpoints", dir.display()),
+        n if n <= NAMES_LISTED => format!("{} has {}", dir.display(), names.join(", ")),
+        n => format!("the closest of the {n} in {} are {}", dir.display(), names[..NAMES_LISTED].join(", ")),
+    }
+}
+
+/// OctoAI's prefix for its hosted assets; in kiln it names the user's own.
+pub const OCTOAI_PREFIX: &str = "octoai:";
+
+/// `names` ordered by how close each is to `name` (normalised Damerau-Levenshtein distance,
+/// case-insensitive), then alphabetically.
+fn closest_first(name: &str, mut names: Vec<String>) -> Vec<String> {
+    let name = name.to_lowercase();
+    let distance = |other: &str| 1.0 - strsim::normalized_damerau_levenshtein(&name, &other.to_lowercase());
+    names.sort_by(|a, b| distance(a).total_cmp(&distance(b)).then_with(|| a.cmp(b)));
+    names
 }
 
 /// Finds the checkpoint `name` under `assets/checkpoints`: a diffusers folder or single file
 /// with exactly that name, else `name.safetensors`.
 pub fn find_checkpoint(assets: Option<&Path>, name: &str) -> Result<PathBuf, AssetError> {
     let assets = assets.ok_or_else(|| AssetError::NoAssets { name: name.to_owned() })?;
+    let requested = name;
+    let name = name.strip_prefix(OCTOAI_PREFIX).unwrap_or(name);
     if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\']) {
-        return Err(AssetError::BadName { name: name.to_owned() });
+        return Err(AssetError::BadName { name: requested.to_owned() });
     }
     let dir = assets.join("checkpoints");
     let exact = dir.join(name);
@@ -63,9 +86,10 @@ pub fn find_checkpoint(assets: Option<&Path>, name: &str) -> Result<PathBuf, Ass
     } else if file.exists() {
         file
     } else {
-        return Err(AssetError::Unknown { name: name.to_owned(), available: list_checkpoints(&dir), dir });
+        let available = closest_first(name, list_checkpoints(&dir));
+        return Err(AssetError::Unknown { name: requested.to_owned(), available, dir });
     };
-    inside_assets(assets, name, found)
+    inside_assets(assets, requested, found)
 }
 
 /// `found` when it resolves to a path inside `assets` (symlinks followed).
@@ -144,17 +168,48 @@ mod tests {
             dir.join("juggernaut.safetensors")
         );
 
-        let err = find_checkpoint(assets, "missing").unwrap_err();
+        // OctoAI's prefix names the user's own file.
+        assert_eq!(find_checkpoint(assets, "octoai:juggernaut").unwrap(), dir.join("juggernaut.safetensors"));
+
+        let err = find_checkpoint(assets, "octoai:juggernot").unwrap_err();
         assert_eq!(
             err,
             AssetError::Unknown {
-                name: "missing".into(),
+                name: "octoai:juggernot".into(),
                 dir: dir.clone(),
-                available: vec!["dreamshaper".into(), "juggernaut".into()]
+                available: vec!["juggernaut".into(), "dreamshaper".into()]
             }
         );
         let message = err.to_string();
-        assert!(message.contains("\"missing\"") && message.contains("dreamshaper, juggernaut"), "{message}");
+        assert!(
+            message.contains("\"octoai:juggernot\"") && message.contains("juggernaut, dreamshaper"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_name_lists_the_closest_names_first() {
+        let assets = tempfile::tempdir().unwrap();
+        let dir = assets.path().join("checkpoints");
+        let names = [
+            "sdxl_base",
+            "juggernautXL_v9",
+            "juggernautXL_lightning",
+            "dreamshaper_8",
+            "realvis",
+            "animagine",
+        ];
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in names {
+            std::fs::write(dir.join(format!("{name}.safetensors")), b"").unwrap();
+        }
+        let err = find_checkpoint(Some(assets.path()), "JuggernautXL_v8").unwrap_err().to_string();
+        assert!(
+            err.contains("closest of the 6") && err.contains("are juggernautXL_v9, juggernautXL_lightning"),
+            "{err}"
+        );
+        // sdxl_base and animagine are equally far; the tie goes alphabetically, and 5 are listed.
+        assert!(err.contains("animagine") && !err.contains("sdxl_base"), "{err}");
     }
 
     #[test]

@@ -21,6 +21,8 @@
 //! their group renders, so a large file never holds every decoded image at once. Error records
 //! for repeated ids come last, so a resumed run counts them right. A line's failure never stops
 //! the run; only what makes every line fail is fatal (the model, the output directory, the input).
+//! A checkpoint from `--assets` that cannot be opened or loaded leaves its lines without a record
+//! ([`Summary::unusable`]): the file is at fault, and a rerun renders them once it is fixed.
 //!
 //! [`run_until`] also takes a stop flag (set by the CLI on SIGINT or SIGTERM): once it is set, the
 //! group rendering stops before its next UNet call, and the run journals nothing more, syncs the
@@ -299,9 +301,8 @@ pub fn run_until(options: &RunOptions, stop: &AtomicBool) -> Result<Summary, Run
         // Repeated ids' records wait too: written before their first occurrence's, they would be
         // taken for it on the rerun.
         sink.summary.stopped = Some(left + duplicates.len());
-    } else if sink.summary.unrendered() > 0 {
-        // Likewise while lines wait for a checkpoint to be fixed.
-    } else {
+    } else if sink.summary.unrendered() == 0 {
+        // (They wait likewise while lines wait for a checkpoint to be fixed.)
         for (line, id, error) in duplicates {
             sink.fail(line, &id, error)?;
         }
