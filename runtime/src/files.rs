@@ -2,7 +2,7 @@
 //! regular files: opening a FIFO blocks until something writes to it, and a device can be read
 //! forever, so anything else is refused before it is opened.
 
-use std::fs::File;
+use std::fs::{File, FileType};
 use std::io;
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
@@ -10,9 +10,21 @@ use std::path::Path;
 /// `Ok` when `path` (after symlinks) is a regular file; otherwise an [`io::ErrorKind::InvalidInput`]
 /// error saying what it is instead (`NotFound` when there is nothing).
 pub fn check_regular(path: &Path) -> io::Result<()> {
-    let kind = std::fs::metadata(path)?.file_type();
-    let what = if kind.is_file() {
-        return Ok(());
+    match not_regular(std::fs::metadata(path)?.file_type()) {
+        None => Ok(()),
+        Some(what) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("it is {what}, where a file is expected"),
+        )),
+    }
+}
+
+/// What `kind` is, in words, when it is not a regular file (`None` when it is).
+pub fn not_regular(kind: FileType) -> Option<&'static str> {
+    Some(if kind.is_file() {
+        return None;
+    } else if kind.is_symlink() {
+        "a symlink"
     } else if kind.is_dir() {
         "a folder"
     } else if kind.is_fifo() {
@@ -23,8 +35,7 @@ pub fn check_regular(path: &Path) -> io::Result<()> {
         "a device"
     } else {
         "not a regular file"
-    };
-    Err(io::Error::new(io::ErrorKind::InvalidInput, format!("it is {what}, where a file is expected")))
+    })
 }
 
 /// Opens `path` for reading once [`check_regular`] accepts it.

@@ -133,10 +133,9 @@ pub fn dry_run(options: &RunOptions) -> Result<DryRunSummary, RunError> {
                 images += n;
             }
             Err(LineFault::Record(error)) => check.fail(*number, &id, error)?,
-            Err(LineFault::Unusable { path, reason }) => match unusable.iter_mut().find(|u| u.path == path) {
-                Some(u) => u.lines += 1,
-                None => unusable.push(UnusableCheckpoint { path, reason, lines: 1 }),
-            },
+            Err(LineFault::Unusable { path, reason }) => {
+                UnusableCheckpoint::tally(&mut unusable, &path, &reason);
+            }
         }
     }
     for (number, error, id) in duplicates {

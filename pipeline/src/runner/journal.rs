@@ -166,17 +166,10 @@ pub(crate) fn check_plain_file(path: &Path) -> Result<(), JournalError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(source) => return Err(JournalError::Io { path: path.to_owned(), source }),
     };
-    let reason = if kind.is_file() {
-        return Ok(());
-    } else if kind.is_symlink() {
-        match std::fs::read_link(path) {
-            Ok(target) => format!("it is a symlink to {}", target.display()),
-            Err(_) => "it is a symlink".to_owned(),
-        }
-    } else if kind.is_dir() {
-        "it is a folder".to_owned()
-    } else {
-        "it is not a regular file (a FIFO, socket or device)".to_owned()
+    let Some(what) = kiln_runtime::files::not_regular(kind) else { return Ok(()) };
+    let reason = match std::fs::read_link(path) {
+        Ok(target) => format!("it is {what} to {}", target.display()),
+        Err(_) => format!("it is {what}"),
     };
     Err(JournalError::NotAFile { path: path.to_owned(), reason })
 }

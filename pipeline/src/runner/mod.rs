@@ -201,20 +201,12 @@ impl Sink {
     /// loaded: the fault is the file's, not the request's, so a rerun renders the line once the
     /// file is fixed. Said on standard error once per checkpoint.
     fn unusable_checkpoint(&mut self, path: &Path, reason: &str) {
-        match self.summary.unusable.iter_mut().find(|u| u.path == path) {
-            Some(unusable) => unusable.lines += 1,
-            None => {
-                self.progress.message(&format!(
-                    "cannot use the checkpoint {}: {reason}; its requests get no record and are \
-                     left for a rerun",
-                    path.display()
-                ));
-                self.summary.unusable.push(UnusableCheckpoint {
-                    path: path.to_path_buf(),
-                    reason: reason.to_owned(),
-                    lines: 1,
-                });
-            }
+        if UnusableCheckpoint::tally(&mut self.summary.unusable, path, reason) {
+            self.progress.message(&format!(
+                "cannot use the checkpoint {}: {reason}; its requests get no record and are left \
+                 for a rerun",
+                path.display()
+            ));
         }
     }
 }

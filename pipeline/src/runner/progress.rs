@@ -135,6 +135,27 @@ pub struct UnusableCheckpoint {
     pub lines: usize,
 }
 
+impl UnusableCheckpoint {
+    /// Counts one more line for the checkpoint at `path` in `list`, adding it (with `reason`)
+    /// the first time; returns whether it was new.
+    pub(crate) fn tally(list: &mut Vec<UnusableCheckpoint>, path: &std::path::Path, reason: &str) -> bool {
+        match list.iter_mut().find(|u| u.path == path) {
+            Some(unusable) => {
+                unusable.lines += 1;
+                false
+            }
+            None => {
+                list.push(UnusableCheckpoint {
+                    path: path.to_path_buf(),
+                    reason: reason.to_owned(),
+                    lines: 1,
+                });
+                true
+            }
+        }
+    }
+}
+
 impl Summary {
     /// Lines left without a record because their checkpoint could not be used.
     pub fn unrendered(&self) -> usize {

@@ -15,7 +15,7 @@ const SILU_NAMES: [&str; 2] = ["silu", "swish"];
 /// transformers' CLIP activations kiln runs.
 const CLIP_ACTIVATIONS: [&str; 2] = ["quick_gelu", "gelu"];
 
-/// Checks the UNet config `c` read from (or inferred for) `path`.
+/// Checks the UNet config `c` read from `path`.
 pub fn check_unet(path: &Path, c: &UNetConfig) -> Result<(), CheckpointError> {
     let check = Ranges { path };
     check.groups_divide(c.norm_num_groups, &c.block_out_channels)?;
@@ -25,7 +25,7 @@ pub fn check_unet(path: &Path, c: &UNetConfig) -> Result<(), CheckpointError> {
     check.one_of("act_fn", &c.act_fn, &SILU_NAMES)
 }
 
-/// Checks the VAE config `c` read from (or inferred for) `path`.
+/// Checks the VAE config `c` read from `path`.
 pub fn check_vae(path: &Path, c: &VaeConfig) -> Result<(), CheckpointError> {
     let check = Ranges { path };
     check.groups_divide(c.norm_num_groups, &c.block_out_channels)?;
@@ -37,7 +37,7 @@ pub fn check_vae(path: &Path, c: &VaeConfig) -> Result<(), CheckpointError> {
     check.one_of("act_fn", &c.act_fn, &SILU_NAMES)
 }
 
-/// Checks the text encoder config `c` read from (or inferred for) `path`.
+/// Checks the text encoder config `c` read from `path`.
 pub fn check_text(path: &Path, c: &TextEncoderConfig) -> Result<(), CheckpointError> {
     let check = Ranges { path };
     check.positive("layer_norm_eps", c.layer_norm_eps)?;
