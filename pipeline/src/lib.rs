@@ -4,6 +4,7 @@
 //! - [`demo`]: the built-in demo model (tiny SDXL topology, untrained random weights), cached;
 //! - [`generate`]: jobs to images (text-to-image, img2img, inpainting), batched;
 //! - [`image`]: request and response image codecs;
+//! - [`lora`]: LoRA, LoCon, LoHa and LoKr files merged into a loaded model and undone;
 //! - [`models`]: the networks (text encoders, UNet, VAE) and the layers they share;
 //! - [`prompt`]: AUTOMATIC1111's prompt weighting syntax (`(word:1.2)`, `[word]`, `BREAK`);
 //! - [`request`]: OctoAI requests from JSONL lines (pydantic-style 422 errors, style presets),
@@ -17,6 +18,7 @@
 pub mod demo;
 pub mod generate;
 pub mod image;
+pub mod lora;
 pub mod models;
 pub mod prompt;
 pub mod request;

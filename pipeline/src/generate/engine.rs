@@ -4,12 +4,15 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use ::image::RgbImage;
-use kiln_runtime::checkpoint::{Checkpoint, Family, OpenOptions};
+use kiln_runtime::checkpoint::names::UnetBlocks;
+use kiln_runtime::checkpoint::{Checkpoint, Component, Family, OpenOptions};
 use kiln_runtime::{DType, Device};
 
 use super::denoise::{Batch, Slot};
 use super::{GenerateError, Job, Result, finite};
+use crate::lora::{self, LoraError, LoraReport, ModelSide, Originals, TargetIndex, WeightedLora};
 use crate::models::conditioning::{Conditioning, PromptEmbedding, TextConditioner};
+use crate::models::patch::PatchTable;
 use crate::models::unet::UNet;
 use crate::models::vae::Vae;
 use crate::models::{ModelError, ModelFacts};
@@ -27,6 +30,12 @@ pub struct Engine {
     pub(super) unet: UNet,
     pub(super) vae: Vae,
     pub(super) scheduler: SchedulerConfig,
+    /// The UNet's and text encoders' patchable weights, and what names them in LoRA files.
+    patchable: PatchTable,
+    lora_index: TargetIndex,
+    /// The LoRA set merged now (file and weight, in merge order) and the weights it replaced.
+    loras: Vec<(PathBuf, f32)>,
+    originals: Originals,
 }
 
 impl Engine {
@@ -46,15 +55,28 @@ impl Engine {
         let family = ckpt.family();
         let facts = ModelFacts::of(&ckpt);
         let scheduler = SchedulerConfig::for_checkpoint(&ckpt, path)?;
+        let text = TextConditioner::load(&ckpt, dtype, device)?;
+        let unet = UNet::load(&ckpt, dtype, device)?;
+        let mut patchable = unet.patchable().clone();
+        patchable.extend(text.patchable());
+        let c = unet.config();
+        let lora_index = TargetIndex::new(
+            &patchable,
+            UnetBlocks { levels: c.levels(), layers_per_block: c.layers_per_block },
+        );
         Ok(Engine {
             path: path.to_path_buf(),
             family,
             facts,
             device,
-            text: TextConditioner::load(&ckpt, dtype, device)?,
-            unet: UNet::load(&ckpt, dtype, device)?,
+            text,
+            unet,
             vae: Vae::load(&ckpt, dtype, device)?,
             scheduler,
+            patchable,
+            lora_index,
+            loras: Vec::new(),
+            originals: Originals::default(),
         })
     }
 
@@ -80,6 +102,49 @@ impl Engine {
             (None, None)
         };
         Ok(self.text.dropped_tokens(&job.prompt, job.prompt_2.as_deref(), negative, negative_2)?)
+    }
+
+    /// Merges `loras` into the UNet and text encoders, replacing the set merged before (whose
+    /// original weights are put back first, bit for bit); an empty set restores the model.
+    /// Nothing is done when the set is the one merged now. On error the model is left with its
+    /// original weights.
+    pub fn set_loras(
+        &mut self,
+        loras: &[WeightedLora<'_>],
+    ) -> std::result::Result<Vec<LoraReport>, LoraError> {
+        let wanted: Vec<(PathBuf, f32)> =
+            loras.iter().map(|l| (l.file.path().to_path_buf(), l.weight)).collect();
+        if wanted == self.loras {
+            return Ok(Vec::new());
+        }
+        lora::restore(&self.patchable, std::mem::take(&mut self.originals));
+        self.loras.clear();
+        if loras.is_empty() {
+            return Ok(Vec::new());
+        }
+        let c = self.unet.config();
+        let family = self.family.to_string();
+        let side = ModelSide {
+            table: &self.patchable,
+            index: &self.lora_index,
+            family: &family,
+            context_width: c.cross_attention_dim,
+            has_text_encoder_2: self.family.components().contains(&Component::TextEncoder2),
+        };
+        let (originals, reports) = lora::merge(side, loras)?;
+        self.originals = originals;
+        self.loras = wanted;
+        Ok(reports)
+    }
+
+    /// The UNet's and text encoders' patchable weights (merged ones while a LoRA set is).
+    pub fn weights(&self) -> &PatchTable {
+        &self.patchable
+    }
+
+    /// The LoRA set merged now: each file and its weight.
+    pub fn loras(&self) -> &[(PathBuf, f32)] {
+        &self.loras
     }
 
     /// The model family (sizes and defaults depend on it).

@@ -34,6 +34,7 @@ use kiln_runtime::checkpoint::{Checkpoint, Component};
 use kiln_runtime::{DType, Device, Tensor};
 
 use super::clip::{ClipTextModel, LayerSelection};
+use super::patch::PatchTable;
 use super::{ModelError, Result, Weights};
 use crate::prompt::DroppedTokens;
 use crate::tokenizer::{ClipTokenizer, WindowOptions};
@@ -242,6 +243,11 @@ impl TextConditioner {
             }
         }
         Ok(out)
+    }
+
+    /// The text encoders' patchable weights, by canonical name.
+    pub fn patchable(&self) -> PatchTable {
+        self.encoders().flat_map(|e| e.model.patchable().clone()).collect()
     }
 
     fn encoders(&self) -> impl Iterator<Item = &Encoder> {

@@ -3,6 +3,7 @@
 //!
 //! - [`Weights`]: one component's tensors, shape-checked, converted and uploaded;
 //! - [`nn`]: the layers (linear, conv, group and layer norm) every model is made of;
+//! - [`patch`]: the weights LoRAs replace after load, by canonical name;
 //! - [`clip`]: the CLIP / OpenCLIP text encoders; [`conditioning`]: prompts to embeddings;
 //! - [`vae`]: the autoencoder between images and latents;
 //! - [`unet`]: the denoising UNet;
@@ -14,6 +15,7 @@ pub mod conditioning;
 mod error;
 mod facts;
 pub mod nn;
+pub mod patch;
 pub mod unet;
 pub mod vae;
 mod weights;

@@ -4,12 +4,13 @@
 use kiln_runtime::Tensor;
 use kiln_runtime::ops::Conv2dParams;
 
+use super::patch::{PatchableWeight, WeightLayout};
 use super::{Result, Weights};
 
 /// `nn.Linear`: `x [.., in] -> [.., out]`, weight `[out, in]`.
 #[derive(Clone, Debug)]
 pub struct Linear {
-    weight: Tensor,
+    weight: PatchableWeight,
     bias: Option<Tensor>,
 }
 
@@ -21,13 +22,14 @@ impl Linear {
         let expected: &[usize] =
             if w.shape("weight")?.len() == 4 { &[out_dim, in_dim, 1, 1] } else { &[out_dim, in_dim] };
         let weight = w.tensor("weight", expected)?.reshape(&[out_dim, in_dim])?;
+        let weight = w.patchable_weight("weight", weight, WeightLayout::Linear);
         let bias = if bias { Some(w.tensor("bias", &[out_dim])?) } else { None };
         Ok(Linear { weight, bias })
     }
 
     /// `x [.., in] -> [.., out]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.linear(&self.weight, self.bias.as_ref())?)
+        Ok(x.linear(&self.weight.get(), self.bias.as_ref())?)
     }
 }
 
@@ -35,7 +37,7 @@ impl Linear {
 #[derive(Clone, Debug)]
 pub struct Conv2d {
     /// `[out, k, k, in]`: the checkpoint's OIHW permuted once at load.
-    weight: Tensor,
+    weight: PatchableWeight,
     bias: Tensor,
     params: Conv2dParams,
 }
@@ -51,6 +53,7 @@ impl Conv2d {
     ) -> Result<Conv2d> {
         let oihw = w.host("weight", &[out_ch, in_ch, kernel, kernel], w.dtype())?;
         let weight = oihw.permute(&[0, 2, 3, 1])?.to_device(w.device())?; // [out, k, k, in]
+        let weight = w.patchable_weight("weight", weight, WeightLayout::Conv);
         Ok(Conv2d { weight, bias: w.tensor("bias", &[out_ch])?, params })
     }
 
@@ -61,7 +64,7 @@ impl Conv2d {
 
     /// `x [N, H, W, in] -> [N, Ho, Wo, out]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.conv2d(&self.weight, Some(&self.bias), self.params)?)
+        Ok(x.conv2d(&self.weight.get(), Some(&self.bias), self.params)?)
     }
 }
 

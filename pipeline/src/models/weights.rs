@@ -2,10 +2,12 @@
 //! the shapes the model's configuration implies, converted to the compute dtype and uploaded.
 
 use std::fmt::Display;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use kiln_runtime::checkpoint::{Checkpoint, CheckpointError, Component};
 use kiln_runtime::{DType, Device, Tensor};
 
+use super::patch::{PatchTable, PatchableWeight, WeightLayout};
 use super::{ModelError, Result};
 
 /// A cursor into one component's canonical names (`unet.down_blocks.0.`...), with the dtype and
@@ -16,12 +18,15 @@ pub struct Weights<'a> {
     prefix: String,
     dtype: DType,
     device: Device,
+    /// The patchable weights loaded through this cursor and every cursor descended from it.
+    patchable: Arc<Mutex<PatchTable>>,
 }
 
 impl<'a> Weights<'a> {
     /// The weights of `component`, read as `dtype` onto `device`.
     pub fn new(ckpt: &'a Checkpoint, component: Component, dtype: DType, device: Device) -> Self {
-        Weights { ckpt, prefix: component.prefix().to_string(), dtype, device }
+        let patchable = Arc::default();
+        Weights { ckpt, prefix: component.prefix().to_string(), dtype, device, patchable }
     }
 
     /// The same weights one level down: `w.at("down_blocks.0")`.
@@ -81,6 +86,20 @@ impl<'a> Weights<'a> {
             });
         }
         Ok(self.ckpt.tensor(&self.name(leaf), dtype)?)
+    }
+
+    /// Holds `tensor` (the weight loaded for `leaf`) as patchable, recorded under its canonical
+    /// name for [`Weights::patchable`].
+    pub fn patchable_weight(&self, leaf: &str, tensor: Tensor, layout: WeightLayout) -> PatchableWeight {
+        let weight = PatchableWeight::new(tensor, layout);
+        let mut table = self.patchable.lock().unwrap_or_else(PoisonError::into_inner);
+        table.insert(self.name(leaf), weight.clone());
+        weight
+    }
+
+    /// The patchable weights loaded so far through this cursor's family of cursors.
+    pub fn patchable(&self) -> PatchTable {
+        self.patchable.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// `leaf`, shape-checked against `expected`, in this cursor's dtype on its device.

@@ -13,6 +13,7 @@ use kiln_runtime::checkpoint::{Component, TextEncoderConfig};
 use kiln_runtime::{DType, Tensor};
 
 use super::nn::{LayerNorm, Linear};
+use super::patch::PatchTable;
 use super::{ModelError, Result, Weights};
 pub use layer::Activation;
 use layer::ClipLayer;
@@ -65,6 +66,8 @@ pub struct ClipTextModel {
     final_layer_norm: LayerNorm,
     projection: Option<Linear>,
     dtype: DType,
+    /// Every linear weight, by canonical name.
+    patchable: PatchTable,
 }
 
 impl ClipTextModel {
@@ -108,6 +111,7 @@ impl ClipTextModel {
             projection,
             dtype: w.dtype(),
             config,
+            patchable: w.patchable(),
         })
     }
 
@@ -119,6 +123,11 @@ impl ClipTextModel {
     /// Width of the hidden states (768 CLIP-L, 1280 OpenCLIP-G).
     pub fn hidden_size(&self) -> usize {
         self.config.hidden_size
+    }
+
+    /// The weights a LoRA can patch, by canonical name.
+    pub fn patchable(&self) -> &PatchTable {
+        &self.patchable
     }
 
     /// Whether the model has the pooled-output projection.

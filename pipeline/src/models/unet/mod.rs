@@ -23,6 +23,7 @@ use kiln_runtime::{DType, Device, Tensor};
 use self::blocks::{DownBlock, LevelSpec, MidBlock, UpBlock};
 use self::embeddings::Conditioning;
 use super::nn::{Conv2d, GroupNorm};
+use super::patch::PatchTable;
 use super::{ModelError, Result, Weights};
 
 /// Sizes every block needs, read once from the config.
@@ -64,6 +65,8 @@ pub struct UNet {
     up: Vec<UpBlock>,
     norm_out: GroupNorm,
     conv_out: Conv2d,
+    /// Every linear and convolution weight, by canonical name.
+    patchable: PatchTable,
 }
 
 /// A config problem found at load, as a checkpoint config error.
@@ -189,9 +192,12 @@ impl UNet {
             prev_ch = ch;
         }
 
+        let norm_out = GroupNorm::load(&w.at("conv_norm_out"), s.groups, c0, s.eps)?;
+        let conv_out = Conv2d::load_3x3(&w.at("conv_out"), c0, c.out_channels)?;
         Ok(UNet {
-            norm_out: GroupNorm::load(&w.at("conv_norm_out"), s.groups, c0, s.eps)?,
-            conv_out: Conv2d::load_3x3(&w.at("conv_out"), c0, c.out_channels)?,
+            norm_out,
+            conv_out,
+            patchable: w.patchable(),
             config: c,
             dtype,
             device,
@@ -201,6 +207,11 @@ impl UNet {
             mid,
             up,
         })
+    }
+
+    /// The weights a LoRA can patch, by canonical name.
+    pub fn patchable(&self) -> &PatchTable {
+        &self.patchable
     }
 
     /// The config the model was built from.

@@ -22,6 +22,7 @@ mod unet;
 mod vae;
 
 pub use grammar::{is_canonical, is_canonical_in};
+pub use unet::unmap as unet_single_file_names;
 
 use super::Component;
 

@@ -88,6 +88,63 @@ pub fn map(rest: &str, blocks: UnetBlocks) -> Option<String> {
     None
 }
 
+/// The single-file names of the diffusers UNet name `name`: the inverse of [`map`], for tools
+/// that name modules in the LDM layout (kohya's LoRAs for SDXL). Usually one; an upsampler gives
+/// both spellings, `.1.conv` and `.2.conv`, as which one a file uses depends on whether the level
+/// has attention. Empty when `name` is not in the grid.
+pub fn unmap(name: &str, blocks: UnetBlocks) -> Vec<String> {
+    for &(ldm, diffusers, tail) in FIXED {
+        if let Some(t) = name.strip_prefix(diffusers) {
+            return unrename_tail(t, tail).map(|t| vec![format!("{ldm}{t}")]).unwrap_or_default();
+        }
+    }
+    let per_level = blocks.layers_per_block + 1;
+    let one = |s: Option<String>| s.into_iter().collect::<Vec<_>>();
+    if let Some((level, rest)) = index_after(name, "down_blocks.").filter(|(l, _)| *l < blocks.levels) {
+        let block = |j: usize| 1 + level * per_level + j;
+        if let Some((j, tail)) = index_after(rest, "resnets.").filter(|(j, _)| *j < blocks.layers_per_block) {
+            return one(unrename_tail(tail, Tail::Resnet).map(|t| format!("input_blocks.{}.0.{t}", block(j))));
+        }
+        if let Some((j, tail)) =
+            index_after(rest, "attentions.").filter(|(j, _)| *j < blocks.layers_per_block)
+        {
+            return vec![format!("input_blocks.{}.1.{tail}", block(j))];
+        }
+        if let Some(tail) = rest.strip_prefix("downsamplers.0.conv.") {
+            return vec![format!("input_blocks.{}.0.op.{tail}", block(blocks.layers_per_block))];
+        }
+        return Vec::new();
+    }
+    if let Some((level, rest)) = index_after(name, "up_blocks.").filter(|(l, _)| *l < blocks.levels) {
+        let block = |j: usize| level * per_level + j;
+        if let Some((j, tail)) = index_after(rest, "resnets.").filter(|(j, _)| *j < per_level) {
+            return one(
+                unrename_tail(tail, Tail::Resnet).map(|t| format!("output_blocks.{}.0.{t}", block(j)))
+            );
+        }
+        if let Some((j, tail)) = index_after(rest, "attentions.").filter(|(j, _)| *j < per_level) {
+            return vec![format!("output_blocks.{}.1.{tail}", block(j))];
+        }
+        if let Some(tail) = rest.strip_prefix("upsamplers.0.conv.") {
+            let k = block(blocks.layers_per_block);
+            return vec![
+                format!("output_blocks.{k}.1.conv.{tail}"),
+                format!("output_blocks.{k}.2.conv.{tail}"),
+            ];
+        }
+    }
+    Vec::new()
+}
+
+fn unrename_tail(tail: &str, kind: Tail) -> Option<String> {
+    match kind {
+        Tail::Same => Some(tail.to_string()),
+        Tail::Resnet => RESNET
+            .iter()
+            .find_map(|&(ldm, diffusers)| tail.strip_prefix(diffusers).map(|t| format!("{ldm}{t}"))),
+    }
+}
+
 fn rename_tail(tail: &str, kind: Tail) -> Option<String> {
     match kind {
         Tail::Same => Some(tail.to_string()),
@@ -131,6 +188,36 @@ mod tests {
         for (blocks, key, want) in cases {
             assert_eq!(map(key, blocks).as_deref(), Some(want), "{key}");
         }
+    }
+
+    #[test]
+    fn unmap_inverts_map_on_every_published_unet_name() {
+        for (file, blocks) in [("sd15.diffusers.json", SD15), ("sdxl_base.diffusers.json", SDXL)] {
+            let path = format!("{}/../fixtures/manifests/{file}", env!("CARGO_MANIFEST_DIR"));
+            let manifest: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+            let unet = manifest["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["path"].as_str().unwrap().starts_with("unet/"))
+                .unwrap();
+            let mut checked = 0;
+            for tensor in unet["tensors"].as_array().unwrap() {
+                let name = tensor["name"].as_str().unwrap();
+                let single = unmap(name, blocks);
+                assert!(!single.is_empty(), "{file}: {name}");
+                let back: Vec<Option<String>> = single.iter().map(|s| map(s, blocks)).collect();
+                assert!(
+                    back.iter().all(|b| b.as_deref() == Some(name)),
+                    "{file}: {name} -> {single:?} -> {back:?}"
+                );
+                checked += 1;
+            }
+            assert!(checked > 600, "{file}: {checked}");
+        }
+        assert!(unmap("down_blocks.4.resnets.0.conv1.weight", SD15).is_empty());
+        assert!(unmap("down_blocks.0.resnets.2.conv1.weight", SD15).is_empty());
     }
 
     #[test]

@@ -1,0 +1,194 @@
+//! Merging a set of LoRAs into a model's patchable weights, and putting the originals back.
+//!
+//! Each patched weight becomes `W + Σᵢ weightᵢ · updateᵢ`: the updates of every LoRA in the set
+//! summed in f32 on the host, rounded once to the weight's dtype, uploaded to its device and
+//! added there. The original tensors are kept, so restoring swaps them back untouched.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use kiln_runtime::{DType, Device, Tensor};
+
+use super::delta::delta;
+use super::file::{LoraFile, Part};
+use super::{LoraError, TargetIndex};
+use crate::models::patch::{PatchTable, WeightLayout};
+
+/// One LoRA of a set with the weight the request gives it.
+#[derive(Clone, Copy, Debug)]
+pub struct WeightedLora<'a> {
+    /// The opened file.
+    pub file: &'a LoraFile,
+    /// The request's weight (the update's multiplier).
+    pub weight: f32,
+}
+
+/// What the model offers LoRAs: its weights, their names, and what a LoRA must fit.
+#[derive(Clone, Copy, Debug)]
+pub struct ModelSide<'a> {
+    /// The patchable weights.
+    pub table: &'a PatchTable,
+    /// Module keys to weight names.
+    pub index: &'a TargetIndex,
+    /// The family's name, for errors.
+    pub family: &'a str,
+    /// The UNet's cross-attention width (768 SD 1.5, 2048 SDXL), which a LoRA's `attn2.to_k`
+    /// input width must equal.
+    pub context_width: usize,
+    /// Whether the model has a second text encoder (SDXL).
+    pub has_text_encoder_2: bool,
+}
+
+/// What merging one LoRA did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoraReport {
+    /// The file.
+    pub path: PathBuf,
+    /// Modules merged.
+    pub applied: usize,
+    /// Module keys that name no weight of the model, and tensors that belong to no module.
+    pub unmapped: Vec<String>,
+}
+
+/// The weights a merge replaced, by canonical name, to put back with [`restore`].
+#[derive(Debug, Default)]
+pub struct Originals(BTreeMap<String, Tensor>);
+
+impl Originals {
+    /// How many weights are patched.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether nothing is patched.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The most unmapped keys an error lists.
+const UNMAPPED_LISTED: usize = 8;
+
+/// Merges `loras` into `model`'s weights. On error nothing stays changed.
+pub fn merge(
+    model: ModelSide<'_>,
+    loras: &[WeightedLora<'_>],
+) -> Result<(Originals, Vec<LoraReport>), LoraError> {
+    // target weight -> (lora, module key), in a stable order.
+    let mut plan: BTreeMap<&str, Vec<(usize, &str)>> = BTreeMap::new();
+    let mut reports = Vec::with_capacity(loras.len());
+    for (i, lora) in loras.iter().enumerate() {
+        check_family(model, lora.file)?;
+        let mut unmapped = Vec::new();
+        let mut applied = 0;
+        for key in lora.file.modules().keys() {
+            match model.index.target(key) {
+                Some(target) => {
+                    plan.entry(target).or_default().push((i, key));
+                    applied += 1;
+                }
+                None => unmapped.push(key.clone()),
+            }
+        }
+        let total = lora.file.modules().len();
+        if applied * 2 < total {
+            return Err(LoraError::MostlyUnmapped {
+                path: lora.file.path_buf(),
+                model: model.family.to_owned(),
+                mapped: applied,
+                total,
+                unmapped: unmapped.into_iter().take(UNMAPPED_LISTED).collect(),
+            });
+        }
+        unmapped.extend(lora.file.unrecognised().iter().cloned());
+        reports.push(LoraReport { path: lora.file.path_buf(), applied, unmapped });
+    }
+
+    let mut originals = Originals::default();
+    for (target, sources) in plan {
+        if let Err(e) = merge_one(model, loras, target, &sources, &mut originals) {
+            restore(model.table, originals);
+            return Err(e);
+        }
+    }
+    Ok((originals, reports))
+}
+
+/// Puts the original weights back.
+pub fn restore(table: &PatchTable, originals: Originals) {
+    for (name, tensor) in originals.0 {
+        if let Some(weight) = table.get(&name) {
+            // The tensor came out of this very weight, so it fits.
+            let _ = weight.set(tensor);
+        }
+    }
+}
+
+/// Sums the updates `sources` make to `target` and swaps the merged weight in.
+fn merge_one(
+    model: ModelSide<'_>,
+    loras: &[WeightedLora<'_>],
+    target: &str,
+    sources: &[(usize, &str)],
+    originals: &mut Originals,
+) -> Result<(), LoraError> {
+    let weight = &model.table[target];
+    let shape = weight.checkpoint_shape();
+    let mut sum = vec![0.0f32; shape.iter().product()];
+    for &(i, key) in sources {
+        let lora = loras[i];
+        let update = delta(lora.file, key, &lora.file.modules()[key], &shape)?;
+        sum.iter_mut().zip(update).for_each(|(s, u)| *s += lora.weight * u);
+    }
+    let path = || loras[sources[0].0].file.path_buf();
+    let fail = |e: kiln_runtime::Error| LoraError::Merge { path: path(), reason: e.to_string() };
+    let base = weight.get();
+    let held = match weight.layout() {
+        WeightLayout::Linear => Tensor::from_f32(sum, base.dims(), DType::F32, Device::Cpu).map_err(fail)?,
+        WeightLayout::Conv => Tensor::from_f32(sum, &shape, DType::F32, Device::Cpu)
+            .and_then(|oihw| oihw.permute(&[0, 2, 3, 1]))
+            .map_err(fail)?,
+    };
+    let update = held.to_dtype(base.dtype()).and_then(|t| t.to_device(base.device())).map_err(fail)?;
+    let merged = base.add(&update).map_err(fail)?;
+    weight.set(merged).map_err(|e| LoraError::Merge { path: path(), reason: e.to_string() })?;
+    originals.0.entry(target.to_owned()).or_insert(base);
+    Ok(())
+}
+
+/// A LoRA for another family: one with SDXL's second text encoder on a model without it, or
+/// whose cross-attention keys take another context width than the model's.
+fn check_family(model: ModelSide<'_>, file: &LoraFile) -> Result<(), LoraError> {
+    let wrong =
+        |lora: String| LoraError::WrongFamily { path: file.path_buf(), lora, model: model.family.to_owned() };
+    let keys = file.modules().keys();
+    if !model.has_text_encoder_2
+        && keys.clone().any(|k| k.starts_with("lora_te2_") || k.starts_with("text_encoder_2."))
+    {
+        return Err(wrong("SDXL (it has weights for a second text encoder)".into()));
+    }
+    let width = file.modules().iter().find_map(|(key, module)| {
+        let attends_to_text = key.ends_with("attn2_to_k") || key.ends_with("attn2.to_k");
+        let down = module.parts.get(&Part::Down).filter(|_| attends_to_text)?;
+        file.tensor(down).ok().and_then(|t| t.shape().get(1).copied())
+    });
+    match width {
+        Some(width) if width != model.context_width => Err(wrong(format!(
+            "{} (its cross-attention takes a text context {width} wide; this model's is {})",
+            family_of_width(width),
+            model.context_width
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The family whose UNet attends to a text context `width` wide.
+fn family_of_width(width: usize) -> String {
+    match width {
+        768 => "SD 1.5".into(),
+        1024 => "SD 2.x".into(),
+        1280 => "the SDXL refiner".into(),
+        2048 => "SDXL".into(),
+        other => format!("a model with {other}-wide text context"),
+    }
+}
