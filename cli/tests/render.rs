@@ -17,40 +17,6 @@ use base64::engine::general_purpose::STANDARD;
 use common::*;
 use serde_json::Value;
 
-/// `render` with the tiny SD 1.5 fixture.
-fn render_sd15(requests: &Path, out: &Path, extra: &[&str]) -> Output {
-    render(requests, out, &[&["--model", TINY_SD15], extra].concat())
-}
-
-/// The journal's records by id (each id must appear exactly once).
-fn records(out: &Path) -> HashMap<String, Value> {
-    let text = std::fs::read_to_string(out.join("responses.jsonl")).unwrap();
-    let mut by_id = HashMap::new();
-    for line in text.lines() {
-        let record: Value = serde_json::from_str(line).unwrap();
-        let id = record["id"].as_str().unwrap().to_owned();
-        assert!(by_id.insert(id.clone(), record).is_none(), "id {id} appears twice");
-    }
-    by_id
-}
-
-/// The decoded pixels of each image of a response.
-fn pixels(record: &Value) -> Vec<image::RgbImage> {
-    record["images"]
-        .as_array()
-        .unwrap_or_else(|| panic!("not a response: {record}"))
-        .iter()
-        .map(|img| {
-            let bytes = STANDARD.decode(img["image_b64"].as_str().unwrap()).unwrap();
-            image::load_from_memory(&bytes).unwrap().to_rgb8()
-        })
-        .collect()
-}
-
-fn first_error(record: &Value) -> &Value {
-    &record["error"]["detail"][0]
-}
-
 #[test]
 fn a_mixed_file_gives_a_response_or_an_error_record_per_line() {
     let dir = tempfile::tempdir().unwrap();

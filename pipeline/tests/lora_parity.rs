@@ -240,3 +240,37 @@ fn bad_loras_are_typed_errors_and_leave_the_model_intact() {
     engine.set_loras(&[WeightedLora { file: &kohya, weight: 1.0 }]).unwrap();
     assert!(weights(&engine) == with_kohya);
 }
+
+#[cfg(feature = "cuda")]
+mod cuda {
+    use super::*;
+
+    /// Merging on the GPU (bf16, where the CUDA kernels run) gives the CPU's bf16 merged weights
+    /// bit for bit (the same update rounded to bf16, each sum computed in f32 and rounded once),
+    /// and switching back restores the uploaded originals exactly.
+    #[test]
+    fn cuda_merge_equals_the_cpu_merge_and_restores() {
+        let gpu = match Device::cuda(0) {
+            Ok(device) => device,
+            Err(e) => {
+                return kiln_runtime::cuda::skip_gpu_test(
+                    "CUDA LoRA merge",
+                    &format!("no CUDA device ({e})"),
+                );
+            }
+        };
+        let path = Path::new(FIXTURES).join("tiny/sd15");
+        let mut cpu = Engine::load(&path, DType::BF16, Device::Cpu).unwrap();
+        let mut cuda = Engine::load(&path, DType::BF16, gpu).unwrap();
+        let base = weights(&cuda);
+        let open = |name: &str| LoraFile::open(&lora_dir().join(name)).unwrap();
+        let (kohya, lokr) = (open("sd15_kohya.safetensors"), open("sd15_lokr.safetensors"));
+        let set = [WeightedLora { file: &kohya, weight: 0.7 }, WeightedLora { file: &lokr, weight: 0.4 }];
+        cpu.set_loras(&set).unwrap();
+        cuda.set_loras(&set).unwrap();
+        assert!(weights(&cuda) == weights(&cpu), "the GPU merge differs from the CPU merge");
+        assert!(weights(&cuda) != base);
+        cuda.set_loras(&[]).unwrap();
+        assert!(weights(&cuda) == base, "the GPU weights were not restored");
+    }
+}

@@ -32,7 +32,6 @@ fn each_unimplemented_field_is_an_error_naming_it() {
     not_implemented("transfer_images", json!({"sks": ["aW1n"]}));
     not_implemented("transfer_images", json!({}));
     not_implemented("inpaint_full_res", json!(true));
-    not_implemented("loras", json!({"crayon-style": 1.0}));
     not_implemented("textual_inversions", json!({"name": "trigger"}));
     not_implemented("vae", json!("my_vae"));
     not_implemented("ip_adapter", json!("plus"));
@@ -76,6 +75,26 @@ fn several_unimplemented_fields_are_all_reported() {
         assert_eq!(kinds_at(&line, field), ["not_implemented"], "{field}");
     }
     assert_eq!(kinds_at(&line, "steps"), ["greater_than"]);
+}
+
+#[test]
+fn loras_are_read_sorted_by_name_with_finite_weights() {
+    let line =
+        parse(&body(json!({"loras": {"octoai:paint-splash": 0.3, "octoai:crayon-style": "0.7", "neg": -1}})));
+    let request = line.request.unwrap();
+    assert_eq!(
+        request.loras,
+        [
+            ("neg".to_owned(), -1.0),
+            ("octoai:crayon-style".to_owned(), 0.7),
+            ("octoai:paint-splash".to_owned(), 0.3)
+        ]
+    );
+    let line = parse(&body(json!({"loras": {"a": "inf", "b": 1.0}})));
+    let errors = line.request.unwrap_err().detail;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].kind, "finite_number");
+    assert_eq!(errors[0].loc.last(), Some(&kiln_pipeline::request::Loc::from("a")));
 }
 
 #[test]

@@ -3,10 +3,13 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 
 /// The demo model's cache, shared by the test binaries (made once).
@@ -158,4 +161,39 @@ pub fn noise_png(width: u32, height: u32, seed: u32, gray: bool) -> String {
     let encoder = image::codecs::png::PngEncoder::new(&mut bytes);
     image::ImageEncoder::write_image(encoder, &pixels, width, height, color).unwrap();
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// `render` with the tiny SD 1.5 fixture.
+pub fn render_sd15(requests: &Path, out: &Path, extra: &[&str]) -> Output {
+    render(requests, out, &[&["--model", TINY_SD15], extra].concat())
+}
+
+/// The journal's records by id (each id must appear exactly once).
+pub fn records(out: &Path) -> HashMap<String, Value> {
+    let text = std::fs::read_to_string(out.join("responses.jsonl")).unwrap();
+    let mut by_id = HashMap::new();
+    for line in text.lines() {
+        let record: Value = serde_json::from_str(line).unwrap();
+        let id = record["id"].as_str().unwrap().to_owned();
+        assert!(by_id.insert(id.clone(), record).is_none(), "id {id} appears twice");
+    }
+    by_id
+}
+
+/// The decoded pixels of each image of a response.
+pub fn pixels(record: &Value) -> Vec<image::RgbImage> {
+    record["images"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a response: {record}"))
+        .iter()
+        .map(|img| {
+            let bytes = STANDARD.decode(img["image_b64"].as_str().unwrap()).unwrap();
+            image::load_from_memory(&bytes).unwrap().to_rgb8()
+        })
+        .collect()
+}
+
+/// The first error of an error record.
+pub fn first_error(record: &Value) -> &Value {
+    &record["error"]["detail"][0]
 }

@@ -20,13 +20,15 @@
 //!   kiln's own fields ([`KILN_FIELDS`]: `id`) are accepted beside the schema's.
 //! - Fields kiln does not implement are an error naming the field (type `not_implemented`)
 //!   when they ask for something: `controlnet`, `controlnet_image`, `controlnet_early_stop`,
-//!   `transfer_images`, `vae` not null; `loras`, `textual_inversions` not empty;
+//!   `transfer_images`, `vae` not null; `textual_inversions` not empty;
 //!   `controlnet_conditioning_scale` other than 1, `controlnet_preprocess` false,
 //!   `inpaint_full_res` true, any non-null `ip_adapter*` field, and `use_refiner: true`.
 //! - `use_refiner` defaults to true in OctoAI's schema; kiln has no refiner stage, so an absent
 //!   `use_refiner` means no refiner (only an explicit `true` is an error). `high_noise_frac`
 //!   (refiner only), `inpaint_full_res_padding` and `log_prompt` are validated and have no effect
 //!   (kiln never stores prompts).
+//! - `loras` weights must be finite (pydantic's `finite_number`): an infinite weight would turn
+//!   the model's weights into infinities.
 //! - Rules the schema states only in prose are checked too: each seed in `1..2^32`, the sizes
 //!   each family supports, `prompt_2` / `negative_prompt_2` only for SDXL, style presets only for
 //!   SDXL, `mask_image` only with `init_image`, `outpainting` only with both; an inpainting
@@ -98,6 +100,9 @@ pub struct Request {
     pub outpainting: bool,
     /// A checkpoint name for the runner to look up in its assets directory.
     pub checkpoint: Option<String>,
+    /// LoRA names (looked up in the assets directory's `loras/`) and their weights, sorted by
+    /// name; empty for none.
+    pub loras: Vec<(String, f64)>,
 }
 
 impl Request {

@@ -232,7 +232,8 @@ impl<'a> Reader<'a> {
         self.int("inpaint_full_res_padding", Limits::default(), false);
         self.boolean("log_prompt");
         let wide = self.wide;
-        let loras = self.dict("loras", |v| whole(coerce::float(wide.input(v))));
+        let loras = self.dict("loras", |v| whole(coerce::float(wide.input(v)).and_then(finite)));
+        let loras = loras.map(|_| self.lora_weights());
         let mask_image = self.string("mask_image", None, true);
         let negative_prompt = self.string("negative_prompt", Some(MAX_PROMPT), true);
         let negative_prompt_2 = self.string("negative_prompt_2", Some(MAX_PROMPT), true);
@@ -266,7 +267,6 @@ impl<'a> Reader<'a> {
             &unimplemented::Asked {
                 controls,
                 inpaint_full_res,
-                loras,
                 textual_inversions,
                 transfer_images,
                 use_refiner,
@@ -309,7 +309,20 @@ impl<'a> Reader<'a> {
             strength: strength.unwrap_or(0.8),
             outpainting: outpainting.unwrap_or(false),
             checkpoint,
+            loras: loras.unwrap_or_default(),
         })
+    }
+
+    /// The `loras` map's names and weights, sorted by name (read after [`Reader::dict`] checked
+    /// every weight).
+    fn lora_weights(&self) -> Vec<(String, f64)> {
+        let Some(Value::Object(map)) = self.raw("loras") else { return Vec::new() };
+        let mut loras: Vec<(String, f64)> = map
+            .iter()
+            .filter_map(|(name, v)| coerce::float(self.wide.input(v)).ok().map(|w| (name.clone(), w)))
+            .collect();
+        loras.sort_by(|a, b| a.0.cmp(&b.0));
+        loras
     }
 }
 
@@ -331,6 +344,11 @@ impl Reader<'_> {
 /// A dictionary value's error, at the value itself.
 fn whole<T>(result: Result<T, Issue>) -> Vec<(Vec<Loc>, Issue)> {
     result.err().map(|issue| (vec![], issue)).into_iter().collect()
+}
+
+/// A number that is not infinite or NaN (pydantic's `allow_inf_nan=False`).
+fn finite(x: f64) -> Result<f64, Issue> {
+    if x.is_finite() { Ok(x) } else { Err(Issue::new("finite_number", "Input should be a finite number")) }
 }
 
 /// `transfer_images` values: lists of strings.

@@ -1,32 +1,82 @@
-//! `--assets DIR`: the checkpoints a request can name with `"checkpoint": NAME`
-//! (`DIR/checkpoints/NAME.safetensors` or the diffusers folder `DIR/checkpoints/NAME`). OctoAI's
-//! `octoai:` prefix resolves in the same library: `octoai:lightning_sdxl` is the user's own
-//! `lightning_sdxl`.
+//! `--assets DIR`: the library of assets requests name. Each kind has its folder:
+//! `checkpoints/` (`"checkpoint": NAME`), `loras/` (`"loras": {NAME: weight}`), `embeddings/`
+//! (`"textual_inversions"`) and `vaes/` (`"vae"`); `controlnets/` and `ip_adapters/` are kept
+//! for later. NAME is a `.safetensors` file with or without its extension, or, for checkpoints
+//! and VAEs, a diffusers folder. OctoAI's `octoai:` prefix resolves in the same library:
+//! `octoai:lightning_sdxl` is the user's own `lightning_sdxl`. Names never leave the library.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// Why a request's `checkpoint` does not name a usable checkpoint.
+/// A kind of asset, with its folder in the library.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AssetKind {
+    /// A whole model: `checkpoints/`.
+    Checkpoint,
+    /// A LoRA or LyCORIS file: `loras/`.
+    Lora,
+    /// A textual-inversion embedding: `embeddings/`.
+    Embedding,
+    /// An autoencoder: `vaes/`.
+    Vae,
+}
+
+impl AssetKind {
+    /// The library folder holding this kind.
+    pub fn folder(self) -> &'static str {
+        match self {
+            AssetKind::Checkpoint => "checkpoints",
+            AssetKind::Lora => "loras",
+            AssetKind::Embedding => "embeddings",
+            AssetKind::Vae => "vaes",
+        }
+    }
+
+    /// Whether a diffusers folder can be an asset of this kind (else only single files).
+    fn may_be_folder(self) -> bool {
+        matches!(self, AssetKind::Checkpoint | AssetKind::Vae)
+    }
+}
+
+impl fmt::Display for AssetKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AssetKind::Checkpoint => "checkpoint",
+            AssetKind::Lora => "LoRA",
+            AssetKind::Embedding => "textual inversion",
+            AssetKind::Vae => "VAE",
+        })
+    }
+}
+
+/// Why a request's name does not name a usable asset.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AssetError {
     /// The run has no `--assets` directory.
-    #[error("checkpoint {name:?} requested but no --assets directory was given")]
+    #[error("{kind} {name:?} requested but no --assets directory was given")]
     NoAssets {
+        /// What was asked for.
+        kind: AssetKind,
         /// The requested name.
         name: String,
     },
     /// The name could escape the assets directory (a path separator, `..`, or empty).
-    #[error("checkpoint {name:?} is not a plain name")]
+    #[error("{kind} {name:?} is not a plain name")]
     BadName {
+        /// What was asked for.
+        kind: AssetKind,
         /// The requested name.
         name: String,
     },
     /// The name is a symlink (or inside a symlinked folder) that leads out of the assets
     /// directory: a request must not be able to read files the library does not hold.
     #[error(
-        "checkpoint {name:?} leads outside the assets directory {assets} (a symlink to {target}); \
-         move or hard-link the checkpoint into {assets}/checkpoints instead"
+        "{kind} {name:?} leads outside the assets directory {assets} (a symlink to {target}); \
+         move or hard-link the file into {assets}/{} instead", kind.folder()
     )]
     OutsideAssets {
+        /// What was asked for.
+        kind: AssetKind,
         /// The requested name.
         name: String,
         /// The assets directory.
@@ -35,11 +85,13 @@ pub enum AssetError {
         target: PathBuf,
     },
     /// Nothing by that name.
-    #[error("unknown checkpoint {name:?}: {}", available_list(dir, available))]
+    #[error("unknown {kind} {name:?}: {}", available_list(*kind, dir, available))]
     Unknown {
+        /// What was asked for.
+        kind: AssetKind,
         /// The requested name.
         name: String,
-        /// The checkpoints directory searched.
+        /// The folder searched.
         dir: PathBuf,
         /// The names it holds, closest to the requested name first.
         available: Vec<String>,
@@ -49,9 +101,9 @@ pub enum AssetError {
 /// The most names an unknown-name error lists.
 const NAMES_LISTED: usize = 5;
 
-fn available_list(dir: &Path, names: &[String]) -> String {
+fn available_list(kind: AssetKind, dir: &Path, names: &[String]) -> String {
     match names.len() {
-        0 => format!("{} has no checkpoints", dir.display()),
+        0 => format!("{} has no {kind}s", dir.display()),
         n if n <= NAMES_LISTED => format!("{} has {}", dir.display(), names.join(", ")),
         n => format!("the closest of the {n} in {} are {}", dir.display(), names[..NAMES_LISTED].join(", ")),
     }
@@ -69,32 +121,38 @@ fn closest_first(name: &str, mut names: Vec<String>) -> Vec<String> {
     names
 }
 
-/// Finds the checkpoint `name` under `assets/checkpoints`: a diffusers folder or single file
-/// with exactly that name, else `name.safetensors`.
+/// Finds the checkpoint `name` in the library ([`find`]).
 pub fn find_checkpoint(assets: Option<&Path>, name: &str) -> Result<PathBuf, AssetError> {
-    let assets = assets.ok_or_else(|| AssetError::NoAssets { name: name.to_owned() })?;
+    find(assets, AssetKind::Checkpoint, name)
+}
+
+/// Finds the asset `name` of `kind` under `assets/<folder>`: a file (or, for checkpoints and
+/// VAEs, a diffusers folder) with exactly that name, else `name.safetensors`.
+pub fn find(assets: Option<&Path>, kind: AssetKind, name: &str) -> Result<PathBuf, AssetError> {
+    let assets = assets.ok_or_else(|| AssetError::NoAssets { kind, name: name.to_owned() })?;
     let requested = name;
     let name = name.strip_prefix(OCTOAI_PREFIX).unwrap_or(name);
     if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\']) {
-        return Err(AssetError::BadName { name: requested.to_owned() });
+        return Err(AssetError::BadName { kind, name: requested.to_owned() });
     }
-    let dir = assets.join("checkpoints");
+    let dir = assets.join(kind.folder());
     let exact = dir.join(name);
     let file = dir.join(format!("{name}.safetensors"));
-    let found = if exact.exists() {
+    let found = if exact.exists() && (kind.may_be_folder() || !exact.is_dir()) {
         exact
     } else if file.exists() {
         file
     } else {
-        let available = closest_first(name, list_checkpoints(&dir));
-        return Err(AssetError::Unknown { name: requested.to_owned(), available, dir });
+        let available = closest_first(name, list(kind, &dir));
+        return Err(AssetError::Unknown { kind, name: requested.to_owned(), available, dir });
     };
-    inside_assets(assets, requested, found)
+    inside_assets(assets, kind, requested, found)
 }
 
 /// `found` when it resolves to a path inside `assets` (symlinks followed).
-fn inside_assets(assets: &Path, name: &str, found: PathBuf) -> Result<PathBuf, AssetError> {
+fn inside_assets(assets: &Path, kind: AssetKind, name: &str, found: PathBuf) -> Result<PathBuf, AssetError> {
     let outside = |target: PathBuf| AssetError::OutsideAssets {
+        kind,
         name: name.to_owned(),
         assets: assets.to_path_buf(),
         target,
@@ -107,15 +165,16 @@ fn inside_assets(assets: &Path, name: &str, found: PathBuf) -> Result<PathBuf, A
     }
 }
 
-/// The names under `dir`: folders as they are, `.safetensors` files without the extension.
-fn list_checkpoints(dir: &Path) -> Vec<String> {
+/// The names under `dir`: folders as they are (for kinds that may be folders), `.safetensors`
+/// files without the extension.
+pub fn list(kind: AssetKind, dir: &Path) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
     let mut names: Vec<String> = entries
         .filter_map(|entry| {
             let entry = entry.ok()?;
             let name = entry.file_name().into_string().ok()?;
             if entry.path().is_dir() {
-                Some(name)
+                kind.may_be_folder().then_some(name)
             } else {
                 name.strip_suffix(".safetensors").map(str::to_owned)
             }
@@ -175,6 +234,7 @@ mod tests {
         assert_eq!(
             err,
             AssetError::Unknown {
+                kind: AssetKind::Checkpoint,
                 name: "octoai:juggernot".into(),
                 dir: dir.clone(),
                 available: vec!["juggernaut".into(), "dreamshaper".into()]
@@ -239,6 +299,33 @@ mod tests {
             assert!(matches!(err, AssetError::OutsideAssets { .. }), "{name}: {err}");
             assert!(!err.to_string().contains("root:x"), "{err}");
         }
+    }
+
+    #[test]
+    fn each_kind_has_its_folder_and_only_checkpoints_and_vaes_may_be_folders() {
+        let assets = tempfile::tempdir().unwrap();
+        let loras = assets.path().join("loras");
+        std::fs::create_dir_all(loras.join("a-folder")).unwrap();
+        std::fs::write(loras.join("crayon.safetensors"), b"").unwrap();
+        std::fs::create_dir_all(assets.path().join("vaes/sdxl-vae")).unwrap();
+        let root = Some(assets.path());
+        assert_eq!(find(root, AssetKind::Lora, "octoai:crayon").unwrap(), loras.join("crayon.safetensors"));
+        assert_eq!(find(root, AssetKind::Vae, "sdxl-vae").unwrap(), assets.path().join("vaes/sdxl-vae"));
+        let err = find(root, AssetKind::Lora, "a-folder").unwrap_err();
+        assert_eq!(
+            err,
+            AssetError::Unknown {
+                kind: AssetKind::Lora,
+                name: "a-folder".into(),
+                dir: loras,
+                available: vec!["crayon".into()]
+            }
+        );
+        assert!(err.to_string().starts_with("unknown LoRA \"a-folder\""), "{err}");
+        let err = find(root, AssetKind::Embedding, "x").unwrap_err().to_string();
+        assert!(err.contains("has no textual inversions"), "{err}");
+        let err = find(None, AssetKind::Vae, "x").unwrap_err().to_string();
+        assert!(err.starts_with("VAE \"x\" requested but no --assets"), "{err}");
     }
 
     #[test]

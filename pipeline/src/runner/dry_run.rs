@@ -171,6 +171,7 @@ fn check_request(
         Some(name) => assets::find_checkpoint(options.assets.as_deref(), name)
             .map_err(|e| records::field_error("checkpoint", e))?,
     };
+    super::find_loras(options.assets.as_deref(), &request.loras)?;
     let header = models.header(&model);
     let unusable = |reason: &String| LineFault::Unusable { path: model.clone(), reason: reason.clone() };
     let facts = header.facts.clone().map_err(|reason| unusable(&reason))?;

@@ -57,6 +57,7 @@ use kiln_runtime::{DType, Device};
 
 use crate::generate::{BatchKey, Engine, GenerateError};
 use crate::request::{ErrorRecord, RequestError, Resolved, parse_line};
+use assets::AssetKind;
 
 pub use dry_run::{DRY_RUN_FILE, DryRunSummary, dry_run};
 pub use input::{InputError, RequestSource};
@@ -163,16 +164,21 @@ struct Pending {
     id: String,
     /// The checkpoint it renders with.
     model: PathBuf,
+    /// The LoRAs merged into it, with their weights, in the request's (name) order.
+    loras: LoraSet,
     resolved: Resolved,
 }
+
+/// LoRA files and their weights: part of a batch key, so the weights compare by bits.
+type LoraSet = Vec<(PathBuf, u32)>;
 
 impl Pending {
     /// What must match for two requests to share an engine call (known before the init
     /// images are decoded: only their presence and the strength count).
-    fn key(&self) -> (PathBuf, BatchKey) {
+    fn key(&self) -> (PathBuf, LoraSet, BatchKey) {
         let r = &self.resolved;
         let init = r.init_image.as_ref().map(|_| (r.strength, r.mask_image.is_some()));
-        (self.model.clone(), r.job.batch_key_with_init(init))
+        (self.model.clone(), self.loras.clone(), r.job.batch_key_with_init(init))
     }
 }
 
@@ -270,6 +276,9 @@ pub fn run_until(options: &RunOptions, stop: &AtomicBool) -> Result<Summary, Run
 
     let keyed = pending.into_iter().map(|p| (p.key(), p.resolved.job.images(), p));
     let mut groups = batch::group(keyed, options.batch_size);
+    // Groups of one model stay together, and within them groups of one LoRA set, so that each
+    // model loads once and each set merges once.
+    batch::cluster_by(&mut groups, |g| (g.items[0].model.clone(), g.items[0].loras.clone()));
     batch::cluster_by(&mut groups, |g| g.items[0].model.clone());
     let mut groups = groups.into_iter();
     let mut left = 0;
@@ -373,6 +382,13 @@ fn plan(
                 }
             },
         };
+        let loras = match find_loras(options.assets.as_deref(), &request.loras) {
+            Ok(loras) => loras,
+            Err(error) => {
+                sink.fail(number, &id, error)?;
+                continue;
+            }
+        };
         let facts = match models.facts(&model) {
             Ok(facts) => facts,
             Err(reason) => {
@@ -387,10 +403,21 @@ fn plan(
                 continue;
             }
         };
-        pending.push(Pending { line: number, id, model, resolved });
+        pending.push(Pending { line: number, id, model, loras, resolved });
     }
     warn_surplus_records(&seen, sink);
     Ok((pending, duplicates))
+}
+
+/// The files of a request's `loras`; an unknown name is an error on `loras.NAME`.
+fn find_loras(assets: Option<&Path>, loras: &[(String, f64)]) -> Result<LoraSet, RequestError> {
+    loras
+        .iter()
+        .map(|(name, weight)| match assets::find(assets, AssetKind::Lora, name) {
+            Ok(path) => Ok((path, (*weight as f32).to_bits())),
+            Err(e) => Err(records::field_error_at(&["loras", name], e)),
+        })
+        .collect()
 }
 
 /// The most ids [`warn_surplus_records`] names.

@@ -19,6 +19,12 @@ pub fn field_error(field: &str, msg: impl std::fmt::Display) -> RequestError {
     }
 }
 
+/// A value error at a nested location (`["loras", NAME]`).
+pub fn field_error_at(loc: &[&str], msg: impl std::fmt::Display) -> RequestError {
+    let loc: Vec<Loc> = loc.iter().map(|&l| Loc::from(l)).collect();
+    RequestError { detail: vec![FieldError::at(&loc, format!("Value error, {msg}"), VALUE_ERROR)] }
+}
+
 /// The line is not UTF-8 text: as malformed JSON, on the body.
 pub fn not_utf8(reason: &str) -> RequestError {
     RequestError::body(format!("JSON decode error: {reason}"), "json_invalid")

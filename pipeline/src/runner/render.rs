@@ -11,7 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
 use super::batch::Group;
-use super::models::Models;
+use super::models::{Models, Ready, Unready};
 use super::{Pending, RunError, RunOptions, Sink, image_path, records};
 use crate::generate::{Engine, GenerateError, InitImage, Job};
 use crate::image::{decode_base64, encode, fill_masked, to_mask, to_rgb};
@@ -36,16 +36,27 @@ pub(super) fn group(
 ) -> Result<GroupEnd, RunError> {
     let images = group.images;
     let Some(model) = group.items.first().map(|p| p.model.clone()) else { return Ok(GroupEnd::Done) };
-    let engine = match models.engine(&model) {
-        Ok(engine) => engine,
-        Err(reason) => {
+    let loras = group.items.first().map(|p| p.loras.clone()).unwrap_or_default();
+    let Ready { engine, warnings: lora_warnings, log } = match models.engine(&model, &loras) {
+        Ok(ready) => ready,
+        Err(Unready::Checkpoint(reason)) => {
             for _ in &group.items {
                 sink.unusable_checkpoint(&model, &reason);
             }
             sink.progress.finish_images(images);
             return Ok(GroupEnd::Done);
         }
+        Err(Unready::Lora(reason)) => {
+            for p in &group.items {
+                sink.fail(p.line, &p.id, records::field_error("loras", &reason))?;
+            }
+            sink.progress.finish_images(images);
+            return Ok(GroupEnd::Done);
+        }
     };
+    for message in &log {
+        sink.progress.message(message);
+    }
 
     let mut ready: Vec<(Pending, Job)> = Vec::new();
     for p in group.items {
@@ -66,7 +77,8 @@ pub(super) fn group(
         match result {
             Ok(pictures) => {
                 let share = if ready_images == 0 { 0.0 } else { job.images() as f64 / ready_images as f64 };
-                let warnings = prompt_warnings(engine, &pending, &job, sink);
+                let mut warnings = lora_warnings.clone();
+                warnings.extend(prompt_warnings(engine, &pending, &job, sink));
                 write_response(&pending, &job, &pictures, elapsed_ms * share, warnings, options, sink)?;
             }
             Err(error) => sink.fail(pending.line, &pending.id, error)?,
@@ -223,7 +235,7 @@ mod tests {
         let text = format!(r#"{{"prompt": "a boat", "width": 512, "height": 512, "seed": 5{fields}}}"#);
         let line = crate::request::parse_line(&text, 1);
         let resolved = line.request.unwrap().resolve(Family::Sd15).unwrap();
-        Pending { line: 1, id: line.id, model: "m".into(), resolved }
+        Pending { line: 1, id: line.id, model: "m".into(), loras: Vec::new(), resolved }
     }
 
     #[test]
@@ -237,7 +249,7 @@ mod tests {
         ] {
             let p = pending(&fields);
             let job = job_with_images(&p).unwrap();
-            assert_eq!(p.key().1, job.batch_key(), "{fields}");
+            assert_eq!(p.key().2, job.batch_key(), "{fields}");
             assert_eq!(p.key().0, p.model);
             if let Some(init) = &job.init {
                 assert_eq!(init.image.dimensions(), (512, 512), "resized to the job's size");

@@ -1,0 +1,73 @@
+//! `"loras"` in requests, end to end: LoRA files from the `--assets` library's `loras/` folder
+//! (by name, with or without `.safetensors`, with OctoAI's `octoai:` prefix) merged into the
+//! model for the lines that name them, each set once per group; unknown names, LoRAs for the
+//! other family and corrupt files are error records on `loras`, and the run goes on.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use serde_json::json;
+
+const LORAS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/lora");
+
+#[test]
+fn requests_merge_their_loras_and_bad_ones_are_error_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let loras = dir.path().join("assets/loras");
+    std::fs::create_dir_all(&loras).unwrap();
+    for (from, to) in [
+        ("sd15_kohya", "crayon-style"),
+        ("sd15_peft", "paint-splash"),
+        ("sd15_locon", "texture"),
+        ("sdxl_kohya", "xl-style"),
+    ] {
+        std::fs::copy(
+            Path::new(LORAS).join(format!("{from}.safetensors")),
+            loras.join(format!("{to}.safetensors")),
+        )
+        .unwrap();
+    }
+    let bytes = std::fs::read(loras.join("texture.safetensors")).unwrap();
+    std::fs::write(loras.join("truncated.safetensors"), &bytes[..bytes.len() / 3]).unwrap();
+
+    let with = |loras: &str| format!(r#", "loras": {loras}"#);
+    let lines = [
+        request_sd15("plain", 5, ""),
+        request_sd15("two", 5, &with(r#"{"octoai:crayon-style": 0.7, "octoai:paint-splash": 0.3}"#)),
+        request_sd15("one", 5, &with(r#"{"crayon-style.safetensors": 1.0}"#)),
+        request_sd15("two-again", 5, &with(r#"{"paint-splash": 0.3, "crayon-style": 0.7}"#)),
+        request_sd15("plain-again", 5, &with("{}")),
+        request_sd15("unknown", 5, &with(r#"{"crayon-styel": 1.0}"#)),
+        request_sd15("xl", 5, &with(r#"{"xl-style": 1.0}"#)),
+        request_sd15("truncated", 5, &with(r#"{"truncated": 1.0}"#)),
+        request_sd15("escape", 5, &with(r#"{"../loras/texture": 1.0}"#)),
+    ];
+    let requests = write_requests(dir.path(), &lines);
+    let out = dir.path().join("out");
+    let assets = dir.path().join("assets");
+    let output = render_sd15(&requests, &out, &["--assets", assets.to_str().unwrap()]);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    let records = records(&out);
+
+    let image = |id: &str| pixels(&records[id]).remove(0);
+    assert_eq!(image("two"), image("two-again"), "the same set in another order is the same set");
+    assert_eq!(image("plain"), image("plain-again"), "an empty map is no LoRA");
+    assert_ne!(image("plain"), image("two"));
+    assert_ne!(image("one"), image("two"));
+    assert!(err.contains("crayon-style.safetensors: merged into"), "the log says what merged: {err}");
+
+    let unknown = first_error(&records["unknown"]);
+    assert_eq!(unknown["loc"], json!(["body", "loras", "crayon-styel"]), "{unknown}");
+    let msg = unknown["msg"].as_str().unwrap();
+    assert!(msg.contains("unknown LoRA") && msg.contains("has crayon-style, "), "closest first: {msg}");
+    for (id, says) in [("xl", "SDXL"), ("truncated", "truncated.safetensors"), ("escape", "not a plain name")]
+    {
+        let error = first_error(&records[id]);
+        assert_eq!(error["loc"][1], "loras", "{id}: {error}");
+        let msg = error["msg"].as_str().unwrap();
+        assert!(msg.contains(says), "{id}: {msg}");
+    }
+}
