@@ -18,9 +18,16 @@ fn default_of(name: &str) -> Value {
 fn defaults_are_the_schema_defaults() {
     let line = parse(&body(json!({})));
     let request = line.request.expect("minimal request parses");
-    assert_eq!(Value::from(request.cfg_scale), default_of("cfg_scale"));
-    assert_eq!(Value::from(request.steps), default_of("steps"));
-    assert_eq!(Value::from(request.sampler.as_str()), default_of("sampler"));
+    // Unsent fields the checkpoint may set (NAME.json) stay unset until resolved; kiln's
+    // defaults are the schema's.
+    assert_eq!((request.cfg_scale, request.steps, request.sampler), (None, None, None));
+    assert_eq!(Value::from(kiln_pipeline::request::DEFAULT_CFG_SCALE), default_of("cfg_scale"));
+    assert_eq!(Value::from(kiln_pipeline::request::DEFAULT_STEPS), default_of("steps"));
+    assert_eq!(Value::from(kiln_pipeline::request::DEFAULT_SAMPLER.as_str()), default_of("sampler"));
+    let job = request.resolve(kiln_runtime::checkpoint::Family::Sd15).expect("resolves").job;
+    assert_eq!(Value::from(f64::from(job.cfg_scale)), default_of("cfg_scale"));
+    assert_eq!(Value::from(job.steps), default_of("steps"));
+    assert_eq!(Value::from(job.sampler.as_str()), default_of("sampler"));
     assert_eq!(Value::from(request.num_images()), default_of("num_images"));
     assert_eq!(Value::from(request.strength), default_of("strength"));
     assert_eq!(Value::from(request.outpainting), default_of("outpainting"));
@@ -159,7 +166,7 @@ fn lax_conversions_give_the_value() {
             .expect("lax values parse");
     assert_eq!(
         (request.steps, request.cfg_scale, request.num_images(), request.outpainting),
-        (25, 7.5, 2, false)
+        (Some(25), Some(7.5), 2, false)
     );
 }
 
@@ -170,7 +177,7 @@ fn every_sampler_name_of_the_spec_parses_and_others_are_enum_errors() {
     assert_eq!(names.len(), 21);
     for name in &names {
         let request = parse(&body(json!({"sampler": name}))).request.expect(name);
-        assert_eq!(request.sampler.as_str(), *name);
+        assert_eq!(request.sampler.map(|s| s.as_str()), Some(*name));
     }
     let line = parse(&body(json!({"sampler": "euler_a"})));
     let errs = errors_at(&line, "sampler");

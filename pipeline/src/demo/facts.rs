@@ -17,7 +17,7 @@ pub fn demo_facts() -> ModelFacts {
         let json: Value = serde_json::from_str(embedded(path)).expect("the demo's configs are JSON");
         json["num_hidden_layers"].as_u64().expect("the demo's text encoders give their depth") as usize
     });
-    ModelFacts { family: DEMO_FAMILY, text_layers: layers[0].min(layers[1]) }
+    ModelFacts { family: DEMO_FAMILY, text_layers: layers[0].min(layers[1]), defaults: Default::default() }
 }
 
 /// The demo model's scheduler configuration.

@@ -13,6 +13,7 @@ use super::{GenerateError, Job, Result, finite};
 use crate::lora::{self, LoraError, LoraReport, ModelSide, Originals, TargetIndex, WeightedLora};
 use crate::models::conditioning::{Conditioning, PromptEmbedding, TextConditioner};
 use crate::models::patch::PatchTable;
+use crate::models::settings::CheckpointSettings;
 use crate::models::unet::UNet;
 use crate::models::vae::Vae;
 use crate::models::{ModelError, ModelFacts};
@@ -48,13 +49,16 @@ impl Engine {
     }
 
     /// [`Engine::load`] with checkpoint options: a config folder for a single file whose
-    /// sizes differ from its family's published configs, a weights variant.
+    /// sizes differ from its family's published configs, a weights variant. A `NAME.json`
+    /// beside the checkpoint ([`CheckpointSettings`]) overrides scheduler options and sets
+    /// request defaults.
     pub fn load_with(path: &Path, options: &OpenOptions, dtype: DType, device: Device) -> Result<Engine> {
         let ckpt = Checkpoint::open_with(path, options).map_err(ModelError::from)?;
         ckpt.require_complete().map_err(ModelError::from)?;
         let family = ckpt.family();
-        let facts = ModelFacts::of(&ckpt);
-        let scheduler = SchedulerConfig::for_checkpoint(&ckpt, path)?;
+        let settings = CheckpointSettings::beside(path).map_err(ModelError::from)?;
+        let facts = ModelFacts::of(&ckpt).with_defaults(settings.defaults);
+        let scheduler = settings.apply(SchedulerConfig::for_checkpoint(&ckpt, path)?);
         let text = TextConditioner::load(&ckpt, dtype, device)?;
         let unet = UNet::load(&ckpt, dtype, device)?;
         let mut patchable = unet.patchable().clone();

@@ -1,6 +1,6 @@
 //! The weight update of one module, in the checkpoint layout of the weight it patches
-//! (`[out, in]` or `[out, in, k, k]`), scaled by the file's `alpha / rank` (not yet by the
-//! request's weight). The formulas are LoRA's and LyCORIS's:
+//! (`[out, in]` or `[out, in, k, k]`), scaled by the file's `alpha / rank` and the request's
+//! weight, added into a sum of updates. The formulas are LoRA's and LyCORIS's:
 //!
 //! - LoRA / LoCon: `up · down`, with `up [out, r]` (or `[out, r, 1, 1]`) and `down [r, in]` (or
 //!   `[r, in, k, k]`); scale `alpha / r`, `alpha = r` when absent.
@@ -10,7 +10,9 @@
 //!   with `r` the rows of the first decomposed factor's `b`, and 1 when neither is decomposed.
 //! - Full: the stored difference itself.
 
+use kiln_runtime::cpu::matmul::accumulate_product;
 use kiln_runtime::{DType, Device, Tensor};
+use rayon::prelude::*;
 
 use super::LoraError;
 use super::file::{LoraFile, Module, Part};
@@ -22,9 +24,16 @@ struct Matrix {
     cols: usize,
 }
 
-/// The update `module` makes to a weight of checkpoint shape `target`, scaled by `alpha / rank`,
-/// as row-major values of `target`'s shape.
-pub fn delta(file: &LoraFile, key: &str, module: &Module, target: &[usize]) -> Result<Vec<f32>, LoraError> {
+/// Adds `weight ×` the update `module` makes to a weight of checkpoint shape `target` (scaled by
+/// `alpha / rank`) into `sum`, row-major values of `target`'s shape.
+pub fn add_update(
+    file: &LoraFile,
+    key: &str,
+    module: &Module,
+    target: &[usize],
+    weight: f32,
+    sum: &mut [f32],
+) -> Result<(), LoraError> {
     let ctx = Context { file, key, target };
     let parts = &module.parts;
     let has = |part| parts.contains_key(&part);
@@ -41,9 +50,19 @@ pub fn delta(file: &LoraFile, key: &str, module: &Module, target: &[usize]) -> R
     }
     let alpha = file.scalar(module, Part::Alpha)?;
     if has(Part::Down) || has(Part::Up) {
+        // The product goes straight into the sum: the one pass over the weight's size.
         let (up, down) = (ctx.matrix(module, Part::Up, 2)?, ctx.matrix(module, Part::Down, 1)?);
+        let (out, cols) = ctx.target_matrix();
+        if (up.rows, down.cols, up.cols) != (out, cols, down.rows) {
+            return Err(ctx.error(format!(
+                "up [{}, {}] and down [{}, {}] do not make an update of the model's weight {:?} ([{out}, {cols}] as a matrix)",
+                up.rows, up.cols, down.rows, down.cols, target
+            )));
+        }
         let rank = down.rows;
-        return ctx.scaled(ctx.product(&up, &down)?, alpha.map_or(1.0, |a| a / rank as f32));
+        let scale = weight * alpha.map_or(1.0, |a| a / rank as f32);
+        return accumulate_product(sum, &up.values, &down.values, (out, rank, cols), scale)
+            .map_err(|e| ctx.error(e.to_string()));
     }
     if has(Part::HadaW1A) {
         let w1b = ctx.matrix(module, Part::HadaW1B, 1)?;
@@ -58,7 +77,7 @@ pub fn delta(file: &LoraFile, key: &str, module: &Module, target: &[usize]) -> R
             )));
         }
         let values = w1.values.iter().zip(&w2.values).map(|(a, b)| a * b).collect();
-        return ctx.scaled(Matrix { values, ..w1 }, alpha.map_or(1.0, |a| a / rank as f32));
+        return ctx.add_scaled(Matrix { values, ..w1 }, weight * alpha.map_or(1.0, |a| a / rank as f32), sum);
     }
     if has(Part::LokrW1) || has(Part::LokrW1A) {
         let (w1, rank1) = ctx.factor(module, Part::LokrW1, Part::LokrW1A, Part::LokrW1B)?;
@@ -68,10 +87,10 @@ pub fn delta(file: &LoraFile, key: &str, module: &Module, target: &[usize]) -> R
             _ => 1.0,
         };
         let (rows, cols) = ctx.target_matrix();
-        return ctx.scaled(Matrix { values: ctx.kronecker(&w1, &w2)?, rows, cols }, scale);
+        return ctx.add_scaled(Matrix { values: ctx.kronecker(&w1, &w2)?, rows, cols }, weight * scale, sum);
     }
     if has(Part::Diff) {
-        return ctx.scaled(ctx.matrix(module, Part::Diff, 1)?, 1.0);
+        return ctx.add_scaled(ctx.matrix(module, Part::Diff, 1)?, weight, sum);
     }
     Err(ctx.error(format!("has no update tensors (parts: {:?})", parts.keys().collect::<Vec<_>>())))
 }
@@ -177,19 +196,17 @@ impl Context<'_> {
         Ok(values)
     }
 
-    /// The update's values times `scale`, after checking it is the target's `[out, in·k·k]`.
-    fn scaled(&self, update: Matrix, scale: f32) -> Result<Vec<f32>, LoraError> {
+    /// Adds the update times `scale` into `sum`, after checking it is the target's
+    /// `[out, in·k·k]`.
+    fn add_scaled(&self, update: Matrix, scale: f32, sum: &mut [f32]) -> Result<(), LoraError> {
         let (out, cols) = self.target_matrix();
-        if (update.rows, update.cols) != (out, cols) {
+        if (update.rows, update.cols) != (out, cols) || sum.len() != out * cols {
             return Err(self.error(format!(
                 "makes an update of shape [{}, {}]; the model's weight has shape {:?}, [{out}, {cols}] as a matrix",
                 update.rows, update.cols, self.target
             )));
         }
-        let mut values = update.values;
-        if scale != 1.0 {
-            values.iter_mut().for_each(|v| *v *= scale);
-        }
-        Ok(values)
+        sum.par_iter_mut().zip(update.values.par_iter()).for_each(|(s, u)| *s += scale * u);
+        Ok(())
     }
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use kiln_runtime::{DType, Device, Tensor};
 
-use super::delta::delta;
+use super::delta::add_update;
 use super::file::{LoraFile, Part};
 use super::{LoraError, TargetIndex};
 use crate::models::patch::{PatchTable, WeightLayout};
@@ -137,8 +137,7 @@ fn merge_one(
     let mut sum = vec![0.0f32; shape.iter().product()];
     for &(i, key) in sources {
         let lora = loras[i];
-        let update = delta(lora.file, key, &lora.file.modules()[key], &shape)?;
-        sum.iter_mut().zip(update).for_each(|(s, u)| *s += lora.weight * u);
+        add_update(lora.file, key, &lora.file.modules()[key], &shape, lora.weight, &mut sum)?;
     }
     let path = || loras[sources[0].0].file.path_buf();
     let fail = |e: kiln_runtime::Error| LoraError::Merge { path: path(), reason: e.to_string() };

@@ -7,14 +7,17 @@ use std::path::Path;
 use kiln_runtime::checkpoint::{Checkpoint, CheckpointError, Component, Family, TextEncoderConfig};
 
 use super::clip::LayerSelection;
+use super::settings::{CheckpointSettings, RequestDefaults};
 
-/// A model's family and the depth of its text encoders.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A model's family, the depth of its text encoders, and its request defaults.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ModelFacts {
     /// The model family (sizes, SDXL-only fields, inpainting rules).
     pub family: Family,
     /// Hidden layers of its shallowest text encoder (`clip_skip` must reach a layer of each).
     pub text_layers: usize,
+    /// What its `NAME.json` sets for requests that leave fields out ([`CheckpointSettings`]).
+    pub defaults: RequestDefaults,
 }
 
 impl ModelFacts {
@@ -26,21 +29,28 @@ impl ModelFacts {
         let layers = text_encoders(family).map(|(component, published)| {
             ckpt.text_encoder_config(component).map_or(published.num_hidden_layers, |c| c.num_hidden_layers)
         });
-        ModelFacts { family, text_layers: layers.min().unwrap_or(0) }
+        ModelFacts { family, text_layers: layers.min().unwrap_or(0), defaults: RequestDefaults::default() }
+    }
+
+    /// The same facts with `defaults` for requests.
+    pub fn with_defaults(self, defaults: RequestDefaults) -> ModelFacts {
+        ModelFacts { defaults, ..self }
     }
 
     /// Opens the checkpoint at `path` (single file or diffusers folder: headers and configs
-    /// only) and checks that it has every component its family's pipeline needs.
+    /// only), checks that it has every component its family's pipeline needs, and reads the
+    /// `NAME.json` beside it.
     pub fn read(path: &Path) -> Result<ModelFacts, CheckpointError> {
         let ckpt = Checkpoint::open(path)?;
         ckpt.require_complete()?;
-        Ok(ModelFacts::of(&ckpt))
+        let settings = CheckpointSettings::beside(path)?;
+        Ok(ModelFacts::of(&ckpt).with_defaults(settings.defaults))
     }
 
     /// The facts of `family`'s published model (CLIP-L: 12 layers, OpenCLIP-G: 32).
     pub fn published(family: Family) -> ModelFacts {
         let layers = text_encoders(family).map(|(_, published)| published.num_hidden_layers);
-        ModelFacts { family, text_layers: layers.min().unwrap_or(0) }
+        ModelFacts { family, text_layers: layers.min().unwrap_or(0), defaults: RequestDefaults::default() }
     }
 
     /// Whether the text encoders have the layer that a job's `clip_skip` (diffusers'

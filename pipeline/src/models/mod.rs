@@ -3,6 +3,7 @@
 //!
 //! - [`Weights`]: one component's tensors, shape-checked, converted and uploaded;
 //! - [`nn`]: the layers (linear, conv, group and layer norm) every model is made of;
+//! - [`settings`]: `NAME.json` beside a checkpoint (scheduler overrides, request defaults);
 //! - [`patch`]: the weights LoRAs replace after load, by canonical name;
 //! - [`clip`]: the CLIP / OpenCLIP text encoders; [`conditioning`]: prompts to embeddings;
 //! - [`vae`]: the autoencoder between images and latents;
@@ -16,6 +17,7 @@ mod error;
 mod facts;
 pub mod nn;
 pub mod patch;
+pub mod settings;
 pub mod unet;
 pub mod vae;
 mod weights;

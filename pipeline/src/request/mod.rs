@@ -59,6 +59,13 @@ pub use sizes::supported_sizes;
 pub use style::Style;
 pub use unknown::KILN_FIELDS;
 
+/// OctoAI's default `cfg_scale`.
+pub const DEFAULT_CFG_SCALE: f64 = 12.0;
+/// OctoAI's default `steps`.
+pub const DEFAULT_STEPS: usize = 30;
+/// OctoAI's default `sampler`.
+pub const DEFAULT_SAMPLER: SamplerName = SamplerName::DDIM;
+
 /// One request, type- and range-checked, with OctoAI's defaults filled in (the defaults that
 /// depend on the model family are filled in by [`Request::resolve`]).
 #[derive(Clone, Debug, PartialEq)]
@@ -71,12 +78,13 @@ pub struct Request {
     pub negative_prompt: Option<String>,
     /// SDXL's second text encoder's negative prompt (`None`: the negative prompt).
     pub negative_prompt_2: Option<String>,
-    /// Classifier-free guidance scale, in (0, 50]; default 12.
-    pub cfg_scale: f64,
-    /// Denoising steps, 1 to 200; default 30.
-    pub steps: usize,
-    /// The sampler; default DDIM.
-    pub sampler: SamplerName,
+    /// Classifier-free guidance scale, in (0, 50]; `None`: the checkpoint's default
+    /// (`NAME.json`), else [`DEFAULT_CFG_SCALE`].
+    pub cfg_scale: Option<f64>,
+    /// Denoising steps, 1 to 200; `None`: the checkpoint's default, else [`DEFAULT_STEPS`].
+    pub steps: Option<usize>,
+    /// The sampler; `None`: the checkpoint's default, else [`DEFAULT_SAMPLER`].
+    pub sampler: Option<SamplerName>,
     /// One entry per image (1 to 16): the seed asked for, or `None` for a random one.
     pub seeds: Vec<Option<u32>>,
     /// Output width as sent (checked against the family's sizes by [`Request::resolve`]).

@@ -7,7 +7,7 @@ use rand::Rng;
 
 use super::error::{Loc, RequestError, value_error};
 use super::sizes::{default_side, family_label, size_list, supported_sizes};
-use super::{ImageEncoding, Request};
+use super::{DEFAULT_CFG_SCALE, DEFAULT_SAMPLER, DEFAULT_STEPS, ImageEncoding, Request};
 use crate::generate::Job;
 use crate::models::{ModelFacts, diffusers_clip_skip};
 
@@ -131,12 +131,14 @@ impl Request {
                 errors.push(value_error(&[Loc::from(field)], format!("prompt weighting: {e}")));
             }
         }
-        if self.init_image.is_some() && (self.steps as f64 * self.strength).floor() < 1.0 {
+        let defaults = model.defaults;
+        let steps = self.steps.or(defaults.steps).unwrap_or(DEFAULT_STEPS);
+        if self.init_image.is_some() && (steps as f64 * self.strength).floor() < 1.0 {
             errors.push(value_error(
                 &[Loc::from("strength")],
                 format!(
                     "strength {} with {} steps runs no denoising step (needs steps * strength >= 1)",
-                    self.strength, self.steps
+                    self.strength, steps
                 ),
             ));
         }
@@ -159,9 +161,9 @@ impl Request {
             negative_prompt: negative(self.negative_prompt.as_deref()),
             negative_prompt_2: self.negative_prompt_2.as_deref().and_then(|n| negative(Some(n))),
             clip_skip: self.clip_skip.and_then(diffusers_clip_skip),
-            cfg_scale: self.cfg_scale as f32,
-            steps: self.steps,
-            sampler: self.sampler,
+            cfg_scale: self.cfg_scale.or(defaults.cfg_scale).unwrap_or(DEFAULT_CFG_SCALE) as f32,
+            steps,
+            sampler: self.sampler.or(defaults.sampler).unwrap_or(DEFAULT_SAMPLER),
             seeds: self.seeds.iter().map(|s| s.unwrap_or_else(|| rng.random_range(1..=u32::MAX))).collect(),
             width,
             height,

@@ -25,6 +25,7 @@ use kiln_runtime::checkpoint::Checkpoint;
 
 use super::{RunError, RunOptions, UnusableCheckpoint, assets, input, records, render, replace_file};
 use crate::generate::GenerateError;
+use crate::models::settings::CheckpointSettings;
 use crate::models::{ModelError, ModelFacts};
 use crate::request::{ErrorRecord, RequestError, parse_line};
 use crate::samplers::{self, SchedulerConfig};
@@ -250,9 +251,11 @@ impl Headers {
                 let checkpoint_error = |e| model_error(GenerateError::from(ModelError::from(e)));
                 let checkpoint = Checkpoint::open(path).map_err(checkpoint_error)?;
                 checkpoint.require_complete().map_err(checkpoint_error)?;
+                let settings = CheckpointSettings::beside(path).map_err(checkpoint_error)?;
                 let scheduler = SchedulerConfig::for_checkpoint(&checkpoint, path)
                     .map_err(|e| model_error(GenerateError::from(e)))?;
-                (path.clone(), Header { facts: Ok(ModelFacts::of(&checkpoint)), scheduler: Ok(scheduler) })
+                let facts = ModelFacts::of(&checkpoint).with_defaults(settings.defaults);
+                (path.clone(), Header { facts: Ok(facts), scheduler: Ok(settings.apply(scheduler)) })
             }
             None => {
                 let path = crate::demo::default_cache_dir().join(crate::demo::DEMO_DIR_NAME);
@@ -274,11 +277,16 @@ impl Headers {
                 Ok(checkpoint) => checkpoint,
                 Err(e) => return Header { facts: Err(e.to_string()), scheduler: Err(e.to_string()) },
             };
+            let settings = match CheckpointSettings::beside(path) {
+                Ok(settings) => settings,
+                Err(e) => return Header { facts: Err(e.to_string()), scheduler: Err(e.to_string()) },
+            };
             let facts = match checkpoint.require_complete() {
-                Ok(()) => Ok(ModelFacts::of(&checkpoint)),
+                Ok(()) => Ok(ModelFacts::of(&checkpoint).with_defaults(settings.defaults)),
                 Err(e) => Err(e.to_string()),
             };
             let scheduler = SchedulerConfig::for_checkpoint(&checkpoint, path)
+                .map(|scheduler| settings.apply(scheduler))
                 .map_err(|e| GenerateError::from(e).to_string());
             Header { facts, scheduler }
         })

@@ -33,6 +33,18 @@ pub enum TimestepSpacing {
     Trailing,
 }
 
+impl TimestepSpacing {
+    /// The spacing a scheduler config names (`linspace`, `leading`, `trailing`).
+    pub fn parse(name: &str) -> Result<Self, SamplerError> {
+        match name {
+            "linspace" => Ok(TimestepSpacing::Linspace),
+            "leading" => Ok(TimestepSpacing::Leading),
+            "trailing" => Ok(TimestepSpacing::Trailing),
+            other => Err(SamplerError::config("timestep_spacing", format!("{other:?} is not supported"))),
+        }
+    }
+}
+
 /// What the model predicts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PredictionType {
@@ -40,6 +52,17 @@ pub enum PredictionType {
     Epsilon,
     /// The velocity `alpha * eps - sigma * x0` (SD 2.x 768, some SDXL fine-tunes).
     VPrediction,
+}
+
+impl PredictionType {
+    /// The prediction type a scheduler config names (`epsilon`, `v_prediction`).
+    pub fn parse(name: &str) -> Result<Self, SamplerError> {
+        match name {
+            "epsilon" => Ok(PredictionType::Epsilon),
+            "v_prediction" => Ok(PredictionType::VPrediction),
+            other => Err(SamplerError::config("prediction_type", format!("{other:?} is not supported"))),
+        }
+    }
 }
 
 /// The parts of a diffusers scheduler configuration kiln's samplers use.
@@ -159,22 +182,8 @@ impl SchedulerConfig {
                 return Err(SamplerError::config("beta_schedule", format!("{other:?} is not supported")));
             }
         };
-        let timestep_spacing = match text_of("timestep_spacing")? {
-            None => None,
-            Some("linspace") => Some(TimestepSpacing::Linspace),
-            Some("leading") => Some(TimestepSpacing::Leading),
-            Some("trailing") => Some(TimestepSpacing::Trailing),
-            Some(other) => {
-                return Err(SamplerError::config("timestep_spacing", format!("{other:?} is not supported")));
-            }
-        };
-        let prediction_type = match text_of("prediction_type")?.unwrap_or("epsilon") {
-            "epsilon" => PredictionType::Epsilon,
-            "v_prediction" => PredictionType::VPrediction,
-            other => {
-                return Err(SamplerError::config("prediction_type", format!("{other:?} is not supported")));
-            }
-        };
+        let timestep_spacing = text_of("timestep_spacing")?.map(TimestepSpacing::parse).transpose()?;
+        let prediction_type = PredictionType::parse(text_of("prediction_type")?.unwrap_or("epsilon"))?;
         let num_train_timesteps = count("num_train_timesteps", 1000.0)?;
         if !(2..=MAX_TRAIN_TIMESTEPS).contains(&num_train_timesteps) {
             return Err(SamplerError::config(

@@ -224,6 +224,40 @@ pub(crate) fn linear(
     round_to(linear_f32(&xf, &wf, bf.as_deref(), (m, k, n)), x.dtype())
 }
 
+/// `dst[m, n] += scale * a[m, k] * b[k, n]` on row-major f32 slices, spread over rayon's
+/// threads: summing low-rank updates into a weight (LoRA merging) without a temporary.
+pub fn accumulate_product(
+    dst: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    (m, k, n): (usize, usize, usize),
+    scale: f32,
+) -> crate::Result<()> {
+    let fits = |len: usize, rows: usize, cols: usize| rows.checked_mul(cols) == Some(len);
+    if !(fits(dst.len(), m, n) && fits(a.len(), m, k) && fits(b.len(), k, n)) {
+        return Err(crate::Error::shape(
+            "accumulate_product",
+            format!(
+                "[{m}, {k}] x [{k}, {n}] into [{m}, {n}] does not fit slices of {}, {} and {} elements",
+                a.len(),
+                b.len(),
+                dst.len()
+            ),
+        ));
+    }
+    gemm_f32(
+        (m, n, k),
+        dst,
+        n,
+        Dst::Accumulate,
+        Mat::rows(a, k),
+        Mat::rows(b, n),
+        scale,
+        Parallelism::Rayon(0),
+    );
+    Ok(())
+}
+
 /// Batched matrix product: `a [batch, m, k] * b [batch, k, n] -> [batch, m, n]`. Every product
 /// has the same `(m, n, k)`, so each is independent of `batch` (`gemm`'s parallelism only
 /// divides the output between threads; it never changes an element's arithmetic).
