@@ -1,5 +1,6 @@
 //! The `kiln` command.
 
+mod assets;
 mod inspect;
 mod render;
 mod signals;
@@ -26,6 +27,10 @@ enum Command {
     /// and any tensor kiln does not recognise. Exit status: 0 described, 2 the checkpoint cannot
     /// be opened (the status `kiln render --model` exits with for the same file).
     Inspect(inspect::Args),
+    /// List an asset library (`--assets DIR`): each checkpoint, LoRA, embedding and VAE with
+    /// the kind and family its tensors say, and whether requests can use it, or why not. Exit
+    /// status: 0 listed, 2 the folder cannot be read.
+    Assets(assets::Args),
     /// Rewrite DIR/responses.jsonl (appended in completion order) in the order of REQUESTS,
     /// once every line has its record. Exit status: 0 in order, 1 some line has no record yet,
     /// 2 unreadable requests or journal.
@@ -36,6 +41,13 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Render(args) => render::run(&args),
         Command::Sort(args) => sort::run(&args),
+        Command::Assets(args) => match assets::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("kiln assets: {error:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Inspect(args) => match inspect::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

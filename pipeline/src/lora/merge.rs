@@ -1,16 +1,20 @@
 //! Merging a set of LoRAs into a model's patchable weights, and putting the originals back.
 //!
 //! Each patched weight becomes `W + Σᵢ weightᵢ · updateᵢ`: the updates of every LoRA in the set
-//! summed in f32 on the host, rounded once to the weight's dtype, uploaded to its device and
-//! added there. The original tensors are kept, so restoring swaps them back untouched.
+//! summed in f32 on the host, rounded once to the weight's dtype, and added to the weight where
+//! it lives (in one parallel pass for a host weight; uploaded and added by the device's `add`
+//! otherwise), each sum in f32 rounded once: the same bits on either device. The original tensors are kept, so restoring swaps them back untouched.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use kiln_runtime::{DType, Device, Tensor};
+use half::slice::HalfFloatSliceExt;
+use kiln_runtime::{CpuStorage, DType, Device, Tensor};
+use rayon::prelude::*;
 
 use super::delta::add_update;
-use super::file::{LoraFile, Part};
+use super::file::LoraFile;
+use super::summary::family_of_width;
 use super::{LoraError, TargetIndex};
 use crate::models::patch::{PatchTable, WeightLayout};
 
@@ -105,8 +109,9 @@ pub fn merge(
     }
 
     let mut originals = Originals::default();
+    let mut sum = Vec::new(); // reused: fresh pages for every weight would fault them all in
     for (target, sources) in plan {
-        if let Err(e) = merge_one(model, loras, target, &sources, &mut originals) {
+        if let Err(e) = merge_one(model, loras, target, &sources, &mut sum, &mut originals) {
             restore(model.table, originals);
             return Err(e);
         }
@@ -130,29 +135,73 @@ fn merge_one(
     loras: &[WeightedLora<'_>],
     target: &str,
     sources: &[(usize, &str)],
+    sum: &mut Vec<f32>,
     originals: &mut Originals,
 ) -> Result<(), LoraError> {
     let weight = &model.table[target];
     let shape = weight.checkpoint_shape();
-    let mut sum = vec![0.0f32; shape.iter().product()];
+    sum.clear();
+    sum.resize(shape.iter().product(), 0.0);
     for &(i, key) in sources {
         let lora = loras[i];
-        add_update(lora.file, key, &lora.file.modules()[key], &shape, lora.weight, &mut sum)?;
+        add_update(lora.file, key, &lora.file.modules()[key], &shape, lora.weight, sum)?;
     }
     let path = || loras[sources[0].0].file.path_buf();
     let fail = |e: kiln_runtime::Error| LoraError::Merge { path: path(), reason: e.to_string() };
     let base = weight.get();
-    let held = match weight.layout() {
-        WeightLayout::Linear => Tensor::from_f32(sum, base.dims(), DType::F32, Device::Cpu).map_err(fail)?,
-        WeightLayout::Conv => Tensor::from_f32(sum, &shape, DType::F32, Device::Cpu)
-            .and_then(|oihw| oihw.permute(&[0, 2, 3, 1]))
-            .map_err(fail)?,
+    let merged = match (weight.layout(), base.cpu_storage()) {
+        // A host linear: one parallel pass, no temporaries.
+        (WeightLayout::Linear, Some(host)) => {
+            Tensor::from_cpu_storage(add_rounded(host, &sum), base.dims()).map_err(fail)?
+        }
+        _ => {
+            let held = match weight.layout() {
+                WeightLayout::Linear => Tensor::from_f32(sum.clone(), base.dims(), DType::F32, Device::Cpu),
+                WeightLayout::Conv => Tensor::from_f32(sum.clone(), &shape, DType::F32, Device::Cpu)
+                    .and_then(|oihw| oihw.permute(&[0, 2, 3, 1])),
+            };
+            let update = held.and_then(|t| t.to_dtype(base.dtype())).and_then(|t| t.to_device(base.device()));
+            base.add(&update.map_err(fail)?).map_err(fail)?
+        }
     };
-    let update = held.to_dtype(base.dtype()).and_then(|t| t.to_device(base.device())).map_err(fail)?;
-    let merged = base.add(&update).map_err(fail)?;
     weight.set(merged).map_err(|e| LoraError::Merge { path: path(), reason: e.to_string() })?;
     originals.0.entry(target.to_owned()).or_insert(base);
     Ok(())
+}
+
+/// Elements per task of [`add_rounded`].
+const CHUNK: usize = 1 << 14;
+
+/// `base + round(update)` in `base`'s dtype: the update rounded to the dtype first, then each sum
+/// computed in f32 and rounded once, as the device path's `add` does, so both give the same bits.
+/// In parallel chunks, with half's vectorised slice conversions.
+fn add_rounded(base: &CpuStorage, update: &[f32]) -> CpuStorage {
+    match base {
+        CpuStorage::F32(b) => {
+            CpuStorage::F32(b.par_iter().zip(update.par_iter()).map(|(b, u)| b + u).collect())
+        }
+        CpuStorage::F16(b) => CpuStorage::F16(add_rounded_half(b, update)),
+        CpuStorage::BF16(b) => CpuStorage::BF16(add_rounded_half(b, update)),
+    }
+}
+
+fn add_rounded_half<T: Copy + Default + Send + Sync>(base: &[T], update: &[f32]) -> Vec<T>
+where
+    [T]: HalfFloatSliceExt,
+{
+    let mut out = vec![T::default(); base.len()];
+    out.par_chunks_mut(CHUNK).zip(base.par_chunks(CHUNK)).zip(update.par_chunks(CHUNK)).for_each(
+        |((out, base), update)| {
+            let mut rounded = vec![T::default(); update.len()];
+            rounded.convert_from_f32_slice(update);
+            let (mut sum, mut widened) = (vec![0f32; update.len()], vec![0f32; base.len()]);
+            rounded.convert_to_f32_slice(&mut sum);
+            base.convert_to_f32_slice(&mut widened);
+            sum.iter_mut().zip(&widened).for_each(|(s, b)| *s += b);
+            out.convert_from_f32_slice(&sum);
+        },
+    );
+    out
 }
 
 /// A LoRA for another family: one with SDXL's second text encoder on a model without it, or
@@ -166,28 +215,13 @@ fn check_family(model: ModelSide<'_>, file: &LoraFile) -> Result<(), LoraError> 
     {
         return Err(wrong("SDXL (it has weights for a second text encoder)".into()));
     }
-    let width = file.modules().iter().find_map(|(key, module)| {
-        let attends_to_text = key.ends_with("attn2_to_k") || key.ends_with("attn2.to_k");
-        let down = module.parts.get(&Part::Down).filter(|_| attends_to_text)?;
-        file.tensor(down).ok().and_then(|t| t.shape().get(1).copied())
-    });
-    match width {
+    match file.context_width() {
         Some(width) if width != model.context_width => Err(wrong(format!(
             "{} (its cross-attention takes a text context {width} wide; this model's is {})",
-            family_of_width(width),
+            family_of_width(width)
+                .map_or_else(|| format!("a model with {width}-wide text context"), str::to_owned),
             model.context_width
         ))),
         _ => Ok(()),
-    }
-}
-
-/// The family whose UNet attends to a text context `width` wide.
-fn family_of_width(width: usize) -> String {
-    match width {
-        768 => "SD 1.5".into(),
-        1024 => "SD 2.x".into(),
-        1280 => "the SDXL refiner".into(),
-        2048 => "SDXL".into(),
-        other => format!("a model with {other}-wide text context"),
     }
 }

@@ -5,6 +5,7 @@
 //! - [`TargetIndex`]: module keys in kohya, diffusers and PEFT spellings to the model's canonical
 //!   weight names ([`keys`]);
 //! - [`delta`]: one module's update (LoRA, LoCon, LoHa, LoKr, full difference);
+//! - [`LoraSummary`]: what a file is (kind, naming, family), for listings;
 //! - [`merge`] / [`restore`]: `W + Σ weight · update` swapped in for each patched weight, and the
 //!   kept originals swapped back, bit for bit.
 
@@ -12,6 +13,7 @@ mod delta;
 mod file;
 mod keys;
 mod merge;
+mod summary;
 
 use std::path::PathBuf;
 
@@ -20,6 +22,7 @@ use kiln_runtime::checkpoint::CheckpointError;
 pub use file::{LoraFile, Module, Part};
 pub use keys::TargetIndex;
 pub use merge::{LoraReport, ModelSide, Originals, WeightedLora, merge, restore};
+pub use summary::{LoraSummary, family_of_width};
 
 /// Why a LoRA cannot be merged. The model's weights are left as they were.
 #[derive(Debug, thiserror::Error)]

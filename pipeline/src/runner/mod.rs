@@ -6,7 +6,8 @@
 //! - [`journal`]: `DIR/responses.jsonl`, appended one flushed line per request, read back to resume;
 //! - [`lock`]: `DIR/.kiln.lock`, so that one process at a time writes to an output folder;
 //! - [`batch`]: which pending requests share one engine call;
-//! - [`assets`]: `--assets DIR/checkpoints/NAME` lookup and file names for saved images;
+//! - [`assets`]: `--assets DIR` lookup by kind and name, and file names for saved images;
+//! - [`catalog`]: `kiln assets DIR`, what each entry of a library is;
 //! - [`records`]: error records for failures after validation;
 //! - [`progress`]: the progress bar (or, in a log, a line every interval) and the end-of-run summary;
 //! - [`dry_run`]: `--dry-run`, every line checked with no model loaded;
@@ -15,7 +16,7 @@
 //!
 //! A run reads every line, skips the ids the journal already holds, writes an error record at
 //! once for each line that cannot run (malformed JSON, validation, unknown checkpoint), then
-//! renders the rest group by group ([`batch::group`]: same model and
+//! renders the rest group by group ([`batch::group`]: same model, LoRA set and
 //! [`crate::generate::BatchKey`], up to `batch_size` images), appending each request's line as
 //! its group completes, in input order within the group. Init and mask images are decoded when
 //! their group renders, so a large file never holds every decoded image at once. Error records
@@ -34,6 +35,7 @@
 
 pub mod assets;
 pub mod batch;
+pub mod catalog;
 pub mod contact;
 pub mod dry_run;
 pub mod input;
