@@ -18,7 +18,8 @@ fn the_library_is_listed_with_kinds_families_and_reasons() {
     copy_dir(Path::new(TINY_SD15), &lib.join("checkpoints/tiny"));
     std::fs::write(lib.join("checkpoints/tiny.json"), r#"{"timestep_spacing": "trailing"}"#).unwrap();
     std::fs::create_dir_all(lib.join("loras")).unwrap();
-    std::fs::copy(fixture("lora/sd15_loha.safetensors"), lib.join("checkpoints/misplaced.safetensors")).unwrap();
+    std::fs::copy(fixture("lora/sd15_loha.safetensors"), lib.join("checkpoints/misplaced.safetensors"))
+        .unwrap();
     std::fs::copy(fixture("lora/sdxl_kohya.safetensors"), lib.join("loras/xl.safetensors")).unwrap();
     std::fs::copy(fixture("lora/sd15_lokr.safetensors"), lib.join("loras/lokr.safetensors")).unwrap();
     std::fs::write(lib.join("loras/old.pt"), b"PK").unwrap();
@@ -28,10 +29,17 @@ fn the_library_is_listed_with_kinds_families_and_reasons() {
     let output = kiln().args(["assets", "--json"]).arg(&lib).output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let entries: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
-    let entry = |name: &str| entries.iter().find(|e| e["name"] == name).unwrap_or_else(|| panic!("{name}: {entries:?}"));
+    let entry = |name: &str| {
+        entries.iter().find(|e| e["name"] == name).unwrap_or_else(|| panic!("{name}: {entries:?}"))
+    };
     let brief = |name: &str| {
         let e = entry(name);
-        (e["folder"].as_str().unwrap(), e["kind"].as_str().unwrap(), e["family"].as_str(), e["usable"].as_bool().unwrap())
+        (
+            e["folder"].as_str().unwrap(),
+            e["kind"].as_str().unwrap(),
+            e["family"].as_str(),
+            e["usable"].as_bool().unwrap(),
+        )
     };
     assert_eq!(entries.len(), 6, "the settings file is not an entry: {entries:?}");
     assert_eq!(brief("tiny"), ("checkpoints", "checkpoint", Some("SD 1.5"), true));

@@ -6,14 +6,11 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use common::*;
 use serde_json::Value;
 

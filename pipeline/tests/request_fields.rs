@@ -256,7 +256,7 @@ fn seed_errors() {
 #[test]
 fn all_errors_of_a_line_are_collected() {
     let line =
-        parse(&json!({"steps": 0, "cfg_scale": 51, "sampler": "x", "seed": 0, "vae": "mine", "width": "w"}));
+        parse(&json!({"steps": 0, "cfg_scale": 51, "sampler": "x", "seed": 0, "vae": 5, "width": "w"}));
     let fields: Vec<Value> = errors(&line).iter().map(|e| loc(e)[1].clone()).collect();
     for field in ["steps", "cfg_scale", "sampler", "seed", "vae", "width", "prompt"] {
         assert!(fields.contains(&json!(field)), "{field} not reported: {fields:?}");

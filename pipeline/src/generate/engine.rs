@@ -27,6 +27,7 @@ pub struct Engine {
     pub(super) family: Family,
     pub(super) facts: ModelFacts,
     pub(super) device: Device,
+    dtype: DType,
     pub(super) text: TextConditioner,
     pub(super) unet: UNet,
     pub(super) vae: Vae,
@@ -37,6 +38,9 @@ pub struct Engine {
     /// The LoRA set merged now (file and weight, in merge order) and the weights it replaced.
     loras: Vec<(PathBuf, f32)>,
     originals: Originals,
+    /// The VAE file in use instead of the checkpoint's own, and the own one kept meanwhile.
+    vae_path: Option<PathBuf>,
+    own_vae: Option<Vae>,
 }
 
 impl Engine {
@@ -73,6 +77,7 @@ impl Engine {
             family,
             facts,
             device,
+            dtype,
             text,
             unet,
             vae: Vae::load(&ckpt, dtype, device)?,
@@ -81,6 +86,8 @@ impl Engine {
             lora_index,
             loras: Vec::new(),
             originals: Originals::default(),
+            vae_path: None,
+            own_vae: None,
         })
     }
 
@@ -144,6 +151,38 @@ impl Engine {
     /// The UNet's and text encoders' patchable weights (merged ones while a LoRA set is).
     pub fn weights(&self) -> &PatchTable {
         &self.patchable
+    }
+
+    /// Decodes and encodes with the VAE at `path` instead of the checkpoint's own (a single file
+    /// in either naming or a diffusers VAE folder, configured as the own one unless its folder
+    /// has a `config.json`; see [`Checkpoint::open_vae`]); `None` puts the own one back. The
+    /// VAE in use already is not reloaded; the own one is kept while another is in use. On
+    /// error the VAE in use is unchanged.
+    pub fn set_vae(&mut self, path: Option<&Path>) -> Result<()> {
+        if self.vae_path.as_deref() == path {
+            return Ok(());
+        }
+        match path {
+            None => {
+                if let Some(own) = self.own_vae.take() {
+                    self.vae = own;
+                }
+            }
+            Some(path) => {
+                let own = self.own_vae.as_ref().unwrap_or(&self.vae).config();
+                let ckpt = Checkpoint::open_vae(path, self.family, Some(own)).map_err(ModelError::from)?;
+                let vae = Vae::load(&ckpt, self.dtype, self.device)?;
+                let previous = std::mem::replace(&mut self.vae, vae);
+                self.own_vae.get_or_insert(previous);
+            }
+        }
+        self.vae_path = path.map(Path::to_path_buf);
+        Ok(())
+    }
+
+    /// The VAE file in use instead of the checkpoint's own, if any.
+    pub fn vae_path(&self) -> Option<&Path> {
+        self.vae_path.as_deref()
     }
 
     /// The LoRA set merged now: each file and its weight.

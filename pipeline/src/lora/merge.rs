@@ -152,7 +152,7 @@ fn merge_one(
     let merged = match (weight.layout(), base.cpu_storage()) {
         // A host linear: one parallel pass, no temporaries.
         (WeightLayout::Linear, Some(host)) => {
-            Tensor::from_cpu_storage(add_rounded(host, &sum), base.dims()).map_err(fail)?
+            Tensor::from_cpu_storage(add_rounded(host, sum), base.dims()).map_err(fail)?
         }
         _ => {
             let held = match weight.layout() {

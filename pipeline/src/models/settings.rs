@@ -15,9 +15,9 @@
 use std::path::{Path, PathBuf};
 
 use kiln_runtime::checkpoint::CheckpointError;
-use serde::Deserialize;
+use serde_json::Value;
 
-use crate::samplers::{PredictionType, SamplerName, SchedulerConfig, TimestepSpacing};
+use crate::samplers::{PredictionType, SamplerError, SamplerName, SchedulerConfig, TimestepSpacing};
 
 /// Request defaults a checkpoint's `NAME.json` sets.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -41,16 +41,8 @@ pub struct CheckpointSettings {
     pub defaults: RequestDefaults,
 }
 
-/// The file as written.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SettingsFile {
-    timestep_spacing: Option<String>,
-    prediction_type: Option<String>,
-    sampler: Option<String>,
-    steps: Option<u32>,
-    cfg_scale: Option<f64>,
-}
+/// The keys a settings file may hold.
+const KEYS: [&str; 5] = ["timestep_spacing", "prediction_type", "sampler", "steps", "cfg_scale"];
 
 impl CheckpointSettings {
     /// The settings file of the checkpoint at `checkpoint`: `NAME.json` for `NAME.safetensors`
@@ -75,37 +67,48 @@ impl CheckpointSettings {
         Self::parse(&text).map_err(error)
     }
 
-    /// Parses a settings file's text.
+    /// Parses a settings file's text; an error names the key at fault.
     pub fn parse(text: &str) -> Result<CheckpointSettings, String> {
-        let file: SettingsFile = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        let sampler_error = |e: String| format!("sampler: {e}");
-        let steps = match file.steps {
-            Some(s) if !(1..=200).contains(&s) => return Err(format!("steps: {s} is outside 1 ..= 200")),
+        let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        let Value::Object(map) = value else { return Err("expected a JSON object of settings".into()) };
+        if let Some(key) = map.keys().find(|k| !KEYS.contains(&k.as_str())) {
+            return Err(format!("{key}: unknown setting (known: {})", KEYS.join(", ")));
+        }
+        let text = |key: &str| match map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(other) => Err(format!("{key}: {other} is not a string")),
+        };
+        let number = |key: &str| match map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v.as_f64().map(Some).ok_or_else(|| format!("{key}: {v} is not a number")),
+        };
+        let steps = match number("steps")? {
+            Some(s) if !(s.fract() == 0.0 && (1.0..=200.0).contains(&s)) => {
+                return Err(format!("steps: {s} is not a whole number in 1 ..= 200"));
+            }
             s => s.map(|s| s as usize),
         };
-        if let Some(c) = file.cfg_scale.filter(|c| !(*c > 0.0 && *c <= 50.0)) {
+        let cfg_scale = number("cfg_scale")?;
+        if let Some(c) = cfg_scale.filter(|c| !(*c > 0.0 && *c <= 50.0)) {
             return Err(format!("cfg_scale: {c} is outside (0, 50]"));
         }
+        let named = |e: SamplerError| e.to_string();
         Ok(CheckpointSettings {
-            timestep_spacing: file
-                .timestep_spacing
-                .as_deref()
+            timestep_spacing: text("timestep_spacing")?
                 .map(TimestepSpacing::parse)
                 .transpose()
-                .map_err(|e| e.to_string())?,
-            prediction_type: file
-                .prediction_type
-                .as_deref()
+                .map_err(named)?,
+            prediction_type: text("prediction_type")?
                 .map(PredictionType::parse)
                 .transpose()
-                .map_err(|e| e.to_string())?,
+                .map_err(named)?,
             defaults: RequestDefaults {
-                sampler: file
-                    .sampler
-                    .map(|s| s.parse::<SamplerName>().map_err(|e| sampler_error(e.to_string())))
+                sampler: text("sampler")?
+                    .map(|s| s.parse::<SamplerName>().map_err(|e| format!("sampler: {e}")))
                     .transpose()?,
                 steps,
-                cfg_scale: file.cfg_scale,
+                cfg_scale,
             },
         })
     }
@@ -163,7 +166,8 @@ mod tests {
             (r#"{"sampler": "EULER_FAST"}"#, "sampler"),
             (r#"{"timestep_spacin": "trailing"}"#, "timestep_spacin"),
             (r#"{"prediction_type": "sample"}"#, "prediction_type"),
-            ("[1]", "expected struct"),
+            ("[1]", "JSON object"),
+            (r#"{"cfg_scale": "7"}"#, "cfg_scale"),
         ] {
             let err = CheckpointSettings::parse(text).unwrap_err();
             assert!(err.contains(says), "{text}: {err}");

@@ -20,7 +20,7 @@
 //!   kiln's own fields ([`KILN_FIELDS`]: `id`) are accepted beside the schema's.
 //! - Fields kiln does not implement are an error naming the field (type `not_implemented`)
 //!   when they ask for something: `controlnet`, `controlnet_image`, `controlnet_early_stop`,
-//!   `transfer_images`, `vae` not null; `textual_inversions` not empty;
+//!   `transfer_images` not null; `textual_inversions` not empty;
 //!   `controlnet_conditioning_scale` other than 1, `controlnet_preprocess` false,
 //!   `inpaint_full_res` true, any non-null `ip_adapter*` field, and `use_refiner: true`.
 //! - `use_refiner` defaults to true in OctoAI's schema; kiln has no refiner stage, so an absent
@@ -111,6 +111,8 @@ pub struct Request {
     /// LoRA names (looked up in the assets directory's `loras/`) and their weights, sorted by
     /// name; empty for none.
     pub loras: Vec<(String, f64)>,
+    /// A VAE name (looked up in the assets directory's `vaes/`) replacing the checkpoint's own.
+    pub vae: Option<String>,
 }
 
 impl Request {

@@ -270,7 +270,6 @@ impl<'a> Reader<'a> {
                 textual_inversions,
                 transfer_images,
                 use_refiner,
-                vae: vae.is_some(),
             },
         );
         // `seed` was read even when broken; only a valid one is combined with num_images.
@@ -310,6 +309,7 @@ impl<'a> Reader<'a> {
             outpainting: outpainting.unwrap_or(false),
             checkpoint,
             loras: loras.unwrap_or_default(),
+            vae,
         })
     }
 

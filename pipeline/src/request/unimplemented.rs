@@ -47,7 +47,6 @@ pub(crate) struct Asked {
     pub textual_inversions: Option<usize>,
     pub transfer_images: Option<usize>,
     pub use_refiner: Option<bool>,
-    pub vae: bool,
 }
 
 /// Records a `not_implemented` error for each feature asked for, in schema order.
@@ -89,9 +88,6 @@ pub(crate) fn check(reader: &mut Reader<'_>, asked: &Asked) {
             "use_refiner",
             "the SDXL refiner stage; without use_refiner kiln runs no refiner",
         ));
-    }
-    if asked.vae {
-        found.push(not_implemented("vae", "custom VAEs"));
     }
     found.into_iter().for_each(|e| reader.errors.push(e));
 }

@@ -173,6 +173,10 @@ fn check_request(
             .map_err(|e| records::field_error("checkpoint", e))?,
     };
     super::find_loras(options.assets.as_deref(), &request.loras)?;
+    if let Some(name) = &request.vae {
+        assets::find(options.assets.as_deref(), assets::AssetKind::Vae, name)
+            .map_err(|e| records::field_error("vae", e))?;
+    }
     let header = models.header(&model);
     let unusable = |reason: &String| LineFault::Unusable { path: model.clone(), reason: reason.clone() };
     let facts = header.facts.clone().map_err(|reason| unusable(&reason))?;

@@ -168,6 +168,8 @@ struct Pending {
     model: PathBuf,
     /// The LoRAs merged into it, with their weights, in the request's (name) order.
     loras: LoraSet,
+    /// The VAE replacing the checkpoint's own.
+    vae: Option<PathBuf>,
     resolved: Resolved,
 }
 
@@ -177,10 +179,15 @@ type LoraSet = Vec<(PathBuf, u32)>;
 impl Pending {
     /// What must match for two requests to share an engine call (known before the init
     /// images are decoded: only their presence and the strength count).
-    fn key(&self) -> (PathBuf, LoraSet, BatchKey) {
+    fn key(&self) -> (PathBuf, LoraSet, Option<PathBuf>, BatchKey) {
         let r = &self.resolved;
         let init = r.init_image.as_ref().map(|_| (r.strength, r.mask_image.is_some()));
-        (self.model.clone(), self.loras.clone(), r.job.batch_key_with_init(init))
+        (self.model.clone(), self.loras.clone(), self.vae.clone(), r.job.batch_key_with_init(init))
+    }
+
+    /// The model's weights this request renders with: LoRAs merged, VAE swapped.
+    fn assets(&self) -> (PathBuf, LoraSet, Option<PathBuf>) {
+        (self.model.clone(), self.loras.clone(), self.vae.clone())
     }
 }
 
@@ -278,9 +285,9 @@ pub fn run_until(options: &RunOptions, stop: &AtomicBool) -> Result<Summary, Run
 
     let keyed = pending.into_iter().map(|p| (p.key(), p.resolved.job.images(), p));
     let mut groups = batch::group(keyed, options.batch_size);
-    // Groups of one model stay together, and within them groups of one LoRA set, so that each
-    // model loads once and each set merges once.
-    batch::cluster_by(&mut groups, |g| (g.items[0].model.clone(), g.items[0].loras.clone()));
+    // Groups of one model stay together, and within them groups of one LoRA set and VAE, so
+    // that each model loads once and each set merges once.
+    batch::cluster_by(&mut groups, |g| g.items[0].assets());
     batch::cluster_by(&mut groups, |g| g.items[0].model.clone());
     let mut groups = groups.into_iter();
     let mut left = 0;
@@ -391,6 +398,16 @@ fn plan(
                 continue;
             }
         };
+        let vae = match &request.vae {
+            None => None,
+            Some(name) => match assets::find(options.assets.as_deref(), AssetKind::Vae, name) {
+                Ok(path) => Some(path),
+                Err(e) => {
+                    sink.fail(number, &id, records::field_error("vae", e))?;
+                    continue;
+                }
+            },
+        };
         let facts = match models.facts(&model) {
             Ok(facts) => facts,
             Err(reason) => {
@@ -405,7 +422,7 @@ fn plan(
                 continue;
             }
         };
-        pending.push(Pending { line: number, id, model, loras, resolved });
+        pending.push(Pending { line: number, id, model, loras, vae, resolved });
     }
     warn_surplus_records(&seen, sink);
     Ok((pending, duplicates))

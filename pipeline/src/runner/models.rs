@@ -40,8 +40,14 @@ pub struct Models {
 pub enum Unready {
     /// The checkpoint cannot be loaded: its requests are left for a rerun.
     Checkpoint(String),
-    /// A LoRA of the set cannot be merged: an error record for each request of the group.
-    Lora(String),
+    /// A LoRA of the set cannot be merged, or the VAE cannot be loaded: an error record on
+    /// `field` for each request of the group.
+    Asset {
+        /// The request field naming the asset (`loras`, `vae`).
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// An engine ready for a group, with the warnings its LoRA set brings (keys not applied).
@@ -89,8 +95,15 @@ impl Models {
     }
 
     /// The engine for the checkpoint at `path` with `loras` merged (each file with its weight's
-    /// bits), loading the checkpoint (and dropping the previous asset) if needed.
-    pub fn engine(&mut self, path: &Path, loras: &[(PathBuf, u32)]) -> Result<Ready<'_>, Unready> {
+    /// bits) and `vae` in place of its own, loading the checkpoint (and dropping the previous
+    /// asset) if needed.
+    pub fn engine(
+        &mut self,
+        path: &Path,
+        loras: &[(PathBuf, u32)],
+        vae: Option<&Path>,
+    ) -> Result<Ready<'_>, Unready> {
+        let lora_error = |reason: String| Unready::Asset { field: "loras", reason };
         self.load(path).map_err(Unready::Checkpoint)?;
         let mut log = Vec::new();
         for (file, _) in loras {
@@ -103,14 +116,15 @@ impl Models {
         for (file, weight) in loras {
             match &self.lora_files[file] {
                 Ok(opened) => set.push(WeightedLora { file: opened, weight: f32::from_bits(*weight) }),
-                Err(reason) => return Err(Unready::Lora(reason.clone())),
+                Err(reason) => return Err(lora_error(reason.clone())),
             }
         }
         let engine = match &mut self.current {
             Some(current) if path != self.default.path() => current,
             _ => &mut self.default,
         };
-        let reports = engine.set_loras(&set).map_err(|e| Unready::Lora(e.to_string()))?;
+        engine.set_vae(vae).map_err(|e| Unready::Asset { field: "vae", reason: e.to_string() })?;
+        let reports = engine.set_loras(&set).map_err(|e| lora_error(e.to_string()))?;
         for report in reports {
             let note = (!report.unmapped.is_empty()).then(|| {
                 format!(

@@ -181,6 +181,24 @@ impl Checkpoint {
         .map(|ckpt| Checkpoint { check_weights: !options.skip_weight_check, ..ckpt })
     }
 
+    /// Opens a standalone VAE for a model of `family`: a single file in the original naming
+    /// (`first_stage_model.*`, with or without the prefix) or diffusers' (`encoder.down_blocks.*`),
+    /// or a diffusers VAE folder. Only [`Component::Vae`] is present. Its config is the folder's
+    /// `config.json`, else `like` (the config of the VAE it replaces: scaling factor, upcast,
+    /// group norms), else `family`'s published one, each checked against the weights (SD 1.5
+    /// and SDXL VAEs have the same shapes: a file cannot say which family it was trained for).
+    pub fn open_vae(
+        path: impl AsRef<Path>,
+        family: Family,
+        like: Option<&VaeConfig>,
+    ) -> Result<Checkpoint, CheckpointError> {
+        let path = path.as_ref();
+        if !path.exists() {
+            return Err(CheckpointError::NotFound { path: path.into() });
+        }
+        super::open::open_vae(path, family, like)
+    }
+
     /// The path opened (the file, or the diffusers folder).
     pub fn path(&self) -> &Path {
         &self.path

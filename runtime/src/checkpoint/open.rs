@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::config::{self, ComponentConfig, infer};
+use super::config::{self, ComponentConfig, VaeConfig, infer};
 use super::error::CheckpointError;
 use super::family::{self, Family, Shapes};
 use super::file::SafetensorsFile;
@@ -55,6 +55,64 @@ pub(super) fn open_single_file(path: &Path, options: &OpenOptions) -> Result<Che
         b.warnings.push(Warning::ReducedModelDefaults { components: guessed });
     }
     Ok(b.finish(Format::SingleFile, (family, reduced), configs))
+}
+
+/// Opens a standalone VAE for a model of `family`: a single file in the original layout (a
+/// checkpoint's `first_stage_model.*` tensors, with or without that prefix, as
+/// `vae-ft-mse-840000-ema-pruned` ships), a single file in diffusers' naming
+/// (`encoder.down_blocks.…`, as `sdxl_vae.safetensors`), or a diffusers VAE folder (`config.json`
+/// beside `diffusion_pytorch_model.safetensors`). Its config is the folder's `config.json`, else
+/// `like` (the config of the VAE it replaces), else `family`'s published one, each checked
+/// against the weights: SD 1.5 and SDXL VAEs have the same shapes, so a file cannot say which
+/// family it was trained for.
+pub(super) fn open_vae(
+    path: &Path,
+    family: Family,
+    like: Option<&VaeConfig>,
+) -> Result<Checkpoint, CheckpointError> {
+    let (weights, json) = if path.is_dir() {
+        let json = path.join("config.json");
+        (path.join("diffusion_pytorch_model.safetensors"), Some(json).filter(|p| p.is_file()))
+    } else {
+        (path.to_path_buf(), None)
+    };
+    let file = SafetensorsFile::open(&weights)?;
+    let diffusers_names =
+        file.tensors().any(|v| v.name().contains("down_blocks.") || v.name().contains("up_blocks."));
+    let mut b = Builder::new(path);
+    if diffusers_names {
+        b.add_file(file, |key| names::diffusers_key(Component::Vae, key))?;
+    } else {
+        let prefixed = |key: &str| {
+            if key.starts_with("first_stage_model.") {
+                key.to_owned()
+            } else {
+                format!("first_stage_model.{key}")
+            }
+        };
+        let keys: Vec<String> = file.tensors().map(|v| prefixed(v.name())).collect();
+        let structure = names::scan_single_file(keys.iter().map(String::as_str))
+            .map_err(|reason| CheckpointError::UnetStructure { path: path.into(), reason })?;
+        b.add_file(file, |key| names::single_file_key(&prefixed(key), &structure))?;
+    }
+    if !b.present().contains(&Component::Vae) {
+        return Err(CheckpointError::MissingComponent {
+            path: path.into(),
+            component: Component::Vae,
+            family: None,
+            hint: Some(format!("none of its tensors is a VAE's: {}", b.describe_unknown())),
+        });
+    }
+    let shapes = b.shapes();
+    let config = match (json, like) {
+        (None, Some(like)) => {
+            infer::check_vae(path, like, &infer::vae_facts(path, &shapes)?)?;
+            (Component::Vae, ComponentConfig::Vae(like.clone()), ConfigSource::Weights)
+        }
+        (json, _) => component_config(path, Component::Vae, json.as_deref(), family, &shapes)?,
+    };
+    let format = if path.is_dir() { Format::Diffusers } else { Format::SingleFile };
+    Ok(b.finish(format, (family, false), vec![config]))
 }
 
 /// Opens a diffusers folder.

@@ -1,7 +1,8 @@
-//! `"loras"` in requests, end to end: LoRA files from the `--assets` library's `loras/` folder
+//! Requests naming assets, end to end: `"loras"` from the `--assets` library's `loras/` folder
 //! (by name, with or without `.safetensors`, with OctoAI's `octoai:` prefix) merged into the
-//! model for the lines that name them, each set once per group; unknown names, LoRAs for the
-//! other family and corrupt files are error records on `loras`, and the run goes on.
+//! model for the lines that name them, each set once per group, and `"vae"` from `vaes/` in place
+//! of the checkpoint's own; unknown names, LoRAs for the other family and corrupt files are error
+//! records on their field, and the run goes on.
 
 mod common;
 
@@ -69,5 +70,38 @@ fn requests_merge_their_loras_and_bad_ones_are_error_records() {
         assert_eq!(error["loc"][1], "loras", "{id}: {error}");
         let msg = error["msg"].as_str().unwrap();
         assert!(msg.contains(says), "{id}: {msg}");
+    }
+}
+
+#[test]
+fn requests_swap_in_their_vae_and_bad_ones_are_error_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let vaes = dir.path().join("assets/vaes");
+    std::fs::create_dir_all(&vaes).unwrap();
+    let fixtures = Path::new(LORAS).parent().unwrap().join("vae");
+    std::fs::copy(fixtures.join("sd15_other.original.safetensors"), vaes.join("other.safetensors")).unwrap();
+    std::fs::copy(Path::new(LORAS).join("sd15_kohya.safetensors"), vaes.join("not-a-vae.safetensors"))
+        .unwrap();
+
+    let lines = [
+        request_sd15("own", 5, ""),
+        request_sd15("other", 5, r#", "vae": "octoai:other""#),
+        request_sd15("own-again", 5, r#", "vae": null"#),
+        request_sd15("unknown", 5, r#", "vae": "othr""#),
+        request_sd15("not-a-vae", 5, r#", "vae": "not-a-vae""#),
+    ];
+    let requests = write_requests(dir.path(), &lines);
+    let out = dir.path().join("out");
+    let assets = dir.path().join("assets");
+    let output = render_sd15(&requests, &out, &["--assets", assets.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let records = records(&out);
+    let image = |id: &str| pixels(&records[id]).remove(0);
+    assert!(image("own") == image("own-again"));
+    assert!(image("own") != image("other"), "the other VAE decodes differently");
+    for (id, says) in [("unknown", "has other"), ("not-a-vae", "VAE")] {
+        let error = first_error(&records[id]);
+        assert_eq!(error["loc"], json!(["body", "vae"]), "{id}: {error}");
+        assert!(error["msg"].as_str().unwrap().contains(says), "{id}: {error}");
     }
 }
