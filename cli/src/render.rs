@@ -70,6 +70,33 @@ pub struct Args {
     /// render that turns NaN still fails, naming the stage).
     #[arg(long)]
     skip_weight_check: bool,
+    /// The most weight memory the checkpoints requests name (`"checkpoint"`) may hold loaded at
+    /// once, least recently used unloaded first: bytes, or with a K, M, G or T suffix (powers
+    /// of 1024). Default: half the device's free memory at the start.
+    #[arg(long, value_name = "BYTES", value_parser = bytes)]
+    model_cache_bytes: Option<u64>,
+}
+
+/// A byte count: digits with an optional K, M, G or T suffix (powers of 1024).
+fn bytes(arg: &str) -> Result<u64, String> {
+    let (digits, shift) = match arg.trim().char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("{arg:?}: the suffix must be K, M, G or T")),
+            };
+            (&arg.trim()[..i], shift)
+        }
+        _ => (arg.trim(), 0),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("{arg:?} is not a byte count such as 8G or 500M"))
 }
 
 /// A non-negative number of seconds.
@@ -118,6 +145,7 @@ fn run_inner(args: &Args) -> Result<ExitCode, String> {
         long_prompts: args.long_prompts,
         contact_sheet: args.contact_sheet,
         skip_weight_check: args.skip_weight_check,
+        model_cache_bytes: args.model_cache_bytes,
     };
     let signals = StopOnSignals::install().map_err(|e| format!("cannot handle SIGINT and SIGTERM: {e}"))?;
     let summary = runner::run_until(&options, signals.flag()).map_err(|e| e.to_string())?;
@@ -157,6 +185,7 @@ fn dry_run(args: &Args) -> Result<ExitCode, String> {
         long_prompts: args.long_prompts,
         contact_sheet: false,
         skip_weight_check: args.skip_weight_check,
+        model_cache_bytes: args.model_cache_bytes,
     };
     let summary = runner::dry_run(&options).map_err(|e| e.to_string())?;
     eprintln!("{summary}");

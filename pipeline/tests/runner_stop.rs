@@ -56,6 +56,7 @@ fn a_stopped_run_journals_only_what_completed_and_the_next_run_finishes() {
         long_prompts: false,
         contact_sheet: false,
         skip_weight_check: false,
+        model_cache_bytes: None,
     };
 
     let stopped = runner::run_until(&options, &AtomicBool::new(true)).unwrap();

@@ -37,6 +37,24 @@ impl Device {
     pub fn is_cpu(self) -> bool {
         self == Device::Cpu
     }
+
+    /// Memory free for new buffers, in bytes: the host's `MemAvailable` (Linux's
+    /// `/proc/meminfo`), or the GPU's free memory as the driver reports it. `None` where it
+    /// cannot be told.
+    pub fn free_memory(self) -> Option<u64> {
+        match self {
+            Device::Cpu => {
+                let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+                let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+                let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+                Some(kib * 1024)
+            }
+            #[cfg(feature = "cuda")]
+            Device::Cuda(ordinal) => crate::cuda::device(ordinal).ok()?.free_memory().ok(),
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda(_) => None,
+        }
+    }
 }
 
 impl fmt::Display for Device {

@@ -66,7 +66,7 @@ pub use input::{InputError, RequestSource};
 pub use journal::{JOURNAL_FILE, Journal, JournalError};
 pub use lock::{LOCK_FILE, LockError, OutDirLock};
 pub use ordered::{Sorted, sort_journal};
-pub use progress::{Progress, Summary, UnusableCheckpoint};
+pub use progress::{ModelLoad, Progress, Summary, UnusableCheckpoint};
 
 use models::Models;
 
@@ -107,6 +107,9 @@ pub struct RunOptions {
     /// Load weights without checking they are finite (`--skip-weight-check`; see
     /// [`OpenOptions::skip_weight_check`]): faster loads, and renders still fail on NaN.
     pub skip_weight_check: bool,
+    /// The most bytes of asset checkpoints' weights kept loaded at once (`--model-cache-bytes`;
+    /// `None`: half the device's free memory at the start).
+    pub model_cache_bytes: Option<u64>,
 }
 
 /// What stops a whole run (a bad line never does).
@@ -260,10 +263,13 @@ pub fn run_until(options: &RunOptions, stop: &AtomicBool) -> Result<Summary, Run
         None => crate::demo::ensure_demo_model(&crate::demo::default_cache_dir())?,
     };
     let open = OpenOptions::default().skip_weight_check(options.skip_weight_check);
+    let loading = Instant::now();
     let engine = Engine::load_with(&model_path, &open, options.dtype, options.device)
         .map_err(|source| RunError::Model { path: model_path.clone(), source: Box::new(source) })?
         .with_long_prompts(options.long_prompts);
-    let mut models = Models::new(engine, options.dtype, options.device, open);
+    let default_load = ModelLoad { path: model_path.clone(), seconds: loading.elapsed().as_secs_f64() };
+    let budget = options.model_cache_bytes.unwrap_or_else(|| models::default_cache_bytes(options.device));
+    let mut models = Models::new(engine, options.dtype, options.device, open, budget);
     let contact = if options.contact_sheet { Some(contact::ContactSheet::open(out_dir)?) } else { None };
     let mut sink = Sink { journal, summary: Summary::default(), progress: Progress::hidden(0), contact };
     if sink.journal.repaired_bytes() > 0 {
@@ -327,6 +333,7 @@ pub fn run_until(options: &RunOptions, stop: &AtomicBool) -> Result<Summary, Run
         sink.summary.ordered = Some(ordered::sort_journal(out_dir, &ids)?);
     }
     sink.summary.elapsed = started.elapsed();
+    sink.summary.loads = std::iter::once(default_load).chain(models.loads().iter().cloned()).collect();
     Ok(sink.summary)
 }
 

@@ -1,16 +1,20 @@
 //! The run's checkpoints: the `--model` engine, loaded at the start and kept, and the `--assets`
-//! checkpoints requests name, loaded when their first group renders. Groups come clustered by
-//! model (see [`super::batch::cluster_by`]), so each asset is loaded once and only one is held at
-//! a time; one that fails to load is not tried again. Within a model, groups come clustered by
-//! LoRA set, merged into the engine before the group renders (and undone, bit for bit, when the
-//! next group wants another set).
+//! checkpoints requests name, loaded when their first group renders and kept in a cache bounded
+//! by `--model-cache-bytes` (least recently used first out, before a load that would not fit).
+//! Groups come clustered by model (see [`super::batch::cluster_by`]), so each asset is loaded
+//! once; one that fails to load is not tried again. Within a model, groups come clustered by
+//! LoRA set and VAE, merged into the engine before the group renders (and undone, bit for bit,
+//! when the next group wants another set).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use kiln_runtime::checkpoint::OpenOptions;
+use std::time::Instant;
+
+use kiln_runtime::checkpoint::{Checkpoint, OpenOptions};
 use kiln_runtime::{DType, Device};
 
+use super::progress::ModelLoad;
 use crate::generate::Engine;
 use crate::lora::{LoraFile, WeightedLora};
 use crate::models::ModelFacts;
@@ -25,14 +29,24 @@ pub struct Models {
     open: OpenOptions,
     /// Facts of asset checkpoints, read from their headers (cheap: no weights loaded).
     facts: HashMap<PathBuf, Result<ModelFacts, String>>,
-    /// The asset engine in use.
-    current: Option<Engine>,
+    /// Loaded asset engines with their weight bytes, least recently used first.
+    cache: Vec<(Engine, u64)>,
+    /// The most weight bytes `cache` may hold (one engine is always allowed).
+    budget: u64,
+    /// Each checkpoint loaded, with how long it took.
+    loads: Vec<ModelLoad>,
     /// Asset checkpoints that failed to load, with why.
     failed: HashMap<PathBuf, String>,
     /// LoRA files opened so far (memory-mapped), or why one cannot be opened.
     lora_files: HashMap<PathBuf, Result<LoraFile, String>>,
     /// What merging each LoRA into each model reported: (model, LoRA) -> warning, if any.
     lora_notes: HashMap<(PathBuf, PathBuf), Option<String>>,
+}
+
+/// The default `--model-cache-bytes`: half the memory free on `device` when the run starts (the
+/// host's for the CPU, the GPU's for CUDA), or 8 GiB where that cannot be told.
+pub fn default_cache_bytes(device: Device) -> u64 {
+    device.free_memory().map_or(8 << 30, |free| free / 2)
 }
 
 /// Why a group has no engine to render with.
@@ -62,15 +76,17 @@ pub struct Ready<'a> {
 
 impl Models {
     /// Starts with the loaded `--model` engine; assets load in `dtype` on `device`, opened
-    /// with `open`.
-    pub fn new(default: Engine, dtype: DType, device: Device, open: OpenOptions) -> Models {
+    /// with `open`, and stay cached up to `budget` bytes of weights.
+    pub fn new(default: Engine, dtype: DType, device: Device, open: OpenOptions, budget: u64) -> Models {
         Models {
             default,
             dtype,
             device,
             open,
             facts: HashMap::new(),
-            current: None,
+            cache: Vec::new(),
+            budget,
+            loads: Vec::new(),
             failed: HashMap::new(),
             lora_files: HashMap::new(),
             lora_notes: HashMap::new(),
@@ -119,9 +135,9 @@ impl Models {
                 Err(reason) => return Err(lora_error(reason.clone())),
             }
         }
-        let engine = match &mut self.current {
-            Some(current) if path != self.default.path() => current,
-            _ => &mut self.default,
+        let engine = match self.cache.iter_mut().find(|(e, _)| e.path() == path) {
+            Some((cached, _)) => cached,
+            None => &mut self.default,
         };
         engine.set_vae(vae).map_err(|e| Unready::Asset { field: "vae", reason: e.to_string() })?;
         let reports = engine.set_loras(&set).map_err(|e| lora_error(e.to_string()))?;
@@ -148,15 +164,16 @@ impl Models {
                 self.lora_notes.get(&(path.to_path_buf(), file.clone())).cloned().flatten()
             })
             .collect();
-        let engine = match &self.current {
-            Some(current) if path != self.default.path() => current,
-            _ => &self.default,
+        let engine = match self.cache.iter().find(|(e, _)| e.path() == path) {
+            Some((cached, _)) => cached,
+            None => &self.default,
         };
         Ok(Ready { engine, warnings, log })
     }
 
-    /// Loads the checkpoint at `path` as the current asset (dropping the previous one) unless
-    /// it is the default or already loaded.
+    /// Makes the checkpoint at `path` ready: the default, a cached asset (now the most
+    /// recently used), or loaded after evicting the least recently used assets its weights need
+    /// room from.
     fn load(&mut self, path: &Path) -> Result<(), String> {
         if path == self.default.path() {
             return Ok(());
@@ -164,17 +181,75 @@ impl Models {
         if let Some(reason) = self.failed.get(path) {
             return Err(reason.clone());
         }
-        if self.current.as_ref().is_none_or(|e| e.path() != path) {
-            self.current = None; // free the previous asset before loading the next
-            match Engine::load_with(path, &self.open, self.dtype, self.device) {
-                Ok(engine) => self.current = Some(engine.with_long_prompts(self.default.long_prompts())),
-                Err(e) => {
-                    let reason = e.to_string();
-                    self.failed.insert(path.to_path_buf(), reason.clone());
-                    return Err(reason);
-                }
+        if let Some(i) = self.cache.iter().position(|(e, _)| e.path() == path) {
+            let entry = self.cache.remove(i);
+            self.cache.push(entry);
+            return Ok(());
+        }
+        let need = Checkpoint::open_with(path, &self.open).map_or(0, |c| weight_bytes(&c, self.dtype));
+        while !self.cache.is_empty() && self.cached_bytes() + need > self.budget {
+            self.cache.remove(0); // frees its weights before the next load
+        }
+        let started = Instant::now();
+        match Engine::load_with(path, &self.open, self.dtype, self.device) {
+            Ok(engine) => {
+                self.loads
+                    .push(ModelLoad { path: path.to_path_buf(), seconds: started.elapsed().as_secs_f64() });
+                self.cache.push((engine.with_long_prompts(self.default.long_prompts()), need));
+                Ok(())
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                self.failed.insert(path.to_path_buf(), reason.clone());
+                Err(reason)
             }
         }
-        Ok(())
+    }
+
+    fn cached_bytes(&self) -> u64 {
+        self.cache.iter().map(|(_, bytes)| bytes).sum()
+    }
+
+    /// The asset checkpoints loaded so far, with their load times.
+    pub fn loads(&self) -> &[ModelLoad] {
+        &self.loads
+    }
+}
+
+/// The bytes `ckpt`'s weights take loaded as `dtype`.
+fn weight_bytes(ckpt: &Checkpoint, dtype: DType) -> u64 {
+    let params: u64 = ckpt.components().iter().map(|c| ckpt.parameters(c.component)).sum();
+    params * dtype.size_in_bytes() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(path: &str) -> PathBuf {
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures")).join(path)
+    }
+
+    /// Loads `order` in turn with `budget` and returns the file names of the loads made.
+    fn loads(order: &[&Path], budget: u64) -> Vec<String> {
+        let default = Engine::load(&fixture("tiny/sdxl"), DType::F32, Device::Cpu).unwrap();
+        let mut models = Models::new(default, DType::F32, Device::Cpu, OpenOptions::default(), budget);
+        for path in order {
+            assert!(models.engine(path, &[], None).is_ok(), "{}", path.display());
+        }
+        models.loads().iter().map(|l| l.path.file_name().unwrap().to_string_lossy().into_owned()).collect()
+    }
+
+    #[test]
+    fn assets_stay_cached_within_the_budget_and_the_least_recent_goes_first() {
+        let (a, b, default) = (fixture("tiny/sd15"), fixture("pipeline/models/sd15_inpaint"), fixture("tiny/sdxl"));
+        let order = [a.as_path(), b.as_path(), default.as_path(), a.as_path(), b.as_path()];
+        // Room for both: each loads once; the default never loads again.
+        assert_eq!(loads(&order, u64::MAX), ["sd15", "sd15_inpaint"]);
+        // Room for one: alternating reloads, one engine is always allowed.
+        assert_eq!(loads(&order, 1), ["sd15", "sd15_inpaint", "sd15", "sd15_inpaint"]);
+        // Room for about one and a half: b evicts a, then a evicts b.
+        let one = Checkpoint::open(&a).map(|c| weight_bytes(&c, DType::F32)).unwrap();
+        assert_eq!(loads(&[&a, &b, &b, &a], one + one / 2), ["sd15", "sd15_inpaint", "sd15"]);
     }
 }

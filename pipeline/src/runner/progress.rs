@@ -122,6 +122,17 @@ pub struct Summary {
     /// Checkpoints named by requests that could not be opened or loaded, in the order met: their
     /// lines have no record, so a rerun renders them once the file is fixed.
     pub unusable: Vec<UnusableCheckpoint>,
+    /// Each checkpoint loaded (`--model` first), with its load time.
+    pub loads: Vec<ModelLoad>,
+}
+
+/// One checkpoint load of the run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelLoad {
+    /// The checkpoint.
+    pub path: std::path::PathBuf,
+    /// Seconds it took to load.
+    pub seconds: f64,
 }
 
 /// A checkpoint that failed to open or load, and the lines left without a record because of it.
@@ -199,6 +210,13 @@ impl fmt::Display for Summary {
                 unusable.reason
             )?;
         }
+        for (i, load) in self.loads.iter().enumerate() {
+            let name = load
+                .path
+                .file_name()
+                .map_or_else(|| load.path.display().to_string(), |n| n.to_string_lossy().into_owned());
+            write!(f, "{}{name} {:.1} s", if i == 0 { "; loaded " } else { ", " }, load.seconds)?;
+        }
         Ok(())
     }
 }
@@ -233,6 +251,17 @@ mod tests {
         let stopped = Summary { done: 2, images: 2, stopped: Some(3), ..Summary::default() };
         assert!(stopped.to_string().ends_with("; stopped early: 3 requests left for a rerun"), "{stopped}");
         let unusable = UnusableCheckpoint { path: "/a/broken".into(), reason: "bad header".into(), lines: 4 };
+        let loaded = Summary {
+            loads: vec![
+                ModelLoad { path: "/m/sd15".into(), seconds: 3.25 },
+                ModelLoad { path: "/a/checkpoints/juggernaut.safetensors".into(), seconds: 41.0 },
+            ],
+            ..Summary::default()
+        };
+        assert!(
+            loaded.to_string().ends_with("; loaded sd15 3.2 s, juggernaut.safetensors 41.0 s"),
+            "{loaded}"
+        );
         let unusable = Summary { unusable: vec![unusable], ..Summary::default() };
         assert_eq!(unusable.unrendered(), 4);
         assert!(

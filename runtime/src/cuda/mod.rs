@@ -195,6 +195,16 @@ impl CudaDevice {
             .map_err(|e| driver_error("synchronize", self.device(), "cuStreamSynchronize", e))
     }
 
+    /// Device memory free for new allocations, in bytes (`cuMemGetInfo`; the caching
+    /// allocator's cached blocks count as used).
+    pub fn free_memory(&self) -> Result<u64> {
+        let (free, _) = self
+            .ctx
+            .mem_get_info()
+            .map_err(|e| driver_error("free_memory", self.device(), "cuMemGetInfo", e))?;
+        Ok(free as u64)
+    }
+
     /// The caching allocator's counters.
     pub fn memory_stats(&self) -> MemoryStats {
         self.alloc.stats()
