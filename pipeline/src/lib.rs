@@ -2,6 +2,7 @@
 //! the JSONL batch runner, built on kiln-runtime.
 //!
 //! - [`demo`]: the built-in demo model (tiny SDXL topology, untrained random weights), cached;
+//! - [`embeddings`]: textual-inversion embedding files;
 //! - [`generate`]: jobs to images (text-to-image, img2img, inpainting), batched;
 //! - [`image`]: request and response image codecs;
 //! - [`lora`]: LoRA, LoCon, LoHa and LoKr files merged into a loaded model and undone;
@@ -16,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod demo;
+pub mod embeddings;
 pub mod generate;
 pub mod image;
 pub mod lora;

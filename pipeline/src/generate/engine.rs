@@ -10,6 +10,7 @@ use kiln_runtime::{DType, Device};
 
 use super::denoise::{Batch, Slot};
 use super::{GenerateError, Job, Result, finite};
+use crate::embeddings::{EmbeddingError, EmbeddingFile};
 use crate::lora::{self, LoraError, LoraReport, ModelSide, Originals, TargetIndex, WeightedLora};
 use crate::models::conditioning::{Conditioning, PromptEmbedding, TextConditioner};
 use crate::models::patch::PatchTable;
@@ -38,6 +39,8 @@ pub struct Engine {
     /// The LoRA set merged now (file and weight, in merge order) and the weights it replaced.
     loras: Vec<(PathBuf, f32)>,
     originals: Originals,
+    /// The textual inversions in use: each file and its trigger word.
+    textual_inversions: Vec<(PathBuf, String)>,
     /// The VAE file in use instead of the checkpoint's own, and the own one kept meanwhile.
     vae_path: Option<PathBuf>,
     own_vae: Option<Vae>,
@@ -86,6 +89,7 @@ impl Engine {
             lora_index,
             loras: Vec::new(),
             originals: Originals::default(),
+            textual_inversions: Vec::new(),
             vae_path: None,
             own_vae: None,
         })
@@ -177,6 +181,22 @@ impl Engine {
             }
         }
         self.vae_path = path.map(Path::to_path_buf);
+        Ok(())
+    }
+
+    /// Makes each `(trigger, embedding)` a word of the prompts (see
+    /// [`TextConditioner::set_textual_inversions`]), replacing the set in use; an empty set
+    /// removes them. The set in use already is not set again. On error the set in use stays.
+    pub fn set_textual_inversions(
+        &mut self,
+        set: &[(String, &EmbeddingFile)],
+    ) -> std::result::Result<(), EmbeddingError> {
+        let wanted: Vec<(PathBuf, String)> = set.iter().map(|(t, f)| (f.path().to_path_buf(), t.clone())).collect();
+        if wanted == self.textual_inversions {
+            return Ok(());
+        }
+        self.text.set_textual_inversions(set, &self.family.to_string())?;
+        self.textual_inversions = wanted;
         Ok(())
     }
 

@@ -35,6 +35,7 @@ use kiln_runtime::{DType, Device, Tensor};
 
 use super::clip::{ClipTextModel, LayerSelection};
 use super::patch::PatchTable;
+use crate::embeddings::{EmbeddingError, EmbeddingFile};
 use super::{ModelError, Result, Weights};
 use crate::prompt::DroppedTokens;
 use crate::tokenizer::{ClipTokenizer, WindowOptions};
@@ -243,6 +244,45 @@ impl TextConditioner {
             }
         }
         Ok(out)
+    }
+
+    /// Makes each `(trigger, embedding)` a word of the prompts: in every encoder's tokenizer the
+    /// trigger (matched as transformers matches added tokens: anywhere, case-insensitively)
+    /// stands for the embedding's vectors for that encoder, as new ids past the vocabulary
+    /// (`trigger_1`, `trigger_2`, … name the later vectors, as diffusers adds them). Replaces the
+    /// set given before; an empty set removes them. Triggers must be single words that the
+    /// vocabulary does not have, distinct within the set; embeddings must fit the encoders. On
+    /// error nothing changes.
+    pub fn set_textual_inversions(&mut self, set: &[(String, &EmbeddingFile)], model: &str) -> std::result::Result<(), EmbeddingError> {
+        let widths: Vec<usize> = self.encoders().map(|e| e.model.hidden_size()).collect();
+        let mut seen: Vec<String> = Vec::new();
+        let mut per_encoder: Vec<(Vec<(String, Vec<u32>)>, Vec<f32>)> = vec![(Vec::new(), Vec::new()); widths.len()];
+        for (trigger, file) in set {
+            let bad = |reason: &str| EmbeddingError::Trigger { trigger: trigger.clone(), reason: reason.into() };
+            if trigger.is_empty() || trigger.chars().any(char::is_whitespace) {
+                return Err(bad("must be one word, without spaces"));
+            }
+            if seen.contains(&trigger.to_lowercase()) {
+                return Err(bad("names two embeddings of the request"));
+            }
+            seen.push(trigger.to_lowercase());
+            if self.encoders().any(|e| e.tokenizer.knows(trigger)) {
+                return Err(bad("is already a word of the vocabulary: the embedding would hide it; pick another trigger"));
+            }
+            let sets = file.for_encoders(&widths, self.sdxl, model)?;
+            for ((encoder, (words, rows)), vectors) in self.encoders.iter().zip(&mut per_encoder).zip(sets) {
+                let first = (encoder.model.config().vocab_size + rows.len() / vectors.width) as u32;
+                let ids: Vec<u32> = (first..first + vectors.rows as u32).collect();
+                words.push((trigger.clone(), ids.clone()));
+                words.extend(ids.iter().enumerate().skip(1).map(|(i, &id)| (format!("{trigger}_{i}"), vec![id])));
+                rows.extend_from_slice(&vectors.values);
+            }
+        }
+        for (encoder, (words, rows)) in self.encoders.iter_mut().zip(per_encoder) {
+            encoder.model.set_added_embedding(rows).expect("rows are whole vectors of the encoder's width");
+            encoder.tokenizer.set_added_words(&words);
+        }
+        Ok(())
     }
 
     /// The text encoders' patchable weights, by canonical name.

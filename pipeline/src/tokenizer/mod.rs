@@ -61,6 +61,12 @@ pub struct ClipTokenizer {
     raw_specials: Vec<SpecialToken>,
     /// Matched in the normalized text.
     normalized_specials: Vec<SpecialToken>,
+    /// Words added to the vocabulary (textual-inversion triggers), matched in the normalized
+    /// text; each stands for the ids in `expansions` (one per embedding vector).
+    added: Vec<SpecialToken>,
+    expansions: HashMap<u32, Vec<u32>>,
+    /// Every vocabulary entry, for [`ClipTokenizer::knows`].
+    vocab: HashMap<String, u32>,
     whitespace: Regex,
     words: Regex,
     bos: u32,
@@ -150,6 +156,8 @@ impl ClipTokenizer {
         Ok(ClipTokenizer {
             raw_specials,
             normalized_specials,
+            added: Vec::new(),
+            expansions: HashMap::new(),
             whitespace: text::whitespace_pattern(),
             words: text::word_pattern(),
             bos: id(&specials.bos.content)?,
@@ -157,7 +165,39 @@ impl ClipTokenizer {
             pad: id(&specials.pad.content)?,
             comma: vocab.get(",</w>").copied(),
             bpe,
+            vocab,
         })
+    }
+
+    /// The vocabulary's size: the first id free for added words.
+    pub fn vocab_size(&self) -> usize {
+        self.vocab.len()
+    }
+
+    /// Whether `word` is a vocabulary entry or a special token as written (diffusers' check
+    /// before it adds a textual-inversion token), or once lower-cased.
+    pub fn knows(&self, word: &str) -> bool {
+        let lower = word.to_lowercase();
+        self.vocab.contains_key(word) || self.vocab.contains_key(&lower)
+    }
+
+    /// Adds words to the vocabulary, replacing any added before: each `(word, ids)` is matched
+    /// in the normalized text wherever it occurs (case-insensitively, inside other words too, as
+    /// transformers matches added tokens) and stands for all its `ids`, one per vector of a
+    /// textual-inversion embedding. (diffusers expands a multi-vector word into `word word_1 …`
+    /// in the prompt text before tokenizing, which finds the word only when it is written in
+    /// lower case; kiln expands every occurrence.)
+    pub fn set_added_words(&mut self, words: &[(String, Vec<u32>)]) {
+        self.added = words
+            .iter()
+            .filter(|(_, ids)| !ids.is_empty())
+            .map(|(word, ids)| SpecialToken {
+                content: text::normalize(word, &self.whitespace),
+                id: ids[0],
+                normalized: true,
+            })
+            .collect();
+        self.expansions = words.iter().filter(|(_, ids)| ids.len() > 1).map(|(_, ids)| (ids[0], ids[1..].to_vec())).collect();
     }
 
     /// Start-of-text id (49406).
@@ -179,7 +219,7 @@ impl ClipTokenizer {
     pub fn tokens(&self, prompt: &str) -> Vec<u32> {
         let mut out = Vec::new();
         let raw: Vec<&SpecialToken> = self.raw_specials.iter().collect();
-        let normalized: Vec<&SpecialToken> = self.normalized_specials.iter().collect();
+        let normalized: Vec<&SpecialToken> = self.normalized_specials.iter().chain(&self.added).collect();
         for piece in text::split_specials(prompt, &raw) {
             let segment = match piece {
                 Piece::Special(id) => {
@@ -190,7 +230,10 @@ impl ClipTokenizer {
             };
             for inner in text::split_specials(&segment, &normalized) {
                 match inner {
-                    Piece::Special(id) => out.push(id),
+                    Piece::Special(id) => {
+                        out.push(id);
+                        out.extend(self.expansions.get(&id).into_iter().flatten());
+                    }
                     Piece::Text(t) => {
                         for word in self.words.find_iter(t) {
                             self.bpe.encode_word(word.as_str(), &mut out);

@@ -60,6 +60,8 @@ pub struct ClipTextModel {
     config: TextEncoderConfig,
     /// `[vocab, C]` on the host, f32.
     token_embedding: Vec<f32>,
+    /// `[n, C]`: the rows of ids `vocab..vocab + n`, added words' vectors (textual inversions).
+    added_embedding: Vec<f32>,
     /// `[max_positions, C]`.
     position_embedding: Tensor,
     layers: Vec<ClipLayer>,
@@ -105,6 +107,7 @@ impl ClipTextModel {
         };
         Ok(ClipTextModel {
             token_embedding,
+            added_embedding: Vec::new(),
             position_embedding,
             layers,
             final_layer_norm,
@@ -123,6 +126,19 @@ impl ClipTextModel {
     /// Width of the hidden states (768 CLIP-L, 1280 OpenCLIP-G).
     pub fn hidden_size(&self) -> usize {
         self.config.hidden_size
+    }
+
+    /// Sets the rows of the ids past the vocabulary (`vocab_size..`): `rows` is `[n, C]`
+    /// row-major (textual-inversion vectors), replacing any set before.
+    pub fn set_added_embedding(&mut self, rows: Vec<f32>) -> Result<()> {
+        if rows.len() % self.config.hidden_size.max(1) != 0 {
+            return Err(ModelError::input(
+                "clip text encoder",
+                format!("{} values are not rows of width {}", rows.len(), self.config.hidden_size),
+            ));
+        }
+        self.added_embedding = rows;
+        Ok(())
     }
 
     /// The weights a LoRA can patch, by canonical name.
@@ -152,8 +168,9 @@ impl ClipTextModel {
         if let Some(w) = windows.iter().find(|w| w.len() != l) {
             return Err(input(format!("windows differ in length: {l} and {}", w.len())));
         }
-        if let Some(&t) = windows.iter().flatten().find(|&&t| t as usize >= c.vocab_size) {
-            return Err(input(format!("token id {t} is outside the vocabulary of {}", c.vocab_size)));
+        let known = c.vocab_size + self.added_embedding.len() / c.hidden_size.max(1);
+        if let Some(&t) = windows.iter().flatten().find(|&&t| t as usize >= known) {
+            return Err(input(format!("token id {t} is outside the vocabulary of {known}")));
         }
         if select.from_end > self.layers.len() {
             return Err(input(format!(
@@ -167,7 +184,12 @@ impl ClipTextModel {
         // Gather the prompt's rows on the host, upload once.
         let mut rows = Vec::with_capacity(b * l * d);
         for &t in windows.iter().flatten() {
-            rows.extend_from_slice(&self.token_embedding[t as usize * d..][..d]);
+            let t = t as usize;
+            let row = match t.checked_sub(c.vocab_size) {
+                None => &self.token_embedding[t * d..][..d],
+                Some(added) => &self.added_embedding[added * d..][..d],
+            };
+            rows.extend_from_slice(row);
         }
         let tokens = Tensor::from_f32(rows, &[b, l, d], self.dtype, device)?; // [B, L, C]
         let positions = self.position_embedding.narrow(0, 0, l)?; // [L, C]
