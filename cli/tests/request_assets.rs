@@ -105,3 +105,39 @@ fn requests_swap_in_their_vae_and_bad_ones_are_error_records() {
         assert!(error["msg"].as_str().unwrap().contains(says), "{id}: {error}");
     }
 }
+
+#[test]
+fn requests_add_their_textual_inversions_and_bad_ones_are_error_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let embeddings = dir.path().join("assets/embeddings");
+    std::fs::create_dir_all(&embeddings).unwrap();
+    let fixtures = Path::new(LORAS).parent().unwrap().join("textual_inversion");
+    std::fs::copy(fixtures.join("sd15_style.safetensors"), embeddings.join("style.safetensors")).unwrap();
+    std::fs::copy(fixtures.join("sdxl_style.safetensors"), embeddings.join("xl-style.safetensors")).unwrap();
+
+    let with = |prompt: &str, tis: &str| format!(r#", "prompt": "{prompt}", "textual_inversions": {tis}"#);
+    let lines = [
+        request_sd15("plain", 5, r#", "prompt": "a kilnstyle boat""#),
+        request_sd15("style", 5, &with("a kilnstyle boat", r#"{"octoai:style": "kilnstyle"}"#)),
+        request_sd15("weighted", 5, &with("a (kilnstyle:1.3) boat", r#"{"style": "kilnstyle"}"#)),
+        request_sd15("unknown", 5, &with("a boat", r#"{"styel": "kilnstyle"}"#)),
+        request_sd15("xl", 5, &with("a boat", r#"{"xl-style": "kilnstyle"}"#)),
+        request_sd15("word", 5, &with("a boat", r#"{"style": "boat"}"#)),
+    ];
+    let requests = write_requests(dir.path(), &lines);
+    let out = dir.path().join("out");
+    let assets = dir.path().join("assets");
+    let output = render_sd15(&requests, &out, &["--assets", assets.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let records = records(&out);
+    let image = |id: &str| pixels(&records[id]).remove(0);
+    assert!(image("plain") != image("style"), "the trigger stands for the embedding");
+    assert!(image("style") != image("weighted"), "prompt weighting applies around it");
+    let unknown = first_error(&records["unknown"]);
+    assert_eq!(unknown["loc"], json!(["body", "textual_inversions", "styel"]), "{unknown}");
+    for (id, says) in [("xl", "SDXL"), ("word", "vocabulary")] {
+        let error = first_error(&records[id]);
+        assert_eq!(error["loc"], json!(["body", "textual_inversions"]), "{id}: {error}");
+        assert!(error["msg"].as_str().unwrap().contains(says), "{id}: {error}");
+    }
+}

@@ -76,7 +76,9 @@ impl EmbeddingFile {
             let (rows, width) = match *view.shape() {
                 [width] => (1, width),
                 [rows, width] => (rows, width),
-                ref other => return Err(not(format!("{name} has shape {other:?}; expected [vectors, width]"))),
+                ref other => {
+                    return Err(not(format!("{name} has shape {other:?}; expected [vectors, width]")));
+                }
             };
             if rows == 0 || width == 0 {
                 return Err(not(format!("{name} is empty")));
@@ -130,7 +132,12 @@ impl EmbeddingFile {
     /// The vectors for a model whose text encoders have `widths` (in pipeline order: CLIP-L then
     /// OpenCLIP-G for SDXL, OpenCLIP-G alone for the refiner, CLIP-L alone for SD 1.5), one set
     /// per encoder; `sdxl` says which of the single-encoder cases `widths` is.
-    pub fn for_encoders(&self, widths: &[usize], sdxl: bool, model: &str) -> Result<Vec<&Vectors>, EmbeddingError> {
+    pub fn for_encoders(
+        &self,
+        widths: &[usize],
+        sdxl: bool,
+        model: &str,
+    ) -> Result<Vec<&Vectors>, EmbeddingError> {
         let wrong = |found: String, needs: String| EmbeddingError::WrongModel {
             path: self.path.clone(),
             found,
@@ -143,19 +150,30 @@ impl EmbeddingFile {
             (_, Some((_, g)), true, 1) => vec![g],
             (Some(v), None, true, _) => {
                 return Err(wrong(
-                    format!("an embedding for one text encoder ({} vectors {} wide, SD 1.5's layout)", v.rows, v.width),
+                    format!(
+                        "an embedding for one text encoder ({} vectors {} wide, SD 1.5's layout)",
+                        v.rows, v.width
+                    ),
                     "SDXL's pair of clip_l and clip_g vectors".into(),
                 ));
             }
             (None, Some(_), false, _) => {
                 return Err(wrong("an SDXL embedding (clip_l + clip_g)".into(), "one set of vectors".into()));
             }
-            _ => return Err(wrong("no vectors for this model's text encoders".into(), format!("{} sets", widths.len()))),
+            _ => {
+                return Err(wrong(
+                    "no vectors for this model's text encoders".into(),
+                    format!("{} sets", widths.len()),
+                ));
+            }
         };
         if let [l, g] = sets.as_slice()
             && l.rows != g.rows
         {
-            return Err(wrong(format!("{} clip_l vectors but {} clip_g vectors", l.rows, g.rows), "as many of each".into()));
+            return Err(wrong(
+                format!("{} clip_l vectors but {} clip_g vectors", l.rows, g.rows),
+                "as many of each".into(),
+            ));
         }
         for (set, &width) in sets.iter().zip(widths) {
             if set.width != width {

@@ -32,7 +32,6 @@ fn each_unimplemented_field_is_an_error_naming_it() {
     not_implemented("transfer_images", json!({"sks": ["aW1n"]}));
     not_implemented("transfer_images", json!({}));
     not_implemented("inpaint_full_res", json!(true));
-    not_implemented("textual_inversions", json!({"name": "trigger"}));
     not_implemented("ip_adapter", json!("plus"));
     not_implemented("ip_adapter_image", json!("aW1n"));
 }
@@ -70,9 +69,9 @@ fn defaults_and_nulls_of_those_fields_are_accepted() {
 #[test]
 fn several_unimplemented_fields_are_all_reported() {
     let line = parse(&body(
-        json!({"textual_inversions": {"v": "w"}, "controlnet": "canny", "use_refiner": true, "steps": 0}),
+        json!({"transfer_images": {"v": ["w"]}, "controlnet": "canny", "use_refiner": true, "steps": 0}),
     ));
-    for field in ["textual_inversions", "controlnet", "use_refiner"] {
+    for field in ["transfer_images", "controlnet", "use_refiner"] {
         assert_eq!(kinds_at(&line, field), ["not_implemented"], "{field}");
     }
     assert_eq!(kinds_at(&line, "steps"), ["greater_than"]);
@@ -96,6 +95,20 @@ fn loras_are_read_sorted_by_name_with_finite_weights() {
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0].kind, "finite_number");
     assert_eq!(errors[0].loc.last(), Some(&kiln_pipeline::request::Loc::from("a")));
+}
+
+#[test]
+fn textual_inversions_are_read_sorted_by_name() {
+    let line =
+        parse(&body(json!({"textual_inversions": {"octoai:NegativeXL": "negativeXL_D", "a": "kilnstyle"}})));
+    let request = line.request.unwrap();
+    assert_eq!(
+        request.textual_inversions,
+        [
+            ("a".to_owned(), "kilnstyle".to_owned()),
+            ("octoai:NegativeXL".to_owned(), "negativeXL_D".to_owned())
+        ]
+    );
 }
 
 #[test]

@@ -75,7 +75,8 @@ impl Case {
 }
 
 fn cases() -> Vec<Case> {
-    let file: CasesFile = serde_json::from_str(&std::fs::read_to_string(dir().join("cases.json")).unwrap()).unwrap();
+    let file: CasesFile =
+        serde_json::from_str(&std::fs::read_to_string(dir().join("cases.json")).unwrap()).unwrap();
     assert!(file.cases.len() >= 3);
     file.cases
 }
@@ -110,7 +111,11 @@ fn embeddings_render_as_diffusers_loads_them() {
                 failures.push(format!("{}: max diff {diff}", case.name));
             }
             engine.set_textual_inversions(&[]).unwrap();
-            assert!(render(&engine, &case.job()) == before, "{}: removing the set changed the render", case.name);
+            assert!(
+                render(&engine, &case.job()) == before,
+                "{}: removing the set changed the render",
+                case.name
+            );
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
@@ -126,7 +131,10 @@ fn bad_embeddings_and_triggers_are_typed_errors_that_change_nothing() {
     assert!(matches!(err, EmbeddingError::WrongModel { .. }) && err.to_string().contains("SDXL"), "{err}");
     for (trigger, says) in [("cat", "vocabulary"), ("two words", "one word"), ("", "one word")] {
         let err = sd15.set_textual_inversions(&[(trigger.into(), &style)]).unwrap_err();
-        assert!(matches!(err, EmbeddingError::Trigger { .. }) && err.to_string().contains(says), "{trigger:?}: {err}");
+        assert!(
+            matches!(err, EmbeddingError::Trigger { .. }) && err.to_string().contains(says),
+            "{trigger:?}: {err}"
+        );
     }
     let twice = [("kiln".to_owned(), &style), ("KILN".to_owned(), &style)];
     assert!(sd15.set_textual_inversions(&twice).unwrap_err().to_string().contains("two embeddings"));

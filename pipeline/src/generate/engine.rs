@@ -191,7 +191,8 @@ impl Engine {
         &mut self,
         set: &[(String, &EmbeddingFile)],
     ) -> std::result::Result<(), EmbeddingError> {
-        let wanted: Vec<(PathBuf, String)> = set.iter().map(|(t, f)| (f.path().to_path_buf(), t.clone())).collect();
+        let wanted: Vec<(PathBuf, String)> =
+            set.iter().map(|(t, f)| (f.path().to_path_buf(), t.clone())).collect();
         if wanted == self.textual_inversions {
             return Ok(());
         }

@@ -35,8 +35,8 @@ use kiln_runtime::{DType, Device, Tensor};
 
 use super::clip::{ClipTextModel, LayerSelection};
 use super::patch::PatchTable;
-use crate::embeddings::{EmbeddingError, EmbeddingFile};
 use super::{ModelError, Result, Weights};
+use crate::embeddings::{EmbeddingError, EmbeddingFile};
 use crate::prompt::DroppedTokens;
 use crate::tokenizer::{ClipTokenizer, WindowOptions};
 
@@ -253,12 +253,19 @@ impl TextConditioner {
     /// set given before; an empty set removes them. Triggers must be single words that the
     /// vocabulary does not have, distinct within the set; embeddings must fit the encoders. On
     /// error nothing changes.
-    pub fn set_textual_inversions(&mut self, set: &[(String, &EmbeddingFile)], model: &str) -> std::result::Result<(), EmbeddingError> {
+    pub fn set_textual_inversions(
+        &mut self,
+        set: &[(String, &EmbeddingFile)],
+        model: &str,
+    ) -> std::result::Result<(), EmbeddingError> {
         let widths: Vec<usize> = self.encoders().map(|e| e.model.hidden_size()).collect();
         let mut seen: Vec<String> = Vec::new();
-        let mut per_encoder: Vec<(Vec<(String, Vec<u32>)>, Vec<f32>)> = vec![(Vec::new(), Vec::new()); widths.len()];
+        // Per encoder: the added words with their ids, and their rows `[n, C]`.
+        type Added = (Vec<(String, Vec<u32>)>, Vec<f32>);
+        let mut per_encoder: Vec<Added> = vec![(Vec::new(), Vec::new()); widths.len()];
         for (trigger, file) in set {
-            let bad = |reason: &str| EmbeddingError::Trigger { trigger: trigger.clone(), reason: reason.into() };
+            let bad =
+                |reason: &str| EmbeddingError::Trigger { trigger: trigger.clone(), reason: reason.into() };
             if trigger.is_empty() || trigger.chars().any(char::is_whitespace) {
                 return Err(bad("must be one word, without spaces"));
             }
@@ -267,14 +274,18 @@ impl TextConditioner {
             }
             seen.push(trigger.to_lowercase());
             if self.encoders().any(|e| e.tokenizer.knows(trigger)) {
-                return Err(bad("is already a word of the vocabulary: the embedding would hide it; pick another trigger"));
+                return Err(bad(
+                    "is already a word of the vocabulary: the embedding would hide it; pick another trigger",
+                ));
             }
             let sets = file.for_encoders(&widths, self.sdxl, model)?;
             for ((encoder, (words, rows)), vectors) in self.encoders.iter().zip(&mut per_encoder).zip(sets) {
                 let first = (encoder.model.config().vocab_size + rows.len() / vectors.width) as u32;
                 let ids: Vec<u32> = (first..first + vectors.rows as u32).collect();
                 words.push((trigger.clone(), ids.clone()));
-                words.extend(ids.iter().enumerate().skip(1).map(|(i, &id)| (format!("{trigger}_{i}"), vec![id])));
+                words.extend(
+                    ids.iter().enumerate().skip(1).map(|(i, &id)| (format!("{trigger}_{i}"), vec![id])),
+                );
                 rows.extend_from_slice(&vectors.values);
             }
         }

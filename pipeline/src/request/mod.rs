@@ -20,7 +20,7 @@
 //!   kiln's own fields ([`KILN_FIELDS`]: `id`) are accepted beside the schema's.
 //! - Fields kiln does not implement are an error naming the field (type `not_implemented`)
 //!   when they ask for something: `controlnet`, `controlnet_image`, `controlnet_early_stop`,
-//!   `transfer_images` not null; `textual_inversions` not empty;
+//!   `transfer_images` not null;
 //!   `controlnet_conditioning_scale` other than 1, `controlnet_preprocess` false,
 //!   `inpaint_full_res` true, any non-null `ip_adapter*` field, and `use_refiner: true`.
 //! - `use_refiner` defaults to true in OctoAI's schema; kiln has no refiner stage, so an absent
@@ -113,6 +113,9 @@ pub struct Request {
     pub loras: Vec<(String, f64)>,
     /// A VAE name (looked up in the assets directory's `vaes/`) replacing the checkpoint's own.
     pub vae: Option<String>,
+    /// Textual-inversion names (looked up in the assets directory's `embeddings/`) and their
+    /// trigger words, sorted by name; empty for none.
+    pub textual_inversions: Vec<(String, String)>,
 }
 
 impl Request {

@@ -257,6 +257,7 @@ impl<'a> Reader<'a> {
         let style_names: Vec<&str> = STYLES.iter().map(|s| s.name).collect();
         let style_preset = self.choice("style_preset", &style_names, true);
         let textual_inversions = self.dict("textual_inversions", |v| whole(coerce::string(v, None)));
+        let textual_inversions = textual_inversions.map(|_| self.trigger_words());
         let transfer_images = self.dict("transfer_images", string_list);
         let use_refiner = self.boolean("use_refiner");
         let vae = self.string("vae", None, true);
@@ -264,13 +265,7 @@ impl<'a> Reader<'a> {
 
         unimplemented::check(
             self,
-            &unimplemented::Asked {
-                controls,
-                inpaint_full_res,
-                textual_inversions,
-                transfer_images,
-                use_refiner,
-            },
+            &unimplemented::Asked { controls, inpaint_full_res, transfer_images, use_refiner },
         );
         // `seed` was read even when broken; only a valid one is combined with num_images.
         let num_images_sent = self.raw("num_images").is_some();
@@ -310,7 +305,20 @@ impl<'a> Reader<'a> {
             checkpoint,
             loras: loras.unwrap_or_default(),
             vae,
+            textual_inversions: textual_inversions.unwrap_or_default(),
         })
+    }
+
+    /// The `textual_inversions` map's names and trigger words, sorted by name (read after
+    /// [`Reader::dict`] checked every value).
+    fn trigger_words(&self) -> Vec<(String, String)> {
+        let Some(Value::Object(map)) = self.raw("textual_inversions") else { return Vec::new() };
+        let mut words: Vec<(String, String)> = map
+            .iter()
+            .filter_map(|(name, v)| coerce::string(v, None).ok().map(|w| (name.clone(), w)))
+            .collect();
+        words.sort_by(|a, b| a.0.cmp(&b.0));
+        words
     }
 
     /// The `loras` map's names and weights, sorted by name (read after [`Reader::dict`] checked

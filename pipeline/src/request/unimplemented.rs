@@ -44,7 +44,6 @@ pub(crate) fn is_ip_adapter(field: &str) -> bool {
 pub(crate) struct Asked {
     pub controls: Controls,
     pub inpaint_full_res: Option<bool>,
-    pub textual_inversions: Option<usize>,
     pub transfer_images: Option<usize>,
     pub use_refiner: Option<bool>,
 }
@@ -76,9 +75,6 @@ pub(crate) fn check(reader: &mut Reader<'_>, asked: &Asked) {
     ip_fields.sort();
     for field in ip_fields {
         found.push(not_implemented(field, "IP-Adapter"));
-    }
-    if asked.textual_inversions.is_some_and(|n| n > 0) {
-        found.push(not_implemented("textual_inversions", "textual inversion"));
     }
     if asked.transfer_images.is_some() {
         found.push(not_implemented("transfer_images", "style transfer"));

@@ -172,11 +172,7 @@ fn check_request(
         Some(name) => assets::find_checkpoint(options.assets.as_deref(), name)
             .map_err(|e| records::field_error("checkpoint", e))?,
     };
-    super::find_loras(options.assets.as_deref(), &request.loras)?;
-    if let Some(name) = &request.vae {
-        assets::find(options.assets.as_deref(), assets::AssetKind::Vae, name)
-            .map_err(|e| records::field_error("vae", e))?;
-    }
+    super::find_assets(options.assets.as_deref(), &request)?;
     let header = models.header(&model);
     let unusable = |reason: &String| LineFault::Unusable { path: model.clone(), reason: reason.clone() };
     let facts = header.facts.clone().map_err(|reason| unusable(&reason))?;

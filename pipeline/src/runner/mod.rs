@@ -58,7 +58,7 @@ use kiln_runtime::checkpoint::OpenOptions;
 use kiln_runtime::{DType, Device};
 
 use crate::generate::{BatchKey, Engine, GenerateError};
-use crate::request::{ErrorRecord, RequestError, Resolved, parse_line};
+use crate::request::{ErrorRecord, Request, RequestError, Resolved, parse_line};
 use assets::AssetKind;
 
 pub use dry_run::{DRY_RUN_FILE, DryRunSummary, dry_run};
@@ -169,28 +169,30 @@ struct Pending {
     id: String,
     /// The checkpoint it renders with.
     model: PathBuf,
-    /// The LoRAs merged into it, with their weights, in the request's (name) order.
-    loras: LoraSet,
-    /// The VAE replacing the checkpoint's own.
-    vae: Option<PathBuf>,
+    /// The LoRAs, VAE and embeddings it asks for.
+    assets: AssetSet,
     resolved: Resolved,
 }
 
-/// LoRA files and their weights: part of a batch key, so the weights compare by bits.
-type LoraSet = Vec<(PathBuf, u32)>;
+/// What a request adds to its checkpoint, resolved to files: part of its batch key.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub(crate) struct AssetSet {
+    /// LoRA files and their weights (as bits, so the set can be a key), in the request's (name)
+    /// order.
+    pub loras: Vec<(PathBuf, u32)>,
+    /// The VAE replacing the checkpoint's own.
+    pub vae: Option<PathBuf>,
+    /// Textual-inversion files and their trigger words, in the request's (name) order.
+    pub embeddings: Vec<(PathBuf, String)>,
+}
 
 impl Pending {
     /// What must match for two requests to share an engine call (known before the init
     /// images are decoded: only their presence and the strength count).
-    fn key(&self) -> (PathBuf, LoraSet, Option<PathBuf>, BatchKey) {
+    fn key(&self) -> (PathBuf, AssetSet, BatchKey) {
         let r = &self.resolved;
         let init = r.init_image.as_ref().map(|_| (r.strength, r.mask_image.is_some()));
-        (self.model.clone(), self.loras.clone(), self.vae.clone(), r.job.batch_key_with_init(init))
-    }
-
-    /// The model's weights this request renders with: LoRAs merged, VAE swapped.
-    fn assets(&self) -> (PathBuf, LoraSet, Option<PathBuf>) {
-        (self.model.clone(), self.loras.clone(), self.vae.clone())
+        (self.model.clone(), self.assets.clone(), r.job.batch_key_with_init(init))
     }
 }
 
@@ -291,9 +293,9 @@ pub fn run_until(options: &RunOptions, stop: &AtomicBool) -> Result<Summary, Run
 
     let keyed = pending.into_iter().map(|p| (p.key(), p.resolved.job.images(), p));
     let mut groups = batch::group(keyed, options.batch_size);
-    // Groups of one model stay together, and within them groups of one LoRA set and VAE, so
-    // that each model loads once and each set merges once.
-    batch::cluster_by(&mut groups, |g| g.items[0].assets());
+    // Groups of one model stay together, and within them groups of one asset set (LoRAs, VAE,
+    // embeddings), so that each model loads once and each set is applied once.
+    batch::cluster_by(&mut groups, |g| (g.items[0].model.clone(), g.items[0].assets.clone()));
     batch::cluster_by(&mut groups, |g| g.items[0].model.clone());
     let mut groups = groups.into_iter();
     let mut left = 0;
@@ -398,22 +400,12 @@ fn plan(
                 }
             },
         };
-        let loras = match find_loras(options.assets.as_deref(), &request.loras) {
-            Ok(loras) => loras,
+        let assets = match find_assets(options.assets.as_deref(), &request) {
+            Ok(assets) => assets,
             Err(error) => {
                 sink.fail(number, &id, error)?;
                 continue;
             }
-        };
-        let vae = match &request.vae {
-            None => None,
-            Some(name) => match assets::find(options.assets.as_deref(), AssetKind::Vae, name) {
-                Ok(path) => Some(path),
-                Err(e) => {
-                    sink.fail(number, &id, records::field_error("vae", e))?;
-                    continue;
-                }
-            },
         };
         let facts = match models.facts(&model) {
             Ok(facts) => facts,
@@ -429,21 +421,38 @@ fn plan(
                 continue;
             }
         };
-        pending.push(Pending { line: number, id, model, loras, vae, resolved });
+        pending.push(Pending { line: number, id, model, assets, resolved });
     }
     warn_surplus_records(&seen, sink);
     Ok((pending, duplicates))
 }
 
-/// The files of a request's `loras`; an unknown name is an error on `loras.NAME`.
-fn find_loras(assets: Option<&Path>, loras: &[(String, f64)]) -> Result<LoraSet, RequestError> {
-    loras
+/// The files of a request's `loras`, `vae` and `textual_inversions`; an unknown name is an error
+/// on its field (`loras.NAME`, `vae`, `textual_inversions.NAME`).
+fn find_assets(library: Option<&Path>, request: &Request) -> Result<AssetSet, RequestError> {
+    let loras = request
+        .loras
         .iter()
-        .map(|(name, weight)| match assets::find(assets, AssetKind::Lora, name) {
+        .map(|(name, weight)| match assets::find(library, AssetKind::Lora, name) {
             Ok(path) => Ok((path, (*weight as f32).to_bits())),
             Err(e) => Err(records::field_error_at(&["loras", name], e)),
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    let vae = match &request.vae {
+        None => None,
+        Some(name) => {
+            Some(assets::find(library, AssetKind::Vae, name).map_err(|e| records::field_error("vae", e))?)
+        }
+    };
+    let embeddings = request
+        .textual_inversions
+        .iter()
+        .map(|(name, trigger)| match assets::find(library, AssetKind::Embedding, name) {
+            Ok(path) => Ok((path, trigger.clone())),
+            Err(e) => Err(records::field_error_at(&["textual_inversions", name], e)),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(AssetSet { loras, vae, embeddings })
 }
 
 /// The most ids [`warn_surplus_records`] names.

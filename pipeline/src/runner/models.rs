@@ -14,7 +14,9 @@ use std::time::Instant;
 use kiln_runtime::checkpoint::{Checkpoint, OpenOptions};
 use kiln_runtime::{DType, Device};
 
+use super::AssetSet;
 use super::progress::ModelLoad;
+use crate::embeddings::EmbeddingFile;
 use crate::generate::Engine;
 use crate::lora::{LoraFile, WeightedLora};
 use crate::models::ModelFacts;
@@ -39,6 +41,8 @@ pub struct Models {
     failed: HashMap<PathBuf, String>,
     /// LoRA files opened so far (memory-mapped), or why one cannot be opened.
     lora_files: HashMap<PathBuf, Result<LoraFile, String>>,
+    /// Embedding files read so far, or why one cannot be read.
+    embedding_files: HashMap<PathBuf, Result<EmbeddingFile, String>>,
     /// What merging each LoRA into each model reported: (model, LoRA) -> warning, if any.
     lora_notes: HashMap<(PathBuf, PathBuf), Option<String>>,
 }
@@ -54,10 +58,10 @@ pub fn default_cache_bytes(device: Device) -> u64 {
 pub enum Unready {
     /// The checkpoint cannot be loaded: its requests are left for a rerun.
     Checkpoint(String),
-    /// A LoRA of the set cannot be merged, or the VAE cannot be loaded: an error record on
-    /// `field` for each request of the group.
+    /// A LoRA of the set cannot be merged, the VAE loaded or an embedding added: an error
+    /// record on `field` for each request of the group.
     Asset {
-        /// The request field naming the asset (`loras`, `vae`).
+        /// The request field naming the asset (`loras`, `vae`, `textual_inversions`).
         field: &'static str,
         /// Why.
         reason: String,
@@ -89,6 +93,7 @@ impl Models {
             loads: Vec::new(),
             failed: HashMap::new(),
             lora_files: HashMap::new(),
+            embedding_files: HashMap::new(),
             lora_notes: HashMap::new(),
         }
     }
@@ -110,16 +115,18 @@ impl Models {
             .clone()
     }
 
-    /// The engine for the checkpoint at `path` with `loras` merged (each file with its weight's
-    /// bits) and `vae` in place of its own, loading the checkpoint (and dropping the previous
-    /// asset) if needed.
-    pub fn engine(
-        &mut self,
-        path: &Path,
-        loras: &[(PathBuf, u32)],
-        vae: Option<&Path>,
-    ) -> Result<Ready<'_>, Unready> {
+    /// The engine for the checkpoint at `path` with `assets` applied (LoRAs merged, VAE in
+    /// place of its own, embeddings' triggers added), loading the checkpoint if needed.
+    pub fn engine(&mut self, path: &Path, assets: &AssetSet) -> Result<Ready<'_>, Unready> {
+        let (loras, vae) = (&assets.loras, assets.vae.as_deref());
         let lora_error = |reason: String| Unready::Asset { field: "loras", reason };
+        let embedding_error = |reason: String| Unready::Asset { field: "textual_inversions", reason };
+        for (file, _) in &assets.embeddings {
+            if !self.embedding_files.contains_key(file) {
+                let opened = EmbeddingFile::open(file).map_err(|e| e.to_string());
+                self.embedding_files.insert(file.clone(), opened);
+            }
+        }
         self.load(path).map_err(Unready::Checkpoint)?;
         let mut log = Vec::new();
         for (file, _) in loras {
@@ -135,11 +142,19 @@ impl Models {
                 Err(reason) => return Err(lora_error(reason.clone())),
             }
         }
+        let mut embeddings = Vec::with_capacity(assets.embeddings.len());
+        for (file, trigger) in &assets.embeddings {
+            match &self.embedding_files[file] {
+                Ok(opened) => embeddings.push((trigger.clone(), opened)),
+                Err(reason) => return Err(embedding_error(reason.clone())),
+            }
+        }
         let engine = match self.cache.iter_mut().find(|(e, _)| e.path() == path) {
             Some((cached, _)) => cached,
             None => &mut self.default,
         };
         engine.set_vae(vae).map_err(|e| Unready::Asset { field: "vae", reason: e.to_string() })?;
+        engine.set_textual_inversions(&embeddings).map_err(|e| embedding_error(e.to_string()))?;
         let reports = engine.set_loras(&set).map_err(|e| lora_error(e.to_string()))?;
         for report in reports {
             let note = (!report.unmapped.is_empty()).then(|| {
@@ -235,14 +250,15 @@ mod tests {
         let default = Engine::load(&fixture("tiny/sdxl"), DType::F32, Device::Cpu).unwrap();
         let mut models = Models::new(default, DType::F32, Device::Cpu, OpenOptions::default(), budget);
         for path in order {
-            assert!(models.engine(path, &[], None).is_ok(), "{}", path.display());
+            assert!(models.engine(path, &AssetSet::default()).is_ok(), "{}", path.display());
         }
         models.loads().iter().map(|l| l.path.file_name().unwrap().to_string_lossy().into_owned()).collect()
     }
 
     #[test]
     fn assets_stay_cached_within_the_budget_and_the_least_recent_goes_first() {
-        let (a, b, default) = (fixture("tiny/sd15"), fixture("pipeline/models/sd15_inpaint"), fixture("tiny/sdxl"));
+        let (a, b, default) =
+            (fixture("tiny/sd15"), fixture("pipeline/models/sd15_inpaint"), fixture("tiny/sdxl"));
         let order = [a.as_path(), b.as_path(), default.as_path(), a.as_path(), b.as_path()];
         // Room for both: each loads once; the default never loads again.
         assert_eq!(loads(&order, u64::MAX), ["sd15", "sd15_inpaint"]);

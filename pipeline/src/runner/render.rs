@@ -36,8 +36,8 @@ pub(super) fn group(
 ) -> Result<GroupEnd, RunError> {
     let images = group.images;
     let Some(model) = group.items.first().map(|p| p.model.clone()) else { return Ok(GroupEnd::Done) };
-    let (loras, vae) = group.items.first().map(|p| (p.loras.clone(), p.vae.clone())).unwrap_or_default();
-    let Ready { engine, warnings: lora_warnings, log } = match models.engine(&model, &loras, vae.as_deref()) {
+    let assets = group.items.first().map(|p| p.assets.clone()).unwrap_or_default();
+    let Ready { engine, warnings: lora_warnings, log } = match models.engine(&model, &assets) {
         Ok(ready) => ready,
         Err(Unready::Checkpoint(reason)) => {
             for _ in &group.items {
@@ -235,7 +235,7 @@ mod tests {
         let text = format!(r#"{{"prompt": "a boat", "width": 512, "height": 512, "seed": 5{fields}}}"#);
         let line = crate::request::parse_line(&text, 1);
         let resolved = line.request.unwrap().resolve(Family::Sd15).unwrap();
-        Pending { line: 1, id: line.id, model: "m".into(), loras: Vec::new(), vae: None, resolved }
+        Pending { line: 1, id: line.id, model: "m".into(), assets: Default::default(), resolved }
     }
 
     #[test]
@@ -249,7 +249,7 @@ mod tests {
         ] {
             let p = pending(&fields);
             let job = job_with_images(&p).unwrap();
-            assert_eq!(p.key().3, job.batch_key(), "{fields}");
+            assert_eq!(p.key().2, job.batch_key(), "{fields}");
             assert_eq!(p.key().0, p.model);
             if let Some(init) = &job.init {
                 assert_eq!(init.image.dimensions(), (512, 512), "resized to the job's size");

@@ -197,7 +197,11 @@ impl ClipTokenizer {
                 normalized: true,
             })
             .collect();
-        self.expansions = words.iter().filter(|(_, ids)| ids.len() > 1).map(|(_, ids)| (ids[0], ids[1..].to_vec())).collect();
+        self.expansions = words
+            .iter()
+            .filter(|(_, ids)| ids.len() > 1)
+            .map(|(_, ids)| (ids[0], ids[1..].to_vec()))
+            .collect();
     }
 
     /// Start-of-text id (49406).

@@ -131,7 +131,7 @@ impl ClipTextModel {
     /// Sets the rows of the ids past the vocabulary (`vocab_size..`): `rows` is `[n, C]`
     /// row-major (textual-inversion vectors), replacing any set before.
     pub fn set_added_embedding(&mut self, rows: Vec<f32>) -> Result<()> {
-        if rows.len() % self.config.hidden_size.max(1) != 0 {
+        if !rows.len().is_multiple_of(self.config.hidden_size.max(1)) {
             return Err(ModelError::input(
                 "clip text encoder",
                 format!("{} values are not rows of width {}", rows.len(), self.config.hidden_size),
