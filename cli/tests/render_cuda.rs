@@ -11,13 +11,12 @@
 //! regions by tens of levels and fails both.
 #![cfg(feature = "cuda")]
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use serde_json::Value;
 
 const MEAN_FACTOR: f64 = 1.25;
 const MEAN_SLACK: f64 = 0.5;
@@ -40,23 +39,7 @@ fn render(out: &Path, extra: &[&str]) -> std::process::Output {
 
 /// Each response's decoded images, by id.
 fn images(out: &Path) -> HashMap<String, Vec<image::RgbImage>> {
-    let text = std::fs::read_to_string(out.join("responses.jsonl")).unwrap();
-    text.lines()
-        .map(|line| {
-            let record: Value = serde_json::from_str(line).unwrap();
-            let id = record["id"].as_str().unwrap().to_owned();
-            let images = record["images"]
-                .as_array()
-                .unwrap_or_else(|| panic!("not a response: {record}"))
-                .iter()
-                .map(|img| {
-                    let bytes = STANDARD.decode(img["image_b64"].as_str().unwrap()).unwrap();
-                    image::load_from_memory(&bytes).unwrap().to_rgb8()
-                })
-                .collect();
-            (id, images)
-        })
-        .collect()
+    common::records(out).iter().map(|(id, record)| (id.clone(), common::pixels(record))).collect()
 }
 
 /// (mean, max) channel difference of two images, in 8-bit levels.

@@ -5,20 +5,17 @@
 //! sets and back restores the base weights bit for bit; bad LoRAs are typed errors that leave
 //! the model as it was.
 
+mod asset_common;
+
 use std::path::{Path, PathBuf};
 
-use ::image::RgbImage;
-use kiln_pipeline::generate::{Engine, Job};
+use asset_common::{FIXTURES, JobSpec, TOLERANCE, max_diff, render};
+use kiln_pipeline::generate::Engine;
 use kiln_pipeline::lora::{LoraError, LoraFile, WeightedLora};
-use kiln_pipeline::samplers::SamplerName;
 use kiln_runtime::checkpoint::Dtype;
 use kiln_runtime::checkpoint::write::write_safetensors;
 use kiln_runtime::{DType, Device};
 use serde::Deserialize;
-
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
-/// The largest difference allowed from diffusers' 8-bit images, per channel value.
-const TOLERANCE: u8 = 2;
 
 fn lora_dir() -> PathBuf {
     Path::new(FIXTURES).join("lora")
@@ -45,38 +42,6 @@ struct LoraSpec {
     weight: f32,
 }
 
-#[derive(Deserialize)]
-struct JobSpec {
-    prompt: String,
-    negative_prompt: Option<String>,
-    cfg_scale: f32,
-    steps: usize,
-    sampler: String,
-    seeds: Vec<u32>,
-    width: usize,
-    height: usize,
-}
-
-impl Case {
-    fn job(&self) -> Job {
-        let spec = &self.job;
-        Job {
-            prompt: spec.prompt.clone(),
-            prompt_2: None,
-            negative_prompt: spec.negative_prompt.clone(),
-            negative_prompt_2: None,
-            clip_skip: None,
-            cfg_scale: spec.cfg_scale,
-            steps: spec.steps,
-            sampler: spec.sampler.parse::<SamplerName>().unwrap(),
-            seeds: spec.seeds.clone(),
-            width: spec.width,
-            height: spec.height,
-            init: None,
-        }
-    }
-}
-
 fn cases() -> Vec<Case> {
     let text = std::fs::read_to_string(lora_dir().join("cases.json")).unwrap();
     let file: CasesFile = serde_json::from_str(&text).unwrap();
@@ -86,15 +51,6 @@ fn cases() -> Vec<Case> {
 
 fn load(model: &str) -> Engine {
     Engine::load(&Path::new(FIXTURES).join(model), DType::F32, Device::Cpu).unwrap()
-}
-
-fn render(engine: &Engine, job: &Job) -> RgbImage {
-    let mut images = engine.render(std::slice::from_ref(job), 4, &mut |_, _| {}).unwrap();
-    images.remove(0).remove(0)
-}
-
-fn max_diff(got: &RgbImage, want: &RgbImage) -> u8 {
-    got.as_raw().iter().zip(want.as_raw()).map(|(a, b)| a.abs_diff(*b)).max().unwrap_or(0)
 }
 
 /// Every patchable weight's bytes, by name.
@@ -121,7 +77,7 @@ fn loras_render_as_diffusers_applies_them() {
                 assert!(report.unmapped.is_empty(), "{}: {report:?}", case.name);
             }
             let want = ::image::open(lora_dir().join(&case.expected)).unwrap().to_rgb8();
-            let got = render(&engine, &case.job());
+            let got = render(&engine, &case.job.job());
             let diff = max_diff(&got, &want);
             eprintln!(
                 "{}: max diff {diff} (the LoRA moves the image by up to {})",

@@ -6,17 +6,15 @@
 //! Removing the set renders exactly as before; bad embeddings and triggers are typed errors that
 //! change nothing.
 
+mod asset_common;
+
 use std::path::{Path, PathBuf};
 
-use ::image::RgbImage;
+use asset_common::{FIXTURES, JobSpec, TOLERANCE, max_diff, render};
 use kiln_pipeline::embeddings::{EmbeddingError, EmbeddingFile};
-use kiln_pipeline::generate::{Engine, Job};
-use kiln_pipeline::samplers::SamplerName;
+use kiln_pipeline::generate::Engine;
 use kiln_runtime::{DType, Device};
 use serde::Deserialize;
-
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
-const TOLERANCE: u8 = 2;
 
 fn dir() -> PathBuf {
     Path::new(FIXTURES).join("textual_inversion")
@@ -42,51 +40,11 @@ struct Embedding {
     trigger: String,
 }
 
-#[derive(Deserialize)]
-struct JobSpec {
-    prompt: String,
-    negative_prompt: Option<String>,
-    cfg_scale: f32,
-    steps: usize,
-    sampler: String,
-    seeds: Vec<u32>,
-    width: usize,
-    height: usize,
-}
-
-impl Case {
-    fn job(&self) -> Job {
-        let s = &self.job;
-        Job {
-            prompt: s.prompt.clone(),
-            prompt_2: None,
-            negative_prompt: s.negative_prompt.clone(),
-            negative_prompt_2: None,
-            clip_skip: None,
-            cfg_scale: s.cfg_scale,
-            steps: s.steps,
-            sampler: s.sampler.parse::<SamplerName>().unwrap(),
-            seeds: s.seeds.clone(),
-            width: s.width,
-            height: s.height,
-            init: None,
-        }
-    }
-}
-
 fn cases() -> Vec<Case> {
     let file: CasesFile =
         serde_json::from_str(&std::fs::read_to_string(dir().join("cases.json")).unwrap()).unwrap();
     assert!(file.cases.len() >= 3);
     file.cases
-}
-
-fn render(engine: &Engine, job: &Job) -> RgbImage {
-    engine.render(std::slice::from_ref(job), 4, &mut |_, _| {}).unwrap().remove(0).remove(0)
-}
-
-fn max_diff(a: &RgbImage, b: &RgbImage) -> u8 {
-    a.as_raw().iter().zip(b.as_raw()).map(|(x, y)| x.abs_diff(*y)).max().unwrap_or(0)
 }
 
 fn open(name: &str) -> EmbeddingFile {
@@ -99,20 +57,20 @@ fn embeddings_render_as_diffusers_loads_them() {
     for model in ["tiny/sd15", "tiny/sdxl"] {
         let mut engine = Engine::load(&Path::new(FIXTURES).join(model), DType::F32, Device::Cpu).unwrap();
         for case in cases().iter().filter(|c| c.model == model) {
-            let before = render(&engine, &case.job());
+            let before = render(&engine, &case.job.job());
             let files: Vec<EmbeddingFile> = case.embeddings.iter().map(|e| open(&e.file)).collect();
             let set: Vec<(String, &EmbeddingFile)> =
                 case.embeddings.iter().zip(&files).map(|(e, f)| (e.trigger.clone(), f)).collect();
             engine.set_textual_inversions(&set).unwrap_or_else(|e| panic!("{}: {e}", case.name));
             let want = ::image::open(dir().join(&case.expected)).unwrap().to_rgb8();
-            let diff = max_diff(&render(&engine, &case.job()), &want);
+            let diff = max_diff(&render(&engine, &case.job.job()), &want);
             eprintln!("{}: max diff {diff}", case.name);
             if diff > TOLERANCE {
                 failures.push(format!("{}: max diff {diff}", case.name));
             }
             engine.set_textual_inversions(&[]).unwrap();
             assert!(
-                render(&engine, &case.job()) == before,
+                render(&engine, &case.job.job()) == before,
                 "{}: removing the set changed the render",
                 case.name
             );
@@ -151,8 +109,45 @@ fn bad_embeddings_and_triggers_are_typed_errors_that_change_nothing() {
     assert!(matches!(EmbeddingFile::open(&lora), Err(EmbeddingError::NotAnEmbedding { .. })));
 
     // Nothing was set: the trigger is plain text (BPE pieces), not a word of the vocabulary.
-    let job = cases().remove(0).job();
+    let job = cases().remove(0).job.job();
     let plain = render(&sd15, &job);
     sd15.set_textual_inversions(&[("kilnstyle".into(), &style)]).unwrap();
     assert!(render(&sd15, &job) != plain);
+}
+
+#[cfg(feature = "cuda")]
+mod cuda {
+    use super::*;
+
+    /// Embeddings on the GPU (bf16), held to the CUDA pipeline parity bounds
+    /// ([`asset_common::cuda_bound`]) from diffusers' image.
+    #[test]
+    fn cuda_embeddings_render_as_diffusers_loads_them() {
+        let gpu = match Device::cuda(0) {
+            Ok(device) => device,
+            Err(e) => {
+                return kiln_runtime::cuda::skip_gpu_test(
+                    "CUDA textual inversion",
+                    &format!("no CUDA device ({e})"),
+                );
+            }
+        };
+        let case = cases().into_iter().find(|c| c.name == "sd15_two").unwrap();
+        let files: Vec<EmbeddingFile> = case.embeddings.iter().map(|e| open(&e.file)).collect();
+        let set: Vec<(String, &EmbeddingFile)> =
+            case.embeddings.iter().zip(&files).map(|(e, f)| (e.trigger.clone(), f)).collect();
+        let want = ::image::open(dir().join(&case.expected)).unwrap().to_rgb8();
+        let model = Path::new(FIXTURES).join(&case.model);
+        let diff_on = |device| {
+            let mut engine = Engine::load(&model, DType::BF16, device).unwrap();
+            engine.set_textual_inversions(&set).unwrap();
+            max_diff(&render(&engine, &case.job.job()), &want)
+        };
+        let (cpu_diff, gpu_diff) = (diff_on(Device::Cpu), diff_on(gpu));
+        let bound = asset_common::cuda_bound(cpu_diff);
+        eprintln!(
+            "bf16 with embeddings: CPU {cpu_diff}/255, GPU {gpu_diff}/255 from diffusers (bound {bound})"
+        );
+        assert!(gpu_diff <= bound, "GPU {gpu_diff}/255 from diffusers, CPU bf16 {cpu_diff}/255");
+    }
 }

@@ -5,21 +5,14 @@
 //! the own VAE back renders exactly as before; bad VAE files are typed errors that leave the VAE
 //! in use unchanged.
 
-use std::path::{Path, PathBuf};
+mod asset_common;
 
 use ::image::RgbImage;
-use kiln_pipeline::generate::{Engine, InitImage, Job};
-use kiln_pipeline::samplers::SamplerName;
+use asset_common::{JobSpec, TOLERANCE, fixture, max_diff, render};
+use kiln_pipeline::generate::Engine;
 use kiln_runtime::checkpoint::{Checkpoint, Family};
 use kiln_runtime::{DType, Device};
 use serde::Deserialize;
-
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
-const TOLERANCE: u8 = 2;
-
-fn fixture(path: &str) -> PathBuf {
-    Path::new(FIXTURES).join(path)
-}
 
 #[derive(Deserialize)]
 struct CasesFile {
@@ -34,60 +27,8 @@ struct Case {
     expected: String,
 }
 
-#[derive(Deserialize)]
-struct JobSpec {
-    prompt: String,
-    negative_prompt: Option<String>,
-    cfg_scale: f32,
-    steps: usize,
-    sampler: String,
-    seeds: Vec<u32>,
-    width: usize,
-    height: usize,
-    init: Option<InitSpec>,
-}
-
-#[derive(Deserialize)]
-struct InitSpec {
-    image: String,
-    strength: f64,
-}
-
-impl Case {
-    fn job(&self) -> Job {
-        let s = &self.job;
-        let init = s.init.as_ref().map(|i| InitImage {
-            image: ::image::open(fixture("pipeline").join(&i.image)).unwrap().to_rgb8(),
-            strength: i.strength,
-            mask: None,
-        });
-        Job {
-            prompt: s.prompt.clone(),
-            prompt_2: None,
-            negative_prompt: s.negative_prompt.clone(),
-            negative_prompt_2: None,
-            clip_skip: None,
-            cfg_scale: s.cfg_scale,
-            steps: s.steps,
-            sampler: s.sampler.parse::<SamplerName>().unwrap(),
-            seeds: s.seeds.clone(),
-            width: s.width,
-            height: s.height,
-            init,
-        }
-    }
-}
-
 fn cases() -> CasesFile {
     serde_json::from_str(&std::fs::read_to_string(fixture("vae/cases.json")).unwrap()).unwrap()
-}
-
-fn render(engine: &Engine, job: &Job) -> RgbImage {
-    engine.render(std::slice::from_ref(job), 4, &mut |_, _| {}).unwrap().remove(0).remove(0)
-}
-
-fn max_diff(a: &RgbImage, b: &RgbImage) -> u8 {
-    a.as_raw().iter().zip(b.as_raw()).map(|(x, y)| x.abs_diff(*y)).max().unwrap_or(0)
 }
 
 #[test]
@@ -95,7 +36,7 @@ fn another_vae_renders_as_diffusers_with_it_and_the_own_one_comes_back() {
     let file = cases();
     assert_eq!(file.files.len(), 2);
     let mut engine = Engine::load(&fixture("tiny/sd15"), DType::F32, Device::Cpu).unwrap();
-    let own: Vec<RgbImage> = file.cases.iter().map(|c| render(&engine, &c.job())).collect();
+    let own: Vec<RgbImage> = file.cases.iter().map(|c| render(&engine, &c.job.job())).collect();
     let mut failures = Vec::new();
     for vae in &file.files {
         let path = fixture("vae").join(vae);
@@ -103,7 +44,7 @@ fn another_vae_renders_as_diffusers_with_it_and_the_own_one_comes_back() {
         assert_eq!(engine.vae_path(), Some(path.as_path()));
         for case in &file.cases {
             let want = ::image::open(fixture("vae").join(&case.expected)).unwrap().to_rgb8();
-            let diff = max_diff(&render(&engine, &case.job()), &want);
+            let diff = max_diff(&render(&engine, &case.job.job()), &want);
             eprintln!("{vae} {}: max diff {diff}", case.name);
             if diff > TOLERANCE {
                 failures.push(format!("{vae} {}: max diff {diff}", case.name));
@@ -114,7 +55,11 @@ fn another_vae_renders_as_diffusers_with_it_and_the_own_one_comes_back() {
     engine.set_vae(None).unwrap();
     assert_eq!(engine.vae_path(), None);
     for (case, before) in file.cases.iter().zip(&own) {
-        assert!(render(&engine, &case.job()) == *before, "{}: the own VAE renders differently", case.name);
+        assert!(
+            render(&engine, &case.job.job()) == *before,
+            "{}: the own VAE renders differently",
+            case.name
+        );
     }
 }
 
@@ -130,13 +75,35 @@ fn a_vae_folder_and_the_vae_of_a_full_checkpoint_open_too() {
 #[test]
 fn bad_vae_files_are_typed_errors_and_the_vae_in_use_stays() {
     let mut engine = Engine::load(&fixture("tiny/sd15"), DType::F32, Device::Cpu).unwrap();
-    let job = cases().cases.remove(0).job();
+    let job = cases().cases.remove(0).job.job();
     let before = render(&engine, &job);
     let dir = tempfile::tempdir().unwrap();
     let bytes = std::fs::read(fixture("vae/sd15_other.original.safetensors")).unwrap();
     let truncated = dir.path().join("truncated.safetensors");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    // One tensor of the wrong shape (the decoder's last convolution with 2 output channels).
+    let reshaped = dir.path().join("reshaped.safetensors");
+    {
+        let file =
+            kiln_runtime::checkpoint::SafetensorsFile::open(&fixture("vae/sd15_other.diffusers.safetensors"))
+                .unwrap();
+        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        for t in file.tensors() {
+            let (mut shape, mut data) = (t.shape().to_vec(), t.data().to_vec());
+            if t.name() == "decoder.conv_out.weight" || t.name() == "decoder.conv_out.bias" {
+                data.truncate(data.len() / shape[0] * 2);
+                shape[0] = 2;
+            }
+            tensors.push((t.name().to_owned(), shape, data));
+        }
+        let table: Vec<(&str, kiln_runtime::checkpoint::Dtype, &[usize], &[u8])> = tensors
+            .iter()
+            .map(|(n, s, d)| (n.as_str(), kiln_runtime::checkpoint::Dtype::F32, s.as_slice(), d.as_slice()))
+            .collect();
+        kiln_runtime::checkpoint::write::write_safetensors(&reshaped, &table).unwrap();
+    }
     let cases = [
+        (reshaped, "out_channels"),
         (truncated, "truncated"),
         (fixture("lora/sd15_kohya.safetensors"), "VAE"),
         (dir.path().join("missing.safetensors"), "missing.safetensors"),
@@ -153,15 +120,9 @@ fn bad_vae_files_are_typed_errors_and_the_vae_in_use_stays() {
 mod cuda {
     use super::*;
 
-    /// The largest channel difference always allowed from diffusers' f32 image.
-    const MAX_FLOOR: u8 = 8;
-    /// How much larger than the CPU bf16 render's largest difference the GPU's may be.
-    const MAX_FACTOR: f64 = 1.5;
-
     /// The swap on the GPU (bf16, where the CUDA kernels run), held to the bounds the CUDA
-    /// pipeline parity tests use: the render with the other VAE is within
-    /// `max(MAX_FLOOR, MAX_FACTOR × the CPU bf16 render's difference)` of diffusers' f32 image;
-    /// it differs from the GPU render with the own VAE, which comes back exactly.
+    /// pipeline parity tests use ([`asset_common::cuda_bound`]) from diffusers' f32 image; it
+    /// differs from the GPU render with the own VAE, which comes back exactly.
     #[test]
     fn cuda_vae_swap_renders_as_diffusers_does() {
         let gpu = match Device::cuda(0) {
@@ -171,7 +132,8 @@ mod cuda {
             }
         };
         let case = cases().cases.remove(0);
-        let (job, want) = (case.job(), ::image::open(fixture("vae").join(&case.expected)).unwrap().to_rgb8());
+        let (job, want) =
+            (case.job.job(), ::image::open(fixture("vae").join(&case.expected)).unwrap().to_rgb8());
         let other = fixture("vae/sd15_other.original.safetensors");
         let mut cpu = Engine::load(&fixture("tiny/sd15"), DType::BF16, Device::Cpu).unwrap();
         let mut cuda = Engine::load(&fixture("tiny/sd15"), DType::BF16, gpu).unwrap();
@@ -180,7 +142,7 @@ mod cuda {
         cuda.set_vae(Some(&other)).unwrap();
         let got = render(&cuda, &job);
         let (cpu_diff, gpu_diff) = (max_diff(&render(&cpu, &job), &want), max_diff(&got, &want));
-        let bound = MAX_FLOOR.max((MAX_FACTOR * f64::from(cpu_diff)).ceil() as u8);
+        let bound = asset_common::cuda_bound(cpu_diff);
         eprintln!(
             "bf16 with the other VAE: CPU {cpu_diff}/255, GPU {gpu_diff}/255 from diffusers (bound {bound})"
         );
