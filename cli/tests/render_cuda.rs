@@ -17,7 +17,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-
 const MEAN_FACTOR: f64 = 1.25;
 const MEAN_SLACK: f64 = 0.5;
 const MAX_FACTOR: f64 = 1.5;

@@ -1,10 +1,13 @@
 //! Requests to images: text-to-image, img2img and inpainting with classifier-free guidance, as
 //! diffusers' StableDiffusion(XL) pipelines do, with several jobs stacked into one UNet call.
 //!
-//! - [`Engine`]: one loaded checkpoint (text encoders, UNet, VAE, scheduler config);
+//! - [`Engine`]: one loaded checkpoint (text encoders, UNet, VAE, scheduler config), with the
+//!   LoRAs, VAE and textual inversions a request adds ([`Engine::set_loras`],
+//!   [`Engine::set_vae`], [`Engine::set_textual_inversions`]);
 //! - [`Job`]: one request's generation parameters, already validated;
 //! - [`BatchKey`]: jobs with equal keys can share one [`Engine::render`] call.
 
+mod assets;
 mod denoise;
 mod engine;
 mod error;

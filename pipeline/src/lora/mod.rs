@@ -1,10 +1,10 @@
 //! LoRAs and their LyCORIS relatives merged into a loaded model's weights: several at once, each
 //! with its request weight, on the UNet and every text encoder, on any device.
 //!
-//! - [`LoraFile`]: a `.safetensors` LoRA opened, its tensors grouped by module ([`file`]);
+//! - [`LoraFile`]: a `.safetensors` LoRA opened, its tensors grouped by module;
 //! - [`TargetIndex`]: module keys in kohya, diffusers and PEFT spellings to the model's canonical
-//!   weight names ([`keys`]);
-//! - [`delta`]: one module's update (LoRA, LoCon, LoHa, LoKr, full difference);
+//!   weight names;
+//! - `delta`: one module's update (LoRA, LoCon, LoHa, LoKr, full difference);
 //! - [`LoraSummary`]: what a file is (kind, naming, family), for listings;
 //! - [`merge`] / [`restore`]: `W + Σ weight · update` swapped in for each patched weight, and the
 //!   kept originals swapped back, bit for bit.

@@ -88,7 +88,7 @@ pub fn map(rest: &str, blocks: UnetBlocks) -> Option<String> {
     None
 }
 
-/// The single-file names of the diffusers UNet name `name`: the inverse of [`map`], for tools
+/// The single-file names of the diffusers UNet name `name`: the inverse of `map`, for tools
 /// that name modules in the LDM layout (kohya's LoRAs for SDXL). Usually one; an upsampler gives
 /// both spellings, `.1.conv` and `.2.conv`, as which one a file uses depends on whether the level
 /// has attention. Empty when `name` is not in the grid.
