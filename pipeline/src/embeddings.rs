@@ -183,3 +183,35 @@ impl EmbeddingFile {
         Ok(sets)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vectors(rows: usize, width: usize) -> Vectors {
+        Vectors { rows, width, values: (0..rows * width).map(|i| i as f32 * 0.01 - 0.3).collect() }
+    }
+
+    fn file(single: Option<Vectors>, pair: Option<(Vectors, Vectors)>) -> EmbeddingFile {
+        EmbeddingFile { path: "e.safetensors".into(), single, pair }
+    }
+
+    #[test]
+    fn each_model_takes_the_sets_of_its_encoders_at_their_widths() {
+        let sd15 = file(Some(vectors(3, 768)), None);
+        assert_eq!((sd15.family(), sd15.vectors()), (Some("SD 1.5"), 3));
+        assert_eq!(sd15.for_encoders(&[768], false, "SD 1.5").unwrap(), [&vectors(3, 768)]);
+        let err = sd15.for_encoders(&[1024], false, "SD 2.x").unwrap_err().to_string();
+        assert!(err.contains("vectors 768 wide") && err.contains("vectors 1024 wide"), "{err}");
+
+        let xl = file(None, Some((vectors(2, 768), vectors(2, 1280))));
+        assert_eq!(xl.family(), Some("SDXL"));
+        assert_eq!(xl.for_encoders(&[768, 1280], true, "SDXL").unwrap().len(), 2);
+        assert_eq!(xl.for_encoders(&[1280], true, "SDXL refiner").unwrap(), [&vectors(2, 1280)]);
+        let err = xl.for_encoders(&[768, 1024], true, "SDXL").unwrap_err().to_string();
+        assert!(err.contains("1280 wide"), "{err}");
+
+        let uneven = file(None, Some((vectors(2, 768), vectors(3, 1280))));
+        assert!(uneven.for_encoders(&[768, 1280], true, "SDXL").unwrap_err().to_string().contains("as many"));
+    }
+}
