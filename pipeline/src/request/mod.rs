@@ -27,8 +27,8 @@
 //!   `use_refiner` means no refiner (only an explicit `true` is an error). `high_noise_frac`
 //!   (refiner only), `inpaint_full_res_padding` and `log_prompt` are validated and have no effect
 //!   (kiln never stores prompts).
-//! - `loras` weights must be finite (pydantic's `finite_number`): an infinite weight would turn
-//!   the model's weights into infinities.
+//! - `loras` weights must be finite (checked on resolving; pydantic parses `1e400` as infinity):
+//!   an infinite weight would turn the model's weights into infinities.
 //! - Rules the schema states only in prose are checked too: each seed in `1..2^32`, the sizes
 //!   each family supports, `prompt_2` / `negative_prompt_2` only for SDXL, style presets only for
 //!   SDXL, `mask_image` only with `init_image`, `outpainting` only with both; an inpainting

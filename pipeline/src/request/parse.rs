@@ -232,7 +232,7 @@ impl<'a> Reader<'a> {
         self.int("inpaint_full_res_padding", Limits::default(), false);
         self.boolean("log_prompt");
         let wide = self.wide;
-        let loras = self.dict("loras", |v| whole(coerce::float(wide.input(v)).and_then(finite)));
+        let loras = self.dict("loras", |v| whole(coerce::float(wide.input(v))));
         let loras = loras.map(|_| self.lora_weights());
         let mask_image = self.string("mask_image", None, true);
         let negative_prompt = self.string("negative_prompt", Some(MAX_PROMPT), true);
@@ -352,11 +352,6 @@ impl Reader<'_> {
 /// A dictionary value's error, at the value itself.
 fn whole<T>(result: Result<T, Issue>) -> Vec<(Vec<Loc>, Issue)> {
     result.err().map(|issue| (vec![], issue)).into_iter().collect()
-}
-
-/// A number that is not infinite or NaN (pydantic's `allow_inf_nan=False`).
-fn finite(x: f64) -> Result<f64, Issue> {
-    if x.is_finite() { Ok(x) } else { Err(Issue::new("finite_number", "Input should be a finite number")) }
 }
 
 /// `transfer_images` values: lists of strings.

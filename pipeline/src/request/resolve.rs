@@ -131,6 +131,14 @@ impl Request {
                 errors.push(value_error(&[Loc::from(field)], format!("prompt weighting: {e}")));
             }
         }
+        // pydantic takes `1e400` as an infinite float; an infinite weight would turn the merged
+        // weights into infinities, so kiln refuses it here.
+        for (name, weight) in self.loras.iter().filter(|(_, w)| !w.is_finite()) {
+            errors.push(value_error(
+                &[Loc::from("loras"), Loc::from(name.as_str())],
+                format!("the LoRA weight {weight} is not a finite number"),
+            ));
+        }
         let defaults = model.defaults;
         let steps = self.steps.or(defaults.steps).unwrap_or(DEFAULT_STEPS);
         if self.init_image.is_some() && (steps as f64 * self.strength).floor() < 1.0 {
