@@ -174,6 +174,11 @@ impl LoraFile {
     }
 }
 
+/// Whether `name` is named like a tensor of a LoRA or LyCORIS module (ends in a part suffix).
+pub fn is_lora_tensor(name: &str) -> bool {
+    split_part(name).is_some()
+}
+
 /// `(module key, part)` of a tensor name, or `None` for a name with no known part suffix.
 /// diffusers' old attention-processor spelling `…attn1.processor.to_q_lora.down.weight` becomes
 /// the module `…attn1.to_q` (and `to_out_lora`, `…to_out.0`).

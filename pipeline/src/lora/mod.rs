@@ -19,7 +19,7 @@ use std::path::PathBuf;
 
 use kiln_runtime::checkpoint::CheckpointError;
 
-pub use file::{LoraFile, Module, Part};
+pub use file::{LoraFile, Module, Part, is_lora_tensor};
 pub use keys::TargetIndex;
 pub use merge::{LoraReport, ModelSide, Originals, WeightedLora, merge, restore};
 pub use summary::{LoraSummary, family_of_width};

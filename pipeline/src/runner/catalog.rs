@@ -9,7 +9,7 @@ use kiln_runtime::checkpoint::{Checkpoint, SafetensorsFile};
 use serde::Serialize;
 
 use super::assets::AssetKind;
-use crate::lora::LoraFile;
+use crate::lora::{LoraFile, is_lora_tensor};
 use crate::models::settings::CheckpointSettings;
 
 /// The library's folders, in listing order: the four kinds, then those kept for later.
@@ -115,10 +115,10 @@ fn sniff(path: &Path) -> Result<Sniffed, String> {
     }
     let file = SafetensorsFile::open(path).map_err(|e| e.to_string())?;
     let names: Vec<&str> = file.tensors().map(|t| t.name()).collect();
-    if names.iter().any(|n| n.contains("diffusion_model.") || n.starts_with("unet.") && !is_lora_name(n)) {
+    if names.iter().any(|n| n.contains("diffusion_model.") || n.starts_with("unet.") && !is_lora_tensor(n)) {
         return sniff_checkpoint(path);
     }
-    if names.iter().any(|n| is_lora_name(n)) {
+    if names.iter().any(|n| is_lora_tensor(n)) {
         return sniff_lora(path);
     }
     if let Some(embedding) = sniff_embedding(&file) {
@@ -134,12 +134,6 @@ fn sniff(path: &Path) -> Result<Sniffed, String> {
         });
     }
     Err(format!("none of its {} tensors is named like a checkpoint, LoRA, embedding or VAE", names.len()))
-}
-
-fn is_lora_name(name: &str) -> bool {
-    ["lora_down", "lora_up", "lora_A", "lora_B", ".lora.", "hada_w", "lokr_w", "lora_linear_layer"]
-        .iter()
-        .any(|part| name.contains(part))
 }
 
 fn sniff_folder(path: &Path) -> Result<Sniffed, String> {

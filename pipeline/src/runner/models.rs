@@ -122,18 +122,12 @@ impl Models {
         let lora_error = |reason: String| Unready::Asset { field: "loras", reason };
         let embedding_error = |reason: String| Unready::Asset { field: "textual_inversions", reason };
         for (file, _) in &assets.embeddings {
-            if !self.embedding_files.contains_key(file) {
-                let opened = EmbeddingFile::open(file).map_err(|e| e.to_string());
-                self.embedding_files.insert(file.clone(), opened);
-            }
+            open_once(&mut self.embedding_files, file, |f| EmbeddingFile::open(f).map_err(|e| e.to_string()));
         }
         self.load(path).map_err(Unready::Checkpoint)?;
         let mut log = Vec::new();
         for (file, _) in loras {
-            if !self.lora_files.contains_key(file) {
-                let opened = LoraFile::open(file).map_err(|e| e.to_string());
-                self.lora_files.insert(file.clone(), opened);
-            }
+            open_once(&mut self.lora_files, file, |f| LoraFile::open(f).map_err(|e| e.to_string()));
         }
         let mut set = Vec::with_capacity(loras.len());
         for (file, weight) in loras {
@@ -228,6 +222,17 @@ impl Models {
     /// The asset checkpoints loaded so far, with their load times.
     pub fn loads(&self) -> &[ModelLoad] {
         &self.loads
+    }
+}
+
+/// Opens `file` into `opened` unless it is there already (a file that fails stays failed).
+fn open_once<T>(
+    opened: &mut HashMap<PathBuf, Result<T, String>>,
+    file: &Path,
+    open: impl FnOnce(&Path) -> Result<T, String>,
+) {
+    if !opened.contains_key(file) {
+        opened.insert(file.to_path_buf(), open(file));
     }
 }
 
