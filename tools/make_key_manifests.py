@@ -1,5 +1,5 @@
 """Tensor manifests (name, dtype, shape; no data) of the published full-size checkpoints ->
-fixtures/manifests/{sd15,sd15_inpaint,sdxl_base,sdxl_refiner,sdxl_inpaint}.{single_file,diffusers}.json
+fixtures/manifests/{sd15,sd15_inpaint,sdxl_base,sdxl_refiner,sdxl_inpaint,ssd_1b}.{single_file,diffusers}.json
 
 Each model is built at full size from its published config (tools/published_configs.py) on the
 meta device (accelerate.init_empty_weights: no memory), its state dict gives the diffusers names
@@ -21,6 +21,9 @@ Files and dtypes (as published):
   sdxl_refiner  sd_xl_refiner_1.0.safetensors (F16);  diffusers: stabilityai/stable-diffusion-xl-refiner-1.0
   sdxl_inpaint  sd_xl_base_1.0_inpainting_0.1.safetensors (F16; a community conversion, the official
                 repo diffusers/stable-diffusion-xl-1.0-inpainting-0.1 is diffusers-only)
+  ssd_1b        SSD-1B.safetensors (F16, SGM naming as SDXL base's; segmind/SSD-1B also ships the
+                diffusers folders). Its UNet parameter count (1,331,334,404) is computed from the
+                config in published_configs.py: no published count was found to check it against.
   The diffusers manifests list the default (non-variant) files, which are F32 in all five
   repositories; each also has `*.fp16.safetensors` twins with the same names in F16.
   The SD 1.5 repositories' safety_checker/ and feature_extractor/ are not listed (see
@@ -58,6 +61,7 @@ Extra tensors (not in the models' state dicts) that the published files carry, a
     only SGM file with OpenCLIP at embedders.0); the published size 6,075,981,930 leaves ~37.9 KB
     of metadata, as the base file does (~37.2 KB, both carry modelspec metadata).
   sd_xl_base_1.0_inpainting_0.1: assumed the base file's extras; not verified.
+  SSD-1B: assumed the base file's extras (position_ids, logit_scale): 1777 + 2 = 1779; not verified.
   Diffusers layout: SD 1.5's text_encoder/model.safetensors (both repos, converted with
     transformers 4.22) carries text_model.embeddings.position_ids (I64 [1, 77]); SDXL's do not
     (transformers >= 4.31 made it non-persistent). Checked against the published file sizes below.
@@ -97,7 +101,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "fixtures" / "manifests"
 
-FAMILIES = ["sd15", "sd15_inpaint", "sdxl_base", "sdxl_refiner", "sdxl_inpaint"]
+FAMILIES = ["sd15", "sd15_inpaint", "sdxl_base", "sdxl_refiner", "sdxl_inpaint", "ssd_1b"]
 
 SINGLE_FILE = {
     "sd15": "v1-5-pruned-emaonly.safetensors",
@@ -105,6 +109,7 @@ SINGLE_FILE = {
     "sdxl_base": "sd_xl_base_1.0.safetensors",
     "sdxl_refiner": "sd_xl_refiner_1.0.safetensors",
     "sdxl_inpaint": "sd_xl_base_1.0_inpainting_0.1.safetensors",
+    "ssd_1b": "SSD-1B.safetensors",
 }
 DIFFUSERS_FILE = {
     "unet": "unet/diffusion_pytorch_model.safetensors",
@@ -130,11 +135,13 @@ PARAMETERS = {
     "sdxl_refiner": {"unet": 2_259_526_660, "vae": 83_653_863, "text_encoder_2": 694_659_840},
     "sdxl_inpaint": {"unet": 2_567_478_084, "vae": 83_653_863, "text_encoder": 123_060_480,
                      "text_encoder_2": 694_659_840},
+    "ssd_1b": {"unet": 1_331_334_404, "vae": 83_653_863, "text_encoder": 123_060_480,
+               "text_encoder_2": 694_659_840},
 }
 # Tensors in the published single files: (model state-dict tensors, with the extras).
 SINGLE_FILE_COUNTS = {
     "sd15": (1130, 1145), "sd15_inpaint": (1130, 1145), "sdxl_base": (2513, 2515),
-    "sdxl_refiner": (1857, 1858), "sdxl_inpaint": (2513, 2515),
+    "sdxl_refiner": (1857, 1858), "sdxl_inpaint": (2513, 2515), "ssd_1b": (1777, 1779),
 }
 
 # A few names, dtypes and shapes of the published single files, pinned by hand as a check on
@@ -171,6 +178,13 @@ SPOT_CHECKS = {
         ("conditioner.embedders.0.model.transformer.resblocks.0.attn.in_proj_weight", "F16", [3840, 1280]),
     ],
     "sdxl_inpaint": [("model.diffusion_model.input_blocks.0.0.weight", "F16", [320, 9, 3, 3])],
+    "ssd_1b": [
+        ("model.diffusion_model.middle_block.0.in_layers.2.weight", "F16", [1280, 1280, 3, 3]),
+        ("model.diffusion_model.input_blocks.8.1.transformer_blocks.3.attn2.to_k.weight", "F16", [1280, 2048]),
+        ("model.diffusion_model.output_blocks.2.1.transformer_blocks.9.attn1.to_q.weight", "F16", [1280, 1280]),
+        ("model.diffusion_model.output_blocks.2.2.conv.weight", "F16", [1280, 1280, 3, 3]),
+        ("model.diffusion_model.output_blocks.3.1.transformer_blocks.1.norm3.weight", "F16", [640]),
+    ],
 }
 
 # Published file sizes in bytes (Hub listings, see the header). "modern": safetensors >= 0.3

@@ -16,6 +16,16 @@ Sources and confidence:
   parameter count (2,259,526,660).
 - SDXL inpainting 0.1 (diffusers/stable-diffusion-xl-1.0-inpainting-0.1): SDXL base with
   in_channels 9; `_diffusers_version` strings of this repo are a best guess.
+- SSD-1B (segmind/SSD-1B): SDXL base with fewer transformer blocks. The depths are ComfyUI's
+  `SSD_1B` entry in comfy/model_detection.py, read from the published weights there:
+  `transformer_depth` [0, 0, 2, 2, 4, 4] (down levels 1 and 2: 2 and 4 blocks per attention),
+  `transformer_depth_output` [0, 0, 0, 1, 1, 2, 10, 4, 4] (consumed from the end: up block 0's
+  attentions 4, 4, 10; up block 1's 2, 1, 1) and `transformer_depth_middle` -1 (a mid block of
+  one resnet, no transformer). Written in diffusers' terms: `transformer_layers_per_block`
+  [1, 2, 4], `reverse_transformer_layers_per_block` [[4, 4, 10], [2, 1, 1], [1, 1, 1]] and
+  `mid_block_type` "UNetMidBlock2D" (diffusers builds that with no attention and one resnet).
+  The other components and the scheduler are SDXL base's (StableDiffusionXLPipeline loads it);
+  the repository's exact config.json text was not available, so bookkeeping keys are a guess.
 The SD 1.5 repositories also hold safety_checker/ (CLIP ViT-L/14 vision tower) and
 feature_extractor/; model_index.json lists them as published, but their configs and tensors are
 left out: kiln does not load them, and the published safety_checker/model.safetensors is ~5 KB of
@@ -247,6 +257,14 @@ _SDXL_REFINER_UNET = _with(
     up_block_types=["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
 )
 
+_SSD_1B_UNET = _with(
+    _SDXL_UNET,
+    _diffusers_version="0.22.0.dev0",
+    mid_block_type="UNetMidBlock2D",
+    transformer_layers_per_block=[1, 2, 4],
+    reverse_transformer_layers_per_block=[[4, 4, 10], [2, 1, 1], [1, 1, 1]],
+)
+
 _SD15_INDEX = {
     "_class_name": "StableDiffusionPipeline",
     "_diffusers_version": "0.6.0",
@@ -316,6 +334,14 @@ FAMILIES: dict[str, dict] = {
         "text_encoder": _with(_CLIP_L, transformers_version="4.32.0.dev0"),
         "text_encoder_2": _OPENCLIP_BIGG,
         "scheduler": _with(_EULER_SDXL, _diffusers_version="0.21.0.dev0"),
+    },
+    "ssd_1b": {
+        "model_index.json": _with(_SDXL_INDEX, _diffusers_version="0.22.0.dev0"),
+        "unet": _SSD_1B_UNET,
+        "vae": _SDXL_VAE,
+        "text_encoder": _with(_CLIP_L, transformers_version="4.32.0.dev0"),
+        "text_encoder_2": _OPENCLIP_BIGG,
+        "scheduler": _EULER_SDXL,
     },
 }
 

@@ -208,17 +208,28 @@ fn unet(s: &mut String, u: &UNetConfig) {
             })
             .collect();
     let head_dims: Vec<String> = (0..u.levels()).map(|l| u.head_dim(l).to_string()).collect();
+    let mid = match u.mid_block_type.as_deref() {
+        None => "none".to_string(),
+        Some(t @ "UNetMidBlock2DCrossAttn") => format!("{t} (depth {})", u.mid_transformer_layers()),
+        Some(t) => format!("{t} (no attention)"),
+    };
     let _ = writeln!(
         s,
-        "  {} levels, channels {:?}, {} resnets per level, transformer depth [{}], mid block {}",
+        "  {} levels, channels {:?}, {} resnets per level, transformer depth [{}], mid block {mid}",
         u.levels(),
         u.block_out_channels,
         u.layers_per_block,
         depth.join(", "),
-        u.mid_block_type
-            .as_deref()
-            .map_or("none".to_string(), |t| format!("{t} (depth {})", u.mid_transformer_layers()))
     );
+    if u.reverse_transformer_layers_per_block.is_some() {
+        let up: Vec<String> = (0..u.levels())
+            .map(|i| match u.up_block_types[i].contains("CrossAttn") {
+                true => format!("{:?}", u.up_transformer_layers(i)),
+                false => "-".into(),
+            })
+            .collect();
+        let _ = writeln!(s, "  up-block transformer depths (deepest first) [{}]", up.join(", "));
+    }
     let _ = writeln!(
         s,
         "  heads {:?} (head dim [{}]), context {}, {} projections, channels {} in / {} out",

@@ -115,6 +115,29 @@ fn full_size_sdxl_base_from_the_manifests_in_both_layouts() {
 }
 
 #[test]
+fn full_size_ssd_1b_from_the_manifests_in_both_layouts() {
+    let dir = tempfile::tempdir().unwrap();
+    for format in ["single_file", "diffusers"] {
+        let manifest =
+            Manifest::read(&repo().join(format!("fixtures/manifests/ssd_1b.{format}.json"))).unwrap();
+        let path = manifest.materialize(&dir.path().join(format)).unwrap();
+        let text = inspect_ok(&["inspect", path.to_str().unwrap()]);
+        assert!(text.contains("family      SSD-1B\n"), "{format}:\n{text}");
+        let line = text.lines().find(|l| l.starts_with("unet ")).unwrap();
+        assert!(line.contains("1,331,334,404 parameters"), "{format}: {line}");
+        assert!(
+            text.contains("transformer depth [-, 2, 4], mid block UNetMidBlock2D (no attention)"),
+            "{format}:\n{text}"
+        );
+        assert!(
+            text.contains("up-block transformer depths (deepest first) [[4, 4, 10], [2, 1, 1], -]"),
+            "{text}"
+        );
+        assert!(text.contains("unrecognised tensors: 0"));
+    }
+}
+
+#[test]
 fn bad_input_fails_with_the_file_named() {
     let dir = tempfile::tempdir().unwrap();
     let png = dir.path().join("cat.png");

@@ -294,6 +294,12 @@ fn sdxl_text_to_image_matches_diffusers() {
 }
 
 #[test]
+fn ssd_1b_text_to_image_matches_diffusers() {
+    // Its img2img case runs in img2img_matches_diffusers.
+    check_cases(|c| c.model == "ssd_1b" && c.is_txt2img());
+}
+
+#[test]
 fn img2img_matches_diffusers() {
     check_cases(Case::is_img2img);
 }

@@ -321,3 +321,54 @@ fn a_strength_that_runs_no_step_is_an_error() {
     let ok = request(json!({"init_image": "aW1n", "steps": 4, "strength": 0.25})).resolve(Family::SdxlBase);
     assert!(ok.is_ok());
 }
+
+#[test]
+fn the_engine_field_must_fit_the_model() {
+    // OctoAI's endpoints: /generate/{sdxl, sd, ssd, controlnet-sdxl}.
+    let fits = [
+        ("sd", &[Family::Sd15, Family::Sd15Inpaint][..]),
+        ("sdxl", &[Family::SdxlBase, Family::SdxlRefiner, Family::SdxlInpaint][..]),
+        ("ssd", &[Family::Ssd1b][..]),
+        ("controlnet-sdxl", &[Family::SdxlBase][..]),
+    ];
+    for (engine, families) in fits {
+        for family in Family::ALL {
+            let resolved = request(with_images(json!({"engine": engine}))).resolve(family);
+            if families.contains(&family) {
+                assert!(resolved.is_ok(), "{engine} on {family}: {:?}", resolved.err());
+                continue;
+            }
+            let error = resolved.expect_err("a mismatch");
+            assert_eq!(
+                fields(&error),
+                [("engine".to_string(), "value_error".to_string())],
+                "{engine} {family}"
+            );
+            let msg = &error.detail[0].msg;
+            assert!(msg.contains(&format!("'{engine}'")) && msg.contains(&family.to_string()), "{msg}");
+        }
+    }
+    // Absent or null: any model.
+    assert!(request(json!({"engine": null})).resolve(Family::Ssd1b).is_ok());
+    assert!(request(json!({})).resolve(Family::Sd15).is_ok());
+}
+
+#[test]
+fn an_unknown_engine_is_an_enum_error() {
+    let line = parse(&body(json!({"engine": "sd3"})));
+    let errs = errors_at(&line, "engine");
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].kind, "enum");
+    assert!(errs[0].msg.contains("'sdxl', 'sd', 'ssd' or 'controlnet-sdxl'"), "{}", errs[0].msg);
+    assert!(errors_at(&parse(&body(json!({"engine": "ssd"}))), "engine").is_empty());
+}
+
+#[test]
+fn ssd_1b_takes_sdxl_sizes_and_fields() {
+    let job = request(json!({"prompt_2": "film", "style_preset": "anime"}))
+        .resolve(Family::Ssd1b)
+        .expect("ssd")
+        .job;
+    assert_eq!((job.width, job.height), (1024, 1024));
+    assert_eq!(supported_sizes(Family::Ssd1b), supported_sizes(Family::SdxlBase));
+}

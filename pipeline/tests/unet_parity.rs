@@ -150,6 +150,18 @@ fn sdxl_refiner_matches_diffusers_from_both_layouts() {
 }
 
 #[test]
+fn ssd_1b_matches_diffusers_from_both_layouts() {
+    // Uneven transformer depths within the up blocks and a resnet-only mid block.
+    let folder = open_folder("ssd_1b");
+    assert_eq!(folder.family(), Family::Ssd1b);
+    check_parity("ssd-1b folder", "ssd_1b", &folder, DType::F32, Device::Cpu, CPU_TOL);
+    let single = open_single("ssd_1b");
+    assert_eq!(single.family(), Family::Ssd1b);
+    assert_eq!(single.unet_config(), folder.unet_config());
+    check_parity("ssd-1b single file", "ssd_1b", &single, DType::F32, Device::Cpu, CPU_TOL);
+}
+
+#[test]
 fn inpainting_unets_match_diffusers() {
     let sd15 = open_folder("sd15_inpaint");
     assert_eq!(sd15.family(), Family::Sd15Inpaint);
@@ -188,7 +200,7 @@ fn cuda_bf16_matches_diffusers() {
         }
     };
     let mut items = Vec::new();
-    for model in ["sd15", "sdxl", "sdxl_refiner", "sd15_inpaint"] {
+    for model in ["sd15", "sdxl", "sdxl_refiner", "sd15_inpaint", "ssd_1b"] {
         let ckpt = open_folder(model);
         let cpu = run_cases(&format!("{model} cpu bf16"), model, &ckpt, DType::BF16, Device::Cpu);
         let cuda = run_cases(&format!("{model} cuda bf16"), model, &ckpt, DType::BF16, device);
@@ -302,7 +314,7 @@ fn inputs_that_do_not_fit_are_typed_errors() {
 fn full_size_published_layouts_load() {
     use kiln_runtime::checkpoint::manifest::Manifest;
     let manifests = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/manifests"));
-    for family in ["sd15", "sd15_inpaint", "sdxl_base", "sdxl_refiner", "sdxl_inpaint"] {
+    for family in ["sd15", "sd15_inpaint", "sdxl_base", "sdxl_refiner", "sdxl_inpaint", "ssd_1b"] {
         for format in ["single_file", "diffusers"] {
             let dir = tempfile::tempdir().unwrap();
             let manifest = Manifest::read(&manifests.join(format!("{family}.{format}.json"))).unwrap();

@@ -16,7 +16,7 @@ use kiln_runtime::checkpoint::manifest::Manifest;
 use kiln_runtime::checkpoint::names::{self, KeyKind, Transform};
 use kiln_runtime::checkpoint::{Checkpoint, Component, ConfigSource, Family, Format};
 
-const FAMILIES: [&str; 5] = ["sd15", "sd15_inpaint", "sdxl_base", "sdxl_refiner", "sdxl_inpaint"];
+const FAMILIES: [&str; 6] = ["sd15", "sd15_inpaint", "sdxl_base", "sdxl_refiner", "sdxl_inpaint", "ssd_1b"];
 
 fn manifest_path(family: &str, format: &str) -> PathBuf {
     checkpoint_common::repo().join(format!("fixtures/manifests/{family}.{format}.json"))
@@ -124,6 +124,7 @@ fn the_transforms_of_the_real_single_files() {
         ("sdxl_base", 8, 192, 1),
         ("sdxl_refiner", 8, 192, 1),
         ("sdxl_inpaint", 8, 192, 1),
+        ("ssd_1b", 8, 192, 1),
     ] {
         let t = map_manifest(&manifest(family, "single_file")).transforms;
         let count = |f: &dyn Fn(&Transform) -> bool| t.values().filter(|(_, x)| f(x)).count();

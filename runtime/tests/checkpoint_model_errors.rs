@@ -257,7 +257,7 @@ fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Map<String, serde_j
 
 #[test]
 fn configs_that_disagree_with_the_weights() {
-    let cases: [(&str, &str, serde_json::Value, &str); 6] = [
+    let cases: [(&str, &str, serde_json::Value, &str); 8] = [
         ("unet/config.json", "cross_attention_dim", 64.into(), "cross_attention_dim"),
         ("unet/config.json", "layers_per_block", 3.into(), "layers_per_block"),
         (
@@ -267,6 +267,18 @@ fn configs_that_disagree_with_the_weights() {
             "transformer_layers_per_block[2]",
         ),
         ("unet/config.json", "attention_head_dim", serde_json::json!([1, 2, 3]), "num_attention_heads[2]"),
+        (
+            "unet/config.json",
+            "reverse_transformer_layers_per_block",
+            serde_json::json!([[2, 2, 3], [1, 1, 1], [1, 1, 1]]),
+            "reverse_transformer_layers_per_block[0] (transformer blocks per attention)",
+        ),
+        (
+            "unet/config.json",
+            "mid_block_type",
+            "UNetMidBlock2D".into(),
+            "mid_block_type (attention in the mid block)",
+        ),
         ("vae/config.json", "latent_channels", 16.into(), "latent_channels"),
         ("text_encoder_2/config.json", "num_hidden_layers", 12.into(), "num_hidden_layers"),
     ];

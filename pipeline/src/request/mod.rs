@@ -35,8 +35,12 @@
 //!   checkpoint needs both images.
 //! - `id` (kiln's own field) names the request; it also names image files, so it must be 1 to 200
 //!   characters without `/`, `\` or control characters.
+//! - `engine` (kiln's own field, optional) says which OctoAI engine the request was written for
+//!   (`sdxl`, `sd`, `ssd`, `controlnet-sdxl`: the `{engine}` of `/generate/{engine}`); a model
+//!   of another family is a 422 on the field.
 
 mod coerce;
+mod engine;
 mod error;
 mod parse;
 mod resolve;
@@ -51,6 +55,7 @@ mod wide;
 use crate::image::ImageEncoding;
 use crate::samplers::SamplerName;
 
+pub use engine::EngineName;
 pub use error::{FieldError, Loc, RequestError};
 pub use parse::{Line, parse_line};
 pub use resolve::Resolved;
@@ -70,6 +75,8 @@ pub const DEFAULT_SAMPLER: SamplerName = SamplerName::DDIM;
 /// depend on the model family are filled in by [`Request::resolve`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Request {
+    /// The OctoAI engine the request targets, checked against the model; `None`: any.
+    pub engine: Option<EngineName>,
     /// What to draw (A1111 attention syntax allowed); at most 10000 characters.
     pub prompt: String,
     /// SDXL's second text encoder's prompt (`None`: the prompt).

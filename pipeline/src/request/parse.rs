@@ -8,7 +8,7 @@ use super::error::{FieldError, Loc, RequestError, value_error};
 use super::seed::{self, MAX_IMAGES};
 use super::style::STYLES;
 use super::wide::{self, WideNumbers};
-use super::{ImageEncoding, Request, SamplerName};
+use super::{EngineName, ImageEncoding, KILN_FIELDS, Request, SamplerName};
 use super::{unimplemented, unknown};
 
 /// The longest prompt (and negative prompt, and second prompts) the schema allows.
@@ -247,6 +247,8 @@ impl<'a> Reader<'a> {
             Some(_) => self.string("prompt", Some(MAX_PROMPT), false),
         };
         let prompt_2 = self.string("prompt_2", Some(MAX_PROMPT), true);
+        let engine_names = EngineName::ALL.map(EngineName::as_str);
+        let engine = self.choice("engine", &engine_names, true);
         let sampler_names = SamplerName::ALL.map(SamplerName::as_str);
         let sampler = self.choice("sampler", &sampler_names, false);
         let mut seed_errors = Vec::new();
@@ -282,6 +284,7 @@ impl<'a> Reader<'a> {
             return None;
         }
         Some(Request {
+            engine: engine.map(|i| EngineName::ALL[i]),
             prompt: prompt?,
             prompt_2,
             negative_prompt,
@@ -339,7 +342,7 @@ impl Reader<'_> {
     /// keeping the order within a field: kiln's own checks run after the type checks.
     fn sort_errors(&mut self) {
         let rank = |e: &FieldError| match e.loc.get(1) {
-            Some(Loc::Field(f)) if f == "id" => 0,
+            Some(Loc::Field(f)) if KILN_FIELDS.contains(&f.as_str()) => 0,
             Some(Loc::Field(f)) => {
                 KNOWN_FIELDS.iter().position(|k| k == f).map_or(KNOWN_FIELDS.len() + 1, |i| i + 1)
             }

@@ -7,7 +7,7 @@ use rand::Rng;
 
 use super::error::{Loc, RequestError, value_error};
 use super::sizes::{default_side, family_label, size_list, supported_sizes};
-use super::{DEFAULT_CFG_SCALE, DEFAULT_SAMPLER, DEFAULT_STEPS, ImageEncoding, Request};
+use super::{DEFAULT_CFG_SCALE, DEFAULT_SAMPLER, DEFAULT_STEPS, EngineName, ImageEncoding, Request};
 use crate::generate::Job;
 use crate::models::{ModelFacts, diffusers_clip_skip};
 
@@ -48,6 +48,16 @@ impl Request {
         let model = model.into();
         let family = model.family;
         let mut errors = RequestError::default();
+        if let Some(engine) = self.engine.filter(|e| !e.fits(family)) {
+            errors.push(value_error(
+                &[Loc::from("engine")],
+                format!(
+                    "the request is for the '{}' engine, but the model is {family} (engine '{}')",
+                    engine.as_str(),
+                    EngineName::of(family).as_str()
+                ),
+            ));
+        }
         if let Some(clip_skip) = self.clip_skip.filter(|&c| !model.has_layer_for(diffusers_clip_skip(c))) {
             errors.push(value_error(
                 &[Loc::from("clip_skip")],

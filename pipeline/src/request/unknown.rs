@@ -13,9 +13,9 @@ use super::error::FieldError;
 use super::parse::KNOWN_FIELDS;
 use super::unimplemented;
 
-/// kiln's own request fields, accepted beside the schema's: `id` names the request. A field
-/// choosing the engine (`engine`, not implemented yet) would be added here and to README.
-pub const KILN_FIELDS: [&str; 1] = ["id"];
+/// kiln's own request fields, accepted beside the schema's: `id` names the request, `engine`
+/// says which OctoAI engine it targets.
+pub const KILN_FIELDS: [&str; 2] = ["id", "engine"];
 
 /// Whether `key` is neither a schema field, nor kiln's own, nor an IP-Adapter field.
 fn is_unknown(key: &str) -> bool {

@@ -11,6 +11,9 @@
 //! channels) is classified by topology instead: an added embedding with 3 levels is SDXL base,
 //! with 4 levels the refiner, none with 4 levels SD 1.5; the channels pick inpainting. Real-width
 //! models must match exactly, so SD 2.x (context 1024) is still refused.
+//!
+//! SSD-1B (Segmind's distilled SDXL) has SDXL base's widths; what sets it apart is its mid
+//! block, a lone resnet without a transformer (ComfyUI's `transformer_depth_middle: -1`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -36,12 +39,21 @@ pub enum Family {
     SdxlRefiner,
     /// SDXL inpainting: as SDXL base with 9 UNet input channels.
     SdxlInpaint,
+    /// SSD-1B: SDXL base distilled to fewer transformer blocks per level and a mid block
+    /// without attention; SDXL's encoders, sizes and conditioning.
+    Ssd1b,
 }
 
 impl Family {
     /// Every family, in a fixed order.
-    pub const ALL: [Family; 5] =
-        [Family::Sd15, Family::Sd15Inpaint, Family::SdxlBase, Family::SdxlRefiner, Family::SdxlInpaint];
+    pub const ALL: [Family; 6] = [
+        Family::Sd15,
+        Family::Sd15Inpaint,
+        Family::SdxlBase,
+        Family::SdxlRefiner,
+        Family::SdxlInpaint,
+        Family::Ssd1b,
+    ];
 
     /// A short identifier (`sd15`, `sdxl_base`, ...), as used by the fixture manifests.
     pub fn id(self) -> &'static str {
@@ -51,6 +63,7 @@ impl Family {
             Family::SdxlBase => "sdxl_base",
             Family::SdxlRefiner => "sdxl_refiner",
             Family::SdxlInpaint => "sdxl_inpaint",
+            Family::Ssd1b => "ssd_1b",
         }
     }
 
@@ -61,7 +74,7 @@ impl Family {
 
     /// Whether this is one of the SDXL families.
     pub fn is_sdxl(self) -> bool {
-        matches!(self, Family::SdxlBase | Family::SdxlRefiner | Family::SdxlInpaint)
+        matches!(self, Family::SdxlBase | Family::SdxlRefiner | Family::SdxlInpaint | Family::Ssd1b)
     }
 
     /// Whether the UNet takes the 9-channel inpainting input.
@@ -73,7 +86,7 @@ impl Family {
     pub fn components(self) -> &'static [Component] {
         match self {
             Family::Sd15 | Family::Sd15Inpaint => &[Component::Unet, Component::Vae, Component::TextEncoder],
-            Family::SdxlBase | Family::SdxlInpaint => {
+            Family::SdxlBase | Family::SdxlInpaint | Family::Ssd1b => {
                 &[Component::Unet, Component::Vae, Component::TextEncoder, Component::TextEncoder2]
             }
             Family::SdxlRefiner => &[Component::Unet, Component::Vae, Component::TextEncoder2],
@@ -89,7 +102,7 @@ impl Family {
     pub fn context_dim(self) -> usize {
         match self {
             Family::Sd15 | Family::Sd15Inpaint => 768,
-            Family::SdxlBase | Family::SdxlInpaint => 2048,
+            Family::SdxlBase | Family::SdxlInpaint | Family::Ssd1b => 2048,
             Family::SdxlRefiner => 1280,
         }
     }
@@ -98,7 +111,7 @@ impl Family {
     pub fn addition_embed_inputs(self) -> Option<usize> {
         match self {
             Family::Sd15 | Family::Sd15Inpaint => None,
-            Family::SdxlBase | Family::SdxlInpaint => Some(2816),
+            Family::SdxlBase | Family::SdxlInpaint | Family::Ssd1b => Some(2816),
             Family::SdxlRefiner => Some(2560),
         }
     }
@@ -112,6 +125,7 @@ impl fmt::Display for Family {
             Family::SdxlBase => "SDXL base",
             Family::SdxlRefiner => "SDXL refiner",
             Family::SdxlInpaint => "SDXL inpainting",
+            Family::Ssd1b => "SSD-1B",
         })
     }
 }
@@ -129,6 +143,8 @@ pub struct UnetSignature {
     pub levels: usize,
     /// `conv_in`'s output channels: the first level's width.
     pub first_width: usize,
+    /// Whether the mid block has a transformer (all but SSD-1B).
+    pub mid_attention: bool,
 }
 
 /// Narrowest first level of any real SD / SDXL UNet; narrower ones are reduced test models.
@@ -150,7 +166,15 @@ impl UnetSignature {
             .map(|(_, s)| s[1]);
         let addition_embed_inputs =
             shapes.get("unet.add_embedding.linear_1.weight").and_then(|s| s.get(1)).copied();
-        Some(UnetSignature { in_channels, context_dim, addition_embed_inputs, levels, first_width })
+        let mid_attention = shapes.keys().any(|k| k.starts_with("unet.mid_block.attentions."));
+        Some(UnetSignature {
+            in_channels,
+            context_dim,
+            addition_embed_inputs,
+            levels,
+            first_width,
+            mid_attention,
+        })
     }
 
     /// Whether this is a reduced-size test model (first level narrower than any real model's).
@@ -159,8 +183,17 @@ impl UnetSignature {
     }
 
     /// The family with this signature, if kiln supports it: by exact widths for real models,
-    /// by topology for reduced ones.
+    /// by topology for reduced ones. SDXL base without mid-block attention is SSD-1B; no other
+    /// family comes without it.
     pub fn family(self) -> Option<Family> {
+        match self.family_by_widths()? {
+            Family::SdxlBase if !self.mid_attention => Some(Family::Ssd1b),
+            _ if !self.mid_attention => None,
+            family => Some(family),
+        }
+    }
+
+    fn family_by_widths(self) -> Option<Family> {
         if self.is_reduced() {
             let inpaint = match self.in_channels {
                 4 => false,
@@ -177,7 +210,7 @@ impl UnetSignature {
                 _ => None,
             };
         }
-        Family::ALL.into_iter().find(|f| {
+        Family::ALL.into_iter().filter(|&f| f != Family::Ssd1b).find(|f| {
             f.unet_in_channels() == self.in_channels
                 && Some(f.context_dim()) == self.context_dim
                 && f.addition_embed_inputs() == self.addition_embed_inputs
@@ -199,8 +232,9 @@ impl UnetSignature {
             }
             _ => "",
         };
+        let mid = if self.mid_attention { "" } else { ", no mid-block attention" };
         format!(
-            "UNet with {} levels, {} input channels, {context} and {add}{guess}",
+            "UNet with {} levels, {} input channels, {context} and {add}{mid}{guess}",
             self.levels, self.in_channels
         )
     }
@@ -223,6 +257,23 @@ pub fn detect(path: &Path, shapes: &Shapes) -> Result<(Family, bool), Checkpoint
 mod tests {
     use super::*;
 
+    fn signature(
+        in_channels: usize,
+        ctx: usize,
+        add: Option<usize>,
+        levels: usize,
+        width: usize,
+    ) -> UnetSignature {
+        UnetSignature {
+            in_channels,
+            context_dim: Some(ctx),
+            addition_embed_inputs: add,
+            levels,
+            first_width: width,
+            mid_attention: true,
+        }
+    }
+
     fn sig(
         in_channels: usize,
         ctx: usize,
@@ -230,14 +281,18 @@ mod tests {
         levels: usize,
         width: usize,
     ) -> Option<Family> {
-        UnetSignature {
-            in_channels,
-            context_dim: Some(ctx),
-            addition_embed_inputs: add,
-            levels,
-            first_width: width,
-        }
-        .family()
+        signature(in_channels, ctx, add, levels, width).family()
+    }
+
+    #[test]
+    fn sdxl_without_mid_attention_is_ssd_1b() {
+        let lone_resnet = |s: UnetSignature| UnetSignature { mid_attention: false, ..s }.family();
+        assert_eq!(lone_resnet(signature(4, 2048, Some(2816), 3, 320)), Some(Family::Ssd1b));
+        assert_eq!(lone_resnet(signature(4, 48, Some(80), 3, 16)), Some(Family::Ssd1b), "reduced");
+        assert_eq!(lone_resnet(signature(4, 768, None, 4, 320)), None, "no SD 1.5 comes without");
+        assert_eq!(lone_resnet(signature(9, 2048, Some(2816), 3, 320)), None, "nor SDXL inpainting");
+        let d = UnetSignature { mid_attention: false, ..signature(4, 768, None, 4, 320) }.describe();
+        assert!(d.contains("no mid-block attention"), "{d}");
     }
 
     #[test]
@@ -263,14 +318,7 @@ mod tests {
 
     #[test]
     fn description_guesses_sd2() {
-        let s = UnetSignature {
-            in_channels: 4,
-            context_dim: Some(1024),
-            addition_embed_inputs: None,
-            levels: 4,
-            first_width: 320,
-        };
-        let d = s.describe();
+        let d = signature(4, 1024, None, 4, 320).describe();
         assert!(d.contains("cross-attention dim 1024") && d.contains("SD 2.x"), "{d}");
     }
 }

@@ -29,22 +29,27 @@ impl Layer {
 }
 
 /// What a level has: its width, whether it attends, with how many heads and blocks.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct LevelSpec {
     /// Output channels of the level.
     pub channels: usize,
-    /// `(heads, transformer depth)` on attention levels.
-    pub attention: Option<(usize, usize)>,
+    /// On attention levels: heads, and the transformer depth of each layer's attention
+    /// (uneven in distilled models such as SSD-1B).
+    pub attention: Option<(usize, Vec<usize>)>,
 }
 
-fn load_layer(w: &Weights, s: &Sizes, index: usize, in_ch: usize, spec: LevelSpec) -> Result<Layer> {
+fn load_layer(w: &Weights, s: &Sizes, index: usize, in_ch: usize, spec: &LevelSpec) -> Result<Layer> {
     let resnet = ResnetBlock::load(&w.at(format!("resnets.{index}")), s, in_ch, spec.channels)?;
-    let attention = spec
-        .attention
-        .map(|(heads, depth)| {
-            SpatialTransformer::load(&w.at(format!("attentions.{index}")), s, spec.channels, heads, depth)
-        })
-        .transpose()?;
+    let attention = match &spec.attention {
+        Some((heads, depths)) => {
+            let depth = depths.get(index).copied().ok_or_else(|| {
+                crate::models::ModelError::input("unet", format!("no transformer depth for layer {index}"))
+            })?;
+            let at = w.at(format!("attentions.{index}"));
+            Some(SpatialTransformer::load(&at, s, spec.channels, *heads, depth)?)
+        }
+        None => None,
+    };
     Ok(Layer { resnet, attention })
 }
 
@@ -66,7 +71,7 @@ impl DownBlock {
         downsample: bool,
     ) -> Result<Self> {
         let layers = (0..s.layers_per_block)
-            .map(|j| load_layer(w, s, j, if j == 0 { in_ch } else { spec.channels }, spec))
+            .map(|j| load_layer(w, s, j, if j == 0 { in_ch } else { spec.channels }, &spec))
             .collect::<Result<_>>()?;
         let downsampler = if downsample {
             let params = Conv2dParams { stride: 2, padding: 1 };
@@ -99,29 +104,41 @@ impl DownBlock {
     }
 }
 
-/// `UNetMidBlock2DCrossAttn`: resnet, transformer, resnet at the lowest resolution.
+/// The mid block at the lowest resolution: `UNetMidBlock2DCrossAttn` (resnet, transformer,
+/// resnet) or, in SSD-1B, `UNetMidBlock2D` without attention (one resnet).
 #[derive(Clone, Debug)]
 pub(super) struct MidBlock {
     first: ResnetBlock,
-    attention: SpatialTransformer,
-    second: ResnetBlock,
+    /// The transformer and the second resnet, absent in a resnet-only mid block.
+    attended: Option<(SpatialTransformer, ResnetBlock)>,
 }
 
 impl MidBlock {
-    /// Loads `mid_block` of `channels` width.
-    pub(super) fn load(w: &Weights, s: &Sizes, channels: usize, heads: usize, depth: usize) -> Result<Self> {
-        Ok(MidBlock {
-            first: ResnetBlock::load(&w.at("resnets.0"), s, channels, channels)?,
-            attention: SpatialTransformer::load(&w.at("attentions.0"), s, channels, heads, depth)?,
-            second: ResnetBlock::load(&w.at("resnets.1"), s, channels, channels)?,
-        })
+    /// Loads `mid_block` of `channels` width; `attention` is `(heads, depth)`, or `None` for a
+    /// resnet-only block.
+    pub(super) fn load(
+        w: &Weights,
+        s: &Sizes,
+        channels: usize,
+        attention: Option<(usize, usize)>,
+    ) -> Result<Self> {
+        let attended = match attention {
+            Some((heads, depth)) => Some((
+                SpatialTransformer::load(&w.at("attentions.0"), s, channels, heads, depth)?,
+                ResnetBlock::load(&w.at("resnets.1"), s, channels, channels)?,
+            )),
+            None => None,
+        };
+        Ok(MidBlock { first: ResnetBlock::load(&w.at("resnets.0"), s, channels, channels)?, attended })
     }
 
     /// `[B, H, W, C] -> [B, H, W, C]`.
     pub(super) fn forward(&self, x: &Tensor, emb_silu: &Tensor, context: &Tensor) -> Result<Tensor> {
         let h = self.first.forward(x, emb_silu)?;
-        let h = self.attention.forward(&h, context)?;
-        self.second.forward(&h, emb_silu)
+        match &self.attended {
+            Some((attention, second)) => second.forward(&attention.forward(&h, context)?, emb_silu),
+            None => Ok(h),
+        }
     }
 }
 
@@ -149,7 +166,7 @@ impl UpBlock {
             .enumerate()
             .map(|(j, skip)| {
                 let from_below = if j == 0 { prev_ch } else { spec.channels };
-                load_layer(w, s, j, from_below + skip, spec)
+                load_layer(w, s, j, from_below + skip, &spec)
             })
             .collect::<Result<_>>()?;
         let upsampler = if upsample {

@@ -88,7 +88,10 @@ impl UNet {
             c.transformer_layers_per_block.len(),
         ]
         .iter()
-        .all(|&n| n == levels);
+        .all(|&n| n == levels)
+            && c.reverse_transformer_layers_per_block.as_ref().is_none_or(|up| {
+                up.len() == levels && up.iter().all(|block| block.len() == c.layers_per_block + 1)
+            });
         if levels == 0 || !per_level_ok {
             return Err(config_error(ckpt, format!("UNet config has inconsistent per-level lists: {c:?}")));
         }
@@ -130,8 +133,8 @@ impl UNet {
         let conditioning = Conditioning::load(&w, c0, s.time_embed_dim, params, added)?;
         let conv_in = Conv2d::load_3x3(&w.at("conv_in"), c.in_channels, c0)?;
 
-        let attention_at = |attends: bool, level: usize, depth: usize| {
-            attends.then_some((c.num_attention_heads[level], depth))
+        let attention_at = |attends: bool, level: usize, depths: Vec<usize>| {
+            attends.then_some((c.num_attention_heads[level], depths))
         };
         let mut skip_channels = vec![c0];
         let mut down = Vec::with_capacity(levels);
@@ -143,7 +146,7 @@ impl UNet {
                 attention: attention_at(
                     c.down_has_attention(level),
                     level,
-                    c.transformer_layers_per_block[level],
+                    vec![c.transformer_layers_per_block[level]; c.layers_per_block],
                 ),
             };
             let last = level + 1 == levels;
@@ -159,9 +162,9 @@ impl UNet {
                 &w.at("mid_block"),
                 &s,
                 deepest,
-                c.num_attention_heads[levels - 1],
-                c.mid_transformer_layers(),
+                Some((c.num_attention_heads[levels - 1], c.mid_transformer_layers())),
             )?),
+            Some("UNetMidBlock2D") => Some(MidBlock::load(&w.at("mid_block"), &s, deepest, None)?),
             Some(other) => {
                 return Err(config_error(ckpt, format!("unsupported mid block type {other}")));
             }
@@ -173,10 +176,11 @@ impl UNet {
             let level = levels - 1 - i; // the down level this up block mirrors
             let ch = c.block_out_channels[level];
             let attends = c.up_block_types[i].contains("CrossAttn");
-            // diffusers reverses the per-level depths for the up blocks.
+            // diffusers reverses the per-level depths for the up blocks, unless the config
+            // lists them (SSD-1B).
             let spec = LevelSpec {
                 channels: ch,
-                attention: attention_at(attends, level, c.transformer_layers_per_block[level]),
+                attention: attention_at(attends, level, c.up_transformer_layers(i)),
             };
             let n = c.layers_per_block + 1;
             let take = skip_channels.split_off(skip_channels.len().saturating_sub(n));

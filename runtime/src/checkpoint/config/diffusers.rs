@@ -103,6 +103,51 @@ impl Fields<'_> {
         }
     }
 
+    /// Transformer depths per down level: an integer for all, a list with one per level, or
+    /// (as diffusers allows) a list of per-block lists, each of which must be uniform.
+    fn depths_per_level(&self, key: &str, levels: usize) -> Result<Option<Vec<usize>>, CheckpointError> {
+        let Some(Value::Array(a)) = self.get(key) else { return self.per_level(key, levels) };
+        let expected = format!("an integer or a list of {levels} integers (or of {levels} uniform lists)");
+        let depth = |v: &Value| match v {
+            Value::Array(block) => {
+                let d: Option<Vec<u64>> = block.iter().map(Value::as_u64).collect();
+                match d.as_deref() {
+                    Some([first, rest @ ..]) if rest.iter().all(|x| x == first) => Some(*first as usize),
+                    _ => None,
+                }
+            }
+            v => v.as_u64().map(|n| n as usize),
+        };
+        match a.iter().map(depth).collect::<Option<Vec<usize>>>() {
+            Some(v) if v.len() == levels => Ok(Some(v)),
+            _ => Err(self.err(key, &expected)),
+        }
+    }
+
+    /// diffusers' `reverse_transformer_layers_per_block`: a list per up block of per-attention
+    /// depths, or absent.
+    fn up_depths(
+        &self,
+        key: &str,
+        levels: usize,
+        per_block: usize,
+    ) -> Result<Option<Vec<Vec<usize>>>, CheckpointError> {
+        let Some(value) = self.get(key) else { return Ok(None) };
+        let expected = format!("a list of {levels} lists of {per_block} integers");
+        let Value::Array(blocks) = value else { return Err(self.err(key, &expected)) };
+        let parsed: Option<Vec<Vec<usize>>> = blocks
+            .iter()
+            .map(|b| match b {
+                Value::Array(d) => d.iter().map(|x| x.as_u64().map(|n| n as usize)).collect(),
+                _ => None,
+            })
+            .collect();
+        match parsed {
+            Some(v) if v.len() == levels && v.iter().all(|b| b.len() == per_block) => Ok(Some(v)),
+            _ => Err(self.err(key, &expected)),
+        }
+    }
+
     /// An integer, or a list whose entries are all equal (diffusers allows per-block lists).
     fn uniform(&self, key: &str, default: usize) -> Result<usize, CheckpointError> {
         match self.get(key) {
@@ -150,7 +195,8 @@ pub fn unet(path: &Path, o: &Object, family: Family) -> Result<UNetConfig, Check
         Some(Value::Null) => None,
         Some(_) => f.opt_string("mid_block_type")?,
     };
-    Ok(UNetConfig {
+    let layers_per_block = f.uniform("layers_per_block", 2)?;
+    let mut config = UNetConfig {
         sample_size,
         in_channels: f.usize("in_channels", 4)?,
         out_channels: f.usize("out_channels", 4)?,
@@ -163,10 +209,15 @@ pub fn unet(path: &Path, o: &Object, family: Family) -> Result<UNetConfig, Check
             &["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
         )?,
         mid_block_type,
-        layers_per_block: f.uniform("layers_per_block", 2)?,
+        layers_per_block,
         transformer_layers_per_block: f
-            .per_level("transformer_layers_per_block", levels)?
+            .depths_per_level("transformer_layers_per_block", levels)?
             .unwrap_or(vec![1; levels]),
+        reverse_transformer_layers_per_block: f.up_depths(
+            "reverse_transformer_layers_per_block",
+            levels,
+            layers_per_block + 1,
+        )?,
         cross_attention_dim: f.uniform("cross_attention_dim", 1280)?,
         num_attention_heads,
         block_out_channels,
@@ -180,7 +231,9 @@ pub fn unet(path: &Path, o: &Object, family: Family) -> Result<UNetConfig, Check
         flip_sin_to_cos: f.bool("flip_sin_to_cos", true)?,
         freq_shift: f.f64("freq_shift", 0.0)?,
         act_fn: f.opt_string("act_fn")?.unwrap_or_else(|| "silu".into()),
-    })
+    };
+    config.normalize_up_depths();
+    Ok(config)
 }
 
 /// Parses a diffusers `vae/config.json`.
@@ -273,6 +326,31 @@ mod tests {
             (c.num_attention_heads.as_slice(), c.transformer_layers_per_block.as_slice()),
             (&[8, 8][..], &[1, 1][..])
         );
+    }
+
+    #[test]
+    fn uneven_up_depths_are_kept_and_even_ones_normalized_away() {
+        let ssd = r#"{"block_out_channels": [320, 640, 1280], "layers_per_block": 2,
+            "transformer_layers_per_block": [[1, 1], [2, 2], [4, 4]],
+            "reverse_transformer_layers_per_block": [[4, 4, 10], [2, 1, 1], [1, 1, 1]],
+            "mid_block_type": "UNetMidBlock2D"}"#;
+        let c = unet(Path::new("unet/config.json"), &object(ssd), Family::Ssd1b).unwrap();
+        assert_eq!(c.transformer_layers_per_block, [1, 2, 4]);
+        assert_eq!((c.up_transformer_layers(0), c.up_transformer_layers(1)), (vec![4, 4, 10], vec![2, 1, 1]));
+        assert_eq!(c.mid_block_type.as_deref(), Some("UNetMidBlock2D"));
+        let even = r#"{"block_out_channels": [32, 64], "layers_per_block": 1,
+            "transformer_layers_per_block": [1, 3], "reverse_transformer_layers_per_block": [[3, 3], [1, 1]]}"#;
+        let c = unet(Path::new("unet/config.json"), &object(even), Family::Sd15).unwrap();
+        assert_eq!(c.reverse_transformer_layers_per_block, None);
+        assert_eq!(c.up_transformer_layers(0), [3, 3]);
+        for bad in [
+            r#"{"block_out_channels": [32, 64], "transformer_layers_per_block": [[1, 2], [1, 1]]}"#,
+            r#"{"block_out_channels": [32, 64], "reverse_transformer_layers_per_block": [[1, 1, 1]]}"#,
+            r#"{"block_out_channels": [32, 64], "reverse_transformer_layers_per_block": 2}"#,
+        ] {
+            let e = unet(Path::new("unet/config.json"), &object(bad), Family::Sd15).unwrap_err().to_string();
+            assert!(e.contains("transformer_layers_per_block"), "{e}");
+        }
     }
 
     #[test]

@@ -67,8 +67,9 @@ pub struct UnetFacts {
     pub layers_per_block: usize,
     /// Transformer depth per down level, `None` for a level without attention.
     pub down_attention: Vec<Option<usize>>,
-    /// Whether each up block (deepest first) has attention.
-    pub up_attention: Vec<bool>,
+    /// Transformer depth of each attention of each up block (deepest first), `None` for a
+    /// block without attention.
+    pub up_attention: Vec<Option<Vec<usize>>>,
     /// The mid block's transformer depth, `None` without mid-block attention.
     pub mid_attention: Option<usize>,
     /// `conv_in`'s input channels.
@@ -99,9 +100,18 @@ pub fn unet_facts(path: &Path, shapes: &Shapes) -> Result<UnetFacts, CheckpointE
     let down_attention =
         (0..levels).map(|l| depth(format!("unet.down_blocks.{l}."))).collect::<Result<Vec<_>, _>>()?;
     let up_levels = w.count("unet.up_blocks.")?;
-    let up_attention = (0..up_levels)
-        .map(|i| w.count(&format!("unet.up_blocks.{i}.attentions.")).map(|n| n > 0))
-        .collect::<Result<Vec<_>, _>>()?;
+    let up_depths = |i: usize| -> Result<Option<Vec<usize>>, CheckpointError> {
+        let prefix = format!("unet.up_blocks.{i}.attentions.");
+        let n = w.count(&prefix)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        (0..n)
+            .map(|j| w.count(&format!("{prefix}{j}.transformer_blocks.")))
+            .collect::<Result<_, _>>()
+            .map(Some)
+    };
+    let up_attention = (0..up_levels).map(up_depths).collect::<Result<Vec<_>, _>>()?;
     let projection_rank = shapes
         .iter()
         .find(|(k, _)| k.starts_with("unet.") && k.ends_with(".proj_in.weight"))
@@ -142,6 +152,17 @@ pub fn unet_config(path: &Path, family: Family, shapes: &Shapes) -> Result<UNetC
     if let (Some(mid), Some(last)) = (facts.mid_attention, depth.last_mut()) {
         *last = mid;
     }
+    // Up depths as the weights have them; blocks without attention take the reverse of the down
+    // depths, as diffusers' default does.
+    let up_depths: Vec<Vec<usize>> = facts
+        .up_attention
+        .iter()
+        .enumerate()
+        .map(|(i, found)| match found {
+            Some(d) => d.clone(),
+            None => vec![depth[levels.saturating_sub(i + 1)]; facts.layers_per_block + 1],
+        })
+        .collect();
     let heads = if same_grid {
         published.num_attention_heads.clone()
     } else if family.is_sdxl() {
@@ -151,7 +172,7 @@ pub fn unet_config(path: &Path, family: Family, shapes: &Shapes) -> Result<UNetC
     };
     let block_type =
         |attn: bool, with: &str, without: &str| if attn { with.to_string() } else { without.to_string() };
-    Ok(UNetConfig {
+    let mut config = UNetConfig {
         in_channels: facts.in_channels,
         out_channels: facts.out_channels,
         down_block_types: facts
@@ -162,7 +183,7 @@ pub fn unet_config(path: &Path, family: Family, shapes: &Shapes) -> Result<UNetC
         up_block_types: facts
             .up_attention
             .iter()
-            .map(|&a| block_type(a, "CrossAttnUpBlock2D", "UpBlock2D"))
+            .map(|a| block_type(a.is_some(), "CrossAttnUpBlock2D", "UpBlock2D"))
             .collect(),
         mid_block_type: Some(block_type(
             facts.mid_attention.is_some(),
@@ -172,6 +193,7 @@ pub fn unet_config(path: &Path, family: Family, shapes: &Shapes) -> Result<UNetC
         block_out_channels: facts.block_out_channels,
         layers_per_block: facts.layers_per_block,
         transformer_layers_per_block: depth,
+        reverse_transformer_layers_per_block: Some(up_depths),
         cross_attention_dim: facts.cross_attention_dim.unwrap_or(published.cross_attention_dim),
         num_attention_heads: heads,
         use_linear_projection: facts.use_linear_projection.unwrap_or(published.use_linear_projection),
@@ -179,7 +201,9 @@ pub fn unet_config(path: &Path, family: Family, shapes: &Shapes) -> Result<UNetC
         addition_embed_type: facts.addition_embed_inputs.and(published.addition_embed_type.clone()),
         addition_time_embed_dim: facts.addition_embed_inputs.and(published.addition_time_embed_dim),
         ..published
-    })
+    };
+    config.normalize_up_depths();
+    Ok(config)
 }
 
 /// Checks a UNet config (read from `config_path`) against the weights.
@@ -204,7 +228,8 @@ pub fn check_unet(config_path: &Path, c: &UNetConfig, facts: &UnetFacts) -> Resu
     let down_facts: Vec<bool> = facts.down_attention.iter().map(Option::is_some).collect();
     check.eq("down_block_types (cross-attention per level)", &down, &down_facts)?;
     let up: Vec<bool> = c.up_block_types.iter().map(|t| t.contains("CrossAttn")).collect();
-    check.eq("up_block_types (cross-attention per level)", &up, &facts.up_attention)?;
+    let up_facts: Vec<bool> = facts.up_attention.iter().map(Option::is_some).collect();
+    check.eq("up_block_types (cross-attention per level)", &up, &up_facts)?;
     for (level, fact) in facts.down_attention.iter().enumerate() {
         if let Some(n) = fact {
             check.eq(
@@ -221,6 +246,18 @@ pub fn check_unet(config_path: &Path, c: &UNetConfig, facts: &UnetFacts) -> Resu
             &mid,
         )?;
     }
+    for (i, fact) in facts.up_attention.iter().enumerate() {
+        if let Some(depths) = fact {
+            check.eq(
+                &format!("reverse_transformer_layers_per_block[{i}] (transformer blocks per attention)"),
+                &c.up_transformer_layers(i),
+                depths,
+            )?;
+        }
+    }
+    let mid_type = c.mid_block_type.as_deref();
+    let mid_attends = mid_type == Some("UNetMidBlock2DCrossAttn");
+    check.eq("mid_block_type (attention in the mid block)", &mid_attends, &facts.mid_attention.is_some())?;
     for (level, (&width, &heads)) in c.block_out_channels.iter().zip(&c.num_attention_heads).enumerate() {
         if heads == 0 || width % heads != 0 {
             return Err(check.mismatch(

@@ -32,9 +32,13 @@ pub struct UNetConfig {
     pub block_out_channels: Vec<usize>,
     /// Resnets per down level (up levels have one more).
     pub layers_per_block: usize,
-    /// Transformer blocks per attention of each down level; up levels use the reverse, and the
-    /// mid block the last entry.
+    /// Transformer blocks per attention of each down level; up levels use the reverse unless
+    /// [`UNetConfig::reverse_transformer_layers_per_block`] says otherwise, and the mid block
+    /// the last entry.
     pub transformer_layers_per_block: Vec<usize>,
+    /// Transformer blocks of each attention of each up block (deepest first), where they are
+    /// not the reverse of the down levels' (SSD-1B: `[[4, 4, 10], [2, 1, 1], [1, 1, 1]]`).
+    pub reverse_transformer_layers_per_block: Option<Vec<Vec<usize>>>,
     /// Width of the text context (the text encoders' hidden states, concatenated for SDXL).
     pub cross_attention_dim: usize,
     /// Attention heads per level. diffusers' `attention_head_dim` means this too, for
@@ -149,6 +153,7 @@ impl UNetConfig {
             block_out_channels: vec![320, 640, 1280, 1280],
             layers_per_block: 2,
             transformer_layers_per_block: vec![1; 4],
+            reverse_transformer_layers_per_block: None,
             cross_attention_dim: family.context_dim(),
             num_attention_heads: vec![8; 4],
             use_linear_projection: false,
@@ -184,6 +189,22 @@ impl UNetConfig {
                 &["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
                 vec![1, 2, 10],
             ),
+            // segmind/SSD-1B: SDXL's levels with depths 2 and 4 down, an uneven 4, 4, 10 and
+            // 2, 1, 1 up, and a mid block of one resnet.
+            Family::Ssd1b => UNetConfig {
+                reverse_transformer_layers_per_block: Some(vec![
+                    vec![4, 4, 10],
+                    vec![2, 1, 1],
+                    vec![1, 1, 1],
+                ]),
+                mid_block_type: Some("UNetMidBlock2D".into()),
+                ..sdxl(
+                    vec![320, 640, 1280],
+                    &["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+                    &["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+                    vec![1, 2, 4],
+                )
+            },
             Family::SdxlRefiner => sdxl(
                 vec![384, 768, 1536, 1536],
                 &["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
@@ -216,6 +237,29 @@ impl UNetConfig {
     /// Transformer blocks in the mid block's attention.
     pub fn mid_transformer_layers(&self) -> usize {
         self.transformer_layers_per_block.last().copied().unwrap_or(1)
+    }
+
+    /// Transformer blocks of each of up block `i`'s `layers_per_block + 1` attentions (up
+    /// blocks run deepest first).
+    pub fn up_transformer_layers(&self, i: usize) -> Vec<usize> {
+        match &self.reverse_transformer_layers_per_block {
+            Some(per_block) => per_block.get(i).cloned().unwrap_or_default(),
+            None => {
+                let level = self.levels().saturating_sub(i + 1);
+                let depth = self.transformer_layers_per_block.get(level).copied().unwrap_or(1);
+                vec![depth; self.layers_per_block + 1]
+            }
+        }
+    }
+
+    /// The up depths as an explicit list when they differ from the reverse of the down depths,
+    /// `None` when they do not: one canonical form, whichever source a config came from.
+    pub fn normalize_up_depths(&mut self) {
+        let Some(given) = self.reverse_transformer_layers_per_block.take() else { return };
+        let default: Vec<Vec<usize>> = (0..self.levels()).map(|i| self.up_transformer_layers(i)).collect();
+        if given != default {
+            self.reverse_transformer_layers_per_block = Some(given);
+        }
     }
 }
 

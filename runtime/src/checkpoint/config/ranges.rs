@@ -104,7 +104,7 @@ mod tests {
 
     #[test]
     fn published_configs_pass() {
-        for family in [Family::Sd15, Family::SdxlBase, Family::SdxlRefiner] {
+        for family in [Family::Sd15, Family::SdxlBase, Family::SdxlRefiner, Family::Ssd1b] {
             check_unet(Path::new("u"), &UNetConfig::published(family)).unwrap();
             check_vae(Path::new("v"), &VaeConfig::published(family)).unwrap();
         }
