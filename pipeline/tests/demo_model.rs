@@ -126,6 +126,7 @@ fn job(prompt: &str, seeds: Vec<u32>, init: Option<InitImage>) -> Job {
         width: 64,
         height: 64,
         init,
+        refiner_at: None,
     }
 }
 

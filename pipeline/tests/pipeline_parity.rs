@@ -106,6 +106,7 @@ impl Case {
             width: spec.width,
             height: spec.height,
             init,
+            refiner_at: None,
         }
     }
 

@@ -13,7 +13,7 @@ use super::{Engine, GenerateError, InitImage, Job, Result, finite};
 use crate::models::conditioning::Conditioning;
 use crate::models::unet::AddedConditioning;
 use crate::models::vae::to_rgb8;
-use crate::samplers::{self, Sampler};
+use crate::samplers::{self, Sampler, handover};
 
 /// One image of a render call: its job, its index in the job, its seed.
 #[derive(Clone, Copy, Debug)]
@@ -31,6 +31,9 @@ pub(super) struct Batch<'a> {
     pub slots: &'a [Slot],
     /// Checked before each UNet call: set, the loop ends with [`GenerateError::Stopped`].
     pub stop: &'a AtomicBool,
+    /// The refiner stage of jobs with [`Job::refiner_at`]: the refiner and the jobs'
+    /// conditionings under its text encoder.
+    pub refiner: Option<(&'a Engine, &'a [Conditioning])>,
 }
 
 /// The UNet's per-row inputs that stay fixed over the loop.
@@ -101,32 +104,33 @@ impl Batch<'_> {
             }
         };
 
+        // The base stage, up to the hand-over when a refiner takes over.
         let rows = self.rows()?;
-        let timesteps = sampler.timesteps().to_vec();
-        for (call, &t) in timesteps.iter().enumerate() {
-            if self.stop.load(Ordering::Relaxed) {
-                return Err(GenerateError::Stopped);
+        let refiner_at = first.refiner_at.filter(|_| self.refiner.is_some());
+        let calls = match refiner_at {
+            Some(fraction) => {
+                handover::base_calls(sampler.timesteps(), fraction, e.scheduler.num_train_timesteps)
             }
-            let x = sampler.scale_model_input(&latents, call)?; // [n, h, w, latent]
-            let x = match &inpaint {
-                Some(i) if e.is_inpainting() => {
-                    let mask = i.mask.to_dtype(x.dtype())?;
-                    let masked = i.masked_latents.to_dtype(x.dtype())?;
-                    Tensor::concat(&[&x, &mask, &masked], 3)? // [n, h, w, 2 latent + 1]
-                }
-                _ => x,
-            };
-            let input = stack_rows(&x, &rows.guided)?;
-            let row_timesteps = vec![t as f32; input.dims()[0]];
-            let out = e.unet.forward(&input, &row_timesteps, &rows.context, rows.added.as_ref())?;
-            let prediction = self.guide(&out, &rows.guided)?.to_dtype(latents.dtype())?;
-            latents = sampler.step(&prediction, call, &latents, &mut noise)?;
-            if let Some(Inpaint { mask, blend: Some((image_latents, eps)), .. }) = &inpaint {
-                latents =
-                    keep_unmasked(&*sampler, &latents, mask, image_latents, eps, call, timesteps.len())?;
-            }
-            finite::check(&latents, || format!("UNet step {} of {}", call + 1, timesteps.len()))?;
-            on_call(call);
+            None => sampler.timesteps().len(),
+        };
+        let mut done = 0;
+        latents =
+            self.denoise(&mut *sampler, latents, &rows, inpaint.as_ref(), calls, &mut noise, &mut |_| {
+                on_call(done);
+                done += 1;
+            })?;
+
+        // The refiner stage: a fresh sampler from its own scheduler, started at the hand-over,
+        // the images' generators carried on.
+        if let (Some(fraction), Some((refiner, conditionings))) = (refiner_at, self.refiner) {
+            let stage = Batch { engine: refiner, conditionings, refiner: None, ..*self };
+            let mut sampler = refiner.refiner_sampler(first, fraction)?;
+            let rows = stage.rows()?;
+            let calls = sampler.timesteps().len();
+            latents = stage.denoise(&mut *sampler, latents, &rows, None, calls, &mut noise, &mut |_| {
+                on_call(done);
+                done += 1;
+            })?;
         }
 
         let decoded = e.vae.decode_latents(&latents)?; // [n, H, W, 3]
@@ -142,6 +146,48 @@ impl Batch<'_> {
                 })
             })
             .collect()
+    }
+
+    /// The denoising loop over the sampler's first `calls` model calls from `latents`, with
+    /// guidance; `on_call` after each.
+    #[allow(clippy::too_many_arguments)]
+    fn denoise(
+        &self,
+        sampler: &mut dyn Sampler,
+        mut latents: Tensor,
+        rows: &Rows,
+        inpaint: Option<&Inpaint>,
+        calls: usize,
+        noise: &mut BatchNoise,
+        on_call: &mut dyn FnMut(usize),
+    ) -> Result<Tensor> {
+        let e = self.engine;
+        let timesteps = sampler.timesteps()[..calls].to_vec();
+        for (call, &t) in timesteps.iter().enumerate() {
+            if self.stop.load(Ordering::Relaxed) {
+                return Err(GenerateError::Stopped);
+            }
+            let x = sampler.scale_model_input(&latents, call)?; // [n, h, w, latent]
+            let x = match inpaint {
+                Some(i) if e.is_inpainting() => {
+                    let mask = i.mask.to_dtype(x.dtype())?;
+                    let masked = i.masked_latents.to_dtype(x.dtype())?;
+                    Tensor::concat(&[&x, &mask, &masked], 3)? // [n, h, w, 2 latent + 1]
+                }
+                _ => x,
+            };
+            let input = stack_rows(&x, &rows.guided)?;
+            let row_timesteps = vec![t as f32; input.dims()[0]];
+            let out = e.unet.forward(&input, &row_timesteps, &rows.context, rows.added.as_ref())?;
+            let prediction = self.guide(&out, &rows.guided)?.to_dtype(latents.dtype())?;
+            latents = sampler.step(&prediction, call, &latents, noise)?;
+            if let Some(Inpaint { mask, blend: Some((image_latents, eps)), .. }) = inpaint {
+                latents = keep_unmasked(sampler, &latents, mask, image_latents, eps, call, calls)?;
+            }
+            finite::check(&latents, || format!("UNet step {} of {}", call + 1, calls))?;
+            on_call(call);
+        }
+        Ok(latents)
     }
 
     /// The slots' init images through the VAE encoder, each sampled with its generator,

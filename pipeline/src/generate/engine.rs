@@ -1,6 +1,7 @@
 //! A loaded checkpoint and how a set of jobs is split into UNet batches.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use ::image::RgbImage;
@@ -18,7 +19,7 @@ use crate::models::unet::UNet;
 use crate::models::vae::Vae;
 use crate::models::{ModelError, ModelFacts};
 use crate::prompt::DroppedTokens;
-use crate::samplers::{self, SchedulerConfig};
+use crate::samplers::{self, SchedulerConfig, handover};
 
 /// One loaded checkpoint: text encoders, UNet, VAE and the scheduler configuration.
 #[derive(Debug)]
@@ -43,6 +44,8 @@ pub struct Engine {
     /// The VAE file in use instead of the checkpoint's own, and the own one kept meanwhile.
     pub(super) vae_path: Option<PathBuf>,
     pub(super) own_vae: Option<Vae>,
+    /// The SDXL refiner that jobs with [`Job::refiner_at`] hand over to.
+    pub(super) refiner: Option<Arc<Engine>>,
 }
 
 impl Engine {
@@ -91,7 +94,40 @@ impl Engine {
             textual_inversions: Vec::new(),
             vae_path: None,
             own_vae: None,
+            refiner: None,
         })
+    }
+
+    /// Attaches the SDXL refiner jobs with [`Job::refiner_at`] hand their latents over to (or
+    /// detaches it). The refiner must be an SDXL refiner checkpoint and this engine an SDXL
+    /// one; the images are decoded with this engine's VAE, as diffusers' ensemble example
+    /// shares the base's.
+    pub fn set_refiner(&mut self, refiner: Option<Arc<Engine>>) -> Result<()> {
+        if let Some(r) = &refiner {
+            if r.family != Family::SdxlRefiner {
+                return Err(GenerateError::Input {
+                    field: "use_refiner",
+                    message: format!("{} is {}, not an SDXL refiner", r.path.display(), r.family),
+                });
+            }
+            if !self.family.is_sdxl() || self.family == Family::SdxlRefiner {
+                return Err(GenerateError::Input {
+                    field: "use_refiner",
+                    message: format!(
+                        "{} is {}: the refiner follows an SDXL base model",
+                        self.path.display(),
+                        self.family
+                    ),
+                });
+            }
+        }
+        self.refiner = refiner;
+        Ok(())
+    }
+
+    /// The attached refiner, if any.
+    pub fn refiner(&self) -> Option<&Arc<Engine>> {
+        self.refiner.as_ref()
     }
 
     /// `true` reads long SDXL prompts as A1111's 75-token windows (up to 3, 231 tokens), as
@@ -184,6 +220,20 @@ impl Engine {
             self.check(job)?;
         }
         let conditionings = jobs.iter().map(|job| self.condition(job)).collect::<Result<Vec<_>>>()?;
+        let refiner = match (first.refiner_at, &self.refiner) {
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err(GenerateError::Input {
+                    field: "use_refiner",
+                    message: "the job hands over to a refiner, but none is attached to this engine".into(),
+                });
+            }
+            (Some(_), Some(refiner)) => {
+                let conditionings =
+                    jobs.iter().map(|job| refiner.condition(job)).collect::<Result<Vec<_>>>()?;
+                Some((refiner.as_ref(), conditionings))
+            }
+        };
 
         // Images grouped by context length (tokens), in job and seed order, then cut to size.
         let mut groups: Vec<(usize, Vec<Slot>)> = Vec::new();
@@ -200,10 +250,11 @@ impl Engine {
 
         let calls = self.model_calls(first)?;
         let total = calls * batches.len();
+        let refiner = refiner.as_ref().map(|(engine, conditionings)| (*engine, conditionings.as_slice()));
         let mut done = 0;
         let mut out: Vec<Vec<Option<RgbImage>>> = jobs.iter().map(|j| vec![None; j.images()]).collect();
         for slots in batches {
-            let batch = Batch { engine: self, jobs, conditionings: &conditionings, slots, stop };
+            let batch = Batch { engine: self, jobs, conditionings: &conditionings, slots, stop, refiner };
             let images = batch.run(&mut |_| {
                 done += 1;
                 progress(done, total);
@@ -215,10 +266,32 @@ impl Engine {
         Ok(out.into_iter().map(|images| images.into_iter().flatten().collect()).collect())
     }
 
-    /// The model calls one batch of `job` runs.
+    /// The model calls one batch of `job` runs, the refiner's included.
     fn model_calls(&self, job: &Job) -> Result<usize> {
+        let (base, refiner) = self.stage_calls(job)?;
+        Ok(base + refiner)
+    }
+
+    /// The model calls of the base stage and of the refiner stage (0 without one).
+    pub(super) fn stage_calls(&self, job: &Job) -> Result<(usize, usize)> {
         let strength = job.init.as_ref().map(|i| i.strength);
-        Ok(samplers::build(job.sampler, &self.scheduler, job.steps, strength)?.timesteps().len())
+        let base = samplers::build(job.sampler, &self.scheduler, job.steps, strength)?;
+        let Some(fraction) = job.refiner_at else { return Ok((base.timesteps().len(), 0)) };
+        let calls = handover::base_calls(base.timesteps(), fraction, self.scheduler.num_train_timesteps);
+        let refiner = self
+            .refiner
+            .as_ref()
+            .map_or(Ok(0), |r| r.refiner_sampler(job, fraction).map(|s| s.timesteps().len()))?;
+        Ok((calls, refiner))
+    }
+
+    /// This (refiner) engine's sampler for `job`, started where it takes over at `fraction`.
+    pub(super) fn refiner_sampler(&self, job: &Job, fraction: f64) -> Result<Box<dyn samplers::Sampler>> {
+        let mut sampler = samplers::build(job.sampler, &self.scheduler, job.steps, None)?;
+        let order = samplers::order(job.sampler);
+        let num_train = self.scheduler.num_train_timesteps;
+        sampler.start_at(handover::refiner_begin(sampler.timesteps(), fraction, num_train, job.steps, order));
+        Ok(sampler)
     }
 
     /// Checks what the engine needs of a job beyond the request layer's validation.

@@ -5,7 +5,9 @@
 //!   LoRAs, VAE and textual inversions a request adds ([`Engine::set_loras`],
 //!   [`Engine::set_vae`], [`Engine::set_textual_inversions`]);
 //! - [`Job`]: one request's generation parameters, already validated;
-//! - [`BatchKey`]: jobs with equal keys can share one [`Engine::render`] call.
+//! - [`BatchKey`]: jobs with equal keys can share one [`Engine::render`] call;
+//! - the SDXL refiner: [`Engine::set_refiner`] attaches one, and jobs with
+//!   [`Job::refiner_at`] hand their latents over to it (diffusers' ensemble of experts).
 
 mod assets;
 mod denoise;
@@ -63,6 +65,10 @@ pub struct Job {
     pub height: usize,
     /// img2img / inpainting input; `None` for text-to-image.
     pub init: Option<InitImage>,
+    /// SDXL's refiner stage: the fraction of the schedule the base model runs before the
+    /// refiner takes the still noisy latents over (OctoAI's `high_noise_frac`, diffusers'
+    /// `denoising_end` / `denoising_start`); `None`: the base model alone.
+    pub refiner_at: Option<f64>,
 }
 
 /// What jobs must share to be stacked into one UNet call.
@@ -75,6 +81,8 @@ pub struct BatchKey {
     /// The strength's bits for img2img and inpainting (`None` for text-to-image).
     strength: Option<u64>,
     inpaint: bool,
+    /// The refiner hand-over fraction's bits (`None` without a refiner stage).
+    refiner_at: Option<u64>,
 }
 
 impl Job {
@@ -93,6 +101,7 @@ impl Job {
             steps: self.steps,
             strength: init.map(|(strength, _)| strength.to_bits()),
             inpaint: init.is_some_and(|(_, masked)| masked),
+            refiner_at: self.refiner_at.map(f64::to_bits),
         }
     }
 

@@ -5,7 +5,8 @@
 //! - SDXL: CLIP-L (`prompt`) and OpenCLIP-G (`prompt_2`, defaulting to `prompt` as in
 //!   diffusers) with [`LayerSelection::sdxl`], concatenated on channels, `[1, 77 k, 2048]`, and
 //!   OpenCLIP-G's pooled output `[1, 1280]`. The SDXL refiner has OpenCLIP-G alone:
-//!   `[1, 77 k, 1280]` and the pooled output (untested: no tiny refiner fixture yet).
+//!   `[1, 77 k, 1280]` and the pooled output, with `prompt` (diffusers pairs prompts with
+//!   encoders by position).
 //!
 //! Prompt length follows OctoAI's documented limits. SDXL truncates as diffusers does: one
 //! window, the first 75 prompt tokens ([`WindowOptions::TRUNCATE`]; `BREAK` is then the word
@@ -28,9 +29,10 @@
 //! As in diffusers, `clip_skip` applies to the prompt only: the negative prompt is always
 //! encoded at the default layer (A1111 and ComfyUI skip layers for both). An SDXL negative
 //! prompt given as `None` gives zeros, as diffusers does with the published
-//! `force_zeros_for_empty_prompt = true`.
+//! `force_zeros_for_empty_prompt = true`; the refiner publishes `false`, so its `None` negative
+//! is the empty prompt.
 
-use kiln_runtime::checkpoint::{Checkpoint, Component};
+use kiln_runtime::checkpoint::{Checkpoint, Component, Family};
 use kiln_runtime::{DType, Device, Tensor};
 
 use super::clip::{ClipTextModel, LayerSelection};
@@ -76,6 +78,9 @@ pub struct TextConditioner {
     /// (SDXL base, inpainting), OpenCLIP-G alone (SDXL refiner).
     encoders: Vec<Encoder>,
     sdxl: bool,
+    /// Whether a negative prompt of `None` gives zeros (diffusers' `force_zeros_for_empty_prompt`,
+    /// true in SDXL base's published model_index.json, false in the refiner's).
+    zeros_for_no_negative: bool,
     /// How long prompts are cut into windows, unless SDXL truncates them.
     options: WindowOptions,
     /// Whether SDXL cuts long prompts into windows instead of truncating them as diffusers.
@@ -110,6 +115,7 @@ impl TextConditioner {
         Ok(TextConditioner {
             encoders,
             sdxl: family.is_sdxl(),
+            zeros_for_no_negative: family.is_sdxl() && family != Family::SdxlRefiner,
             options: WindowOptions::default(),
             long_prompts: false,
             weighting: true,
@@ -173,8 +179,8 @@ impl TextConditioner {
 
     /// Embeds a prompt and its negative, padded to the same window count, in one batch per
     /// encoder. An SDXL `negative` of `None` gives zeros (diffusers'
-    /// `force_zeros_for_empty_prompt`); for SD 1.5 it is the empty prompt. `negative_2`
-    /// defaults to `negative`.
+    /// `force_zeros_for_empty_prompt`); for SD 1.5 and the SDXL refiner it is the empty prompt.
+    /// `negative_2` defaults to `negative`.
     pub fn encode_pair(
         &self,
         prompt: &str,
@@ -184,7 +190,7 @@ impl TextConditioner {
         clip_skip: Option<usize>,
     ) -> Result<Conditioning> {
         let positive_tokens = self.tokenize(prompt, prompt_2)?;
-        if negative.is_none() && self.is_sdxl() {
+        if negative.is_none() && self.zeros_for_no_negative {
             let mut out = self.embed(vec![positive_tokens], clip_skip, 1)?;
             let positive = out.remove(0);
             let zeros = |t: &Tensor| Tensor::full(0.0, t.dims(), t.dtype(), t.device());
@@ -227,7 +233,7 @@ impl TextConditioner {
         let mut out: Vec<DroppedTokens> = Vec::new();
         // (the first encoder's text, the second's, whether the second's has a field of its own)
         let mut texts = vec![(prompt, prompt_2, prompt_2.is_some(), ["prompt", "prompt_2"])];
-        if negative.is_some() || !self.is_sdxl() {
+        if negative.is_some() || !self.zeros_for_no_negative {
             let fields = ["negative_prompt", "negative_prompt_2"];
             texts.push((negative.unwrap_or(""), negative_2.or(negative), negative_2.is_some(), fields));
         }

@@ -186,6 +186,7 @@ impl Request {
             width,
             height,
             init: None,
+            refiner_at: None,
         };
         Ok(Resolved {
             job,

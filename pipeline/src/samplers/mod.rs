@@ -43,6 +43,7 @@ mod dpm_multistep;
 mod dpm_sde;
 mod dpm_single;
 mod euler;
+pub mod handover;
 mod heun;
 mod lcm;
 mod lms;

@@ -67,6 +67,7 @@ impl JobSpec {
             width: self.width,
             height: self.height,
             init,
+            refiner_at: None,
         }
     }
 }

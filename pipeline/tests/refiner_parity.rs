@@ -1,0 +1,126 @@
+//! The SDXL refiner stage: jobs with `refiner_at` run the base for the first part of the schedule
+//! and hand the still noisy latents to the refiner ([`Engine::set_refiner`]), equal within 2/255
+//! to diffusers' ensemble of experts (`tools/make_refiner_fixtures.py`: hand-over at 0.8 and 0.5,
+//! Euler ancestral and DPM++ 2M Karras, img2img, a fraction of 1 that diffusers does not honour)
+//! on the CPU in f32, with the refiner from its folder and from its single file; a two-seed job
+//! renders in one batch through both stages; a checkpoint that is not a refiner is refused.
+
+mod asset_common;
+
+use std::sync::Arc;
+
+use ::image::RgbImage;
+use asset_common::{JobSpec, TOLERANCE, fixture, max_diff};
+use kiln_pipeline::generate::{Engine, GenerateError, Job};
+use kiln_runtime::checkpoint::OpenOptions;
+use kiln_runtime::{DType, Device};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct CasesFile {
+    cases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    name: String,
+    high_noise_frac: f64,
+    job: JobSpec,
+    expected: Vec<String>,
+}
+
+impl Case {
+    fn job(&self) -> Job {
+        Job { refiner_at: Some(self.high_noise_frac), ..self.job.job() }
+    }
+
+    fn expected(&self) -> Vec<RgbImage> {
+        self.expected.iter().map(|f| ::image::open(fixture("refiner").join(f)).unwrap().to_rgb8()).collect()
+    }
+}
+
+fn cases() -> Vec<Case> {
+    let text = std::fs::read_to_string(fixture("refiner/cases.json")).unwrap();
+    serde_json::from_str::<CasesFile>(&text).unwrap().cases
+}
+
+/// The refiner from its folder, or from its single file (sized by the folder's configs).
+fn refiner(single_file: bool, dtype: DType, device: Device) -> Engine {
+    if single_file {
+        let options = OpenOptions::default().config_dir(fixture("tiny/sdxl_refiner"));
+        Engine::load_with(&fixture("tiny/sdxl_refiner.safetensors"), &options, dtype, device).unwrap()
+    } else {
+        Engine::load(&fixture("tiny/sdxl_refiner"), dtype, device).unwrap()
+    }
+}
+
+fn base_with_refiner(single_file: bool, dtype: DType, device: Device) -> Engine {
+    let mut base = Engine::load(&fixture("tiny/sdxl"), dtype, device).unwrap();
+    base.set_refiner(Some(Arc::new(refiner(single_file, dtype, device)))).unwrap();
+    base
+}
+
+/// Every image of every case, one render call per case (a two-seed job stacks its images).
+fn render_cases(engine: &Engine) -> Vec<(String, Vec<RgbImage>, Vec<RgbImage>)> {
+    cases()
+        .iter()
+        .map(|case| {
+            let mut got = engine.render(&[case.job()], 4, &mut |_, _| {}).unwrap();
+            (case.name.clone(), got.remove(0), case.expected())
+        })
+        .collect()
+}
+
+#[test]
+fn base_then_refiner_matches_diffusers_from_both_refiner_layouts() {
+    let mut failures = Vec::new();
+    for single_file in [false, true] {
+        let engine = base_with_refiner(single_file, DType::F32, Device::Cpu);
+        for (name, got, want) in render_cases(&engine) {
+            assert_eq!(got.len(), want.len(), "{name}");
+            for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+                let diff = max_diff(g, w);
+                eprintln!("{name} image {k} (refiner single file: {single_file}): {diff}/255");
+                if diff > TOLERANCE {
+                    failures.push(format!("{name} image {k} (single file {single_file}): {diff}/255"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "differ from diffusers: {failures:?}");
+}
+
+#[test]
+fn the_refiner_changes_the_image_and_progress_counts_both_stages() {
+    let engine = base_with_refiner(false, DType::F32, Device::Cpu);
+    let case = cases().into_iter().find(|c| c.name == "euler_a_08").unwrap();
+    let job = case.job();
+    let mut calls = Vec::new();
+    let refined =
+        engine.render(std::slice::from_ref(&job), 4, &mut |done, total| calls.push((done, total))).unwrap();
+    // 6 Euler steps: 999 .. 166 at or above the cut at 200 run on the base (5), the last on the
+    // refiner; one batch of two images.
+    assert_eq!(calls.last(), Some(&(6, 6)), "{calls:?}");
+    assert_eq!(calls.len(), 6);
+    let alone = engine.render(&[Job { refiner_at: None, ..job }], 4, &mut |_, _| {}).unwrap();
+    assert!(max_diff(&refined[0][0], &alone[0][0]) > 8, "the refiner stage changed nothing");
+}
+
+#[test]
+fn only_an_sdxl_refiner_follows_only_an_sdxl_model() {
+    let mut base = Engine::load(&fixture("tiny/sdxl"), DType::F32, Device::Cpu).unwrap();
+    let not_refiner = Arc::new(Engine::load(&fixture("tiny/ssd_1b"), DType::F32, Device::Cpu).unwrap());
+    let e = base.set_refiner(Some(not_refiner)).unwrap_err().to_string();
+    assert!(e.contains("SSD-1B, not an SDXL refiner") && e.contains("ssd_1b"), "{e}");
+    let mut sd15 = Engine::load(&fixture("tiny/sd15"), DType::F32, Device::Cpu).unwrap();
+    let e =
+        sd15.set_refiner(Some(Arc::new(refiner(false, DType::F32, Device::Cpu)))).unwrap_err().to_string();
+    assert!(e.contains("SD 1.5") && e.contains("follows an SDXL base"), "{e}");
+    // A job asking for a refiner the engine does not have fails with a typed error.
+    let mut job = cases().remove(0).job();
+    job.seeds.truncate(1);
+    match base.render(&[job], 4, &mut |_, _| {}) {
+        Err(GenerateError::Input { field: "use_refiner", .. }) => {}
+        other => panic!("expected an error on use_refiner, got {:?}", other.map(|_| ())),
+    }
+}
