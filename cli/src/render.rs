@@ -75,6 +75,10 @@ pub struct Args {
     /// of 1024). Default: half the device's free memory at the start.
     #[arg(long, value_name = "BYTES", value_parser = bytes)]
     model_cache_bytes: Option<u64>,
+    /// The SDXL refiner (single file or diffusers folder) for SDXL requests with use_refiner
+    /// (OctoAI's default: true). Default: checkpoints/sdxl-refiner in --assets, if there.
+    #[arg(long)]
+    refiner: Option<PathBuf>,
 }
 
 /// A byte count: digits with an optional K, M, G or T suffix (powers of 1024).
@@ -146,6 +150,7 @@ fn run_inner(args: &Args) -> Result<ExitCode, String> {
         contact_sheet: args.contact_sheet,
         skip_weight_check: args.skip_weight_check,
         model_cache_bytes: args.model_cache_bytes,
+        refiner: args.refiner.clone(),
     };
     let signals = StopOnSignals::install().map_err(|e| format!("cannot handle SIGINT and SIGTERM: {e}"))?;
     let summary = runner::run_until(&options, signals.flag()).map_err(|e| e.to_string())?;
@@ -186,6 +191,7 @@ fn dry_run(args: &Args) -> Result<ExitCode, String> {
         contact_sheet: false,
         skip_weight_check: args.skip_weight_check,
         model_cache_bytes: args.model_cache_bytes,
+        refiner: args.refiner.clone(),
     };
     let summary = runner::dry_run(&options).map_err(|e| e.to_string())?;
     eprintln!("{summary}");

@@ -28,7 +28,6 @@ fn each_unimplemented_field_is_an_error_naming_it() {
     not_implemented("controlnet_early_stop", json!(0.5));
     not_implemented("controlnet_conditioning_scale", json!(0.7));
     not_implemented("controlnet_preprocess", json!(false));
-    not_implemented("use_refiner", json!(true));
     not_implemented("transfer_images", json!({"sks": ["aW1n"]}));
     not_implemented("transfer_images", json!({}));
     not_implemented("inpaint_full_res", json!(true));
@@ -58,9 +57,11 @@ fn defaults_and_nulls_of_those_fields_are_accepted() {
     }
     accepted("loras", json!({}));
     accepted("textual_inversions", json!({}));
-    // kiln has no refiner: an absent use_refiner (the spec's default is true) or false means none.
+    // The refiner is implemented: use_refiner (the spec's default is true) and high_noise_frac
+    // are read (see request_refiner.rs).
     assert_eq!(property("use_refiner")["default"], json!(true));
     accepted("use_refiner", json!(false));
+    accepted("use_refiner", json!(true));
     accepted("high_noise_frac", json!(0.3));
     accepted("inpaint_full_res_padding", json!(16));
     accepted("log_prompt", json!(true));
@@ -69,9 +70,9 @@ fn defaults_and_nulls_of_those_fields_are_accepted() {
 #[test]
 fn several_unimplemented_fields_are_all_reported() {
     let line = parse(&body(
-        json!({"transfer_images": {"v": ["w"]}, "controlnet": "canny", "use_refiner": true, "steps": 0}),
+        json!({"transfer_images": {"v": ["w"]}, "controlnet": "canny", "inpaint_full_res": true, "steps": 0}),
     ));
-    for field in ["transfer_images", "controlnet", "use_refiner"] {
+    for field in ["transfer_images", "controlnet", "inpaint_full_res"] {
         assert_eq!(kinds_at(&line, field), ["not_implemented"], "{field}");
     }
     assert_eq!(kinds_at(&line, "steps"), ["greater_than"]);

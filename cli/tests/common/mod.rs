@@ -27,13 +27,14 @@ pub fn kiln() -> Command {
 /// The tiny SD 1.5 checkpoint fixture (512 x 512 is its cheapest size).
 pub const TINY_SD15: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/tiny/sd15");
 
-/// Copies the folder `from` (a model fixture) to `to`, recursively.
+/// Copies the folder `from` (a model fixture) to `to`, recursively, with what symlinks point
+/// to in their place.
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
         let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
+        if std::fs::metadata(entry.path()).unwrap().is_dir() {
             copy_dir(&entry.path(), &target);
         } else {
             std::fs::copy(entry.path(), target).unwrap();

@@ -22,11 +22,12 @@
 //!   when they ask for something: `controlnet`, `controlnet_image`, `controlnet_early_stop`,
 //!   `transfer_images` not null;
 //!   `controlnet_conditioning_scale` other than 1, `controlnet_preprocess` false,
-//!   `inpaint_full_res` true, any non-null `ip_adapter*` field, and `use_refiner: true`.
-//! - `use_refiner` defaults to true in OctoAI's schema; kiln has no refiner stage, so an absent
-//!   `use_refiner` means no refiner (only an explicit `true` is an error). `high_noise_frac`
-//!   (refiner only), `inpaint_full_res_padding` and `log_prompt` are validated and have no effect
-//!   (kiln never stores prompts).
+//!   `inpaint_full_res` true, and any non-null `ip_adapter*` field.
+//! - `use_refiner` defaults to true in OctoAI's schema: an SDXL request that leaves it out uses
+//!   the refiner when the runner has one, and renders with the base alone (with a warning)
+//!   when it has none; an explicit `true` without one is an error on the field (see
+//!   [`RefinerUse`]). `inpaint_full_res_padding` and `log_prompt` are validated and have no
+//!   effect (kiln never stores prompts).
 //! - `loras` weights must be finite (checked on resolving; pydantic parses `1e400` as infinity):
 //!   an infinite weight would turn the model's weights into infinities.
 //! - Rules the schema states only in prose are checked too: each seed in `1..2^32`, the sizes
@@ -58,7 +59,7 @@ use crate::samplers::SamplerName;
 pub use engine::EngineName;
 pub use error::{FieldError, Loc, RequestError};
 pub use parse::{Line, parse_line};
-pub use resolve::Resolved;
+pub use resolve::{RefinerUse, Resolved};
 pub use response::{ErrorRecord, ImageGeneration, Response};
 pub use sizes::supported_sizes;
 pub use style::Style;
@@ -70,6 +71,8 @@ pub const DEFAULT_CFG_SCALE: f64 = 12.0;
 pub const DEFAULT_STEPS: usize = 30;
 /// OctoAI's default `sampler`.
 pub const DEFAULT_SAMPLER: SamplerName = SamplerName::DDIM;
+/// OctoAI's default `high_noise_frac`: the base model runs the first 80% of the schedule.
+pub const DEFAULT_HIGH_NOISE_FRAC: f64 = 0.8;
 
 /// One request, type- and range-checked, with OctoAI's defaults filled in (the defaults that
 /// depend on the model family are filled in by [`Request::resolve`]).
@@ -123,6 +126,10 @@ pub struct Request {
     /// Textual-inversion names (looked up in the assets directory's `embeddings/`) and their
     /// trigger words, sorted by name; empty for none.
     pub textual_inversions: Vec<(String, String)>,
+    /// `use_refiner` as sent (`None`: left out; the schema's default is true).
+    pub use_refiner: Option<bool>,
+    /// The fraction of the schedule the base model runs before the refiner, in [0, 1].
+    pub high_noise_frac: f64,
 }
 
 impl Request {

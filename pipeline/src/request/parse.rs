@@ -8,7 +8,7 @@ use super::error::{FieldError, Loc, RequestError, value_error};
 use super::seed::{self, MAX_IMAGES};
 use super::style::STYLES;
 use super::wide::{self, WideNumbers};
-use super::{EngineName, ImageEncoding, KILN_FIELDS, Request, SamplerName};
+use super::{DEFAULT_HIGH_NOISE_FRAC, EngineName, ImageEncoding, KILN_FIELDS, Request, SamplerName};
 use super::{unimplemented, unknown};
 
 /// The longest prompt (and negative prompt, and second prompts) the schema allows.
@@ -224,7 +224,7 @@ impl<'a> Reader<'a> {
             self.int("clip_skip", Limits { ge: Some(1.0), le: Some(12.0), ..Limits::default() }, true);
         let controls = unimplemented::read_controlnet(self, unit);
         let height = self.int("height", Limits::default(), true);
-        self.float("high_noise_frac", unit, false);
+        let high_noise_frac = self.float("high_noise_frac", unit, false);
         let encodings = ["jpeg", "png"];
         let image_encoding = self.choice("image_encoding", &encodings, false);
         let init_image = self.string("init_image", None, true);
@@ -265,10 +265,7 @@ impl<'a> Reader<'a> {
         let vae = self.string("vae", None, true);
         let width = self.int("width", Limits::default(), true);
 
-        unimplemented::check(
-            self,
-            &unimplemented::Asked { controls, inpaint_full_res, transfer_images, use_refiner },
-        );
+        unimplemented::check(self, &unimplemented::Asked { controls, inpaint_full_res, transfer_images });
         // `seed` was read even when broken; only a valid one is combined with num_images.
         let num_images_sent = self.raw("num_images").is_some();
         let seed_broken = self.errors.detail.iter().any(|e| e.loc.get(1) == Some(&Loc::from("seed")));
@@ -309,6 +306,8 @@ impl<'a> Reader<'a> {
             loras: loras.unwrap_or_default(),
             vae,
             textual_inversions: textual_inversions.unwrap_or_default(),
+            use_refiner,
+            high_noise_frac: high_noise_frac.unwrap_or(DEFAULT_HIGH_NOISE_FRAC),
         })
     }
 

@@ -5,11 +5,12 @@
 
 use rand::Rng;
 
-use super::error::{Loc, RequestError, value_error};
+use super::error::{Loc, RequestError, not_implemented, value_error};
 use super::sizes::{default_side, family_label, size_list, supported_sizes};
 use super::{DEFAULT_CFG_SCALE, DEFAULT_SAMPLER, DEFAULT_STEPS, EngineName, ImageEncoding, Request};
 use crate::generate::Job;
 use crate::models::{ModelFacts, diffusers_clip_skip};
+use kiln_runtime::checkpoint::Family;
 
 /// A request ready to render: the job (its `init` still `None`: the runner decodes the images)
 /// and what the runner needs besides.
@@ -27,6 +28,31 @@ pub struct Resolved {
     pub strength: f64,
     /// Fill the masked area before img2img.
     pub outpainting: bool,
+    /// Whether the SDXL refiner stage runs, which depends on whether the runner has a refiner.
+    pub refiner: RefinerUse,
+}
+
+/// What a request asks of the SDXL refiner (OctoAI's `use_refiner`, default true, and
+/// `high_noise_frac`); the runner knows whether a refiner is configured.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RefinerUse {
+    /// No refiner stage: `use_refiner: false`, or a model without one (SD 1.5) and the field
+    /// left out.
+    Off,
+    /// `use_refiner: true` sent: without a refiner the request is an error on the field.
+    Requested {
+        /// The fraction of the schedule the base runs.
+        high_noise_frac: f64,
+    },
+    /// `use_refiner` left out on an SDXL model: the refiner runs when one is configured, and the
+    /// base alone (with a warning) when none is.
+    Default {
+        /// The fraction of the schedule the base runs.
+        high_noise_frac: f64,
+    },
+    /// `use_refiner` left out on an SDXL job kiln cannot refine yet: the base alone, with this
+    /// warning when a refiner is configured.
+    Unsupported(&'static str),
 }
 
 impl Request {
@@ -149,6 +175,7 @@ impl Request {
                 format!("the LoRA weight {weight} is not a finite number"),
             ));
         }
+        let refiner = self.refiner_use(family, &mut errors);
         let defaults = model.defaults;
         let steps = self.steps.or(defaults.steps).unwrap_or(DEFAULT_STEPS);
         if self.init_image.is_some() && (steps as f64 * self.strength).floor() < 1.0 {
@@ -195,6 +222,36 @@ impl Request {
             mask_image: self.mask_image.clone(),
             strength: self.strength,
             outpainting: self.outpainting,
+            refiner,
         })
+    }
+
+    /// The refiner stage the request asks for on a model of `family`; an explicit
+    /// `use_refiner: true` the model cannot honour is an error on the field.
+    fn refiner_use(&self, family: Family, errors: &mut RequestError) -> RefinerUse {
+        let high_noise_frac = self.high_noise_frac;
+        let refinable = family.is_sdxl() && family != Family::SdxlRefiner;
+        match self.use_refiner {
+            Some(false) => RefinerUse::Off,
+            None if !refinable => RefinerUse::Off,
+            Some(true) if !refinable => {
+                let why = if family == Family::SdxlRefiner {
+                    "this checkpoint is the SDXL refiner itself".to_string()
+                } else {
+                    format!("the refiner is SDXL's; {family} models have none")
+                };
+                errors.push(value_error(&[Loc::from("use_refiner")], why));
+                RefinerUse::Off
+            }
+            Some(true) if self.mask_image.is_some() => {
+                errors.push(not_implemented("use_refiner", "the SDXL refiner stage for inpainting"));
+                RefinerUse::Off
+            }
+            None if self.mask_image.is_some() => RefinerUse::Unsupported(
+                "the refiner stage is not applied to inpainting yet: rendered with the base model alone",
+            ),
+            Some(true) => RefinerUse::Requested { high_noise_frac },
+            None => RefinerUse::Default { high_noise_frac },
+        }
     }
 }

@@ -45,7 +45,6 @@ pub(crate) struct Asked {
     pub controls: Controls,
     pub inpaint_full_res: Option<bool>,
     pub transfer_images: Option<usize>,
-    pub use_refiner: Option<bool>,
 }
 
 /// Records a `not_implemented` error for each feature asked for, in schema order.
@@ -78,12 +77,6 @@ pub(crate) fn check(reader: &mut Reader<'_>, asked: &Asked) {
     }
     if asked.transfer_images.is_some() {
         found.push(not_implemented("transfer_images", "style transfer"));
-    }
-    if asked.use_refiner == Some(true) {
-        found.push(not_implemented(
-            "use_refiner",
-            "the SDXL refiner stage; without use_refiner kiln runs no refiner",
-        ));
     }
     found.into_iter().for_each(|e| reader.errors.push(e));
 }

@@ -27,7 +27,7 @@ use super::{RunError, RunOptions, UnusableCheckpoint, assets, input, records, re
 use crate::generate::GenerateError;
 use crate::models::settings::CheckpointSettings;
 use crate::models::{ModelError, ModelFacts};
-use crate::request::{ErrorRecord, RequestError, parse_line};
+use crate::request::{ErrorRecord, RefinerUse, RequestError, parse_line};
 use crate::samplers::{self, SchedulerConfig};
 
 /// The dry run's records file inside the output directory.
@@ -104,6 +104,7 @@ pub fn dry_run(options: &RunOptions) -> Result<DryRunSummary, RunError> {
     std::fs::create_dir_all(out_dir).map_err(|source| RunError::OutDir { path: out_dir.clone(), source })?;
     let lines = input::read_lines(&options.requests)?;
     let mut models = Headers::new(options)?;
+    let refiner = super::refiner_path(options)?.is_some();
     let mut check = Checker { out: Vec::new(), failed: 0, shown: 0, hidden: 0 };
 
     let mut first_line: HashMap<String, usize> = HashMap::new();
@@ -128,7 +129,7 @@ pub fn dry_run(options: &RunOptions) -> Result<DryRunSummary, RunError> {
             continue;
         }
         first_line.insert(id.clone(), *number);
-        match check_request(parsed.request, options, &mut models) {
+        match check_request(parsed.request, options, &mut models, refiner) {
             Ok(n) => {
                 valid += 1;
                 images += n;
@@ -165,6 +166,7 @@ fn check_request(
     request: Result<crate::request::Request, RequestError>,
     options: &RunOptions,
     models: &mut Headers,
+    refiner: bool,
 ) -> Result<usize, LineFault> {
     let request = request?;
     let model = match &request.checkpoint {
@@ -177,6 +179,9 @@ fn check_request(
     let unusable = |reason: &String| LineFault::Unusable { path: model.clone(), reason: reason.clone() };
     let facts = header.facts.clone().map_err(|reason| unusable(&reason))?;
     let resolved = request.resolve(facts)?;
+    if matches!(resolved.refiner, RefinerUse::Requested { .. }) && !refiner {
+        return Err(records::field_error("use_refiner", super::NO_REFINER).into());
+    }
     // A run finds an unreadable scheduler configuration when it loads the checkpoint for the
     // request's group.
     let scheduler = header.scheduler.as_ref().map_err(unusable)?;

@@ -58,7 +58,8 @@ use kiln_runtime::checkpoint::OpenOptions;
 use kiln_runtime::{DType, Device};
 
 use crate::generate::{BatchKey, Engine, GenerateError};
-use crate::request::{ErrorRecord, Request, RequestError, Resolved, parse_line};
+use crate::models::ModelFacts;
+use crate::request::{ErrorRecord, RefinerUse, Request, RequestError, Resolved, parse_line};
 use assets::AssetKind;
 
 pub use dry_run::{DRY_RUN_FILE, DryRunSummary, dry_run};
@@ -110,6 +111,9 @@ pub struct RunOptions {
     /// The most bytes of asset checkpoints' weights kept loaded at once (`--model-cache-bytes`;
     /// `None`: half the device's free memory at the start).
     pub model_cache_bytes: Option<u64>,
+    /// The SDXL refiner (`--refiner`); `None`: `checkpoints/sdxl-refiner` in the assets
+    /// library if there is one, else no refiner.
+    pub refiner: Option<PathBuf>,
 }
 
 /// What stops a whole run (a bad line never does).
@@ -141,6 +145,14 @@ pub enum RunError {
     /// The demo model cannot be made.
     #[error(transparent)]
     Demo(#[from] crate::demo::DemoError),
+    /// The `--refiner` checkpoint cannot be opened, or is not an SDXL refiner.
+    #[error("cannot use the refiner {path}: {reason}")]
+    Refiner {
+        /// The checkpoint given.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// The `--model` checkpoint cannot be loaded.
     #[error("cannot load the model {path}: {source}")]
     Model {
@@ -172,6 +184,8 @@ struct Pending {
     /// The LoRAs, VAE and embeddings it asks for.
     assets: AssetSet,
     resolved: Resolved,
+    /// What its response's `warnings` say besides the render's own (no refiner configured).
+    warnings: Vec<String>,
 }
 
 /// What a request adds to its checkpoint, resolved to files: part of its batch key.
@@ -271,7 +285,8 @@ pub fn run_until(options: &RunOptions, stop: &AtomicBool) -> Result<Summary, Run
         .with_long_prompts(options.long_prompts);
     let default_load = ModelLoad { path: model_path.clone(), seconds: loading.elapsed().as_secs_f64() };
     let budget = options.model_cache_bytes.unwrap_or_else(|| models::default_cache_bytes(options.device));
-    let mut models = Models::new(engine, options.dtype, options.device, open, budget);
+    let refiner = refiner_path(options)?;
+    let mut models = Models::new(engine, options.dtype, options.device, open, budget).with_refiner(refiner);
     let contact = if options.contact_sheet { Some(contact::ContactSheet::open(out_dir)?) } else { None };
     let mut sink = Sink { journal, summary: Summary::default(), progress: Progress::hidden(0), contact };
     if sink.journal.repaired_bytes() > 0 {
@@ -414,18 +429,63 @@ fn plan(
                 continue;
             }
         };
-        let resolved = match request.resolve(facts) {
+        let mut resolved = match request.resolve(facts) {
             Ok(resolved) => resolved,
             Err(error) => {
                 sink.fail(number, &id, error)?;
                 continue;
             }
         };
-        pending.push(Pending { line: number, id, model, assets, resolved });
+        let mut warnings = Vec::new();
+        let configured = models.refiner_path().is_some();
+        match resolved.refiner {
+            RefinerUse::Requested { high_noise_frac } | RefinerUse::Default { high_noise_frac }
+                if configured =>
+            {
+                resolved.job.refiner_at = Some(high_noise_frac);
+            }
+            RefinerUse::Requested { .. } => {
+                sink.fail(number, &id, records::field_error("use_refiner", NO_REFINER))?;
+                continue;
+            }
+            RefinerUse::Default { .. } => {
+                warnings.push(BASE_ALONE.to_string());
+                sink.summary.without_refiner += 1;
+            }
+            RefinerUse::Unsupported(why) if configured => warnings.push(why.to_string()),
+            RefinerUse::Unsupported(_) | RefinerUse::Off => {}
+        }
+        pending.push(Pending { line: number, id, model, assets, resolved, warnings });
     }
     warn_surplus_records(&seen, sink);
     Ok((pending, duplicates))
 }
+
+/// Why a request with `use_refiner: true` cannot run without a refiner, and how to give one.
+pub(crate) const NO_REFINER: &str = "no SDXL refiner is configured: pass --refiner PATH (a single file or diffusers \
+                          folder of the SDXL refiner) or put one at checkpoints/sdxl-refiner in the --assets \
+                          library; or send use_refiner: false";
+
+/// The warning of an SDXL request left to OctoAI's `use_refiner` default without a refiner.
+const BASE_ALONE: &str = "use_refiner defaults to true, but no SDXL refiner is configured (--refiner PATH, or \
+                          checkpoints/sdxl-refiner in --assets): rendered with the base model alone";
+
+/// The refiner: `--refiner` (checked now to be an SDXL refiner: a fatal error otherwise), else
+/// the library's `checkpoints/sdxl-refiner` if it has one (checked when first used).
+fn refiner_path(options: &RunOptions) -> Result<Option<PathBuf>, RunError> {
+    let Some(path) = &options.refiner else {
+        return Ok(assets::find(options.assets.as_deref(), AssetKind::Checkpoint, REFINER_ASSET).ok());
+    };
+    let refused = |reason: String| RunError::Refiner { path: path.clone(), reason };
+    let family = ModelFacts::read(path).map_err(|e| refused(e.to_string()))?.family;
+    if family != kiln_runtime::checkpoint::Family::SdxlRefiner {
+        return Err(refused(format!("it is {family}, not an SDXL refiner")));
+    }
+    Ok(Some(path.clone()))
+}
+
+/// The refiner's name in the assets library (`checkpoints/sdxl-refiner`, or `octoai:sdxl-refiner`).
+pub const REFINER_ASSET: &str = "sdxl-refiner";
 
 /// The files of a request's `loras`, `vae` and `textual_inversions`; an unknown name is an error
 /// on its field (`loras.NAME`, `vae`, `textual_inversions.NAME`).

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use std::time::Instant;
 
@@ -45,6 +46,10 @@ pub struct Models {
     embedding_files: HashMap<PathBuf, Result<EmbeddingFile, String>>,
     /// What merging each LoRA into each model reported: (model, LoRA) -> warning, if any.
     lora_notes: HashMap<(PathBuf, PathBuf), Option<String>>,
+    /// The SDXL refiner's checkpoint, if one is configured.
+    refiner_path: Option<PathBuf>,
+    /// The refiner, loaded when a group first needs it (or why it cannot be).
+    refiner: Option<Result<Arc<Engine>, String>>,
 }
 
 /// The default `--model-cache-bytes`: half the memory free on `device` when the run starts (the
@@ -95,7 +100,37 @@ impl Models {
             lora_files: HashMap::new(),
             embedding_files: HashMap::new(),
             lora_notes: HashMap::new(),
+            refiner_path: None,
+            refiner: None,
         }
+    }
+
+    /// Configures the SDXL refiner (loaded when first needed).
+    pub fn with_refiner(mut self, path: Option<PathBuf>) -> Models {
+        self.refiner_path = path;
+        self
+    }
+
+    /// The refiner's checkpoint, if one is configured.
+    pub fn refiner_path(&self) -> Option<&Path> {
+        self.refiner_path.as_deref()
+    }
+
+    /// The refiner, loaded on first call; an error when none is configured or it cannot load.
+    fn refiner(&mut self) -> Result<Arc<Engine>, String> {
+        let Some(path) = self.refiner_path.clone() else {
+            return Err("no SDXL refiner is configured".into());
+        };
+        if self.refiner.is_none() {
+            let started = Instant::now();
+            let loaded = Engine::load_with(&path, &self.open, self.dtype, self.device)
+                .map_err(|e| format!("cannot load the refiner {}: {e}", path.display()));
+            if loaded.is_ok() {
+                self.loads.push(ModelLoad { path: path.clone(), seconds: started.elapsed().as_secs_f64() });
+            }
+            self.refiner = Some(loaded.map(|e| Arc::new(e.with_long_prompts(self.default.long_prompts()))));
+        }
+        self.refiner.clone().expect("set above")
     }
 
     /// The `--model` checkpoint's path.
@@ -116,8 +151,11 @@ impl Models {
     }
 
     /// The engine for the checkpoint at `path` with `assets` applied (LoRAs merged, VAE in
-    /// place of its own, embeddings' triggers added), loading the checkpoint if needed.
-    pub fn engine(&mut self, path: &Path, assets: &AssetSet) -> Result<Ready<'_>, Unready> {
+    /// place of its own, embeddings' triggers added), loading the checkpoint if needed; with
+    /// `refine`, the refiner attached (loaded if needed: a failure is an error on `use_refiner`).
+    pub fn engine(&mut self, path: &Path, assets: &AssetSet, refine: bool) -> Result<Ready<'_>, Unready> {
+        let refiner_error = |reason: String| Unready::Asset { field: "use_refiner", reason };
+        let refiner = if refine { Some(self.refiner().map_err(refiner_error)?) } else { None };
         let (loras, vae) = (&assets.loras, assets.vae.as_deref());
         let lora_error = |reason: String| Unready::Asset { field: "loras", reason };
         let embedding_error = |reason: String| Unready::Asset { field: "textual_inversions", reason };
@@ -147,6 +185,9 @@ impl Models {
             Some((cached, _)) => cached,
             None => &mut self.default,
         };
+        if let Some(refiner) = refiner {
+            engine.set_refiner(Some(refiner)).map_err(|e| refiner_error(e.to_string()))?;
+        }
         engine.set_vae(vae).map_err(|e| Unready::Asset { field: "vae", reason: e.to_string() })?;
         engine.set_textual_inversions(&embeddings).map_err(|e| embedding_error(e.to_string()))?;
         let reports = engine.set_loras(&set).map_err(|e| lora_error(e.to_string()))?;
@@ -255,7 +296,7 @@ mod tests {
         let default = Engine::load(&fixture("tiny/sdxl"), DType::F32, Device::Cpu).unwrap();
         let mut models = Models::new(default, DType::F32, Device::Cpu, OpenOptions::default(), budget);
         for path in order {
-            assert!(models.engine(path, &AssetSet::default()).is_ok(), "{}", path.display());
+            assert!(models.engine(path, &AssetSet::default(), false).is_ok(), "{}", path.display());
         }
         models.loads().iter().map(|l| l.path.file_name().unwrap().to_string_lossy().into_owned()).collect()
     }

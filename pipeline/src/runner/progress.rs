@@ -124,6 +124,9 @@ pub struct Summary {
     pub unusable: Vec<UnusableCheckpoint>,
     /// Each checkpoint loaded (`--model` first), with its load time.
     pub loads: Vec<ModelLoad>,
+    /// SDXL requests that left `use_refiner` out (OctoAI's default: true) and rendered with the
+    /// base model alone, no refiner being configured.
+    pub without_refiner: usize,
 }
 
 /// One checkpoint load of the run.
@@ -200,6 +203,14 @@ impl fmt::Display for Summary {
         }
         if let Some(left) = self.stopped {
             write!(f, "; stopped early: {} left for a rerun", plural(left, "request"))?;
+        }
+        if self.without_refiner > 0 {
+            write!(
+                f,
+                "; {} rendered without the SDXL refiner their use_refiner default asks for: none is \
+                 configured (--refiner PATH, or checkpoints/sdxl-refiner in --assets)",
+                plural(self.without_refiner, "SDXL request")
+            )?;
         }
         for unusable in &self.unusable {
             write!(

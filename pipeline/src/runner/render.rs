@@ -37,7 +37,8 @@ pub(super) fn group(
     let images = group.images;
     let Some(model) = group.items.first().map(|p| p.model.clone()) else { return Ok(GroupEnd::Done) };
     let assets = group.items.first().map(|p| p.assets.clone()).unwrap_or_default();
-    let Ready { engine, warnings: lora_warnings, log } = match models.engine(&model, &assets) {
+    let refine = group.items.iter().any(|p| p.resolved.job.refiner_at.is_some());
+    let Ready { engine, warnings: lora_warnings, log } = match models.engine(&model, &assets, refine) {
         Ok(ready) => ready,
         Err(Unready::Checkpoint(reason)) => {
             for _ in &group.items {
@@ -78,6 +79,7 @@ pub(super) fn group(
             Ok(pictures) => {
                 let share = if ready_images == 0 { 0.0 } else { job.images() as f64 / ready_images as f64 };
                 let mut warnings = lora_warnings.clone();
+                warnings.extend(pending.warnings.iter().cloned());
                 warnings.extend(prompt_warnings(engine, &pending, &job, sink));
                 write_response(&pending, &job, &pictures, elapsed_ms * share, warnings, options, sink)?;
             }
@@ -235,7 +237,14 @@ mod tests {
         let text = format!(r#"{{"prompt": "a boat", "width": 512, "height": 512, "seed": 5{fields}}}"#);
         let line = crate::request::parse_line(&text, 1);
         let resolved = line.request.unwrap().resolve(Family::Sd15).unwrap();
-        Pending { line: 1, id: line.id, model: "m".into(), assets: Default::default(), resolved }
+        Pending {
+            line: 1,
+            id: line.id,
+            model: "m".into(),
+            assets: Default::default(),
+            resolved,
+            warnings: Vec::new(),
+        }
     }
 
     #[test]
