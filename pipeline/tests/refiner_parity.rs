@@ -124,3 +124,37 @@ fn only_an_sdxl_refiner_follows_only_an_sdxl_model() {
         other => panic!("expected an error on use_refiner, got {:?}", other.map(|_| ())),
     }
 }
+
+#[cfg(feature = "cuda")]
+mod cuda {
+    use super::*;
+
+    /// Base and refiner on the GPU (bf16, where the CUDA kernels run), held to the bounds the
+    /// CUDA pipeline parity tests use ([`asset_common::cuda_bound`]) from diffusers' f32 image.
+    #[test]
+    fn cuda_base_then_refiner_renders_as_diffusers_does() {
+        let gpu = match Device::cuda(0) {
+            Ok(device) => device,
+            Err(e) => {
+                return kiln_runtime::cuda::skip_gpu_test("CUDA refiner", &format!("no CUDA device ({e})"));
+            }
+        };
+        let cpu = base_with_refiner(false, DType::BF16, Device::Cpu);
+        let cuda = base_with_refiner(true, DType::BF16, gpu);
+        for case in cases().iter().filter(|c| ["euler_a_05", "dpmpp_2m_karras_08"].contains(&c.name.as_str()))
+        {
+            let job = case.job();
+            let want = case.expected().remove(0);
+            let render =
+                |engine: &Engine| engine.render(std::slice::from_ref(&job), 4, &mut |_, _| {}).unwrap();
+            let (cpu_diff, gpu_diff) =
+                (max_diff(&render(&cpu)[0][0], &want), max_diff(&render(&cuda)[0][0], &want));
+            let bound = asset_common::cuda_bound(cpu_diff);
+            eprintln!(
+                "{}: bf16 CPU {cpu_diff}/255, GPU {gpu_diff}/255 from diffusers (bound {bound})",
+                case.name
+            );
+            assert!(gpu_diff <= bound, "{}: GPU {gpu_diff}/255, CPU bf16 {cpu_diff}/255", case.name);
+        }
+    }
+}
