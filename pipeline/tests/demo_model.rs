@@ -150,7 +150,7 @@ fn the_engine_renders_with_the_demo_model() {
     assert!(images[0][0] != images[0][1], "two seeds gave the same image");
 
     let start = RgbImage::from_fn(64, 64, |x, y| ::image::Rgb([(x * 4) as u8, (y * 4) as u8, 160]));
-    let init = InitImage { image: start, strength: 0.5, mask: None };
+    let init = InitImage { image: start, strength: 0.5, mask: None, full_res: None };
     let images = engine.render(&[job("a sunset", vec![3], Some(init))], 4, &mut |_, _| {}).unwrap();
     assert_image_not_flat("img2img", &images[0][0]);
 }

@@ -92,6 +92,7 @@ impl Case {
             image: read_rgb(&i.image),
             strength: i.strength,
             mask: i.mask.as_deref().map(read_gray),
+            full_res: None,
         });
         Job {
             prompt: spec.prompt.clone(),

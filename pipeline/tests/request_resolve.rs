@@ -372,3 +372,19 @@ fn ssd_1b_takes_sdxl_sizes_and_fields() {
     assert_eq!((job.width, job.height), (1024, 1024));
     assert_eq!(supported_sizes(Family::Ssd1b), supported_sizes(Family::SdxlBase));
 }
+
+#[test]
+fn inpaint_full_res_needs_a_mask_and_a_margin_that_is_not_negative() {
+    let masked = json!({"init_image": "aW1n", "mask_image": "bWFzaw==", "inpaint_full_res": true});
+    let resolved = request(masked.clone()).resolve(Family::SdxlBase).expect("full res");
+    assert_eq!(resolved.full_res, Some(32), "the spec's default padding");
+    let mut padded = masked.as_object().unwrap().clone();
+    padded.insert("inpaint_full_res_padding".into(), json!(0));
+    assert_eq!(request(Value::Object(padded.clone())).resolve(Family::SdxlBase).unwrap().full_res, Some(0));
+    padded.insert("inpaint_full_res_padding".into(), json!(-4));
+    let error = request(Value::Object(padded)).resolve(Family::SdxlBase).unwrap_err();
+    assert_eq!(fields(&error), [("inpaint_full_res_padding".to_string(), "value_error".to_string())]);
+    let error = resolve_errors(json!({"init_image": "aW1n", "inpaint_full_res": true}), Family::SdxlBase);
+    assert_eq!(fields(&error), [("inpaint_full_res".to_string(), "value_error".to_string())]);
+    assert_eq!(request(json!({"inpaint_full_res": false})).resolve(Family::SdxlBase).unwrap().full_res, None);
+}

@@ -30,7 +30,6 @@ fn each_unimplemented_field_is_an_error_naming_it() {
     not_implemented("controlnet_preprocess", json!(false));
     not_implemented("transfer_images", json!({"sks": ["aW1n"]}));
     not_implemented("transfer_images", json!({}));
-    not_implemented("inpaint_full_res", json!(true));
     not_implemented("ip_adapter", json!("plus"));
     not_implemented("ip_adapter_image", json!("aW1n"));
 }
@@ -64,15 +63,16 @@ fn defaults_and_nulls_of_those_fields_are_accepted() {
     accepted("use_refiner", json!(true));
     accepted("high_noise_frac", json!(0.3));
     accepted("inpaint_full_res_padding", json!(16));
+    accepted("inpaint_full_res", json!(true));
     accepted("log_prompt", json!(true));
 }
 
 #[test]
 fn several_unimplemented_fields_are_all_reported() {
     let line = parse(&body(
-        json!({"transfer_images": {"v": ["w"]}, "controlnet": "canny", "inpaint_full_res": true, "steps": 0}),
+        json!({"transfer_images": {"v": ["w"]}, "controlnet": "canny", "ip_adapter_image": "aW1n", "steps": 0}),
     ));
-    for field in ["transfer_images", "controlnet", "inpaint_full_res"] {
+    for field in ["transfer_images", "controlnet", "ip_adapter_image"] {
         assert_eq!(kinds_at(&line, field), ["not_implemented"], "{field}");
     }
     assert_eq!(kinds_at(&line, "steps"), ["greater_than"]);

@@ -10,7 +10,8 @@ use kiln_runtime::checkpoint::{Checkpoint, Family, OpenOptions};
 use kiln_runtime::{DType, Device};
 
 use super::denoise::{Batch, Slot};
-use super::{GenerateError, Job, Result, finite};
+use super::{GenerateError, InitImage, Job, Result, finite};
+use crate::image::full_res::FullRes;
 use crate::lora::{Originals, TargetIndex};
 use crate::models::conditioning::{Conditioning, PromptEmbedding, TextConditioner};
 use crate::models::patch::PatchTable;
@@ -198,7 +199,62 @@ impl Engine {
 
     /// [`Engine::render`] that gives up with [`GenerateError::Stopped`] at the first model call
     /// that would start once `stop` is set (the call in flight finishes; no images are returned).
+    ///
+    /// A job inpainting at full resolution renders its crop ([`FullRes::inputs`]) and gets it
+    /// pasted back; one whose blurred mask is blank has nothing to inpaint and gets its init
+    /// image back, once per seed.
     pub fn render_until(
+        &self,
+        jobs: &[Job],
+        max_batch: usize,
+        progress: &mut dyn FnMut(usize, usize),
+        stop: &AtomicBool,
+    ) -> Result<Vec<Vec<RgbImage>>> {
+        enum Plan {
+            /// Rendered as given, as `prepared[i]`.
+            AsIs(usize),
+            /// Rendered as `prepared[i]`, its crop, then pasted back.
+            Crop(usize, FullRes),
+            /// Nothing to inpaint.
+            Unchanged,
+        }
+        let mut prepared = Vec::with_capacity(jobs.len());
+        let plans: Vec<Plan> = jobs
+            .iter()
+            .map(|job| {
+                let Some((init, padding, mask)) =
+                    job.init.as_ref().and_then(|i| Some((i, i.full_res?, i.mask.as_ref()?)))
+                else {
+                    prepared.push(job.clone());
+                    return Plan::AsIs(prepared.len() - 1);
+                };
+                let Some(full_res) = FullRes::plan(mask, padding) else { return Plan::Unchanged };
+                let (image, mask) = full_res.inputs(&init.image);
+                let init = InitImage { image, mask: Some(mask), full_res: None, ..init.clone() };
+                prepared.push(Job { init: Some(init), ..job.clone() });
+                Plan::Crop(prepared.len() - 1, full_res)
+            })
+            .collect();
+        let mut rendered = self.render_stacked(&prepared, max_batch, progress, stop)?;
+        Ok(jobs
+            .iter()
+            .zip(&plans)
+            .map(|(job, plan)| match plan {
+                Plan::AsIs(i) => std::mem::take(&mut rendered[*i]),
+                Plan::Crop(i, full_res) => {
+                    let original = &job.init.as_ref().expect("a cropped job has an init image").image;
+                    rendered[*i].iter().map(|generated| full_res.paste(original, generated)).collect()
+                }
+                Plan::Unchanged => {
+                    let original = &job.init.as_ref().expect("an unchanged job has an init image").image;
+                    vec![original.clone(); job.images()]
+                }
+            })
+            .collect())
+    }
+
+    /// [`Engine::render_until`] for jobs without a full-resolution crop to make.
+    fn render_stacked(
         &self,
         jobs: &[Job],
         max_batch: usize,

@@ -34,6 +34,10 @@ pub struct InitImage {
     pub strength: f64,
     /// Inpainting: white (≥ 128) is repainted, black kept; at the job's width × height.
     pub mask: Option<GrayImage>,
+    /// Inpainting at full resolution (OctoAI's `inpaint_full_res`): the padding in pixels around
+    /// the mask; the crop is inpainted at the job's size and pasted back (see
+    /// [`crate::image::full_res`]). `None`: the whole image.
+    pub full_res: Option<u32>,
 }
 
 /// One request's generation parameters, validated and with defaults filled in.

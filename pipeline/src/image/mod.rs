@@ -6,12 +6,14 @@
 //!   PIL's `convert("RGB")` does, PIL's Lanczos resize bit for bit, PIL's `convert("L")` luma for
 //!   masks);
 //! - [`fill_masked`]: push-pull fill of the masked area for outpainting;
+//! - [`full_res`]: `inpaint_full_res`, A1111's crop around the mask and paste back;
 //! - [`encode`] / [`encode_base64`]: response images; [`rgb_from_rgb8`] takes the VAE's output.
 
 mod decode;
 mod encode;
 mod error;
 mod fill;
+pub mod full_res;
 mod payload;
 mod prepare;
 mod resample;

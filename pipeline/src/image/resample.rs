@@ -64,9 +64,46 @@ where
         .unwrap_or_else(|| ImageBuffer::new(width as u32, height as u32))
 }
 
+/// `image` resampled along one axis only: the source span `from..to` of that axis (in pixels,
+/// fractional, possibly empty) to `size` pixels, as PIL's `resize` with a `box` that keeps the
+/// other axis whole (one pass; A1111's "resize and fill" stretches an image's edge this way,
+/// with an empty span at the edge).
+pub(super) fn resize_lanczos_span<P>(
+    image: &ImageBuffer<P, Vec<u8>>,
+    axis: Axis,
+    from: f64,
+    to: f64,
+    size: u32,
+) -> ImageBuffer<P, Vec<u8>>
+where
+    P: Pixel<Subpixel = u8>,
+{
+    let (in_width, in_height) = (image.width() as usize, image.height() as usize);
+    let channels = usize::from(P::CHANNEL_COUNT);
+    let (width, height) = match axis {
+        Axis::Horizontal => (size as usize, in_height),
+        Axis::Vertical => (in_width, size as usize),
+    };
+    if in_width == 0 || in_height == 0 || width == 0 || height == 0 {
+        return ImageBuffer::new(width as u32, height as u32);
+    }
+    let pixels = match axis {
+        Axis::Horizontal => {
+            let spans = windows_box(in_width, from, to, width);
+            resample(image.as_raw(), in_height, in_width, channels, &spans, axis)
+        }
+        Axis::Vertical => {
+            let spans = windows_box(in_height, from, to, height);
+            resample(image.as_raw(), in_height, in_width, channels, &spans, axis)
+        }
+    };
+    ImageBuffer::from_raw(width as u32, height as u32, pixels)
+        .unwrap_or_else(|| ImageBuffer::new(width as u32, height as u32))
+}
+
 /// Which axis a pass resamples.
 #[derive(Clone, Copy, PartialEq)]
-enum Axis {
+pub(super) enum Axis {
     Horizontal,
     Vertical,
 }
@@ -130,13 +167,18 @@ fn clip8(sum: i32) -> u8 {
 
 /// PIL's `precompute_coeffs` + `normalize_coeffs_8bpc` for `in_size -> out_size` (whole image box).
 fn windows(in_size: usize, out_size: usize) -> Vec<Window> {
-    let scale = in_size as f64 / out_size as f64;
+    windows_box(in_size, 0.0, in_size as f64, out_size)
+}
+
+/// [`windows`] for the source span `in0..in1` of an axis of `in_size` pixels.
+fn windows_box(in_size: usize, in0: f64, in1: f64, out_size: usize) -> Vec<Window> {
+    let scale = (in1 - in0) / out_size as f64;
     let filter_scale = scale.max(1.0);
     let support = SUPPORT * filter_scale;
     let inverse_scale = 1.0 / filter_scale; // PIL multiplies by the reciprocal; dividing can differ by an ulp
     (0..out_size)
         .map(|xx| {
-            let center = (xx as f64 + 0.5) * scale;
+            let center = in0 + (xx as f64 + 0.5) * scale;
             // C's `(int)` truncates toward zero, as `as i64` does.
             let start = ((center - support + 0.5) as i64).max(0) as usize;
             let end = ((center + support + 0.5) as i64).min(in_size as i64).max(start as i64) as usize;

@@ -22,12 +22,13 @@
 //!   when they ask for something: `controlnet`, `controlnet_image`, `controlnet_early_stop`,
 //!   `transfer_images` not null;
 //!   `controlnet_conditioning_scale` other than 1, `controlnet_preprocess` false,
-//!   `inpaint_full_res` true, and any non-null `ip_adapter*` field.
+//!   and any non-null `ip_adapter*` field.
 //! - `use_refiner` defaults to true in OctoAI's schema: an SDXL request that leaves it out uses
 //!   the refiner when the runner has one, and renders with the base alone (with a warning)
 //!   when it has none; an explicit `true` without one is an error on the field (see
-//!   [`RefinerUse`]). `inpaint_full_res_padding` and `log_prompt` are validated and have no
-//!   effect (kiln never stores prompts).
+//!   [`RefinerUse`]). `log_prompt` is validated and has no effect (kiln never stores prompts).
+//! - `inpaint_full_res` needs `mask_image`, and its padding must not be negative (pydantic takes
+//!   any integer; a negative margin would shrink the mask's box).
 //! - `loras` weights must be finite (checked on resolving; pydantic parses `1e400` as infinity):
 //!   an infinite weight would turn the model's weights into infinities.
 //! - Rules the schema states only in prose are checked too: each seed in `1..2^32`, the sizes
@@ -73,6 +74,8 @@ pub const DEFAULT_STEPS: usize = 30;
 pub const DEFAULT_SAMPLER: SamplerName = SamplerName::DDIM;
 /// OctoAI's default `high_noise_frac`: the base model runs the first 80% of the schedule.
 pub const DEFAULT_HIGH_NOISE_FRAC: f64 = 0.8;
+/// OctoAI's default `inpaint_full_res_padding`, in pixels.
+pub const DEFAULT_FULL_RES_PADDING: i64 = 32;
 
 /// One request, type- and range-checked, with OctoAI's defaults filled in (the defaults that
 /// depend on the model family are filled in by [`Request::resolve`]).
@@ -130,6 +133,10 @@ pub struct Request {
     pub use_refiner: Option<bool>,
     /// The fraction of the schedule the base model runs before the refiner, in [0, 1].
     pub high_noise_frac: f64,
+    /// Inpaint the mask's surroundings at full resolution (A1111's "only masked").
+    pub inpaint_full_res: bool,
+    /// The margin around the mask for `inpaint_full_res`, in pixels, as sent.
+    pub inpaint_full_res_padding: i64,
 }
 
 impl Request {

@@ -8,7 +8,10 @@ use super::error::{FieldError, Loc, RequestError, value_error};
 use super::seed::{self, MAX_IMAGES};
 use super::style::STYLES;
 use super::wide::{self, WideNumbers};
-use super::{DEFAULT_HIGH_NOISE_FRAC, EngineName, ImageEncoding, KILN_FIELDS, Request, SamplerName};
+use super::{
+    DEFAULT_FULL_RES_PADDING, DEFAULT_HIGH_NOISE_FRAC, EngineName, ImageEncoding, KILN_FIELDS, Request,
+    SamplerName,
+};
 use super::{unimplemented, unknown};
 
 /// The longest prompt (and negative prompt, and second prompts) the schema allows.
@@ -229,7 +232,7 @@ impl<'a> Reader<'a> {
         let image_encoding = self.choice("image_encoding", &encodings, false);
         let init_image = self.string("init_image", None, true);
         let inpaint_full_res = self.boolean("inpaint_full_res");
-        self.int("inpaint_full_res_padding", Limits::default(), false);
+        let inpaint_full_res_padding = self.int("inpaint_full_res_padding", Limits::default(), false);
         self.boolean("log_prompt");
         let wide = self.wide;
         let loras = self.dict("loras", |v| whole(coerce::float(wide.input(v))));
@@ -265,7 +268,7 @@ impl<'a> Reader<'a> {
         let vae = self.string("vae", None, true);
         let width = self.int("width", Limits::default(), true);
 
-        unimplemented::check(self, &unimplemented::Asked { controls, inpaint_full_res, transfer_images });
+        unimplemented::check(self, &unimplemented::Asked { controls, transfer_images });
         // `seed` was read even when broken; only a valid one is combined with num_images.
         let num_images_sent = self.raw("num_images").is_some();
         let seed_broken = self.errors.detail.iter().any(|e| e.loc.get(1) == Some(&Loc::from("seed")));
@@ -308,6 +311,8 @@ impl<'a> Reader<'a> {
             textual_inversions: textual_inversions.unwrap_or_default(),
             use_refiner,
             high_noise_frac: high_noise_frac.unwrap_or(DEFAULT_HIGH_NOISE_FRAC),
+            inpaint_full_res: inpaint_full_res.unwrap_or(false),
+            inpaint_full_res_padding: inpaint_full_res_padding.map_or(DEFAULT_FULL_RES_PADDING, saturate),
         })
     }
 

@@ -30,6 +30,8 @@ pub struct Resolved {
     pub outpainting: bool,
     /// Whether the SDXL refiner stage runs, which depends on whether the runner has a refiner.
     pub refiner: RefinerUse,
+    /// `inpaint_full_res`: the padding around the mask, in pixels; `None`: the whole image.
+    pub full_res: Option<u32>,
 }
 
 /// What a request asks of the SDXL refiner (OctoAI's `use_refiner`, default true, and
@@ -176,6 +178,7 @@ impl Request {
             ));
         }
         let refiner = self.refiner_use(family, &mut errors);
+        let full_res = self.full_res(&mut errors);
         let defaults = model.defaults;
         let steps = self.steps.or(defaults.steps).unwrap_or(DEFAULT_STEPS);
         if self.init_image.is_some() && (steps as f64 * self.strength).floor() < 1.0 {
@@ -223,7 +226,37 @@ impl Request {
             strength: self.strength,
             outpainting: self.outpainting,
             refiner,
+            full_res,
         })
+    }
+
+    /// `inpaint_full_res`'s padding when it is asked for: it needs a mask, and a margin that is
+    /// not negative.
+    fn full_res(&self, errors: &mut RequestError) -> Option<u32> {
+        if !self.inpaint_full_res {
+            return None;
+        }
+        if self.mask_image.is_none() {
+            errors.push(value_error(
+                &[Loc::from("inpaint_full_res")],
+                "inpaint_full_res crops around the mask: it needs init_image and mask_image",
+            ));
+            return None;
+        }
+        match u32::try_from(self.inpaint_full_res_padding) {
+            Ok(padding) => Some(padding),
+            Err(_) => {
+                errors.push(value_error(
+                    &[Loc::from("inpaint_full_res_padding")],
+                    format!(
+                        "the margin around the mask must be 0 to {} pixels, got {}",
+                        u32::MAX,
+                        self.inpaint_full_res_padding
+                    ),
+                ));
+                None
+            }
+        }
     }
 
     /// The refiner stage the request asks for on a model of `family`; an explicit

@@ -43,7 +43,6 @@ pub(crate) fn is_ip_adapter(field: &str) -> bool {
 /// What the request asked of the unimplemented fields (valid values only; `None` = not sent).
 pub(crate) struct Asked {
     pub controls: Controls,
-    pub inpaint_full_res: Option<bool>,
     pub transfer_images: Option<usize>,
 }
 
@@ -65,9 +64,6 @@ pub(crate) fn check(reader: &mut Reader<'_>, asked: &Asked) {
     }
     if c.preprocess == Some(false) {
         found.push(not_implemented("controlnet_preprocess", "ControlNet"));
-    }
-    if asked.inpaint_full_res == Some(true) {
-        found.push(not_implemented("inpaint_full_res", "full-resolution inpainting"));
     }
     let mut ip_fields: Vec<&String> =
         reader.body.iter().filter(|(k, v)| is_ip_adapter(k) && !v.is_null()).map(|(k, _)| k).collect();

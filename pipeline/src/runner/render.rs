@@ -14,6 +14,7 @@ use super::batch::Group;
 use super::models::{Models, Ready, Unready};
 use super::{Pending, RunError, RunOptions, Sink, image_path, records};
 use crate::generate::{Engine, GenerateError, InitImage, Job};
+use crate::image::full_res::FullRes;
 use crate::image::{decode_base64, encode, fill_masked, to_mask, to_rgb};
 use crate::request::{ImageGeneration, RequestError, Response};
 
@@ -60,9 +61,14 @@ pub(super) fn group(
     }
 
     let mut ready: Vec<(Pending, Job)> = Vec::new();
-    for p in group.items {
+    for mut p in group.items {
         match job_with_images(&p) {
-            Ok(job) => ready.push((p, job)),
+            Ok(job) => {
+                if has_blank_full_res_mask(&job) {
+                    p.warnings.push(BLANK_MASK.to_string());
+                }
+                ready.push((p, job))
+            }
             Err(error) => sink.fail(p.line, &p.id, error)?,
         }
     }
@@ -106,8 +112,20 @@ fn job_with_images(p: &Pending) -> Result<Job, RequestError> {
     if let (true, Some(mask)) = (resolved.outpainting, &mask) {
         image = fill_masked(&image, mask);
     }
-    job.init = Some(InitImage { image, strength: resolved.strength, mask });
+    job.init = Some(InitImage { image, strength: resolved.strength, mask, full_res: resolved.full_res });
     Ok(job)
+}
+
+/// The warning of an `inpaint_full_res` request whose mask leaves nothing to inpaint.
+const BLANK_MASK: &str = "inpaint_full_res: the mask (after A1111's blur of 4 pixels) is blank, so there is \
+                          nothing to inpaint: the init image is returned unchanged";
+
+/// Whether the job inpaints at full resolution with a mask that has no region to crop.
+fn has_blank_full_res_mask(job: &Job) -> bool {
+    job.init.as_ref().is_some_and(|init| match (init.full_res, &init.mask) {
+        (Some(padding), Some(mask)) => FullRes::plan(mask, padding).is_none(),
+        _ => false,
+    })
 }
 
 /// A request image (base64) decoded; one that does not decode is an error on `field`.

@@ -39,20 +39,28 @@ pub struct JobSpec {
     init: Option<InitSpec>,
 }
 
-/// An img2img start image (in `fixtures/pipeline/`) and strength.
+/// An img2img start image (in the case's folder), strength and inpainting mask.
 #[derive(Deserialize)]
 struct InitSpec {
     image: String,
     strength: f64,
+    #[serde(default)]
+    mask: Option<String>,
 }
 
 impl JobSpec {
-    /// The job.
+    /// The job, its images in `fixtures/pipeline/`.
     pub fn job(&self) -> Job {
+        self.job_in("pipeline")
+    }
+
+    /// The job, its images in `fixtures/{folder}/`.
+    pub fn job_in(&self, folder: &str) -> Job {
         let init = self.init.as_ref().map(|i| InitImage {
-            image: ::image::open(fixture("pipeline").join(&i.image)).unwrap().to_rgb8(),
+            image: ::image::open(fixture(folder).join(&i.image)).unwrap().to_rgb8(),
             strength: i.strength,
-            mask: None,
+            mask: i.mask.as_ref().map(|m| ::image::open(fixture(folder).join(m)).unwrap().to_luma8()),
+            full_res: None,
         });
         Job {
             prompt: self.prompt.clone(),
