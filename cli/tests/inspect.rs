@@ -171,3 +171,16 @@ fn bad_input_fails_with_the_file_named() {
         assert!(render_err.contains(path) && render_err.contains(what), "{render_err}");
     }
 }
+
+#[test]
+fn an_ssd_1b_file_read_with_sd15_configs_is_refused_naming_the_field() {
+    let tiny = repo().join("fixtures/tiny");
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["inspect", tiny.join("ssd_1b.safetensors").to_str().unwrap(), "--config-dir"])
+        .arg(tiny.join("sd15"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("sd15") && err.contains("config"), "{err}");
+}

@@ -158,3 +158,17 @@ mod cuda {
         }
     }
 }
+
+#[test]
+fn a_fraction_of_0_is_treated_as_1_is() {
+    // diffusers honours only 0 < fraction < 1: at both ends the base runs every step and the
+    // refiner its default strength (0.3) without adding noise; the 1.0 case matches diffusers
+    // above, so 0.0 must give the very same image.
+    let engine = base_with_refiner(false, DType::F32, Device::Cpu);
+    let case = cases().into_iter().find(|c| c.name == "euler_a_frac_1").unwrap();
+    let at = |fraction: f64| {
+        let job = Job { refiner_at: Some(fraction), ..case.job() };
+        engine.render(&[job], 4, &mut |_, _| {}).unwrap().remove(0).remove(0)
+    };
+    assert!(at(0.0) == at(1.0));
+}
