@@ -16,7 +16,9 @@ continues the base's stream:
     image = StableDiffusionXLImg2ImgPipeline(refiner)(prompt, negative_prompt, guidance_scale,
         steps, image=latents, denoising_start=high_noise_frac, generator=g)
 (img2img cases use StableDiffusionXLImg2ImgPipeline for the base too, with `image` and
-`strength`). The refiner's scheduler is built like the base's, from its own config with the
+`strength`; inpainting cases use StableDiffusionXLInpaintPipeline for both, as diffusers' docs
+do: the base with `image`, `mask_image` and `strength`, the refiner with the base's latents as
+`image` and the same `mask_image`, so its kept region blends towards those latents). The refiner's scheduler is built like the base's, from its own config with the
 sampler's options (tools/make_sampler_fixtures.py's SAMPLERS), and its OpenCLIP-G gets `prompt`,
 as diffusers pairs prompts with encoders by position; its negative prompt `None` is the empty
 prompt (force_zeros_for_empty_prompt false) and its time ids carry the aesthetic scores 6.0 and
@@ -24,8 +26,9 @@ prompt (force_zeros_for_empty_prompt false) and its time ids carry the aesthetic
 
 Cases: hand-over at 0.8 and 0.5 with Euler ancestral (step noise) and DPM++ 2M Karras (a
 multistep sampler whose history restarts at the refiner), guidance with and without a negative
-prompt, two seeds in one job; img2img then refiner; and high_noise_frac 1.0, which diffusers does
-not honour (the base runs every step, then the refiner runs its default strength 0.3 on the
+prompt, two seeds in one job; img2img then refiner; inpainting (strength 1 and 0.75) then
+refiner; and high_noise_frac 1.0, which diffusers does not honour (the base runs every step,
+then the refiner runs its default strength, 0.3 for img2img and 0.9999 for inpainting, on the
 finished latents without adding noise).
 
 Run:   /work/venv/bin/python tools/make_refiner_fixtures.py   (~15 s of CPU)
@@ -45,7 +48,11 @@ import make_pipeline_fixtures as mpf  # noqa: E402  (environment, write_png, ini
 
 import diffusers  # noqa: E402
 import torch  # noqa: E402
-from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline  # noqa: E402
+from diffusers import (  # noqa: E402
+    StableDiffusionXLImg2ImgPipeline,
+    StableDiffusionXLInpaintPipeline,
+    StableDiffusionXLPipeline,
+)
 from PIL import Image  # noqa: E402
 
 OUT = mpf.FIXTURES / "refiner"
@@ -64,6 +71,12 @@ CASES = [
     case("dpmpp_2m_karras_05", mpf.FOX, "DPM_PLUS_PLUS_2M_KARRAS", [85], 6, 7.5, 0.5, negative_prompt=mpf.BAD),
     case("img2img_euler_05", mpf.CITY, "K_EULER", [86], 8, 6.0, 0.5, init=mpf.init("init_64.png", 0.75)),
     case("euler_a_frac_1", mpf.ROBOT, "K_EULER_ANCESTRAL", [87], 6, 6.0, 1.0),
+    case("inpaint_euler_a_08", mpf.FOX, "K_EULER_ANCESTRAL", [88], 6, 7.0, 0.8, negative_prompt=mpf.BAD,
+         init=mpf.init("init_64.png", 1.0, "mask_64.png")),
+    case("inpaint_dpmpp_2m_karras_05", mpf.CITY, "DPM_PLUS_PLUS_2M_KARRAS", [89], 8, 6.0, 0.5,
+         init=mpf.init("init_64.png", 0.75, "mask_64.png")),
+    case("inpaint_euler_frac_1", mpf.ROBOT, "K_EULER", [90], 6, 6.0, 1.0,
+         init=mpf.init("init_64_b.png", 1.0, "mask_64_b.png")),
 ]
 
 
@@ -72,13 +85,21 @@ def scheduler(pipe, sampler: str, config: dict):
     pipe.scheduler = getattr(diffusers, class_name).from_config(config, **options)
 
 
-def render(base, base_img2img, refiner, configs, job, frac: float, seed: int) -> Image.Image:
+def render(base, base_img2img, refiner, configs, job, frac: float, seed: int, inpaint=None) -> Image.Image:
     g = torch.Generator("cpu").manual_seed(seed)
     common = dict(prompt=job["prompt"], negative_prompt=job["negative_prompt"], guidance_scale=job["cfg_scale"],
                   num_inference_steps=job["steps"], generator=g)
+    mask = None
     if job["init"] is None:
         scheduler(base, job["sampler"], configs["base"])
         first = base(width=job["width"], height=job["height"], denoising_end=frac, output_type="latent", **common)
+    elif job["init"]["mask"] is not None:
+        base_inpaint, refiner = inpaint
+        scheduler(base_inpaint, job["sampler"], configs["base"])
+        start = Image.open(mpf.OUT / job["init"]["image"]).convert("RGB")
+        mask = Image.open(mpf.OUT / job["init"]["mask"])
+        first = base_inpaint(image=start, mask_image=mask, strength=job["init"]["strength"], width=job["width"],
+                             height=job["height"], denoising_end=frac, output_type="latent", **common)
     else:
         scheduler(base_img2img, job["sampler"], configs["base"])
         start = Image.open(mpf.OUT / job["init"]["image"]).convert("RGB")
@@ -87,7 +108,8 @@ def render(base, base_img2img, refiner, configs, job, frac: float, seed: int) ->
     latents = first.images
     assert latents.shape == (1, 4, job["height"] // 8, job["width"] // 8), latents.shape
     scheduler(refiner, job["sampler"], configs["refiner"])
-    images = refiner(image=latents, denoising_start=frac, output_type="np", **common).images
+    extra = {} if mask is None else dict(mask_image=mask, width=job["width"], height=job["height"])
+    images = refiner(image=latents, denoising_start=frac, output_type="np", **extra, **common).images
     assert images.shape == (1, job["height"], job["width"], 3), images.shape
     return refiner.numpy_to_pil(images)[0]
 
@@ -101,8 +123,10 @@ def main() -> None:
     assert refiner.text_encoder is None and refiner.config.requires_aesthetics_score
     assert refiner.config.force_zeros_for_empty_prompt is False
     base_img2img = StableDiffusionXLImg2ImgPipeline.from_pipe(base)
+    inpaint = (StableDiffusionXLInpaintPipeline.from_pipe(base), StableDiffusionXLInpaintPipeline.from_pipe(refiner))
+    assert inpaint[1].config.requires_aesthetics_score
     configs = {"base": dict(base.scheduler.config), "refiner": dict(refiner.scheduler.config)}
-    for pipe in (base, refiner, base_img2img):
+    for pipe in (base, refiner, base_img2img, *inpaint):
         pipe.set_progress_bar_config(disable=True)
     doc = []
     for entry in CASES:
@@ -111,7 +135,7 @@ def main() -> None:
         pixels = []
         for k, seed in enumerate(job["seeds"]):
             with torch.no_grad():
-                image = render(base, base_img2img, refiner, configs, job, frac, seed)
+                image = render(base, base_img2img, refiner, configs, job, frac, seed, inpaint)
             array = np.asarray(image)
             assert array.std() > 1.0, f"{entry['name']}: a flat image"
             pixels.append(array)

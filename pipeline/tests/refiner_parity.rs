@@ -1,7 +1,8 @@
 //! The SDXL refiner stage: jobs with `refiner_at` run the base for the first part of the schedule
 //! and hand the still noisy latents to the refiner ([`Engine::set_refiner`]), equal within 2/255
 //! to diffusers' ensemble of experts (`tools/make_refiner_fixtures.py`: hand-over at 0.8 and 0.5,
-//! Euler ancestral and DPM++ 2M Karras, img2img, a fraction of 1 that diffusers does not honour)
+//! Euler ancestral and DPM++ 2M Karras, img2img, inpainting, a fraction of 1 that diffusers does
+//! not honour)
 //! on the CPU in f32, with the refiner from its folder and from its single file; a two-seed job
 //! renders in one batch through both stages; a checkpoint that is not a refiner is refused.
 

@@ -1,6 +1,6 @@
 //! `use_refiner` and `high_noise_frac` against each model family: OctoAI's default (true) asks
 //! for the refiner on SDXL models only; an explicit `true` where there can be none is an error
-//! on the field; inpainting does not take the refiner yet.
+//! on the field; inpainting takes it as diffusers' inpainting pipelines do.
 
 mod request_common;
 
@@ -50,13 +50,11 @@ fn an_explicit_refiner_where_there_can_be_none_is_an_error_on_the_field() {
 }
 
 #[test]
-fn inpainting_renders_without_the_refiner_for_now() {
+fn inpainting_takes_the_refiner_too() {
     let inpaint = json!({"init_image": "aW1n", "mask_image": "bWFzaw=="});
-    assert!(matches!(refiner(inpaint.clone(), Family::SdxlBase), RefinerUse::Unsupported(_)));
-    let mut asked = inpaint.as_object().unwrap().clone();
-    asked.insert("use_refiner".into(), json!(true));
-    let errors = request(Value::Object(asked)).resolve(Family::SdxlBase).unwrap_err().detail;
-    assert_eq!(errors[0].kind, "not_implemented", "{errors:?}");
+    assert_eq!(refiner(inpaint, Family::SdxlBase), RefinerUse::Default { high_noise_frac: 0.8 });
+    let nine_channels = json!({"init_image": "aW1n", "mask_image": "bWFzaw==", "use_refiner": true});
+    assert_eq!(refiner(nine_channels, Family::SdxlInpaint), RefinerUse::Requested { high_noise_frac: 0.8 });
 }
 
 #[test]

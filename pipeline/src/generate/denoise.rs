@@ -121,16 +121,33 @@ impl Batch<'_> {
             })?;
 
         // The refiner stage: a fresh sampler from its own scheduler, started at the hand-over,
-        // the images' generators carried on.
+        // the images' generators carried on. Inpainting, as diffusers' refiner inpainting
+        // pipeline given the base's latents as its image: it draws one noise tensor and blends
+        // the kept region towards the base's latents re-noised with it.
         if let (Some(fraction), Some((refiner, conditionings))) = (refiner_at, self.refiner) {
             let stage = Batch { engine: refiner, conditionings, refiner: None, ..*self };
             let mut sampler = refiner.refiner_sampler(first, fraction)?;
             let rows = stage.rows()?;
             let calls = sampler.timesteps().len();
-            latents = stage.denoise(&mut *sampler, latents, &rows, None, calls, &mut noise, &mut |_| {
-                on_call(done);
-                done += 1;
-            })?;
+            let inpaint = match inpaint {
+                Some(i) => {
+                    let eps = noise.latents(shape, dtype, device)?;
+                    Some(Inpaint { blend: Some((latents.clone(), eps)), ..i })
+                }
+                None => None,
+            };
+            latents = stage.denoise(
+                &mut *sampler,
+                latents,
+                &rows,
+                inpaint.as_ref(),
+                calls,
+                &mut noise,
+                &mut |_| {
+                    on_call(done);
+                    done += 1;
+                },
+            )?;
         }
 
         let decoded = e.vae.decode_latents(&latents)?; // [n, H, W, 3]

@@ -346,7 +346,17 @@ impl Engine {
         let mut sampler = samplers::build(job.sampler, &self.scheduler, job.steps, None)?;
         let order = samplers::order(job.sampler);
         let num_train = self.scheduler.num_train_timesteps;
-        sampler.start_at(handover::refiner_begin(sampler.timesteps(), fraction, num_train, job.steps, order));
+        let inpainting = job.init.as_ref().is_some_and(|i| i.mask.is_some());
+        let strength =
+            if inpainting { handover::INPAINT_DEFAULT_STRENGTH } else { handover::IMG2IMG_DEFAULT_STRENGTH };
+        sampler.start_at(handover::refiner_begin(
+            sampler.timesteps(),
+            fraction,
+            num_train,
+            job.steps,
+            order,
+            strength,
+        ));
         Ok(sampler)
     }
 

@@ -5,7 +5,7 @@
 
 use rand::Rng;
 
-use super::error::{Loc, RequestError, not_implemented, value_error};
+use super::error::{Loc, RequestError, value_error};
 use super::sizes::{default_side, family_label, size_list, supported_sizes};
 use super::{DEFAULT_CFG_SCALE, DEFAULT_SAMPLER, DEFAULT_STEPS, EngineName, ImageEncoding, Request};
 use crate::generate::Job;
@@ -52,9 +52,6 @@ pub enum RefinerUse {
         /// The fraction of the schedule the base runs.
         high_noise_frac: f64,
     },
-    /// `use_refiner` left out on an SDXL job kiln cannot refine yet: the base alone, with this
-    /// warning when a refiner is configured.
-    Unsupported(&'static str),
 }
 
 impl Request {
@@ -276,13 +273,6 @@ impl Request {
                 errors.push(value_error(&[Loc::from("use_refiner")], why));
                 RefinerUse::Off
             }
-            Some(true) if self.mask_image.is_some() => {
-                errors.push(not_implemented("use_refiner", "the SDXL refiner stage for inpainting"));
-                RefinerUse::Off
-            }
-            None if self.mask_image.is_some() => RefinerUse::Unsupported(
-                "the refiner stage is not applied to inpainting yet: rendered with the base model alone",
-            ),
             Some(true) => RefinerUse::Requested { high_noise_frac },
             None => RefinerUse::Default { high_noise_frac },
         }

@@ -452,8 +452,7 @@ fn plan(
                 warnings.push(BASE_ALONE.to_string());
                 sink.summary.without_refiner += 1;
             }
-            RefinerUse::Unsupported(why) if configured => warnings.push(why.to_string()),
-            RefinerUse::Unsupported(_) | RefinerUse::Off => {}
+            RefinerUse::Off => {}
         }
         pending.push(Pending { line: number, id, model, assets, resolved, warnings });
     }
