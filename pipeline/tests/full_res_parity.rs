@@ -8,16 +8,11 @@
 mod asset_common;
 
 use ::image::{GrayImage, RgbImage};
-use asset_common::{JobSpec, TOLERANCE, fixture, max_diff};
+use asset_common::{JobSpec, TOLERANCE, fixture, max_diff, read_cases};
 use kiln_pipeline::generate::{Engine, Job};
 use kiln_pipeline::image::full_res::FullRes;
 use kiln_runtime::{DType, Device};
 use serde::Deserialize;
-
-#[derive(Deserialize)]
-struct CasesFile {
-    cases: Vec<Case>,
-}
 
 #[derive(Deserialize)]
 struct Case {
@@ -38,8 +33,7 @@ impl Case {
 }
 
 fn cases() -> Vec<Case> {
-    let text = std::fs::read_to_string(fixture("full_res/cases.json")).unwrap();
-    serde_json::from_str::<CasesFile>(&text).unwrap().cases
+    read_cases("full_res/cases.json")
 }
 
 fn engine(model: &str) -> Engine {

@@ -11,16 +11,11 @@ mod asset_common;
 use std::sync::Arc;
 
 use ::image::RgbImage;
-use asset_common::{JobSpec, TOLERANCE, fixture, max_diff};
+use asset_common::{JobSpec, TOLERANCE, fixture, max_diff, read_cases};
 use kiln_pipeline::generate::{Engine, GenerateError, Job};
 use kiln_runtime::checkpoint::OpenOptions;
 use kiln_runtime::{DType, Device};
 use serde::Deserialize;
-
-#[derive(Deserialize)]
-struct CasesFile {
-    cases: Vec<Case>,
-}
 
 #[derive(Deserialize)]
 struct Case {
@@ -41,8 +36,7 @@ impl Case {
 }
 
 fn cases() -> Vec<Case> {
-    let text = std::fs::read_to_string(fixture("refiner/cases.json")).unwrap();
-    serde_json::from_str::<CasesFile>(&text).unwrap().cases
+    read_cases("refiner/cases.json")
 }
 
 /// The refiner from its folder, or from its single file (sized by the folder's configs).

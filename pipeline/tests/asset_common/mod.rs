@@ -24,6 +24,16 @@ pub fn fixture(path: &str) -> PathBuf {
     Path::new(FIXTURES).join(path)
 }
 
+/// The `cases` list of a fixture script's `cases.json` (`path` under the fixtures).
+pub fn read_cases<T: serde::de::DeserializeOwned>(path: &str) -> Vec<T> {
+    #[derive(Deserialize)]
+    struct CasesFile<T> {
+        cases: Vec<T>,
+    }
+    let text = std::fs::read_to_string(fixture(path)).unwrap();
+    serde_json::from_str::<CasesFile<T>>(&text).unwrap().cases
+}
+
 /// A job as the fixture scripts write it (`tools/make_pipeline_fixtures.py`'s `case`).
 #[derive(Deserialize)]
 pub struct JobSpec {
