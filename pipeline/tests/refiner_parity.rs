@@ -167,3 +167,32 @@ fn a_fraction_of_0_is_treated_as_1_is() {
     };
     assert!(at(0.0) == at(1.0));
 }
+
+#[test]
+fn a_refiner_loaded_beside_its_base_shares_text_encoder_2_and_the_vae() {
+    use kiln_pipeline::lora::{LoraFile, WeightedLora};
+    // The tiny refiner's OpenCLIP-G is the tiny SDXL's (the same files): every weight is lent.
+    let mut base = Engine::load(&fixture("tiny/sdxl"), DType::F32, Device::Cpu).unwrap();
+    let (shared, report) = base.load_refiner(&fixture("tiny/sdxl_refiner"), &OpenOptions::default()).unwrap();
+    // Every linear of its 4 layers (q, k, v, out, fc1, fc2) and the projection: 4 x 6 + 1.
+    assert_eq!(report.text_tensors, 25, "{report:?}");
+    assert!(report.text_bytes > 0 && report.vae_bytes > 0, "{report:?}");
+    let own = refiner(false, DType::F32, Device::Cpu);
+    let case = cases().into_iter().find(|c| c.name == "dpmpp_2m_karras_08").unwrap();
+    let render_with = |base: &mut Engine, refiner: Engine| {
+        base.set_refiner(Some(Arc::new(refiner))).unwrap();
+        base.render(&[case.job()], 4, &mut |_, _| {}).unwrap().remove(0).remove(0)
+    };
+    // A LoRA merged into the base's text encoder 2 afterwards stays out of the refiner's.
+    let lora = LoraFile::open(&fixture("lora/sdxl_kohya.safetensors")).unwrap();
+    base.set_loras(&[WeightedLora { file: &lora, weight: 1.0 }]).unwrap();
+    let with_shared = render_with(&mut base, shared);
+    let with_own = render_with(&mut base, own);
+    assert!(with_shared == with_own, "sharing changed the render");
+    // Loaded while the LoRA is merged, the refiner still gets the original weights.
+    let (later, _) = base.load_refiner(&fixture("tiny/sdxl_refiner"), &OpenOptions::default()).unwrap();
+    assert!(render_with(&mut base, later) == with_own, "a merged weight was lent");
+    // A checkpoint that is not a refiner is refused.
+    let e = base.load_refiner(&fixture("tiny/ssd_1b"), &OpenOptions::default()).unwrap_err().to_string();
+    assert!(e.contains("not an SDXL refiner"), "{e}");
+}

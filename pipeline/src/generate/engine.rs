@@ -18,14 +18,27 @@ use crate::models::patch::PatchTable;
 use crate::models::settings::CheckpointSettings;
 use crate::models::unet::UNet;
 use crate::models::vae::Vae;
-use crate::models::{ModelError, ModelFacts};
+use crate::models::{Loans, ModelError, ModelFacts};
 use crate::prompt::DroppedTokens;
 use crate::samplers::{self, SchedulerConfig, handover};
+
+/// What a refiner loaded by [`Engine::load_refiner`] holds once instead of twice.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Shared {
+    /// Text encoder 2 tensors taken from the base.
+    pub text_tensors: usize,
+    /// Their bytes.
+    pub text_bytes: u64,
+    /// The bytes of the VAE, the base's, not loaded again.
+    pub vae_bytes: u64,
+}
 
 /// One loaded checkpoint: text encoders, UNet, VAE and the scheduler configuration.
 #[derive(Debug)]
 pub struct Engine {
     pub(super) path: PathBuf,
+    /// How the checkpoint was opened (a config folder, the weight check).
+    pub(super) open: OpenOptions,
     pub(super) family: Family,
     pub(super) facts: ModelFacts,
     pub(super) device: Device,
@@ -64,13 +77,90 @@ impl Engine {
     /// request defaults.
     pub fn load_with(path: &Path, options: &OpenOptions, dtype: DType, device: Device) -> Result<Engine> {
         let ckpt = Checkpoint::open_with(path, options).map_err(ModelError::from)?;
+        Engine::load_parts(&ckpt, path, options, dtype, device, None, None)
+    }
+
+    /// Loads the SDXL refiner at `path` to follow this (SDXL) engine, holding once what the two
+    /// share: the refiner's text encoder 2 weights where their bytes equal this checkpoint's
+    /// (the published refiner ships a copy of the base's OpenCLIP-G), and the VAE, which the
+    /// refiner stage never uses (the images decode with this engine's). Sharing stays safe when
+    /// this engine merges a LoRA: a merge swaps new tensors in and keeps the originals, which
+    /// the refiner goes on holding.
+    pub fn load_refiner(&self, path: &Path, options: &OpenOptions) -> Result<(Engine, Shared)> {
+        let ckpt = Checkpoint::open_with(path, options).map_err(ModelError::from)?;
+        if ckpt.family() != Family::SdxlRefiner {
+            return Err(GenerateError::Input {
+                field: "use_refiner",
+                message: format!("{} is {}, not an SDXL refiner", path.display(), ckpt.family()),
+            });
+        }
+        let loans = self.text_encoder_2_loans(&ckpt)?;
+        let vae = self.own_vae.clone().unwrap_or_else(|| self.vae.clone());
+        let bytes = |t: &kiln_runtime::Tensor| (t.elem_count() * t.dtype().size_in_bytes()) as u64;
+        let shared = Shared {
+            text_tensors: loans.len(),
+            text_bytes: loans.values().map(bytes).sum(),
+            vae_bytes: ckpt
+                .names()
+                .filter(|n| n.starts_with("vae."))
+                .filter_map(|n| ckpt.shape(n))
+                .map(|shape| (shape.iter().product::<usize>() * vae.dtype().size_in_bytes()) as u64)
+                .sum(),
+        };
+        let engine =
+            Engine::load_parts(&ckpt, path, options, self.dtype, self.device, Some(&loans), Some(vae))?;
+        Ok((engine, shared))
+    }
+
+    /// The refiner's text encoder 2 weights that this engine holds already: those whose stored
+    /// bytes (dtype, shape, data) equal this checkpoint's, taken in their original form (a LoRA
+    /// merged into this engine is not lent).
+    fn text_encoder_2_loans(&self, refiner: &Checkpoint) -> Result<Loans> {
+        let mut loans = Loans::new();
+        if !self.family.is_sdxl() {
+            return Ok(loans);
+        }
+        let options = self.open.clone().skip_weight_check(true);
+        let own = Checkpoint::open_with(&self.path, &options).map_err(ModelError::from)?;
+        for name in refiner.names().filter(|n| n.starts_with("text_encoder_2.")) {
+            let Some(weight) =
+                self.originals.get(name).cloned().or_else(|| self.patchable.get(name).map(|w| w.get()))
+            else {
+                continue;
+            };
+            let (theirs, ours) = (refiner.view(name).map_err(ModelError::from)?, own.view(name));
+            let Ok(ours) = ours else { continue };
+            let same_kind = theirs.source.dtype() == ours.source.dtype() && theirs.shape == ours.shape;
+            let same_bytes =
+                match (theirs.bytes().map_err(ModelError::from)?, ours.bytes().map_err(ModelError::from)?) {
+                    (Some(a), Some(b)) => a == b,
+                    _ => false, // a transposed copy: not compared
+                };
+            if same_kind && same_bytes {
+                loans.insert(name.to_string(), weight);
+            }
+        }
+        Ok(loans)
+    }
+
+    /// Loads an opened checkpoint, with tensors lent by another engine and, when given, a VAE
+    /// instead of the checkpoint's own.
+    fn load_parts(
+        ckpt: &Checkpoint,
+        path: &Path,
+        options: &OpenOptions,
+        dtype: DType,
+        device: Device,
+        loans: Option<&Loans>,
+        vae: Option<Vae>,
+    ) -> Result<Engine> {
         ckpt.require_complete().map_err(ModelError::from)?;
         let family = ckpt.family();
         let settings = CheckpointSettings::beside(path).map_err(ModelError::from)?;
-        let facts = ModelFacts::of(&ckpt).with_defaults(settings.defaults);
-        let scheduler = settings.apply(SchedulerConfig::for_checkpoint(&ckpt, path)?);
-        let text = TextConditioner::load(&ckpt, dtype, device)?;
-        let unet = UNet::load(&ckpt, dtype, device)?;
+        let facts = ModelFacts::of(ckpt).with_defaults(settings.defaults);
+        let scheduler = settings.apply(SchedulerConfig::for_checkpoint(ckpt, path)?);
+        let text = TextConditioner::load_with_loans(ckpt, dtype, device, loans)?;
+        let unet = UNet::load(ckpt, dtype, device)?;
         let mut patchable = unet.patchable().clone();
         patchable.extend(text.patchable());
         let c = unet.config();
@@ -78,15 +168,20 @@ impl Engine {
             &patchable,
             UnetBlocks { levels: c.levels(), layers_per_block: c.layers_per_block },
         );
+        let vae = match vae {
+            Some(vae) => vae,
+            None => Vae::load(ckpt, dtype, device)?,
+        };
         Ok(Engine {
             path: path.to_path_buf(),
+            open: options.clone(),
             family,
             facts,
             device,
             dtype,
             text,
             unet,
-            vae: Vae::load(&ckpt, dtype, device)?,
+            vae,
             scheduler,
             patchable,
             lora_index,

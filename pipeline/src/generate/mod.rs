@@ -21,7 +21,7 @@ use ::image::{GrayImage, RgbImage};
 
 use crate::samplers::SamplerName;
 
-pub use engine::Engine;
+pub use engine::{Engine, Shared};
 
 pub use error::{GenerateError, Result};
 

@@ -68,6 +68,11 @@ impl Originals {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// The original of the patched weight `name`.
+    pub fn get(&self, name: &str) -> Option<&Tensor> {
+        self.0.get(name)
+    }
 }
 
 /// The most unmapped keys an error lists.

@@ -37,6 +37,7 @@ use kiln_runtime::{DType, Device, Tensor};
 
 use super::clip::{ClipTextModel, LayerSelection};
 use super::patch::PatchTable;
+use super::weights::Loans;
 use super::{ModelError, Result, Weights};
 use crate::embeddings::{EmbeddingError, EmbeddingFile};
 use crate::prompt::DroppedTokens;
@@ -100,9 +101,20 @@ impl TextConditioner {
     /// Loads the text encoder(s) of `ckpt`'s family in `dtype` on `device`, with the folder's
     /// tokenizers or the embedded ones.
     pub fn load(ckpt: &Checkpoint, dtype: DType, device: Device) -> Result<TextConditioner> {
+        TextConditioner::load_with_loans(ckpt, dtype, device, None)
+    }
+
+    /// [`TextConditioner::load`] taking the tensors `loans` holds instead of reading them.
+    pub fn load_with_loans(
+        ckpt: &Checkpoint,
+        dtype: DType,
+        device: Device,
+        loans: Option<&Loans>,
+    ) -> Result<TextConditioner> {
         let encoder = |component: Component| -> Result<Encoder> {
             let tokenizer = ClipTokenizer::for_checkpoint(ckpt, component)?;
-            let model = ClipTextModel::load(&Weights::new(ckpt, component, dtype, device), component)?;
+            let weights = Weights::new(ckpt, component, dtype, device).with_loans(loans);
+            let model = ClipTextModel::load(&weights, component)?;
             Ok(Encoder { tokenizer, model })
         };
         let family = ckpt.family();

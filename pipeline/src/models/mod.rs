@@ -24,4 +24,4 @@ mod weights;
 
 pub use error::{ModelError, Result};
 pub use facts::{ModelFacts, diffusers_clip_skip};
-pub use weights::Weights;
+pub use weights::{Loans, Weights};

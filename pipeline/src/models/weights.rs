@@ -1,6 +1,7 @@
 //! Reading one component's weights out of a [`Checkpoint`] by canonical name, checked against
 //! the shapes the model's configuration implies, converted to the compute dtype and uploaded.
 
+use std::collections::HashMap;
 use std::fmt::Display;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -9,6 +10,11 @@ use kiln_runtime::{DType, Device, Tensor};
 
 use super::patch::{PatchTable, PatchableWeight, WeightLayout};
 use super::{ModelError, Result};
+
+/// Tensors another loaded model lends to one being loaded, by canonical name: read through
+/// [`Weights::tensor`] instead of from the file, so the same bytes are held once (the SDXL
+/// refiner's text encoder 2, equal to the base's).
+pub type Loans = HashMap<String, Tensor>;
 
 /// A cursor into one component's canonical names (`unet.down_blocks.0.`...), with the dtype and
 /// device every tensor read through it gets. Cheap to copy: [`Weights::at`] descends a level.
@@ -20,13 +26,21 @@ pub struct Weights<'a> {
     device: Device,
     /// The patchable weights loaded through this cursor and every cursor descended from it.
     patchable: Arc<Mutex<PatchTable>>,
+    /// Tensors lent instead of read.
+    loans: Option<&'a Loans>,
 }
 
 impl<'a> Weights<'a> {
     /// The weights of `component`, read as `dtype` onto `device`.
     pub fn new(ckpt: &'a Checkpoint, component: Component, dtype: DType, device: Device) -> Self {
         let patchable = Arc::default();
-        Weights { ckpt, prefix: component.prefix().to_string(), dtype, device, patchable }
+        Weights { ckpt, prefix: component.prefix().to_string(), dtype, device, patchable, loans: None }
+    }
+
+    /// The same cursor taking the tensors `loans` holds (same name, shape, dtype and device)
+    /// instead of reading them.
+    pub fn with_loans(self, loans: Option<&'a Loans>) -> Weights<'a> {
+        Weights { loans, ..self }
     }
 
     /// The same weights one level down: `w.at("down_blocks.0")`.
@@ -102,8 +116,16 @@ impl<'a> Weights<'a> {
         self.patchable.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    /// `leaf`, shape-checked against `expected`, in this cursor's dtype on its device.
+    /// `leaf`, shape-checked against `expected`, in this cursor's dtype on its device (a loan,
+    /// when one fits).
     pub fn tensor(&self, leaf: &str, expected: &[usize]) -> Result<Tensor> {
-        Ok(self.host(leaf, expected, self.dtype)?.to_device(self.device)?)
+        let lent = self
+            .loans
+            .and_then(|loans| loans.get(&self.name(leaf)))
+            .filter(|t| t.dims() == expected && t.dtype() == self.dtype && t.device() == self.device);
+        match lent {
+            Some(tensor) if self.shape(leaf)? == expected => Ok(tensor.clone()),
+            _ => Ok(self.host(leaf, expected, self.dtype)?.to_device(self.device)?),
+        }
     }
 }

@@ -50,6 +50,8 @@ pub struct Models {
     refiner_path: Option<PathBuf>,
     /// The refiner, loaded when a group first needs it (or why it cannot be).
     refiner: Option<Result<Arc<Engine>, String>>,
+    /// What the refiner shares with the `--model` engine, for the run log once.
+    refiner_note: Option<String>,
 }
 
 /// The default `--model-cache-bytes`: half the memory free on `device` when the run starts (the
@@ -102,6 +104,7 @@ impl Models {
             lora_notes: HashMap::new(),
             refiner_path: None,
             refiner: None,
+            refiner_note: None,
         }
     }
 
@@ -123,12 +126,24 @@ impl Models {
         };
         if self.refiner.is_none() {
             let started = Instant::now();
-            let loaded = Engine::load_with(&path, &self.open, self.dtype, self.device)
+            let loaded = self
+                .default
+                .load_refiner(&path, &self.open)
                 .map_err(|e| format!("cannot load the refiner {}: {e}", path.display()));
-            if loaded.is_ok() {
+            if let Ok((_, shared)) = &loaded {
                 self.loads.push(ModelLoad { path: path.clone(), seconds: started.elapsed().as_secs_f64() });
+                self.refiner_note = Some(format!(
+                    "refiner {}: holds {} text encoder 2 tensors ({:.1} MB) and the VAE ({:.1} MB) once, \
+                     shared with {}",
+                    path.display(),
+                    shared.text_tensors,
+                    shared.text_bytes as f64 / 1e6,
+                    shared.vae_bytes as f64 / 1e6,
+                    self.default.path().display()
+                ));
             }
-            self.refiner = Some(loaded.map(|e| Arc::new(e.with_long_prompts(self.default.long_prompts()))));
+            let long_prompts = self.default.long_prompts();
+            self.refiner = Some(loaded.map(|(e, _)| Arc::new(e.with_long_prompts(long_prompts))));
         }
         self.refiner.clone().expect("set above")
     }
@@ -163,7 +178,7 @@ impl Models {
             open_once(&mut self.embedding_files, file, |f| EmbeddingFile::open(f).map_err(|e| e.to_string()));
         }
         self.load(path).map_err(Unready::Checkpoint)?;
-        let mut log = Vec::new();
+        let mut log: Vec<String> = self.refiner_note.take().into_iter().collect();
         for (file, _) in loras {
             open_once(&mut self.lora_files, file, |f| LoraFile::open(f).map_err(|e| e.to_string()));
         }
