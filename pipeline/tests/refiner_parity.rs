@@ -199,9 +199,10 @@ fn a_refiner_loaded_beside_its_base_shares_text_encoder_2_and_the_vae() {
 
 /// The memory the published pair shares, on the full-size key manifests (sparse files of zeros:
 /// the two text encoders 2 compare equal as the published ones should; what is measured is
-/// what the refiner does not allocate). Needs about 12 GB: run with `--ignored`.
+/// what the refiner does not allocate, and the resident memory each way). Needs about 18 GB:
+/// run with `--ignored`.
 #[test]
-#[ignore = "loads the full-size SDXL base and refiner (about 12 GB): run with --ignored"]
+#[ignore = "loads the full-size SDXL base and the refiner twice (about 18 GB): run with --ignored"]
 fn full_size_refiner_shares_its_text_encoder_2_and_vae_with_the_base() {
     use kiln_runtime::checkpoint::manifest::Manifest;
     let dir = tempfile::tempdir().unwrap();
@@ -210,12 +211,26 @@ fn full_size_refiner_shares_its_text_encoder_2_and_vae_with_the_base() {
         manifest.materialize(&dir.path().join(family)).unwrap()
     };
     let (base_path, refiner_path) = (open("sdxl_base"), open("sdxl_refiner"));
+    // Resident memory in MB (Linux); large tensors are their own mappings, freed on drop.
+    let rss = || {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let kb =
+            status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().strip_suffix("kB"));
+        kb.and_then(|v| v.trim().parse::<f64>().ok()).map_or(f64::NAN, |kb| kb / 1e3)
+    };
     let started = std::time::Instant::now();
     let base = Engine::load(&base_path, DType::BF16, Device::Cpu).unwrap();
-    let (_, shared) = base.load_refiner(&refiner_path, &OpenOptions::default()).unwrap();
+    // Both kept (no drop in between: freed memory the allocator keeps would hide the second).
+    let before = rss();
+    let own = Engine::load(&refiner_path, DType::BF16, Device::Cpu).unwrap();
+    let without = rss() - before;
+    let before = rss();
+    let (refiner, shared) = base.load_refiner(&refiner_path, &OpenOptions::default()).unwrap();
+    let with_sharing = rss() - before;
+    drop((own, refiner));
     eprintln!(
         "full size, bf16: the refiner holds {} text encoder 2 tensors ({:.1} MB) and the VAE ({:.1} MB) once; \
-         {:.0} s to load both",
+         resident memory it adds: {with_sharing:.0} MB shared, {without:.0} MB loaded alone; {:.0} s in all",
         shared.text_tensors,
         shared.text_bytes as f64 / 1e6,
         shared.vae_bytes as f64 / 1e6,
