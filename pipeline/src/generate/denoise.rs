@@ -113,12 +113,14 @@ impl Batch<'_> {
             }
             None => sampler.timesteps().len(),
         };
+        // Calls are numbered across both stages.
         let mut done = 0;
+        let mut counted = |_| {
+            on_call(done);
+            done += 1;
+        };
         latents =
-            self.denoise(&mut *sampler, latents, &rows, inpaint.as_ref(), calls, &mut noise, &mut |_| {
-                on_call(done);
-                done += 1;
-            })?;
+            self.denoise(&mut *sampler, latents, &rows, inpaint.as_ref(), calls, &mut noise, &mut counted)?;
 
         // The refiner stage: a fresh sampler from its own scheduler, started at the hand-over,
         // the images' generators carried on. Inpainting, as diffusers' refiner inpainting
@@ -143,10 +145,7 @@ impl Batch<'_> {
                 inpaint.as_ref(),
                 calls,
                 &mut noise,
-                &mut |_| {
-                    on_call(done);
-                    done += 1;
-                },
+                &mut counted,
             )?;
         }
 

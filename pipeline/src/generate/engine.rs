@@ -206,7 +206,7 @@ impl Engine {
                     message: format!("{} is {}, not an SDXL refiner", r.path.display(), r.family),
                 });
             }
-            if !self.family.is_sdxl() || self.family == Family::SdxlRefiner {
+            if !self.family.takes_refiner() {
                 return Err(GenerateError::Input {
                     field: "use_refiner",
                     message: format!(
@@ -419,21 +419,15 @@ impl Engine {
 
     /// The model calls one batch of `job` runs, the refiner's included.
     fn model_calls(&self, job: &Job) -> Result<usize> {
-        let (base, refiner) = self.stage_calls(job)?;
-        Ok(base + refiner)
-    }
-
-    /// The model calls of the base stage and of the refiner stage (0 without one).
-    pub(super) fn stage_calls(&self, job: &Job) -> Result<(usize, usize)> {
         let strength = job.init.as_ref().map(|i| i.strength);
         let base = samplers::build(job.sampler, &self.scheduler, job.steps, strength)?;
-        let Some(fraction) = job.refiner_at else { return Ok((base.timesteps().len(), 0)) };
+        let Some(fraction) = job.refiner_at else { return Ok(base.timesteps().len()) };
         let calls = handover::base_calls(base.timesteps(), fraction, self.scheduler.num_train_timesteps);
         let refiner = self
             .refiner
             .as_ref()
             .map_or(Ok(0), |r| r.refiner_sampler(job, fraction).map(|s| s.timesteps().len()))?;
-        Ok((calls, refiner))
+        Ok(calls + refiner)
     }
 
     /// This (refiner) engine's sampler for `job`, started where it takes over at `fraction`.

@@ -260,7 +260,7 @@ impl Request {
     /// `use_refiner: true` the model cannot honour is an error on the field.
     fn refiner_use(&self, family: Family, errors: &mut RequestError) -> RefinerUse {
         let high_noise_frac = self.high_noise_frac;
-        let refinable = family.is_sdxl() && family != Family::SdxlRefiner;
+        let refinable = family.takes_refiner();
         match self.use_refiner {
             Some(false) => RefinerUse::Off,
             None if !refinable => RefinerUse::Off,

@@ -77,6 +77,12 @@ impl Family {
         matches!(self, Family::SdxlBase | Family::SdxlRefiner | Family::SdxlInpaint | Family::Ssd1b)
     }
 
+    /// Whether the SDXL refiner can follow this family (diffusers' ensemble of experts): the
+    /// SDXL families but the refiner itself.
+    pub fn takes_refiner(self) -> bool {
+        self.is_sdxl() && self != Family::SdxlRefiner
+    }
+
     /// Whether the UNet takes the 9-channel inpainting input.
     pub fn is_inpainting(self) -> bool {
         matches!(self, Family::Sd15Inpaint | Family::SdxlInpaint)
