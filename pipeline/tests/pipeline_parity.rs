@@ -441,8 +441,9 @@ fn stacked_jobs_render_as_one_call_per_job() {
 ///
 /// Measured on the software GPU (21 images of the cases below): CPU bf16 vs diffusers max 6..22,
 /// mean 0.59..2.92; CUDA vs diffusers max 6..21, mean 0.59..2.42; CUDA / CPU ratios: means
-/// 0.77..1.21, maxima 0.71..1.33 (the single largest difference is the noisier statistic, hence
-/// [`MAX_FACTOR`] 1.5 where [`MEAN_FACTOR`] is 1.25). CUDA vs CPU bf16 directly: max 4..23, mean
+/// 0.77..1.21, maxima 0.71..1.33. On an H200 (2026-12-04, the 11 inpainting images, NVRTC and
+/// cuBLASLt 13): means 0.84..1.26, maxima 0.75..1.44; hence [`MEAN_FACTOR`] 1.4 and
+/// [`MAX_FACTOR`] 1.5 (the single largest difference is the noisier statistic). CUDA vs CPU bf16 directly: max 4..23, mean
 /// 0.43..2.96, as far apart as either is from diffusers (two bf16 trajectories whose rounding
 /// flips differ drift apart independently), so that difference is printed, not bounded.
 #[cfg(feature = "cuda")]
@@ -452,7 +453,7 @@ mod cuda_bf16 {
     /// The mean channel difference (8-bit levels) always allowed.
     const MEAN_FLOOR: f64 = 1.0;
     /// How much larger than the CPU bf16 render's the CUDA render's mean difference may be.
-    const MEAN_FACTOR: f64 = 1.25;
+    const MEAN_FACTOR: f64 = 1.4;
     /// The largest channel difference always allowed.
     const MAX_FLOOR: u8 = 8;
     /// How much larger than the CPU bf16 render's the CUDA render's largest difference may be.
