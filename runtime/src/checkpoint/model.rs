@@ -199,6 +199,23 @@ impl Checkpoint {
         super::open::open_vae(path, family, like)
     }
 
+    /// Opens a ControlNet: a diffusers folder, or a single file in diffusers' naming or the
+    /// original (`control_model.*`) layout. Only [`Component::Unet`] is present: the encoder and
+    /// mid block the ControlNet copies from a UNet, plus `controlnet_cond_embedding.*`,
+    /// `controlnet_down_blocks.*` and `controlnet_mid_block.*`; its config has no up blocks.
+    /// [`Checkpoint::family`] is the family of the models it serves. `config_dir`: a folder whose
+    /// `config.json` describes a single file (as diffusers' `from_single_file(config=...)`).
+    pub fn open_controlnet(
+        path: impl AsRef<Path>,
+        config_dir: Option<&Path>,
+    ) -> Result<Checkpoint, CheckpointError> {
+        let path = path.as_ref();
+        if !path.exists() {
+            return Err(CheckpointError::NotFound { path: path.into() });
+        }
+        super::open::open_controlnet(path, config_dir)
+    }
+
     /// The path opened (the file, or the diffusers folder).
     pub fn path(&self) -> &Path {
         &self.path

@@ -115,6 +115,80 @@ pub(super) fn open_vae(
     Ok(b.finish(format, (family, false), vec![config]))
 }
 
+/// Opens a ControlNet (diffusers' `ControlNetModel`) as a checkpoint with one component, the
+/// UNet encoder it copies plus its own tensors under `unet.` (`controlnet_cond_embedding.*`,
+/// `controlnet_down_blocks.*`, `controlnet_mid_block.*`). Accepted: a diffusers folder
+/// (`config.json` beside `diffusion_pytorch_model.safetensors`), a single file in diffusers'
+/// naming (SDXL ControlNets as users download them), or one in the original layout
+/// (`control_model.*`, with or without that prefix: ControlNet 1.0 / 1.1 for SD 1.5). The config
+/// is `config.json` in the folder or in `config_dir`, checked against the weights, else read from
+/// the weights with the family's published values (SDXL's head width 64, SD 1.5's 8 heads). The
+/// family is the model the ControlNet serves: an added embedding means SDXL base, else SD 1.5
+/// (context 768, or a reduced test model); any other (SD 2.x's 1024) is refused.
+pub(super) fn open_controlnet(path: &Path, config_dir: Option<&Path>) -> Result<Checkpoint, CheckpointError> {
+    let (weights, json) = if path.is_dir() {
+        (path.join("diffusion_pytorch_model.safetensors"), Some(path.join("config.json")))
+    } else {
+        (path.to_path_buf(), config_dir.map(|d| d.join("config.json")))
+    };
+    let json = json.filter(|p| p.is_file());
+    let file = SafetensorsFile::open(&weights)?;
+    let diffusers_names = file.get("controlnet_cond_embedding.conv_in.weight").is_some();
+    let original = file.tensors().any(|v| {
+        let name = v.name().strip_prefix("control_model.").unwrap_or(v.name());
+        name.starts_with("input_hint_block.")
+    });
+    let mut b = Builder::new(path);
+    if diffusers_names {
+        b.add_file(file, |key| names::diffusers_key(Component::Unet, key))?;
+    } else if original {
+        let blocks = names::scan_controlnet(file.tensors().map(|v| v.name()))
+            .map_err(|reason| CheckpointError::UnetStructure { path: path.into(), reason })?;
+        b.add_file(file, |key| names::controlnet_single_file_key(key, blocks))?;
+    } else {
+        return Err(CheckpointError::UnknownLayout {
+            path: path.into(),
+            reason:
+                "not a ControlNet: it has neither `controlnet_cond_embedding.conv_in.weight` (diffusers) nor \
+                     `control_model.input_hint_block.*` (the original layout)"
+                    .into(),
+        });
+    }
+    let shapes = b.shapes();
+    let facts = infer::unet_facts(path, &shapes)?;
+    let config_error = |reason: String| CheckpointError::Config { path: path.into(), reason };
+    let reduced = facts.block_out_channels.first().is_some_and(|&c| c < 320);
+    let family = match (facts.addition_embed_inputs, facts.cross_attention_dim) {
+        (Some(_), _) => Family::SdxlBase,
+        (None, Some(768)) => Family::Sd15,
+        (None, Some(_)) if reduced => Family::Sd15,
+        (None, context) => {
+            return Err(config_error(format!(
+                "a ControlNet for a {} text context without SDXL's added embedding: kiln runs SD 1.5 and SDXL \
+                 ControlNets (768, and 2048 with the added embedding)",
+                context.map_or("missing".to_string(), |c| format!("{c}-wide"))
+            )));
+        }
+    };
+    let (mut config, source) = match &json {
+        Some(json_path) => {
+            let object = config::diffusers::read_object(json_path)?;
+            let mut c = config::diffusers::unet(json_path, &object, family)?;
+            // A ControlNet has no decoder: its config lists no up blocks and no conv_out.
+            c.up_block_types.clear();
+            c.reverse_transformer_layers_per_block = None;
+            c.out_channels = c.in_channels;
+            infer::check_unet(json_path, &c, &facts)?;
+            (c, ConfigSource::ConfigJson(json_path.clone()))
+        }
+        None => (infer::unet_config(path, family, &shapes)?, ConfigSource::Weights),
+    };
+    config.up_block_types.clear();
+    config.reverse_transformer_layers_per_block = None;
+    let format = if path.is_dir() { Format::Diffusers } else { Format::SingleFile };
+    Ok(b.finish(format, (family, reduced), vec![(Component::Unet, ComponentConfig::Unet(config), source)]))
+}
+
 /// Opens a diffusers folder.
 pub(super) fn open_diffusers(root: &Path, options: &OpenOptions) -> Result<Checkpoint, CheckpointError> {
     let folder = layout::diffusers_folder(root, options)?;

@@ -124,7 +124,11 @@ pub fn unet_facts(path: &Path, shapes: &Shapes) -> Result<UnetFacts, CheckpointE
         layers_per_block: w.count("unet.down_blocks.0.resnets.")?,
         mid_attention: depth("unet.mid_block.".into())?,
         in_channels: w.dim("unet.conv_in.weight", 1)?,
-        out_channels: w.dim("unet.conv_out.weight", 0)?,
+        // A ControlNet has no conv_out: its output width is its input's.
+        out_channels: match w.opt_dim("unet.conv_out.weight", 0)? {
+            Some(c) => c,
+            None => w.dim("unet.conv_in.weight", 1)?,
+        },
         cross_attention_dim: context,
         use_linear_projection: projection_rank.map(|r| r == 2),
         addition_embed_inputs: w.opt_dim("unet.add_embedding.linear_1.weight", 1)?,

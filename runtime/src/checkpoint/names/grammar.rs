@@ -21,6 +21,10 @@ const UNET: &[&str] = &[
     "down_blocks.#.downsamplers.0.conv.(weight|bias)",
     "up_blocks.#.upsamplers.0.conv.(weight|bias)",
     "(conv_norm_out|conv_out).(weight|bias)",
+    // A ControlNet's own tensors (opened with `Checkpoint::open_controlnet`): the hint
+    // embedding and the 1x1 convs its residuals leave through.
+    "controlnet_cond_embedding.(conv_in|blocks.#|conv_out).(weight|bias)",
+    "(controlnet_down_blocks.#|controlnet_mid_block).(weight|bias)",
 ];
 
 /// The VAE's canonical names (diffusers' `AutoencoderKL`, current attention naming).

@@ -24,6 +24,57 @@ mod vae;
 pub use grammar::{is_canonical, is_canonical_in};
 pub use unet::unmap as unet_single_file_names;
 
+/// Maps a key of a ControlNet in the original layout (ControlNet 1.0 / 1.1 files:
+/// `control_model.` then the UNet encoder's `input_blocks` / `middle_block` / `time_embed`
+/// names, `input_hint_block.*`, `zero_convs.N.0.*`, `middle_block_out.0.*`; the prefix is
+/// optional) to its canonical `unet.` name: the hint convs at even indices 0, 2, .., 14 become
+/// `controlnet_cond_embedding.conv_in`, `blocks.0..5` and `conv_out` (odd indices are SiLUs).
+pub fn controlnet_single_file_key(key: &str, blocks: UnetBlocks) -> KeyKind {
+    let rest = key.strip_prefix("control_model.").unwrap_or(key);
+    let name = if let Some((i, tail)) = index_after(rest, "input_hint_block.") {
+        match i {
+            0 => Some(format!("controlnet_cond_embedding.conv_in.{tail}")),
+            14 => Some(format!("controlnet_cond_embedding.conv_out.{tail}")),
+            i if i % 2 == 0 => Some(format!("controlnet_cond_embedding.blocks.{}.{tail}", i / 2 - 1)),
+            _ => None,
+        }
+    } else if let Some((n, tail)) = index_after(rest, "zero_convs.") {
+        tail.strip_prefix("0.").map(|leaf| format!("controlnet_down_blocks.{n}.{leaf}"))
+    } else if let Some(leaf) = rest.strip_prefix("middle_block_out.0.") {
+        Some(format!("controlnet_mid_block.{leaf}"))
+    } else {
+        unet::map(rest, blocks)
+    };
+    finish(Component::Unet, name.map(identity))
+}
+
+/// The block grid of a ControlNet in the original layout, from its keys: one level per
+/// downsampler (`input_blocks.K.0.op`) plus the last, and `input_blocks` = 1 + levels x
+/// layers_per_block + (levels - 1).
+pub fn scan_controlnet<'a>(keys: impl IntoIterator<Item = &'a str>) -> Result<UnetBlocks, String> {
+    let (mut last_input, mut downsamplers) = (None::<usize>, std::collections::BTreeSet::new());
+    for key in keys {
+        let rest = key.strip_prefix("control_model.").unwrap_or(key);
+        if let Some((k, tail)) = index_after(rest, "input_blocks.") {
+            last_input = Some(last_input.map_or(k, |m| m.max(k)));
+            if tail.starts_with("0.op.") {
+                downsamplers.insert(k);
+            }
+        }
+    }
+    let inputs = last_input.ok_or("no input_blocks: not a ControlNet in the original layout")? + 1;
+    let levels = downsamplers.len() + 1;
+    match inputs.checked_sub(levels) {
+        Some(n) if n % levels == 0 && n / levels > 0 => {
+            Ok(UnetBlocks { levels, layers_per_block: n / levels })
+        }
+        _ => Err(format!(
+            "{inputs} input blocks and {} downsamplers do not form a ControlNet encoder",
+            levels - 1
+        )),
+    }
+}
+
 use super::Component;
 
 /// How a canonical tensor is produced from the stored one.
