@@ -62,6 +62,11 @@ impl Conv2d {
         Conv2d::load(w, in_ch, out_ch, 3, Conv2dParams { stride: 1, padding: 1 })
     }
 
+    /// The stride (1, or 2 for downsampling convs).
+    pub fn stride(&self) -> usize {
+        self.params.stride
+    }
+
     /// `x [N, H, W, in] -> [N, Ho, Wo, out]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(x.conv2d(&self.weight.get(), Some(&self.bias), self.params)?)

@@ -12,17 +12,20 @@
 //! storage dtype, which is what diffusers' upcast buys for half-precision models.
 
 mod blocks;
+mod controlnet;
 mod embeddings;
+mod encoder;
 mod resnet;
 mod transformer;
 
 use kiln_runtime::checkpoint::{Checkpoint, CheckpointError, Component, UNetConfig};
-use kiln_runtime::ops::TimestepEmbeddingParams;
 use kiln_runtime::{DType, Device, Tensor};
 
-use self::blocks::{DownBlock, LevelSpec, MidBlock, UpBlock};
-use self::embeddings::Conditioning;
+use self::blocks::{LevelSpec, UpBlock};
+use self::encoder::Encoder;
 use super::nn::{Conv2d, GroupNorm};
+
+pub use self::controlnet::{ControlNet, ControlResiduals};
 use super::patch::PatchTable;
 use super::{ModelError, Result, Weights};
 
@@ -58,10 +61,8 @@ pub struct UNet {
     config: UNetConfig,
     dtype: DType,
     device: Device,
-    conditioning: Conditioning,
-    conv_in: Conv2d,
-    down: Vec<DownBlock>,
-    mid: Option<MidBlock>,
+    /// Conditioning, conv_in, down and mid blocks: the part a ControlNet copies.
+    encoder: Encoder,
     up: Vec<UpBlock>,
     norm_out: GroupNorm,
     conv_out: Conv2d,
@@ -81,95 +82,21 @@ impl UNet {
         let c = ckpt.unet_config().clone();
         let w = Weights::new(ckpt, Component::Unet, dtype, device);
         let levels = c.levels();
-        let per_level_ok = [
-            c.down_block_types.len(),
-            c.up_block_types.len(),
-            c.num_attention_heads.len(),
-            c.transformer_layers_per_block.len(),
-        ]
-        .iter()
-        .all(|&n| n == levels)
+        let up_lists_ok = c.up_block_types.len() == levels
             && c.reverse_transformer_layers_per_block.as_ref().is_none_or(|up| {
                 up.len() == levels && up.iter().all(|block| block.len() == c.layers_per_block + 1)
             });
-        if levels == 0 || !per_level_ok {
+        if !up_lists_ok {
             return Err(config_error(ckpt, format!("UNet config has inconsistent per-level lists: {c:?}")));
         }
-        for (level, (&ch, &heads)) in c.block_out_channels.iter().zip(&c.num_attention_heads).enumerate() {
-            if heads == 0 || ch % heads != 0 {
-                return Err(config_error(
-                    ckpt,
-                    format!("level {level}: {ch} channels do not split into {heads} attention heads"),
-                ));
-            }
-        }
-        let s = Sizes {
-            groups: c.norm_num_groups,
-            eps: c.norm_eps as f32,
-            time_embed_dim: c.time_embed_dim(),
-            context_dim: c.cross_attention_dim,
-            layers_per_block: c.layers_per_block,
-        };
-        let params = TimestepEmbeddingParams {
-            flip_sin_to_cos: c.flip_sin_to_cos,
-            downscale_freq_shift: c.freq_shift as f32,
-            ..TimestepEmbeddingParams::default()
-        };
-        let added = match (
-            c.addition_embed_type.as_deref(),
-            c.addition_time_embed_dim,
-            c.projection_class_embeddings_input_dim,
-        ) {
-            (None, _, _) => None,
-            (Some("text_time"), Some(id_dim), Some(input_dim)) => Some((id_dim, input_dim)),
-            (other, ..) => {
-                return Err(config_error(
-                    ckpt,
-                    format!("unsupported added embedding {other:?} (kiln runs SDXL's `text_time`)"),
-                ));
-            }
-        };
+        let encoder = Encoder::load(ckpt, &w, &c)?;
+        let s = encoder.sizes;
         let c0 = c.block_out_channels[0];
-        let conditioning = Conditioning::load(&w, c0, s.time_embed_dim, params, added)?;
-        let conv_in = Conv2d::load_3x3(&w.at("conv_in"), c.in_channels, c0)?;
-
+        let deepest = c.block_out_channels[levels - 1];
         let attention_at = |attends: bool, level: usize, depths: Vec<usize>| {
             attends.then_some((c.num_attention_heads[level], depths))
         };
-        let mut skip_channels = vec![c0];
-        let mut down = Vec::with_capacity(levels);
-        let mut in_ch = c0;
-        for level in 0..levels {
-            let ch = c.block_out_channels[level];
-            let spec = LevelSpec {
-                channels: ch,
-                attention: attention_at(
-                    c.down_has_attention(level),
-                    level,
-                    vec![c.transformer_layers_per_block[level]; c.layers_per_block],
-                ),
-            };
-            let last = level + 1 == levels;
-            down.push(DownBlock::load(&w.at(format!("down_blocks.{level}")), &s, in_ch, spec, !last)?);
-            skip_channels.extend(std::iter::repeat_n(ch, c.layers_per_block + usize::from(!last)));
-            in_ch = ch;
-        }
-
-        let deepest = c.block_out_channels[levels - 1];
-        let mid = match c.mid_block_type.as_deref() {
-            None => None,
-            Some("UNetMidBlock2DCrossAttn") => Some(MidBlock::load(
-                &w.at("mid_block"),
-                &s,
-                deepest,
-                Some((c.num_attention_heads[levels - 1], c.mid_transformer_layers())),
-            )?),
-            Some("UNetMidBlock2D") => Some(MidBlock::load(&w.at("mid_block"), &s, deepest, None)?),
-            Some(other) => {
-                return Err(config_error(ckpt, format!("unsupported mid block type {other}")));
-            }
-        };
-
+        let mut skip_channels = encoder.skip_channels.clone();
         let mut up = Vec::with_capacity(levels);
         let mut prev_ch = deepest;
         for i in 0..levels {
@@ -198,19 +125,7 @@ impl UNet {
 
         let norm_out = GroupNorm::load(&w.at("conv_norm_out"), s.groups, c0, s.eps)?;
         let conv_out = Conv2d::load_3x3(&w.at("conv_out"), c0, c.out_channels)?;
-        Ok(UNet {
-            norm_out,
-            conv_out,
-            patchable: w.patchable(),
-            config: c,
-            dtype,
-            device,
-            conditioning,
-            conv_in,
-            down,
-            mid,
-            up,
-        })
+        Ok(UNet { norm_out, conv_out, patchable: w.patchable(), config: c, dtype, device, encoder, up })
     }
 
     /// The weights a LoRA can patch, by canonical name.
@@ -230,38 +145,7 @@ impl UNet {
 
     /// Whether [`UNet::forward`] needs [`AddedConditioning`] (SDXL).
     pub fn needs_added_conditioning(&self) -> bool {
-        self.conditioning.needs_added()
-    }
-
-    /// Checks that the inputs fit the model.
-    fn check_inputs(&self, latents: &Tensor, timesteps: &[f32], context: &Tensor) -> Result<()> {
-        let c = &self.config;
-        let bad = |message: String| Err(ModelError::input("unet", message));
-        let &[b, h, w, ch] = latents.dims() else {
-            return bad(format!("latents must be [B, H, W, C] (NHWC), got {:?}", latents.dims()));
-        };
-        if ch != c.in_channels {
-            return bad(format!(
-                "latents {:?} have {ch} channels, the model takes {}",
-                latents.dims(),
-                c.in_channels
-            ));
-        }
-        let multiple = 1usize << (c.levels() - 1);
-        if b == 0 || h == 0 || w == 0 || h % multiple != 0 || w % multiple != 0 {
-            return bad(format!(
-                "latent size {h}x{w} (batch {b}) must be non-empty and divisible by {multiple} (the UNet halves it \
-                 {} times)",
-                c.levels() - 1
-            ));
-        }
-        if timesteps.len() != b {
-            return bad(format!("{} timesteps for a batch of {b}: give one per sample", timesteps.len()));
-        }
-        match context.dims() {
-            &[cb, l, cc] if cb == b && l > 0 && cc == c.cross_attention_dim => Ok(()),
-            dims => bad(format!("context must be [B = {b}, L > 0, {}], got {dims:?}", c.cross_attention_dim)),
-        }
+        self.encoder.conditioning.needs_added()
     }
 
     /// Predicts the noise: `latents [B, H, W, in]` (NHWC) at `timesteps` (one per sample),
@@ -275,24 +159,72 @@ impl UNet {
         context: &Tensor,
         added: Option<&AddedConditioning>,
     ) -> Result<Tensor> {
-        self.check_inputs(latents, timesteps, context)?;
-        let emb = self.conditioning.forward(timesteps, added)?; // [B, T]
-        let emb_silu = emb.silu()?;
+        self.forward_controlled(latents, timesteps, context, added, None)
+    }
+
+    /// [`UNet::forward`] with a ControlNet's residuals (diffusers' `down_block_additional_residuals`
+    /// and `mid_block_additional_residual`): each added to its skip connection once the down pass
+    /// is done, and the mid one to the mid block's output.
+    pub fn forward_controlled(
+        &self,
+        latents: &Tensor,
+        timesteps: &[f32],
+        context: &Tensor,
+        added: Option<&AddedConditioning>,
+        control: Option<&ControlResiduals>,
+    ) -> Result<Tensor> {
+        check_inputs(&self.config, latents, timesteps, context)?;
+        let emb_silu = self.encoder.embedding(timesteps, added)?; // [B, T]
         let context = context.to_dtype(self.dtype)?.to_device(self.device)?; // [B, L, Cc]
         let x = latents.to_dtype(self.dtype)?.to_device(self.device)?;
-
-        let mut x = self.conv_in.forward(&x)?; // [B, H, W, C0]
-        let mut skips = vec![x.clone()];
-        for block in &self.down {
-            x = block.forward(x, &emb_silu, &context, &mut skips)?;
-        }
-        if let Some(mid) = &self.mid {
-            x = mid.forward(&x, &emb_silu, &context)?;
+        let x = self.encoder.conv_in.forward(&x)?; // [B, H, W, C0]
+        let (mut x, mut skips) = self.encoder.forward(x, &emb_silu, &context)?;
+        if let Some(control) = control {
+            if control.down.len() != skips.len() {
+                return Err(ModelError::input(
+                    "unet",
+                    format!("{} ControlNet residuals for {} skip connections", control.down.len(), skips.len()),
+                ));
+            }
+            for (skip, residual) in skips.iter_mut().zip(&control.down) {
+                *skip = skip.add(&residual.to_dtype(self.dtype)?)?;
+            }
+            x = x.add(&control.mid.to_dtype(self.dtype)?)?;
         }
         for block in &self.up {
             x = block.forward(x, &emb_silu, &context, &mut skips)?;
         }
         let x = self.norm_out.forward(&x, true)?;
         self.conv_out.forward(&x) // [B, H, W, out]
+    }
+}
+
+/// Checks that the inputs fit the model.
+fn check_inputs(c: &UNetConfig, latents: &Tensor, timesteps: &[f32], context: &Tensor) -> Result<()> {
+    let bad = |message: String| Err(ModelError::input("unet", message));
+    let &[b, h, w, ch] = latents.dims() else {
+        return bad(format!("latents must be [B, H, W, C] (NHWC), got {:?}", latents.dims()));
+    };
+    if ch != c.in_channels {
+        return bad(format!(
+            "latents {:?} have {ch} channels, the model takes {}",
+            latents.dims(),
+            c.in_channels
+        ));
+    }
+    let multiple = 1usize << (c.levels() - 1);
+    if b == 0 || h == 0 || w == 0 || h % multiple != 0 || w % multiple != 0 {
+        return bad(format!(
+            "latent size {h}x{w} (batch {b}) must be non-empty and divisible by {multiple} (the UNet halves it \
+             {} times)",
+            c.levels() - 1
+        ));
+    }
+    if timesteps.len() != b {
+        return bad(format!("{} timesteps for a batch of {b}: give one per sample", timesteps.len()));
+    }
+    match context.dims() {
+        &[cb, l, cc] if cb == b && l > 0 && cc == c.cross_attention_dim => Ok(()),
+        dims => bad(format!("context must be [B = {b}, L > 0, {}], got {dims:?}", c.cross_attention_dim)),
     }
 }
