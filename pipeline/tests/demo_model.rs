@@ -127,6 +127,7 @@ fn job(prompt: &str, seeds: Vec<u32>, init: Option<InitImage>) -> Job {
         height: 64,
         init,
         refiner_at: None,
+        control: None,
     }
 }
 

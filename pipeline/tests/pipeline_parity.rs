@@ -108,6 +108,7 @@ impl Case {
             height: spec.height,
             init,
             refiner_at: None,
+            control: None,
         }
     }
 

@@ -7,6 +7,7 @@ use ::image::RgbImage;
 use kiln_runtime::Tensor;
 use kiln_runtime::checkpoint::Family;
 
+use super::control::ControlRows;
 use super::noise::BatchNoise;
 use super::pixels::{image_tensor, latent_mask, masked_image_tensor};
 use super::{Engine, GenerateError, InitImage, Job, Result, finite};
@@ -106,6 +107,10 @@ impl Batch<'_> {
 
         // The base stage, up to the hand-over when a refiner takes over.
         let rows = self.rows()?;
+        // ControlNet guidance, with its end measured on the whole schedule (as diffusers does,
+        // before a refiner's hand-over cuts it).
+        let control = self.control_rows(&rows)?;
+        let control = control.as_ref().map(|c| (c, sampler.timesteps().len()));
         let refiner_at = first.refiner_at.filter(|_| self.refiner.is_some());
         let calls = match refiner_at {
             Some(fraction) => {
@@ -119,8 +124,15 @@ impl Batch<'_> {
             on_call(done);
             done += 1;
         };
-        latents =
-            self.denoise(&mut *sampler, latents, &rows, inpaint.as_ref(), calls, &mut noise, &mut counted)?;
+        latents = self.denoise(
+            &mut *sampler,
+            latents,
+            (&rows, control),
+            inpaint.as_ref(),
+            calls,
+            &mut noise,
+            &mut counted,
+        )?;
 
         // The refiner stage: a fresh sampler from its own scheduler, started at the hand-over,
         // the images' generators carried on. Inpainting, as diffusers' refiner inpainting
@@ -141,7 +153,7 @@ impl Batch<'_> {
             latents = stage.denoise(
                 &mut *sampler,
                 latents,
-                &rows,
+                (&rows, None),
                 inpaint.as_ref(),
                 calls,
                 &mut noise,
@@ -165,13 +177,14 @@ impl Batch<'_> {
     }
 
     /// The denoising loop over the sampler's first `calls` model calls from `latents`, with
-    /// guidance; `on_call` after each.
+    /// guidance and, when given, a ControlNet (its rows and the schedule's length); `on_call`
+    /// after each.
     #[allow(clippy::too_many_arguments)]
     fn denoise(
         &self,
         sampler: &mut dyn Sampler,
         mut latents: Tensor,
-        rows: &Rows,
+        (rows, control): (&Rows, Option<(&ControlRows, usize)>),
         inpaint: Option<&Inpaint>,
         calls: usize,
         noise: &mut BatchNoise,
@@ -184,6 +197,18 @@ impl Batch<'_> {
                 return Err(GenerateError::Stopped);
             }
             let x = sampler.scale_model_input(&latents, call)?; // [n, h, w, latent]
+            let row_timesteps = vec![t as f32; rows.context.dims()[0]];
+            let residuals = match control.and_then(|(c, n)| Some((c, c.scales(call, n)?))) {
+                Some((c, scales)) => Some(c.net.forward(
+                    &stack_rows(&x, &rows.guided)?,
+                    &row_timesteps,
+                    &rows.context,
+                    rows.added.as_ref(),
+                    &c.hint,
+                    &scales,
+                )?),
+                None => None,
+            };
             let x = match inpaint {
                 Some(i) if e.is_inpainting() => {
                     let mask = i.mask.to_dtype(x.dtype())?;
@@ -193,8 +218,13 @@ impl Batch<'_> {
                 _ => x,
             };
             let input = stack_rows(&x, &rows.guided)?;
-            let row_timesteps = vec![t as f32; input.dims()[0]];
-            let out = e.unet.forward(&input, &row_timesteps, &rows.context, rows.added.as_ref())?;
+            let out = e.unet.forward_controlled(
+                &input,
+                &row_timesteps,
+                &rows.context,
+                rows.added.as_ref(),
+                residuals.as_ref(),
+            )?;
             let prediction = self.guide(&out, &rows.guided)?.to_dtype(latents.dtype())?;
             latents = sampler.step(&prediction, call, &latents, noise)?;
             if let Some(Inpaint { mask, blend: Some((image_latents, eps)), .. }) = inpaint {
@@ -242,6 +272,25 @@ impl Batch<'_> {
 
     fn init(&self, slot: &Slot) -> &InitImage {
         self.job(slot).init.as_ref().expect("every job of an init-image batch has an init image")
+    }
+
+    /// The ControlNet's rows when the batch's jobs have [`super::Job::control`]: each slot's
+    /// control, then each guided slot's again.
+    fn control_rows(&self, rows: &Rows) -> Result<Option<ControlRows>> {
+        let Some(net) = self.engine.controlnet.as_ref().filter(|_| self.job(&self.slots[0]).control.is_some())
+        else {
+            return Ok(None);
+        };
+        let order = self.slots.iter().chain(rows.guided.iter().map(|&i| &self.slots[i]));
+        let controls = order
+            .map(|s| {
+                self.job(s).control.as_ref().ok_or_else(|| GenerateError::Input {
+                    field: "controlnet",
+                    message: "a batch mixes jobs with and without a ControlNet".into(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(ControlRows::new(net.clone(), &controls, self.engine.unet_device())?))
     }
 
     /// Context and added conditioning for the rows: each slot's prompt, then each guided

@@ -16,7 +16,7 @@ use crate::lora::{Originals, TargetIndex};
 use crate::models::conditioning::{Conditioning, PromptEmbedding, TextConditioner};
 use crate::models::patch::PatchTable;
 use crate::models::settings::CheckpointSettings;
-use crate::models::unet::UNet;
+use crate::models::unet::{ControlNet, UNet};
 use crate::models::vae::Vae;
 use crate::models::{Loans, ModelError, ModelFacts};
 use crate::prompt::DroppedTokens;
@@ -60,6 +60,8 @@ pub struct Engine {
     pub(super) own_vae: Option<Vae>,
     /// The SDXL refiner that jobs with [`Job::refiner_at`] hand over to.
     pub(super) refiner: Option<Arc<Engine>>,
+    /// The ControlNet that guides jobs with [`Job::control`].
+    pub(super) controlnet: Option<Arc<ControlNet>>,
 }
 
 impl Engine {
@@ -191,6 +193,7 @@ impl Engine {
             vae_path: None,
             own_vae: None,
             refiner: None,
+            controlnet: None,
         })
     }
 
@@ -503,7 +506,7 @@ impl Engine {
             }
             None => {}
         }
-        Ok(())
+        self.check_control(job)
     }
 
     /// The prompt's conditioning; the negative's only when guidance runs (diffusers encodes no

@@ -10,6 +10,7 @@
 //!   [`Job::refiner_at`] hand their latents over to it (diffusers' ensemble of experts).
 
 mod assets;
+mod control;
 mod denoise;
 mod engine;
 mod error;
@@ -38,6 +39,28 @@ pub struct InitImage {
     /// the mask; the crop is inpainted at the job's size and pasted back (see
     /// [`crate::image::full_res`]). `None`: the whole image.
     pub full_res: Option<u32>,
+}
+
+/// ControlNet guidance for one job (OctoAI's `controlnet_*` fields), by the ControlNet attached
+/// to the engine ([`Engine::set_controlnet`]).
+#[derive(Clone, Debug)]
+pub struct Control {
+    /// The control image at the job's width × height, as the ControlNet takes it (a Canny edge
+    /// map already made, or the image as given).
+    pub image: RgbImage,
+    /// How strongly its residuals count (`controlnet_conditioning_scale`).
+    pub scale: f64,
+    /// The share of the model calls it guides, from the first (`controlnet_early_stop`,
+    /// diffusers' `control_guidance_end`): call `i` of `n` is guided while `(i + 1) / n <= end`.
+    pub end: f64,
+}
+
+impl Control {
+    /// This job's scale at model call `call` of `calls` (diffusers' `controlnet_keep`).
+    pub fn scale_at(&self, call: usize, calls: usize) -> f64 {
+        let guided = (call + 1) as f64 / calls as f64 <= self.end;
+        if guided { self.scale } else { 0.0 }
+    }
 }
 
 /// One request's generation parameters, validated and with defaults filled in.
@@ -73,6 +96,8 @@ pub struct Job {
     /// refiner takes the still noisy latents over (OctoAI's `high_noise_frac`, diffusers'
     /// `denoising_end` / `denoising_start`); `None`: the base model alone.
     pub refiner_at: Option<f64>,
+    /// ControlNet guidance; `None` renders without the ControlNet.
+    pub control: Option<Control>,
 }
 
 /// What jobs must share to be stacked into one UNet call.
@@ -87,6 +112,8 @@ pub struct BatchKey {
     inpaint: bool,
     /// The refiner hand-over fraction's bits (`None` without a refiner stage).
     refiner_at: Option<u64>,
+    /// Whether a ControlNet guides the jobs (their control images and scales may differ).
+    controlled: bool,
 }
 
 impl Job {
@@ -106,6 +133,7 @@ impl Job {
             strength: init.map(|(strength, _)| strength.to_bits()),
             inpaint: init.is_some_and(|(_, masked)| masked),
             refiner_at: self.refiner_at.map(f64::to_bits),
+            controlled: self.control.is_some(),
         }
     }
 

@@ -9,6 +9,7 @@
 //! - [`full_res`]: `inpaint_full_res`, A1111's crop around the mask and paste back;
 //! - [`encode`] / [`encode_base64`]: response images; [`rgb_from_rgb8`] takes the VAE's output.
 
+pub mod canny;
 mod decode;
 mod encode;
 mod error;

@@ -214,6 +214,7 @@ impl Request {
             height,
             init: None,
             refiner_at: None,
+            control: None,
         };
         Ok(Resolved {
             job,

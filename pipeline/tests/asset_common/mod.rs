@@ -86,6 +86,7 @@ impl JobSpec {
             height: self.height,
             init,
             refiner_at: None,
+            control: None,
         }
     }
 }

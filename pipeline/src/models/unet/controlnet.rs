@@ -91,6 +91,11 @@ impl ControlNet {
         self.family
     }
 
+    /// The dtype it computes in.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
     /// Its config (a UNet config without up blocks).
     pub fn config(&self) -> &UNetConfig {
         &self.config
