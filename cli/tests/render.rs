@@ -54,9 +54,10 @@ fn a_mixed_file_gives_a_response_or_an_error_record_per_line() {
     let size = first_error(&lines[1]);
     assert_eq!(size["loc"][0], "body");
     assert!(size["msg"].as_str().unwrap().contains("1024"), "lists the supported sizes: {size}");
+    // A ControlNet named without its control image.
     let controlnet = first_error(&lines[2]);
-    assert_eq!(controlnet["loc"], serde_json::json!(["body", "controlnet"]));
-    assert_eq!(controlnet["type"], "not_implemented");
+    assert_eq!(controlnet["loc"], serde_json::json!(["body", "controlnet_image"]));
+    assert_eq!(controlnet["type"], "missing");
     // An unknown field is pydantic's extra_forbidden, with the value sent.
     let typo = first_error(&lines[3]);
     assert_eq!(typo["loc"], serde_json::json!(["body", "negative_promt"]));

@@ -78,6 +78,33 @@ fn controlnet_renders_match_diffusers() {
     }
 }
 
+#[cfg(feature = "cuda")]
+mod cuda {
+    use super::*;
+
+    /// The ControlNet on the GPU (bf16): one txt2img case per family and the scale / early-stop
+    /// one, held to the CUDA pipeline parity bounds ([`asset_common::cuda_bound`]) from
+    /// diffusers' f32 image given the CPU bf16 render's distance.
+    #[test]
+    fn cuda_controlnet_renders_as_diffusers_does() {
+        let gpu = match Device::cuda(0) {
+            Ok(device) => device,
+            Err(e) => return kiln_runtime::cuda::skip_gpu_test("CUDA ControlNet", &format!("no CUDA device ({e})")),
+        };
+        let cases: Vec<Case> = read_cases("controlnet/cases.json");
+        for case in cases.iter().filter(|c| ["sd15_scale_stop", "sdxl_euler_a"].contains(&c.name.as_str())) {
+            let want = case.expected().remove(0);
+            let job = case.job();
+            let on = |device| render(&engine(&case.model, folder(case), DType::BF16, device), &[job.clone()]);
+            let (cpu, cuda) = (on(Device::Cpu), on(gpu));
+            let (cpu_diff, gpu_diff) = (max_diff(&cpu[0][0], &want), max_diff(&cuda[0][0], &want));
+            let bound = asset_common::cuda_bound(cpu_diff);
+            eprintln!("{}: bf16 CPU {cpu_diff}/255, GPU {gpu_diff}/255 from diffusers (bound {bound})", case.name);
+            assert!(gpu_diff <= bound, "{}: GPU {gpu_diff}/255, CPU bf16 {cpu_diff}/255", case.name);
+        }
+    }
+}
+
 #[test]
 fn single_files_render_what_folders_render() {
     let cases: Vec<Case> = read_cases("controlnet/cases.json");

@@ -120,7 +120,7 @@ pub fn demo_clip_skip_limit() -> u64 {
 }
 
 /// A file of demo-model lines, one of each outcome: a render ("good"), malformed JSON, a blank
-/// line, an unsupported size, an unimplemented field, a repeated id, an unknown field, a
+/// line, an unsupported size, a ControlNet named without its image, a repeated id, an unknown field, a
 /// clip_skip deeper than the text encoders, and a step count the sampler cannot run.
 pub fn mixed_demo_lines() -> Vec<String> {
     // One past the deepest clip_skip diffusers encodes with the demo model's text encoders.

@@ -42,6 +42,7 @@
 //!   of another family is a 422 on the field.
 
 mod coerce;
+pub mod control;
 mod engine;
 mod error;
 mod parse;
@@ -83,6 +84,8 @@ pub const DEFAULT_FULL_RES_PADDING: i64 = 32;
 pub struct Request {
     /// The OctoAI engine the request targets, checked against the model; `None`: any.
     pub engine: Option<EngineName>,
+    /// The ControlNet fields of a ControlNet request.
+    pub control: Option<control::ControlRequest>,
     /// What to draw (A1111 attention syntax allowed); at most 10000 characters.
     pub prompt: String,
     /// SDXL's second text encoder's prompt (`None`: the prompt).

@@ -12,7 +12,7 @@ use super::{
     DEFAULT_FULL_RES_PADDING, DEFAULT_HIGH_NOISE_FRAC, EngineName, ImageEncoding, KILN_FIELDS, Request,
     SamplerName,
 };
-use super::{unimplemented, unknown};
+use super::{control, unimplemented, unknown};
 
 /// The longest prompt (and negative prompt, and second prompts) the schema allows.
 const MAX_PROMPT: usize = 10_000;
@@ -225,7 +225,7 @@ impl<'a> Reader<'a> {
         let checkpoint = self.string("checkpoint", None, true);
         let clip_skip =
             self.int("clip_skip", Limits { ge: Some(1.0), le: Some(12.0), ..Limits::default() }, true);
-        let controls = unimplemented::read_controlnet(self, unit);
+        let controls = control::read(self, unit);
         let height = self.int("height", Limits::default(), true);
         let high_noise_frac = self.float("high_noise_frac", unit, false);
         let encodings = ["jpeg", "png"];
@@ -268,7 +268,9 @@ impl<'a> Reader<'a> {
         let vae = self.string("vae", None, true);
         let width = self.int("width", Limits::default(), true);
 
-        unimplemented::check(self, &unimplemented::Asked { controls, transfer_images });
+        let engine = engine.map(|i| EngineName::ALL[i]);
+        let control = control::resolve(self, controls, engine);
+        unimplemented::check(self, &unimplemented::Asked { transfer_images });
         // `seed` was read even when broken; only a valid one is combined with num_images.
         let num_images_sent = self.raw("num_images").is_some();
         let seed_broken = self.errors.detail.iter().any(|e| e.loc.get(1) == Some(&Loc::from("seed")));
@@ -284,7 +286,8 @@ impl<'a> Reader<'a> {
             return None;
         }
         Some(Request {
-            engine: engine.map(|i| EngineName::ALL[i]),
+            engine,
+            control,
             prompt: prompt?,
             prompt_2,
             negative_prompt,

@@ -5,7 +5,8 @@
 
 use rand::Rng;
 
-use super::error::{Loc, RequestError, value_error};
+use super::control::ControlRequest;
+use super::error::{Loc, RequestError, not_implemented, value_error};
 use super::sizes::{default_side, family_label, size_list, supported_sizes};
 use super::{DEFAULT_CFG_SCALE, DEFAULT_SAMPLER, DEFAULT_STEPS, EngineName, ImageEncoding, Request};
 use crate::generate::Job;
@@ -32,6 +33,8 @@ pub struct Resolved {
     pub refiner: RefinerUse,
     /// `inpaint_full_res`: the padding around the mask, in pixels; `None`: the whole image.
     pub full_res: Option<u32>,
+    /// The ControlNet fields of a ControlNet request (the image decoded by the runner).
+    pub control: Option<ControlRequest>,
 }
 
 /// What a request asks of the SDXL refiner (OctoAI's `use_refiner`, default true, and
@@ -176,6 +179,15 @@ impl Request {
         }
         let refiner = self.refiner_use(family, &mut errors);
         let full_res = self.full_res(&mut errors);
+        if let Some(scale) = self.control.as_ref().map(|c| c.scale).filter(|s| !s.is_finite()) {
+            errors.push(value_error(
+                &[Loc::from("controlnet_conditioning_scale")],
+                format!("the ControlNet scale {scale} is not a finite number"),
+            ));
+        }
+        if self.control.is_some() && self.mask_image.is_some() {
+            errors.push(not_implemented("controlnet_image", "ControlNet with inpainting (mask_image)"));
+        }
         let defaults = model.defaults;
         let steps = self.steps.or(defaults.steps).unwrap_or(DEFAULT_STEPS);
         if self.init_image.is_some() && (steps as f64 * self.strength).floor() < 1.0 {
@@ -225,6 +237,7 @@ impl Request {
             outpainting: self.outpainting,
             refiner,
             full_res,
+            control: self.control.clone(),
         })
     }
 

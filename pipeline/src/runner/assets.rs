@@ -19,6 +19,8 @@ pub enum AssetKind {
     Embedding,
     /// An autoencoder: `vaes/`.
     Vae,
+    /// A ControlNet: `controlnets/`.
+    ControlNet,
 }
 
 impl AssetKind {
@@ -29,12 +31,13 @@ impl AssetKind {
             AssetKind::Lora => "loras",
             AssetKind::Embedding => "embeddings",
             AssetKind::Vae => "vaes",
+            AssetKind::ControlNet => "controlnets",
         }
     }
 
     /// Whether a diffusers folder can be an asset of this kind (else only single files).
     fn may_be_folder(self) -> bool {
-        matches!(self, AssetKind::Checkpoint | AssetKind::Vae)
+        matches!(self, AssetKind::Checkpoint | AssetKind::Vae | AssetKind::ControlNet)
     }
 }
 
@@ -45,6 +48,7 @@ impl fmt::Display for AssetKind {
             AssetKind::Lora => "LoRA",
             AssetKind::Embedding => "textual inversion",
             AssetKind::Vae => "VAE",
+            AssetKind::ControlNet => "ControlNet",
         })
     }
 }

@@ -12,13 +12,13 @@ use super::assets::AssetKind;
 use crate::lora::{LoraFile, is_lora_tensor};
 use crate::models::settings::CheckpointSettings;
 
-/// The library's folders, in listing order: the four kinds, then those kept for later.
+/// The library's folders, in listing order: the five kinds, then the one kept for later.
 const FOLDERS: [(&str, Option<AssetKind>); 6] = [
     ("checkpoints", Some(AssetKind::Checkpoint)),
     ("loras", Some(AssetKind::Lora)),
     ("embeddings", Some(AssetKind::Embedding)),
     ("vaes", Some(AssetKind::Vae)),
-    ("controlnets", None),
+    ("controlnets", Some(AssetKind::ControlNet)),
     ("ip_adapters", None),
 ];
 
@@ -85,12 +85,6 @@ fn describe(folder: &'static str, wanted: Option<AssetKind>, path: PathBuf) -> E
             note = format!("this is a {}, not a {want}: it belongs in {home} ({note})", s.kind);
             false
         }
-        (Some(AssetKind::Embedding | AssetKind::Vae), Ok(_)) => {
-            note = format!(
-                "{note}; requests cannot use it yet (textual_inversions and vae are not implemented)"
-            );
-            false
-        }
         (Some(_), Ok(_)) => true,
     };
     Entry { folder, name, path, kind, family, usable, note }
@@ -115,6 +109,9 @@ fn sniff(path: &Path) -> Result<Sniffed, String> {
     }
     let file = SafetensorsFile::open(path).map_err(|e| e.to_string())?;
     let names: Vec<&str> = file.tensors().map(|t| t.name()).collect();
+    if names.iter().any(|n| n.contains("controlnet_cond_embedding.") || n.contains("input_hint_block.")) {
+        return sniff_controlnet(path);
+    }
     if names.iter().any(|n| n.contains("diffusion_model.") || n.starts_with("unet.") && !is_lora_tensor(n)) {
         return sniff_checkpoint(path);
     }
@@ -142,7 +139,10 @@ fn sniff_folder(path: &Path) -> Result<Sniffed, String> {
     }
     let weights = path.join("diffusion_pytorch_model.safetensors");
     if weights.is_file() {
-        return sniff(&weights);
+        return sniff(&weights).and_then(|s| match s.asset {
+            Some(AssetKind::ControlNet) => sniff_controlnet(path),
+            _ => Ok(s),
+        });
     }
     Err("a folder without model_index.json: not a diffusers checkpoint".into())
 }
@@ -163,6 +163,18 @@ fn sniff_checkpoint(path: &Path) -> Result<Sniffed, String> {
         kind: "checkpoint".into(),
         family: Some(ckpt.family().to_string()),
         detail,
+    })
+}
+
+/// A ControlNet: a folder, a diffusers-named file or one in the original layout.
+fn sniff_controlnet(path: &Path) -> Result<Sniffed, String> {
+    let ckpt = Checkpoint::open_controlnet(path, None).map_err(|e| e.to_string())?;
+    let c = ckpt.unet_config();
+    Ok(Sniffed {
+        asset: Some(AssetKind::ControlNet),
+        kind: "ControlNet".into(),
+        family: Some(ckpt.family().to_string()),
+        detail: format!("{}, {} levels {:?}", ckpt.format(), c.levels(), c.block_out_channels),
     })
 }
 

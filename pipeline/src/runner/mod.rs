@@ -198,6 +198,8 @@ pub(crate) struct AssetSet {
     pub vae: Option<PathBuf>,
     /// Textual-inversion files and their trigger words, in the request's (name) order.
     pub embeddings: Vec<(PathBuf, String)>,
+    /// The ControlNet of a ControlNet request.
+    pub controlnet: Option<PathBuf>,
 }
 
 impl Pending {
@@ -486,8 +488,8 @@ fn refiner_path(options: &RunOptions) -> Result<Option<PathBuf>, RunError> {
 /// The refiner's name in the assets library (`checkpoints/sdxl-refiner`, or `octoai:sdxl-refiner`).
 pub const REFINER_ASSET: &str = "sdxl-refiner";
 
-/// The files of a request's `loras`, `vae` and `textual_inversions`; an unknown name is an error
-/// on its field (`loras.NAME`, `vae`, `textual_inversions.NAME`).
+/// The files of a request's `loras`, `vae`, `textual_inversions` and ControlNet; an unknown name
+/// is an error on its field (`loras.NAME`, `vae`, `textual_inversions.NAME`, `controlnet`).
 fn find_assets(library: Option<&Path>, request: &Request) -> Result<AssetSet, RequestError> {
     let loras = request
         .loras
@@ -511,7 +513,14 @@ fn find_assets(library: Option<&Path>, request: &Request) -> Result<AssetSet, Re
             Err(e) => Err(records::field_error_at(&["textual_inversions", name], e)),
         })
         .collect::<Result<_, _>>()?;
-    Ok(AssetSet { loras, vae, embeddings })
+    let controlnet = match &request.control {
+        None => None,
+        Some(control) => Some(
+            assets::find(library, AssetKind::ControlNet, control.name())
+                .map_err(|e| records::field_error("controlnet", e))?,
+        ),
+    };
+    Ok(AssetSet { loras, vae, embeddings, controlnet })
 }
 
 /// The most ids [`warn_surplus_records`] names.

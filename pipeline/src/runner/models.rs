@@ -21,6 +21,7 @@ use crate::embeddings::EmbeddingFile;
 use crate::generate::Engine;
 use crate::lora::{LoraFile, WeightedLora};
 use crate::models::ModelFacts;
+use crate::models::unet::ControlNet;
 
 /// The default engine and the asset checkpoints met so far.
 #[derive(Debug)]
@@ -52,6 +53,9 @@ pub struct Models {
     refiner: Option<Result<Arc<Engine>, String>>,
     /// What the refiner shares with the `--model` engine, for the run log once.
     refiner_note: Option<String>,
+    /// ControlNets loaded so far (shared by every engine: one dtype and device), or why one
+    /// cannot be.
+    controlnets: HashMap<PathBuf, Result<Arc<ControlNet>, String>>,
 }
 
 /// The default `--model-cache-bytes`: half the memory free on `device` when the run starts (the
@@ -105,6 +109,7 @@ impl Models {
             refiner_path: None,
             refiner: None,
             refiner_note: None,
+            controlnets: HashMap::new(),
         }
     }
 
@@ -179,6 +184,30 @@ impl Models {
         }
         self.load(path).map_err(Unready::Checkpoint)?;
         let mut log: Vec<String> = self.refiner_note.take().into_iter().collect();
+        let controlnet = match &assets.controlnet {
+            None => None,
+            Some(file) => {
+                let (dtype, device) = (self.dtype, self.device);
+                if !self.controlnets.contains_key(file) {
+                    let started = Instant::now();
+                    let loaded = Checkpoint::open_controlnet(file, None)
+                        .map_err(|e| e.to_string())
+                        .and_then(|ckpt| ControlNet::load(&ckpt, dtype, device).map_err(|e| e.to_string()));
+                    if loaded.is_ok() {
+                        log.push(format!(
+                            "ControlNet {}: loaded in {:.1} s",
+                            file.display(),
+                            started.elapsed().as_secs_f64()
+                        ));
+                    }
+                    self.controlnets.insert(file.clone(), loaded.map(Arc::new));
+                }
+                match &self.controlnets[file] {
+                    Ok(net) => Some(net.clone()),
+                    Err(reason) => return Err(Unready::Asset { field: "controlnet", reason: reason.clone() }),
+                }
+            }
+        };
         for (file, _) in loras {
             open_once(&mut self.lora_files, file, |f| LoraFile::open(f).map_err(|e| e.to_string()));
         }
@@ -204,6 +233,9 @@ impl Models {
             engine.set_refiner(Some(refiner)).map_err(|e| refiner_error(e.to_string()))?;
         }
         engine.set_vae(vae).map_err(|e| Unready::Asset { field: "vae", reason: e.to_string() })?;
+        engine
+            .set_controlnet(controlnet)
+            .map_err(|e| Unready::Asset { field: "controlnet", reason: e.to_string() })?;
         engine.set_textual_inversions(&embeddings).map_err(|e| embedding_error(e.to_string()))?;
         let reports = engine.set_loras(&set).map_err(|e| lora_error(e.to_string()))?;
         for report in reports {

@@ -13,9 +13,11 @@ use base64::engine::general_purpose::STANDARD;
 use super::batch::Group;
 use super::models::{Models, Ready, Unready};
 use super::{Pending, RunError, RunOptions, Sink, image_path, records};
-use crate::generate::{Engine, GenerateError, InitImage, Job};
+use crate::generate::{Control, Engine, GenerateError, InitImage, Job};
+use crate::image::canny::canny_rgb;
 use crate::image::full_res::FullRes;
 use crate::image::{decode_base64, encode, fill_masked, to_mask, to_rgb};
+use crate::request::control::ControlRequest;
 use crate::request::{ImageGeneration, RequestError, Response};
 
 /// How a group ended.
@@ -101,8 +103,11 @@ pub(super) fn group(
 fn job_with_images(p: &Pending) -> Result<Job, RequestError> {
     let resolved = &p.resolved;
     let mut job = resolved.job.clone();
-    let Some(init_b64) = &resolved.init_image else { return Ok(job) };
     let (w, h) = (job.width as u32, job.height as u32);
+    if let Some(control) = &resolved.control {
+        job.control = Some(control_image(control, w, h)?);
+    }
+    let Some(init_b64) = &resolved.init_image else { return Ok(job) };
     // Each decoded image is dropped once converted, so one request holds one at a time.
     let mut image = to_rgb(&decode_field(init_b64, "init_image")?, w, h);
     let mask = match &resolved.mask_image {
@@ -115,6 +120,30 @@ fn job_with_images(p: &Pending) -> Result<Job, RequestError> {
     job.init = Some(InitImage { image, strength: resolved.strength, mask, full_res: resolved.full_res });
     Ok(job)
 }
+
+/// A ControlNet request's control: its image decoded and Lanczos-resized to the output size
+/// (as init images are), then, with `controlnet_preprocess`, turned into the Canny map OctoAI's
+/// example makes (`cv2.Canny(image, 100, 200)` replicated to three channels). Other ControlNets
+/// need models to preprocess (depth, pose): asking kiln to is an error on the field.
+fn control_image(control: &ControlRequest, width: u32, height: u32) -> Result<Control, RequestError> {
+    if control.preprocess && !control.is_canny() {
+        return Err(records::field_error(
+            "controlnet_preprocess",
+            format!(
+                "kiln makes only Canny maps; ControlNet {:?} needs its own preprocessor (depth, pose, ...): send the \
+                 preprocessed map as controlnet_image with controlnet_preprocess false",
+                control.name()
+            ),
+        ));
+    }
+    let image = to_rgb(&decode_field(&control.image, "controlnet_image")?, width, height);
+    let image = if control.preprocess { canny_rgb(&image, CANNY_LOW, CANNY_HIGH) } else { image };
+    Ok(Control { image, scale: control.scale, end: control.early_stop.unwrap_or(1.0) })
+}
+
+/// OctoAI's Canny thresholds (its example's `cv2.Canny(image, 100, 200)`).
+const CANNY_LOW: f64 = 100.0;
+const CANNY_HIGH: f64 = 200.0;
 
 /// The warning of an `inpaint_full_res` request whose mask leaves nothing to inpaint.
 const BLANK_MASK: &str = "inpaint_full_res: the mask (after A1111's blur of 4 pixels) is blank, so there is \
