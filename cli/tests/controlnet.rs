@@ -26,12 +26,14 @@ fn library(root: &Path) -> std::path::PathBuf {
     let nets = assets.join("controlnets");
     copy_dir(&Path::new(FIXTURES).join("sd15_canny"), &nets.join("canny"));
     copy_dir(&Path::new(FIXTURES).join("sd15_canny"), &nets.join("depth"));
-    std::fs::copy(Path::new(FIXTURES).join("sdxl_canny.safetensors"), nets.join("sdxl_canny.safetensors")).unwrap();
+    std::fs::copy(Path::new(FIXTURES).join("sdxl_canny.safetensors"), nets.join("sdxl_canny.safetensors"))
+        .unwrap();
     assets
 }
 
 fn control_png() -> String {
-    base64::engine::general_purpose::STANDARD.encode(std::fs::read(Path::new(FIXTURES).join("control_a.png")).unwrap())
+    base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read(Path::new(FIXTURES).join("control_a.png")).unwrap())
 }
 
 #[test]
@@ -43,12 +45,22 @@ fn controlnet_requests_render_and_bad_ones_get_errors_on_their_fields() {
         line("guided", &format!(r#", "controlnet_image": "{image}""#)),
         line("plain", ""),
         line("as-given", &format!(r#", "controlnet_image": "{image}", "controlnet_preprocess": false"#)),
-        line("half", &format!(r#", "controlnet_image": "{image}", "controlnet_conditioning_scale": 0.5, "controlnet_early_stop": 0.5"#)),
+        line(
+            "half",
+            &format!(
+                r#", "controlnet_image": "{image}", "controlnet_conditioning_scale": 0.5, "controlnet_early_stop": 0.5"#
+            ),
+        ),
         line("unknown", &format!(r#", "controlnet": "scribble", "controlnet_image": "{image}""#)),
         line("bad-image", r#", "controlnet_image": "aW1hZ2U=""#),
         line("other-family", &format!(r#", "controlnet": "sdxl_canny", "controlnet_image": "{image}""#)),
         line("depth-preprocess", &format!(r#", "controlnet": "depth", "controlnet_image": "{image}""#)),
-        line("depth-map", &format!(r#", "controlnet": "depth", "controlnet_image": "{image}", "controlnet_preprocess": false"#)),
+        line(
+            "depth-map",
+            &format!(
+                r#", "controlnet": "depth", "controlnet_image": "{image}", "controlnet_preprocess": false"#
+            ),
+        ),
         line("engine-only", r#", "engine": "controlnet-sdxl""#),
     ];
     let requests = write_requests(dir.path(), &lines);
@@ -79,13 +91,35 @@ fn controlnet_requests_render_and_bad_ones_get_errors_on_their_fields() {
     assert_eq!(depth["loc"], json!(["body", "controlnet_preprocess"]), "{depth}");
     assert!(depth["msg"].as_str().unwrap().contains("depth"), "{depth}");
     let engine = error_at("engine-only");
-    assert_eq!((engine["loc"].clone(), engine["type"].clone()), (json!(["body", "controlnet_image"]), json!("missing")));
+    assert_eq!(
+        (engine["loc"].clone(), engine["type"].clone()),
+        (json!(["body", "controlnet_image"]), json!("missing"))
+    );
+
+    // The dry run finds the same request faults without loading a model (the family mismatch
+    // shows only when the ControlNet is loaded).
+    let dry = dir.path().join("dry");
+    let output = render_sd15(&requests, &dry, &["--assets", assets_arg, "--dry-run"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let dry_records = read_records(&dry.join("dry-run.jsonl"));
+    for id in ["unknown", "bad-image", "depth-preprocess", "engine-only"] {
+        let record =
+            dry_records.iter().find(|r| r["id"] == id).unwrap_or_else(|| panic!("{id}: no dry-run record"));
+        assert_eq!(first_error(record)["loc"], first_error(&records[id])["loc"], "{id}");
+    }
+    let failed: Vec<&str> = dry_records.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    for id in ["guided", "plain", "as-given", "half", "depth-map"] {
+        assert!(!failed.contains(&id), "{id} passes the dry run");
+    }
 }
 
 #[test]
 fn a_controlnet_request_without_an_asset_library_says_how_to_give_one() {
     let dir = tempfile::tempdir().unwrap();
-    let requests = write_requests(dir.path(), &[line("guided", &format!(r#", "controlnet_image": "{}""#, control_png()))]);
+    let requests = write_requests(
+        dir.path(),
+        &[line("guided", &format!(r#", "controlnet_image": "{}""#, control_png()))],
+    );
     let out = dir.path().join("out");
     let output = render_sd15(&requests, &out, &[]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));

@@ -23,8 +23,9 @@ struct Cases {
 
 #[test]
 fn canny_equals_opencv_pixel_for_pixel() {
-    let cases: Cases = serde_json::from_str(&std::fs::read_to_string(Path::new(FOLDER).join("cases.json")).unwrap())
-        .unwrap();
+    let cases: Cases =
+        serde_json::from_str(&std::fs::read_to_string(Path::new(FOLDER).join("cases.json")).unwrap())
+            .unwrap();
     assert!(cases.cases.len() >= 5);
     for case in cases.cases {
         let image = image::open(Path::new(FOLDER).join(&case.image)).unwrap().to_rgb8();
@@ -33,7 +34,11 @@ fn canny_equals_opencv_pixel_for_pixel() {
         assert_eq!(got.dimensions(), want.dimensions(), "{}", case.image);
         let differ = got.as_raw().iter().zip(want.as_raw()).filter(|(a, b)| a != b).count();
         let edges = got.as_raw().iter().filter(|&&v| v == 255).count();
-        assert_eq!(differ, 0, "{}: {differ} pixels differ from OpenCV ({edges} edges, OpenCV {})", case.image, case.edge_pixels);
+        assert_eq!(
+            differ, 0,
+            "{}: {differ} pixels differ from OpenCV ({edges} edges, OpenCV {})",
+            case.image, case.edge_pixels
+        );
         assert_eq!(edges, case.edge_pixels, "{}", case.image);
         // The control image: the map in every channel.
         let rgb = canny_rgb(&image, 100.0, 200.0);

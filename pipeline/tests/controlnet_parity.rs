@@ -36,12 +36,16 @@ impl Case {
     fn job(&self) -> Job {
         let source = ::image::open(fixture("controlnet").join(&self.control.image)).unwrap().to_rgb8();
         let image = if self.control.preprocess { canny_rgb(&source, 100.0, 200.0) } else { source };
-        let control = Control { image, scale: self.control.scale, end: self.control.early_stop.unwrap_or(1.0) };
+        let control =
+            Control { image, scale: self.control.scale, end: self.control.early_stop.unwrap_or(1.0) };
         Job { control: Some(control), ..self.job.job() }
     }
 
     fn expected(&self) -> Vec<RgbImage> {
-        self.expected.iter().map(|f| ::image::open(fixture("controlnet").join(f)).unwrap().to_rgb8()).collect()
+        self.expected
+            .iter()
+            .map(|f| ::image::open(fixture("controlnet").join(f)).unwrap().to_rgb8())
+            .collect()
     }
 }
 
@@ -89,7 +93,9 @@ mod cuda {
     fn cuda_controlnet_renders_as_diffusers_does() {
         let gpu = match Device::cuda(0) {
             Ok(device) => device,
-            Err(e) => return kiln_runtime::cuda::skip_gpu_test("CUDA ControlNet", &format!("no CUDA device ({e})")),
+            Err(e) => {
+                return kiln_runtime::cuda::skip_gpu_test("CUDA ControlNet", &format!("no CUDA device ({e})"));
+            }
         };
         let cases: Vec<Case> = read_cases("controlnet/cases.json");
         for case in cases.iter().filter(|c| ["sd15_scale_stop", "sdxl_euler_a"].contains(&c.name.as_str())) {
@@ -99,7 +105,10 @@ mod cuda {
             let (cpu, cuda) = (on(Device::Cpu), on(gpu));
             let (cpu_diff, gpu_diff) = (max_diff(&cpu[0][0], &want), max_diff(&cuda[0][0], &want));
             let bound = asset_common::cuda_bound(cpu_diff);
-            eprintln!("{}: bf16 CPU {cpu_diff}/255, GPU {gpu_diff}/255 from diffusers (bound {bound})", case.name);
+            eprintln!(
+                "{}: bf16 CPU {cpu_diff}/255, GPU {gpu_diff}/255 from diffusers (bound {bound})",
+                case.name
+            );
             assert!(gpu_diff <= bound, "{}: GPU {gpu_diff}/255, CPU bf16 {cpu_diff}/255", case.name);
         }
     }
@@ -134,7 +143,10 @@ fn jobs_with_different_controls_batch_as_they_render_alone() {
         };
         let together = render(&engine, &[first.clone(), second.clone()]);
         let alone = [render(&engine, &[first]).remove(0), render(&engine, &[second]).remove(0)];
-        assert!(together[0] == alone[0] && together[1] == alone[1], "{model}: batched images differ from alone");
+        assert!(
+            together[0] == alone[0] && together[1] == alone[1],
+            "{model}: batched images differ from alone"
+        );
     }
 }
 

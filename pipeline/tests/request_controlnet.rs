@@ -26,7 +26,9 @@ fn a_control_image_makes_a_controlnet_request_with_the_schema_defaults() {
     .unwrap();
     assert_eq!((c.name(), c.scale, c.early_stop, c.preprocess), ("depth_sdxl", 0.5, Some(0.25), false));
     assert!(!c.is_canny());
-    assert!(control(json!({"controlnet": "octoai:Canny_SDXL", "controlnet_image": "aW1n"})).unwrap().is_canny());
+    assert!(
+        control(json!({"controlnet": "octoai:Canny_SDXL", "controlnet_image": "aW1n"})).unwrap().is_canny()
+    );
 }
 
 #[test]
@@ -47,7 +49,10 @@ fn a_controlnet_engine_or_name_without_an_image_is_an_error_on_the_image() {
         let line = parse(&body(extra.clone()));
         assert_eq!(kinds_at(&line, "controlnet_image"), ["missing"], "{extra}");
         let errs = errors(&line);
-        assert!(errs[0].msg.contains("Required for controlnet engines") || errs[0].msg.contains("required for controlnet"));
+        assert!(
+            errs[0].msg.contains("Required for controlnet engines")
+                || errs[0].msg.contains("required for controlnet")
+        );
     }
 }
 
@@ -69,15 +74,19 @@ fn resolving_checks_the_scale_and_refuses_inpainting() {
     assert!(r.job.control.is_none(), "the image is decoded by the runner");
     // pydantic takes 1e400 as infinity; a scale of infinity cannot render.
     let text = r#"{"prompt": "a fox", "controlnet_image": "aW1n", "controlnet_conditioning_scale": 1e400}"#;
-    let err = kiln_pipeline::request::parse_line(text, 1).request.unwrap().resolve(Family::SdxlBase).unwrap_err();
+    let err =
+        kiln_pipeline::request::parse_line(text, 1).request.unwrap().resolve(Family::SdxlBase).unwrap_err();
     assert_eq!(err.detail[0].kind, "value_error", "{err}");
-    let err = resolve(json!({"controlnet_image": "aW1n", "init_image": "aW1n", "mask_image": "aW1n"})).unwrap_err();
+    let err =
+        resolve(json!({"controlnet_image": "aW1n", "init_image": "aW1n", "mask_image": "aW1n"})).unwrap_err();
     assert_eq!(err.detail[0].kind, "not_implemented", "{err}");
     // SD 1.5 takes ControlNets too (by name); only the controlnet-sdxl engine is SDXL's.
     assert!(resolve(json!({"controlnet": "canny_sd15", "controlnet_image": "aW1n"})).is_ok());
-    let sd15 = parse(&body(json!({"controlnet": "canny_sd15", "controlnet_image": "aW1n", "width": 512, "height": 512})))
-        .request
-        .unwrap()
-        .resolve(Family::Sd15);
+    let sd15 = parse(&body(
+        json!({"controlnet": "canny_sd15", "controlnet_image": "aW1n", "width": 512, "height": 512}),
+    ))
+    .request
+    .unwrap()
+    .resolve(Family::Sd15);
     assert!(sd15.is_ok(), "{:?}", sd15.err());
 }

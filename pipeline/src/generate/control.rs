@@ -66,14 +66,23 @@ impl Engine {
         let Some(control) = &job.control else { return Ok(()) };
         let input = |field, message: String| Err(GenerateError::Input { field, message });
         if self.controlnet.is_none() {
-            return input("controlnet", "the job asks for a ControlNet, but none is attached to this engine".into());
+            return input(
+                "controlnet",
+                "the job asks for a ControlNet, but none is attached to this engine".into(),
+            );
         }
         let size = (job.width as u32, job.height as u32);
         if control.image.dimensions() != size {
-            return input("controlnet_image", format!("is {:?}, the job is {size:?}", control.image.dimensions()));
+            return input(
+                "controlnet_image",
+                format!("is {:?}, the job is {size:?}", control.image.dimensions()),
+            );
         }
         if !(control.scale >= 0.0 && control.scale.is_finite()) {
-            return input("controlnet_conditioning_scale", format!("{} is not a finite number >= 0", control.scale));
+            return input(
+                "controlnet_conditioning_scale",
+                format!("{} is not a finite number >= 0", control.scale),
+            );
         }
         if !(0.0..=1.0).contains(&control.end) {
             return input("controlnet_early_stop", format!("{} is outside [0, 1]", control.end));
@@ -96,7 +105,8 @@ impl ControlRows {
     pub(super) fn new(net: Arc<ControlNet>, rows: &[&Control], device: Device) -> Result<ControlRows> {
         let images: Vec<&RgbImage> = rows.iter().map(|c| &c.image).collect();
         let (w, h) = images[0].dimensions();
-        let pixels: Vec<f32> = images.iter().flat_map(|img| img.as_raw().iter().map(|&v| f32::from(v) / 255.0)).collect();
+        let pixels: Vec<f32> =
+            images.iter().flat_map(|img| img.as_raw().iter().map(|&v| f32::from(v) / 255.0)).collect();
         let dtype = net.dtype();
         let hint = Tensor::from_f32(pixels, &[rows.len(), h as usize, w as usize, 3], dtype, device)?;
         Ok(ControlRows { net, hint, controls: rows.iter().map(|&c| c.clone()).collect() })

@@ -277,7 +277,8 @@ impl Batch<'_> {
     /// The ControlNet's rows when the batch's jobs have [`super::Job::control`]: each slot's
     /// control, then each guided slot's again.
     fn control_rows(&self, rows: &Rows) -> Result<Option<ControlRows>> {
-        let Some(net) = self.engine.controlnet.as_ref().filter(|_| self.job(&self.slots[0]).control.is_some())
+        let Some(net) =
+            self.engine.controlnet.as_ref().filter(|_| self.job(&self.slots[0]).control.is_some())
         else {
             return Ok(None);
         };

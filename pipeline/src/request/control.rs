@@ -58,7 +58,11 @@ pub(crate) struct ControlFields {
 pub(crate) fn read(reader: &mut Reader<'_>, unit: Limits) -> ControlFields {
     ControlFields {
         name: reader.string("controlnet", None, true),
-        scale: reader.float("controlnet_conditioning_scale", Limits { ge: Some(0.0), ..Limits::default() }, false),
+        scale: reader.float(
+            "controlnet_conditioning_scale",
+            Limits { ge: Some(0.0), ..Limits::default() },
+            false,
+        ),
         early_stop: reader.float("controlnet_early_stop", unit, true),
         image: reader.string("controlnet_image", None, true),
         preprocess: reader.boolean("controlnet_preprocess"),

@@ -6,8 +6,8 @@
 //! ([`parse_line`]), repeated ids, the `checkpoint` name ([`assets::find_checkpoint`]), that the
 //! checkpoint has every component, the model's facts read from its headers and configs (the
 //! demo model's come from its embedded configs, so it is not made), the family's and the text
-//! encoders' rules ([`crate::request::Request::resolve`]), that `init_image` / `mask_image`
-//! decode, and that the sampler can build the schedule asked for (LCM's 50 steps at most,
+//! encoders' rules ([`crate::request::Request::resolve`]), that `controlnet_image` (and its
+//! preprocessing), `init_image` and `mask_image` decode, and that the sampler can build the schedule asked for (LCM's 50 steps at most,
 //! img2img's strength). What only loading the weights or rendering can find (a weight of the
 //! wrong shape, a failed render) is not checked.
 //!
@@ -185,6 +185,9 @@ fn check_request(
     // A run finds an unreadable scheduler configuration when it loads the checkpoint for the
     // request's group.
     let scheduler = header.scheduler.as_ref().map_err(unusable)?;
+    if let Some(control) = &resolved.control {
+        render::control_image(control, resolved.job.width as u32, resolved.job.height as u32)?;
+    }
     if let Some(init) = &resolved.init_image {
         render::decode_field(init, "init_image")?;
         if let Some(mask) = &resolved.mask_image {

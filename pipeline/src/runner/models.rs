@@ -204,7 +204,9 @@ impl Models {
                 }
                 match &self.controlnets[file] {
                     Ok(net) => Some(net.clone()),
-                    Err(reason) => return Err(Unready::Asset { field: "controlnet", reason: reason.clone() }),
+                    Err(reason) => {
+                        return Err(Unready::Asset { field: "controlnet", reason: reason.clone() });
+                    }
                 }
             }
         };

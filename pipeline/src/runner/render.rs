@@ -125,7 +125,11 @@ fn job_with_images(p: &Pending) -> Result<Job, RequestError> {
 /// (as init images are), then, with `controlnet_preprocess`, turned into the Canny map OctoAI's
 /// example makes (`cv2.Canny(image, 100, 200)` replicated to three channels). Other ControlNets
 /// need models to preprocess (depth, pose): asking kiln to is an error on the field.
-fn control_image(control: &ControlRequest, width: u32, height: u32) -> Result<Control, RequestError> {
+pub(super) fn control_image(
+    control: &ControlRequest,
+    width: u32,
+    height: u32,
+) -> Result<Control, RequestError> {
     if control.preprocess && !control.is_canny() {
         return Err(records::field_error(
             "controlnet_preprocess",

@@ -2,9 +2,9 @@
 //! mid block. The UNet runs it before its up blocks; a ControlNet is a copy of it with its own
 //! weights (diffusers' `ControlNetModel.from_unet` copies exactly these modules).
 
+use kiln_runtime::Tensor;
 use kiln_runtime::checkpoint::{Checkpoint, UNetConfig};
 use kiln_runtime::ops::TimestepEmbeddingParams;
-use kiln_runtime::Tensor;
 
 use super::blocks::{DownBlock, LevelSpec, MidBlock};
 use super::embeddings::Conditioning;
@@ -28,9 +28,10 @@ impl Encoder {
     /// Loads the encoder `c` describes through `w`, after checking the per-level lists it uses.
     pub(super) fn load(ckpt: &Checkpoint, w: &Weights, c: &UNetConfig) -> Result<Encoder> {
         let levels = c.levels();
-        let per_level_ok = [c.down_block_types.len(), c.num_attention_heads.len(), c.transformer_layers_per_block.len()]
-            .iter()
-            .all(|&n| n == levels);
+        let per_level_ok =
+            [c.down_block_types.len(), c.num_attention_heads.len(), c.transformer_layers_per_block.len()]
+                .iter()
+                .all(|&n| n == levels);
         if levels == 0 || !per_level_ok {
             return Err(config_error(ckpt, format!("UNet config has inconsistent per-level lists: {c:?}")));
         }
@@ -112,7 +113,12 @@ impl Encoder {
 
     /// `x [B, H, W, C0]` (conv_in's output, plus a ControlNet's hint) through the down and mid
     /// blocks: the deepest activation and every skip connection, `x` first.
-    pub(super) fn forward(&self, x: Tensor, emb_silu: &Tensor, context: &Tensor) -> Result<(Tensor, Vec<Tensor>)> {
+    pub(super) fn forward(
+        &self,
+        x: Tensor,
+        emb_silu: &Tensor,
+        context: &Tensor,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
         let mut skips = vec![x.clone()];
         let mut x = x;
         for block in &self.down {

@@ -183,7 +183,11 @@ impl UNet {
             if control.down.len() != skips.len() {
                 return Err(ModelError::input(
                     "unet",
-                    format!("{} ControlNet residuals for {} skip connections", control.down.len(), skips.len()),
+                    format!(
+                        "{} ControlNet residuals for {} skip connections",
+                        control.down.len(),
+                        skips.len()
+                    ),
                 ));
             }
             for (skip, residual) in skips.iter_mut().zip(&control.down) {
