@@ -84,3 +84,30 @@ fn a_model_that_is_not_a_controlnet_is_refused() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn the_full_size_sdxl_canny_controlnet_opens_with_its_published_sizes() {
+    use kiln_runtime::checkpoint::Component;
+    use kiln_runtime::checkpoint::manifest::Manifest;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/manifests/controlnet_sdxl_canny.single_file.json");
+    let manifest = Manifest::read(&path).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = manifest.materialize(dir.path()).unwrap();
+    // Without a config: everything from the weights and SDXL's published values.
+    let ckpt = Checkpoint::open_controlnet(&file, None).unwrap();
+    assert_eq!(ckpt.family(), Family::SdxlBase);
+    assert!(!ckpt.is_reduced());
+    assert_eq!(ckpt.parameters(Component::Unet), manifest.parameters["controlnet"]);
+    let c = ckpt.unet_config();
+    assert_eq!(c.transformer_layers_per_block, vec![1, 2, 10]);
+    assert_eq!(c.num_attention_heads, vec![5, 10, 20]);
+    assert_eq!(c.block_out_channels, vec![320, 640, 1280]);
+    assert!(c.use_linear_projection);
+    assert_eq!(c.projection_class_embeddings_input_dim, Some(2816));
+    assert!(ckpt.unrecognised().is_empty(), "{:?}", ckpt.unrecognised());
+    // With the published config.json beside it: the same sizes, checked against the weights.
+    let with_config = Checkpoint::open_controlnet(&file, Some(dir.path())).unwrap();
+    assert_eq!(with_config.unet_config().transformer_layers_per_block, c.transformer_layers_per_block);
+    assert_eq!(with_config.unet_config().num_attention_heads, c.num_attention_heads);
+}
