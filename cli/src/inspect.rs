@@ -193,6 +193,21 @@ fn component(s: &mut String, c: &ComponentInfo) {
         ComponentConfig::Unet(u) => unet(s, u),
         ComponentConfig::Vae(v) => vae(s, v),
         ComponentConfig::TextEncoder(t) => text_encoder(s, t),
+        ComponentConfig::ImageEncoder(i) => {
+            let _ = writeln!(
+                s,
+                "  CLIP vision tower: {} layers of width {} ({} heads, MLP {}, {}), {}px images in {}px patches, \
+                 image embeds {}",
+                i.num_hidden_layers,
+                i.hidden_size,
+                i.num_attention_heads,
+                i.intermediate_size,
+                i.hidden_act,
+                i.image_size,
+                i.patch_size,
+                i.projection_dim
+            );
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! Helpers of the model benches (`unet`, `lora`): random full-size weights written with the
+//! Helpers of the model benches (`unet`, `lora`, `controlnet`): random full-size weights written with the
 //! published files' names and shapes, and the process's memory use.
 
 #![allow(dead_code)] // each bench uses its own subset
@@ -49,11 +49,17 @@ fn scale_of(name: &str, shape: &[usize]) -> (f32, f32) {
 
 /// Writes the UNet tensors of `manifest` with random values to `path`; returns the bytes.
 pub fn write_random_unet(manifest: &Manifest, path: &Path) -> Result<u64, Error> {
+    write_random(manifest, |name| name.starts_with(UNET_PREFIX), path)
+}
+
+/// Writes the tensors of `manifest`'s first file that `keep` selects, with random values, to
+/// `path`; returns the bytes.
+pub fn write_random(manifest: &Manifest, keep: impl Fn(&str) -> bool, path: &Path) -> Result<u64, Error> {
     let file = manifest.files.first().ok_or("manifest without files")?;
     let tensors: Vec<(&str, Dtype, &[usize])> = file
         .tensors
         .iter()
-        .filter(|t| t.name.starts_with(UNET_PREFIX))
+        .filter(|t| keep(&t.name))
         .map(|t| Ok((t.name.as_str(), t.safetensors_dtype().ok_or("unknown dtype")?, t.shape.as_slice())))
         .collect::<Result<_, Error>>()?;
     let (head, data_len) = write::header(&tensors).ok_or("tensor sizes overflow")?;

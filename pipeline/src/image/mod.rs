@@ -10,6 +10,7 @@
 //! - [`encode`] / [`encode_base64`]: response images; [`rgb_from_rgb8`] takes the VAE's output.
 
 pub mod canny;
+pub mod clip;
 mod decode;
 mod encode;
 mod error;

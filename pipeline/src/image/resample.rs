@@ -1,5 +1,6 @@
-//! PIL's Lanczos resize (`Image.resize(size, Image.LANCZOS)`, Pillow's `Resample.c`), reproduced
-//! bit for bit for 8-bit images, since diffusers' `VaeImageProcessor.resize` uses it.
+//! PIL's Lanczos and bicubic resizes (`Image.resize(size, Image.LANCZOS / BICUBIC)`, Pillow's
+//! `Resample.c`), reproduced bit for bit for 8-bit images: diffusers' `VaeImageProcessor.resize`
+//! uses Lanczos, transformers' `CLIPImageProcessor` (PIL backend) bicubic.
 //!
 //! PIL's algorithm: per output pixel, a window of input pixels around `(x + 0.5) * scale` with
 //! Lanczos-3 weights (stretched by the scale when shrinking), normalised in f64, then rounded to
@@ -14,6 +15,33 @@ use ::image::{ImageBuffer, Pixel};
 const PRECISION_BITS: u32 = 22;
 /// Lanczos-3 support radius in input pixels (at scale 1).
 const SUPPORT: f64 = 3.0;
+
+/// PIL's resampling filters kiln needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Filter {
+    /// Lanczos-3 (`Image.LANCZOS`).
+    Lanczos,
+    /// Keys' cubic with a = -0.5 (`Image.BICUBIC`).
+    Bicubic,
+}
+
+impl Filter {
+    /// The support radius in input pixels at scale 1.
+    fn support(self) -> f64 {
+        match self {
+            Filter::Lanczos => SUPPORT,
+            Filter::Bicubic => 2.0,
+        }
+    }
+
+    /// The weight at `x` input pixels from the centre (PIL's `lanczos_filter`, `bicubic_filter`).
+    fn weight(self, x: f64) -> f64 {
+        match self {
+            Filter::Lanczos => lanczos(x),
+            Filter::Bicubic => bicubic(x),
+        }
+    }
+}
 
 /// One output pixel's window: the first input index and its fixed-point weights.
 struct Window {
@@ -31,6 +59,14 @@ pub(super) fn resize_lanczos<P>(
 where
     P: Pixel<Subpixel = u8>,
 {
+    resize(image, width, height, Filter::Lanczos)
+}
+
+/// `image` resized to `width x height` with PIL's `filter`, as [`resize_lanczos`] does.
+pub(super) fn resize<P>(image: &ImageBuffer<P, Vec<u8>>, width: u32, height: u32, filter: Filter) -> ImageBuffer<P, Vec<u8>>
+where
+    P: Pixel<Subpixel = u8>,
+{
     let (in_width, in_height) = image.dimensions();
     if (in_width, in_height) == (width, height) {
         return image.clone();
@@ -42,10 +78,10 @@ where
     let (in_width, in_height, width, height) =
         (in_width as usize, in_height as usize, width as usize, height as usize);
     let horizontal = |pixels: &[u8], rows: usize| {
-        resample(pixels, rows, in_width, channels, &windows(in_width, width), Axis::Horizontal)
+        resample(pixels, rows, in_width, channels, &windows(in_width, width, filter), Axis::Horizontal)
     };
     let vertical = |pixels: &[u8], columns: usize| {
-        resample(pixels, in_height, columns, channels, &windows(in_height, height), Axis::Vertical)
+        resample(pixels, in_height, columns, channels, &windows(in_height, height, filter), Axis::Vertical)
     };
     let source = image.as_raw(); // [in_height, in_width, C]
     // Pillow 13 runs the vertical pass first when the height shrinks by more than twice as many
@@ -89,11 +125,11 @@ where
     }
     let pixels = match axis {
         Axis::Horizontal => {
-            let spans = windows_box(in_width, from, to, width);
+            let spans = windows_box(in_width, from, to, width, Filter::Lanczos);
             resample(image.as_raw(), in_height, in_width, channels, &spans, axis)
         }
         Axis::Vertical => {
-            let spans = windows_box(in_height, from, to, height);
+            let spans = windows_box(in_height, from, to, height, Filter::Lanczos);
             resample(image.as_raw(), in_height, in_width, channels, &spans, axis)
         }
     };
@@ -166,15 +202,15 @@ fn clip8(sum: i32) -> u8 {
 }
 
 /// PIL's `precompute_coeffs` + `normalize_coeffs_8bpc` for `in_size -> out_size` (whole image box).
-fn windows(in_size: usize, out_size: usize) -> Vec<Window> {
-    windows_box(in_size, 0.0, in_size as f64, out_size)
+fn windows(in_size: usize, out_size: usize, filter: Filter) -> Vec<Window> {
+    windows_box(in_size, 0.0, in_size as f64, out_size, filter)
 }
 
 /// [`windows`] for the source span `in0..in1` of an axis of `in_size` pixels.
-fn windows_box(in_size: usize, in0: f64, in1: f64, out_size: usize) -> Vec<Window> {
+fn windows_box(in_size: usize, in0: f64, in1: f64, out_size: usize, filter: Filter) -> Vec<Window> {
     let scale = (in1 - in0) / out_size as f64;
     let filter_scale = scale.max(1.0);
-    let support = SUPPORT * filter_scale;
+    let support = filter.support() * filter_scale;
     let inverse_scale = 1.0 / filter_scale; // PIL multiplies by the reciprocal; dividing can differ by an ulp
     (0..out_size)
         .map(|xx| {
@@ -183,7 +219,7 @@ fn windows_box(in_size: usize, in0: f64, in1: f64, out_size: usize) -> Vec<Windo
             let start = ((center - support + 0.5) as i64).max(0) as usize;
             let end = ((center + support + 0.5) as i64).min(in_size as i64).max(start as i64) as usize;
             let raw: Vec<f64> =
-                (start..end).map(|x| lanczos((x as f64 - center + 0.5) * inverse_scale)).collect();
+                (start..end).map(|x| filter.weight((x as f64 - center + 0.5) * inverse_scale)).collect();
             let total: f64 = raw.iter().sum();
             let weights = raw
                 .iter()
@@ -201,6 +237,19 @@ fn windows_box(in_size: usize, in0: f64, in1: f64, out_size: usize) -> Vec<Windo
 /// PIL's `lanczos_filter`: `sinc(x) * sinc(x / 3)` on [-3, 3).
 fn lanczos(x: f64) -> f64 {
     if (-SUPPORT..SUPPORT).contains(&x) { sinc(x) * sinc(x / SUPPORT) } else { 0.0 }
+}
+
+/// PIL's `bicubic_filter`: Keys' cubic convolution with a = -0.5 on (-2, 2).
+fn bicubic(x: f64) -> f64 {
+    const A: f64 = -0.5;
+    let x = x.abs();
+    if x < 1.0 {
+        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        (((x - 5.0) * x + 8.0) * x - 4.0) * A
+    } else {
+        0.0
+    }
 }
 
 /// `sin(pi x) / (pi x)`, 1 at 0.

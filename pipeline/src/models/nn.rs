@@ -38,7 +38,7 @@ impl Linear {
 pub struct Conv2d {
     /// `[out, k, k, in]`: the checkpoint's OIHW permuted once at load.
     weight: PatchableWeight,
-    bias: Tensor,
+    bias: Option<Tensor>,
     params: Conv2dParams,
 }
 
@@ -54,7 +54,21 @@ impl Conv2d {
         let oihw = w.host("weight", &[out_ch, in_ch, kernel, kernel], w.dtype())?;
         let weight = oihw.permute(&[0, 2, 3, 1])?.to_device(w.device())?; // [out, k, k, in]
         let weight = w.patchable_weight("weight", weight, WeightLayout::Conv);
-        Ok(Conv2d { weight, bias: w.tensor("bias", &[out_ch])?, params })
+        Ok(Conv2d { weight, bias: Some(w.tensor("bias", &[out_ch])?), params })
+    }
+
+    /// [`Conv2d::load`] for a convolution without a bias (CLIP's patch embedding).
+    pub fn load_without_bias(
+        w: &Weights,
+        in_ch: usize,
+        out_ch: usize,
+        kernel: usize,
+        params: Conv2dParams,
+    ) -> Result<Conv2d> {
+        let oihw = w.host("weight", &[out_ch, in_ch, kernel, kernel], w.dtype())?;
+        let weight = oihw.permute(&[0, 2, 3, 1])?.to_device(w.device())?; // [out, k, k, in]
+        let weight = w.patchable_weight("weight", weight, WeightLayout::Conv);
+        Ok(Conv2d { weight, bias: None, params })
     }
 
     /// A 3×3 convolution, stride 1, padding 1: the size-keeping conv of every resnet.
@@ -69,7 +83,7 @@ impl Conv2d {
 
     /// `x [N, H, W, in] -> [N, Ho, Wo, out]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.conv2d(&self.weight.get(), Some(&self.bias), self.params)?)
+        Ok(x.conv2d(&self.weight.get(), self.bias.as_ref(), self.params)?)
     }
 }
 

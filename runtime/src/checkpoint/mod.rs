@@ -33,7 +33,7 @@ pub mod write;
 
 use std::fmt;
 
-pub use config::{ComponentConfig, TextEncoderConfig, UNetConfig, VaeConfig};
+pub use config::{ComponentConfig, ImageEncoderConfig, TextEncoderConfig, UNetConfig, VaeConfig};
 pub use error::{CheckpointError, Warning};
 pub use family::Family;
 pub use file::{Dtype, SafetensorsFile, TensorView};
@@ -54,10 +54,14 @@ pub enum Component {
     TextEncoder,
     /// SDXL's second text encoder: OpenCLIP ViT-bigG/14 with projection.
     TextEncoder2,
+    /// A CLIP vision tower with projection (transformers' `CLIPVisionModelWithProjection`), the
+    /// image encoder IP-Adapters take: opened on its own ([`Checkpoint::open_image_encoder`]),
+    /// never part of a checkpoint, so not in [`Component::ALL`].
+    ImageEncoder,
 }
 
 impl Component {
-    /// Every component, in pipeline order.
+    /// Every component of a Stable Diffusion checkpoint, in pipeline order.
     pub const ALL: [Component; 4] =
         [Component::Unet, Component::Vae, Component::TextEncoder, Component::TextEncoder2];
 
@@ -68,12 +72,13 @@ impl Component {
             Component::Vae => "vae",
             Component::TextEncoder => "text_encoder",
             Component::TextEncoder2 => "text_encoder_2",
+            Component::ImageEncoder => "image_encoder",
         }
     }
 
     /// Splits a canonical name into its component and the rest.
     pub fn split_name(name: &str) -> Option<(Component, &str)> {
-        Component::ALL.into_iter().find_map(|c| {
+        Component::ALL.into_iter().chain([Component::ImageEncoder]).find_map(|c| {
             let rest = name.strip_prefix(c.prefix())?.strip_prefix('.')?;
             Some((c, rest))
         })

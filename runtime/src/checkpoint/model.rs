@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use super::config::{ComponentConfig, TextEncoderConfig, UNetConfig, VaeConfig};
+use super::config::{ComponentConfig, ImageEncoderConfig, TextEncoderConfig, UNetConfig, VaeConfig};
 use super::error::{CheckpointError, Warning};
 use super::family::{Family, Shapes};
 use super::file::{Dtype, SafetensorsFile, TensorView};
@@ -214,6 +214,24 @@ impl Checkpoint {
             return Err(CheckpointError::NotFound { path: path.into() });
         }
         super::open::open_controlnet(path, config_dir)
+    }
+
+    /// Opens a CLIP vision tower for IP-Adapters (a transformers folder or one `.safetensors`
+    /// file); only [`Component::ImageEncoder`] is present.
+    pub fn open_image_encoder(path: impl AsRef<Path>) -> Result<Checkpoint, CheckpointError> {
+        let path = path.as_ref();
+        if !path.exists() {
+            return Err(CheckpointError::NotFound { path: path.into() });
+        }
+        super::open::open_image_encoder(path)
+    }
+
+    /// The image encoder's config, when this is one ([`Checkpoint::open_image_encoder`]).
+    pub fn image_encoder_config(&self) -> Option<&ImageEncoderConfig> {
+        match self.component(Component::ImageEncoder).map(|c| &c.config) {
+            Some(ComponentConfig::ImageEncoder(c)) => Some(c),
+            _ => None,
+        }
     }
 
     /// The path opened (the file, or the diffusers folder).

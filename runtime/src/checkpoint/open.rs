@@ -189,6 +189,44 @@ pub(super) fn open_controlnet(path: &Path, config_dir: Option<&Path>) -> Result<
     Ok(b.finish(format, (family, reduced), vec![(Component::Unet, ComponentConfig::Unet(config), source)]))
 }
 
+/// Opens a CLIP vision tower (the image encoder IP-Adapters take): a transformers folder
+/// (`config.json` beside `model.safetensors`) or a single `.safetensors` file in transformers'
+/// naming (`vision_model.*`, `visual_projection.weight`), as [`Component::ImageEncoder`]. The
+/// sizes come from `config.json`, checked against the weights; without one, from the weights,
+/// with 16 heads (ViT-H/14 and ViT-bigG/14 both have 16) and exact GELU.
+pub(super) fn open_image_encoder(path: &Path) -> Result<Checkpoint, CheckpointError> {
+    let (weights, json) = if path.is_dir() {
+        (path.join("model.safetensors"), Some(path.join("config.json")).filter(|p| p.is_file()))
+    } else {
+        (path.to_path_buf(), None)
+    };
+    let mut b = Builder::new(path);
+    b.add_file(SafetensorsFile::open(&weights)?, |key| names::diffusers_key(Component::ImageEncoder, key))?;
+    if !b.present().contains(&Component::ImageEncoder) {
+        return Err(CheckpointError::MissingComponent {
+            path: path.into(),
+            component: Component::ImageEncoder,
+            family: None,
+            hint: Some(format!("none of its tensors is a CLIP vision tower's: {}", b.describe_unknown())),
+        });
+    }
+    let shapes = b.shapes();
+    let facts = infer::image_encoder_facts(path, &shapes)?;
+    let (config, source) = match &json {
+        Some(json_path) => {
+            let c = config::diffusers::image_encoder(json_path, &config::diffusers::read_object(json_path)?)?;
+            infer::check_image_encoder(json_path, &c, &facts)?;
+            let config = ComponentConfig::ImageEncoder(c);
+            check_ranges(json_path, &config)?;
+            (config, ConfigSource::ConfigJson(json_path.clone()))
+        }
+        None => (ComponentConfig::ImageEncoder(facts.config(16, "gelu")), ConfigSource::Weights),
+    };
+    let format = if path.is_dir() { Format::Diffusers } else { Format::SingleFile };
+    // The family is the checkpoint's business; an image encoder serves any.
+    Ok(b.finish(format, (Family::SdxlBase, false), vec![(Component::ImageEncoder, config, source)]))
+}
+
 /// Opens a diffusers folder.
 pub(super) fn open_diffusers(root: &Path, options: &OpenOptions) -> Result<Checkpoint, CheckpointError> {
     let folder = layout::diffusers_folder(root, options)?;
@@ -278,11 +316,12 @@ fn component_config(
 
 /// [`config::ranges`]: the values a config file gives are in range, so the model can render.
 /// (Inferred configs take the family's published values, which are.)
-fn check_ranges(path: &Path, config: &ComponentConfig) -> Result<(), CheckpointError> {
+pub(super) fn check_ranges(path: &Path, config: &ComponentConfig) -> Result<(), CheckpointError> {
     match config {
         ComponentConfig::Unet(c) => config::ranges::check_unet(path, c),
         ComponentConfig::Vae(c) => config::ranges::check_vae(path, c),
         ComponentConfig::TextEncoder(c) => config::ranges::check_text(path, c),
+        ComponentConfig::ImageEncoder(c) => config::ranges::check_image_encoder(path, c),
     }
 }
 

@@ -1,8 +1,7 @@
-//! One pre-norm transformer layer of CLIP's text tower: causal self-attention, then the MLP,
-//! each behind a layer norm and added back to the residual stream.
+//! One pre-norm transformer layer of CLIP's towers: self-attention (causal in the text tower),
+//! then the MLP, each behind a layer norm and added back to the residual stream.
 
 use kiln_runtime::Tensor;
-use kiln_runtime::checkpoint::TextEncoderConfig;
 
 use crate::models::nn::{LayerNorm, Linear};
 use crate::models::{ModelError, Result, Weights};
@@ -23,7 +22,7 @@ impl Activation {
             "quick_gelu" => Ok(Activation::QuickGelu),
             "gelu" => Ok(Activation::Gelu),
             other => Err(ModelError::input(
-                "clip text encoder",
+                "clip",
                 format!("hidden_act {other:?} is not supported (quick_gelu or gelu)"),
             )),
         }
@@ -39,6 +38,15 @@ impl Activation {
     }
 }
 
+/// The widths of one layer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LayerSizes {
+    pub hidden: usize,
+    pub intermediate: usize,
+    pub heads: usize,
+    pub eps: f32,
+}
+
 /// `CLIPEncoderLayer`.
 #[derive(Clone, Debug)]
 pub(crate) struct ClipLayer {
@@ -52,12 +60,14 @@ pub(crate) struct ClipLayer {
     fc2: Linear,
     heads: usize,
     activation: Activation,
+    /// Whether a position attends only to itself and earlier ones (the text tower).
+    causal: bool,
 }
 
 impl ClipLayer {
-    /// Loads `text_model.encoder.layers.{i}` (`w` points there).
-    pub(crate) fn load(w: &Weights, c: &TextEncoderConfig, activation: Activation) -> Result<ClipLayer> {
-        let (d, eps) = (c.hidden_size, c.layer_norm_eps as f32);
+    /// Loads one `encoder.layers.{i}` (`w` points there).
+    pub(crate) fn load(w: &Weights, sizes: LayerSizes, activation: Activation, causal: bool) -> Result<ClipLayer> {
+        let (d, eps) = (sizes.hidden, sizes.eps);
         let attn = w.at("self_attn");
         Ok(ClipLayer {
             norm1: LayerNorm::load(&w.at("layer_norm1"), d, eps)?,
@@ -66,10 +76,11 @@ impl ClipLayer {
             v: Linear::load(&attn.at("v_proj"), d, d, true)?,
             out: Linear::load(&attn.at("out_proj"), d, d, true)?,
             norm2: LayerNorm::load(&w.at("layer_norm2"), d, eps)?,
-            fc1: Linear::load(&w.at("mlp.fc1"), d, c.intermediate_size, true)?,
-            fc2: Linear::load(&w.at("mlp.fc2"), c.intermediate_size, d, true)?,
-            heads: c.num_attention_heads,
+            fc1: Linear::load(&w.at("mlp.fc1"), d, sizes.intermediate, true)?,
+            fc2: Linear::load(&w.at("mlp.fc2"), sizes.intermediate, d, true)?,
+            heads: sizes.heads,
             activation,
+            causal,
         })
     }
 
@@ -82,7 +93,13 @@ impl ClipLayer {
         let q = self.q.forward(&normed)?.reshape(&[b, l, h, d])?; // [B, L, H, D]
         let k = self.k.forward(&normed)?.reshape(&[b, l, h, d])?;
         let v = self.v.forward(&normed)?.reshape(&[b, l, h, d])?;
-        let attn = Tensor::causal_attention(&q, &k, &v, 1.0 / (d as f32).sqrt())?.reshape(&[b, l, c])?; // [B, L, C]
+        let scale = 1.0 / (d as f32).sqrt();
+        let attn = if self.causal {
+            Tensor::causal_attention(&q, &k, &v, scale)?
+        } else {
+            Tensor::attention(&q, &k, &v, scale)?
+        };
+        let attn = attn.reshape(&[b, l, c])?; // [B, L, C]
         let x = x.add(&self.out.forward(&attn)?)?;
         let hidden = self.activation.apply(&self.fc1.forward(&self.norm2.forward(&x)?)?)?; // [B, L, I]
         Ok(x.add(&self.fc2.forward(&hidden)?)?)

@@ -8,6 +8,7 @@
 //! [`LayerSelection::sd15`] and [`LayerSelection::sdxl`] for diffusers' rules.
 
 mod layer;
+pub mod vision;
 
 use kiln_runtime::checkpoint::{Component, TextEncoderConfig};
 use kiln_runtime::{DType, Tensor};
@@ -16,7 +17,7 @@ use super::nn::{LayerNorm, Linear};
 use super::patch::PatchTable;
 use super::{ModelError, Result, Weights};
 pub use layer::Activation;
-use layer::ClipLayer;
+use layer::{ClipLayer, LayerSizes};
 
 /// Which hidden state a text encoder returns per token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,8 +95,14 @@ impl ClipTextModel {
             emb.host("token_embedding.weight", &[c.vocab_size, c.hidden_size], DType::F32)?.to_vec_f32()?;
         let position_embedding =
             emb.tensor("position_embedding.weight", &[c.max_position_embeddings, c.hidden_size])?;
+        let sizes = LayerSizes {
+            hidden: c.hidden_size,
+            intermediate: c.intermediate_size,
+            heads: c.num_attention_heads,
+            eps: c.layer_norm_eps as f32,
+        };
         let layers = (0..c.num_hidden_layers)
-            .map(|i| ClipLayer::load(&text.at(format!("encoder.layers.{i}")), c, activation))
+            .map(|i| ClipLayer::load(&text.at(format!("encoder.layers.{i}")), sizes, activation, true))
             .collect::<Result<Vec<_>>>()?;
         let final_layer_norm =
             LayerNorm::load(&text.at("final_layer_norm"), c.hidden_size, c.layer_norm_eps as f32)?;

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::{TextEncoderConfig, UNetConfig, VaeConfig};
+use super::{ImageEncoderConfig, TextEncoderConfig, UNetConfig, VaeConfig};
 use crate::checkpoint::error::CheckpointError;
 use crate::checkpoint::family::Family;
 
@@ -296,6 +296,27 @@ pub fn text_encoder(
         hidden_act: f.opt_string("hidden_act")?.unwrap_or_else(|| "quick_gelu".into()),
         layer_norm_eps: f.f64("layer_norm_eps", 1e-5)?,
         projection_dim: if has_projection { Some(f.usize("projection_dim", 512)?) } else { None },
+    })
+}
+
+/// Parses a transformers `CLIPVisionConfig` (`image_encoder/config.json`; a `vision_config` inside a
+/// whole CLIP config is read too).
+pub fn image_encoder(path: &Path, o: &Object) -> Result<ImageEncoderConfig, CheckpointError> {
+    let o = match o.get("vision_config") {
+        Some(Value::Object(inner)) if !o.contains_key("hidden_size") => inner,
+        _ => o,
+    };
+    let f = Fields { path, o };
+    Ok(ImageEncoderConfig {
+        hidden_size: f.usize("hidden_size", 768)?,
+        intermediate_size: f.usize("intermediate_size", 3072)?,
+        num_hidden_layers: f.usize("num_hidden_layers", 12)?,
+        num_attention_heads: f.usize("num_attention_heads", 12)?,
+        hidden_act: f.opt_string("hidden_act")?.unwrap_or_else(|| "quick_gelu".into()),
+        layer_norm_eps: f.f64("layer_norm_eps", 1e-5)?,
+        projection_dim: f.usize("projection_dim", 512)?,
+        image_size: f.usize("image_size", 224)?,
+        patch_size: f.usize("patch_size", 32)?,
     })
 }
 

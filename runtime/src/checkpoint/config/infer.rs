@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use super::{TextEncoderConfig, UNetConfig, VaeConfig};
+use super::{ImageEncoderConfig, TextEncoderConfig, UNetConfig, VaeConfig};
 use crate::checkpoint::Component;
 use crate::checkpoint::error::CheckpointError;
 use crate::checkpoint::family::{Family, Shapes};
@@ -451,4 +451,86 @@ impl Check<'_> {
     fn mismatch(&self, field: &str, config: String, weights: String) -> CheckpointError {
         CheckpointError::ConfigMismatch { path: self.path.into(), field: field.into(), config, weights }
     }
+}
+
+/// What a CLIP vision tower's weights say about its size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageEncoderFacts {
+    /// Hidden width (the class embedding's).
+    pub hidden_size: usize,
+    /// MLP width.
+    pub intermediate_size: usize,
+    /// Transformer layers.
+    pub num_hidden_layers: usize,
+    /// `image_embeds` width.
+    pub projection_dim: usize,
+    /// Patch side.
+    pub patch_size: usize,
+    /// Input side: patch side x patches per side (positions = side² + 1).
+    pub image_size: usize,
+}
+
+impl ImageEncoderFacts {
+    /// A config with these sizes, `heads` attention heads and the activation `act`.
+    pub fn config(&self, heads: usize, act: &str) -> ImageEncoderConfig {
+        ImageEncoderConfig {
+            hidden_size: self.hidden_size,
+            intermediate_size: self.intermediate_size,
+            num_hidden_layers: self.num_hidden_layers,
+            num_attention_heads: heads,
+            hidden_act: act.into(),
+            layer_norm_eps: 1e-5,
+            projection_dim: self.projection_dim,
+            image_size: self.image_size,
+            patch_size: self.patch_size,
+        }
+    }
+}
+
+/// Reads an image encoder's facts from canonical shapes (`image_encoder.` names).
+pub fn image_encoder_facts(path: &Path, shapes: &Shapes) -> Result<ImageEncoderFacts, CheckpointError> {
+    let w = Weights { path, shapes };
+    let v = "image_encoder.vision_model.";
+    let patch_size = w.dim(&format!("{v}embeddings.patch_embedding.weight"), 2)?;
+    let positions = w.dim(&format!("{v}embeddings.position_embedding.weight"), 0)?;
+    let side = (1..=positions).take_while(|s| s * s < positions).last().map_or(0, |s| s);
+    if side * side + 1 != positions {
+        return Err(CheckpointError::BadShape {
+            path: path.into(),
+            tensor: format!("{v}embeddings.position_embedding.weight"),
+            shape: shapes.get(&format!("{v}embeddings.position_embedding.weight")).cloned().unwrap_or_default(),
+            reason: format!("{positions} positions are not a square grid of patches plus the class token"),
+        });
+    }
+    Ok(ImageEncoderFacts {
+        hidden_size: w.dim(&format!("{v}embeddings.class_embedding"), 0)?,
+        intermediate_size: w.dim(&format!("{v}encoder.layers.0.mlp.fc1.weight"), 0)?,
+        num_hidden_layers: w.count(&format!("{v}encoder.layers."))?,
+        projection_dim: w.dim("image_encoder.visual_projection.weight", 0)?,
+        patch_size,
+        image_size: side * patch_size,
+    })
+}
+
+/// Checks an image encoder config (read from `config_path`) against the weights.
+pub fn check_image_encoder(
+    config_path: &Path,
+    c: &ImageEncoderConfig,
+    facts: &ImageEncoderFacts,
+) -> Result<(), CheckpointError> {
+    let check = Check { path: config_path };
+    check.eq("hidden_size", &c.hidden_size, &facts.hidden_size)?;
+    check.eq("intermediate_size", &c.intermediate_size, &facts.intermediate_size)?;
+    check.eq("num_hidden_layers", &c.num_hidden_layers, &facts.num_hidden_layers)?;
+    check.eq("projection_dim", &c.projection_dim, &facts.projection_dim)?;
+    check.eq("patch_size", &c.patch_size, &facts.patch_size)?;
+    check.eq("image_size", &c.image_size, &facts.image_size)?;
+    if c.num_attention_heads == 0 || c.hidden_size % c.num_attention_heads != 0 {
+        return Err(check.mismatch(
+            "num_attention_heads",
+            c.num_attention_heads.to_string(),
+            format!("a divisor of hidden_size {}", c.hidden_size),
+        ));
+    }
+    Ok(())
 }

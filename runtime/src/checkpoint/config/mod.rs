@@ -328,6 +328,30 @@ impl TextEncoderConfig {
     }
 }
 
+/// A CLIP vision tower (transformers' `CLIPVisionModelWithProjection`): ViT-H/14 or ViT-bigG/14
+/// for IP-Adapters.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ImageEncoderConfig {
+    /// Width of the hidden states (1280 ViT-H, 1664 ViT-bigG).
+    pub hidden_size: usize,
+    /// Width of each MLP (5120 ViT-H, 8192 ViT-bigG).
+    pub intermediate_size: usize,
+    /// Transformer layers (32 ViT-H, 48 ViT-bigG).
+    pub num_hidden_layers: usize,
+    /// Attention heads (16 in both).
+    pub num_attention_heads: usize,
+    /// MLP activation: `gelu` (the IP-Adapter encoders) or `quick_gelu`.
+    pub hidden_act: String,
+    /// Epsilon of the layer norms.
+    pub layer_norm_eps: f64,
+    /// Width of `image_embeds` (1024 ViT-H, 1280 ViT-bigG).
+    pub projection_dim: usize,
+    /// Input side in pixels (224).
+    pub image_size: usize,
+    /// Patch side in pixels (14).
+    pub patch_size: usize,
+}
+
 /// The size of one component, by kind.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 #[serde(untagged)]
@@ -338,4 +362,6 @@ pub enum ComponentConfig {
     Vae(VaeConfig),
     /// A text encoder's.
     TextEncoder(TextEncoderConfig),
+    /// A CLIP vision tower's.
+    ImageEncoder(ImageEncoderConfig),
 }

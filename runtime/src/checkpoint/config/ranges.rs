@@ -37,6 +37,13 @@ pub fn check_vae(path: &Path, c: &VaeConfig) -> Result<(), CheckpointError> {
     check.one_of("act_fn", &c.act_fn, &SILU_NAMES)
 }
 
+/// Checks the image encoder config `c` read from `path`.
+pub fn check_image_encoder(path: &Path, c: &super::ImageEncoderConfig) -> Result<(), CheckpointError> {
+    let check = Ranges { path };
+    check.positive("layer_norm_eps", c.layer_norm_eps)?;
+    check.one_of("hidden_act", &c.hidden_act, &CLIP_ACTIVATIONS)
+}
+
 /// Checks the text encoder config `c` read from `path`.
 pub fn check_text(path: &Path, c: &TextEncoderConfig) -> Result<(), CheckpointError> {
     let check = Ranges { path };

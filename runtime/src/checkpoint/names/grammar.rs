@@ -48,12 +48,23 @@ const TEXT: &[&str] = &[
     "text_projection.weight",
 ];
 
+/// A CLIP vision tower's canonical names (transformers' `CLIPVisionModelWithProjection`).
+const VISION: &[&str] = &[
+    "vision_model.embeddings.(class_embedding|patch_embedding.weight|position_embedding.weight)",
+    "vision_model.(pre_layrnorm|post_layernorm).(weight|bias)",
+    "vision_model.encoder.layers.#.(layer_norm1|layer_norm2).(weight|bias)",
+    "vision_model.encoder.layers.#.self_attn.(q_proj|k_proj|v_proj|out_proj).(weight|bias)",
+    "vision_model.encoder.layers.#.mlp.(fc1|fc2).(weight|bias)",
+    "visual_projection.weight",
+];
+
 /// Whether `name` (without the component prefix) is a canonical tensor name of `component`.
 pub fn is_canonical_in(component: Component, name: &str) -> bool {
     let table = match component {
         Component::Unet => UNET,
         Component::Vae => VAE,
         Component::TextEncoder | Component::TextEncoder2 => TEXT,
+        Component::ImageEncoder => VISION,
     };
     let segments: Vec<&str> = name.split('.').collect();
     table.iter().any(|p| matches(p, &segments))

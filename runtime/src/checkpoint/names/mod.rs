@@ -264,7 +264,7 @@ pub fn diffusers_key(component: Component, key: &str) -> KeyKind {
         return KeyKind::Ignored(reason);
     }
     let name = match component {
-        Component::Unet => key.to_string(),
+        Component::Unet | Component::ImageEncoder => key.to_string(),
         Component::Vae => vae::legacy_diffusers(key),
         Component::TextEncoder | Component::TextEncoder2 => clip::map_transformers(key).unwrap_or_default(),
     };
