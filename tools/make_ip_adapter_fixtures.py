@@ -176,7 +176,9 @@ def main() -> None:
     kw = dict(torch_dtype=torch.float32)
     base = StableDiffusionXLPipeline.from_pretrained(mpf.TINY / "sdxl", add_watermarker=False, **kw)
     save_file(make_adapter(base.unet, encoder.config.projection_dim), OUT / ADAPTER)
-    net = mcf.make_controlnet("sdxl", 302)  # the fixtures/controlnet/sdxl_canny weights
+    # The saved fixtures/controlnet/sdxl_canny (its hint convs start from torch's global generator,
+    # so making it again here would give other weights).
+    net = diffusers.ControlNetModel.from_pretrained(mcf.OUT / "sdxl_canny")
     pipes = {
         ("txt2img", False): base,
         ("img2img", False): diffusers.StableDiffusionXLImg2ImgPipeline.from_pipe(base),

@@ -17,7 +17,7 @@ mod model_common;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use kiln_pipeline::models::unet::{AddedConditioning, ControlNet, UNet};
+use kiln_pipeline::models::unet::{AddedConditioning, ControlNet, Extras, UNet};
 use kiln_runtime::checkpoint::Checkpoint;
 use kiln_runtime::checkpoint::manifest::Manifest;
 use kiln_runtime::{DType, Device, Tensor};
@@ -72,7 +72,8 @@ fn run(iters: usize) -> Result<(), Error> {
         let residuals = net.forward(&latents, &[500.0], &context, Some(&added), &hint, &[1.0])?;
         control.push(t.elapsed().as_secs_f64());
         let t = Instant::now();
-        let out = unet.forward_controlled(&latents, &[500.0], &context, Some(&added), Some(&residuals))?;
+        let extras = Extras { control: Some(&residuals), ip: None };
+        let out = unet.forward_with(&latents, &[500.0], &context, Some(&added), extras)?;
         controlled.push(t.elapsed().as_secs_f64());
         check(&out, "the controlled UNet call")?;
         println!(

@@ -128,6 +128,7 @@ fn job(prompt: &str, seeds: Vec<u32>, init: Option<InitImage>) -> Job {
         init,
         refiner_at: None,
         control: None,
+        ip: None,
     }
 }
 

@@ -43,8 +43,13 @@ fn image_embeds_match_transformers() {
     let ckpt = Checkpoint::open_image_encoder(fixture("ip_adapter/image_encoder")).unwrap();
     let model = ClipVisionModel::load(&ckpt, DType::F32, Device::Cpu).unwrap();
     for case in cases() {
-        let pixels = Tensor::from_f32(clip_pixels(&open(&case.image), 224), &[1, 224, 224, 3], DType::F32, Device::Cpu)
-            .unwrap();
+        let pixels = Tensor::from_f32(
+            clip_pixels(&open(&case.image), 224),
+            &[1, 224, 224, 3],
+            DType::F32,
+            Device::Cpu,
+        )
+        .unwrap();
         let got = model.image_embeds(&pixels).unwrap().to_vec_f32().unwrap();
         let want = &case.image_embeds;
         assert_eq!(got.len(), want.len());

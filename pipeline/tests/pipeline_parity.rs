@@ -109,6 +109,7 @@ impl Case {
             init,
             refiner_at: None,
             control: None,
+            ip: None,
         }
     }
 

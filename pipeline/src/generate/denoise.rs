@@ -12,7 +12,7 @@ use super::noise::BatchNoise;
 use super::pixels::{image_tensor, latent_mask, masked_image_tensor};
 use super::{Engine, GenerateError, InitImage, Job, Result, finite};
 use crate::models::conditioning::Conditioning;
-use crate::models::unet::AddedConditioning;
+use crate::models::unet::{AddedConditioning, Extras, IpCall};
 use crate::models::vae::to_rgb8;
 use crate::samplers::{self, Sampler, handover};
 
@@ -111,6 +111,7 @@ impl Batch<'_> {
         // before a refiner's hand-over cuts it).
         let control = self.control_rows(&rows)?;
         let control = control.as_ref().map(|c| (c, sampler.timesteps().len()));
+        let ip = self.ip_call(&rows, shape)?;
         let refiner_at = first.refiner_at.filter(|_| self.refiner.is_some());
         let calls = match refiner_at {
             Some(fraction) => {
@@ -127,7 +128,7 @@ impl Batch<'_> {
         latents = self.denoise(
             &mut *sampler,
             latents,
-            (&rows, control),
+            (&rows, control, ip.as_ref()),
             inpaint.as_ref(),
             calls,
             &mut noise,
@@ -153,7 +154,7 @@ impl Batch<'_> {
             latents = stage.denoise(
                 &mut *sampler,
                 latents,
-                (&rows, None),
+                (&rows, None, None),
                 inpaint.as_ref(),
                 calls,
                 &mut noise,
@@ -184,7 +185,7 @@ impl Batch<'_> {
         &self,
         sampler: &mut dyn Sampler,
         mut latents: Tensor,
-        (rows, control): (&Rows, Option<(&ControlRows, usize)>),
+        (rows, control, ip): (&Rows, Option<(&ControlRows, usize)>, Option<&IpCall>),
         inpaint: Option<&Inpaint>,
         calls: usize,
         noise: &mut BatchNoise,
@@ -218,13 +219,9 @@ impl Batch<'_> {
                 _ => x,
             };
             let input = stack_rows(&x, &rows.guided)?;
-            let out = e.unet.forward_controlled(
-                &input,
-                &row_timesteps,
-                &rows.context,
-                rows.added.as_ref(),
-                residuals.as_ref(),
-            )?;
+            let extras = Extras { control: residuals.as_ref(), ip };
+            let out =
+                e.unet.forward_with(&input, &row_timesteps, &rows.context, rows.added.as_ref(), extras)?;
             let prediction = self.guide(&out, &rows.guided)?.to_dtype(latents.dtype())?;
             latents = sampler.step(&prediction, call, &latents, noise)?;
             if let Some(Inpaint { mask, blend: Some((image_latents, eps)), .. }) = inpaint {
@@ -292,6 +289,29 @@ impl Batch<'_> {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Some(ControlRows::new(net.clone(), &controls, self.engine.unet_device())?))
+    }
+
+    /// The UNet's IP-Adapter inputs when the batch's jobs have [`super::Job::ip`]: each slot's
+    /// image, then the unconditional tokens for each guided slot (with that slot's scale and mask).
+    fn ip_call(&self, rows: &Rows, shape: [usize; 3]) -> Result<Option<IpCall>> {
+        let first = self.job(&self.slots[0]);
+        if first.ip.is_none() || self.engine.ip_adapter.is_none() {
+            return Ok(None);
+        }
+        let ip_of = |s: &Slot| {
+            self.job(s).ip.as_ref().ok_or_else(|| GenerateError::Input {
+                field: "ip_adapter_image",
+                message: "a batch mixes jobs with and without an IP-Adapter".into(),
+            })
+        };
+        let mut order = Vec::with_capacity(self.slots.len() + rows.guided.len());
+        for s in self.slots {
+            order.push((ip_of(s)?, true));
+        }
+        for &i in &rows.guided {
+            order.push((ip_of(&self.slots[i])?, false));
+        }
+        Ok(Some(self.engine.ip_call(&order, (shape[1], shape[2]), (first.height, first.width))?))
     }
 
     /// Context and added conditioning for the rows: each slot's prompt, then each guided

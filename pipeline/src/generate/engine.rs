@@ -62,6 +62,8 @@ pub struct Engine {
     pub(super) refiner: Option<Arc<Engine>>,
     /// The ControlNet that guides jobs with [`Job::control`].
     pub(super) controlnet: Option<Arc<ControlNet>>,
+    /// The IP-Adapter (and its image encoder) that guides jobs with [`Job::ip`].
+    pub(super) ip_adapter: Option<Arc<super::IpModels>>,
 }
 
 impl Engine {
@@ -194,6 +196,7 @@ impl Engine {
             own_vae: None,
             refiner: None,
             controlnet: None,
+            ip_adapter: None,
         })
     }
 
@@ -506,7 +509,8 @@ impl Engine {
             }
             None => {}
         }
-        self.check_control(job)
+        self.check_control(job)?;
+        self.check_ip(job)
     }
 
     /// The prompt's conditioning; the negative's only when guidance runs (diffusers encodes no

@@ -15,6 +15,7 @@ mod denoise;
 mod engine;
 mod error;
 mod finite;
+mod ip;
 mod noise;
 mod pixels;
 
@@ -23,6 +24,7 @@ use ::image::{GrayImage, RgbImage};
 use crate::samplers::SamplerName;
 
 pub use engine::{Engine, Shared};
+pub use ip::IpModels;
 
 pub use error::{GenerateError, Result};
 
@@ -63,6 +65,44 @@ impl Control {
     }
 }
 
+/// Which cross-attentions an IP-Adapter's scale applies to (OctoAI's `ip_adapter_method`; the
+/// others get 0, as diffusers' `set_ip_adapter_scale` with InstantStyle's block dicts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IpMethod {
+    /// Every layer.
+    Full,
+    /// `up_blocks.0.attentions.1` only (InstantStyle's style block).
+    Style,
+    /// `down_blocks.2.attentions.1` only (InstantStyle's layout block).
+    Composition,
+}
+
+impl IpMethod {
+    /// The attention (`down_blocks.2.attentions.1`, ...) the method scales, `None` for all.
+    pub fn block(self) -> Option<&'static str> {
+        match self {
+            IpMethod::Full => None,
+            IpMethod::Style => Some("up_blocks.0.attentions.1"),
+            IpMethod::Composition => Some("down_blocks.2.attentions.1"),
+        }
+    }
+}
+
+/// IP-Adapter guidance for one job (OctoAI's `ip_adapter_*` fields), by the adapter attached to
+/// the engine ([`Engine::set_ip_adapter`]).
+#[derive(Clone, Debug)]
+pub struct IpImage {
+    /// The reference image as the CLIP encoder takes it: the 224 x 224 crop of
+    /// [`crate::image::clip::clip_crop`].
+    pub image: RgbImage,
+    /// How strongly the image guides (`ip_adapter_scale`).
+    pub scale: f64,
+    /// Which layers it guides.
+    pub method: IpMethod,
+    /// Where it guides, at the job's width x height (white: there); `None`: everywhere.
+    pub mask: Option<GrayImage>,
+}
+
 /// One request's generation parameters, validated and with defaults filled in.
 #[derive(Clone, Debug)]
 pub struct Job {
@@ -98,6 +138,8 @@ pub struct Job {
     pub refiner_at: Option<f64>,
     /// ControlNet guidance; `None` renders without the ControlNet.
     pub control: Option<Control>,
+    /// IP-Adapter guidance; `None` renders without the adapter.
+    pub ip: Option<IpImage>,
 }
 
 /// What jobs must share to be stacked into one UNet call.
@@ -114,6 +156,8 @@ pub struct BatchKey {
     refiner_at: Option<u64>,
     /// Whether a ControlNet guides the jobs (their control images and scales may differ).
     controlled: bool,
+    /// Whether an IP-Adapter guides the jobs (their images, scales and methods may differ).
+    adapted: bool,
 }
 
 impl Job {
@@ -134,6 +178,7 @@ impl Job {
             inpaint: init.is_some_and(|(_, masked)| masked),
             refiner_at: self.refiner_at.map(f64::to_bits),
             controlled: self.control.is_some(),
+            adapted: self.ip.is_some(),
         }
     }
 

@@ -22,7 +22,8 @@ pub fn clip_crop(image: &DynamicImage, size: u32) -> RgbImage {
     let rgb = on_white(image);
     let (w, h) = rgb.dimensions();
     let (short, long) = (w.min(h), w.max(h));
-    let scaled_long = if short == 0 { size } else { (f64::from(size) * f64::from(long) / f64::from(short)) as u32 };
+    let scaled_long =
+        if short == 0 { size } else { (f64::from(size) * f64::from(long) / f64::from(short)) as u32 };
     let (nw, nh) = if w <= h { (size, scaled_long) } else { (scaled_long, size) };
     let resized = resize(&rgb, nw, nh, Filter::Bicubic);
     let (top, left) = (nh.saturating_sub(size) / 2, nw.saturating_sub(size) / 2);

@@ -63,7 +63,12 @@ where
 }
 
 /// `image` resized to `width x height` with PIL's `filter`, as [`resize_lanczos`] does.
-pub(super) fn resize<P>(image: &ImageBuffer<P, Vec<u8>>, width: u32, height: u32, filter: Filter) -> ImageBuffer<P, Vec<u8>>
+pub(super) fn resize<P>(
+    image: &ImageBuffer<P, Vec<u8>>,
+    width: u32,
+    height: u32,
+    filter: Filter,
+) -> ImageBuffer<P, Vec<u8>>
 where
     P: Pixel<Subpixel = u8>,
 {

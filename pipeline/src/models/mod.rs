@@ -7,7 +7,7 @@
 //! - [`patch`]: the weights LoRAs replace after load, by canonical name;
 //! - [`clip`]: the CLIP / OpenCLIP text encoders; [`conditioning`]: prompts to embeddings;
 //! - [`vae`]: the autoencoder between images and latents;
-//! - [`unet`]: the denoising UNet;
+//! - [`unet`]: the denoising UNet (and ControlNets); [`ip_adapter`]: IP-Adapter weights;
 //! - [`ModelFacts`]: what request validation needs of a model (family, text-encoder depth),
 //!   read without loading weights.
 
@@ -15,6 +15,7 @@ pub mod clip;
 pub mod conditioning;
 mod error;
 mod facts;
+pub mod ip_adapter;
 pub mod nn;
 pub mod patch;
 pub mod settings;

@@ -27,6 +27,16 @@ impl Linear {
         Ok(Linear { weight, bias })
     }
 
+    /// The output width.
+    pub fn out_dim(&self) -> usize {
+        self.weight.get().dims()[0]
+    }
+
+    /// A linear from tensors already read (`weight [out, in]`), for files outside a checkpoint.
+    pub fn from_parts(weight: Tensor, bias: Option<Tensor>) -> Linear {
+        Linear { weight: PatchableWeight::new(weight, WeightLayout::Linear), bias }
+    }
+
     /// `x [.., in] -> [.., out]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(x.linear(&self.weight.get(), self.bias.as_ref())?)
@@ -125,6 +135,11 @@ impl LayerNorm {
     /// Loads `weight [dim]` and `bias [dim]` under `w`.
     pub fn load(w: &Weights, dim: usize, eps: f32) -> Result<LayerNorm> {
         Ok(LayerNorm { eps, gamma: w.tensor("weight", &[dim])?, beta: w.tensor("bias", &[dim])? })
+    }
+
+    /// A layer norm from tensors already read (`weight`, `bias`: `[dim]`).
+    pub fn from_parts(gamma: Tensor, beta: Tensor, eps: f32) -> LayerNorm {
+        LayerNorm { eps, gamma, beta }
     }
 
     /// Normalises `x [.., dim]`.

@@ -227,6 +227,7 @@ impl Request {
             init: None,
             refiner_at: None,
             control: None,
+            ip: None,
         };
         Ok(Resolved {
             job,

@@ -87,6 +87,7 @@ impl JobSpec {
             init,
             refiner_at: None,
             control: None,
+            ip: None,
         }
     }
 }

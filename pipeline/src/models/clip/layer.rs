@@ -66,7 +66,12 @@ pub(crate) struct ClipLayer {
 
 impl ClipLayer {
     /// Loads one `encoder.layers.{i}` (`w` points there).
-    pub(crate) fn load(w: &Weights, sizes: LayerSizes, activation: Activation, causal: bool) -> Result<ClipLayer> {
+    pub(crate) fn load(
+        w: &Weights,
+        sizes: LayerSizes,
+        activation: Activation,
+        causal: bool,
+    ) -> Result<ClipLayer> {
         let (d, eps) = (sizes.hidden, sizes.eps);
         let attn = w.at("self_attn");
         Ok(ClipLayer {

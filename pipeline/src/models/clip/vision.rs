@@ -37,7 +37,10 @@ impl ClipVisionModel {
     /// Loads an encoder opened with [`Checkpoint::open_image_encoder`].
     pub fn load(ckpt: &Checkpoint, dtype: DType, device: Device) -> Result<ClipVisionModel> {
         let c = ckpt.image_encoder_config().cloned().ok_or_else(|| {
-            ModelError::input("clip vision encoder", format!("{} is not an image encoder", ckpt.path().display()))
+            ModelError::input(
+                "clip vision encoder",
+                format!("{} is not an image encoder", ckpt.path().display()),
+            )
         })?;
         if c.num_attention_heads == 0 || c.hidden_size % c.num_attention_heads != 0 || c.patch_size == 0 {
             return Err(ModelError::input(
@@ -53,9 +56,11 @@ impl ClipVisionModel {
         let patch = Conv2dParams { stride: c.patch_size, padding: 0 };
         let patch_embedding = Conv2d::load_without_bias(&e.at("patch_embedding"), 3, d, c.patch_size, patch)?;
         let class_embedding = e.tensor("class_embedding", &[d])?.reshape(&[1, 1, d])?;
-        let position_embedding = e.tensor("position_embedding.weight", &[positions, d])?.reshape(&[1, positions, d])?;
+        let position_embedding =
+            e.tensor("position_embedding.weight", &[positions, d])?.reshape(&[1, positions, d])?;
         let eps = c.layer_norm_eps as f32;
-        let sizes = LayerSizes { hidden: d, intermediate: c.intermediate_size, heads: c.num_attention_heads, eps };
+        let sizes =
+            LayerSizes { hidden: d, intermediate: c.intermediate_size, heads: c.num_attention_heads, eps };
         let activation = Activation::from_config(&c.hidden_act)?;
         let layers = (0..c.num_hidden_layers)
             .map(|i| ClipLayer::load(&v.at(format!("encoder.layers.{i}")), sizes, activation, false))

@@ -6,6 +6,7 @@ use kiln_runtime::Tensor;
 use kiln_runtime::ops::Conv2dParams;
 
 use super::Sizes;
+use super::ip::Cond;
 use super::resnet::ResnetBlock;
 use super::transformer::SpatialTransformer;
 use crate::models::nn::Conv2d;
@@ -19,10 +20,10 @@ struct Layer {
 }
 
 impl Layer {
-    fn forward(&self, x: &Tensor, emb_silu: &Tensor, context: &Tensor) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, emb_silu: &Tensor, cond: &Cond) -> Result<Tensor> {
         let h = self.resnet.forward(x, emb_silu)?;
         match &self.attention {
-            Some(t) => t.forward(&h, context),
+            Some(t) => t.forward(&h, cond),
             None => Ok(h),
         }
     }
@@ -38,7 +39,16 @@ pub(super) struct LevelSpec {
     pub attention: Option<(usize, Vec<usize>)>,
 }
 
-fn load_layer(w: &Weights, s: &Sizes, index: usize, in_ch: usize, spec: &LevelSpec) -> Result<Layer> {
+/// Loads layer `index`; its transformer's cross-attentions take the slots from `*slot` on (and
+/// move it past them).
+fn load_layer(
+    w: &Weights,
+    s: &Sizes,
+    index: usize,
+    in_ch: usize,
+    spec: &LevelSpec,
+    slot: &mut usize,
+) -> Result<Layer> {
     let resnet = ResnetBlock::load(&w.at(format!("resnets.{index}")), s, in_ch, spec.channels)?;
     let attention = match &spec.attention {
         Some((heads, depths)) => {
@@ -46,7 +56,9 @@ fn load_layer(w: &Weights, s: &Sizes, index: usize, in_ch: usize, spec: &LevelSp
                 crate::models::ModelError::input("unet", format!("no transformer depth for layer {index}"))
             })?;
             let at = w.at(format!("attentions.{index}"));
-            Some(SpatialTransformer::load(&at, s, spec.channels, *heads, depth)?)
+            let first = *slot;
+            *slot += depth;
+            Some(SpatialTransformer::load(&at, s, spec.channels, (*heads, depth), first)?)
         }
         None => None,
     };
@@ -69,9 +81,10 @@ impl DownBlock {
         in_ch: usize,
         spec: LevelSpec,
         downsample: bool,
+        slot: &mut usize,
     ) -> Result<Self> {
         let layers = (0..s.layers_per_block)
-            .map(|j| load_layer(w, s, j, if j == 0 { in_ch } else { spec.channels }, &spec))
+            .map(|j| load_layer(w, s, j, if j == 0 { in_ch } else { spec.channels }, &spec, slot))
             .collect::<Result<_>>()?;
         let downsampler = if downsample {
             let params = Conv2dParams { stride: 2, padding: 1 };
@@ -88,12 +101,12 @@ impl DownBlock {
         &self,
         x: Tensor,
         emb_silu: &Tensor,
-        context: &Tensor,
+        cond: &Cond,
         skips: &mut Vec<Tensor>,
     ) -> Result<Tensor> {
         let mut x = x;
         for layer in &self.layers {
-            x = layer.forward(&x, emb_silu, context)?;
+            x = layer.forward(&x, emb_silu, cond)?;
             skips.push(x.clone());
         }
         if let Some(down) = &self.downsampler {
@@ -115,16 +128,17 @@ pub(super) struct MidBlock {
 
 impl MidBlock {
     /// Loads `mid_block` of `channels` width; `attention` is `(heads, depth)`, or `None` for a
-    /// resnet-only block.
+    /// resnet-only block; its cross-attentions take the slots from `slot` on.
     pub(super) fn load(
         w: &Weights,
         s: &Sizes,
         channels: usize,
         attention: Option<(usize, usize)>,
+        slot: usize,
     ) -> Result<Self> {
         let attended = match attention {
-            Some((heads, depth)) => Some((
-                SpatialTransformer::load(&w.at("attentions.0"), s, channels, heads, depth)?,
+            Some(sizes) => Some((
+                SpatialTransformer::load(&w.at("attentions.0"), s, channels, sizes, slot)?,
                 ResnetBlock::load(&w.at("resnets.1"), s, channels, channels)?,
             )),
             None => None,
@@ -133,10 +147,10 @@ impl MidBlock {
     }
 
     /// `[B, H, W, C] -> [B, H, W, C]`.
-    pub(super) fn forward(&self, x: &Tensor, emb_silu: &Tensor, context: &Tensor) -> Result<Tensor> {
+    pub(super) fn forward(&self, x: &Tensor, emb_silu: &Tensor, cond: &Cond) -> Result<Tensor> {
         let h = self.first.forward(x, emb_silu)?;
         match &self.attended {
-            Some((attention, second)) => second.forward(&attention.forward(&h, context)?, emb_silu),
+            Some((attention, second)) => second.forward(&attention.forward(&h, cond)?, emb_silu),
             None => Ok(h),
         }
     }
@@ -160,15 +174,13 @@ impl UpBlock {
         skip_channels: &[usize],
         spec: LevelSpec,
         upsample: bool,
+        slot: &mut usize,
     ) -> Result<Self> {
-        let layers = skip_channels
-            .iter()
-            .enumerate()
-            .map(|(j, skip)| {
-                let from_below = if j == 0 { prev_ch } else { spec.channels };
-                load_layer(w, s, j, from_below + skip, &spec)
-            })
-            .collect::<Result<_>>()?;
+        let mut layers = Vec::with_capacity(skip_channels.len());
+        for (j, skip) in skip_channels.iter().enumerate() {
+            let from_below = if j == 0 { prev_ch } else { spec.channels };
+            layers.push(load_layer(w, s, j, from_below + skip, &spec, slot)?);
+        }
         let upsampler = if upsample {
             Some(Conv2d::load_3x3(&w.at("upsamplers.0.conv"), spec.channels, spec.channels)?)
         } else {
@@ -183,7 +195,7 @@ impl UpBlock {
         &self,
         x: Tensor,
         emb_silu: &Tensor,
-        context: &Tensor,
+        cond: &Cond,
         skips: &mut Vec<Tensor>,
     ) -> Result<Tensor> {
         let mut x = x;
@@ -192,7 +204,7 @@ impl UpBlock {
                 return Err(crate::models::ModelError::input("unet", "skip connections exhausted"));
             };
             let joined = Tensor::concat(&[&x, &skip], 3)?; // [B, H, W, C + Cskip]
-            x = layer.forward(&joined, emb_silu, context)?;
+            x = layer.forward(&joined, emb_silu, cond)?;
         }
         if let Some(up) = &self.upsampler {
             x = up.forward(&x.upsample_nearest2x()?)?;

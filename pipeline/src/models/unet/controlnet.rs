@@ -12,6 +12,7 @@ use kiln_runtime::ops::Conv2dParams;
 use kiln_runtime::{DType, Device, Tensor};
 
 use super::encoder::Encoder;
+use super::ip::Cond;
 use super::{AddedConditioning, check_inputs};
 use crate::models::nn::Conv2d;
 use crate::models::{ModelError, Result, Weights};
@@ -46,7 +47,7 @@ impl ControlNet {
     pub fn load(ckpt: &Checkpoint, dtype: DType, device: Device) -> Result<ControlNet> {
         let c = ckpt.unet_config().clone();
         let w = Weights::new(ckpt, Component::Unet, dtype, device);
-        let encoder = Encoder::load(ckpt, &w, &c)?;
+        let encoder = Encoder::load(ckpt, &w, &c, 0)?;
 
         let h = w.at("controlnet_cond_embedding");
         let dims = |leaf: &str| -> Result<(usize, usize)> {
@@ -140,7 +141,7 @@ impl ControlNet {
             }
         }
         let x = self.encoder.conv_in.forward(&x)?.add(&h)?; // [B, h, w, C0]
-        let (x, skips) = self.encoder.forward(x, &emb_silu, &context)?;
+        let (x, skips) = self.encoder.forward(x, &emb_silu, &Cond { context: &context, ip: None })?;
         let row_scales = if scales.iter().all(|&s| s == 1.0) {
             None
         } else {

@@ -8,6 +8,7 @@ use kiln_runtime::ops::TimestepEmbeddingParams;
 
 use super::blocks::{DownBlock, LevelSpec, MidBlock};
 use super::embeddings::Conditioning;
+use super::ip::Cond;
 use super::{AddedConditioning, Sizes, config_error};
 use crate::models::nn::Conv2d;
 use crate::models::{Result, Weights};
@@ -22,11 +23,15 @@ pub(super) struct Encoder {
     mid: Option<MidBlock>,
     /// Channels of each skip connection the down pass leaves, in push order (conv_in's first).
     pub(super) skip_channels: Vec<usize>,
+    /// The mid block's cross-attentions (its transformer depth; 0 without attention).
+    mid_slots: usize,
 }
 
 impl Encoder {
     /// Loads the encoder `c` describes through `w`, after checking the per-level lists it uses.
-    pub(super) fn load(ckpt: &Checkpoint, w: &Weights, c: &UNetConfig) -> Result<Encoder> {
+    /// Its cross-attentions take the IP-Adapter slots from 0 in the down blocks and from
+    /// `mid_slot` in the mid block (after the up blocks', in diffusers' processor order).
+    pub(super) fn load(ckpt: &Checkpoint, w: &Weights, c: &UNetConfig, mid_slot: usize) -> Result<Encoder> {
         let levels = c.levels();
         let per_level_ok =
             [c.down_block_types.len(), c.num_attention_heads.len(), c.transformer_layers_per_block.len()]
@@ -74,6 +79,7 @@ impl Encoder {
         let conv_in = Conv2d::load_3x3(&w.at("conv_in"), c.in_channels, c0)?;
 
         let mut skip_channels = vec![c0];
+        let mut slot = 0;
         let mut down = Vec::with_capacity(levels);
         let mut in_ch = c0;
         for level in 0..levels {
@@ -84,7 +90,14 @@ impl Encoder {
                 attention: c.down_has_attention(level).then_some((c.num_attention_heads[level], depths)),
             };
             let last = level + 1 == levels;
-            down.push(DownBlock::load(&w.at(format!("down_blocks.{level}")), &s, in_ch, spec, !last)?);
+            down.push(DownBlock::load(
+                &w.at(format!("down_blocks.{level}")),
+                &s,
+                in_ch,
+                spec,
+                !last,
+                &mut slot,
+            )?);
             skip_channels.extend(std::iter::repeat_n(ch, c.layers_per_block + usize::from(!last)));
             in_ch = ch;
         }
@@ -97,13 +110,24 @@ impl Encoder {
                 &s,
                 deepest,
                 Some((c.num_attention_heads[levels - 1], c.mid_transformer_layers())),
+                mid_slot,
             )?),
-            Some("UNetMidBlock2D") => Some(MidBlock::load(&w.at("mid_block"), &s, deepest, None)?),
+            Some("UNetMidBlock2D") => Some(MidBlock::load(&w.at("mid_block"), &s, deepest, None, mid_slot)?),
             Some(other) => {
                 return Err(config_error(ckpt, format!("unsupported mid block type {other}")));
             }
         };
-        Ok(Encoder { sizes: s, conditioning, conv_in, down, mid, skip_channels })
+        let mid_slots = if c.mid_block_type.as_deref() == Some("UNetMidBlock2DCrossAttn") {
+            c.mid_transformer_layers()
+        } else {
+            0
+        };
+        Ok(Encoder { sizes: s, conditioning, conv_in, down, mid, skip_channels, mid_slots })
+    }
+
+    /// The mid block's cross-attentions.
+    pub(super) fn mid_slots(&self) -> usize {
+        self.mid_slots
     }
 
     /// `silu(time embedding + added embedding)`: `[B, time_embed_dim]`, what every resnet takes.
@@ -112,20 +136,15 @@ impl Encoder {
     }
 
     /// `x [B, H, W, C0]` (conv_in's output, plus a ControlNet's hint) through the down and mid
-    /// blocks: the deepest activation and every skip connection, `x` first.
-    pub(super) fn forward(
-        &self,
-        x: Tensor,
-        emb_silu: &Tensor,
-        context: &Tensor,
-    ) -> Result<(Tensor, Vec<Tensor>)> {
+    /// blocks under `cond`: the deepest activation and every skip connection, `x` first.
+    pub(super) fn forward(&self, x: Tensor, emb_silu: &Tensor, cond: &Cond) -> Result<(Tensor, Vec<Tensor>)> {
         let mut skips = vec![x.clone()];
         let mut x = x;
         for block in &self.down {
-            x = block.forward(x, emb_silu, context, &mut skips)?;
+            x = block.forward(x, emb_silu, cond, &mut skips)?;
         }
         if let Some(mid) = &self.mid {
-            x = mid.forward(&x, emb_silu, context)?;
+            x = mid.forward(&x, emb_silu, cond)?;
         }
         Ok((x, skips))
     }

@@ -15,6 +15,7 @@ mod blocks;
 mod controlnet;
 mod embeddings;
 mod encoder;
+pub mod ip;
 mod resnet;
 mod transformer;
 
@@ -26,6 +27,18 @@ use self::encoder::Encoder;
 use super::nn::{Conv2d, GroupNorm};
 
 pub use self::controlnet::{ControlNet, ControlResiduals};
+use self::ip::Cond;
+pub use self::ip::IpCall;
+
+/// What a UNet call adds besides latents, timesteps and text: a ControlNet's residuals and an
+/// IP-Adapter's image tokens.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Extras<'a> {
+    /// Added to the skip connections and the mid block's output.
+    pub control: Option<&'a ControlResiduals>,
+    /// Attended to by every cross-attention whose scale is not 0.
+    pub ip: Option<&'a IpCall>,
+}
 use super::patch::PatchTable;
 use super::{ModelError, Result, Weights};
 
@@ -64,6 +77,8 @@ pub struct UNet {
     /// Conditioning, conv_in, down and mid blocks: the part a ControlNet copies.
     encoder: Encoder,
     up: Vec<UpBlock>,
+    /// Its cross-attentions: the layers an IP-Adapter has weights for.
+    ip_slots: usize,
     norm_out: GroupNorm,
     conv_out: Conv2d,
     /// Every linear and convolution weight, by canonical name.
@@ -89,7 +104,17 @@ impl UNet {
         if !up_lists_ok {
             return Err(config_error(ckpt, format!("UNet config has inconsistent per-level lists: {c:?}")));
         }
-        let encoder = Encoder::load(ckpt, &w, &c)?;
+        // IP-Adapter slots follow diffusers' processor order: down blocks, up blocks, mid block.
+        let down_slots: usize = (0..levels)
+            .filter(|&l| c.down_has_attention(l))
+            .map(|l| c.layers_per_block * c.transformer_layers_per_block[l])
+            .sum();
+        let up_slots: usize = (0..levels)
+            .filter(|&i| c.up_block_types[i].contains("CrossAttn"))
+            .map(|i| c.up_transformer_layers(i).iter().sum::<usize>())
+            .sum();
+        let encoder = Encoder::load(ckpt, &w, &c, down_slots + up_slots)?;
+        let mut slot = down_slots;
         let s = encoder.sizes;
         let c0 = c.block_out_channels[0];
         let deepest = c.block_out_channels[levels - 1];
@@ -119,13 +144,62 @@ impl UNet {
                 &skips,
                 spec,
                 i + 1 < levels,
+                &mut slot,
             )?);
             prev_ch = ch;
         }
 
         let norm_out = GroupNorm::load(&w.at("conv_norm_out"), s.groups, c0, s.eps)?;
         let conv_out = Conv2d::load_3x3(&w.at("conv_out"), c0, c.out_channels)?;
-        Ok(UNet { norm_out, conv_out, patchable: w.patchable(), config: c, dtype, device, encoder, up })
+        let ip_slots = slot + encoder.mid_slots();
+        Ok(UNet {
+            norm_out,
+            conv_out,
+            patchable: w.patchable(),
+            config: c,
+            dtype,
+            device,
+            encoder,
+            up,
+            ip_slots,
+        })
+    }
+
+    /// Each cross-attention layer (in diffusers' processor order: down, up, mid blocks) with the
+    /// attention module it is in (`down_blocks.2.attentions.1`) and its width: what an
+    /// IP-Adapter for this model has weights for.
+    fn ip_layer_list(&self) -> Vec<(String, usize)> {
+        let c = &self.config;
+        let levels = c.levels();
+        let mut out = Vec::with_capacity(self.ip_slots);
+        for l in (0..levels).filter(|&l| c.down_has_attention(l)) {
+            for j in 0..c.layers_per_block {
+                let name = format!("down_blocks.{l}.attentions.{j}");
+                out.extend(std::iter::repeat_n(
+                    (name, c.block_out_channels[l]),
+                    c.transformer_layers_per_block[l],
+                ));
+            }
+        }
+        for i in (0..levels).filter(|&i| c.up_block_types[i].contains("CrossAttn")) {
+            for (j, depth) in c.up_transformer_layers(i).into_iter().enumerate() {
+                let name = format!("up_blocks.{i}.attentions.{j}");
+                out.extend(std::iter::repeat_n((name, c.block_out_channels[levels - 1 - i]), depth));
+            }
+        }
+        let mid = ("mid_block.attentions.0".to_string(), c.block_out_channels[levels - 1]);
+        out.extend(std::iter::repeat_n(mid, self.encoder.mid_slots()));
+        out
+    }
+
+    /// The width of each cross-attention layer, in IP-Adapter order.
+    pub fn ip_widths(&self) -> Vec<usize> {
+        self.ip_layer_list().into_iter().map(|(_, w)| w).collect()
+    }
+
+    /// The attention module of each cross-attention layer, in IP-Adapter order.
+    pub fn ip_layers(&self) -> Vec<String> {
+        self.ip_layer_list().into_iter().map(|(n, _)| n).collect()
     }
 
     /// The weights a LoRA can patch, by canonical name.
@@ -159,27 +233,29 @@ impl UNet {
         context: &Tensor,
         added: Option<&AddedConditioning>,
     ) -> Result<Tensor> {
-        self.forward_controlled(latents, timesteps, context, added, None)
+        self.forward_with(latents, timesteps, context, added, Extras::default())
     }
 
-    /// [`UNet::forward`] with a ControlNet's residuals (diffusers' `down_block_additional_residuals`
-    /// and `mid_block_additional_residual`): each added to its skip connection once the down pass
-    /// is done, and the mid one to the mid block's output.
-    pub fn forward_controlled(
+    /// [`UNet::forward`] with [`Extras`]: a ControlNet's residuals (diffusers'
+    /// `down_block_additional_residuals` and `mid_block_additional_residual`), each added to its
+    /// skip connection once the down pass is done and the mid one to the mid block's output; an
+    /// IP-Adapter's image attention in the cross-attentions.
+    pub fn forward_with(
         &self,
         latents: &Tensor,
         timesteps: &[f32],
         context: &Tensor,
         added: Option<&AddedConditioning>,
-        control: Option<&ControlResiduals>,
+        extras: Extras,
     ) -> Result<Tensor> {
         check_inputs(&self.config, latents, timesteps, context)?;
         let emb_silu = self.encoder.embedding(timesteps, added)?; // [B, T]
         let context = context.to_dtype(self.dtype)?.to_device(self.device)?; // [B, L, Cc]
         let x = latents.to_dtype(self.dtype)?.to_device(self.device)?;
         let x = self.encoder.conv_in.forward(&x)?; // [B, H, W, C0]
-        let (mut x, mut skips) = self.encoder.forward(x, &emb_silu, &context)?;
-        if let Some(control) = control {
+        let cond = Cond { context: &context, ip: extras.ip };
+        let (mut x, mut skips) = self.encoder.forward(x, &emb_silu, &cond)?;
+        if let Some(control) = extras.control {
             if control.down.len() != skips.len() {
                 return Err(ModelError::input(
                     "unet",
@@ -196,7 +272,7 @@ impl UNet {
             x = x.add(&control.mid.to_dtype(self.dtype)?)?;
         }
         for block in &self.up {
-            x = block.forward(x, &emb_silu, &context, &mut skips)?;
+            x = block.forward(x, &emb_silu, &cond, &mut skips)?;
         }
         let x = self.norm_out.forward(&x, true)?;
         self.conv_out.forward(&x) // [B, H, W, out]

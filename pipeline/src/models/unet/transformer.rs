@@ -4,6 +4,7 @@
 use kiln_runtime::Tensor;
 
 use super::Sizes;
+use super::ip::{Cond, IpCall};
 use crate::models::nn::{GroupNorm, LayerNorm, Linear};
 use crate::models::{Result, Weights};
 
@@ -37,15 +38,22 @@ impl Attention {
         })
     }
 
-    /// `x [B, L, C]` attending to `kv [B, Lk, Ckv]` -> `[B, L, C]`.
-    fn forward(&self, x: &Tensor, kv: &Tensor) -> Result<Tensor> {
+    /// `x [B, L, C]` attending to `kv [B, Lk, Ckv]` -> `[B, L, C]`; with `ip` (cross-attention
+    /// layer `slot` under an IP-Adapter), plus the scaled attention to the image tokens, added
+    /// before the output projection (diffusers' `IPAdapterAttnProcessor2_0`).
+    fn forward(&self, x: &Tensor, kv: &Tensor, ip: Option<(&IpCall, usize)>) -> Result<Tensor> {
         let (b, l, lk) = (x.dims()[0], x.dims()[1], kv.dims()[1]);
         let split = |t: Tensor, len: usize| t.reshape(&[b, len, self.heads, self.head_dim]);
         let q = split(self.to_q.forward(x)?, l)?; // [B, L, H, D]
         let k = split(self.to_k.forward(kv)?, lk)?; // [B, Lk, H, D]
         let v = split(self.to_v.forward(kv)?, lk)?;
         let scale = 1.0 / (self.head_dim as f32).sqrt();
-        let out = Tensor::attention(&q, &k, &v, scale)?.reshape(&[b, l, self.heads * self.head_dim])?;
+        let mut out = Tensor::attention(&q, &k, &v, scale)?.reshape(&[b, l, self.heads * self.head_dim])?;
+        if let Some((call, slot)) = ip {
+            if let Some(extra) = call.attend(slot, &q, scale, self.heads, self.head_dim)? {
+                out = out.add(&extra)?;
+            }
+        }
         self.to_out.forward(&out)
     }
 }
@@ -63,10 +71,13 @@ struct TransformerBlock {
     ff_in: Linear,
     /// `ff.net.2`: `4 dim -> dim`.
     ff_out: Linear,
+    /// Its cross-attention's place in diffusers' processor order (down, up, mid blocks): the
+    /// IP-Adapter layer `ip_adapter.{2 slot + 1}` it takes.
+    slot: usize,
 }
 
 impl TransformerBlock {
-    fn load(w: &Weights, dim: usize, context_dim: usize, heads: usize) -> Result<Self> {
+    fn load(w: &Weights, dim: usize, context_dim: usize, heads: usize, slot: usize) -> Result<Self> {
         let inner = 4 * dim;
         Ok(TransformerBlock {
             norm1: LayerNorm::load(&w.at("norm1"), dim, LAYER_NORM_EPS)?,
@@ -76,14 +87,16 @@ impl TransformerBlock {
             norm3: LayerNorm::load(&w.at("norm3"), dim, LAYER_NORM_EPS)?,
             ff_in: Linear::load(&w.at("ff.net.0.proj"), dim, 2 * inner, true)?,
             ff_out: Linear::load(&w.at("ff.net.2"), inner, dim, true)?,
+            slot,
         })
     }
 
-    /// `x [B, L, C]`, `context [B, Lc, Cc]` -> `[B, L, C]`.
-    fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
+    /// `x [B, L, C]`, the text context `[B, Lc, Cc]` (and IP-Adapter tokens) -> `[B, L, C]`.
+    fn forward(&self, x: &Tensor, cond: &Cond) -> Result<Tensor> {
         let h = self.norm1.forward(x)?;
-        let x = x.add(&self.attn1.forward(&h, &h)?)?;
-        let x = x.add(&self.attn2.forward(&self.norm2.forward(&x)?, context)?)?;
+        let x = x.add(&self.attn1.forward(&h, &h, None)?)?;
+        let ip = cond.ip.map(|call| (call, self.slot));
+        let x = x.add(&self.attn2.forward(&self.norm2.forward(&x)?, cond.context, ip)?)?;
         let ff = self.ff_out.forward(&self.ff_in.forward(&self.norm3.forward(&x)?)?.geglu()?)?;
         Ok(x.add(&ff)?)
     }
@@ -101,8 +114,15 @@ pub(super) struct SpatialTransformer {
 
 impl SpatialTransformer {
     /// Loads the transformer under `w` (`down_blocks.1.attentions.0`, ...) for `channels`-wide
-    /// activations with `heads` heads and `depth` blocks.
-    pub(super) fn load(w: &Weights, s: &Sizes, channels: usize, heads: usize, depth: usize) -> Result<Self> {
+    /// activations with `heads` heads and `depth` blocks, whose cross-attentions take the
+    /// processor slots from `first_slot` on.
+    pub(super) fn load(
+        w: &Weights,
+        s: &Sizes,
+        channels: usize,
+        (heads, depth): (usize, usize),
+        first_slot: usize,
+    ) -> Result<Self> {
         let blocks = (0..depth)
             .map(|i| {
                 TransformerBlock::load(
@@ -110,6 +130,7 @@ impl SpatialTransformer {
                     channels,
                     s.context_dim,
                     heads,
+                    first_slot + i,
                 )
             })
             .collect::<Result<_>>()?;
@@ -121,14 +142,14 @@ impl SpatialTransformer {
         })
     }
 
-    /// `x [B, H, W, C]`, `context [B, Lc, Cc]` -> `[B, H, W, C]`.
-    pub(super) fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
+    /// `x [B, H, W, C]` under `cond` -> `[B, H, W, C]`.
+    pub(super) fn forward(&self, x: &Tensor, cond: &Cond) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         let (b, c) = (dims[0], dims[3]);
         let h = self.norm.forward(x, false)?.reshape(&[b, dims[1] * dims[2], c])?; // [B, HW, C]
         let mut h = self.proj_in.forward(&h)?;
         for block in &self.blocks {
-            h = block.forward(&h, context)?;
+            h = block.forward(&h, cond)?;
         }
         let h = self.proj_out.forward(&h)?.reshape(&dims)?; // [B, H, W, C]
         Ok(h.add(x)?)

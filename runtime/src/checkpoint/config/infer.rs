@@ -498,7 +498,10 @@ pub fn image_encoder_facts(path: &Path, shapes: &Shapes) -> Result<ImageEncoderF
         return Err(CheckpointError::BadShape {
             path: path.into(),
             tensor: format!("{v}embeddings.position_embedding.weight"),
-            shape: shapes.get(&format!("{v}embeddings.position_embedding.weight")).cloned().unwrap_or_default(),
+            shape: shapes
+                .get(&format!("{v}embeddings.position_embedding.weight"))
+                .cloned()
+                .unwrap_or_default(),
             reason: format!("{positions} positions are not a square grid of patches plus the class token"),
         });
     }
