@@ -114,6 +114,41 @@ fn ip_adapter_renders_match_diffusers() {
     }
 }
 
+#[cfg(feature = "cuda")]
+mod cuda {
+    use super::*;
+
+    /// The adapter on the GPU (bf16): the full, style and masked cases and the one with a
+    /// ControlNet, held to the CUDA pipeline parity bounds ([`asset_common::cuda_bound`]) from
+    /// diffusers' f32 image given the CPU bf16 render's distance.
+    #[test]
+    fn cuda_ip_adapter_renders_as_diffusers_does() {
+        let gpu = match Device::cuda(0) {
+            Ok(device) => device,
+            Err(e) => {
+                return kiln_runtime::cuda::skip_gpu_test("CUDA IP-Adapter", &format!("no CUDA device ({e})"));
+            }
+        };
+        let cases: Vec<Case> = read_cases("ip_adapter/cases.json");
+        let (cpu, cuda) = (engine(DType::BF16, Device::Cpu), engine(DType::BF16, gpu));
+        for case in cases
+            .iter()
+            .filter(|c| ["full_euler_a", "style", "masked", "with_controlnet"].contains(&c.name.as_str()))
+        {
+            let want = case.expected().remove(0);
+            let job = case.job();
+            let (c, g) = (render(&cpu, &[job.clone()]), render(&cuda, &[job]));
+            let (cpu_diff, gpu_diff) = (max_diff(&c[0][0], &want), max_diff(&g[0][0], &want));
+            let bound = asset_common::cuda_bound(cpu_diff);
+            eprintln!(
+                "{}: bf16 CPU {cpu_diff}/255, GPU {gpu_diff}/255 from diffusers (bound {bound})",
+                case.name
+            );
+            assert!(gpu_diff <= bound, "{}: GPU {gpu_diff}/255, CPU bf16 {cpu_diff}/255", case.name);
+        }
+    }
+}
+
 #[test]
 fn jobs_with_different_images_scales_methods_and_masks_batch_as_they_render_alone() {
     let cases: Vec<Case> = read_cases("ip_adapter/cases.json");
