@@ -126,7 +126,10 @@ mod cuda {
         let gpu = match Device::cuda(0) {
             Ok(device) => device,
             Err(e) => {
-                return kiln_runtime::cuda::skip_gpu_test("CUDA IP-Adapter", &format!("no CUDA device ({e})"));
+                return kiln_runtime::cuda::skip_gpu_test(
+                    "CUDA IP-Adapter",
+                    &format!("no CUDA device ({e})"),
+                );
             }
         };
         let cases: Vec<Case> = read_cases("ip_adapter/cases.json");

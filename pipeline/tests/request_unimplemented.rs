@@ -26,8 +26,8 @@ fn accepted(field: &str, value: Value) {
 fn each_unimplemented_field_is_an_error_naming_it() {
     not_implemented("transfer_images", json!({"sks": ["aW1n"]}));
     not_implemented("transfer_images", json!({}));
-    not_implemented("ip_adapter", json!("plus"));
-    not_implemented("ip_adapter_image", json!("aW1n"));
+    // IP-Adapter fields kiln does not read (request_ip_adapter.rs has the ones it does).
+    not_implemented("ip_adapter_image_embeds", json!("aW1n"));
 }
 
 #[test]
@@ -66,9 +66,9 @@ fn defaults_and_nulls_of_those_fields_are_accepted() {
 #[test]
 fn several_unimplemented_fields_are_all_reported() {
     let line = parse(&body(
-        json!({"transfer_images": {"v": ["w"]}, "ip_adapter": "plus", "ip_adapter_image": "aW1n", "steps": 0}),
+        json!({"transfer_images": {"v": ["w"]}, "ip_adapter_image_embeds": "aW1n", "ip_adapter_plus": 1, "steps": 0}),
     ));
-    for field in ["transfer_images", "ip_adapter", "ip_adapter_image"] {
+    for field in ["transfer_images", "ip_adapter_image_embeds", "ip_adapter_plus"] {
         assert_eq!(kinds_at(&line, field), ["not_implemented"], "{field}");
     }
     assert_eq!(kinds_at(&line, "steps"), ["greater_than"]);

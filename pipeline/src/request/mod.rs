@@ -45,6 +45,7 @@ mod coerce;
 pub mod control;
 mod engine;
 mod error;
+pub mod ip;
 mod parse;
 mod resolve;
 mod response;
@@ -86,6 +87,8 @@ pub struct Request {
     pub engine: Option<EngineName>,
     /// The ControlNet fields of a ControlNet request.
     pub control: Option<control::ControlRequest>,
+    /// The IP-Adapter fields of an IP-Adapter request.
+    pub ip: Option<ip::IpRequest>,
     /// What to draw (A1111 attention syntax allowed); at most 10000 characters.
     pub prompt: String,
     /// SDXL's second text encoder's prompt (`None`: the prompt).

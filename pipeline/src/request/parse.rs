@@ -12,7 +12,7 @@ use super::{
     DEFAULT_FULL_RES_PADDING, DEFAULT_HIGH_NOISE_FRAC, EngineName, ImageEncoding, KILN_FIELDS, Request,
     SamplerName,
 };
-use super::{control, unimplemented, unknown};
+use super::{control, ip, unimplemented, unknown};
 
 /// The longest prompt (and negative prompt, and second prompts) the schema allows.
 const MAX_PROMPT: usize = 10_000;
@@ -270,6 +270,7 @@ impl<'a> Reader<'a> {
 
         let engine = engine.map(|i| EngineName::ALL[i]);
         let control = control::resolve(self, controls, engine);
+        let ip = ip::read(self);
         unimplemented::check(self, &unimplemented::Asked { transfer_images });
         // `seed` was read even when broken; only a valid one is combined with num_images.
         let num_images_sent = self.raw("num_images").is_some();
@@ -288,6 +289,7 @@ impl<'a> Reader<'a> {
         Some(Request {
             engine,
             control,
+            ip,
             prompt: prompt?,
             prompt_2,
             negative_prompt,

@@ -7,6 +7,7 @@ use rand::Rng;
 
 use super::control::ControlRequest;
 use super::error::{Loc, RequestError, not_implemented, value_error};
+use super::ip::IpRequest;
 use super::sizes::{default_side, family_label, size_list, supported_sizes};
 use super::{DEFAULT_CFG_SCALE, DEFAULT_SAMPLER, DEFAULT_STEPS, EngineName, ImageEncoding, Request};
 use crate::generate::Job;
@@ -35,6 +36,8 @@ pub struct Resolved {
     pub full_res: Option<u32>,
     /// The ControlNet fields of a ControlNet request (the image decoded by the runner).
     pub control: Option<ControlRequest>,
+    /// The IP-Adapter fields of an IP-Adapter request (the images decoded by the runner).
+    pub ip: Option<IpRequest>,
 }
 
 /// What a request asks of the SDXL refiner (OctoAI's `use_refiner`, default true, and
@@ -188,6 +191,9 @@ impl Request {
         if self.control.is_some() && self.mask_image.is_some() {
             errors.push(not_implemented("controlnet_image", "ControlNet with inpainting (mask_image)"));
         }
+        if self.ip.is_some() && self.mask_image.is_some() {
+            errors.push(not_implemented("ip_adapter_image", "IP-Adapter with inpainting (mask_image)"));
+        }
         let defaults = model.defaults;
         let steps = self.steps.or(defaults.steps).unwrap_or(DEFAULT_STEPS);
         if self.init_image.is_some() && (steps as f64 * self.strength).floor() < 1.0 {
@@ -239,6 +245,7 @@ impl Request {
             refiner,
             full_res,
             control: self.control.clone(),
+            ip: self.ip.clone(),
         })
     }
 

@@ -8,7 +8,7 @@ use super::parse::Reader;
 /// Whether `field` is one of IP-Adapter's fields (`ip_adapter`, `ip_adapter_image`, ...), which
 /// newer OctoAI endpoints accept.
 pub(crate) fn is_ip_adapter(field: &str) -> bool {
-    field.starts_with("ip_adapter")
+    field.starts_with("ip_adapter") && !super::ip::IP_FIELDS.contains(&field)
 }
 
 /// What the request asked of the unimplemented fields (valid values only; `None` = not sent).

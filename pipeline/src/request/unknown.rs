@@ -19,7 +19,10 @@ pub const KILN_FIELDS: [&str; 2] = ["id", "engine"];
 
 /// Whether `key` is neither a schema field, nor kiln's own, nor an IP-Adapter field.
 fn is_unknown(key: &str) -> bool {
-    !KNOWN_FIELDS.contains(&key) && !KILN_FIELDS.contains(&key) && !unimplemented::is_ip_adapter(key)
+    !KNOWN_FIELDS.contains(&key)
+        && !KILN_FIELDS.contains(&key)
+        && !super::ip::IP_FIELDS.contains(&key)
+        && !unimplemented::is_ip_adapter(key)
 }
 
 /// One `extra_forbidden` error per unknown key of `body`, in the order of the keys in `text`

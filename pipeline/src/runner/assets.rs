@@ -6,6 +6,8 @@
 //! `octoai:lightning_sdxl` is the user's own `lightning_sdxl`. Names never leave the library.
 
 use std::fmt;
+
+use kiln_runtime::checkpoint::{Checkpoint, SafetensorsFile};
 use std::path::{Path, PathBuf};
 
 /// A kind of asset, with its folder in the library.
@@ -21,6 +23,10 @@ pub enum AssetKind {
     Vae,
     /// A ControlNet: `controlnets/`.
     ControlNet,
+    /// An IP-Adapter: `ip_adapters/`.
+    IpAdapter,
+    /// A CLIP vision tower for IP-Adapters: `image_encoders/`.
+    ImageEncoder,
 }
 
 impl AssetKind {
@@ -32,12 +38,17 @@ impl AssetKind {
             AssetKind::Embedding => "embeddings",
             AssetKind::Vae => "vaes",
             AssetKind::ControlNet => "controlnets",
+            AssetKind::IpAdapter => "ip_adapters",
+            AssetKind::ImageEncoder => "image_encoders",
         }
     }
 
     /// Whether a diffusers folder can be an asset of this kind (else only single files).
     fn may_be_folder(self) -> bool {
-        matches!(self, AssetKind::Checkpoint | AssetKind::Vae | AssetKind::ControlNet)
+        matches!(
+            self,
+            AssetKind::Checkpoint | AssetKind::Vae | AssetKind::ControlNet | AssetKind::ImageEncoder
+        )
     }
 }
 
@@ -49,6 +60,8 @@ impl fmt::Display for AssetKind {
             AssetKind::Embedding => "textual inversion",
             AssetKind::Vae => "VAE",
             AssetKind::ControlNet => "ControlNet",
+            AssetKind::IpAdapter => "IP-Adapter",
+            AssetKind::ImageEncoder => "image encoder",
         })
     }
 }
@@ -151,6 +164,36 @@ pub fn find(assets: Option<&Path>, kind: AssetKind, name: &str) -> Result<PathBu
         return Err(AssetError::Unknown { kind, name: requested.to_owned(), available, dir });
     };
     inside_assets(assets, kind, requested, found)
+}
+
+/// The image encoder in `assets/image_encoders/` whose image embeddings fit the IP-Adapter at
+/// `adapter` (the input width of its `image_proj.proj.weight`: 1024 for ViT-H/14, 1280 for
+/// ViT-bigG/14), the first by name when several do; read from headers alone.
+pub fn image_encoder_for(assets: Option<&Path>, adapter: &Path) -> Result<PathBuf, String> {
+    let width = SafetensorsFile::open(adapter)
+        .map_err(|e| e.to_string())?
+        .get("image_proj.proj.weight")
+        .and_then(|t| t.shape().get(1).copied())
+        .ok_or_else(|| {
+            format!("{} has no image_proj.proj.weight: not a plain IP-Adapter", adapter.display())
+        })?;
+    let assets = assets.ok_or("no --assets directory was given")?;
+    let dir = assets.join(AssetKind::ImageEncoder.folder());
+    for name in list(AssetKind::ImageEncoder, &dir) {
+        let Ok(path) = find(Some(assets), AssetKind::ImageEncoder, &name) else { continue };
+        let fits = Checkpoint::open_image_encoder(&path)
+            .ok()
+            .is_some_and(|ckpt| ckpt.image_encoder_config().is_some_and(|c| c.projection_dim == width));
+        if fits {
+            return Ok(path);
+        }
+    }
+    Err(format!(
+        "IP-Adapter {} takes {width}-wide image embeddings (ViT-H/14 gives 1024, ViT-bigG/14 1280), and {} holds no \
+         image encoder that gives them: add its CLIP vision tower (a transformers folder) there",
+        adapter.display(),
+        dir.display()
+    ))
 }
 
 /// `found` when it resolves to a path inside `assets` (symlinks followed).

@@ -12,14 +12,15 @@ use super::assets::AssetKind;
 use crate::lora::{LoraFile, is_lora_tensor};
 use crate::models::settings::CheckpointSettings;
 
-/// The library's folders, in listing order: the five kinds, then the one kept for later.
-const FOLDERS: [(&str, Option<AssetKind>); 6] = [
+/// The library's folders, in listing order.
+const FOLDERS: [(&str, Option<AssetKind>); 7] = [
     ("checkpoints", Some(AssetKind::Checkpoint)),
     ("loras", Some(AssetKind::Lora)),
     ("embeddings", Some(AssetKind::Embedding)),
     ("vaes", Some(AssetKind::Vae)),
     ("controlnets", Some(AssetKind::ControlNet)),
-    ("ip_adapters", None),
+    ("ip_adapters", Some(AssetKind::IpAdapter)),
+    ("image_encoders", Some(AssetKind::ImageEncoder)),
 ];
 
 /// One entry of the library.
@@ -112,6 +113,17 @@ fn sniff(path: &Path) -> Result<Sniffed, String> {
     if names.iter().any(|n| n.contains("controlnet_cond_embedding.") || n.contains("input_hint_block.")) {
         return sniff_controlnet(path);
     }
+    if names.iter().any(|n| n.starts_with("ip_adapter.")) {
+        return Ok(Sniffed {
+            asset: Some(AssetKind::IpAdapter),
+            kind: "IP-Adapter".into(),
+            family: None,
+            detail: format!("{} tensors", names.len()),
+        });
+    }
+    if names.iter().any(|n| n.starts_with("vision_model.")) {
+        return sniff_image_encoder(path);
+    }
     if names.iter().any(|n| n.contains("diffusion_model.") || n.starts_with("unet.") && !is_lora_tensor(n)) {
         return sniff_checkpoint(path);
     }
@@ -136,6 +148,9 @@ fn sniff(path: &Path) -> Result<Sniffed, String> {
 fn sniff_folder(path: &Path) -> Result<Sniffed, String> {
     if path.join("model_index.json").is_file() || path.join("unet").is_dir() {
         return sniff_checkpoint(path);
+    }
+    if path.join("model.safetensors").is_file() && path.join("config.json").is_file() {
+        return sniff_image_encoder(path);
     }
     let weights = path.join("diffusion_pytorch_model.safetensors");
     if weights.is_file() {
@@ -163,6 +178,21 @@ fn sniff_checkpoint(path: &Path) -> Result<Sniffed, String> {
         kind: "checkpoint".into(),
         family: Some(ckpt.family().to_string()),
         detail,
+    })
+}
+
+/// A CLIP vision tower (a transformers folder or file).
+fn sniff_image_encoder(path: &Path) -> Result<Sniffed, String> {
+    let ckpt = Checkpoint::open_image_encoder(path).map_err(|e| e.to_string())?;
+    let c = ckpt.image_encoder_config().ok_or("not a CLIP vision tower")?;
+    Ok(Sniffed {
+        asset: Some(AssetKind::ImageEncoder),
+        kind: "image encoder".into(),
+        family: None,
+        detail: format!(
+            "CLIP vision, width {}, {} layers, image embeds {}",
+            c.hidden_size, c.num_hidden_layers, c.projection_dim
+        ),
     })
 }
 

@@ -188,6 +188,9 @@ fn check_request(
     if let Some(control) = &resolved.control {
         render::control_image(control, resolved.job.width as u32, resolved.job.height as u32)?;
     }
+    if let Some(ip) = &resolved.ip {
+        render::ip_image(ip, resolved.job.width as u32, resolved.job.height as u32)?;
+    }
     if let Some(init) = &resolved.init_image {
         render::decode_field(init, "init_image")?;
         if let Some(mask) = &resolved.mask_image {

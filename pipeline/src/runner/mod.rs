@@ -200,6 +200,8 @@ pub(crate) struct AssetSet {
     pub embeddings: Vec<(PathBuf, String)>,
     /// The ControlNet of a ControlNet request.
     pub controlnet: Option<PathBuf>,
+    /// The IP-Adapter of an IP-Adapter request and the image encoder it reads images with.
+    pub ip_adapter: Option<(PathBuf, PathBuf)>,
 }
 
 impl Pending {
@@ -520,7 +522,17 @@ fn find_assets(library: Option<&Path>, request: &Request) -> Result<AssetSet, Re
                 .map_err(|e| records::field_error("controlnet", e))?,
         ),
     };
-    Ok(AssetSet { loras, vae, embeddings, controlnet })
+    let ip_adapter = match &request.ip {
+        None => None,
+        Some(ip) => {
+            let adapter = assets::find(library, AssetKind::IpAdapter, ip.name())
+                .map_err(|e| records::field_error("ip_adapter", e))?;
+            let encoder = assets::image_encoder_for(library, &adapter)
+                .map_err(|e| records::field_error("ip_adapter", e))?;
+            Some((adapter, encoder))
+        }
+    };
+    Ok(AssetSet { loras, vae, embeddings, controlnet, ip_adapter })
 }
 
 /// The most ids [`warn_surplus_records`] names.

@@ -19,6 +19,7 @@ use super::AssetSet;
 use super::progress::ModelLoad;
 use crate::embeddings::EmbeddingFile;
 use crate::generate::Engine;
+use crate::generate::IpModels;
 use crate::lora::{LoraFile, WeightedLora};
 use crate::models::ModelFacts;
 use crate::models::unet::ControlNet;
@@ -56,6 +57,8 @@ pub struct Models {
     /// ControlNets loaded so far (shared by every engine: one dtype and device), or why one
     /// cannot be.
     controlnets: HashMap<PathBuf, Result<Arc<ControlNet>, String>>,
+    /// IP-Adapters with their image encoders loaded so far, or why one cannot be.
+    ip_adapters: HashMap<(PathBuf, PathBuf), Result<Arc<IpModels>, String>>,
 }
 
 /// The default `--model-cache-bytes`: half the memory free on `device` when the run starts (the
@@ -110,6 +113,7 @@ impl Models {
             refiner: None,
             refiner_note: None,
             controlnets: HashMap::new(),
+            ip_adapters: HashMap::new(),
         }
     }
 
@@ -227,6 +231,30 @@ impl Models {
                 Err(reason) => return Err(embedding_error(reason.clone())),
             }
         }
+        let ip_adapter = match &assets.ip_adapter {
+            None => None,
+            Some(pair) => {
+                if !self.ip_adapters.contains_key(pair) {
+                    let started = Instant::now();
+                    let loaded = self.default.load_ip_adapter(&pair.0, &pair.1).map_err(|e| e.to_string());
+                    if loaded.is_ok() {
+                        log.push(format!(
+                            "IP-Adapter {} with image encoder {}: loaded in {:.1} s",
+                            pair.0.display(),
+                            pair.1.display(),
+                            started.elapsed().as_secs_f64()
+                        ));
+                    }
+                    self.ip_adapters.insert(pair.clone(), loaded.map(Arc::new));
+                }
+                match &self.ip_adapters[pair] {
+                    Ok(models) => Some(models.clone()),
+                    Err(reason) => {
+                        return Err(Unready::Asset { field: "ip_adapter", reason: reason.clone() });
+                    }
+                }
+            }
+        };
         let engine = match self.cache.iter_mut().find(|(e, _)| e.path() == path) {
             Some((cached, _)) => cached,
             None => &mut self.default,
@@ -238,6 +266,9 @@ impl Models {
         engine
             .set_controlnet(controlnet)
             .map_err(|e| Unready::Asset { field: "controlnet", reason: e.to_string() })?;
+        engine
+            .set_ip_adapter(ip_adapter)
+            .map_err(|e| Unready::Asset { field: "ip_adapter", reason: e.to_string() })?;
         engine.set_textual_inversions(&embeddings).map_err(|e| embedding_error(e.to_string()))?;
         let reports = engine.set_loras(&set).map_err(|e| lora_error(e.to_string()))?;
         for report in reports {

@@ -13,11 +13,13 @@ use base64::engine::general_purpose::STANDARD;
 use super::batch::Group;
 use super::models::{Models, Ready, Unready};
 use super::{Pending, RunError, RunOptions, Sink, image_path, records};
-use crate::generate::{Control, Engine, GenerateError, InitImage, Job};
+use crate::generate::{Control, Engine, GenerateError, InitImage, IpImage, Job};
 use crate::image::canny::canny_rgb;
+use crate::image::clip::clip_crop;
 use crate::image::full_res::FullRes;
 use crate::image::{decode_base64, encode, fill_masked, to_mask, to_rgb};
 use crate::request::control::ControlRequest;
+use crate::request::ip::IpRequest;
 use crate::request::{ImageGeneration, RequestError, Response};
 
 /// How a group ended.
@@ -107,6 +109,9 @@ fn job_with_images(p: &Pending) -> Result<Job, RequestError> {
     if let Some(control) = &resolved.control {
         job.control = Some(control_image(control, w, h)?);
     }
+    if let Some(ip) = &resolved.ip {
+        job.ip = Some(ip_image(ip, w, h)?);
+    }
     let Some(init_b64) = &resolved.init_image else { return Ok(job) };
     // Each decoded image is dropped once converted, so one request holds one at a time.
     let mut image = to_rgb(&decode_field(init_b64, "init_image")?, w, h);
@@ -144,6 +149,21 @@ pub(super) fn control_image(
     let image = if control.preprocess { canny_rgb(&image, CANNY_LOW, CANNY_HIGH) } else { image };
     Ok(Control { image, scale: control.scale, end: control.early_stop.unwrap_or(1.0) })
 }
+
+/// An IP-Adapter request's images: the reference image as the CLIP encoder takes it (the
+/// 224 x 224 crop `CLIPImageProcessor` makes) and the mask at the output size, as diffusers'
+/// `IPAdapterMaskProcessor` makes it (resized like `mask_image`, then luma).
+pub(super) fn ip_image(ip: &IpRequest, width: u32, height: u32) -> Result<IpImage, RequestError> {
+    let image = clip_crop(&decode_field(&ip.image, "ip_adapter_image")?, CLIP_SIZE);
+    let mask = match &ip.mask {
+        None => None,
+        Some(b64) => Some(to_mask(&decode_field(b64, "ip_adapter_mask_image")?, width, height)),
+    };
+    Ok(IpImage { image, scale: ip.scale, method: ip.method, mask })
+}
+
+/// The published IP-Adapter image encoders' input side (ViT-H/14 and ViT-bigG/14).
+const CLIP_SIZE: u32 = 224;
 
 /// OctoAI's Canny thresholds (its example's `cv2.Canny(image, 100, 200)`).
 const CANNY_LOW: f64 = 100.0;
