@@ -102,17 +102,8 @@ mod cuda {
         };
         let cases: Vec<Case> = read_cases("controlnet/cases.json");
         for case in cases.iter().filter(|c| ["sd15_scale_stop", "sdxl_euler_a"].contains(&c.name.as_str())) {
-            let want = case.expected().remove(0);
-            let job = case.job();
-            let on = |device| render(&engine(&case.model, folder(case), DType::BF16, device), &[job.clone()]);
-            let (cpu, cuda) = (on(Device::Cpu), on(gpu));
-            let (cpu_diff, gpu_diff) = (max_diff(&cpu[0][0], &want), max_diff(&cuda[0][0], &want));
-            let bound = asset_common::cuda_bound(cpu_diff);
-            eprintln!(
-                "{}: bf16 CPU {cpu_diff}/255, GPU {gpu_diff}/255 from diffusers (bound {bound})",
-                case.name
-            );
-            assert!(gpu_diff <= bound, "{}: GPU {gpu_diff}/255, CPU bf16 {cpu_diff}/255", case.name);
+            let on = |device| render(&engine(&case.model, folder(case), DType::BF16, device), &[case.job()]);
+            asset_common::check_cuda(&case.name, &on(Device::Cpu)[0][0], &on(gpu)[0][0], &case.expected()[0]);
         }
     }
 }

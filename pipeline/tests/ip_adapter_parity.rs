@@ -138,16 +138,9 @@ mod cuda {
             .iter()
             .filter(|c| ["full_euler_a", "style", "masked", "with_controlnet"].contains(&c.name.as_str()))
         {
-            let want = case.expected().remove(0);
             let job = case.job();
             let (c, g) = (render(&cpu, &[job.clone()]), render(&cuda, &[job]));
-            let (cpu_diff, gpu_diff) = (max_diff(&c[0][0], &want), max_diff(&g[0][0], &want));
-            let bound = asset_common::cuda_bound(cpu_diff);
-            eprintln!(
-                "{}: bf16 CPU {cpu_diff}/255, GPU {gpu_diff}/255 from diffusers (bound {bound})",
-                case.name
-            );
-            assert!(gpu_diff <= bound, "{}: GPU {gpu_diff}/255, CPU bf16 {cpu_diff}/255", case.name);
+            asset_common::check_cuda(&case.name, &c[0][0], &g[0][0], &case.expected()[0]);
         }
     }
 }

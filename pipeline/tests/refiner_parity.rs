@@ -139,17 +139,14 @@ mod cuda {
         for case in cases().iter().filter(|c| ["euler_a_05", "dpmpp_2m_karras_08"].contains(&c.name.as_str()))
         {
             let job = case.job();
-            let want = case.expected().remove(0);
             let render =
                 |engine: &Engine| engine.render(std::slice::from_ref(&job), 4, &mut |_, _| {}).unwrap();
-            let (cpu_diff, gpu_diff) =
-                (max_diff(&render(&cpu)[0][0], &want), max_diff(&render(&cuda)[0][0], &want));
-            let bound = asset_common::cuda_bound(cpu_diff);
-            eprintln!(
-                "{}: bf16 CPU {cpu_diff}/255, GPU {gpu_diff}/255 from diffusers (bound {bound})",
-                case.name
+            asset_common::check_cuda(
+                &case.name,
+                &render(&cpu)[0][0],
+                &render(&cuda)[0][0],
+                &case.expected()[0],
             );
-            assert!(gpu_diff <= bound, "{}: GPU {gpu_diff}/255, CPU bf16 {cpu_diff}/255", case.name);
         }
     }
 }

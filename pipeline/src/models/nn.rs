@@ -61,10 +61,8 @@ impl Conv2d {
         kernel: usize,
         params: Conv2dParams,
     ) -> Result<Conv2d> {
-        let oihw = w.host("weight", &[out_ch, in_ch, kernel, kernel], w.dtype())?;
-        let weight = oihw.permute(&[0, 2, 3, 1])?.to_device(w.device())?; // [out, k, k, in]
-        let weight = w.patchable_weight("weight", weight, WeightLayout::Conv);
-        Ok(Conv2d { weight, bias: Some(w.tensor("bias", &[out_ch])?), params })
+        let conv = Conv2d::load_without_bias(w, in_ch, out_ch, kernel, params)?;
+        Ok(Conv2d { bias: Some(w.tensor("bias", &[out_ch])?), ..conv })
     }
 
     /// [`Conv2d::load`] for a convolution without a bias (CLIP's patch embedding).

@@ -107,3 +107,12 @@ pub fn max_diff(a: &RgbImage, b: &RgbImage) -> u8 {
 pub fn cuda_bound(cpu_diff: u8) -> u8 {
     MAX_FLOOR.max((MAX_FACTOR * f64::from(cpu_diff)).ceil() as u8)
 }
+
+/// A GPU bf16 render held to [`cuda_bound`] from diffusers' f32 image `want`, given the CPU bf16
+/// render's distance; both distances are printed.
+pub fn check_cuda(label: &str, cpu: &RgbImage, gpu: &RgbImage, want: &RgbImage) {
+    let (cpu_diff, gpu_diff) = (max_diff(cpu, want), max_diff(gpu, want));
+    let bound = cuda_bound(cpu_diff);
+    eprintln!("{label}: bf16 CPU {cpu_diff}/255, GPU {gpu_diff}/255 from diffusers (bound {bound})");
+    assert!(gpu_diff <= bound, "{label}: GPU {gpu_diff}/255, CPU bf16 {cpu_diff}/255");
+}
