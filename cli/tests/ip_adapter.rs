@@ -37,6 +37,15 @@ fn library(root: &Path) -> std::path::PathBuf {
     assets
 }
 
+/// A 64 x 32 mask (2:1, the output is 1:1), white on its left half, base64.
+fn wide_mask() -> String {
+    let mask = image::GrayImage::from_fn(64, 32, |x, _| image::Luma([if x < 32 { 255 } else { 0 }]));
+    let mut bytes = Vec::new();
+    let encoder = image::codecs::png::PngEncoder::new(&mut bytes);
+    image::ImageEncoder::write_image(encoder, mask.as_raw(), 64, 32, image::ExtendedColorType::L8).unwrap();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 fn render_sdxl(requests: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     render(requests, out, &[&["--model", TINY_SDXL], extra].concat())
 }
@@ -55,6 +64,10 @@ fn ip_adapter_requests_render_and_bad_ones_get_errors_on_their_fields() {
         line("bad-image", r#", "ip_adapter_image": "aW1hZ2U=""#),
         line("bad-method", &format!(r#", "ip_adapter_image": "{style}", "ip_adapter_method": "layout""#)),
         line("mask-only", &format!(r#", "ip_adapter_mask_image": "{mask}""#)),
+        line(
+            "wide-mask",
+            &format!(r#", "ip_adapter_image": "{style}", "ip_adapter_mask_image": "{}""#, wide_mask()),
+        ),
     ];
     let requests = write_requests(dir.path(), &lines);
     let out = dir.path().join("out");
@@ -66,6 +79,9 @@ fn ip_adapter_requests_render_and_bad_ones_get_errors_on_their_fields() {
     let (plain, full, style, masked) = (image("plain"), image("full"), image("style"), image("masked"));
     assert!(full != plain && style != plain && masked != plain, "the adapter changes the image");
     assert!(style != full && masked != full, "the method and the mask matter");
+    // A mask of another aspect ratio is stretched to the output size, as diffusers' preprocess.
+    let wide = image("wide-mask");
+    assert!(wide != masked && wide != full, "the 2:1 mask guides part of the image");
 
     let error_at = |id: &str| first_error(&records[id]).clone();
     let unknown = error_at("unknown");
