@@ -174,7 +174,7 @@ fn mismatched_adapters_and_jobs_are_refused() {
     // No adapter attached.
     let plain = Engine::load(&fixture("tiny/sdxl"), DType::F32, Device::Cpu).unwrap();
     assert!(matches!(
-        plain.render(&[job.clone()], 4, &mut |_, _| {}),
+        plain.render(std::slice::from_ref(&job), 4, &mut |_, _| {}),
         Err(GenerateError::Input { field: "ip_adapter_image", .. })
     ));
     // An SDXL adapter on SD 1.5: other widths and context.

@@ -15,7 +15,7 @@ use super::resample::{Filter, resize};
 /// OpenAI CLIP's per-channel mean (transformers' `OPENAI_CLIP_MEAN`).
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 /// OpenAI CLIP's per-channel standard deviation (`OPENAI_CLIP_STD`).
-pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_1];
+pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
 /// The 8-bit `size x size` image the processor normalises.
 pub fn clip_crop(image: &DynamicImage, size: u32) -> RgbImage {

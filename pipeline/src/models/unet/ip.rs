@@ -19,13 +19,20 @@ pub(crate) struct Cond<'a> {
     pub ip: Option<&'a IpCall>,
 }
 
+/// One layer's image keys and values `[rows, T, width]` and the rows' scales `[rows, 1, 1]`.
+type LayerInputs = (Tensor, Tensor, Tensor);
+
+/// Each row's mask (`height x width` values, row-major; `None`: everywhere) and that
+/// (height, width).
+pub type RowMasks<'a> = (&'a [Option<Vec<f32>>], (usize, usize));
+
 /// One UNet call's IP-Adapter inputs, rows in the UNet's row order. The image keys and values
 /// of every layer are computed once, so a denoising loop builds this once per batch.
 #[derive(Clone, Debug)]
 pub struct IpCall {
     /// Per layer (processor order): `to_k_ip(tokens)`, `to_v_ip(tokens)` `[rows, T, width]`, and
     /// the rows' scales `[rows, 1, 1]`, or `None` where every row's scale is 0.
-    layers: Vec<Option<(Tensor, Tensor, Tensor)>>,
+    layers: Vec<Option<LayerInputs>>,
     /// Per query count (a level's `h x w`): each row's mask at that grid, `[rows, h w, 1]`.
     masks: HashMap<usize, Tensor>,
 }
@@ -38,7 +45,7 @@ impl IpCall {
         adapter: &IpAdapter,
         tokens: &Tensor,
         scales: &[Vec<f32>],
-        masks: Option<(&[Option<Vec<f32>>], (usize, usize))>,
+        masks: Option<RowMasks>,
         latent: (usize, usize),
         levels: usize,
     ) -> Result<IpCall> {
@@ -58,7 +65,7 @@ impl IpCall {
             .layers
             .iter()
             .zip(scales)
-            .map(|((k, v), row_scales)| -> Result<Option<(Tensor, Tensor, Tensor)>> {
+            .map(|((k, v), row_scales)| -> Result<Option<LayerInputs>> {
                 if row_scales.iter().all(|&s| s == 0.0) {
                     return Ok(None);
                 }

@@ -528,7 +528,7 @@ pub fn check_image_encoder(
     check.eq("projection_dim", &c.projection_dim, &facts.projection_dim)?;
     check.eq("patch_size", &c.patch_size, &facts.patch_size)?;
     check.eq("image_size", &c.image_size, &facts.image_size)?;
-    if c.num_attention_heads == 0 || c.hidden_size % c.num_attention_heads != 0 {
+    if c.num_attention_heads == 0 || !c.hidden_size.is_multiple_of(c.num_attention_heads) {
         return Err(check.mismatch(
             "num_attention_heads",
             c.num_attention_heads.to_string(),
