@@ -19,10 +19,12 @@
 //!   pydantic's `extra_forbidden` error per field, which carries the value sent as `input`;
 //!   kiln's own fields ([`KILN_FIELDS`]: `id`) are accepted beside the schema's.
 //! - Fields kiln does not implement are an error naming the field (type `not_implemented`)
-//!   when they ask for something: `controlnet`, `controlnet_image`, `controlnet_early_stop`,
-//!   `transfer_images` not null;
-//!   `controlnet_conditioning_scale` other than 1, `controlnet_preprocess` false,
-//!   and any non-null `ip_adapter*` field.
+//!   when they ask for something: `transfer_images` not null, and any non-null `ip_adapter*`
+//!   field other than the five [`ip`] reads; a ControlNet or IP-Adapter with `mask_image`.
+//! - ControlNet ([`control`]): a `controlnet` name or the `controlnet-sdxl` engine without a
+//!   `controlnet_image` is `missing` on the image, as OctoAI's schema says it is required.
+//! - IP-Adapter ([`ip`]): its fields are not in the schema; kiln reads `ip_adapter`,
+//!   `ip_adapter_image`, `ip_adapter_scale`, `ip_adapter_method` and `ip_adapter_mask_image`.
 //! - `use_refiner` defaults to true in OctoAI's schema: an SDXL request that leaves it out uses
 //!   the refiner when the runner has one, and renders with the base alone (with a warning)
 //!   when it has none; an explicit `true` without one is an error on the field (see
