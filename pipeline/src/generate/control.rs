@@ -93,23 +93,28 @@ impl Engine {
 
 /// A batch's ControlNet inputs in the UNet's row order (each slot, then each guided slot again:
 /// both guidance halves see the same control image, as diffusers doubles it).
-pub(super) struct ControlRows {
+pub(super) struct ControlRows<'a> {
     pub net: Arc<ControlNet>,
     /// `[rows, H, W, 3]`: the control images scaled to [0, 1].
     pub hint: Tensor,
-    controls: Vec<Control>,
+    /// Each row's job's control (its scale and end).
+    controls: Vec<&'a Control>,
 }
 
-impl ControlRows {
+impl<'a> ControlRows<'a> {
     /// The rows' controls (every job of a controlled batch has one) and their images as a tensor.
-    pub(super) fn new(net: Arc<ControlNet>, rows: &[&Control], device: Device) -> Result<ControlRows> {
+    pub(super) fn new(
+        net: Arc<ControlNet>,
+        rows: Vec<&'a Control>,
+        device: Device,
+    ) -> Result<ControlRows<'a>> {
         let images: Vec<&RgbImage> = rows.iter().map(|c| &c.image).collect();
         let (w, h) = images[0].dimensions();
         let pixels: Vec<f32> =
             images.iter().flat_map(|img| img.as_raw().iter().map(|&v| f32::from(v) / 255.0)).collect();
         let dtype = net.dtype();
         let hint = Tensor::from_f32(pixels, &[rows.len(), h as usize, w as usize, 3], dtype, device)?;
-        Ok(ControlRows { net, hint, controls: rows.iter().map(|&c| c.clone()).collect() })
+        Ok(ControlRows { net, hint, controls: rows })
     }
 
     /// Each row's scale at model call `call` of `calls`; `None` when every row's is 0 (the

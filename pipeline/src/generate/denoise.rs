@@ -185,7 +185,7 @@ impl Batch<'_> {
         &self,
         sampler: &mut dyn Sampler,
         mut latents: Tensor,
-        (rows, control, ip): (&Rows, Option<(&ControlRows, usize)>, Option<&IpCall>),
+        (rows, control, ip): (&Rows, Option<(&ControlRows<'_>, usize)>, Option<&IpCall>),
         inpaint: Option<&Inpaint>,
         calls: usize,
         noise: &mut BatchNoise,
@@ -273,7 +273,7 @@ impl Batch<'_> {
 
     /// The ControlNet's rows when the batch's jobs have [`super::Job::control`]: each slot's
     /// control, then each guided slot's again.
-    fn control_rows(&self, rows: &Rows) -> Result<Option<ControlRows>> {
+    fn control_rows(&self, rows: &Rows) -> Result<Option<ControlRows<'_>>> {
         let Some(net) =
             self.engine.controlnet.as_ref().filter(|_| self.job(&self.slots[0]).control.is_some())
         else {
@@ -288,7 +288,7 @@ impl Batch<'_> {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Some(ControlRows::new(net.clone(), &controls, self.engine.unet_device())?))
+        Ok(Some(ControlRows::new(net.clone(), controls, self.engine.unet_device())?))
     }
 
     /// The UNet's IP-Adapter inputs when the batch's jobs have [`super::Job::ip`]: each slot's
