@@ -65,7 +65,7 @@ pub use engine::EngineName;
 pub use error::{FieldError, Loc, RequestError};
 pub use parse::{Line, parse_line};
 pub use resolve::{RefinerUse, Resolved};
-pub use response::{ErrorRecord, ImageGeneration, Response};
+pub use response::{ErrorRecord, ImageGeneration, Response, ResponseBody};
 pub use sizes::supported_sizes;
 pub use style::Style;
 pub use unknown::KILN_FIELDS;

@@ -49,3 +49,27 @@ pub struct ErrorRecord {
     /// What is wrong, as OctoAI's 422 body.
     pub error: RequestError,
 }
+
+/// A response as an HTTP body: OctoAI's `ImageGenerationResponse` (`images`,
+/// `prediction_time_ms`), plus `warnings` when there are any; the id stays with the caller.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ResponseBody<'a> {
+    /// One entry per image, in seed order.
+    pub images: &'a [ImageGeneration],
+    /// Time spent generating the images, in milliseconds.
+    pub prediction_time_ms: f64,
+    /// As [`Response::warnings`].
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub warnings: &'a [String],
+}
+
+impl Response {
+    /// The response as `POST /generate/{engine}` answers it.
+    pub fn body(&self) -> ResponseBody<'_> {
+        ResponseBody {
+            images: &self.images,
+            prediction_time_ms: self.prediction_time_ms,
+            warnings: &self.warnings,
+        }
+    }
+}

@@ -99,12 +99,12 @@ impl From<RequestError> for LineFault {
 /// that cannot be created or written.
 pub fn dry_run(options: &RunOptions) -> Result<DryRunSummary, RunError> {
     let started = Instant::now();
-    super::check_assets(options)?;
+    super::check_assets(options.assets.as_deref())?;
     let out_dir = &options.out_dir;
     std::fs::create_dir_all(out_dir).map_err(|source| RunError::OutDir { path: out_dir.clone(), source })?;
     let lines = input::read_lines(&options.requests)?;
     let mut models = Headers::new(options)?;
-    let refiner = super::refiner_path(options)?.is_some();
+    let refiner = super::refiner_path(options.assets.as_deref(), options.refiner.as_deref())?.is_some();
     let mut check = Checker { out: Vec::new(), failed: 0, shown: 0, hidden: 0 };
 
     let mut first_line: HashMap<String, usize> = HashMap::new();
@@ -174,13 +174,13 @@ fn check_request(
         Some(name) => assets::find_checkpoint(options.assets.as_deref(), name)
             .map_err(|e| records::field_error("checkpoint", e))?,
     };
-    super::find_assets(options.assets.as_deref(), &request)?;
+    super::prepare::find_assets(options.assets.as_deref(), &request)?;
     let header = models.header(&model);
     let unusable = |reason: &String| LineFault::Unusable { path: model.clone(), reason: reason.clone() };
     let facts = header.facts.clone().map_err(|reason| unusable(&reason))?;
     let resolved = request.resolve(facts)?;
     if matches!(resolved.refiner, RefinerUse::Requested { .. }) && !refiner {
-        return Err(records::field_error("use_refiner", super::NO_REFINER).into());
+        return Err(records::field_error("use_refiner", super::prepare::NO_REFINER).into());
     }
     // A run finds an unreadable scheduler configuration when it loads the checkpoint for the
     // request's group.

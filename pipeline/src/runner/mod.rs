@@ -43,33 +43,36 @@ pub mod journal;
 pub mod lock;
 mod models;
 pub mod ordered;
+pub mod prepare;
 pub mod progress;
 mod progress_lines;
 pub mod records;
 mod render;
+pub mod renderer;
 mod replace_file;
+mod sink;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use kiln_runtime::checkpoint::OpenOptions;
 use kiln_runtime::{DType, Device};
 
-use crate::generate::{BatchKey, Engine, GenerateError};
+use crate::generate::GenerateError;
 use crate::models::ModelFacts;
-use crate::request::{ErrorRecord, RefinerUse, Request, RequestError, Resolved, parse_line};
+use crate::request::{RequestError, parse_line};
 use assets::AssetKind;
+use sink::Sink;
 
 pub use dry_run::{DRY_RUN_FILE, DryRunSummary, dry_run};
 pub use input::{InputError, RequestSource};
 pub use journal::{JOURNAL_FILE, Journal, JournalError};
 pub use lock::{LOCK_FILE, LockError, OutDirLock};
 pub use ordered::{Sorted, sort_journal};
+pub use prepare::{Prepared, PreparedKey, Refusal, Validator};
 pub use progress::{ModelLoad, Progress, Summary, UnusableCheckpoint};
-
-use models::Models;
+pub use renderer::{Batch, Done, Outcome, Renderer, RendererOptions, Stopped, encode_response};
 
 /// The folder (inside the output directory) for `--save-images`.
 pub const IMAGES_DIR: &str = "images";
@@ -174,79 +177,28 @@ pub enum RunError {
     },
 }
 
-/// A request that passed validation, waiting for its group.
+impl RunOptions {
+    /// The model side of the options.
+    pub fn renderer(&self) -> RendererOptions {
+        RendererOptions {
+            model: self.model.clone(),
+            assets: self.assets.clone(),
+            device: self.device,
+            dtype: self.dtype,
+            batch_size: self.batch_size,
+            long_prompts: self.long_prompts,
+            skip_weight_check: self.skip_weight_check,
+            model_cache_bytes: self.model_cache_bytes,
+            refiner: self.refiner.clone(),
+        }
+    }
+}
+
+/// A prepared request and its line.
 #[derive(Debug)]
 struct Pending {
     line: usize,
-    id: String,
-    /// The checkpoint it renders with.
-    model: PathBuf,
-    /// The LoRAs, VAE and embeddings it asks for.
-    assets: AssetSet,
-    resolved: Resolved,
-    /// What its response's `warnings` say besides the render's own (no refiner configured).
-    warnings: Vec<String>,
-}
-
-/// What a request adds to its checkpoint, resolved to files: part of its batch key.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub(crate) struct AssetSet {
-    /// LoRA files and their weights (as bits, so the set can be a key), in the request's (name)
-    /// order.
-    pub loras: Vec<(PathBuf, u32)>,
-    /// The VAE replacing the checkpoint's own.
-    pub vae: Option<PathBuf>,
-    /// Textual-inversion files and their trigger words, in the request's (name) order.
-    pub embeddings: Vec<(PathBuf, String)>,
-    /// The ControlNet of a ControlNet request.
-    pub controlnet: Option<PathBuf>,
-    /// The IP-Adapter of an IP-Adapter request and the image encoder it reads images with.
-    pub ip_adapter: Option<(PathBuf, PathBuf)>,
-}
-
-impl Pending {
-    /// What must match for two requests to share an engine call (known before the init
-    /// images are decoded: only their presence and the strength count).
-    fn key(&self) -> (PathBuf, AssetSet, BatchKey) {
-        let r = &self.resolved;
-        let init = r.init_image.as_ref().map(|_| (r.strength, r.mask_image.is_some()));
-        (self.model.clone(), self.assets.clone(), r.job.batch_key_with_init(init))
-    }
-}
-
-/// Where records go: the journal, the summary, and a line on standard error for each failure.
-struct Sink {
-    journal: Journal,
-    summary: Summary,
-    progress: Progress,
-    /// `--contact-sheet`'s sheet; `None` without the flag.
-    contact: Option<contact::ContactSheet>,
-}
-
-impl Sink {
-    /// Appends a request's error record.
-    fn fail(&mut self, line: usize, id: &str, error: RequestError) -> Result<(), RunError> {
-        self.progress.message(&format!("line {line} (id {id:?}): {error}"));
-        if let Some(sheet) = &mut self.contact {
-            sheet.add_error(line, id, &error)?;
-        }
-        self.journal.append(id, &ErrorRecord { id: id.to_owned(), error })?;
-        self.summary.failed += 1;
-        Ok(())
-    }
-
-    /// Leaves a line without a record because its checkpoint (`path`) cannot be opened or
-    /// loaded: the fault is the file's, not the request's, so a rerun renders the line once the
-    /// file is fixed. Said on standard error once per checkpoint.
-    fn unusable_checkpoint(&mut self, path: &Path, reason: &str) {
-        if UnusableCheckpoint::tally(&mut self.summary.unusable, path, reason) {
-            self.progress.message(&format!(
-                "cannot use the checkpoint {}: {reason}; its requests get no record and are left \
-                 for a rerun",
-                path.display()
-            ));
-        }
-    }
+    prepared: Prepared,
 }
 
 /// Runs a whole request file (see the module documentation). Errors are fatal ones; each
@@ -257,9 +209,9 @@ pub fn run(options: &RunOptions) -> Result<Summary, RunError> {
 
 /// A `--assets` folder that is not there is a fatal error before anything is written, rather than
 /// an error record for every request naming a checkpoint.
-pub(crate) fn check_assets(options: &RunOptions) -> Result<(), RunError> {
-    match &options.assets {
-        Some(path) if !path.is_dir() => Err(RunError::Assets { path: path.clone() }),
+pub(crate) fn check_assets(assets: Option<&Path>) -> Result<(), RunError> {
+    match assets {
+        Some(path) if !path.is_dir() => Err(RunError::Assets { path: path.to_path_buf() }),
         _ => Ok(()),
     }
 }
@@ -267,7 +219,7 @@ pub(crate) fn check_assets(options: &RunOptions) -> Result<(), RunError> {
 /// [`run`], stopping early once `stop` is set (see the module documentation).
 pub fn run_until(options: &RunOptions, stop: &AtomicBool) -> Result<Summary, RunError> {
     let started = Instant::now();
-    check_assets(options)?;
+    check_assets(options.assets.as_deref())?;
     let out_dir = &options.out_dir;
     std::fs::create_dir_all(out_dir).map_err(|source| RunError::OutDir { path: out_dir.clone(), source })?;
     let _lock = OutDirLock::acquire(out_dir)?;
@@ -278,19 +230,7 @@ pub fn run_until(options: &RunOptions, stop: &AtomicBool) -> Result<Summary, Run
     let journal = Journal::open(out_dir)?;
     let lines = input::read_lines(&options.requests)?;
     let input_order = options.ordered.then(|| ordered::input_ids(&lines));
-    let model_path = match &options.model {
-        Some(path) => path.clone(),
-        None => crate::demo::ensure_demo_model(&crate::demo::default_cache_dir())?,
-    };
-    let open = OpenOptions::default().skip_weight_check(options.skip_weight_check);
-    let loading = Instant::now();
-    let engine = Engine::load_with(&model_path, &open, options.dtype, options.device)
-        .map_err(|source| RunError::Model { path: model_path.clone(), source: Box::new(source) })?
-        .with_long_prompts(options.long_prompts);
-    let default_load = ModelLoad { path: model_path.clone(), seconds: loading.elapsed().as_secs_f64() };
-    let budget = options.model_cache_bytes.unwrap_or_else(|| models::default_cache_bytes(options.device));
-    let refiner = refiner_path(options)?;
-    let mut models = Models::new(engine, options.dtype, options.device, open, budget).with_refiner(refiner);
+    let mut renderer = Renderer::load(&options.renderer())?;
     let contact = if options.contact_sheet { Some(contact::ContactSheet::open(out_dir)?) } else { None };
     let mut sink = Sink { journal, summary: Summary::default(), progress: Progress::hidden(0), contact };
     if sink.journal.repaired_bytes() > 0 {
@@ -301,34 +241,54 @@ pub fn run_until(options: &RunOptions, stop: &AtomicBool) -> Result<Summary, Run
         );
     }
 
-    let (pending, duplicates) = plan(lines, options, &mut models, &mut sink)?;
+    let (pending, duplicates) = plan(lines, renderer.validator(), &mut sink)?;
     sink.journal.sync()?;
-    let total_images: usize = pending.iter().map(|p| p.resolved.job.images()).sum();
+    let total_images: usize = pending.iter().map(|p| p.prepared.images()).sum();
     sink.progress = if options.progress {
         Progress::new(total_images as u64, options.progress_interval)
     } else {
         Progress::hidden(0)
     };
 
-    let keyed = pending.into_iter().map(|p| (p.key(), p.resolved.job.images(), p));
+    let keyed = pending.into_iter().map(|p| (p.prepared.key(), p.prepared.images(), p));
     let mut groups = batch::group(keyed, options.batch_size);
     // Groups of one model stay together, and within them groups of one asset set (LoRAs, VAE,
     // embeddings), so that each model loads once and each set is applied once.
-    batch::cluster_by(&mut groups, |g| (g.items[0].model.clone(), g.items[0].assets.clone()));
-    batch::cluster_by(&mut groups, |g| g.items[0].model.clone());
+    batch::cluster_by(&mut groups, |g| {
+        let p = &g.items[0].prepared;
+        (p.model.clone(), p.assets.clone())
+    });
+    batch::cluster_by(&mut groups, |g| g.items[0].prepared.model.clone());
     let mut groups = groups.into_iter();
     let mut left = 0;
     for group in groups.by_ref() {
-        let end = if stop.load(Ordering::Relaxed) {
-            render::GroupEnd::Stopped { left: group.items.len() }
-        } else {
-            render::group(group, options, &mut models, &mut sink, stop)?
-        };
-        sink.journal.sync()?;
-        if let render::GroupEnd::Stopped { left: in_group } = end {
-            left = in_group;
+        if stop.load(Ordering::Relaxed) {
+            left = group.items.len();
             break;
         }
+        let images = group.images;
+        let lines: HashMap<String, usize> =
+            group.items.iter().map(|p| (p.prepared.id.clone(), p.line)).collect();
+        let requests: Vec<Prepared> = group.items.into_iter().map(|p| p.prepared).collect();
+        let progress = &sink.progress;
+        let mut report = |group_images, done, total| progress.within_group(group_images, done, total);
+        let rendered = renderer.render(requests, &mut report, stop);
+        let (batch, stopped) = match rendered {
+            Ok(batch) => (batch, 0),
+            Err(Stopped { done, left }) => (done, left),
+        };
+        for message in &batch.log {
+            sink.progress.message(message);
+        }
+        for (prepared, outcome) in batch.results {
+            sink.record(lines[&prepared.id], prepared, outcome, options)?;
+        }
+        sink.journal.sync()?;
+        if stopped > 0 {
+            left = stopped;
+            break;
+        }
+        sink.progress.finish_images(images);
         if let Some(sheet) = &mut sink.contact {
             sheet.refresh()?;
         }
@@ -354,7 +314,7 @@ pub fn run_until(options: &RunOptions, stop: &AtomicBool) -> Result<Summary, Run
         sink.summary.ordered = Some(ordered::sort_journal(out_dir, &ids)?);
     }
     sink.summary.elapsed = started.elapsed();
-    sink.summary.loads = std::iter::once(default_load).chain(models.loads().iter().cloned()).collect();
+    sink.summary.loads = renderer.loads();
     Ok(sink.summary)
 }
 
@@ -365,8 +325,7 @@ type Duplicate = (usize, String, RequestError);
 /// cannot run, and returns the rest (plus the repeated ids, whose records are written last).
 fn plan(
     lines: Vec<input::InputLine>,
-    options: &RunOptions,
-    models: &mut Models,
+    validator: &Validator,
     sink: &mut Sink,
 ) -> Result<(Vec<Pending>, Vec<Duplicate>), RunError> {
     let mut seen: HashMap<String, (usize, usize)> = HashMap::new(); // id -> (first line, times seen)
@@ -409,131 +368,35 @@ fn plan(
                 continue;
             }
         };
-        let model = match &request.checkpoint {
-            None => models.default_path().to_path_buf(),
-            Some(name) => match assets::find_checkpoint(options.assets.as_deref(), name) {
-                Ok(path) => path,
-                Err(e) => {
-                    sink.fail(number, &id, records::field_error("checkpoint", e))?;
-                    continue;
-                }
-            },
-        };
-        let assets = match find_assets(options.assets.as_deref(), &request) {
-            Ok(assets) => assets,
-            Err(error) => {
-                sink.fail(number, &id, error)?;
-                continue;
+        match validator.prepare(id.clone(), request) {
+            Ok(prepared) => {
+                sink.summary.without_refiner += usize::from(prepared.without_refiner);
+                pending.push(Pending { line: number, prepared });
             }
-        };
-        let facts = match models.facts(&model) {
-            Ok(facts) => facts,
-            Err(reason) => {
-                sink.unusable_checkpoint(&model, &reason);
-                continue;
-            }
-        };
-        let mut resolved = match request.resolve(facts) {
-            Ok(resolved) => resolved,
-            Err(error) => {
-                sink.fail(number, &id, error)?;
-                continue;
-            }
-        };
-        let mut warnings = Vec::new();
-        let configured = models.refiner_path().is_some();
-        match resolved.refiner {
-            RefinerUse::Requested { high_noise_frac } | RefinerUse::Default { high_noise_frac }
-                if configured =>
-            {
-                resolved.job.refiner_at = Some(high_noise_frac);
-            }
-            RefinerUse::Requested { .. } => {
-                sink.fail(number, &id, records::field_error("use_refiner", NO_REFINER))?;
-                continue;
-            }
-            RefinerUse::Default { .. } => {
-                warnings.push(BASE_ALONE.to_string());
-                sink.summary.without_refiner += 1;
-            }
-            RefinerUse::Off => {}
+            Err(Refusal::Invalid(error)) => sink.fail(number, &id, error)?,
+            Err(Refusal::Unusable { checkpoint, reason }) => sink.unusable_checkpoint(&checkpoint, &reason),
         }
-        pending.push(Pending { line: number, id, model, assets, resolved, warnings });
     }
     warn_surplus_records(&seen, sink);
     Ok((pending, duplicates))
 }
 
-/// Why a request with `use_refiner: true` cannot run without a refiner, and how to give one.
-pub(crate) const NO_REFINER: &str = "no SDXL refiner is configured: pass --refiner PATH (a single file or diffusers \
-                          folder of the SDXL refiner) or put one at checkpoints/sdxl-refiner in the --assets \
-                          library; or send use_refiner: false";
-
-/// The warning of an SDXL request left to OctoAI's `use_refiner` default without a refiner.
-const BASE_ALONE: &str = "use_refiner defaults to true, but no SDXL refiner is configured (--refiner PATH, or \
-                          checkpoints/sdxl-refiner in --assets): rendered with the base model alone";
-
 /// The refiner: `--refiner` (checked now to be an SDXL refiner: a fatal error otherwise), else
 /// the library's `checkpoints/sdxl-refiner` if it has one (checked when first used).
-fn refiner_path(options: &RunOptions) -> Result<Option<PathBuf>, RunError> {
-    let Some(path) = &options.refiner else {
-        return Ok(assets::find(options.assets.as_deref(), AssetKind::Checkpoint, REFINER_ASSET).ok());
+fn refiner_path(library: Option<&Path>, refiner: Option<&Path>) -> Result<Option<PathBuf>, RunError> {
+    let Some(path) = refiner else {
+        return Ok(assets::find(library, AssetKind::Checkpoint, REFINER_ASSET).ok());
     };
-    let refused = |reason: String| RunError::Refiner { path: path.clone(), reason };
+    let refused = |reason: String| RunError::Refiner { path: path.to_path_buf(), reason };
     let family = ModelFacts::read(path).map_err(|e| refused(e.to_string()))?.family;
     if family != kiln_runtime::checkpoint::Family::SdxlRefiner {
         return Err(refused(format!("it is {family}, not an SDXL refiner")));
     }
-    Ok(Some(path.clone()))
+    Ok(Some(path.to_path_buf()))
 }
 
 /// The refiner's name in the assets library (`checkpoints/sdxl-refiner`, or `octoai:sdxl-refiner`).
 pub const REFINER_ASSET: &str = "sdxl-refiner";
-
-/// The files of a request's `loras`, `vae`, `textual_inversions` and ControlNet; an unknown name
-/// is an error on its field (`loras.NAME`, `vae`, `textual_inversions.NAME`, `controlnet`).
-fn find_assets(library: Option<&Path>, request: &Request) -> Result<AssetSet, RequestError> {
-    let loras = request
-        .loras
-        .iter()
-        .map(|(name, weight)| match assets::find(library, AssetKind::Lora, name) {
-            Ok(path) => Ok((path, (*weight as f32).to_bits())),
-            Err(e) => Err(records::field_error_at(&["loras", name], e)),
-        })
-        .collect::<Result<_, _>>()?;
-    let vae = match &request.vae {
-        None => None,
-        Some(name) => {
-            Some(assets::find(library, AssetKind::Vae, name).map_err(|e| records::field_error("vae", e))?)
-        }
-    };
-    let embeddings = request
-        .textual_inversions
-        .iter()
-        .map(|(name, trigger)| match assets::find(library, AssetKind::Embedding, name) {
-            Ok(path) => Ok((path, trigger.clone())),
-            Err(e) => Err(records::field_error_at(&["textual_inversions", name], e)),
-        })
-        .collect::<Result<_, _>>()?;
-    let controlnet = match &request.control {
-        None => None,
-        Some(control) => Some(
-            assets::find(library, AssetKind::ControlNet, control.name())
-                .map_err(|e| records::field_error("controlnet", e))?,
-        ),
-    };
-    let ip_adapter = match &request.ip {
-        None => None,
-        Some(ip) => {
-            let adapter = assets::find(library, AssetKind::IpAdapter, ip.name())
-                .map_err(|e| records::field_error("ip_adapter", e))?;
-            let encoder = assets::image_encoder_for(library, &adapter)
-                .map_err(|e| records::field_error("ip_adapter", e))?;
-            Some((adapter, encoder))
-        }
-    };
-    Ok(AssetSet { loras, vae, embeddings, controlnet, ip_adapter })
-}
 
 /// The most ids [`warn_surplus_records`] names.
 const SURPLUS_IDS_NAMED: usize = 20;

@@ -15,13 +15,12 @@ use std::time::Instant;
 use kiln_runtime::checkpoint::{Checkpoint, OpenOptions};
 use kiln_runtime::{DType, Device};
 
-use super::AssetSet;
+use super::prepare::AssetSet;
 use super::progress::ModelLoad;
 use crate::embeddings::EmbeddingFile;
 use crate::generate::Engine;
 use crate::generate::IpModels;
 use crate::lora::{LoraFile, WeightedLora};
-use crate::models::ModelFacts;
 use crate::models::unet::ControlNet;
 
 /// The default engine and the asset checkpoints met so far.
@@ -32,8 +31,6 @@ pub struct Models {
     device: Device,
     /// How asset checkpoints are opened (the weight check).
     open: OpenOptions,
-    /// Facts of asset checkpoints, read from their headers (cheap: no weights loaded).
-    facts: HashMap<PathBuf, Result<ModelFacts, String>>,
     /// Loaded asset engines with their weight bytes, least recently used first.
     cache: Vec<(Engine, u64)>,
     /// The most weight bytes `cache` may hold (one engine is always allowed).
@@ -101,7 +98,6 @@ impl Models {
             dtype,
             device,
             open,
-            facts: HashMap::new(),
             cache: Vec::new(),
             budget,
             loads: Vec::new(),
@@ -121,11 +117,6 @@ impl Models {
     pub fn with_refiner(mut self, path: Option<PathBuf>) -> Models {
         self.refiner_path = path;
         self
-    }
-
-    /// The refiner's checkpoint, if one is configured.
-    pub fn refiner_path(&self) -> Option<&Path> {
-        self.refiner_path.as_deref()
     }
 
     /// The refiner, loaded on first call; an error when none is configured or it cannot load.
@@ -160,18 +151,6 @@ impl Models {
     /// The `--model` checkpoint's path.
     pub fn default_path(&self) -> &Path {
         self.default.path()
-    }
-
-    /// The facts of the checkpoint at `path` (requests are resolved against them); an asset
-    /// without every component its family needs is an error here, before anything renders.
-    pub fn facts(&mut self, path: &Path) -> Result<ModelFacts, String> {
-        if path == self.default.path() {
-            return Ok(self.default.facts());
-        }
-        self.facts
-            .entry(path.to_path_buf())
-            .or_insert_with(|| ModelFacts::read(path).map_err(|e| e.to_string()))
-            .clone()
     }
 
     /// The engine for the checkpoint at `path` with `assets` applied (LoRAs merged, VAE in

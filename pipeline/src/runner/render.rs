@@ -1,71 +1,61 @@
-//! One group: decode its init and mask images, render its jobs in one engine call, and append
-//! each request's response (images saved first) or error record, in input order. A stop (a
-//! signal) during the engine call ends it before its next UNet call; the group's rendered
-//! requests are then not journaled, so a rerun renders them.
+//! One group: decode its init and mask images, render its jobs in one engine call, and give each
+//! request its outcome (images or error record), in input order. A stop (a signal) during the
+//! engine call ends it before its next UNet call; the group's requests then have no outcome.
 
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use ::image::RgbImage;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 
-use super::batch::Group;
 use super::models::{Models, Ready, Unready};
-use super::{Pending, RunError, RunOptions, Sink, image_path, records};
+use super::prepare::Prepared;
+use super::records;
+use super::renderer::{Batch, Done, Outcome};
 use crate::generate::{Control, Engine, GenerateError, InitImage, IpImage, Job};
 use crate::image::canny::canny_rgb;
 use crate::image::clip::clip_crop;
 use crate::image::full_res::FullRes;
-use crate::image::{decode_base64, encode, fill_masked, to_mask, to_rgb};
+use crate::image::{decode_base64, fill_masked, to_mask, to_rgb};
+use crate::request::RequestError;
 use crate::request::control::ControlRequest;
 use crate::request::ip::IpRequest;
-use crate::request::{ImageGeneration, RequestError, Response};
 
-/// How a group ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum GroupEnd {
-    /// Every request has its record.
-    Done,
-    /// `stop` was set during the render: this many requests have no record.
-    Stopped { left: usize },
+/// The render stopped (at `stop`'s request) before the group had its outcomes.
+pub(super) struct Stopped {
+    /// The group's requests.
+    pub left: usize,
+    /// What loading the group's assets said.
+    pub log: Vec<String>,
 }
 
-/// Renders one group and writes its records, unless `stop` ends the render first.
+/// Renders one group of requests with equal keys (see [`Prepared::key`]), unless `stop` ends the
+/// render first. `report(group_images, done, total)` follows the engine call.
 pub(super) fn group(
-    group: Group<Pending>,
-    options: &RunOptions,
+    items: Vec<Prepared>,
     models: &mut Models,
-    sink: &mut Sink,
+    batch_size: usize,
+    report: &mut dyn FnMut(usize, usize, usize),
     stop: &AtomicBool,
-) -> Result<GroupEnd, RunError> {
-    let images = group.images;
-    let Some(model) = group.items.first().map(|p| p.model.clone()) else { return Ok(GroupEnd::Done) };
-    let assets = group.items.first().map(|p| p.assets.clone()).unwrap_or_default();
-    let refine = group.items.iter().any(|p| p.resolved.job.refiner_at.is_some());
+) -> Result<Batch, Stopped> {
+    let Some(first) = items.first() else { return Ok(Batch { results: Vec::new(), log: Vec::new() }) };
+    let (model, assets) = (first.model.clone(), first.assets.clone());
+    let refine = items.iter().any(|p| p.resolved.job.refiner_at.is_some());
     let Ready { engine, warnings: lora_warnings, log } = match models.engine(&model, &assets, refine) {
         Ok(ready) => ready,
         Err(Unready::Checkpoint(reason)) => {
-            for _ in &group.items {
-                sink.unusable_checkpoint(&model, &reason);
-            }
-            sink.progress.finish_images(images);
-            return Ok(GroupEnd::Done);
+            let results = items.into_iter().map(|p| (p, Outcome::Unusable(reason.clone()))).collect();
+            return Ok(Batch { results, log: Vec::new() });
         }
         Err(Unready::Asset { field, reason }) => {
-            for p in &group.items {
-                sink.fail(p.line, &p.id, records::field_error(field, &reason))?;
-            }
-            sink.progress.finish_images(images);
-            return Ok(GroupEnd::Done);
+            let error = records::field_error(field, &reason);
+            let results = items.into_iter().map(|p| (p, Outcome::Failed(error.clone()))).collect();
+            return Ok(Batch { results, log: Vec::new() });
         }
     };
-    for message in &log {
-        sink.progress.message(message);
-    }
 
-    let mut ready: Vec<(Pending, Job)> = Vec::new();
-    for mut p in group.items {
+    let mut results: Vec<(Prepared, Outcome)> = Vec::new();
+    let mut ready: Vec<(Prepared, Job)> = Vec::new();
+    for mut p in items {
         match job_with_images(&p) {
             Ok(job) => {
                 if has_blank_full_res_mask(&job) {
@@ -73,36 +63,38 @@ pub(super) fn group(
                 }
                 ready.push((p, job))
             }
-            Err(error) => sink.fail(p.line, &p.id, error)?,
+            Err(error) => results.push((p, Outcome::Failed(error))),
         }
     }
     let ready_images: usize = ready.iter().map(|(_, job)| job.images()).sum();
     let jobs: Vec<Job> = ready.iter().map(|(_, job)| job.clone()).collect();
     let started = Instant::now();
-    let Ok(rendered) = render_jobs(engine, &jobs, options.batch_size, &sink.progress, stop) else {
-        return Ok(GroupEnd::Stopped { left: ready.len() });
+    let Ok(rendered) = render_jobs(engine, &jobs, batch_size, report, stop) else {
+        return Err(Stopped { left: ready.len() + results.len(), log });
     };
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
 
-    for ((pending, job), result) in ready.into_iter().zip(rendered) {
-        match result {
+    for ((p, job), result) in ready.into_iter().zip(rendered) {
+        let outcome = match result {
             Ok(pictures) => {
                 let share = if ready_images == 0 { 0.0 } else { job.images() as f64 / ready_images as f64 };
+                let prompt_warnings = prompt_warnings(engine, &job);
                 let mut warnings = lora_warnings.clone();
-                warnings.extend(pending.warnings.iter().cloned());
-                warnings.extend(prompt_warnings(engine, &pending, &job, sink));
-                write_response(&pending, &job, &pictures, elapsed_ms * share, warnings, options, sink)?;
+                warnings.extend(p.warnings.iter().cloned());
+                warnings.extend(prompt_warnings.iter().cloned());
+                let prediction_time_ms = elapsed_ms * share;
+                Outcome::Done(Done { job, pictures, prediction_time_ms, warnings, prompt_warnings })
             }
-            Err(error) => sink.fail(pending.line, &pending.id, error)?,
-        }
+            Err(error) => Outcome::Failed(error),
+        };
+        results.push((p, outcome));
     }
-    sink.progress.finish_images(images);
-    Ok(GroupEnd::Done)
+    Ok(Batch { results, log })
 }
 
 /// The resolved job with its init image (resized; filled under the mask for outpainting) and
 /// mask decoded; an image that does not decode is an error on its field.
-fn job_with_images(p: &Pending) -> Result<Job, RequestError> {
+fn job_with_images(p: &Prepared) -> Result<Job, RequestError> {
     let resolved = &p.resolved;
     let mut job = resolved.job.clone();
     let (w, h) = (job.width as u32, job.height as u32);
@@ -187,7 +179,7 @@ pub(super) fn decode_field(b64: &str, field: &str) -> Result<::image::DynamicIma
 }
 
 /// The engine stopped at `stop`'s request ([`GenerateError::Stopped`]).
-struct Stopped;
+struct EngineStopped;
 
 /// Each job's images, or its error record. When the group's call fails, each job is tried
 /// alone, so that one job the engine rejects does not fail the others.
@@ -195,15 +187,15 @@ fn render_jobs(
     engine: &Engine,
     jobs: &[Job],
     max_batch: usize,
-    progress: &super::Progress,
+    report: &mut dyn FnMut(usize, usize, usize),
     stop: &AtomicBool,
-) -> Result<Vec<Result<Vec<RgbImage>, RequestError>>, Stopped> {
+) -> Result<Vec<Result<Vec<RgbImage>, RequestError>>, EngineStopped> {
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
     let total_images: usize = jobs.iter().map(Job::images).sum();
-    let mut report = |done, total| progress.within_group(total_images, done, total);
-    match engine.render_until(jobs, max_batch, &mut report, stop) {
+    let mut whole = |done, total| report(total_images, done, total);
+    match engine.render_until(jobs, max_batch, &mut whole, stop) {
         Ok(images) if images.len() == jobs.len() => return Ok(images.into_iter().map(Ok).collect()),
         Ok(images) => {
             let error = format!("the engine returned {} results for {} jobs", images.len(), jobs.len());
@@ -212,81 +204,35 @@ fn render_jobs(
                 .map(|_| Err(RequestError::body(error.clone(), records::RENDER_FAILED)))
                 .collect());
         }
-        Err(GenerateError::Stopped) => return Err(Stopped),
+        Err(GenerateError::Stopped) => return Err(EngineStopped),
         Err(error) if jobs.len() == 1 => return Ok(vec![Err(records::render_failed(&error))]),
         Err(_) => {}
     }
     jobs.iter()
         .map(|job| {
-            let mut report = |done, total| progress.within_group(job.images(), done, total);
-            match engine.render_until(std::slice::from_ref(job), max_batch, &mut report, stop) {
+            let mut alone = |done, total| report(job.images(), done, total);
+            match engine.render_until(std::slice::from_ref(job), max_batch, &mut alone, stop) {
                 Ok(mut images) if images.len() == 1 => Ok(Ok(images.remove(0))),
                 Ok(_) => Ok(Err(RequestError::body("the engine returned no images", records::RENDER_FAILED))),
-                Err(GenerateError::Stopped) => Err(Stopped),
+                Err(GenerateError::Stopped) => Err(EngineStopped),
                 Err(error) => Ok(Err(records::render_failed(&error))),
             }
         })
         .collect()
 }
 
-/// The job's prompt tokens dropped past the family's limit, as the response's `warnings`, each
-/// also said on standard error. (Tokenizing again is cheap; the render has already succeeded,
-/// so the prompts parse.)
-fn prompt_warnings(engine: &Engine, pending: &Pending, job: &Job, sink: &Sink) -> Vec<String> {
-    let warnings: Vec<String> =
-        engine.dropped_tokens(job).unwrap_or_default().iter().map(ToString::to_string).collect();
-    for warning in &warnings {
-        sink.progress.message(&format!("line {} (id {:?}): warning: {warning}", pending.line, pending.id));
-    }
-    warnings
-}
-
-/// Encodes a request's images, saves them with `--save-images` (before the response line, so a
-/// response in the journal always has its files), and appends the response.
-fn write_response(
-    pending: &Pending,
-    job: &Job,
-    pictures: &[RgbImage],
-    prediction_time_ms: f64,
-    warnings: Vec<String>,
-    options: &RunOptions,
-    sink: &mut Sink,
-) -> Result<(), RunError> {
-    let encoding = pending.resolved.image_encoding;
-    if pictures.len() != job.seeds.len() {
-        let msg = format!("the engine returned {} images for {} seeds", pictures.len(), job.seeds.len());
-        return sink.fail(pending.line, &pending.id, RequestError::body(msg, records::RENDER_FAILED));
-    }
-    let mut images = Vec::with_capacity(pictures.len());
-    for (k, (picture, &seed)) in pictures.iter().zip(&job.seeds).enumerate() {
-        let bytes = match encode(picture, encoding) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                let error =
-                    RequestError::body(format!("cannot encode image {k}: {e}"), records::RENDER_FAILED);
-                return sink.fail(pending.line, &pending.id, error);
-            }
-        };
-        if options.save_images {
-            let path = image_path(&options.out_dir, &pending.id, k, encoding.extension());
-            std::fs::write(&path, &bytes).map_err(|source| RunError::SaveImage { path, source })?;
-        }
-        images.push(ImageGeneration::new(STANDARD.encode(&bytes), seed));
-    }
-    if let Some(sheet) = &mut sink.contact {
-        sheet.add_images(pending.line, &pending.id, job, pictures, prediction_time_ms)?;
-    }
-    let count = images.len();
-    let response = Response { id: pending.id.clone(), images, prediction_time_ms, warnings };
-    sink.journal.append(&pending.id, &response)?;
-    sink.summary.done += 1;
-    sink.summary.images += count;
-    Ok(())
+/// The job's prompt tokens dropped past the family's limit, as warnings. (Tokenizing again is
+/// cheap; the render has already succeeded, so the prompts parse.)
+fn prompt_warnings(engine: &Engine, job: &Job) -> Vec<String> {
+    engine.dropped_tokens(job).unwrap_or_default().iter().map(ToString::to_string).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::encode;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
     use kiln_runtime::checkpoint::Family;
 
     /// A seeded noise PNG (never constant), base64.
@@ -304,17 +250,17 @@ mod tests {
         STANDARD.encode(encode(&image, crate::image::ImageEncoding::Png).unwrap())
     }
 
-    fn pending(fields: &str) -> Pending {
+    fn pending(fields: &str) -> Prepared {
         let text = format!(r#"{{"prompt": "a boat", "width": 512, "height": 512, "seed": 5{fields}}}"#);
         let line = crate::request::parse_line(&text, 1);
         let resolved = line.request.unwrap().resolve(Family::Sd15).unwrap();
-        Pending {
-            line: 1,
+        Prepared {
             id: line.id,
             model: "m".into(),
             assets: Default::default(),
             resolved,
             warnings: Vec::new(),
+            without_refiner: false,
         }
     }
 
