@@ -3,6 +3,7 @@
 mod assets;
 mod inspect;
 mod render;
+mod serve;
 mod signals;
 mod sort;
 
@@ -23,6 +24,11 @@ enum Command {
     /// command resumes. Exit status: 0 all lines succeeded, 1 some failed, 2 the run could not go on
     /// (or another kiln process is using DIR), 130/143 stopped by SIGINT/SIGTERM.
     Render(render::Args),
+    /// Serve OctoAI's image API over HTTP: POST /generate/{sdxl,sd,ssd,controlnet-sdxl}, with
+    /// dynamic batching, bearer tokens (--token-file), /healthz, /readyz, /metrics and
+    /// /openapi.json. Exit status: 0 after SIGINT/SIGTERM (accepted requests finish first), 2 the
+    /// server could not start.
+    Serve(serve::Args),
     /// Describe a checkpoint: format, family, each component's size, parameters and dtypes,
     /// and any tensor kiln does not recognise. Exit status: 0 described, 2 the checkpoint cannot
     /// be opened (the status `kiln render --model` exits with for the same file).
@@ -41,6 +47,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Render(args) => render::run(&args),
         Command::Sort(args) => sort::run(&args),
+        Command::Serve(args) => serve::run(&args),
         Command::Assets(args) => match assets::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

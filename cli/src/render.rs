@@ -82,7 +82,7 @@ pub struct Args {
 }
 
 /// A byte count: digits with an optional K, M, G or T suffix (powers of 1024).
-fn bytes(arg: &str) -> Result<u64, String> {
+pub(crate) fn bytes(arg: &str) -> Result<u64, String> {
     let (digits, shift) = match arg.trim().char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => {
             let shift = match c.to_ascii_uppercase() {
@@ -122,14 +122,19 @@ pub fn run(args: &Args) -> ExitCode {
     }
 }
 
+/// `device`, checked to exist (a CUDA device needs the `cuda` build and the GPU).
+pub(crate) fn checked_device(device: Device) -> Result<Device, String> {
+    match device {
+        Device::Cpu => Ok(Device::Cpu),
+        Device::Cuda(n) => Device::cuda(n).map_err(|e| format!("--device {device}: {e}")),
+    }
+}
+
 fn run_inner(args: &Args) -> Result<ExitCode, String> {
     if args.dry_run {
         return dry_run(args);
     }
-    let device = match args.device {
-        Device::Cpu => Device::Cpu,
-        Device::Cuda(n) => Device::cuda(n).map_err(|e| format!("--device {}: {e}", args.device))?,
-    };
+    let device = checked_device(args.device)?;
     let dtype = args.dtype.unwrap_or(if device.is_cpu() { DType::F32 } else { DType::F16 });
     if args.model.is_none() {
         eprintln!("{DEMO_NOTICE}");

@@ -63,7 +63,7 @@ use crate::samplers::SamplerName;
 
 pub use engine::EngineName;
 pub use error::{FieldError, Loc, RequestError};
-pub use parse::{Line, parse_line};
+pub use parse::{Line, parse_for_engine, parse_line};
 pub use resolve::{RefinerUse, Resolved};
 pub use response::{ErrorRecord, ImageGeneration, Response, ResponseBody};
 pub use sizes::supported_sizes;

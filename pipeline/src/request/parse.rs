@@ -71,6 +71,13 @@ pub struct Line {
 /// Parses one line (`line_number` is 1-based). Never panics: malformed JSON, a body that is not
 /// an object and every bad field become the line's [`RequestError`].
 pub fn parse_line(text: &str, line_number: usize) -> Line {
+    parse_for_engine(text, line_number, None)
+}
+
+/// Parses a body sent to `POST /generate/{endpoint}`: the path's engine is the request's
+/// `engine` (with its rules: `controlnet-sdxl` needs `controlnet_image`), and a body naming
+/// another engine is an error on `engine`. Otherwise as [`parse_line`].
+pub fn parse_for_engine(text: &str, line_number: usize, endpoint: Option<EngineName>) -> Line {
     let fallback_id = line_number.to_string();
     let parsed = match wide::parse(text) {
         Ok(parsed) => parsed,
@@ -90,7 +97,7 @@ pub fn parse_line(text: &str, line_number: usize) -> Line {
         return Line { id: fallback_id, request: Err(error), warnings: Vec::new() };
     };
     let wide = parsed.wide_numbers(body);
-    let mut reader = Reader { body, wide: &wide, errors: RequestError::default() };
+    let mut reader = Reader { body, wide: &wide, errors: RequestError::default(), endpoint };
     let id = reader.id().unwrap_or(fallback_id);
     let request = reader.request();
     // pydantic lists unknown fields after every error of the schema's fields.
@@ -119,6 +126,8 @@ pub(crate) struct Reader<'a> {
     /// The body's values that stand in for numbers serde_json could not hold.
     pub wide: &'a WideNumbers<'a>,
     pub errors: RequestError,
+    /// The engine of the endpoint the body was sent to, if any.
+    pub endpoint: Option<EngineName>,
 }
 
 impl<'a> Reader<'a> {
@@ -268,7 +277,18 @@ impl<'a> Reader<'a> {
         let vae = self.string("vae", None, true);
         let width = self.int("width", Limits::default(), true);
 
-        let engine = engine.map(|i| EngineName::ALL[i]);
+        let engine = match (engine.map(|i| EngineName::ALL[i]), self.endpoint) {
+            (Some(asked), Some(path)) if asked != path => {
+                let msg = format!(
+                    "Value error, the body asks for the '{}' engine, but was sent to /generate/{}",
+                    asked.as_str(),
+                    path.as_str()
+                );
+                self.errors.push(FieldError::at(&[Loc::from("engine")], msg, "value_error"));
+                Some(asked)
+            }
+            (asked, path) => asked.or(path),
+        };
         let control = control::resolve(self, controls, engine);
         let ip = ip::read(self);
         unimplemented::check(self, &unimplemented::Asked { transfer_images });
