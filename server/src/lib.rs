@@ -31,10 +31,10 @@ use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use kiln_pipeline::runner::RendererOptions;
 use kiln_runtime::Device;
 use tokio::net::TcpListener;
+use tower::Service;
 
 use auth::{TokenFileError, Tokens};
 use metrics::Metrics;
@@ -208,7 +208,20 @@ impl Server {
                 },
                 () = &mut shutdown => break,
             };
-            let service = TowerToHyperService::new(router.clone());
+            let (stream, client) = match with_watch(stream) {
+                Ok(pair) => pair,
+                Err(e) => {
+                    eprintln!("kiln serve: cannot set up a connection: {e}");
+                    continue;
+                }
+            };
+            let router = router.clone();
+            let service =
+                hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(client.clone());
+                    let mut router = router.clone();
+                    async move { router.call(request).await }
+                });
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(options.header_timeout)
@@ -233,6 +246,18 @@ impl Server {
         eprintln!("kiln serve: stopped");
         Ok(())
     }
+}
+
+/// The connection's stream and a watch on its socket (a second handle to it), so that a handler
+/// waiting for a render can tell that its client has gone: HTTP/1 connections are not read while
+/// a response is pending, so nothing else would notice.
+fn with_watch(
+    stream: tokio::net::TcpStream,
+) -> std::io::Result<(tokio::net::TcpStream, routes::ClientSocket)> {
+    let stream = stream.into_std()?;
+    let watch = stream.try_clone()?;
+    watch.set_nonblocking(true)?;
+    Ok((tokio::net::TcpStream::from_std(stream)?, routes::ClientSocket(Arc::new(watch))))
 }
 
 /// Runs `kiln serve` on a new Tokio runtime until SIGINT or SIGTERM.

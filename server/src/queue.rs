@@ -12,6 +12,9 @@ use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+/// How often a waiting batch looks for requests whose client has gone.
+const LOOK_AGAIN: Duration = Duration::from_millis(100);
+
 /// Why a request was not queued.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refused {
@@ -91,17 +94,22 @@ impl<K: PartialEq + Clone, T> Queue<K, T> {
         self.changed.notify_all();
     }
 
-    /// The next batch (see the module documentation), dropping first the requests `alive` says
-    /// nobody waits for any more (returned beside it, for counting). Blocks while the queue is
-    /// empty; `None` once it is closed and empty.
-    pub fn next_batch(&self, alive: impl Fn(&T) -> bool) -> Option<(Vec<T>, Vec<T>)> {
+    /// The next batch (see the module documentation). Requests `alive` says nobody waits for
+    /// any more are dropped whenever the queue is looked at, and handed to `abandoned` (for
+    /// counting). Blocks while the queue is empty; `None` once it is closed and empty.
+    pub fn next_batch(
+        &self,
+        alive: impl Fn(&T) -> bool,
+        mut abandoned: impl FnMut(Vec<T>),
+    ) -> Option<Vec<T>> {
         let mut state = self.lock();
-        let mut dropped = Vec::new();
         loop {
-            let (kept, gone): (VecDeque<_>, VecDeque<_>) =
-                std::mem::take(&mut state.entries).into_iter().partition(|e| alive(&e.item));
-            state.entries = kept;
-            dropped.extend(gone.into_iter().map(|e| e.item));
+            if state.entries.iter().any(|e| !alive(&e.item)) {
+                let (kept, gone): (VecDeque<_>, VecDeque<_>) =
+                    std::mem::take(&mut state.entries).into_iter().partition(|e| alive(&e.item));
+                state.entries = kept;
+                abandoned(gone.into_iter().map(|e| e.item).collect());
+            }
             let Some(head) = state.entries.front() else {
                 if state.closed {
                     return None;
@@ -113,14 +121,15 @@ impl<K: PartialEq + Clone, T> Queue<K, T> {
             let queued: usize = state.entries.iter().filter(|e| e.key == head.key).map(|e| e.images).sum();
             let now = Instant::now();
             if queued < self.batch_size && now < deadline && !state.closed {
+                // Woken by a new request, or to look again for requests whose client has gone.
                 state = self
                     .changed
-                    .wait_timeout(state, deadline - now)
+                    .wait_timeout(state, (deadline - now).min(LOOK_AGAIN))
                     .unwrap_or_else(PoisonError::into_inner)
                     .0;
                 continue;
             }
-            return Some((self.take(&mut state), dropped));
+            return Some(self.take(&mut state));
         }
     }
 
@@ -164,11 +173,11 @@ mod tests {
         }
         // a1 + a2 = 2 images; a3 would make 4 > 3, a4 fits (3): skipping a request that does not
         // fit keeps the batch full without reordering within the key.
-        assert_eq!(queue.next_batch(all).unwrap().0, ["a1", "a2", "a4"]);
-        assert_eq!(queue.next_batch(all).unwrap().0, ["b1"]);
-        assert_eq!(queue.next_batch(all).unwrap().0, ["a3"]);
+        assert_eq!(queue.next_batch(all, drop).unwrap(), ["a1", "a2", "a4"]);
+        assert_eq!(queue.next_batch(all, drop).unwrap(), ["b1"]);
+        assert_eq!(queue.next_batch(all, drop).unwrap(), ["a3"]);
         queue.close();
-        assert!(queue.next_batch(all).is_none());
+        assert!(queue.next_batch(all, drop).is_none());
     }
 
     #[test]
@@ -181,7 +190,7 @@ mod tests {
         queue.submit("rare", 1, "rare".to_string()).unwrap();
         let mut served = Vec::new();
         for round in 0..8 {
-            let (batch, _) = queue.next_batch(|_| true).unwrap();
+            let batch = queue.next_batch(|_| true, drop).unwrap();
             served.push(batch.clone());
             for i in 0..2 {
                 queue.submit("hot", 1, format!("hot-late{round}-{i}")).unwrap();
@@ -208,14 +217,14 @@ mod tests {
             })
         };
         let started = Instant::now();
-        let (batch, _) = queue.next_batch(all).unwrap();
+        let batch = queue.next_batch(all, drop).unwrap();
         later.join().unwrap();
         assert_eq!(batch, ["first", "second"]);
         assert!(started.elapsed() < Duration::from_millis(300), "a full batch does not wait out the window");
         // Alone, a request waits out the window, then goes.
         queue.submit("k", 1, "alone").unwrap();
         let started = Instant::now();
-        assert_eq!(queue.next_batch(all).unwrap().0, ["alone"]);
+        assert_eq!(queue.next_batch(all, drop).unwrap(), ["alone"]);
         assert!(started.elapsed() >= Duration::from_millis(250), "{:?}", started.elapsed());
     }
 
@@ -225,12 +234,13 @@ mod tests {
         queue.submit("k", 1, "a").unwrap();
         queue.submit("k", 1, "gone").unwrap();
         assert_eq!(queue.submit("k", 1, "c"), Err(Refused::Full));
-        let (batch, dropped) = queue.next_batch(|item| *item != "gone").unwrap();
+        let mut dropped = Vec::new();
+        let batch = queue.next_batch(|item| *item != "gone", |gone| dropped.extend(gone)).unwrap();
         assert_eq!((batch, dropped), (vec!["a"], vec!["gone"]));
         queue.submit("k", 1, "d").unwrap();
         queue.close();
         assert_eq!(queue.submit("k", 1, "e"), Err(Refused::Closed));
-        assert_eq!(queue.next_batch(all).unwrap().0, ["d"], "queued work still renders after close");
-        assert!(queue.next_batch(all).is_none());
+        assert_eq!(queue.next_batch(all, drop).unwrap(), ["d"], "queued work still renders after close");
+        assert!(queue.next_batch(all, drop).is_none());
     }
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -119,13 +119,14 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 async fn generate(
     State(state): State<Arc<AppState>>,
     Path(engine): Path<String>,
+    client: Option<Extension<ClientSocket>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let arrived = Instant::now();
     let served = EngineName::ALL.into_iter().find(|e| e.as_str() == engine);
     let label = served.map_or("unknown", EngineName::as_str).to_string();
-    let response = answer(&state, served, &engine, &headers, body).await;
+    let response = answer(&state, served, &engine, &headers, body, client.map(|Extension(c)| c)).await;
     let labels = RequestLabels { engine: label.clone(), status: response.status().as_u16() };
     state.metrics.requests.get_or_create(&labels).inc();
     state
@@ -136,12 +137,49 @@ async fn generate(
     response
 }
 
+/// A second handle to a connection's socket, put in each request's extensions.
+#[derive(Clone, Debug)]
+pub struct ClientSocket(pub Arc<std::net::TcpStream>);
+
+/// nginx's "client closed request": counted in the metrics, never seen by the client.
+const CLIENT_GONE: StatusCode = match StatusCode::from_u16(499) {
+    Ok(status) => status,
+    Err(_) => StatusCode::BAD_REQUEST,
+};
+
+/// How often a waiting handler looks whether its client is still there.
+const CLIENT_CHECK: Duration = Duration::from_millis(100);
+
+/// `outcome`, or `None` once the client's socket is closed (end of stream or an error; bytes
+/// waiting, such as a pipelined request, mean it is still there).
+async fn unless_gone<T>(
+    outcome: oneshot::Receiver<T>,
+    client: Option<ClientSocket>,
+) -> Option<Result<T, oneshot::error::RecvError>> {
+    let Some(ClientSocket(socket)) = client else { return Some(outcome.await) };
+    let mut outcome = std::pin::pin!(outcome);
+    loop {
+        tokio::select! {
+            result = &mut outcome => return Some(result),
+            () = tokio::time::sleep(CLIENT_CHECK) => {
+                match socket.peek(&mut [0u8; 1]) {
+                    Ok(0) => return None,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => return None,
+                }
+            }
+        }
+    }
+}
+
 async fn answer(
     state: &AppState,
     served: Option<EngineName>,
     engine: &str,
     headers: &HeaderMap,
     body: Body,
+    client: Option<ClientSocket>,
 ) -> Response {
     if let Some(tokens) = &state.tokens
         && !tokens.accepts(headers.get(AUTHORIZATION).map(HeaderValue::as_bytes))
@@ -208,7 +246,11 @@ async fn answer(
         Err(Refused::Full) => return unavailable("the queue is full", 1),
         Err(Refused::Closed) => return unavailable("shutting down", 5),
     };
-    match outcome.await {
+    let Some(outcome) = unless_gone(outcome, client).await else {
+        // The receiver is dropped: the render thread drops the request unless it already runs.
+        return detail(CLIENT_GONE, "the client closed the connection");
+    };
+    match outcome {
         Err(_) => internal(number, &line.id, "the render thread dropped the request"),
         Ok(Err(message)) => internal(number, &line.id, &message),
         Ok(Ok((prepared, Outcome::Done(done)))) => {
@@ -252,6 +294,10 @@ fn is_json(value: &HeaderValue) -> bool {
 async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<axum::body::Bytes, Response> {
     let too_large =
         || detail(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than {limit} bytes"));
+    // A Content-Length over the limit is refused before a byte of the body is read.
+    if axum::body::HttpBody::size_hint(&body).lower() > limit as u64 {
+        return Err(too_large());
+    }
     match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),

@@ -53,8 +53,10 @@ pub fn spawn(
             return;
         }
         let stop = AtomicBool::new(false);
-        while let Some((jobs, abandoned)) = queue.next_batch(|job| !job.reply.is_closed()) {
-            metrics.abandoned.inc_by(abandoned.len() as u64);
+        let alive = |job: &Job| !job.reply.is_closed();
+        while let Some(jobs) = queue.next_batch(alive, |gone| {
+            metrics.abandoned.inc_by(gone.len() as u64);
+        }) {
             metrics.queue_depth.set(queue.len() as i64);
             render(&mut renderer, jobs, &metrics, &stop);
         }

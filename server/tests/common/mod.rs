@@ -114,7 +114,10 @@ impl Answer {
 
 /// `POST url` with a JSON body and optional headers.
 pub fn post(url: &str, body: &str, headers: &[(&str, &str)]) -> Answer {
-    let mut request = agent(Duration::from_secs(300)).post(url).header("Content-Type", "application/json");
+    let mut request = agent(Duration::from_secs(300)).post(url);
+    if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("content-type")) {
+        request = request.header("Content-Type", "application/json");
+    }
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
