@@ -2,6 +2,7 @@
 
 mod assets;
 mod inspect;
+mod merge;
 mod render;
 mod serve;
 mod signals;
@@ -29,6 +30,11 @@ enum Command {
     /// /openapi.json. Exit status: 0 after SIGINT/SIGTERM (accepted requests finish first), 2 the
     /// server could not start.
     Serve(serve::Args),
+    /// Combine the shards of a `kiln render --shard` run into OUT/responses.jsonl in input order
+    /// (and their images into OUT/images), checking that every input line is answered exactly
+    /// once. Exit status: 0 written, 1 lines missing or answered twice (listed; nothing written),
+    /// 2 unreadable requests or journals.
+    Merge(merge::Args),
     /// Describe a checkpoint: format, family, each component's size, parameters and dtypes,
     /// and any tensor kiln does not recognise. Exit status: 0 described, 2 the checkpoint cannot
     /// be opened (the status `kiln render --model` exits with for the same file).
@@ -48,6 +54,7 @@ fn main() -> ExitCode {
         Command::Render(args) => render::run(&args),
         Command::Sort(args) => sort::run(&args),
         Command::Serve(args) => serve::run(&args),
+        Command::Merge(args) => merge::run(&args),
         Command::Assets(args) => match assets::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

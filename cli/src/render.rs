@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use kiln_pipeline::demo::DEMO_NOTICE;
-use kiln_pipeline::runner::{self, RequestSource, RunOptions};
+use kiln_pipeline::runner::{self, RequestSource, RunOptions, Shard};
 use kiln_runtime::{DType, Device};
 
 use crate::signals::StopOnSignals;
@@ -79,6 +79,15 @@ pub struct Args {
     /// (OctoAI's default: true). Default: checkpoints/sdxl-refiner in --assets, if there.
     #[arg(long)]
     refiner: Option<PathBuf>,
+    /// Render only shard I of N (0-based) of the lines, by a stable hash of each line's id, into
+    /// DIR/shard-I-of-N/ (its own journal; rerun to resume); `auto` takes I (and N) from a
+    /// Slurm job array or a Kubernetes Indexed Job. Combine the shards with `kiln merge`.
+    #[arg(long, value_name = "I/N|auto")]
+    shard: Option<String>,
+    /// The number of shards for `--shard auto` (a Kubernetes Indexed Job's completions; Slurm's
+    /// array size is read from SLURM_ARRAY_TASK_COUNT).
+    #[arg(long, value_name = "N")]
+    shards: Option<usize>,
 }
 
 /// A byte count: digits with an optional K, M, G or T suffix (powers of 1024).
@@ -130,10 +139,36 @@ pub(crate) fn checked_device(device: Device) -> Result<Device, String> {
     }
 }
 
+/// `--shard`: `I/N`, or `auto` from the job array's environment.
+fn shard(args: &Args) -> Result<Option<Shard>, String> {
+    match args.shard.as_deref() {
+        None if args.shards.is_some() => Err("--shards N goes with --shard auto".into()),
+        None => Ok(None),
+        Some("auto") => Shard::from_env(args.shards).map(Some).map_err(|e| format!("--shard auto: {e}")),
+        Some(_) if args.shards.is_some() => {
+            Err("--shards N goes with --shard auto (--shard I/N names N)".into())
+        }
+        Some(text) => text.parse().map(Some).map_err(|e| format!("--shard: {e}")),
+    }
+}
+
 fn run_inner(args: &Args) -> Result<ExitCode, String> {
     if args.dry_run {
         return dry_run(args);
     }
+    let shard = shard(args)?;
+    let out = match shard {
+        Some(shard) => {
+            let dir = args.out.join(shard.dir_name());
+            eprintln!(
+                "shard {shard}: this process renders the lines whose id hashes to {}, into {}",
+                shard.index,
+                dir.display()
+            );
+            dir
+        }
+        None => args.out.clone(),
+    };
     let device = checked_device(args.device)?;
     let dtype = args.dtype.unwrap_or(if device.is_cpu() { DType::F32 } else { DType::F16 });
     if args.model.is_none() {
@@ -141,7 +176,7 @@ fn run_inner(args: &Args) -> Result<ExitCode, String> {
     }
     let options = RunOptions {
         requests: RequestSource::from_arg(&args.requests),
-        out_dir: args.out.clone(),
+        out_dir: out.clone(),
         model: args.model.clone(),
         assets: args.assets.clone(),
         device,
@@ -156,16 +191,17 @@ fn run_inner(args: &Args) -> Result<ExitCode, String> {
         skip_weight_check: args.skip_weight_check,
         model_cache_bytes: args.model_cache_bytes,
         refiner: args.refiner.clone(),
+        shard,
     };
     let signals = StopOnSignals::install().map_err(|e| format!("cannot handle SIGINT and SIGTERM: {e}"))?;
     let summary = runner::run_until(&options, signals.flag()).map_err(|e| e.to_string())?;
     println!("{summary}");
-    println!("responses: {}", args.out.join(runner::JOURNAL_FILE).display());
+    println!("responses: {}", out.join(runner::JOURNAL_FILE).display());
     if let Some(sorted) = &summary.ordered {
         println!("responses: {sorted}");
     }
     if args.contact_sheet {
-        println!("contact sheet: {}", args.out.join(runner::contact::INDEX_FILE).display());
+        println!("contact sheet: {}", out.join(runner::contact::INDEX_FILE).display());
     }
     if let Some(status) = signals.exit_status() {
         return Ok(ExitCode::from(status));
@@ -197,6 +233,7 @@ fn dry_run(args: &Args) -> Result<ExitCode, String> {
         skip_weight_check: args.skip_weight_check,
         model_cache_bytes: args.model_cache_bytes,
         refiner: args.refiner.clone(),
+        shard: None,
     };
     let summary = runner::dry_run(&options).map_err(|e| e.to_string())?;
     eprintln!("{summary}");

@@ -58,6 +58,7 @@ fn a_stopped_run_journals_only_what_completed_and_the_next_run_finishes() {
         skip_weight_check: false,
         model_cache_bytes: None,
         refiner: None,
+        shard: None,
     };
 
     let stopped = runner::run_until(&options, &AtomicBool::new(true)).unwrap();

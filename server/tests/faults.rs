@@ -54,7 +54,8 @@ fn bodies_too_large_slow_or_not_json_get_their_status() {
     }
 
     // Headers that never end (slow loris): the connection is closed after --header-timeout.
-    let (answer, took) = raw(&server, "POST /generate/sdxl HTTP/1.1\r\nHost: kiln\r\n", b"", Duration::from_secs(10));
+    let (answer, took) =
+        raw(&server, "POST /generate/sdxl HTTP/1.1\r\nHost: kiln\r\n", b"", Duration::from_secs(10));
     assert!(took < Duration::from_secs(5), "still open after {took:?}: {answer}");
     // A body that stops arriving: 408 after --body-timeout.
     let head = "POST /generate/sdxl HTTP/1.1\r\nHost: kiln\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n";

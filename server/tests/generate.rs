@@ -119,6 +119,7 @@ fn validation_errors_are_byte_equal_to_the_runners_records() {
         skip_weight_check: false,
         model_cache_bytes: None,
         refiner: None,
+        shard: None,
     };
     let summary = runner::run(&run).unwrap();
     assert_eq!(summary.failed, BAD_BODIES.len(), "{summary}");

@@ -41,6 +41,7 @@ pub mod dry_run;
 pub mod input;
 pub mod journal;
 pub mod lock;
+pub mod merge;
 mod models;
 pub mod ordered;
 pub mod prepare;
@@ -50,6 +51,7 @@ pub mod records;
 mod render;
 pub mod renderer;
 mod replace_file;
+pub mod shard;
 mod sink;
 
 use std::collections::HashMap;
@@ -69,10 +71,12 @@ pub use dry_run::{DRY_RUN_FILE, DryRunSummary, dry_run};
 pub use input::{InputError, RequestSource};
 pub use journal::{JOURNAL_FILE, Journal, JournalError};
 pub use lock::{LOCK_FILE, LockError, OutDirLock};
+pub use merge::{Merged, merge};
 pub use ordered::{Sorted, sort_journal};
 pub use prepare::{Prepared, PreparedKey, Refusal, Validator};
 pub use progress::{ModelLoad, Progress, Summary, UnusableCheckpoint};
 pub use renderer::{Batch, Done, Outcome, Renderer, RendererOptions, Stopped, encode_response};
+pub use shard::Shard;
 
 /// The folder (inside the output directory) for `--save-images`.
 pub const IMAGES_DIR: &str = "images";
@@ -117,6 +121,8 @@ pub struct RunOptions {
     /// The SDXL refiner (`--refiner`); `None`: `checkpoints/sdxl-refiner` in the assets
     /// library if there is one, else no refiner.
     pub refiner: Option<PathBuf>,
+    /// Render only this shard's lines (`--shard I/N`; see [`shard`]); `None`: every line.
+    pub shard: Option<Shard>,
 }
 
 /// What stops a whole run (a bad line never does).
@@ -229,7 +235,11 @@ pub fn run_until(options: &RunOptions, stop: &AtomicBool) -> Result<Summary, Run
     }
     let journal = Journal::open(out_dir)?;
     let lines = input::read_lines(&options.requests)?;
-    let input_order = options.ordered.then(|| ordered::input_ids(&lines));
+    let input_order = options.ordered.then(|| {
+        let mut ids = ordered::input_ids(&lines);
+        ids.retain(|(_, id)| options.shard.is_none_or(|shard| shard.owns(id)));
+        ids
+    });
     let mut renderer = Renderer::load(&options.renderer())?;
     let contact = if options.contact_sheet { Some(contact::ContactSheet::open(out_dir)?) } else { None };
     let mut sink = Sink { journal, summary: Summary::default(), progress: Progress::hidden(0), contact };
@@ -241,7 +251,7 @@ pub fn run_until(options: &RunOptions, stop: &AtomicBool) -> Result<Summary, Run
         );
     }
 
-    let (pending, duplicates) = plan(lines, renderer.validator(), &mut sink)?;
+    let (pending, duplicates) = plan(lines, options, renderer.validator(), &mut sink)?;
     sink.journal.sync()?;
     let total_images: usize = pending.iter().map(|p| p.prepared.images()).sum();
     sink.progress = if options.progress {
@@ -325,6 +335,7 @@ type Duplicate = (usize, String, RequestError);
 /// cannot run, and returns the rest (plus the repeated ids, whose records are written last).
 fn plan(
     lines: Vec<input::InputLine>,
+    options: &RunOptions,
     validator: &Validator,
     sink: &mut Sink,
 ) -> Result<(Vec<Pending>, Vec<Duplicate>), RunError> {
@@ -341,6 +352,10 @@ fn plan(
             },
         };
         let id = parsed.id;
+        if options.shard.is_some_and(|shard| !shard.owns(&id)) {
+            sink.summary.other_shards += 1;
+            continue;
+        }
         let (first_line, times) = {
             let entry = seen.entry(id.clone()).or_insert((number, 0));
             entry.1 += 1;

@@ -74,9 +74,9 @@ pub fn input_ids(lines: &[InputLine]) -> Vec<(usize, String)> {
 
 /// Where one record lies in the journal: byte offset and length (newline included).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Span {
-    offset: u64,
-    len: u64,
+pub(super) struct Span {
+    pub offset: u64,
+    pub len: u64,
 }
 
 /// Only the `id` of a record (serde skips the images without allocating them).
@@ -145,7 +145,7 @@ pub fn sort_journal(dir: &Path, ids: &[(usize, String)]) -> Result<Sorted, Journ
 
 /// Each id's records (in file order) and the file's length. A line cut short by a kill is an
 /// error: the run it belongs to is not finished.
-fn scan(path: &Path, file: &File) -> Result<(HashMap<String, Vec<Span>>, u64), JournalError> {
+pub(super) fn scan(path: &Path, file: &File) -> Result<(HashMap<String, Vec<Span>>, u64), JournalError> {
     let corrupt =
         |line: usize, message: String| JournalError::Corrupt { path: path.to_owned(), line, message };
     let mut reader = BufReader::with_capacity(1 << 20, file);

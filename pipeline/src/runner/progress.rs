@@ -127,6 +127,8 @@ pub struct Summary {
     /// SDXL requests that left `use_refiner` out (OctoAI's default: true) and rendered with the
     /// base model alone, no refiner being configured.
     pub without_refiner: usize,
+    /// Lines left to the other shards (`--shard`).
+    pub other_shards: usize,
 }
 
 /// One checkpoint load of the run.
@@ -200,6 +202,9 @@ impl fmt::Display for Summary {
                 "; {} already in the journal, skipped ({} of them failed)",
                 self.skipped, self.skipped_failed
             )?;
+        }
+        if self.other_shards > 0 {
+            write!(f, "; {} left to the other shards", plural(self.other_shards, "line"))?;
         }
         if let Some(left) = self.stopped {
             write!(f, "; stopped early: {} left for a rerun", plural(left, "request"))?;
