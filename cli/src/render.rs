@@ -214,7 +214,7 @@ fn run_inner(args: &Args) -> Result<ExitCode, String> {
 }
 
 /// `--dry-run`: no device and no model, only the requests, the checkpoints' headers and the
-/// assets (see [`runner::dry_run`]); the summary goes to standard error.
+/// assets (see [`runner::dry_run()`]); the summary goes to standard error.
 fn dry_run(args: &Args) -> Result<ExitCode, String> {
     let options = RunOptions {
         requests: RequestSource::from_arg(&args.requests),

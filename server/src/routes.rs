@@ -1,7 +1,7 @@
 //! The HTTP routes: `POST /generate/{engine}`, `GET /healthz`, `/readyz`, `/metrics` and
 //! `/openapi.json`.
 //!
-//! A generate request goes through the same code as a line of `kiln render`: [`parse_line`],
+//! A generate request goes through the same code as a line of `kiln render`: [`parse_for_engine`],
 //! then [`Validator::prepare`], then the render thread, then [`encode_response`]; a 422 body is
 //! byte for byte the `error` of the runner's error record for the same line. Other failures
 //! answer as FastAPI does (`{"detail": "..."}`), with the status that says what happened: 401

@@ -7,7 +7,7 @@
 //!    rounded to 8 bits (A1111 calls `cv2.GaussianBlur` twice; its fixed-point 8-bit arithmetic
 //!    can differ from this f64 one by a level).
 //! 2. The crop region: the blurred mask's bounding box of non-zero pixels, grown by the padding
-//!    and clipped to the image, then grown to the output's aspect ratio ([`expand`]). A blank
+//!    and clipped to the image, then grown to the output's aspect ratio (`expand`). A blank
 //!    mask has none: there is nothing to inpaint.
 //! 3. The image and the blurred mask, cropped, through A1111's "resize and fill" to the output
 //!    size ([`resize_and_fill`]): these are what the pipeline inpaints.

@@ -13,7 +13,7 @@
 //!
 //! Every line is checked, whatever the journal holds; records are in input order except the
 //! repeated ids', which come last as in a run. The file is replaced in one step
-//! ([`super::replace_file`]), even when empty, so an old dry run's records never linger.
+//! (`replace_file`), even when empty, so an old dry run's records never linger.
 
 use std::collections::HashMap;
 use std::fmt;

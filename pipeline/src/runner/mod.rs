@@ -10,7 +10,7 @@
 //! - [`catalog`]: `kiln assets DIR`, what each entry of a library is;
 //! - [`records`]: error records for failures after validation;
 //! - [`progress`]: the progress bar (or, in a log, a line every interval) and the end-of-run summary;
-//! - [`dry_run`]: `--dry-run`, every line checked with no model loaded;
+//! - [`dry_run()`]: `--dry-run`, every line checked with no model loaded;
 //! - [`ordered`]: `--ordered` and `kiln sort`, the journal rewritten in input order.
 //! - [`contact`]: `--contact-sheet`'s `index.html` and `contact.png`, updated as the run goes.
 //!
@@ -113,7 +113,7 @@ pub struct RunOptions {
     /// Keep `DIR/index.html` and `DIR/contact.png` ([`contact`]) up to date as the run goes.
     pub contact_sheet: bool,
     /// Load weights without checking they are finite (`--skip-weight-check`; see
-    /// [`OpenOptions::skip_weight_check`]): faster loads, and renders still fail on NaN.
+    /// `skip_weight_check`): faster loads, and renders still fail on NaN.
     pub skip_weight_check: bool,
     /// The most bytes of asset checkpoints' weights kept loaded at once (`--model-cache-bytes`;
     /// `None`: half the device's free memory at the start).

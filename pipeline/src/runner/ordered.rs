@@ -5,7 +5,7 @@
 //! render, repeated ids last), which is what makes a kill safe. Sorting is a separate step over a
 //! finished journal: one pass reads each record's id, offset and length (never holding the
 //! images), a second copies the records in input order into a temporary file that is then
-//! renamed over the journal ([`super::replace_file`]), so a reader or a crash sees the old file or
+//! renamed over the journal (`replace_file`), so a reader or a crash sees the old file or
 //! the sorted one. The `k`-th occurrence of an id in the input takes the `k`-th record with that
 //! id, which keeps each id's records in the order a resumed run counts them. Records whose id the
 //! input does not have (a journal shared by several inputs) follow, in their old order: no line

@@ -3,7 +3,7 @@
 //! The bar counts images, in thousandths internally so that it moves (and the time left is
 //! estimated) during a long group, not only when its images come out; indicatif draws nothing when
 //! standard error is not a terminal (or `TERM=dumb`), so logs and pipes stay clean; there a
-//! plain line every `--progress-interval` takes its place ([`super::progress_lines`]).
+//! plain line every `--progress-interval` takes its place (`progress_lines`).
 
 use std::fmt;
 use std::sync::Arc;

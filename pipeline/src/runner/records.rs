@@ -36,7 +36,7 @@ pub fn duplicate_id(id: &str, first_line: usize) -> RequestError {
 }
 
 /// Rendering failed: on the request field that can fix it where there is one (see
-/// [`failed_field`]), else on the body (type `render_failed`).
+/// `failed_field`), else on the body (type `render_failed`).
 pub fn render_failed(error: &GenerateError) -> RequestError {
     match (failed_field(error), error) {
         (Some(field), GenerateError::Input { message, .. }) => field_error(field, message),

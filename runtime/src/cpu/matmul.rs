@@ -8,8 +8,8 @@
 //! dot-product kernel when `m * n <= 256`, and a K blocking that differs between `m, n <= 64`
 //! and larger products. Each path rounds differently, so a row's result would depend on how
 //! many rows share the product, i.e. on the batch. Products whose row count grows with the
-//! batch (linear, conv) go through [`gemm_rows`] instead, which only ever calls `gemm` with
-//! exactly [`GEMM_ROWS`] rows: a row's result is then a function of that row, the other
+//! batch (linear, conv) go through `gemm_rows` instead, which only ever calls `gemm` with
+//! exactly `GEMM_ROWS` rows: a row's result is then a function of that row, the other
 //! operand and `(n, k)` alone, whatever the batch and the thread count.
 
 use gemm::Parallelism;

@@ -4,7 +4,7 @@
 //! never reused, so a stale pointer is always caught). `cuMemAllocAsync`/`cuMemFreeAsync`
 //! allocate and free at once, even on a capturing stream (they are not recorded: a graph that
 //! uses memory freed during its capture faults with "use after free" when replayed).
-//! Copies and sets go through the stream ([`super::stream::submit`]): they run at once, or are
+//! Copies and sets go through the stream (`stream::submit`): they run at once, or are
 //! recorded while the stream captures; the synchronous forms use the default stream. A range
 //! outside an allocation is `CUDA_ERROR_INVALID_VALUE` naming the address and allocation.
 

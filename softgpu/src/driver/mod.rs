@@ -22,7 +22,7 @@
 //! The modules by area: [`errors`] (codes, sticky errors), [`init`] (device, attributes,
 //! context), [`memory`] (allocation, copies, sets), [`module`] (PTX modules, functions and
 //! their attributes), [`launch`], [`stream`] (streams, events), [`graph`] (capture and
-//! replay), [`ops`] (the operations streams run or record), [`handles`].
+//! replay), [`ops`] (the operations streams run or record), `handles`.
 
 #![allow(non_snake_case, clippy::missing_safety_doc)]
 

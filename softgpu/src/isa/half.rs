@@ -3,7 +3,7 @@
 //! `.bf16x2`.
 //!
 //! A `.f16x2`/`.bf16x2` operand is a `.b32` holding two elements, element 0 in bits 0-15 and
-//! element 1 in bits 16-31 ("fA[0] = a[0:15]; fA[1] = a[16:31]"); each element is computed
+//! element 1 in bits 16-31 (`fA[0] = a[0:15]; fA[1] = a[16:31]`); each element is computed
 //! on its own. The only rounding is `.rn`. Each result is computed exactly in f64 (the
 //! product of two half values is exact there, and a sum is carried with its exact error) and
 //! rounded once to the element format.

@@ -2,10 +2,10 @@
 //! (`.sat.s32`, and the packed `.u16x2`/`.s16x2` forms), `mul` and `mad` (`.lo`/`.hi`/`.wide`,
 //! `mad.hi.sat.s32`), `mul24`/`mad24`, `div`, `rem`, `abs`, `neg`, `min`/`max` (`.relu`), `sad`.
 //! The extended-precision carry chains (`add.cc`, `addc`, `sub.cc`, `subc`, `mad.cc`, `madc`)
-//! live in [`carry`], the bit and byte operations (`popc`, `clz`, `brev`, `bfind`, `bfe`, `bfi`,
-//! `prmt`, `dp4a`, `dp2a`) in [`field`].
+//! live in `carry`, the bit and byte operations (`popc`, `clz`, `brev`, `bfind`, `bfe`, `bfi`,
+//! `prmt`, `dp4a`, `dp2a`) in `field`.
 //!
-//! Registers hold zero-extended bit patterns; each exec fn is monomorphised on an [`Int`]
+//! Registers hold zero-extended bit patterns; each exec fn is monomorphised on an `Int`
 //! type that truncates its inputs to the instruction's width (so a sign-extended 64-bit
 //! immediate such as `-1` works for every width) and zero-extends its result.
 //!

@@ -1,5 +1,5 @@
 //! The parsed form of a PTX module: variables, functions and statements, with names still as
-//! text. [`crate::decode`] turns it into executable instructions.
+//! text. `decode` turns it into executable instructions.
 
 /// A PTX state space.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
