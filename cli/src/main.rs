@@ -1,6 +1,7 @@
 //! The `kiln` command.
 
 mod assets;
+mod devices;
 mod inspect;
 mod merge;
 mod render;

@@ -26,19 +26,20 @@ use crate::signals::StopOnSignals;
 #[derive(clap::Args)]
 pub struct Args {
     /// The requests, one JSON object per line (`-` for standard input).
-    requests: String,
+    pub(crate) requests: String,
     /// Directory for responses.jsonl (appended; rerunning resumes) and images/.
     #[arg(long)]
-    out: PathBuf,
+    pub(crate) out: PathBuf,
     /// A single-file checkpoint or a diffusers folder (default: the built-in demo model).
     #[arg(long)]
     model: Option<PathBuf>,
     /// Directory whose checkpoints/NAME(.safetensors) requests name with "checkpoint".
     #[arg(long)]
     assets: Option<PathBuf>,
-    /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    device: Device,
+    /// cpu, cuda or cuda:N; several (cuda:0,cuda:1) render one shard each in a process of its
+    /// own (DIR/shard-I-of-N) and merge them into DIR/responses.jsonl.
+    #[arg(long, default_value = "cpu", value_delimiter = ',')]
+    pub(crate) device: Vec<Device>,
     /// f32, f16 or bf16 (default: f32 on the CPU, f16 on CUDA).
     #[arg(long)]
     dtype: Option<DType>,
@@ -83,7 +84,7 @@ pub struct Args {
     /// DIR/shard-I-of-N/ (its own journal; rerun to resume); `auto` takes I (and N) from a
     /// Slurm job array or a Kubernetes Indexed Job. Combine the shards with `kiln merge`.
     #[arg(long, value_name = "I/N|auto")]
-    shard: Option<String>,
+    pub(crate) shard: Option<String>,
     /// The number of shards for `--shard auto` (a Kubernetes Indexed Job's completions; Slurm's
     /// array size is read from SLURM_ARRAY_TASK_COUNT).
     #[arg(long, value_name = "N")]
@@ -156,6 +157,9 @@ fn run_inner(args: &Args) -> Result<ExitCode, String> {
     if args.dry_run {
         return dry_run(args);
     }
+    if args.device.len() > 1 {
+        return crate::devices::render(args);
+    }
     let shard = shard(args)?;
     let out = match shard {
         Some(shard) => {
@@ -169,7 +173,7 @@ fn run_inner(args: &Args) -> Result<ExitCode, String> {
         }
         None => args.out.clone(),
     };
-    let device = checked_device(args.device)?;
+    let device = checked_device(args.device.first().copied().unwrap_or(Device::Cpu))?;
     let dtype = args.dtype.unwrap_or(if device.is_cpu() { DType::F32 } else { DType::F16 });
     if args.model.is_none() {
         eprintln!("{DEMO_NOTICE}");
