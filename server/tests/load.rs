@@ -66,7 +66,7 @@ fn a_full_queue_answers_503_with_retry_after_and_the_server_goes_on() {
     options.batch_window = Duration::from_millis(50);
     let server = start(options);
     let url = server.url("/generate/sdxl");
-    const CLIENTS: u32 = 300;
+    const CLIENTS: u32 = 1000;
     let answers = post_all(&url, (0..CLIENTS).map(|i| demo(1 + i, 1)).collect());
     let ok = answers.iter().filter(|a| a.status == 200).count();
     let busy: Vec<&Answer> = answers.iter().filter(|a| a.status == 503).collect();
@@ -81,7 +81,7 @@ fn a_full_queue_answers_503_with_retry_after_and_the_server_goes_on() {
 }
 
 #[test]
-fn a_client_that_leaves_while_queued_is_not_rendered() {
+fn clients_that_leave_while_queued_or_rendering_cost_nothing_more() {
     let mut options = options(None);
     options.renderer.batch_size = 4;
     // The request waits this long for company: its client gives up first.
@@ -109,6 +109,30 @@ fn a_client_that_leaves_while_queued_is_not_rendered() {
     assert_eq!(metric(&server, "kiln_batches_total", ""), 0.0, "nothing rendered for a client that left");
     assert_eq!(post(&url, &demo(6, 2), &[]).status, 200);
     assert_eq!(metric(&server, "kiln_batches_total", ""), 1.0);
+
+    // A client that leaves while its request renders: the render finishes, its answer goes
+    // nowhere, and the server goes on.
+    let leaver = agent(Duration::from_millis(1800))
+        .post(&url)
+        .header("Content-Type", "application/json")
+        .send(demo(8, 12).as_str());
+    assert!(leaver.is_err(), "the client gave up during the render");
+    assert_eq!(post(&url, &demo(9, 2), &[]).status, 200);
+    assert_eq!(metric(&server, "kiln_batches_total", ""), 3.0, "the abandoned render ran, then the next");
+}
+
+#[test]
+fn several_devices_share_one_queue() {
+    let mut options = options(None);
+    options.devices = vec![kiln_runtime::Device::Cpu, kiln_runtime::Device::Cpu];
+    options.renderer.batch_size = 2;
+    let server = start(options);
+    let answers = post_all(&server.url("/generate/sdxl"), (0..6).map(|i| demo(70 + i, 1)).collect());
+    for (i, answer) in answers.iter().enumerate() {
+        assert_eq!(answer.status, 200, "client {i}");
+        assert_eq!(answer.json()["images"][0]["seed"], 70 + i as u64);
+    }
+    assert_eq!(metric(&server, "kiln_batch_requests_sum", ""), 6.0);
 }
 
 #[test]
