@@ -112,10 +112,10 @@ fn clients_that_leave_while_queued_or_rendering_cost_nothing_more() {
 
     // A client that leaves while its request renders: the render finishes, its answer goes
     // nowhere, and the server goes on.
-    let leaver = agent(Duration::from_millis(1800))
+    let leaver = agent(Duration::from_millis(1500))
         .post(&url)
         .header("Content-Type", "application/json")
-        .send(demo(8, 12).as_str());
+        .send(demo(8, 30).as_str());
     assert!(leaver.is_err(), "the client gave up during the render");
     assert_eq!(post(&url, &demo(9, 2), &[]).status, 200);
     assert_eq!(metric(&server, "kiln_batches_total", ""), 3.0, "the abandoned render ran, then the next");
