@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use kiln_pipeline::demo::DEMO_NOTICE;
-use kiln_pipeline::runner::{self, RequestSource, RunOptions, Shard};
+use kiln_pipeline::runner::{self, RendererOptions, RequestSource, RunOptions, Shard};
 use kiln_runtime::{DType, Device};
 
 use crate::signals::StopOnSignals;
@@ -179,23 +179,17 @@ fn run_inner(args: &Args) -> Result<ExitCode, String> {
         eprintln!("{DEMO_NOTICE}");
     }
     let options = RunOptions {
-        requests: RequestSource::from_arg(&args.requests),
-        out_dir: out.clone(),
-        model: args.model.clone(),
-        assets: args.assets.clone(),
-        device,
-        dtype,
-        batch_size: args.batch_size as usize,
         save_images: args.save_images,
         progress: true,
         progress_interval: Duration::from_secs_f64(args.progress_interval),
         ordered: args.ordered,
-        long_prompts: args.long_prompts,
         contact_sheet: args.contact_sheet,
-        skip_weight_check: args.skip_weight_check,
-        model_cache_bytes: args.model_cache_bytes,
-        refiner: args.refiner.clone(),
         shard,
+        ..RunOptions::new(
+            RequestSource::from_arg(&args.requests),
+            out.clone(),
+            renderer_options(args, device, dtype),
+        )
     };
     let signals = StopOnSignals::install().map_err(|e| format!("cannot handle SIGINT and SIGTERM: {e}"))?;
     let summary = runner::run_until(&options, signals.flag()).map_err(|e| e.to_string())?;
@@ -217,28 +211,26 @@ fn run_inner(args: &Args) -> Result<ExitCode, String> {
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-/// `--dry-run`: no device and no model, only the requests, the checkpoints' headers and the
-/// assets (see [`runner::dry_run()`]); the summary goes to standard error.
-fn dry_run(args: &Args) -> Result<ExitCode, String> {
-    let options = RunOptions {
-        requests: RequestSource::from_arg(&args.requests),
-        out_dir: args.out.clone(),
+/// The model flags.
+fn renderer_options(args: &Args, device: Device, dtype: DType) -> RendererOptions {
+    RendererOptions {
         model: args.model.clone(),
         assets: args.assets.clone(),
-        device: Device::Cpu,
-        dtype: DType::F32,
+        device,
+        dtype,
         batch_size: args.batch_size as usize,
-        save_images: false,
-        progress: false,
-        progress_interval: Duration::ZERO,
-        ordered: false,
         long_prompts: args.long_prompts,
-        contact_sheet: false,
         skip_weight_check: args.skip_weight_check,
         model_cache_bytes: args.model_cache_bytes,
         refiner: args.refiner.clone(),
-        shard: None,
-    };
+    }
+}
+
+/// `--dry-run`: no device and no model, only the requests, the checkpoints' headers and the
+/// assets (see [`runner::dry_run()`]); the summary goes to standard error.
+fn dry_run(args: &Args) -> Result<ExitCode, String> {
+    let renderer = renderer_options(args, Device::Cpu, DType::F32);
+    let options = RunOptions::new(RequestSource::from_arg(&args.requests), args.out.clone(), renderer);
     let summary = runner::dry_run(&options).map_err(|e| e.to_string())?;
     eprintln!("{summary}");
     Ok(if !summary.unusable.is_empty() {

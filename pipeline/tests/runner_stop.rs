@@ -6,11 +6,10 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use kiln_pipeline::generate::{Engine, GenerateError};
 use kiln_pipeline::request::parse_line;
-use kiln_pipeline::runner::{self, RequestSource, RunOptions, Sorted};
+use kiln_pipeline::runner::{self, RendererOptions, RequestSource, RunOptions, Sorted};
 use kiln_runtime::checkpoint::Family;
 use kiln_runtime::{DType, Device};
 
@@ -42,23 +41,16 @@ fn a_stopped_run_journals_only_what_completed_and_the_next_run_finishes() {
     std::fs::write(&requests, lines.join("\n") + "\n").unwrap();
     let out = dir.path().join("out");
     let options = RunOptions {
-        requests: RequestSource::File(requests),
-        out_dir: out.clone(),
-        model: Some(repo("fixtures/tiny/sd15")),
-        assets: None,
-        device: Device::Cpu,
-        dtype: DType::F32,
-        batch_size: 1,
-        save_images: false,
-        progress: false,
-        progress_interval: Duration::ZERO,
         ordered: true,
-        long_prompts: false,
-        contact_sheet: false,
-        skip_weight_check: false,
-        model_cache_bytes: None,
-        refiner: None,
-        shard: None,
+        ..RunOptions::new(
+            RequestSource::File(requests),
+            out.clone(),
+            RendererOptions {
+                model: Some(repo("fixtures/tiny/sd15")),
+                batch_size: 1,
+                ..RendererOptions::default()
+            },
+        )
     };
 
     let stopped = runner::run_until(&options, &AtomicBool::new(true)).unwrap();

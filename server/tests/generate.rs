@@ -9,8 +9,7 @@ use std::path::Path;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use common::*;
-use kiln_pipeline::runner::{self, RequestSource, RunOptions};
-use kiln_runtime::{DType, Device};
+use kiln_pipeline::runner::{self, RendererOptions, RequestSource, RunOptions};
 
 /// The PNG of a response image.
 fn png(image_b64: &serde_json::Value) -> image::RgbImage {
@@ -103,23 +102,12 @@ fn validation_errors_are_byte_equal_to_the_runners_records() {
     std::fs::write(&requests, BAD_BODIES.join("\n") + "\n").unwrap();
     let out = dir.path().join("out");
     let run = RunOptions {
-        requests: RequestSource::File(requests),
-        out_dir: out.clone(),
-        model: None,
-        assets: Some(dir.path().to_path_buf()),
-        device: Device::Cpu,
-        dtype: DType::F32,
-        batch_size: 4,
-        save_images: false,
-        progress: false,
-        progress_interval: std::time::Duration::ZERO,
         ordered: true,
-        long_prompts: false,
-        contact_sheet: false,
-        skip_weight_check: false,
-        model_cache_bytes: None,
-        refiner: None,
-        shard: None,
+        ..RunOptions::new(
+            RequestSource::File(requests),
+            out.clone(),
+            RendererOptions { assets: Some(dir.path().to_path_buf()), ..RendererOptions::default() },
+        )
     };
     let summary = runner::run(&run).unwrap();
     assert_eq!(summary.failed, BAD_BODIES.len(), "{summary}");

@@ -99,12 +99,14 @@ impl From<RequestError> for LineFault {
 /// that cannot be created or written.
 pub fn dry_run(options: &RunOptions) -> Result<DryRunSummary, RunError> {
     let started = Instant::now();
-    super::check_assets(options.assets.as_deref())?;
+    super::check_assets(options.renderer.assets.as_deref())?;
     let out_dir = &options.out_dir;
     std::fs::create_dir_all(out_dir).map_err(|source| RunError::OutDir { path: out_dir.clone(), source })?;
     let lines = input::read_lines(&options.requests)?;
     let mut models = Headers::new(options)?;
-    let refiner = super::refiner_path(options.assets.as_deref(), options.refiner.as_deref())?.is_some();
+    let refiner =
+        super::refiner_path(options.renderer.assets.as_deref(), options.renderer.refiner.as_deref())?
+            .is_some();
     let mut check = Checker { out: Vec::new(), failed: 0, shown: 0, hidden: 0 };
 
     let mut first_line: HashMap<String, usize> = HashMap::new();
@@ -171,10 +173,10 @@ fn check_request(
     let request = request?;
     let model = match &request.checkpoint {
         None => models.default_path.clone(),
-        Some(name) => assets::find_checkpoint(options.assets.as_deref(), name)
+        Some(name) => assets::find_checkpoint(options.renderer.assets.as_deref(), name)
             .map_err(|e| records::field_error("checkpoint", e))?,
     };
-    super::prepare::find_assets(options.assets.as_deref(), &request)?;
+    super::prepare::find_assets(options.renderer.assets.as_deref(), &request)?;
     let header = models.header(&model);
     let unusable = |reason: &String| LineFault::Unusable { path: model.clone(), reason: reason.clone() };
     let facts = header.facts.clone().map_err(|reason| unusable(&reason))?;
@@ -255,7 +257,7 @@ impl Headers {
     /// The `--model` header (a fatal error when unreadable or incomplete, as loading it is for a
     /// run), or the demo model's known facts (its folder is neither made nor read).
     fn new(options: &RunOptions) -> Result<Headers, RunError> {
-        let (default_path, header) = match &options.model {
+        let (default_path, header) = match &options.renderer.model {
             Some(path) => {
                 let model_error =
                     |e: GenerateError| RunError::Model { path: path.clone(), source: Box::new(e) };

@@ -2,6 +2,12 @@
 //! out, resumable after a kill.
 //!
 //! - [`run`] with [`RunOptions`]: the whole command; returns a [`Summary`] or a fatal [`RunError`];
+//! - [`renderer`]: the entry point it is built on, which `kiln serve` and serving stacks use too:
+//!   [`Renderer`] (loaded models, batches rendered to [`Outcome`]s) and [`encode_response`];
+//! - [`prepare`]: one validation for every front end ([`Validator::prepare`]: a request to a
+//!   [`Prepared`] one, or OctoAI's 422 body);
+//! - [`shard`] and [`merge`](mod@merge): `--shard I/N` and `kiln merge`, one input over many
+//!   machines;
 //! - [`input`]: the requests file or standard input, as numbered lines;
 //! - [`journal`]: `DIR/responses.jsonl`, appended one flushed line per request, read back to resume;
 //! - [`lock`]: `DIR/.kiln.lock`, so that one process at a time writes to an output folder;
@@ -59,8 +65,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use kiln_runtime::{DType, Device};
-
 use crate::generate::GenerateError;
 use crate::models::ModelFacts;
 use crate::request::{RequestError, parse_line};
@@ -88,17 +92,8 @@ pub struct RunOptions {
     pub requests: RequestSource,
     /// The output directory (created if missing).
     pub out_dir: PathBuf,
-    /// The checkpoint for requests without `checkpoint`; `None`: the demo model, made in
-    /// [`crate::demo::default_cache_dir`] on first use.
-    pub model: Option<PathBuf>,
-    /// The assets directory: `checkpoints/NAME` for requests' `checkpoint`.
-    pub assets: Option<PathBuf>,
-    /// Where to compute.
-    pub device: Device,
-    /// The compute dtype.
-    pub dtype: DType,
-    /// The most images in one engine call.
-    pub batch_size: usize,
+    /// The model, asset library, device, dtype, batch size and the other model flags.
+    pub renderer: RendererOptions,
     /// Also write each image to `DIR/images/{id}_{k}.{png|jpg}`.
     pub save_images: bool,
     /// Draw the progress bar on standard error (when that is a terminal).
@@ -107,22 +102,28 @@ pub struct RunOptions {
     pub progress_interval: Duration,
     /// Once every line has its record, rewrite the journal in input order ([`ordered`]).
     pub ordered: bool,
-    /// Read long SDXL prompts as A1111's windows (up to 231 tokens) instead of truncating them
-    /// to 77 as diffusers does (`--long-prompts`; SD 1.5 always uses windows).
-    pub long_prompts: bool,
     /// Keep `DIR/index.html` and `DIR/contact.png` ([`contact`]) up to date as the run goes.
     pub contact_sheet: bool,
-    /// Load weights without checking they are finite (`--skip-weight-check`; see
-    /// `skip_weight_check`): faster loads, and renders still fail on NaN.
-    pub skip_weight_check: bool,
-    /// The most bytes of asset checkpoints' weights kept loaded at once (`--model-cache-bytes`;
-    /// `None`: half the device's free memory at the start).
-    pub model_cache_bytes: Option<u64>,
-    /// The SDXL refiner (`--refiner`); `None`: `checkpoints/sdxl-refiner` in the assets
-    /// library if there is one, else no refiner.
-    pub refiner: Option<PathBuf>,
     /// Render only this shard's lines (`--shard I/N`; see [`shard`]); `None`: every line.
     pub shard: Option<Shard>,
+}
+
+impl RunOptions {
+    /// `requests` into `out_dir` with `renderer`; no images saved, no progress, completion
+    /// order, no contact sheet, every line.
+    pub fn new(requests: RequestSource, out_dir: PathBuf, renderer: RendererOptions) -> RunOptions {
+        RunOptions {
+            requests,
+            out_dir,
+            renderer,
+            save_images: false,
+            progress: false,
+            progress_interval: Duration::ZERO,
+            ordered: false,
+            contact_sheet: false,
+            shard: None,
+        }
+    }
 }
 
 /// What stops a whole run (a bad line never does).
@@ -183,23 +184,6 @@ pub enum RunError {
     },
 }
 
-impl RunOptions {
-    /// The model side of the options.
-    pub fn renderer(&self) -> RendererOptions {
-        RendererOptions {
-            model: self.model.clone(),
-            assets: self.assets.clone(),
-            device: self.device,
-            dtype: self.dtype,
-            batch_size: self.batch_size,
-            long_prompts: self.long_prompts,
-            skip_weight_check: self.skip_weight_check,
-            model_cache_bytes: self.model_cache_bytes,
-            refiner: self.refiner.clone(),
-        }
-    }
-}
-
 /// A prepared request and its line.
 #[derive(Debug)]
 struct Pending {
@@ -225,7 +209,7 @@ pub(crate) fn check_assets(assets: Option<&Path>) -> Result<(), RunError> {
 /// [`run`], stopping early once `stop` is set (see the module documentation).
 pub fn run_until(options: &RunOptions, stop: &AtomicBool) -> Result<Summary, RunError> {
     let started = Instant::now();
-    check_assets(options.assets.as_deref())?;
+    check_assets(options.renderer.assets.as_deref())?;
     let out_dir = &options.out_dir;
     std::fs::create_dir_all(out_dir).map_err(|source| RunError::OutDir { path: out_dir.clone(), source })?;
     let _lock = OutDirLock::acquire(out_dir)?;
@@ -240,7 +224,7 @@ pub fn run_until(options: &RunOptions, stop: &AtomicBool) -> Result<Summary, Run
         ids.retain(|(_, id)| options.shard.is_none_or(|shard| shard.owns(id)));
         ids
     });
-    let mut renderer = Renderer::load(&options.renderer())?;
+    let mut renderer = Renderer::load(&options.renderer)?;
     let contact = if options.contact_sheet { Some(contact::ContactSheet::open(out_dir)?) } else { None };
     let mut sink = Sink { journal, summary: Summary::default(), progress: Progress::hidden(0), contact };
     if sink.journal.repaired_bytes() > 0 {
@@ -261,7 +245,7 @@ pub fn run_until(options: &RunOptions, stop: &AtomicBool) -> Result<Summary, Run
     };
 
     let keyed = pending.into_iter().map(|p| (p.prepared.key(), p.prepared.images(), p));
-    let mut groups = batch::group(keyed, options.batch_size);
+    let mut groups = batch::group(keyed, options.renderer.batch_size);
     // Groups of one model stay together, and within them groups of one asset set (LoRAs, VAE,
     // embeddings), so that each model loads once and each set is applied once.
     batch::cluster_by(&mut groups, |g| {
