@@ -1,6 +1,6 @@
 //! `kiln render --device cuda:0,cuda:1,...`: one process per device, each rendering one shard of
 //! the input (`--shard I/N` into `DIR/shard-I-of-N`, the same command otherwise), then the shards
-//! merged into `DIR/responses.jsonl` in input order ([`kiln_pipeline::runner::merge`]). A process
+//! merged into `DIR/responses.jsonl` in input order ([`kiln_pipeline::runner::merge()`]). A process
 //! per device keeps each engine's memory, CUDA context and failures its own; the shard journals
 //! make the whole resumable (the same command again resumes each shard and merges again).
 //! SIGINT and SIGTERM are passed on to every shard, which stops as `kiln render` does.
