@@ -4,52 +4,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-
-/// Starts `kiln serve ARGS` on a free loopback port: the child, its address, and its standard
-/// error lines as they come.
-fn serve(args: &[&str]) -> (Child, String, mpsc::Receiver<String>) {
-    let mut child = kiln()
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (lines, receive) = mpsc::channel();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            let _ = lines.send(line);
-        }
-    });
-    let mut addr = None;
-    let mut seen = Vec::new();
-    while addr.is_none() {
-        let line =
-            receive.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("no address: {seen:?}"));
-        addr = line
-            .split("listening on http://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .map(String::from);
-        seen.push(line);
-    }
-    let addr = addr.unwrap();
-    let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
-    for _ in 0..1200 {
-        if agent.get(&format!("http://{addr}/readyz")).call().is_ok_and(|r| r.status() == 200) {
-            return (child, addr, receive);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("kiln serve never got ready");
-}
 
 /// Whether `python3` with `requests` is here; CI (`KILN_REQUIRE_PYTHON_REQUESTS=1`) insists.
 fn python_with_requests() -> bool {

@@ -124,3 +124,60 @@ fn a_checkpoint_that_cannot_load_is_a_500_with_an_error_id_and_the_server_goes_o
     still_serving(&server);
     assert_eq!(post(&server.url("/generate/sdxl"), &body(4, ""), &[]).status, 200);
 }
+
+/// The tiny SD 1.5 folder copied into `library/checkpoints/poisoned` with one UNet weight set to
+/// NaN (f16), so that it loads (with the weight check off) and every render fails.
+fn poisoned_checkpoint(library: &std::path::Path) {
+    let model = library.join("checkpoints/poisoned");
+    copy_dir(&repo("fixtures/tiny/sd15"), &model);
+    let path = model.join("unet/diffusion_pytorch_model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = file
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
+        .collect();
+    let (_, dtype, _, data) = tensors.iter_mut().find(|t| t.0 == "conv_in.weight").unwrap();
+    assert_eq!(*dtype, safetensors::Dtype::F16);
+    let middle = data.len() / 4 * 2;
+    data[middle..middle + 2].copy_from_slice(&0x7e00u16.to_le_bytes());
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(n, d, s, b)| (n.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    safetensors::serialize_to_file(views, header.metadata().clone(), &path).unwrap();
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if std::fs::metadata(entry.path()).unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_render_that_fails_is_a_500_with_an_error_id_and_the_server_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    poisoned_checkpoint(dir.path());
+    let mut options = options(None);
+    options.renderer.assets = Some(dir.path().to_path_buf());
+    options.renderer.skip_weight_check = true;
+    let server = start(options);
+    let request =
+        r#"{"prompt": "x", "steps": 1, "width": 512, "height": 512, "seed": 3, "checkpoint": "poisoned"}"#;
+    let answer = post(&server.url("/generate/sd"), request, &[]);
+    assert_eq!(answer.status, 500, "{}", answer.body);
+    assert!(answer.json()["error_id"].as_str().unwrap().starts_with("kiln-"));
+    assert!(!answer.body.contains("NaN"), "the details stay in the log: {}", answer.body);
+    still_serving(&server);
+    assert_eq!(post(&server.url("/generate/sdxl"), &body(5, ""), &[]).status, 200);
+    assert_eq!(metric(&server, "kiln_requests_total", r#"status="500""#), 1.0);
+}
