@@ -4,6 +4,7 @@ mod assets;
 mod devices;
 mod inspect;
 mod merge;
+mod model_args;
 mod render;
 mod serve;
 mod signals;

@@ -17,35 +17,26 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use kiln_pipeline::demo::DEMO_NOTICE;
-use kiln_pipeline::runner::{self, RendererOptions, RequestSource, RunOptions, Shard};
-use kiln_runtime::{DType, Device};
+use kiln_pipeline::runner::{self, RequestSource, RunOptions, Shard};
+use kiln_runtime::Device;
 
+use crate::model_args::ModelArgs;
 use crate::signals::StopOnSignals;
 
 /// Arguments of `kiln render`.
 #[derive(clap::Args)]
 pub struct Args {
+    #[command(flatten)]
+    pub(crate) models: ModelArgs,
     /// The requests, one JSON object per line (`-` for standard input).
     pub(crate) requests: String,
     /// Directory for responses.jsonl (appended; rerunning resumes) and images/.
     #[arg(long)]
     pub(crate) out: PathBuf,
-    /// A single-file checkpoint or a diffusers folder (default: the built-in demo model).
-    #[arg(long)]
-    model: Option<PathBuf>,
-    /// Directory whose checkpoints/NAME(.safetensors) requests name with "checkpoint".
-    #[arg(long)]
-    assets: Option<PathBuf>,
     /// cpu, cuda or cuda:N; several (cuda:0,cuda:1) render one shard each in a process of its
     /// own (DIR/shard-I-of-N) and merge them into DIR/responses.jsonl.
     #[arg(long, default_value = "cpu", value_delimiter = ',')]
     pub(crate) device: Vec<Device>,
-    /// f32, f16 or bf16 (default: f32 on the CPU, f16 on CUDA).
-    #[arg(long)]
-    dtype: Option<DType>,
-    /// The most images rendered in one batch.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
-    batch_size: u32,
     /// Also write each image to DIR/images/{id}_{k}.{png|jpg}.
     #[arg(long)]
     save_images: bool,
@@ -59,27 +50,10 @@ pub struct Args {
     /// When standard error is not a terminal, print a progress line every SECS seconds (0: never).
     #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = seconds)]
     progress_interval: f64,
-    /// Read SDXL prompts past 77 tokens as A1111-style 75-token windows (up to 231 tokens)
-    /// instead of truncating them as diffusers and OctoAI do.
-    #[arg(long)]
-    long_prompts: bool,
     /// Also keep DIR/index.html (thumbnails with id, seed, prompt, sampler, steps, time; error
     /// records with their message) and DIR/contact.png (a captioned thumbnail grid) up to date.
     #[arg(long)]
     contact_sheet: bool,
-    /// Load weights without checking that they are finite (faster on large checkpoints; a
-    /// render that turns NaN still fails, naming the stage).
-    #[arg(long)]
-    skip_weight_check: bool,
-    /// The most weight memory the checkpoints requests name (`"checkpoint"`) may hold loaded at
-    /// once, least recently used unloaded first: bytes, or with a K, M, G or T suffix (powers
-    /// of 1024). Default: half the device's free memory at the start.
-    #[arg(long, value_name = "BYTES", value_parser = bytes)]
-    model_cache_bytes: Option<u64>,
-    /// The SDXL refiner (single file or diffusers folder) for SDXL requests with use_refiner
-    /// (OctoAI's default: true). Default: checkpoints/sdxl-refiner in --assets, if there.
-    #[arg(long)]
-    refiner: Option<PathBuf>,
     /// Render only shard I of N (0-based) of the lines, by a stable hash of each line's id, into
     /// DIR/shard-I-of-N/ (its own journal; rerun to resume); `auto` takes I (and N) from a
     /// Slurm job array or a Kubernetes Indexed Job. Combine the shards with `kiln merge`.
@@ -174,8 +148,7 @@ fn run_inner(args: &Args) -> Result<ExitCode, String> {
         None => args.out.clone(),
     };
     let device = checked_device(args.device.first().copied().unwrap_or(Device::Cpu))?;
-    let dtype = args.dtype.unwrap_or(if device.is_cpu() { DType::F32 } else { DType::F16 });
-    if args.model.is_none() {
+    if args.models.model.is_none() {
         eprintln!("{DEMO_NOTICE}");
     }
     let options = RunOptions {
@@ -185,11 +158,7 @@ fn run_inner(args: &Args) -> Result<ExitCode, String> {
         ordered: args.ordered,
         contact_sheet: args.contact_sheet,
         shard,
-        ..RunOptions::new(
-            RequestSource::from_arg(&args.requests),
-            out.clone(),
-            renderer_options(args, device, dtype),
-        )
+        ..RunOptions::new(RequestSource::from_arg(&args.requests), out.clone(), args.models.renderer(device))
     };
     let signals = StopOnSignals::install().map_err(|e| format!("cannot handle SIGINT and SIGTERM: {e}"))?;
     let summary = runner::run_until(&options, signals.flag()).map_err(|e| e.to_string())?;
@@ -211,25 +180,10 @@ fn run_inner(args: &Args) -> Result<ExitCode, String> {
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-/// The model flags.
-fn renderer_options(args: &Args, device: Device, dtype: DType) -> RendererOptions {
-    RendererOptions {
-        model: args.model.clone(),
-        assets: args.assets.clone(),
-        device,
-        dtype,
-        batch_size: args.batch_size as usize,
-        long_prompts: args.long_prompts,
-        skip_weight_check: args.skip_weight_check,
-        model_cache_bytes: args.model_cache_bytes,
-        refiner: args.refiner.clone(),
-    }
-}
-
 /// `--dry-run`: no device and no model, only the requests, the checkpoints' headers and the
 /// assets (see [`runner::dry_run()`]); the summary goes to standard error.
 fn dry_run(args: &Args) -> Result<ExitCode, String> {
-    let renderer = renderer_options(args, Device::Cpu, DType::F32);
+    let renderer = args.models.renderer(Device::Cpu);
     let options = RunOptions::new(RequestSource::from_arg(&args.requests), args.out.clone(), renderer);
     let summary = runner::dry_run(&options).map_err(|e| e.to_string())?;
     eprintln!("{summary}");

@@ -10,33 +10,20 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use kiln_pipeline::demo::DEMO_NOTICE;
-use kiln_pipeline::runner::RendererOptions;
-use kiln_runtime::{DType, Device};
+use kiln_runtime::Device;
 use kiln_server::{ServeOptions, serve};
 
+use crate::model_args::ModelArgs;
 use crate::render::{bytes, checked_device};
 
 /// Arguments of `kiln serve`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// A single-file checkpoint or a diffusers folder (default: the built-in demo model).
-    #[arg(long)]
-    model: Option<PathBuf>,
-    /// Asset library: checkpoints/, loras/, vaes/, embeddings/, controlnets/, ip_adapters/.
-    #[arg(long)]
-    assets: Option<PathBuf>,
-    /// The SDXL refiner (default: checkpoints/sdxl-refiner in --assets, if there).
-    #[arg(long)]
-    refiner: Option<PathBuf>,
+    #[command(flatten)]
+    models: ModelArgs,
     /// cpu, cuda or cuda:N; several (cuda:0,cuda:1) run one engine per GPU on one queue.
     #[arg(long, default_value = "cpu", value_delimiter = ',')]
     device: Vec<Device>,
-    /// f32, f16 or bf16 (default: f32 on the CPU, f16 on CUDA).
-    #[arg(long)]
-    dtype: Option<DType>,
-    /// The most images rendered in one engine call (requests batch up to this).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
-    batch_size: u32,
     /// How long the first request of a batch waits for others with the same batch key, in ms.
     #[arg(long, default_value_t = 10)]
     batch_window_ms: u64,
@@ -64,15 +51,6 @@ pub struct Args {
     /// Seconds shutdown waits for accepted requests to finish.
     #[arg(long, default_value_t = 120)]
     shutdown_timeout: u64,
-    /// Read SDXL prompts past 77 tokens as A1111-style windows (see kiln render).
-    #[arg(long)]
-    long_prompts: bool,
-    /// Load weights without checking that they are finite.
-    #[arg(long)]
-    skip_weight_check: bool,
-    /// The most weight memory asset checkpoints may hold loaded at once (see kiln render).
-    #[arg(long, value_name = "BYTES", value_parser = bytes)]
-    model_cache_bytes: Option<u64>,
 }
 
 /// Runs `kiln serve` and returns its exit status.
@@ -89,21 +67,10 @@ pub fn run(args: &Args) -> ExitCode {
 fn run_inner(args: &Args) -> Result<(), String> {
     let devices: Vec<Device> = args.device.iter().map(|&d| checked_device(d)).collect::<Result<_, _>>()?;
     let first = devices.first().copied().unwrap_or(Device::Cpu);
-    let dtype = args.dtype.unwrap_or(if first.is_cpu() { DType::F32 } else { DType::F16 });
-    if args.model.is_none() {
+    if args.models.model.is_none() {
         eprintln!("{DEMO_NOTICE}");
     }
-    let renderer = RendererOptions {
-        model: args.model.clone(),
-        assets: args.assets.clone(),
-        device: first,
-        dtype,
-        batch_size: args.batch_size as usize,
-        long_prompts: args.long_prompts,
-        skip_weight_check: args.skip_weight_check,
-        model_cache_bytes: args.model_cache_bytes,
-        refiner: args.refiner.clone(),
-    };
+    let renderer = args.models.renderer(first);
     let options = ServeOptions {
         devices,
         listen: args.listen,

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -68,7 +69,7 @@ fn shards_rendered_at_once_with_a_kill_merge_into_the_unsharded_run() {
     // Each shard holds only its own lines, and some of them.
     let mut per_shard = Vec::new();
     for shard in &shard_dirs {
-        let records = read_records(&std::path::Path::new(shard).join("responses.jsonl"));
+        let records = read_records(&Path::new(shard).join("responses.jsonl"));
         per_shard.push(records.len());
     }
     assert_eq!(per_shard.iter().sum::<usize>(), lines().len(), "{per_shard:?}");
@@ -100,62 +101,43 @@ fn shards_rendered_at_once_with_a_kill_merge_into_the_unsharded_run() {
     }
 }
 
+/// `kiln render REQUESTS --out OUT ARGS...` with `env` set and the job-array variables not set
+/// otherwise.
+fn render_in_job(requests: &Path, out: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = kiln();
+    command.arg("render").arg(requests).arg("--out").arg(out).args(args);
+    for name in
+        ["SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_COUNT", "JOB_COMPLETION_INDEX"]
+    {
+        command.env_remove(name);
+    }
+    command.envs(env.iter().copied()).output().unwrap()
+}
+
 #[test]
 fn shard_auto_reads_the_job_array() {
     let dir = tempfile::tempdir().unwrap();
     let requests = write_requests(dir.path(), &[request("a", 1, r#", "width": 1000"#)]);
     let out = dir.path().join("out");
     // A Kubernetes Indexed Job: the index from the environment, the count from --shards.
-    let output = kiln()
-        .args(["render"])
-        .arg(&requests)
-        .arg("--out")
-        .arg(&out)
-        .args(["--shard", "auto", "--shards", "2"])
-        .env("JOB_COMPLETION_INDEX", "1")
-        .env_remove("SLURM_ARRAY_TASK_ID")
-        .output()
-        .unwrap();
-    assert!(matches!(output.status.code(), Some(0 | 1)), "{}", stderr(&output));
-    assert!(
-        out.join("shard-1-of-2/responses.jsonl").exists()
-            || stdout(&output).contains("left to the other shards")
+    let output = render_in_job(
+        &requests,
+        &out,
+        &["--shard", "auto", "--shards", "2"],
+        &[("JOB_COMPLETION_INDEX", "1")],
     );
+    assert!(matches!(output.status.code(), Some(0 | 1)), "{}", stderr(&output));
     assert!(out.join("shard-1-of-2").is_dir());
     // Slurm: the array's size from SLURM_ARRAY_TASK_COUNT, the index less SLURM_ARRAY_TASK_MIN.
-    let output = kiln()
-        .args(["render"])
-        .arg(&requests)
-        .arg("--out")
-        .arg(&out)
-        .args(["--shard", "auto"])
-        .env("SLURM_ARRAY_TASK_ID", "5")
-        .env("SLURM_ARRAY_TASK_MIN", "5")
-        .env("SLURM_ARRAY_TASK_COUNT", "3")
-        .output()
-        .unwrap();
+    let slurm =
+        [("SLURM_ARRAY_TASK_ID", "5"), ("SLURM_ARRAY_TASK_MIN", "5"), ("SLURM_ARRAY_TASK_COUNT", "3")];
+    let output = render_in_job(&requests, &out, &["--shard", "auto"], &slurm);
     assert!(matches!(output.status.code(), Some(0 | 1)), "{}", stderr(&output));
     assert!(out.join("shard-0-of-3").is_dir());
-    // Neither: a clear error, exit 2.
-    let output = kiln()
-        .args(["render"])
-        .arg(&requests)
-        .arg("--out")
-        .arg(&out)
-        .args(["--shard", "auto", "--shards", "2"])
-        .env_remove("SLURM_ARRAY_TASK_ID")
-        .env_remove("JOB_COMPLETION_INDEX")
-        .output()
-        .unwrap();
+    // Neither: a clear error, exit 2; an index past the count likewise.
+    let output = render_in_job(&requests, &out, &["--shard", "auto", "--shards", "2"], &[]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("JOB_COMPLETION_INDEX"), "{}", stderr(&output));
-    let bad = kiln()
-        .args(["render"])
-        .arg(&requests)
-        .arg("--out")
-        .arg(&out)
-        .args(["--shard", "3/3"])
-        .output()
-        .unwrap();
+    let bad = render_in_job(&requests, &out, &["--shard", "3/3"], &[]);
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
 }

@@ -150,19 +150,6 @@ fn poisoned_checkpoint(library: &std::path::Path) {
     safetensors::serialize_to_file(views, header.metadata().clone(), &path).unwrap();
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if std::fs::metadata(entry.path()).unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 #[test]
 fn a_render_that_fails_is_a_500_with_an_error_id_and_the_server_goes_on() {
     let dir = tempfile::tempdir().unwrap();

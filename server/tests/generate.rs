@@ -65,12 +65,7 @@ fn each_engine_answers_with_octoais_response_body() {
     // The ControlNet engine on SDXL base with a ControlNet in the library.
     let dir = tempfile::tempdir().unwrap();
     // (The folder: its config.json has the tiny widths a single file would not tell.)
-    let canny = dir.path().join("controlnets/canny");
-    std::fs::create_dir_all(&canny).unwrap();
-    for entry in std::fs::read_dir(repo("fixtures/controlnet/sdxl_canny")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), canny.join(entry.file_name())).unwrap();
-    }
+    copy_dir(&repo("fixtures/controlnet/sdxl_canny"), &dir.path().join("controlnets/canny"));
     let mut with_net = options(Some("fixtures/tiny/sdxl"));
     with_net.renderer.assets = Some(dir.path().to_path_buf());
     let server = start(with_net);

@@ -148,3 +148,17 @@ pub fn body(seed: u32, extra: &str) -> String {
         r#"{{"prompt": "a kiln in a field", "steps": 2, "cfg_scale": 5, "seed": {seed}, "width": 1024, "height": 1024, "sampler": "K_EULER", "use_refiner": false, "image_encoding": "png"{extra}}}"#
     )
 }
+
+/// Copies the folder `from` (a model fixture) to `to`, recursively.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if std::fs::metadata(entry.path()).unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
