@@ -226,3 +226,33 @@ fn weights_inferred_configs_equal_the_published_diffusers_configs() {
         }
     }
 }
+
+#[test]
+fn random_checkpoints_fill_the_kept_tensors_and_leave_the_rest_zero() {
+    use kiln_runtime::DType;
+    use kiln_runtime::checkpoint::Dtype;
+    use kiln_runtime::checkpoint::manifest::RandomFill;
+
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest("sd15", "diffusers");
+    let keep = |file: &str, name: &str| file.starts_with("vae/") && name.starts_with("decoder.conv_");
+    let write = |sub: &str, seed: u64| {
+        let fill = RandomFill { seed, keep: &keep, dtype: Some(Dtype::F16) };
+        Checkpoint::open(m.materialize_random(&dir.path().join(sub), &fill).unwrap()).unwrap()
+    };
+    let (a, b, other_seed) = (write("a", 7), write("b", 7), write("c", 8));
+    assert_eq!(a.dtypes().into_iter().collect::<Vec<_>>(), [Dtype::F16], "every float tensor stored as F16");
+
+    let values = |c: &Checkpoint, name: &str| c.tensor(name, DType::F32).unwrap().to_vec_f32().unwrap();
+    let conv = "vae.decoder.conv_in.weight"; // [512, 4, 3, 3]: fan-in 36
+    let w = values(&a, conv);
+    let mean = w.iter().sum::<f32>() / w.len() as f32;
+    let var = w.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / w.len() as f32;
+    assert!(mean.abs() < 0.01 && (var * 36.0 - 1.0).abs() < 0.05, "mean {mean}, var·fan_in {}", var * 36.0);
+    let bias = values(&a, "vae.decoder.conv_out.bias");
+    assert!(bias.iter().all(|v| v.abs() <= 0.1) && bias.iter().any(|&v| v != 0.0));
+    assert_eq!(w, values(&b, conv), "the same seed gives the same weights");
+    assert_ne!(w, values(&other_seed, conv), "another seed gives others");
+    let untouched = values(&a, "vae.decoder.mid_block.resnets.0.conv1.weight");
+    assert!(untouched.iter().all(|&v| v == 0.0), "tensors not kept read as zeros");
+}

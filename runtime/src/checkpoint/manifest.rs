@@ -13,7 +13,7 @@ use std::path::{Component as PathComponent, Path, PathBuf};
 
 use super::error::CheckpointError;
 use super::file::Dtype;
-use super::write::write_sparse_safetensors;
+use super::write::{write_random_safetensors, write_sparse_safetensors};
 
 /// A checkpoint's key manifest.
 #[derive(Clone, Debug, serde::Deserialize)]
@@ -30,6 +30,18 @@ pub struct Manifest {
     /// Parameters per component (`unet`, `vae`, `text_encoder`, `text_encoder_2`).
     #[serde(default)]
     pub parameters: BTreeMap<String, u64>,
+}
+
+/// What [`Manifest::materialize_random`] fills with random values.
+pub struct RandomFill<'a> {
+    /// The generator's seed: the same seed gives the same weights.
+    pub seed: u64,
+    /// Whether a tensor gets random values, by (file path in the manifest, tensor name); the
+    /// others read as zeros.
+    pub keep: &'a dyn Fn(&str, &str) -> bool,
+    /// Stores every float tensor in this dtype instead of the manifest's (an f16 checkpoint
+    /// from an f32 manifest).
+    pub dtype: Option<Dtype>,
 }
 
 /// One file of a manifest.
@@ -102,6 +114,17 @@ impl Manifest {
     /// Writes the checkpoint under `dir`: each file as a sparse full-size safetensors file, each
     /// config as JSON. Returns the path to open: the single file, or `dir` for a diffusers folder.
     pub fn materialize(&self, dir: &Path) -> Result<PathBuf, CheckpointError> {
+        self.write_files(dir, None)
+    }
+
+    /// [`Manifest::materialize`] with fixed-seed random values in the float tensors that
+    /// `fill.keep` selects (the rest stay sparse zeros): full-size weights to time or compare
+    /// engines on, without a download. Writing costs the selected tensors' bytes of disk.
+    pub fn materialize_random(&self, dir: &Path, fill: &RandomFill<'_>) -> Result<PathBuf, CheckpointError> {
+        self.write_files(dir, Some(fill))
+    }
+
+    fn write_files(&self, dir: &Path, fill: Option<&RandomFill<'_>>) -> Result<PathBuf, CheckpointError> {
         let bad = |reason: String| CheckpointError::Config { path: dir.into(), reason };
         for (rel, value) in &self.configs {
             let path =
@@ -124,10 +147,22 @@ impl Manifest {
                     let dtype = t
                         .safetensors_dtype()
                         .ok_or_else(|| bad(format!("tensor `{}` has unknown dtype `{}`", t.name, t.dtype)))?;
-                    Ok((t.name.as_str(), dtype, t.shape.as_slice()))
+                    let float = matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16);
+                    let dtype = match fill {
+                        Some(RandomFill { dtype: Some(to), .. }) if float => *to,
+                        _ => dtype,
+                    };
+                    let random = float && fill.is_some_and(|f| (f.keep)(&file.path, &t.name));
+                    Ok((t.name.as_str(), dtype, t.shape.as_slice(), random))
                 })
                 .collect::<Result<Vec<_>, CheckpointError>>()?;
-            write_sparse_safetensors(&path, &specs)?;
+            match fill {
+                Some(fill) => write_random_safetensors(&path, &specs, fill.seed)?,
+                None => {
+                    let specs: Vec<_> = specs.iter().map(|&(n, d, s, _)| (n, d, s)).collect();
+                    write_sparse_safetensors(&path, &specs)?
+                }
+            };
         }
         match (self.format.as_str(), self.files.as_slice()) {
             ("single_file", [only]) => Ok(dir.join(&only.path)),

@@ -102,3 +102,93 @@ pub fn write_sparse_safetensors(
     f.set_len(len).map_err(io)?;
     Ok(len)
 }
+
+/// Writes a full-size safetensors file in which the tensors marked `true` hold fixed-seed random
+/// values (matrices uniform with variance 1/fan-in, norm scales `1 ± 0.1`, biases `± 0.1`) and the others read as zeros from a sparse hole. Values depend
+/// on `seed`, the tensor's stored name and its shape only. Only float tensors can be random. Returns the
+/// file's length.
+pub fn write_random_safetensors(
+    path: &Path,
+    tensors: &[(&str, Dtype, &[usize], bool)],
+    seed: u64,
+) -> Result<u64, CheckpointError> {
+    use rayon::prelude::*;
+    use std::io::{Seek, SeekFrom};
+
+    let specs: Vec<(&str, Dtype, &[usize])> = tensors.iter().map(|&(n, d, s, _)| (n, d, s)).collect();
+    let len = write_sparse_safetensors(path, &specs)?;
+    let (head, _) = header(&specs).expect("write_sparse_safetensors checked the sizes");
+    let io = |source| CheckpointError::Io { path: path.into(), source };
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).map_err(io)?;
+    let mut offset = head.len() as u64;
+    for &(name, dtype, shape, random) in tensors {
+        let bytes = byte_len(dtype, shape).expect("checked above");
+        if random {
+            let width = match dtype {
+                Dtype::F32 => 4,
+                Dtype::F16 | Dtype::BF16 => 2,
+                other => {
+                    return Err(CheckpointError::Config {
+                        path: path.into(),
+                        reason: format!("tensor `{name}` is {other:?}: only float tensors can be random"),
+                    });
+                }
+            };
+            let stream = seed ^ fnv1a(name.as_bytes());
+            let mut data = vec![0u8; bytes as usize];
+            // Chunks of 64 Ki elements, each with its own stream: parallel and deterministic.
+            data.par_chunks_mut(width << 16).enumerate().for_each(|(chunk, out)| {
+                let mut rng = SplitMix64(stream ^ (chunk as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
+                for dst in out.chunks_exact_mut(width) {
+                    let v = random_value(name, shape, &mut rng);
+                    match dtype {
+                        Dtype::F32 => dst.copy_from_slice(&v.to_le_bytes()),
+                        Dtype::F16 => dst.copy_from_slice(&half::f16::from_f32(v).to_le_bytes()),
+                        _ => dst.copy_from_slice(&half::bf16::from_f32(v).to_le_bytes()),
+                    }
+                }
+            });
+            f.seek(SeekFrom::Start(offset)).map_err(io)?;
+            f.write_all(&data).map_err(io)?;
+        }
+        offset += bytes;
+    }
+    f.flush().map_err(io)?;
+    Ok(len)
+}
+
+/// A random weight that keeps activations at a sane scale through a deep network: matrices and
+/// convolutions uniform with variance 1/fan-in, norm scales `1 ± 0.1`, biases `± 0.1`.
+fn random_value(name: &str, shape: &[usize], rng: &mut SplitMix64) -> f32 {
+    let u = rng.uniform();
+    if shape.len() >= 2 {
+        let fan_in: usize = shape[1..].iter().product();
+        u * (3.0 / fan_in.max(1) as f32).sqrt()
+    } else if name.ends_with(".weight") || name.ends_with(".gamma") || name.ends_with(".scale") {
+        1.0 + 0.1 * u
+    } else {
+        0.1 * u
+    }
+}
+
+/// SplitMix64: a tiny fixed-seed generator, good enough for weights.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [-1, 1).
+    fn uniform(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
