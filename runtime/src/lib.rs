@@ -13,6 +13,7 @@
 //!   inpainting variants), and the mapping of every tensor name onto one canonical naming.
 //!   [`checkpoint::Checkpoint::open`] gives each component's size and every tensor by its
 //!   canonical name (`unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.weight`).
+//! - [`profile`]: time per family of ops, for `kiln bench`.
 #![deny(missing_docs)]
 
 pub mod checkpoint;
@@ -24,6 +25,7 @@ mod dtype;
 mod error;
 pub mod files;
 pub mod ops;
+pub mod profile;
 mod storage;
 mod tensor;
 

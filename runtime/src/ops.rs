@@ -31,6 +31,7 @@ use crate::cpu::conv::ConvGeometry;
 use crate::cpu::{self, activation, binary, norm};
 #[cfg(feature = "cuda")]
 use crate::cuda;
+use crate::profile::{self, OpFamily};
 use crate::{CpuStorage, DType, Device, Error, Result, Storage, Tensor};
 
 /// Checks that `others` share `first`'s dtype and device.
@@ -97,6 +98,7 @@ impl Tensor {
     /// Linear layer: `x [.., K]` times `weight [N, K]` (PyTorch's `nn.Linear` layout, not
     /// transposed) plus `bias [N]` -> `[.., N]`.
     pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        let _span = profile::span(OpFamily::Matmul);
         const OP: &str = "linear";
         check_operands(OP, self, std::iter::once(weight).chain(bias))?;
         let (m, k) = split_last(OP, self)?; // x: [M, K]
@@ -111,6 +113,7 @@ impl Tensor {
             expect_dims(OP, "bias", b, &[n], self)?;
         }
         let shape = [&self.dims()[..self.rank() - 1], &[n]].concat(); // [.., N]
+        profile::count_flops(OpFamily::Matmul, 2 * (m * n * k) as u64);
         match self.storage() {
             Storage::Cpu(x) => {
                 let out = cpu::matmul::linear(x, host(OP, weight)?, host_opt(OP, bias)?, (m, k, n));
@@ -123,6 +126,7 @@ impl Tensor {
 
     /// Matrix product `[M, K] x [K, N] -> [M, N]`, or batched `[B, M, K] x [B, K, N] -> [B, M, N]`.
     pub fn matmul(&self, rhs: &Tensor) -> Result<Tensor> {
+        let _span = profile::span(OpFamily::Matmul);
         const OP: &str = "matmul";
         check_operands(OP, self, [rhs])?;
         let (batch, m, k, kr, n) = match (self.dims(), rhs.dims()) {
@@ -145,6 +149,7 @@ impl Tensor {
             Some(b) => vec![b, m, n], // [B, M, N]
             None => vec![m, n],       // [M, N]
         };
+        profile::count_flops(OpFamily::Matmul, 2 * (batch.unwrap_or(1) * m * n * k) as u64);
         match self.storage() {
             Storage::Cpu(a) => {
                 let out = cpu::matmul::matmul(a, host(OP, rhs)?, (batch.unwrap_or(1), m, k, n));
@@ -162,6 +167,7 @@ impl Tensor {
     /// weight once at load (`weight.permute(&[0, 2, 3, 1])`), so that the kernel's patches and
     /// the weight rows are both contiguous in the same `(ky, kx, ci)` order.
     pub fn conv2d(&self, weight: &Tensor, bias: Option<&Tensor>, params: Conv2dParams) -> Result<Tensor> {
+        let _span = profile::span(OpFamily::Conv);
         const OP: &str = "conv2d";
         check_operands(OP, self, std::iter::once(weight).chain(bias))?;
         let [n, h, w, cin] = self.dims_n::<4>(OP)?;
@@ -182,6 +188,7 @@ impl Tensor {
         }
         let (ho, wo) = ((h + 2 * pad - kh) / stride + 1, (w + 2 * pad - kw) / stride + 1);
         let g = ConvGeometry { n, h, w, cin, cout, kh, kw, stride, pad, ho, wo };
+        profile::count_flops(OpFamily::Conv, 2 * (n * ho * wo * cout * kh * kw * cin) as u64);
         match self.storage() {
             Storage::Cpu(x) => {
                 let out = cpu::conv::conv2d(x, host(OP, weight)?, host_opt(OP, bias)?, g);
@@ -203,6 +210,7 @@ impl Tensor {
         eps: f32,
         silu: bool,
     ) -> Result<Tensor> {
+        let _span = profile::span(OpFamily::Norm);
         const OP: &str = "group_norm";
         check_operands(OP, self, [gamma, beta])?;
         let dims = self.dims();
@@ -232,6 +240,7 @@ impl Tensor {
 
     /// Layer norm over the last dimension `C`, as `nn.LayerNorm(C)`, with `gamma [C]`, `beta [C]`.
     pub fn layer_norm(&self, gamma: &Tensor, beta: &Tensor, eps: f32) -> Result<Tensor> {
+        let _span = profile::span(OpFamily::Norm);
         const OP: &str = "layer_norm";
         check_operands(OP, self, [gamma, beta])?;
         let (_, c) = split_last(OP, self)?;
@@ -249,6 +258,7 @@ impl Tensor {
 
     /// Softmax over the last dimension, with the row maximum subtracted first.
     pub fn softmax(&self) -> Result<Tensor> {
+        let _span = profile::span(OpFamily::Elementwise);
         let (_, c) = split_last("softmax", self)?;
         match self.storage() {
             Storage::Cpu(x) => Tensor::from_cpu_storage(cpu::softmax::softmax(x, c), self.dims()),
@@ -265,12 +275,14 @@ impl Tensor {
     /// the usual `scale` is `1 / sqrt(D)`. The `[Lq, Lk]` score matrix is never materialised
     /// whole: see [`crate::cpu::attention`].
     pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Result<Tensor> {
+        let _span = profile::span(OpFamily::Attention);
         Tensor::attention_masked("attention", q, k, v, scale, false)
     }
 
     /// [`Tensor::attention`] with a causal mask, as CLIP's text transformer uses: query `i`
     /// attends to keys `0..=i` only. Needs `Lq == Lk`.
     pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Result<Tensor> {
+        let _span = profile::span(OpFamily::Attention);
         Tensor::attention_masked("causal_attention", q, k, v, scale, true)
     }
 
@@ -298,6 +310,7 @@ impl Tensor {
             ));
         }
         let g = AttentionGeometry { b, lq, lk, h, d, causal };
+        profile::count_flops(OpFamily::Attention, 4 * (b * h * lq * lk * d) as u64);
         match q.storage() {
             Storage::Cpu(qs) => {
                 let out = cpu::attention::attention(qs, host(op, k)?, host(op, v)?, g, scale);
@@ -310,6 +323,7 @@ impl Tensor {
 
     /// GELU, exact erf form (PyTorch's default `F.gelu`), element-wise.
     pub fn gelu(&self) -> Result<Tensor> {
+        let _span = profile::span(OpFamily::Activation);
         match self.storage() {
             Storage::Cpu(x) => Tensor::from_cpu_storage(activation::gelu(x), self.dims()),
             #[cfg(feature = "cuda")]
@@ -319,6 +333,7 @@ impl Tensor {
 
     /// SiLU, `x * sigmoid(x)`, element-wise.
     pub fn silu(&self) -> Result<Tensor> {
+        let _span = profile::span(OpFamily::Activation);
         match self.storage() {
             Storage::Cpu(x) => Tensor::from_cpu_storage(activation::silu(x), self.dims()),
             #[cfg(feature = "cuda")]
@@ -329,6 +344,7 @@ impl Tensor {
     /// GEGLU as in diffusers: `x [.., 2N]` splits into `hidden, gate` along the last dimension
     /// and the result `[.., N]` is `hidden * gelu(gate)`.
     pub fn geglu(&self) -> Result<Tensor> {
+        let _span = profile::span(OpFamily::Activation);
         const OP: &str = "geglu";
         let (_, c2) = split_last(OP, self)?;
         if c2 % 2 != 0 {
@@ -347,11 +363,13 @@ impl Tensor {
 
     /// Element-wise sum with numpy broadcasting.
     pub fn add(&self, rhs: &Tensor) -> Result<Tensor> {
+        let _span = profile::span(OpFamily::Elementwise);
         self.broadcast_binary("add", BinaryOp::Add, rhs)
     }
 
     /// Element-wise product with numpy broadcasting.
     pub fn mul(&self, rhs: &Tensor) -> Result<Tensor> {
+        let _span = profile::span(OpFamily::Elementwise);
         self.broadcast_binary("mul", BinaryOp::Mul, rhs)
     }
 
@@ -372,6 +390,7 @@ impl Tensor {
 
     /// `x * mul + add`, element-wise (computed in f32, rounded once).
     pub fn affine(&self, mul: f32, add: f32) -> Result<Tensor> {
+        let _span = profile::span(OpFamily::Elementwise);
         match self.storage() {
             Storage::Cpu(x) => Tensor::from_cpu_storage(binary::affine(x, mul, add), self.dims()),
             #[cfg(feature = "cuda")]
@@ -390,6 +409,7 @@ impl Tensor {
         dtype: DType,
         device: Device,
     ) -> Result<Tensor> {
+        let _span = profile::span(OpFamily::Elementwise);
         let data = cpu::embedding::timestep_embedding(timesteps, dim, params);
         Tensor::from_f32(data, &[timesteps.len(), dim], dtype, device) // [N, dim]
     }

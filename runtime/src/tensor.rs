@@ -143,6 +143,7 @@ impl Tensor {
         if dtype == self.dtype() {
             return Ok(self.clone());
         }
+        let _span = crate::profile::span(crate::profile::OpFamily::Convert);
         match self.storage.as_ref() {
             Storage::Cpu(s) => Tensor::from_cpu_storage(s.to_dtype(dtype), &self.shape),
             #[cfg(feature = "cuda")]

@@ -24,6 +24,7 @@
 //! - [`binary`]: broadcasting add and multiply, affine maps.
 //! - [`layout`]: nearest upsampling, concatenation, permutation, narrowing.
 //! - [`embedding`]: sinusoidal timestep embeddings.
+//! - [`peak`]: the machine's measured f32 FMA peak, the ceiling benches report against.
 //! - `math`: a vectorisable `exp` and sums shared by the ops above.
 
 use std::borrow::Cow;
@@ -43,6 +44,7 @@ pub mod layout;
 pub(crate) mod math;
 pub mod matmul;
 pub mod norm;
+pub mod peak;
 pub mod softmax;
 
 /// Elements per rayon task in element-wise loops: large enough to amortise scheduling,

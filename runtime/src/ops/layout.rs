@@ -7,6 +7,7 @@ use super::{check_operands, host};
 use crate::cpu::layout;
 #[cfg(feature = "cuda")]
 use crate::cuda;
+use crate::profile::{self, OpFamily};
 use crate::{CpuStorage, Error, Result, Storage, Tensor};
 
 /// Checks that `dim` indexes a dimension of `t`.
@@ -22,6 +23,7 @@ impl Tensor {
     /// Nearest-neighbour 2x upsampling: `[N, H, W, C] -> [N, 2H, 2W, C]` (each pixel becomes a
     /// 2x2 block), as `F.interpolate(scale_factor=2.0, mode="nearest")`.
     pub fn upsample_nearest2x(&self) -> Result<Tensor> {
+        let _span = profile::span(OpFamily::Layout);
         let [n, h, w, c] = self.dims_n::<4>("upsample_nearest2x")?;
         match self.storage() {
             Storage::Cpu(x) => {
@@ -35,6 +37,7 @@ impl Tensor {
 
     /// Concatenates `tensors` along `dim`; their shapes must agree in every other dimension.
     pub fn concat(tensors: &[&Tensor], dim: usize) -> Result<Tensor> {
+        let _span = profile::span(OpFamily::Layout);
         const OP: &str = "concat";
         let Some((&first, rest)) = tensors.split_first() else {
             return Err(Error::shape(OP, "no tensors to concatenate"));
@@ -68,6 +71,7 @@ impl Tensor {
     /// (as `torch.permute`). Loaders use `permute(&[0, 2, 3, 1])` to turn OIHW conv weights
     /// into the OHWI layout [`Tensor::conv2d`] takes.
     pub fn permute(&self, dims: &[usize]) -> Result<Tensor> {
+        let _span = profile::span(OpFamily::Layout);
         const OP: &str = "permute";
         let mut seen = vec![false; self.rank()];
         let is_perm = dims.len() == self.rank()
@@ -88,6 +92,7 @@ impl Tensor {
 
     /// The `len` entries starting at `start` along `dim`, copied.
     pub fn narrow(&self, dim: usize, start: usize, len: usize) -> Result<Tensor> {
+        let _span = profile::span(OpFamily::Layout);
         const OP: &str = "narrow";
         check_dim(OP, self, dim)?;
         let size = self.dims()[dim];
