@@ -1,6 +1,7 @@
 //! The `kiln` command.
 
 mod assets;
+mod bench;
 mod devices;
 mod inspect;
 mod merge;
@@ -45,6 +46,11 @@ enum Command {
     /// the kind and family its tensors say, and whether requests can use it, or why not. Exit
     /// status: 0 listed, 2 the folder cannot be read.
     Assets(assets::Args),
+    /// Time one UNet call, a guided step, a VAE decode, the text encoders or whole images on
+    /// this machine: seconds per call, achieved GFLOP/s against the measured FMA peak, and the
+    /// share of time per family of ops. `--random sd15|sdxl` times full-size random weights
+    /// (no download). Exit status: 0 timed, 2 the model or inputs could not be set up.
+    Bench(bench::Args),
     /// Rewrite DIR/responses.jsonl (appended in completion order) in the order of REQUESTS,
     /// once every line has its record. Exit status: 0 in order, 1 some line has no record yet,
     /// 2 unreadable requests or journal.
@@ -55,6 +61,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Render(args) => render::run(&args),
         Command::Sort(args) => sort::run(&args),
+        Command::Bench(args) => bench::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Merge(args) => merge::run(&args),
         Command::Assets(args) => match assets::run(&args) {
