@@ -6,9 +6,9 @@
 //! therefore a plain linear layer over pixels. Every other convolution copies patches into an
 //! im2col buffer one chunk of output rows at a time (at most `COL_BUDGET` floats, whatever
 //! the image size: a full im2col of SDXL's VAE at 1024x1024x128 would take ~5 GB) and multiplies
-//! each chunk by the weight with `gemm`, writing straight into the output. Chunks are whole
-//! `GEMM_ROWS` blocks and the products go through `gemm_rows`, so an output pixel's value
-//! does not depend on where the chunks fall, i.e. on the batch.
+//! each chunk by the weight with `gemm`, writing straight into the output. The products go
+//! through `gemm_rows`, so an output pixel's value does not depend on where the chunks fall,
+//! i.e. on the batch.
 
 use rayon::prelude::*;
 

@@ -4,13 +4,16 @@
 //! `gemm_f32`, which checks that every strided access stays inside its slice before handing
 //! raw pointers to `gemm`.
 //!
-//! `gemm` chooses its code path from the whole problem: a matrix-vector kernel for one row, a
-//! dot-product kernel when `m * n <= 256`, and a K blocking that differs between `m, n <= 64`
-//! and larger products. Each path rounds differently, so a row's result would depend on how
-//! many rows share the product, i.e. on the batch. Products whose row count grows with the
-//! batch (linear, conv) go through `gemm_rows` instead, which only ever calls `gemm` with
-//! exactly `GEMM_ROWS` rows: a row's result is then a function of that row, the other
-//! operand and `(n, k)` alone, whatever the batch and the thread count.
+//! `gemm` chooses its code path from the whole problem: a matrix-vector kernel for one row or
+//! column, a dot-product kernel when `m * n <= 256`, and a K blocking that differs between
+//! `m, n <= 64` and larger products. Each path rounds differently, so a row's result would
+//! depend on how many rows share the product, i.e. on the batch. Above those sizes the K
+//! blocking depends on `(n, k)` and the cache sizes only, and every row is summed over K in the
+//! same order whatever `m`, the row's place or the thread count (threads split rows and
+//! columns, never K). Products whose row count grows with the batch (linear, conv) go through
+//! `gemm_rows`, which calls `gemm` once on all the rows when there are at least
+//! [`min_rows`]`(n)` of them and pads smaller products to that many rows: a row's result is
+//! then a function of that row, the other operand and `(n, k)` alone.
 
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -110,17 +113,22 @@ pub(crate) fn gemm_f32(
     }
 }
 
-/// Rows of every `gemm` call made by [`gemm_rows`]. Within one call, `gemm` computes every
-/// element with the same kernel and the same sequence of fused multiply-adds over K, so the
-/// row's position in the block and the block's other rows do not change it.
+/// Row granularity of callers that cut a product into pieces (conv's im2col chunks): any
+/// multiple works, since [`gemm_rows`] gives every row the same result whatever the piece.
 pub(crate) const GEMM_ROWS: usize = 64;
 
-/// [`gemm_f32`] with a result per row that does not depend on `m`: the rows are cut into
-/// blocks of [`GEMM_ROWS`], and the last, shorter block is copied into a zero-padded one with
-/// the same strides (`gemm` also looks at the strides). `a` must have unit column stride.
-/// With `parallel`, the blocks are spread over rayon's threads (or, when there are fewer
-/// blocks than threads, `gemm` parallelises each block itself); without, everything runs on
-/// the caller's thread, as needed inside a rayon task.
+/// The fewest rows of a `gemm` call made by [`gemm_rows`] for `n` columns: more than 64 (the
+/// small-product K blocking) and more than `256 / n` (the dot-product kernel), so that every
+/// call takes the path a large product takes.
+pub(crate) fn min_rows(n: usize) -> usize {
+    65.max(256 / n.max(1) + 1)
+}
+
+/// [`gemm_f32`] with a result per row that does not depend on `m`: one call on all rows when
+/// there are at least [`min_rows`]`(n)`, else the rows copied into a zero-padded product of
+/// that many rows with the same strides (`gemm` also looks at the strides). `a` must have unit
+/// column stride. With `parallel`, `gemm` spreads the product over rayon's threads; without,
+/// everything runs on the caller's thread, as needed inside a rayon task.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm_rows(
     (m, n, k): (usize, usize, usize),
@@ -136,28 +144,16 @@ pub(crate) fn gemm_rows(
     if m == 0 || n == 0 {
         return;
     }
-    let blocks = m.div_ceil(GEMM_ROWS);
-    // Block `i`: rows `i * GEMM_ROWS..`, its destination rows and left-operand rows.
-    let block = |(i, dst): (usize, &mut [f32]), parallelism| {
-        let rows = GEMM_ROWS.min(m - i * GEMM_ROWS);
-        let a = Mat { data: &a.data[i * GEMM_ROWS * a.rs..], ..a };
-        if rows == GEMM_ROWS {
-            gemm_f32((GEMM_ROWS, n, k), dst, dst_rs, mode, a, b, scale, parallelism);
-        } else {
-            gemm_padded((rows, n, k), dst, dst_rs, mode, a, b, scale, parallelism);
-        }
-    };
-    let span = GEMM_ROWS * dst_rs;
-    if parallel && blocks >= rayon::current_num_threads() {
-        dst.par_chunks_mut(span).take(blocks).enumerate().for_each(|job| block(job, Parallelism::None));
+    let parallelism = if parallel { Parallelism::Rayon(0) } else { Parallelism::None };
+    if m >= min_rows(n) {
+        gemm_f32((m, n, k), dst, dst_rs, mode, a, b, scale, parallelism);
     } else {
-        let parallelism = if parallel { Parallelism::Rayon(0) } else { Parallelism::None };
-        dst.chunks_mut(span).take(blocks).enumerate().for_each(|job| block(job, parallelism));
+        gemm_padded((m, n, k), dst, dst_rs, mode, a, b, scale, parallelism);
     }
 }
 
-/// The last block of [`gemm_rows`]: `rows < GEMM_ROWS` rows of `a` (unit column stride) and of
-/// `dst`, multiplied as the first rows of a [`GEMM_ROWS`]-row product whose other rows are zero.
+/// [`gemm_rows`] of `rows < min_rows(n)` rows of `a` (unit column stride) and of `dst`,
+/// multiplied as the first rows of a [`min_rows`]`(n)`-row product whose other rows are zero.
 #[allow(clippy::too_many_arguments)]
 fn gemm_padded(
     (rows, n, k): (usize, usize, usize),
@@ -169,17 +165,18 @@ fn gemm_padded(
     scale: f32,
     parallelism: Parallelism,
 ) {
+    let padded = min_rows(n);
     let used = (rows - 1) * a.rs + k; // the rows' span in `a`, gaps included
-    let mut lhs = vec![0f32; (GEMM_ROWS - 1) * a.rs + k]; // [GEMM_ROWS, k], row stride a.rs
+    let mut lhs = vec![0f32; (padded - 1) * a.rs + k]; // [padded, k], row stride a.rs
     lhs[..used].copy_from_slice(&a.data[..used]);
-    let mut out = vec![0f32; (GEMM_ROWS - 1) * dst_rs + n]; // [GEMM_ROWS, n], row stride dst_rs
+    let mut out = vec![0f32; (padded - 1) * dst_rs + n]; // [padded, n], row stride dst_rs
     if mode == Dst::Accumulate {
         for r in 0..rows {
             out[r * dst_rs..][..n].copy_from_slice(&dst[r * dst_rs..][..n]);
         }
     }
     let lhs = Mat { data: &lhs, rs: a.rs, cs: 1 };
-    gemm_f32((GEMM_ROWS, n, k), &mut out, dst_rs, mode, lhs, b, scale, parallelism);
+    gemm_f32((padded, n, k), &mut out, dst_rs, mode, lhs, b, scale, parallelism);
     for r in 0..rows {
         dst[r * dst_rs..][..n].copy_from_slice(&out[r * dst_rs..][..n]);
     }
@@ -284,4 +281,63 @@ pub(crate) fn matmul(
         out.chunks_mut(m * n).enumerate().for_each(|job| one(job, Parallelism::Rayon(0)));
     }
     round_to(out, a.dtype())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every row count gives each row the bits a large product gives it, across the K blocking
+    /// (k up to 3000), narrow outputs (the dot-product path) and both threading modes.
+    #[test]
+    fn a_rows_result_does_not_depend_on_the_row_count() {
+        let mut seed = 0x1234_5678_u64;
+        let mut draw = |len: usize| -> Vec<f32> {
+            (0..len)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    (seed >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+                })
+                .collect()
+        };
+        for (n, k) in [(3, 7), (4, 600), (40, 3000), (64, 64), (320, 1100)] {
+            let big = 700;
+            let (a, w) = (draw(big * k), draw(n * k)); // a [big, k], w [n, k]
+            let mut whole = draw(big * n);
+            let start = whole.clone();
+            gemm_rows(
+                (big, n, k),
+                &mut whole,
+                n,
+                Dst::Accumulate,
+                Mat::rows(&a, k),
+                Mat::transposed(&w, k),
+                1.0,
+                true,
+            );
+            for m in [1, 2, 5, 64, 65, 100, 299, 513] {
+                for parallel in [false, true] {
+                    let mut part = start[..m * n].to_vec();
+                    let lhs = Mat::rows(&a[..m * k], k);
+                    gemm_rows(
+                        (m, n, k),
+                        &mut part,
+                        n,
+                        Dst::Accumulate,
+                        lhs,
+                        Mat::transposed(&w, k),
+                        1.0,
+                        parallel,
+                    );
+                    for (i, (x, y)) in part.iter().zip(&whole).enumerate() {
+                        assert_eq!(
+                            x.to_bits(),
+                            y.to_bits(),
+                            "n {n} k {k} m {m} parallel {parallel} element {i}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

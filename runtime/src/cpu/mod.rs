@@ -12,7 +12,7 @@
 //!
 //! Results are batch-invariant: an image's (a row's) values never depend on what else shares the
 //! op or on the thread count. GEMMs whose row count grows with the batch go through
-//! `matmul::gemm_rows` (fixed-size row blocks), attention blocks its queries per image, and
+//! `matmul::gemm_rows` (never below the row count where `gemm`'s path stops depending on it), attention blocks its queries per image, and
 //! reductions add their partial sums in an order fixed per image, so a batched render equals
 //! renders of one image bit for bit.
 //!
