@@ -1,5 +1,7 @@
 //! 2-d convolution on NHWC activations with OHWI weights, as GEMM.
 //!
+//! Stride-1 convolutions of images 32 pixels wide and up skip im2col: see `shifted`.
+//!
 //! Output pixel `(b, oy, ox)` is the dot product of weight row `co` (`kh * kw * cin` values in
 //! `(ky, kx, ci)` order, which is exactly how an OHWI weight is laid out) with the input patch
 //! under the kernel, read in the same order. A 1x1 convolution with stride 1 and no padding is
@@ -9,6 +11,8 @@
 //! each chunk by the weight with `gemm`, writing straight into the output. The products go
 //! through `gemm_rows`, so an output pixel's value does not depend on where the chunks fall,
 //! i.e. on the batch.
+
+mod shifted;
 
 use rayon::prelude::*;
 
@@ -85,6 +89,15 @@ pub(crate) fn conv2d_f32(
     if g.is_pointwise() {
         return linear_f32(x, w, bias, (rows, k, g.cout));
     }
+    if shifted::worth_it(&g) {
+        return shifted::conv2d_shifted(x, w, bias, g, col_budget);
+    }
+    conv2d_im2col(x, w, bias, g, col_budget)
+}
+
+/// The convolution as products of im2col chunks with the weight.
+fn conv2d_im2col(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: ConvGeometry, col_budget: usize) -> Vec<f32> {
+    let (rows, k) = (g.n * g.ho * g.wo, g.patch_len());
     let mut out = bias_rows(bias, rows, g.cout); // [n*ho*wo, cout]
     if rows == 0 || g.cout == 0 || k == 0 {
         return out; // nothing to sum: the bias, or zeros
@@ -171,6 +184,83 @@ mod tests {
             for (i, (a, b)) in chunked.iter().zip(&whole).enumerate() {
                 assert_eq!(a.to_bits(), b.to_bits(), "budget {budget}, index {i}: {a} vs {b}");
             }
+        }
+    }
+
+    /// A naive f64 convolution, the reference.
+    fn reference(x: &[f32], w: &[f32], bias: &[f32], g: ConvGeometry) -> Vec<f64> {
+        let mut out = vec![0f64; g.n * g.ho * g.wo * g.cout];
+        for b in 0..g.n {
+            for oy in 0..g.ho {
+                for ox in 0..g.wo {
+                    for co in 0..g.cout {
+                        let mut acc = bias[co] as f64;
+                        for ky in 0..g.kh {
+                            for kx in 0..g.kw {
+                                let (iy, ix) = (
+                                    (oy * g.stride + ky) as isize - g.pad as isize,
+                                    (ox * g.stride + kx) as isize - g.pad as isize,
+                                );
+                                if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                                    continue;
+                                }
+                                for ci in 0..g.cin {
+                                    let xv =
+                                        x[((b * g.h + iy as usize) * g.w + ix as usize) * g.cin + ci] as f64;
+                                    acc += xv * w[((co * g.kh + ky) * g.kw + kx) * g.cin + ci] as f64;
+                                }
+                            }
+                        }
+                        out[((b * g.ho + oy) * g.wo + ox) * g.cout + co] = acc;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn draw(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..len)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    /// The shifted products (stride 1, large images) and im2col both equal an f64 convolution;
+    /// the shifted path's pixels do not depend on its chunking or on the batch.
+    #[test]
+    fn shifted_products_equal_the_reference_whatever_the_chunks_and_batch() {
+        for (n, h, w, k, pad) in [(2, 33, 34, 3, 1), (1, 40, 40, 5, 2), (2, 36, 32, 3, 0)] {
+            let (ho, wo) = (h + 2 * pad - k + 1, w + 2 * pad - k + 1);
+            let g = ConvGeometry { n, h, w, cin: 5, cout: 7, kh: k, kw: k, stride: 1, pad, ho, wo };
+            assert!(shifted::worth_it(&g), "{g:?}");
+            let x = draw(n * h * w * g.cin, 1);
+            let wt = draw(g.cout * k * k * g.cin, 2);
+            let bias = draw(g.cout, 3);
+            let want = reference(&x, &wt, &bias, g);
+            let whole = conv2d_f32(&x, &wt, Some(&bias), g, usize::MAX / 2);
+            let im2col = conv2d_im2col(&x, &wt, Some(&bias), g, usize::MAX / 2);
+            for (path, got) in [("shifted", &whole), ("im2col", &im2col)] {
+                for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (*a as f64 - b).abs() < 1e-5 * (1.0 + b.abs()),
+                        "{path} {g:?} index {i}: {a} vs {b}"
+                    );
+                }
+            }
+            for budget in [1, 7 * (w + 2 * pad) * 3 + 5] {
+                let chunked = conv2d_f32(&x, &wt, Some(&bias), g, budget);
+                assert!(
+                    chunked.iter().zip(&whole).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "budget {budget}"
+                );
+            }
+            let one = ConvGeometry { n: 1, ..g };
+            let first = conv2d_f32(&x[..h * w * g.cin], &wt, Some(&bias), one, usize::MAX / 2);
+            assert!(first.iter().zip(&whole).all(|(a, b)| a.to_bits() == b.to_bits()), "batch of one");
         }
     }
 }
