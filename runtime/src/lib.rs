@@ -13,7 +13,8 @@
 //!   inpainting variants), and the mapping of every tensor name onto one canonical naming.
 //!   [`checkpoint::Checkpoint::open`] gives each component's size and every tensor by its
 //!   canonical name (`unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.weight`).
-//! - [`profile`]: time per family of ops, for `kiln bench`.
+//! - [`profile`]: time per family of ops, for `kiln bench`; [`random`]: a fixed-seed generator
+//!   for random weights and bench inputs.
 #![deny(missing_docs)]
 
 pub mod checkpoint;
@@ -26,6 +27,7 @@ mod error;
 pub mod files;
 pub mod ops;
 pub mod profile;
+pub mod random;
 mod storage;
 mod tensor;
 

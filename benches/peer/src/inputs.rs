@@ -2,31 +2,14 @@
 //! host in kiln's NHWC layout, and handed to candle transposed to NCHW, so the two engines see the
 //! very same numbers. Also the layout conversions and the output comparison.
 
+use kiln_runtime::random::SplitMix64;
+
 use crate::cases::{CONTEXT_TOKENS, Case, Part, SDXL_TIME_IDS, TIMESTEP};
-
-/// SplitMix64: tiny, fixed-seed, and independent of any engine's generator.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform on [-√3, √3): unit variance, as latents and text states roughly are.
-    fn unit(&mut self) -> f32 {
-        let u = (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0; // [-1, 1)
-        u * 3f32.sqrt()
-    }
-}
 
 /// `n` unit-variance values from stream `seed`.
 fn random(n: usize, seed: u64) -> Vec<f32> {
-    let mut rng = SplitMix64(seed);
-    (0..n).map(|_| rng.unit()).collect()
+    let mut rng = SplitMix64::new(seed);
+    (0..n).map(|_| rng.unit_variance()).collect()
 }
 
 /// The inputs of one case, kiln's layouts (NHWC latents).

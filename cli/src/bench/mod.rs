@@ -111,7 +111,7 @@ fn bench(args: &Args) -> Result<()> {
     let dtype = args.dtype.unwrap_or(if device.is_cpu() { DType::F32 } else { DType::F16 });
     let model = subject::ModelSource::from_args(args).context("setting up the model")?;
     let subject = Subject::load(args, &model, dtype, device).context("loading the model")?;
-    println!("{}", subject.describe());
+    eprintln!("{}", subject.describe());
     let result = timing::time(&subject, args.warmup as usize, args.iters as usize)?;
     let (hwm, _) = machine::memory_gib();
     report::print(&result, &subject, peak, hwm, &machine);

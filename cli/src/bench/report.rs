@@ -34,7 +34,7 @@ pub fn print(t: &Timing, subject: &Subject, peak: FmaPeak, peak_rss_gib: f64, ma
     println!("{:<12} {:>10} {:>7} {:>9} {:>10}", "op family", "s/call", "share", "ops/call", "GFLOP/s");
     let calls = t.seconds.len() as f64;
     let mut rows: Vec<_> = t.families.iter().filter(|f| f.calls > 0).collect();
-    rows.sort_by(|a, b| b.time.cmp(&a.time));
+    rows.sort_by_key(|f| std::cmp::Reverse(f.time));
     for f in rows {
         let s = secs(f.time);
         let rate = if f.flops > 0 { format!("{:.1}", f.flops as f64 / s / 1e9) } else { "-".into() };

@@ -11,6 +11,7 @@ use kiln_pipeline::models::vae::Vae;
 use kiln_pipeline::samplers::SamplerName;
 use kiln_runtime::checkpoint::manifest::{Manifest, RandomFill};
 use kiln_runtime::checkpoint::{Checkpoint, Dtype, Family};
+use kiln_runtime::random::SplitMix64;
 use kiln_runtime::{DType, Device, Tensor};
 
 use super::{Args, RandomFamily, What};
@@ -87,6 +88,7 @@ pub struct Subject {
     pub device: Device,
 }
 
+#[allow(clippy::large_enum_variant)] // one per process
 enum Loaded {
     UNet {
         unet: UNet,
@@ -120,12 +122,12 @@ impl Subject {
         let ckpt = Checkpoint::open(&source.path)?;
         let family = ckpt.family();
         let size = args.size.unwrap_or(if family.is_sdxl() { 1024 } else { 512 });
-        if size == 0 || size % 8 != 0 {
+        if size == 0 || !size.is_multiple_of(8) {
             bail!("--size {size}: must be a positive multiple of 8");
         }
         let batch = args.batch as usize;
         let latent = size / 8;
-        let mut rng = SplitMix(0x5eed);
+        let mut rng = Inputs(SplitMix64::new(0x5eed));
         let (model, what) = match args.what {
             What::Unet | What::Step => {
                 let unet = UNet::load(&ckpt, dtype, device)?;
@@ -252,21 +254,12 @@ fn guide(out: &Tensor, scale: f32) -> Result<Tensor> {
     Ok(uncond.add(&cond.add(&uncond.affine(-1.0, 0.0)?)?.affine(scale, 0.0)?)?)
 }
 
-/// SplitMix64 for the inputs: roughly unit-variance values, as latents and text states are.
-struct SplitMix(u64);
+/// Fixed-seed inputs of roughly unit variance, as latents and text states are.
+struct Inputs(SplitMix64);
 
-impl SplitMix {
-    fn next(&mut self) -> f32 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        ((z >> 40) as f32 / (1u64 << 23) as f32 - 1.0) * 3f32.sqrt()
-    }
-
+impl Inputs {
     fn tensor(&mut self, shape: &[usize]) -> Result<Tensor> {
-        let data = (0..shape.iter().product()).map(|_| self.next()).collect();
+        let data = (0..shape.iter().product()).map(|_| self.0.unit_variance()).collect();
         Ok(Tensor::from_f32(data, shape, DType::F32, Device::Cpu)?)
     }
 }

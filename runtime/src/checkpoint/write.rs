@@ -8,6 +8,8 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
+use crate::random::SplitMix64;
+
 use super::error::CheckpointError;
 use super::file::Dtype;
 
@@ -138,7 +140,7 @@ pub fn write_random_safetensors(
             let mut data = vec![0u8; bytes as usize];
             // Chunks of 64 Ki elements, each with its own stream: parallel and deterministic.
             data.par_chunks_mut(width << 16).enumerate().for_each(|(chunk, out)| {
-                let mut rng = SplitMix64(stream ^ (chunk as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
+                let mut rng = SplitMix64::new(stream ^ (chunk as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
                 for dst in out.chunks_exact_mut(width) {
                     let v = random_value(name, shape, &mut rng);
                     match dtype {
@@ -168,24 +170,6 @@ fn random_value(name: &str, shape: &[usize], rng: &mut SplitMix64) -> f32 {
         1.0 + 0.1 * u
     } else {
         0.1 * u
-    }
-}
-
-/// SplitMix64: a tiny fixed-seed generator, good enough for weights.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1).
-    fn uniform(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
     }
 }
 

@@ -89,6 +89,7 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
 /// 0.0625 the subtraction `1 - erfc` would cancel, so `erf` is its Taylor series there
 /// (`x (2/√π)(1 - x²/3 + x⁴/10)`, error below 3e-10).
 #[inline(always)]
+#[allow(clippy::excessive_precision)] // the coefficients as published
 pub(crate) fn erf_f32(x: f32) -> f32 {
     let a = x.abs();
     let t = 1.0 / (1.0 + 0.5 * a);

@@ -12,7 +12,7 @@
 //! same order whatever `m`, the row's place or the thread count (threads split rows and
 //! columns, never K). Products whose row count grows with the batch (linear, conv) go through
 //! `gemm_rows`, which calls `gemm` once on all the rows when there are at least
-//! [`min_rows`]`(n)` of them and pads smaller products to that many rows: a row's result is
+//! `min_rows(n)` of them and pads smaller products to that many rows: a row's result is
 //! then a function of that row, the other operand and `(n, k)` alone.
 
 use gemm::Parallelism;
