@@ -19,10 +19,11 @@ use super::softmax::exp_shifted;
 use super::{round_to, widen};
 use crate::CpuStorage;
 
-/// Most query rows per task; scores then take at most `MAX_BLOCK * Lk` floats per task (2 MiB
-/// at Lk = 4096). On a 2-core AVX2 machine 128 beat 32 and 64 by 10-40% at L = 1024 and 4096:
-/// `gemm` repacks K and V for every block, so taller blocks amortise that better.
-const MAX_BLOCK: usize = 128;
+/// Most query rows per task; scores then take at most `MAX_BLOCK * Lk` floats per task (4 MiB
+/// at Lk = 4096). `gemm` repacks K and V for every block, so taller blocks amortise that
+/// better: on a 2-core AVX2 machine 128 beat 32 and 64 by 10-40% at L = 1024 and 4096, and
+/// with AVX-512 256 beat 128 by 10% at L = 4096 (SD 1.5's UNet, benches/RESULTS.md).
+const MAX_BLOCK: usize = 256;
 /// Fewest query rows per task, to keep the GEMMs from degenerating into dot products.
 const MIN_BLOCK: usize = 16;
 
