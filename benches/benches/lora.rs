@@ -49,7 +49,7 @@ fn write_random_lora(modules: &[(String, usize, usize)], path: &Path) -> Result<
     let (head, _) = write::header(&table).ok_or("tensor sizes overflow")?;
     let mut out = BufWriter::with_capacity(1 << 22, File::create(path)?);
     out.write_all(&head)?;
-    let mut rng = SplitMix(0x6c6f_7261);
+    let mut rng = SplitMix::new(0x6c6f_7261);
     for (name, _, shape) in &tensors {
         let n: usize = shape.iter().product();
         let (center, spread) = if name.ends_with(".alpha") { (64.0, 0.0) } else { (0.0, 0.02) };

@@ -17,23 +17,8 @@ pub type Error = Box<dyn std::error::Error>;
 /// The single file's UNet key prefix.
 pub const UNET_PREFIX: &str = "model.diffusion_model.";
 
-/// SplitMix64: fast, fixed-seed, good enough for weights.
-pub struct SplitMix(pub u64);
-
-impl SplitMix {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1).
-    pub fn uniform(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-}
+/// The fixed-seed generator of the random weights and inputs.
+pub use kiln_runtime::random::SplitMix64 as SplitMix;
 
 /// The value of element `i` of a tensor named `name` of `shape`.
 fn scale_of(name: &str, shape: &[usize]) -> (f32, f32) {
@@ -66,7 +51,7 @@ pub fn write_random(manifest: &Manifest, keep: impl Fn(&str) -> bool, path: &Pat
     let mut out = BufWriter::with_capacity(1 << 22, File::create(path)?);
     out.write_all(&head)?;
     for (i, &(name, dtype, shape)) in tensors.iter().enumerate() {
-        let mut rng = SplitMix(0x6b69_6c6e ^ (i as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
+        let mut rng = SplitMix::new(0x6b69_6c6e ^ (i as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
         let (center, spread) = scale_of(name, shape);
         let n: usize = shape.iter().product();
         let mut buf = Vec::with_capacity(n * 4);
@@ -100,7 +85,7 @@ pub fn memory_gib() -> (f64, f64) {
 
 /// A random activation of `shape` (roughly unit variance), f32 on the CPU.
 pub fn random_tensor(shape: &[usize], seed: u64) -> Result<Tensor, Error> {
-    let mut rng = SplitMix(seed);
+    let mut rng = SplitMix::new(seed);
     let n = shape.iter().product();
     // Roughly unit variance (uniform on [-√3, √3)), as latents and text states are.
     let data = (0..n).map(|_| rng.uniform() * 3f32.sqrt()).collect();
