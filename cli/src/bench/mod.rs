@@ -105,6 +105,15 @@ fn bench(args: &Args) -> Result<()> {
         peak.isa,
         peak.threads
     );
+    let tile_peak = kiln_runtime::cpu::amx::measure_tile_peak(std::time::Duration::from_millis(300));
+    match tile_peak {
+        Some(flops) => println!(
+            "bf16 AMX tile peak: {:.1} GFLOP/s ({} threads, tile products on registers; used by --dtype bf16)",
+            flops / 1e9,
+            peak.threads
+        ),
+        None => println!("bf16 AMX tiles: not available (this CPU or OS, or KILN_CPU_AMX=0)"),
+    }
     if args.what == What::Peak {
         return Ok(());
     }
@@ -114,6 +123,6 @@ fn bench(args: &Args) -> Result<()> {
     eprintln!("{}", subject.describe());
     let result = timing::time(&subject, args.warmup as usize, args.iters as usize)?;
     let (hwm, _) = machine::memory_gib();
-    report::print(&result, &subject, peak, hwm, &machine);
+    report::print(&result, &subject, (peak, tile_peak), hwm, &machine);
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The printed report: time per call, achieved GFLOP/s against the FMA peak, and where the
 //! time went by family of ops.
 
+use kiln_runtime::DType;
 use kiln_runtime::cpu::peak::FmaPeak;
 
 use super::machine::{Machine, load_average};
@@ -8,7 +9,15 @@ use super::subject::Subject;
 use super::timing::{Timing, secs};
 
 /// Prints the report of one bench.
-pub fn print(t: &Timing, subject: &Subject, peak: FmaPeak, peak_rss_gib: f64, machine: &Machine) {
+/// `peaks` are the f32 FMA peak and, where the CPU has AMX, the bf16 tile peak.
+pub fn print(
+    t: &Timing,
+    subject: &Subject,
+    peaks: (FmaPeak, Option<f64>),
+    peak_rss_gib: f64,
+    machine: &Machine,
+) {
+    let (peak, tile_peak) = peaks;
     let (min, max) = t.seconds.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &s| (lo.min(s), hi.max(s)));
     let median = t.median();
     let flops = t.flops_per_call();
@@ -17,10 +26,14 @@ pub fn print(t: &Timing, subject: &Subject, peak: FmaPeak, peak_rss_gib: f64, ma
     println!("time per call: median {median:.3} s (min {min:.3}, max {max:.3}, {} calls)", t.seconds.len());
     if flops > 0.0 {
         let rate = flops / median;
-        let of_peak = if subject.device.is_cpu() {
-            format!(" = {:.0}% of the f32 FMA peak", 100.0 * rate / peak.flops)
-        } else {
-            String::new()
+        let of_peak = match tile_peak {
+            _ if !subject.device.is_cpu() => String::new(),
+            Some(tiles) if subject.dtype == DType::BF16 => format!(
+                " = {:.0}% of the f32 FMA peak, {:.0}% of the bf16 tile peak",
+                100.0 * rate / peak.flops,
+                100.0 * rate / tiles
+            ),
+            _ => format!(" = {:.0}% of the f32 FMA peak", 100.0 * rate / peak.flops),
         };
         println!(
             "work per call: {flops:.0} FLOP = {:.3} TFLOP (counted by the ops); achieved {:.1} GFLOP/s{of_peak}",

@@ -142,6 +142,28 @@ impl SafetensorsFile {
         Some(self.view(&self.tensors[i]))
     }
 
+    /// Drops this process's mapping of the pages under `data` (a view's bytes from this file),
+    /// so that weights already read into their own buffers do not count twice in the resident
+    /// set while a large checkpoint loads. The map is private and read-only: a later read of
+    /// those bytes faults them in again, unchanged, from the page cache or the file. A no-op
+    /// for slices outside the map and on platforms without `madvise`.
+    pub fn release(&self, data: &[u8]) {
+        let start = (data.as_ptr() as usize).wrapping_sub(self.map.as_ptr() as usize);
+        if data.is_empty() || start >= self.map.len() || start + data.len() > self.map.len() {
+            return;
+        }
+        #[cfg(unix)]
+        {
+            // SAFETY: the range lies inside the map (checked above). The mapping is private and
+            // read-only, so none of its pages was ever written: MADV_DONTNEED only unmaps them
+            // from this process, and every later read (through any live borrow) faults the same
+            // bytes back in from the file. The advice is best effort; failure changes nothing.
+            let _ = unsafe {
+                self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, data.len())
+            };
+        }
+    }
+
     fn view<'a>(&'a self, e: &'a Entry) -> TensorView<'a> {
         TensorView {
             file: &self.path,

@@ -376,6 +376,8 @@ impl Checkpoint {
                 });
             }
         }
+        let file = &self.files[self.tensors[name].file];
+        file.release(view.source.data());
         Ok(tensor)
     }
 

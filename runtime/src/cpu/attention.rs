@@ -11,6 +11,8 @@
 //! Blocks never span two images and their size depends on `Lq` only, so each image's result
 //! is the same in any batch.
 
+mod tiles;
+
 use gemm::Parallelism;
 use rayon::prelude::*;
 
@@ -52,6 +54,11 @@ pub(crate) fn attention(
     g: AttentionGeometry,
     scale: f32,
 ) -> CpuStorage {
+    if let (CpuStorage::BF16(qb), CpuStorage::BF16(kb), CpuStorage::BF16(vb)) = (q, k, v)
+        && tiles::fits(&g)
+    {
+        return round_to(tiles::attention_tiles(qb, kb, vb, g, scale), q.dtype());
+    }
     let (qf, kf, vf) = (widen(q), widen(k), widen(v));
     let out = attention_f32(&qf, &kf, &vf, g, scale, block_rows(g.lq));
     round_to(out, q.dtype())
@@ -60,7 +67,7 @@ pub(crate) fn attention(
 /// Query rows per task: an eighth of one image's queries, within [`MIN_BLOCK`, `MAX_BLOCK`].
 /// A block's row count is the `m` of its GEMMs, which changes how `gemm` rounds, so it depends
 /// on `Lq` alone: never on the batch or the thread count, so that an image's result does not.
-fn block_rows(lq: usize) -> usize {
+pub(super) fn block_rows(lq: usize) -> usize {
     lq.div_ceil(8).clamp(MIN_BLOCK, MAX_BLOCK)
 }
 

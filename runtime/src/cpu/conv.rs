@@ -13,6 +13,7 @@
 //! i.e. on the batch.
 
 mod shifted;
+mod tiles;
 
 use rayon::prelude::*;
 
@@ -70,8 +71,16 @@ pub(crate) fn conv2d(
     bias: Option<&CpuStorage>,
     g: ConvGeometry,
 ) -> CpuStorage {
-    let (xf, wf) = (widen(x), widen(weight));
     let bf = bias.map(widen);
+    if let (CpuStorage::BF16(xb), CpuStorage::BF16(wb)) = (x, weight) {
+        if g.is_pointwise() {
+            return super::matmul::linear(x, weight, bias, (g.n * g.h * g.w, g.cin, g.cout));
+        }
+        if tiles::fits(&g) {
+            return round_to(tiles::conv2d_tiles(xb, wb, bf.as_deref(), g, COL_BUDGET), x.dtype());
+        }
+    }
+    let (xf, wf) = (widen(x), widen(weight));
     let out = conv2d_f32(&xf, &wf, bf.as_deref(), g, COL_BUDGET);
     round_to(out, x.dtype())
 }

@@ -18,6 +18,9 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use half::bf16;
+
+use super::amx::{ASegment, PackedB, gemm_bf16};
 use super::{round_to, widen};
 use crate::CpuStorage;
 
@@ -216,9 +219,30 @@ pub(crate) fn linear(
     bias: Option<&CpuStorage>,
     (m, k, n): (usize, usize, usize),
 ) -> CpuStorage {
-    let (xf, wf) = (widen(x), widen(weight));
     let bf = bias.map(widen);
+    if let (CpuStorage::BF16(xb), CpuStorage::BF16(wb)) = (x, weight)
+        && k.is_multiple_of(32)
+        && k > 0
+        && super::amx::enabled()
+    {
+        return round_to(linear_bf16_tiles(xb, wb, bf.as_deref(), (m, k, n)), x.dtype());
+    }
+    let (xf, wf) = (widen(x), widen(weight));
     round_to(linear_f32(&xf, &wf, bf.as_deref(), (m, k, n)), x.dtype())
+}
+
+/// [`linear_f32`] on AMX tiles for bf16 `x [m, k]` and `w [n, k]`, `k` a multiple of 32.
+pub(crate) fn linear_bf16_tiles(
+    x: &[bf16],
+    w: &[bf16],
+    bias: Option<&[f32]>,
+    (m, k, n): (usize, usize, usize),
+) -> Vec<f32> {
+    let mut out = vec![0f32; m * n];
+    let packed = PackedB::from_columns(n, k, |j| &w[j * k..(j + 1) * k]);
+    let segments = [ASegment { offset: 0, steps: k / 32 }];
+    gemm_bf16(m, x, k, &segments, &packed, &mut out, n, Dst::Overwrite, 1.0, bias, true);
+    out
 }
 
 /// `dst[m, n] += scale * a[m, k] * b[k, n]` on row-major f32 slices, spread over rayon's

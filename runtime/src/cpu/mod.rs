@@ -3,8 +3,9 @@
 //! One module per family of ops; each takes host storage plus the dimensions that
 //! [`crate::ops`] has already validated and returns new host storage. Arithmetic widens every
 //! dtype to f32 (`widen`), accumulates in f32 (f64 for group-norm statistics) and rounds the
-//! result back to the operands' dtype (`round_to`). Ops that only move data ([`layout`]) copy the
-//! stored elements as they are, which is exact for every dtype.
+//! result back to the operands' dtype (`round_to`); bf16 products on AMX read their bf16
+//! operands as stored and accumulate in f32 the same way. Ops that only move data ([`layout`])
+//! copy the stored elements as they are, which is exact for every dtype.
 //!
 //! Parallelism is rayon at one level: an op either splits its work into rayon tasks that call
 //! `gemm` single-threaded, or calls `gemm` with `Parallelism::Rayon(0)` from the caller's thread,
@@ -16,6 +17,9 @@
 //! reductions add their partial sums in an order fixed per image, so a batched render equals
 //! renders of one image bit for bit.
 //!
+//! - [`amx`]: bf16 products on Intel AMX tiles (detected at run time), which bf16 compute uses
+//!   for linear layers, stride-1 convolutions and attention; f32 and f16 compute, and CPUs
+//!   without AMX, take the f32 `gemm` paths below.
 //! - [`matmul`]: the `gemm` wrapper, linear layers, batched matrix products.
 //! - [`conv`]: 2-d convolution, NHWC activations and OHWI weights, as GEMM on row chunks of im2col.
 //! - [`norm`]: group norm (optionally fused with SiLU) and layer norm.
@@ -36,6 +40,7 @@ use rayon::prelude::*;
 use crate::{CpuStorage, DType};
 
 pub mod activation;
+pub mod amx;
 pub mod attention;
 pub mod binary;
 pub mod conv;

@@ -33,6 +33,44 @@ fn exp_shifted_portable(row: &mut [f32]) -> f32 {
     acc.iter().sum::<f32>() + sum_f32(tail)
 }
 
+/// Writes `exp(row - max(row))` as two bf16 parts, `hi` rounded to nearest and `lo` the
+/// rounded remainder (`hi + lo` is within 2^-17 of the f32 value), and returns the sum of the
+/// f32 values: attention's weights for bf16 products with V that lose nothing to rounding, in
+/// one vectorised pass. The values lie in `[0, 1]`: no NaN or overflow needs care.
+pub(crate) fn exp_shifted_bf16(row: &[f32], hi: &mut [half::bf16], lo: &mut [half::bf16]) -> f32 {
+    fn round(x: f32) -> (u16, f32) {
+        let bits = x.to_bits();
+        let top = (bits + 0x7FFF + (bits >> 16 & 1)) >> 16;
+        (top as u16, f32::from_bits(top << 16))
+    }
+    vectorized(
+        #[inline(always)]
+        || {
+            let max = max_f32(row);
+            let max = if max.is_finite() { max } else { 0.0 };
+            let split = |x: &f32, h: &mut half::bf16, l: &mut half::bf16| {
+                let e = exp_f32(x - max);
+                let (hb, hv) = round(e);
+                *h = half::bf16::from_bits(hb);
+                *l = half::bf16::from_bits(round(e - hv).0);
+                e
+            };
+            let mut acc = [0f32; 16];
+            let (hi, lo) = (&mut hi[..row.len()], &mut lo[..row.len()]);
+            let (mut xs, mut hs, mut ls) =
+                (row.chunks_exact(16), hi.chunks_exact_mut(16), lo.chunks_exact_mut(16));
+            for ((x, h), l) in (&mut xs).zip(&mut hs).zip(&mut ls) {
+                for (((x, h), l), a) in x.iter().zip(h).zip(l).zip(&mut acc) {
+                    *a += split(x, h, l);
+                }
+            }
+            let tail = xs.remainder().iter().zip(hs.into_remainder()).zip(ls.into_remainder());
+            let tail: f32 = tail.map(|((x, h), l)| split(x, h, l)).sum();
+            acc.iter().sum::<f32>() + tail
+        },
+    )
+}
+
 /// Softmax over the last dimension of `x [rows, c]`.
 pub(crate) fn softmax(x: &CpuStorage, c: usize) -> CpuStorage {
     let rows = x.len().checked_div(c).unwrap_or(0);

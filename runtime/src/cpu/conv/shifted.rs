@@ -71,9 +71,14 @@ pub(super) fn conv2d_shifted(
 
 /// `x` zero-padded to `[n, hp, wp, cin]`, followed by the zero rows the last taps read past
 /// the end (`(kh - 1)·wp + kw - 1` of them).
-fn pad_input(x: &[f32], g: ConvGeometry, hp: usize, wp: usize) -> Vec<f32> {
+pub(super) fn pad_input<T: Copy + Default + Send + Sync>(
+    x: &[T],
+    g: ConvGeometry,
+    hp: usize,
+    wp: usize,
+) -> Vec<T> {
     let tail = (g.kh - 1) * wp + g.kw - 1;
-    let mut xp = vec![0f32; (g.n * hp * wp + tail) * g.cin];
+    let mut xp = vec![T::default(); (g.n * hp * wp + tail) * g.cin];
     let row = g.w * g.cin;
     // Padded image row (b, y) for every input row; the rest stays zero.
     xp[..g.n * hp * wp * g.cin].par_chunks_mut(wp * g.cin).enumerate().for_each(|(r, dst)| {
