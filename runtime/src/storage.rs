@@ -86,7 +86,7 @@ fn to_f16(data: &[f32]) -> Vec<f16> {
 
 fn to_bf16(data: &[f32]) -> Vec<bf16> {
     let mut out = vec![bf16::ZERO; data.len()];
-    out.convert_from_f32_slice(data);
+    crate::cpu::math::f32_to_bf16_slice(data, &mut out);
     out
 }
 

@@ -80,7 +80,7 @@ pub(crate) fn round_to(v: Vec<f32>, dtype: DType) -> CpuStorage {
     match dtype {
         DType::F32 => CpuStorage::F32(v),
         DType::F16 => CpuStorage::F16(go(&v, f16::ZERO, |i, o| o.convert_from_f32_slice(i))),
-        DType::BF16 => CpuStorage::BF16(go(&v, bf16::ZERO, |i, o| o.convert_from_f32_slice(i))),
+        DType::BF16 => CpuStorage::BF16(go(&v, bf16::ZERO, |i, o| math::f32_to_bf16_slice(i, o))),
     }
 }
 
@@ -130,9 +130,7 @@ pub(crate) fn produce_rows(
         DType::F16 => {
             CpuStorage::F16(halves(f16::ZERO, (rows, row_len), f, |src, dst| dst.convert_from_f32_slice(src)))
         }
-        DType::BF16 => CpuStorage::BF16(halves(bf16::ZERO, (rows, row_len), f, |src, dst| {
-            dst.convert_from_f32_slice(src)
-        })),
+        DType::BF16 => CpuStorage::BF16(halves(bf16::ZERO, (rows, row_len), f, math::f32_to_bf16_slice)),
     }
 }
 
@@ -204,7 +202,7 @@ impl HalfBlock for bf16 {
         src.convert_to_f32_slice(dst);
     }
     fn from_f32s(src: &[f32], dst: &mut [Self]) {
-        dst.convert_from_f32_slice(src);
+        math::f32_to_bf16_slice(src, dst);
     }
 }
 

@@ -40,15 +40,21 @@ impl PackedB {
             for (jj, col) in cols.iter().enumerate() {
                 assert_eq!(col.len(), k, "PackedB: column {} is not {k} long", 32 * p + jj);
             }
-            let at = |col: &[bf16], i: usize| col.get(i).map_or(0, |v| u32::from(v.to_bits()));
             // Tile (s, t) row r, word j: the pair at K 32s + 2r of column 32p + 16t + j; a
             // 16x16 transpose of words per tile, reading 64 contiguous bytes of 16 columns.
             for (s, step) in panel.chunks_exact_mut(STEP_WORDS).enumerate() {
                 for (t, tile) in step.chunks_exact_mut(256).enumerate() {
                     for (j, col) in cols.iter().skip(16 * t).take(16).enumerate() {
-                        for r in 0..16 {
-                            let kk = 32 * s + 2 * r;
-                            tile[r * 16 + j] = at(col, kk) | at(col, kk + 1) << 16;
+                        let mut padded = [bf16::ZERO; 32]; // the last step's K, zero-padded
+                        let chunk = match col.get(32 * s..32 * s + 32) {
+                            Some(chunk) => chunk,
+                            None => {
+                                padded[..k - 32 * s].copy_from_slice(&col[32 * s..]);
+                                &padded[..]
+                            }
+                        };
+                        for (r, pair) in chunk.chunks_exact(2).enumerate() {
+                            tile[r * 16 + j] = u32::from(pair[0].to_bits()) | u32::from(pair[1].to_bits()) << 16;
                         }
                     }
                 }
