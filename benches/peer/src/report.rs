@@ -42,6 +42,43 @@ fn median(outcome: &Outcome) -> Option<f64> {
     outcome.as_ref().ok().and_then(|r| Summary::of(&r.times)).map(|s| s.median)
 }
 
+/// Per case, each engine at its fastest dtype run (a table when some case ran more than one
+/// dtype): candle has no CPU bf16, so kiln's bf16 row is compared with candle's f32 row here.
+fn fastest(rows: &[Row]) -> String {
+    let mut cases: Vec<&str> = rows.iter().map(|r| r.case).collect();
+    cases.dedup();
+    if cases.len() == rows.len() {
+        return String::new();
+    }
+    let best = |case: &str, pick: fn(&Row) -> &Outcome| {
+        rows.iter()
+            .filter(|r| r.case == case)
+            .filter_map(|r| median(pick(r)).map(|m| (m, r.precision)))
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+    };
+    let mut out = String::from(
+        "
+Each engine at its fastest dtype (same run):
+
+| case | kiln s (dtype) | candle s (dtype) | kiln/candle | kiln faster by |
+|---|---|---|---|---|
+",
+    );
+    for case in cases {
+        let (k, c) = (best(case, |r| &r.kiln), best(case, |r| &r.candle));
+        let cell =
+            |b: Option<(f64, Precision)>| b.map_or("–".to_string(), |(m, p)| format!("{m:.2} ({p})"));
+        let (ratio, faster) = match (k, c) {
+            (Some((k, _)), Some((c, _))) if k > 0.0 && c > 0.0 => {
+                (format!("{:.2}", k / c), format!("{:.2}x", c / k))
+            }
+            _ => ("–".to_string(), "–".to_string()),
+        };
+        out.push_str(&format!("| {case} | {} | {} | {ratio} | {faster} |\n", cell(k), cell(c)));
+    }
+    out
+}
+
 /// The table, then the notes.
 pub fn render(rows: &[Row], notes: &[String]) -> String {
     let mut out = String::new();
@@ -69,6 +106,7 @@ pub fn render(rows: &[Row], notes: &[String]) -> String {
         "\nkiln/candle: ratio of the medians (< 1: kiln faster). Output rel. diff: rms(kiln − candle) / \
          rms(candle) over the whole output, NHWC.\n",
     );
+    out.push_str(&fastest(rows));
     for row in rows {
         let label = format!("{} {}", row.case, row.precision);
         for (engine, outcome) in [("kiln", &row.kiln), ("candle", &row.candle)] {
