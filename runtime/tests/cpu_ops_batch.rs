@@ -108,7 +108,8 @@ fn conv2d_is_batch_invariant() {
         ([48, 40, 128], 3, 3, 1, 1),
     ];
     for (i, ([h, w, cin], cout, k, stride, padding)) in cases.into_iter().enumerate() {
-        let dtypes: &[DType] = if i < 2 { &DTYPES } else { &[DType::F32] };
+        // bf16 as well: the wider ones run on AMX tiles where the CPU has them.
+        let dtypes: &[DType] = if i < 2 { &DTYPES } else { &[DType::F32, DType::BF16] };
         for &dtype in dtypes {
             let x = images(&mut rng, &[h, w, cin], dtype);
             let wt = weight(&mut rng, &[cout, k, k, cin], k * k * cin, dtype);
@@ -136,7 +137,7 @@ fn attention_is_batch_invariant() {
         (13, 13, 1, 3, true),
     ];
     for (lq, lk, h, d, causal) in cases {
-        for dtype in [DType::F32, DType::F16] {
+        for dtype in DTYPES {
             let q = images(&mut rng, &[lq, h, d], dtype);
             let k = images(&mut rng, &[lk, h, d], dtype);
             let v = images(&mut rng, &[lk, h, d], dtype);

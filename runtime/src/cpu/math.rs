@@ -227,7 +227,19 @@ mod bf16_tests {
     #[test]
     fn bf16_rounding_matches_half() {
         let mut rng = crate::random::SplitMix64::new(17);
-        let edges = [0u32, 0x8000_0000, 0x7F7F_FFFF, 0x7F80_0000, 0xFF80_0000, 0x7F80_0001, 0xFFC0_0000, 0x0000_8000, 0x3F80_8000, 0x3F81_8000, 0x0001_8000];
+        let edges = [
+            0u32,
+            0x8000_0000,
+            0x7F7F_FFFF,
+            0x7F80_0000,
+            0xFF80_0000,
+            0x7F80_0001,
+            0xFFC0_0000,
+            0x0000_8000,
+            0x3F80_8000,
+            0x3F81_8000,
+            0x0001_8000,
+        ];
         let randoms = (0..200_000).map(|_| rng.next_u64() as u32);
         for bits in edges.into_iter().chain(randoms) {
             let x = f32::from_bits(bits);

@@ -54,7 +54,8 @@ impl PackedB {
                             }
                         };
                         for (r, pair) in chunk.chunks_exact(2).enumerate() {
-                            tile[r * 16 + j] = u32::from(pair[0].to_bits()) | u32::from(pair[1].to_bits()) << 16;
+                            tile[r * 16 + j] =
+                                u32::from(pair[0].to_bits()) | u32::from(pair[1].to_bits()) << 16;
                         }
                     }
                 }
