@@ -37,6 +37,26 @@ pub(super) fn conv2d_shifted(
     let (hp, wp, cin, cout) = (g.h + 2 * g.pad, g.w + 2 * g.pad, g.cin, g.cout);
     let k = g.kh * g.kw * cin; // one weight row
     let xp = pad_input(x, g, hp, wp);
+    over_grid_chunks(g, budget, bias, |grid, r0, m| {
+        for (tap, (ky, kx)) in (0..g.kh).flat_map(|ky| (0..g.kw).map(move |kx| (ky, kx))).enumerate() {
+            let lhs = Mat { data: &xp[(r0 + ky * wp + kx) * cin..], rs: cin, cs: 1 }; // [m, cin]
+            let rhs = Mat { data: &w[tap * cin..], rs: 1, cs: k }; // W[:, ky, kx, :]ᵀ: [cin, cout]
+            let mode = if tap == 0 { Dst::Overwrite } else { Dst::Accumulate };
+            gemm_rows((m, cout, cin), grid, cout, mode, lhs, rhs, 1.0, true);
+        }
+    })
+}
+
+/// The output `[n, ho, wo, cout]` of a grid computed in chunks of whole padded image rows:
+/// `fill(grid, r0, m)` writes grid rows `r0..r0 + m` (`[m, cout]`, at most `budget` floats),
+/// then each row's first `wo` pixels are kept, plus `bias` when given.
+pub(super) fn over_grid_chunks(
+    g: ConvGeometry,
+    budget: usize,
+    bias: Option<&[f32]>,
+    mut fill: impl FnMut(&mut [f32], usize, usize),
+) -> Vec<f32> {
+    let (hp, wp, cout) = (g.h + 2 * g.pad, g.w + 2 * g.pad, g.cout);
     let mut out = vec![0f32; g.n * g.ho * g.wo * cout]; // [n, ho, wo, cout]
     if out.is_empty() {
         return out;
@@ -46,16 +66,8 @@ pub(super) fn conv2d_shifted(
     for b in 0..g.n {
         for oy0 in (0..g.ho).step_by(rows_per_chunk) {
             let rows = rows_per_chunk.min(g.ho - oy0);
-            let m = rows * wp;
-            let grid = &mut grid[..m * cout];
-            let r0 = (b * hp + oy0) * wp; // the chunk's first grid row
-            for (tap, (ky, kx)) in (0..g.kh).flat_map(|ky| (0..g.kw).map(move |kx| (ky, kx))).enumerate() {
-                let lhs = Mat { data: &xp[(r0 + ky * wp + kx) * cin..], rs: cin, cs: 1 }; // [m, cin]
-                let rhs = Mat { data: &w[tap * cin..], rs: 1, cs: k }; // W[:, ky, kx, :]ᵀ: [cin, cout]
-                let mode = if tap == 0 { Dst::Overwrite } else { Dst::Accumulate };
-                gemm_rows((m, cout, cin), grid, cout, mode, lhs, rhs, 1.0, true);
-            }
-            // Keep the grid's first `wo` columns of each row, plus the bias.
+            let grid = &mut grid[..rows * wp * cout];
+            fill(grid, (b * hp + oy0) * wp, rows * wp);
             let dst = &mut out[(b * g.ho + oy0) * g.wo * cout..][..rows * g.wo * cout];
             dst.par_chunks_mut(g.wo * cout).zip(grid.par_chunks(wp * cout)).for_each(|(o, row)| {
                 o.copy_from_slice(&row[..g.wo * cout]);
