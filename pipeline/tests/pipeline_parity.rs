@@ -444,8 +444,13 @@ fn stacked_jobs_render_as_one_call_per_job() {
 /// Measured on the software GPU (21 images of the cases below): CPU bf16 vs diffusers max 6..22,
 /// mean 0.59..2.92; CUDA vs diffusers max 6..21, mean 0.59..2.42; CUDA / CPU ratios: means
 /// 0.77..1.21, maxima 0.71..1.33. On an H200 (2026-12-04, the 11 inpainting images, NVRTC and
-/// cuBLASLt 13): means 0.84..1.26, maxima 0.75..1.44; hence [`MEAN_FACTOR`] 1.4 and
-/// [`MAX_FACTOR`] 1.5 (the single largest difference is the noisier statistic). CUDA vs CPU bf16 directly: max 4..23, mean
+/// cuBLASLt 13): means 0.84..1.26, maxima 0.75..1.44. Since the CPU's bf16 products run on AMX
+/// tiles where the CPU has them (other f32 summation orders; 2026-12-05, software GPU, 34
+/// images): CPU bf16 vs diffusers max 5..23, mean 0.56..2.47; ratios means 0.82..1.24 and
+/// maxima 0.71..1.43 except one image (SDXL inpainting, blend, full strength) where the CPU
+/// landed unusually close (mean 0.89, max 10) and CUDA, unchanged, at its usual distance (mean
+/// 1.38, max 16): ratios 1.55 and 1.60. Hence [`MEAN_FACTOR`] 1.7 and [`MAX_FACTOR`] 1.75 (the
+/// single largest difference is the noisier statistic). CUDA vs CPU bf16 directly: max 4..23, mean
 /// 0.43..2.96, as far apart as either is from diffusers (two bf16 trajectories whose rounding
 /// flips differ drift apart independently), so that difference is printed, not bounded.
 #[cfg(feature = "cuda")]
@@ -455,11 +460,11 @@ mod cuda_bf16 {
     /// The mean channel difference (8-bit levels) always allowed.
     const MEAN_FLOOR: f64 = 1.0;
     /// How much larger than the CPU bf16 render's the CUDA render's mean difference may be.
-    const MEAN_FACTOR: f64 = 1.4;
+    const MEAN_FACTOR: f64 = 1.7;
     /// The largest channel difference always allowed.
     const MAX_FLOOR: u8 = 8;
     /// How much larger than the CPU bf16 render's the CUDA render's largest difference may be.
-    const MAX_FACTOR: f64 = 1.5;
+    const MAX_FACTOR: f64 = 1.75;
 
     fn gpu() -> Option<Device> {
         match Device::cuda(0) {
