@@ -101,7 +101,7 @@ impl PackedB {
     }
 }
 
-/// Row `i` of B through `row`, checked to be `n` long, or `None` past `k` (zero padding).
+/// Row `i` of B through `row`, or `None` past `k` (zero padding).
 fn row_or_none<'a>(row: &impl Fn(usize) -> &'a [bf16], i: usize, k: usize) -> Option<&'a [bf16]> {
     (i < k).then(|| row(i))
 }
