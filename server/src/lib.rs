@@ -33,7 +33,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use kiln_pipeline::runner::RendererOptions;
 use kiln_runtime::Device;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tower::Service;
 
 use auth::{TokenFileError, Tokens};
@@ -132,7 +132,7 @@ impl Server {
             None => return Err(ServeError::OpenToNetwork(options.listen)),
         };
         let addr = options.listen;
-        let listener = TcpListener::bind(addr).await.map_err(|source| ServeError::Listen { addr, source })?;
+        let listener = listen(addr).map_err(|source| ServeError::Listen { addr, source })?;
         let queue =
             Arc::new(Queue::new(options.queue_size, options.renderer.batch_size, options.batch_window));
         let metrics = Arc::new(Metrics::new(options.renderer.device));
@@ -246,6 +246,20 @@ impl Server {
         eprintln!("kiln serve: stopped");
         Ok(())
     }
+}
+
+/// Connections the kernel holds for `accept` (Linux caps it at `net.core.somaxconn`). tokio's
+/// default of 128 is too few for a burst of clients against a busy server: the kernel then
+/// resets connections instead of letting the server answer them (503 when the queue is full).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listening socket on `addr` with room for [`LISTEN_BACKLOG`] waiting connections.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// The connection's stream and a watch on its socket (a second handle to it), so that a handler
