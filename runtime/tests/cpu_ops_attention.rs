@@ -50,6 +50,8 @@ fn attention_matches_reference() {
         (1, 301, 301, 1, 40),
         (2, 17, 5, 8, 5),
         (1, 1100, 77, 1, 40), // enough rows for the largest query block, plus a partial one
+        (1, 40, 1100, 2, 40), // keys over several tiles of the online softmax, the last partial
+        (2, 300, 1300, 1, 64),
     ];
     for dtype in DTYPES {
         for &(b, lq, lk, h, d) in &cases {

@@ -19,6 +19,34 @@ fn exp_shifted_portable(row: &mut [f32]) -> f32 {
     let max = max_f32(row);
     // A row of -inf (every key masked) has no finite maximum; shifting by 0 keeps it all zeros.
     let max = if max.is_finite() { max } else { 0.0 };
+    exp_minus(row, max)
+}
+
+/// One row of a tile of scores in an online softmax (attention over key tiles): raises the
+/// running maximum `max` to cover this tile, replaces `row` by `exp(row - max)` and returns
+/// `(rescale, sum)`: the factor that the sums and outputs of the earlier tiles must be
+/// multiplied by (`exp(old max - new max)`, 0 before the first finite score) and the sum of
+/// the new values. A row whose scores so far are all -inf (masked) stays all zeros.
+pub(crate) fn exp_online(row: &mut [f32], max: &mut f32) -> (f32, f32) {
+    vectorized(
+        #[inline(always)]
+        || {
+            let new = max_f32(row).max(*max);
+            if !new.is_finite() {
+                row.fill(0.0);
+                return (1.0, 0.0);
+            }
+            let rescale = exp_f32(*max - new);
+            *max = new;
+            (rescale, exp_minus(row, new))
+        },
+    )
+}
+
+/// Replaces `row` by `exp(row - shift)` and returns the sum of the new values.
+#[inline(always)]
+fn exp_minus(row: &mut [f32], shift: f32) -> f32 {
+    let max = shift;
     // Exponentiate and sum in one pass, eight lanes wide.
     let mut acc = [0f32; 8];
     let mut chunks = row.chunks_exact_mut(8);
