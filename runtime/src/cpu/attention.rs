@@ -24,14 +24,14 @@ use super::softmax::exp_online;
 use super::{round_to, widen};
 use crate::CpuStorage;
 
-/// Most query rows per task; scores then take at most `MAX_BLOCK * Lk` floats per task (4 MiB
-/// at Lk = 4096). `gemm` repacks K and V for every block, so taller blocks amortise that
-/// better: on a 2-core AVX2 machine 128 beat 32 and 64 by 10-40% at L = 1024 and 4096, and
+/// Most query rows per task. `gemm` repacks K and V for every block, so taller blocks amortise
+/// that better (measured when a block still held the scores of all keys): on a 2-core AVX2 machine 128 beat 32 and 64 by 10-40% at L = 1024 and 4096, and
 /// with AVX-512 256 beat 128 by 10% at L = 4096 (SD 1.5's UNet, benches/RESULTS.md).
 const MAX_BLOCK: usize = 256;
 /// Most keys per tile of scores: the tile of a block (`MAX_BLOCK * KEY_TILE` floats, 512 KiB)
 /// stays in L2 between its product with Q, its exponentials and its product with V, where the
-/// scores of all keys at once (4 MiB at Lk = 4096) went out to L3 and back three times.
+/// scores of all keys at once (4 MiB at Lk = 4096) went out to L3 and back three times. On a
+/// 2-core Ice Lake tiles of 256, 512 and 1024 keys timed alike (SD 1.5's UNet, RESULTS.md).
 const KEY_TILE: usize = 512;
 /// Fewest query rows per task, to keep the GEMMs from degenerating into dot products.
 const MIN_BLOCK: usize = 16;
