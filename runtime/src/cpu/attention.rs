@@ -4,7 +4,7 @@
 //! projections are used as they are: one head's rows are a strided matrix (row stride `H*D`)
 //! that `gemm` reads directly, and the output is written the same way. Work is split into
 //! blocks of query rows: each rayon task owns a block of rows of the output (all heads). For
-//! each head it walks the keys in tiles of [`KEY_TILE`] (flash attention's online softmax):
+//! each head it walks the keys in tiles of `KEY_TILE` (flash attention's online softmax):
 //! one GEMM gives the tile's scores, each row is exponentiated against its running maximum,
 //! the rows' earlier sums and outputs are rescaled when that maximum grows, and a second GEMM
 //! adds the tile's weights times V to the output; at the end each row is divided by its sum.
@@ -25,8 +25,9 @@ use super::{round_to, widen};
 use crate::CpuStorage;
 
 /// Most query rows per task. `gemm` repacks K and V for every block, so taller blocks amortise
-/// that better (measured when a block still held the scores of all keys): on a 2-core AVX2 machine 128 beat 32 and 64 by 10-40% at L = 1024 and 4096, and
-/// with AVX-512 256 beat 128 by 10% at L = 4096 (SD 1.5's UNet, benches/RESULTS.md).
+/// that better (measured when a block still held the scores of all keys): on a 2-core AVX2
+/// machine 128 beat 32 and 64 by 10-40% at L = 1024 and 4096, and with AVX-512 256 beat 128 by
+/// 10% at L = 4096 (SD 1.5's UNet, benches/RESULTS.md).
 const MAX_BLOCK: usize = 256;
 /// Most keys per tile of scores: the tile of a block (`MAX_BLOCK * KEY_TILE` floats, 512 KiB)
 /// stays in L2 between its product with Q, its exponentials and its product with V, where the
