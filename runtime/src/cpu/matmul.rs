@@ -47,7 +47,7 @@ impl<'a> Mat<'a> {
     }
 
     /// Whether a `rows x cols` matrix with these strides fits in `data`.
-    fn fits(&self, rows: usize, cols: usize) -> bool {
+    pub(crate) fn fits(&self, rows: usize, cols: usize) -> bool {
         rows == 0 || cols == 0 || (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
     }
 }

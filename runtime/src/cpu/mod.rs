@@ -20,6 +20,8 @@
 //! - [`amx`]: bf16 products on Intel AMX tiles (detected at run time), which bf16 compute uses
 //!   for linear layers, stride-1 convolutions and attention; f32 and f16 compute, and CPUs
 //!   without AMX, take the f32 `gemm` paths below.
+//! - [`fma`]: f32 products on an AVX-512 register tile with B packed once and A read through
+//!   shifted runs, an opt-in (`KILN_CPU_FMA=1`) path for stride-1 convolutions.
 //! - [`matmul`]: the `gemm` wrapper, linear layers, batched matrix products.
 //! - [`conv`]: 2-d convolution, NHWC activations and OHWI weights, as GEMM on row chunks of im2col.
 //! - [`norm`]: group norm (optionally fused with SiLU) and layer norm.
@@ -45,6 +47,7 @@ pub mod attention;
 pub mod binary;
 pub mod conv;
 pub mod embedding;
+pub mod fma;
 pub mod layout;
 pub(crate) mod math;
 pub mod matmul;

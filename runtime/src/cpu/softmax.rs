@@ -46,18 +46,17 @@ pub(crate) fn exp_online(row: &mut [f32], max: &mut f32) -> (f32, f32) {
 /// Replaces `row` by `exp(row - shift)` and returns the sum of the new values.
 #[inline(always)]
 fn exp_minus(row: &mut [f32], shift: f32) -> f32 {
-    let max = shift;
     // Exponentiate and sum in one pass, eight lanes wide.
     let mut acc = [0f32; 8];
     let mut chunks = row.chunks_exact_mut(8);
     for c in &mut chunks {
         for (a, v) in acc.iter_mut().zip(c) {
-            *v = exp_f32(*v - max);
+            *v = exp_f32(*v - shift);
             *a += *v;
         }
     }
     let tail = chunks.into_remainder();
-    tail.iter_mut().for_each(|v| *v = exp_f32(*v - max));
+    tail.iter_mut().for_each(|v| *v = exp_f32(*v - shift));
     acc.iter().sum::<f32>() + sum_f32(tail)
 }
 

@@ -1,0 +1,18 @@
+//! No AVX-512 tile off x86-64: [`super::available`] is false, so nothing here is ever called.
+
+pub(super) const MR: usize = 12;
+pub(super) const NR: usize = 32;
+
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn tile_rows(
+    _: usize,
+    _: *const f32,
+    _: usize,
+    _: usize,
+    _: *const f32,
+    _: *mut f32,
+    _: usize,
+    _: bool,
+) {
+    unreachable!("AVX-512 tiles off x86-64")
+}
