@@ -3,9 +3,9 @@
 //!
 //! Work is cut into tasks of up to `TASK_ROWS` rows by `TASK_PANELS` panels (one rayon task
 //! each, writing its own rectangle of `dst`). A task walks K in blocks of at most `KC`, each
-//! block's panels, and each panel's 12-row tiles: a K block of B's panel (48 KiB) is reused by
-//! all the task's row tiles and a K block of the task's rows (144 KiB) by all its panels, both
-//! from L2. Partial sums wait in a task scratch between K blocks; they are f32 like the
+//! block's panels, and each panel's 8-row tiles: a K block of B's panel (24 KiB) is reused from
+//! L1 by all the task's row tiles, and a K block of the task's rows (48 KiB) from L2 by all its
+//! panels. Partial sums wait in a task scratch between K blocks; they are f32 like the
 //! registers, so blocking changes no bits.
 
 use rayon::prelude::*;
@@ -13,12 +13,12 @@ use rayon::prelude::*;
 use super::kernel::{MR, NR, tile_rows};
 use crate::cpu::matmul::{Dst, Mat};
 
-/// Rows per task: eight register tiles.
-const TASK_ROWS: usize = 8 * MR;
-/// Panels per task (256 columns).
-const TASK_PANELS: usize = 12;
+/// Rows per task: twelve register tiles.
+const TASK_ROWS: usize = 12 * MR;
+/// Panels per task (384 columns).
+const TASK_PANELS: usize = 8;
 /// Most K elements per block.
-const KC: usize = 256;
+const KC: usize = 128;
 
 /// 64 bytes of f32: the unit of [`Aligned`].
 #[repr(C, align(64))]
@@ -49,8 +49,8 @@ impl Aligned {
     }
 }
 
-/// B `[k, n]` packed for [`gemm_packed`]: panel `p` holds columns `32p..32p + 32` as `k` rows
-/// of 32 contiguous floats, columns past `n` zero.
+/// B `[k, n]` packed for [`gemm_packed`]: panel `p` holds columns `48p..48p + 48` as `k` rows
+/// of 48 contiguous floats, columns past `n` zero.
 pub(crate) struct Panels {
     data: Aligned,
     k: usize,
@@ -170,7 +170,7 @@ pub(crate) fn gemm_packed(
         let (row0, p0) = (rt * TASK_ROWS, ct * group);
         let (rows, ps) = (TASK_ROWS.min(m - row0), group.min(panels - p0));
         let (tiles, c_rs) = (rows.div_ceil(MR), ps * NR);
-        let mut c = Aligned::zeros(rows * c_rs); // [rows, ps·32]: the task's partial sums
+        let mut c = Aligned::zeros(rows * c_rs); // [rows, ps·48]: the task's partial sums
         let c = c.as_mut_slice();
         for (bi, blk) in blocks.iter().enumerate() {
             for p in 0..ps {
@@ -178,7 +178,7 @@ pub(crate) fn gemm_packed(
                 for t in 0..tiles {
                     let r = t * MR;
                     // SAFETY: rows `row0 + r..` below `m` read `a` inside the bound asserted
-                    // above; the panel slice holds `len` rows of 32; `c` holds the tile's rows.
+                    // above; the panel slice holds `len` rows of 48; `c` holds the tile's rows.
                     unsafe {
                         tile_rows(
                             MR.min(rows - r),
@@ -293,7 +293,7 @@ mod tests {
     }
 
     /// Products of random matrices match an f64 reference to f32 accumulation accuracy, for row
-    /// counts off the 12-row tile and the task size, columns off the 32-column panel, K across
+    /// counts off the 8-row tile and the task size, columns off the 48-column panel, K across
     /// several K blocks, both modes, a scale and a bias.
     #[test]
     fn products_match_an_f64_reference() {
@@ -336,7 +336,7 @@ mod tests {
         let whole = [Segment { offset: 0, len: k }];
         let all = product(&a, k, &whole, &w, (big, n), &vec![0.0; big * n], Dst::Overwrite, 1.0, None, true);
         for (m, parallel) in
-            [(1, true), (2, false), (11, true), (12, true), (13, false), (97, true), (299, false)]
+            [(1, true), (2, false), (7, true), (8, true), (9, false), (97, true), (299, false)]
         {
             let zeros = vec![0.0; m * n];
             let part =

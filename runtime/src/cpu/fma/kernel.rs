@@ -4,12 +4,17 @@ use std::arch::x86_64::{
     __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
 };
 
-/// Rows of a register tile: 12 rows x 2 registers of accumulators, 2 for the B row, 1 for the
-/// broadcast A element leaves 5 of the 32 registers free.
-pub(super) const MR: usize = 12;
+/// Rows of a register tile: 8 rows x 3 registers of accumulators, 3 for the B row and 1 for the
+/// broadcast A element use 28 of the 32 registers, and each K step loads 11 values for 24 FMAs.
+/// On the 2-core Ice Lake this shape ran its FMAs at 93-97% of the one-thread peak from L1,
+/// 12x32 at 87-89% in the same minute (benches/RESULTS.md).
+pub(super) const MR: usize = 8;
 
-/// Columns of a register tile and of a packed B panel: two 16-lane registers.
-pub(super) const NR: usize = 32;
+/// Columns of a register tile and of a packed B panel: three 16-lane registers.
+pub(super) const NR: usize = 48;
+
+/// Registers per tile row.
+const V: usize = NR / 16;
 
 /// K steps per loop iteration, so the loop's own instructions take few FMA-port slots.
 const UNROLL: usize = 4;
@@ -32,22 +37,22 @@ unsafe fn tile<const R: usize>(
     c_rs: usize,
     first: bool,
 ) {
-    let mut acc: [[__m512; 2]; R] = [[_mm512_setzero_ps(); 2]; R];
+    let mut acc: [[__m512; V]; R] = [[_mm512_setzero_ps(); V]; R];
     // SAFETY (all blocks below): the caller guarantees every offset read or written.
     if !first {
         for (r, row) in acc.iter_mut().enumerate() {
-            unsafe {
-                row[0] = _mm512_loadu_ps(c.add(r * c_rs));
-                row[1] = _mm512_loadu_ps(c.add(r * c_rs + 16));
+            for (v, acc) in row.iter_mut().enumerate() {
+                *acc = unsafe { _mm512_loadu_ps(c.add(r * c_rs + 16 * v)) };
             }
         }
     }
-    let step = |acc: &mut [[__m512; 2]; R], l: usize| {
-        let (b0, b1) = unsafe { (_mm512_loadu_ps(b.add(l * NR)), _mm512_loadu_ps(b.add(l * NR + 16))) };
+    let step = |acc: &mut [[__m512; V]; R], l: usize| {
+        let bv: [__m512; V] = std::array::from_fn(|v| unsafe { _mm512_loadu_ps(b.add(l * NR + 16 * v)) });
         for (r, row) in acc.iter_mut().enumerate() {
             let x = _mm512_set1_ps(unsafe { *a.add(r * a_rs + l) });
-            row[0] = _mm512_fmadd_ps(x, b0, row[0]);
-            row[1] = _mm512_fmadd_ps(x, b1, row[1]);
+            for (acc, bv) in row.iter_mut().zip(&bv) {
+                *acc = _mm512_fmadd_ps(x, *bv, *acc);
+            }
         }
     };
     let whole = len / UNROLL * UNROLL;
@@ -60,9 +65,8 @@ unsafe fn tile<const R: usize>(
         step(&mut acc, l);
     }
     for (r, row) in acc.iter().enumerate() {
-        unsafe {
-            _mm512_storeu_ps(c.add(r * c_rs), row[0]);
-            _mm512_storeu_ps(c.add(r * c_rs + 16), row[1]);
+        for (v, acc) in row.iter().enumerate() {
+            unsafe { _mm512_storeu_ps(c.add(r * c_rs + 16 * v), *acc) };
         }
     }
 }
@@ -85,10 +89,6 @@ pub(super) unsafe fn tile_rows(
     // SAFETY: forwarded from the caller; `gemm_packed` asserted AVX-512 F.
     unsafe {
         match rows {
-            12 => tile::<12>(a, a_rs, len, b, c, c_rs, first),
-            11 => tile::<11>(a, a_rs, len, b, c, c_rs, first),
-            10 => tile::<10>(a, a_rs, len, b, c, c_rs, first),
-            9 => tile::<9>(a, a_rs, len, b, c, c_rs, first),
             8 => tile::<8>(a, a_rs, len, b, c, c_rs, first),
             7 => tile::<7>(a, a_rs, len, b, c, c_rs, first),
             6 => tile::<6>(a, a_rs, len, b, c, c_rs, first),

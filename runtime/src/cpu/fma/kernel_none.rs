@@ -1,7 +1,7 @@
 //! No AVX-512 tile off x86-64: [`super::available`] is false, so nothing here is ever called.
 
-pub(super) const MR: usize = 12;
-pub(super) const NR: usize = 32;
+pub(super) const MR: usize = 8;
+pub(super) const NR: usize = 48;
 
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn tile_rows(

@@ -1,7 +1,7 @@
 //! f32 matrix products on AVX-512 FMA registers, for f32 compute on CPUs without bf16 tiles.
 //!
 //! The `gemm` crate reaches 55-60% of the FMA peak inside kiln's models (2-core Ice Lake). This
-//! kernel keeps a 12x32 tile of sums in registers, reads B from 32-column panels packed
+//! kernel keeps an 8x48 tile of sums in registers, reads B from 48-column panels packed
 //! once per product and A in place through `Segment`s, so a stride-1 convolution sums all
 //! its taps in one product over the padded image (an implicit GEMM: no im2col, and no
 //! read-modify-write of the output per tap).
