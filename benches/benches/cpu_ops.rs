@@ -72,6 +72,23 @@ fn conv(c: &mut Criterion) {
             padding: 1,
             dtypes: &[DType::F32],
         },
+        // The SD 1.5 UNet's deepest convolutions at batch 2 (one CFG step): few pixels, big weights.
+        ConvCase {
+            input: [2, 16, 16, 1280],
+            cout: 1280,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+            dtypes: &[DType::F32],
+        },
+        ConvCase {
+            input: [2, 8, 8, 1280],
+            cout: 1280,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+            dtypes: &[DType::F32],
+        },
         ConvCase {
             input: [1, 64, 64, 320],
             cout: 320,

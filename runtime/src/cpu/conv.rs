@@ -1,6 +1,8 @@
 //! 2-d convolution on NHWC activations with OHWI weights, as GEMM.
 //!
-//! Stride-1 convolutions of images 32 pixels wide and up skip im2col: see `shifted`.
+//! On CPUs with AVX-512 F every convolution but 1x1 is one implicit GEMM on the register tile
+//! (see `implicit`). Elsewhere, stride-1 convolutions of images 32 pixels wide and up skip
+//! im2col (see `shifted`), and the rest go as follows.
 //!
 //! Output pixel `(b, oy, ox)` is the dot product of weight row `co` (`kh * kw * cin` values in
 //! `(ky, kx, ci)` order, which is exactly how an OHWI weight is laid out) with the input patch
@@ -12,6 +14,7 @@
 //! through `gemm_rows`, so an output pixel's value does not depend on where the chunks fall,
 //! i.e. on the batch.
 
+mod implicit;
 mod shifted;
 mod tiles;
 
@@ -98,6 +101,9 @@ pub(crate) fn conv2d_f32(
     if g.is_pointwise() {
         return linear_f32(x, w, bias, (rows, k, g.cout));
     }
+    if super::fma::enabled() {
+        return implicit::conv2d_implicit(x, w, bias, g);
+    }
     if shifted::worth_it(&g) {
         return shifted::conv2d_shifted(x, w, bias, g, col_budget);
     }
@@ -166,7 +172,7 @@ fn patch(x: &[f32], g: ConvGeometry, (b, oy, ox): (usize, usize, usize), row: &m
 mod tests {
     use super::*;
 
-    /// A chunk budget smaller than one row, and ones that cut an image into chunks, give
+    /// An im2col budget smaller than one row, and ones that cut an image into chunks, give
     /// bitwise the result of a single chunk.
     #[test]
     fn chunking_does_not_change_the_result() {
@@ -187,9 +193,9 @@ mod tests {
             (0..g.n * g.h * g.w * g.cin).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
         let w: Vec<f32> = (0..g.cout * 27).map(|i| ((i * 53 % 97) as f32 - 48.0) / 40.0).collect();
         let bias = [0.5, -1.0, 0.25, 2.0];
-        let whole = conv2d_f32(&x, &w, Some(&bias), g, usize::MAX / 2);
+        let whole = conv2d_im2col(&x, &w, Some(&bias), g, usize::MAX / 2);
         for budget in [1, 27 * GEMM_ROWS, 27 * 2 * GEMM_ROWS + 3] {
-            let chunked = conv2d_f32(&x, &w, Some(&bias), g, budget);
+            let chunked = conv2d_im2col(&x, &w, Some(&bias), g, budget);
             for (i, (a, b)) in chunked.iter().zip(&whole).enumerate() {
                 assert_eq!(a.to_bits(), b.to_bits(), "budget {budget}, index {i}: {a} vs {b}");
             }
@@ -238,8 +244,9 @@ mod tests {
             .collect()
     }
 
-    /// The shifted products (stride 1, large images) and im2col both equal an f64 convolution;
-    /// the shifted path's pixels do not depend on its chunking or on the batch.
+    /// The shifted products (stride 1, large images), im2col and the path this CPU dispatches to
+    /// all equal an f64 convolution; the shifted path's pixels do not depend on its chunking or
+    /// on the batch.
     #[test]
     fn shifted_products_equal_the_reference_whatever_the_chunks_and_batch() {
         for (n, h, w, k, pad) in [(2, 33, 34, 3, 1), (1, 40, 40, 5, 2), (2, 36, 32, 3, 0)] {
@@ -250,9 +257,10 @@ mod tests {
             let wt = draw(g.cout * k * k * g.cin, 2);
             let bias = draw(g.cout, 3);
             let want = reference(&x, &wt, &bias, g);
-            let whole = conv2d_f32(&x, &wt, Some(&bias), g, usize::MAX / 2);
+            let whole = shifted::conv2d_shifted(&x, &wt, Some(&bias), g, usize::MAX / 2);
             let im2col = conv2d_im2col(&x, &wt, Some(&bias), g, usize::MAX / 2);
-            for (path, got) in [("shifted", &whole), ("im2col", &im2col)] {
+            let dispatched = conv2d_f32(&x, &wt, Some(&bias), g, COL_BUDGET);
+            for (path, got) in [("shifted", &whole), ("im2col", &im2col), ("conv2d_f32", &dispatched)] {
                 for (i, (a, b)) in got.iter().zip(&want).enumerate() {
                     assert!(
                         (*a as f64 - b).abs() < 1e-5 * (1.0 + b.abs()),
@@ -261,14 +269,14 @@ mod tests {
                 }
             }
             for budget in [1, 7 * (w + 2 * pad) * 3 + 5] {
-                let chunked = conv2d_f32(&x, &wt, Some(&bias), g, budget);
+                let chunked = shifted::conv2d_shifted(&x, &wt, Some(&bias), g, budget);
                 assert!(
                     chunked.iter().zip(&whole).all(|(a, b)| a.to_bits() == b.to_bits()),
                     "budget {budget}"
                 );
             }
             let one = ConvGeometry { n: 1, ..g };
-            let first = conv2d_f32(&x[..h * w * g.cin], &wt, Some(&bias), one, usize::MAX / 2);
+            let first = shifted::conv2d_shifted(&x[..h * w * g.cin], &wt, Some(&bias), one, usize::MAX / 2);
             assert!(first.iter().zip(&whole).all(|(a, b)| a.to_bits() == b.to_bits()), "batch of one");
         }
     }

@@ -20,10 +20,11 @@
 //! - [`amx`]: bf16 products on Intel AMX tiles (detected at run time), which bf16 compute uses
 //!   for linear layers, stride-1 convolutions and attention; f32 and f16 compute, and CPUs
 //!   without AMX, take the f32 `gemm` paths below.
-//! - [`fma`]: f32 products on an AVX-512 register tile with B packed once and A read through
-//!   shifted runs, an opt-in (`KILN_CPU_FMA=1`) path for stride-1 convolutions.
+//! - [`fma`]: f32 products on an AVX-512 register tile with B packed once and A read in place,
+//!   which f32 convolutions use on CPUs with AVX-512 F (`KILN_CPU_FMA=0` turns it off).
 //! - [`matmul`]: the `gemm` wrapper, linear layers, batched matrix products.
-//! - [`conv`]: 2-d convolution, NHWC activations and OHWI weights, as GEMM on row chunks of im2col.
+//! - [`conv`]: 2-d convolution, NHWC activations and OHWI weights: an implicit GEMM on the
+//!   [`fma`] tile, or `gemm` on shifted views of the padded input or on chunks of im2col.
 //! - [`norm`]: group norm (optionally fused with SiLU) and layer norm.
 //! - [`softmax`] and [`attention`]: row softmax and multi-head attention on query blocks.
 //! - [`activation`]: GELU (erf form), GEGLU, SiLU.

@@ -17,7 +17,6 @@
 use rayon::prelude::*;
 
 use super::ConvGeometry;
-use crate::cpu::fma::{self, Panels, Segment, gemm_packed};
 use crate::cpu::matmul::{Dst, Mat, gemm_rows};
 
 /// Whether the shifted products beat im2col here: stride 1, a kernel larger than 1x1, and at
@@ -38,9 +37,6 @@ pub(super) fn conv2d_shifted(
     let (hp, wp, cin, cout) = (g.h + 2 * g.pad, g.w + 2 * g.pad, g.cin, g.cout);
     let k = g.kh * g.kw * cin; // one weight row
     let xp = pad_input(x, g, hp, wp);
-    if fma::enabled() {
-        return conv2d_taps_fused(&xp, w, bias, g, budget);
-    }
     over_grid_chunks(g, budget, bias, |grid, r0, m| {
         for (tap, (ky, kx)) in (0..g.kh).flat_map(|ky| (0..g.kw).map(move |kx| (ky, kx))).enumerate() {
             let lhs = Mat { data: &xp[(r0 + ky * wp + kx) * cin..], rs: cin, cs: 1 }; // [m, cin]
@@ -48,27 +44,6 @@ pub(super) fn conv2d_shifted(
             let mode = if tap == 0 { Dst::Overwrite } else { Dst::Accumulate };
             gemm_rows((m, cout, cin), grid, cout, mode, lhs, rhs, 1.0, true);
         }
-    })
-}
-
-/// [`conv2d_shifted`] on the padded input `xp` as one product per grid chunk on the AVX-512 tile
-/// ([`fma`]): each tap is a K run over the rows at the tap's shift, so the taps' sums stay in
-/// registers and the grid is written once.
-fn conv2d_taps_fused(
-    xp: &[f32],
-    w: &[f32],
-    bias: Option<&[f32]>,
-    g: ConvGeometry,
-    budget: usize,
-) -> Vec<f32> {
-    let (wp, cin, cout) = (g.w + 2 * g.pad, g.cin, g.cout);
-    let k = g.kh * g.kw * cin;
-    let packed = Panels::pack(Mat::transposed(w, k), k, cout); // B [kh·kw·cin, cout]
-    let taps: Vec<Segment> = (0..g.kh)
-        .flat_map(|ky| (0..g.kw).map(move |kx| Segment { offset: (ky * wp + kx) * cin, len: cin }))
-        .collect();
-    over_grid_chunks(g, budget, bias, |grid, r0, m| {
-        gemm_packed(m, &xp[r0 * cin..], cin, &taps, &packed, grid, cout, Dst::Overwrite, 1.0, None, true);
     })
 }
 
@@ -126,52 +101,4 @@ pub(super) fn pad_input<T: Copy + Default + Send + Sync>(
         }
     });
     xp
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::random::SplitMix64;
-
-    /// The fused taps give the tap-by-tap convolution's values (to f32 rounding), over several
-    /// grid chunks, two images, a bias and a wide kernel.
-    #[test]
-    fn fused_taps_match_the_tap_by_tap_products() {
-        if !fma::available() {
-            eprintln!("skipped: this CPU has no AVX-512 F");
-            return;
-        }
-        let mut rng = SplitMix64::new(29);
-        for (n, h, w, cin, cout, kk, pad) in [(2, 9, 34, 40, 45, 3, 1), (1, 6, 12, 8, 33, 5, 2)] {
-            let (ho, wo) = (h + 2 * pad + 1 - kk, w + 2 * pad + 1 - kk);
-            let g = ConvGeometry { n, h, w, cin, cout, kh: kk, kw: kk, stride: 1, pad, ho, wo };
-            let x: Vec<f32> = (0..n * h * w * cin).map(|_| rng.unit_variance()).collect();
-            let wt: Vec<f32> = (0..cout * kk * kk * cin).map(|_| rng.unit_variance()).collect();
-            let bias: Vec<f32> = (0..cout).map(|_| rng.unit_variance()).collect();
-            let xp = pad_input(&x, g, h + 2 * pad, w + 2 * pad);
-            let budget = 3 * (w + 2 * pad) * cout; // three image rows per chunk
-            let got = conv2d_taps_fused(&xp, &wt, Some(&bias), g, budget);
-            let k = kk * kk * cin;
-            for (i, v) in got.iter().enumerate() {
-                let (co, px) = (i % cout, i / cout);
-                let (b, oy, ox) = (px / (ho * wo), px / wo % ho, px % wo);
-                let (mut sum, mut abs) = (f64::from(bias[co]), f64::from(bias[co]).abs());
-                for ky in 0..kk {
-                    for kx in 0..kk {
-                        let (y, xx) = ((oy + ky) as isize - pad as isize, (ox + kx) as isize - pad as isize);
-                        if y < 0 || xx < 0 || y >= h as isize || xx >= w as isize {
-                            continue;
-                        }
-                        for ci in 0..cin {
-                            let xi = ((b * h + y as usize) * w + xx as usize) * cin + ci;
-                            let p = f64::from(x[xi]) * f64::from(wt[co * k + (ky * kk + kx) * cin + ci]);
-                            sum += p;
-                            abs += p.abs();
-                        }
-                    }
-                }
-                assert!((f64::from(*v) - sum).abs() <= 1e-6 * (1.0 + abs), "{g:?} element {i}: {v} vs {sum}");
-            }
-        }
-    }
 }

@@ -1,31 +1,36 @@
-//! `dst[m, n] (+)= scale · A[m, K] · B[K, n] (+ bias)` with B packed into panels and A read in
-//! place, on the register tile of [`super::kernel`].
+//! `dst[rows, n] = A[rows, K] · B[K, n] (+ bias)` with B packed into panels and A read in place,
+//! on the register tile of [`super::kernel`], rows given as tiles at any offsets.
 //!
-//! Work is cut into tasks of up to `TASK_ROWS` rows by `TASK_PANELS` panels (one rayon task
-//! each, writing its own rectangle of `dst`). A task walks K in blocks of at most `KC`, each
-//! block's panels, and each panel's 8-row tiles: a K block of B's panel (24 KiB) is reused from
+//! Work is cut into tasks of up to `TASK_TILES` row tiles by `TASK_PANELS` panels (one rayon
+//! task each, writing its own elements of `dst`). A task walks K in blocks of at most `KC`, each
+//! block's panels, and each panel's row tiles: a K block of B's panel (24 KiB) is reused from
 //! L1 by all the task's row tiles, and a K block of the task's rows (48 KiB) from L2 by all its
-//! panels. Partial sums wait in a task scratch between K blocks; they are f32 like the
-//! registers, so blocking changes no bits.
+//! panels. Partial sums wait in `dst` itself between K blocks (f32, like the registers, so
+//! blocking changes no bits), and the last block adds the bias: each output element is written
+//! by its tile alone, with no scratch and no second pass.
+
+use std::sync::Mutex;
 
 use rayon::prelude::*;
 
 use super::kernel::{MR, NR, tile_rows};
-use crate::cpu::matmul::{Dst, Mat};
+use crate::cpu::matmul::Mat;
 
-/// Rows per task: twelve register tiles.
-const TASK_ROWS: usize = 12 * MR;
+/// Row tiles per task (96 rows).
+const TASK_TILES: usize = 12;
 /// Panels per task (384 columns).
 const TASK_PANELS: usize = 8;
 /// Most K elements per block.
 const KC: usize = 128;
+/// K rows packed at a time from a column-major B.
+const PACK_K: usize = 64;
 
 /// 64 bytes of f32: the unit of [`Aligned`].
 #[repr(C, align(64))]
 #[derive(Clone, Copy)]
 struct Line([f32; 16]);
 
-/// Zero-initialised f32 storage that starts on a 64-byte boundary, so the kernel's 16-lane
+/// Initialised f32 storage that starts on a 64-byte boundary, so the kernel's 16-lane
 /// loads and stores never straddle two cache lines (measured: a sixth of the tile's speed).
 struct Aligned {
     lines: Vec<Line>,
@@ -33,8 +38,15 @@ struct Aligned {
 }
 
 impl Aligned {
-    fn zeros(len: usize) -> Aligned {
-        Aligned { lines: vec![Line([0.0; 16]); len.div_ceil(16)], len }
+    /// `len` floats, in a spare buffer's memory when one is kept (holding earlier values), else
+    /// in fresh zeros.
+    fn reuse(len: usize) -> Aligned {
+        let mut spares = SPARES.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buffer = spares.pop().unwrap_or(Aligned { lines: Vec::new(), len: 0 });
+        drop(spares);
+        buffer.lines.resize(len.div_ceil(16), Line([0.0; 16]));
+        buffer.len = len;
+        buffer
     }
 
     fn as_slice(&self) -> &[f32] {
@@ -49,6 +61,14 @@ impl Aligned {
     }
 }
 
+/// Panel buffers kept for the next product (at most `MAX_SPARES`, the largest): packing into
+/// fresh memory takes a page fault per 4 KiB, which for a deep convolution of a small image
+/// (SD 1.5's 3x3 1280 -> 1280 weights, 59 MB) cost as much as the product.
+static SPARES: Mutex<Vec<Aligned>> = Mutex::new(Vec::new());
+
+/// Buffers [`SPARES`] keeps: one per concurrent product on two threads.
+const MAX_SPARES: usize = 2;
+
 /// B `[k, n]` packed for [`gemm_packed`]: panel `p` holds columns `48p..48p + 48` as `k` rows
 /// of 48 contiguous floats, columns past `n` zero.
 pub(crate) struct Panels {
@@ -62,15 +82,23 @@ impl Panels {
     /// panels in parallel on rayon's threads.
     pub fn pack(b: Mat<'_>, k: usize, n: usize) -> Panels {
         assert!(b.fits(k, n), "Panels::pack: B out of bounds");
-        let mut data = Aligned::zeros(n.div_ceil(NR) * k * NR);
+        let mut data = Aligned::reuse(n.div_ceil(NR) * k * NR);
         if k > 0 {
             let fill = |(p, panel): (usize, &mut [f32])| {
                 let cols = NR * p..n.min(NR * p + NR);
+                if cols.len() < NR {
+                    // The last panel's columns past `n` (a reused buffer holds old values there).
+                    panel.chunks_exact_mut(NR).for_each(|row| row[cols.len()..].fill(0.0));
+                }
                 if b.rs == 1 {
-                    // Columns contiguous in K (a weight's rows): read each column once.
-                    for (jj, j) in cols.enumerate() {
-                        let col = &b.data[j * b.cs..][..k];
-                        col.iter().enumerate().for_each(|(l, v)| panel[l * NR + jj] = *v);
+                    // Columns contiguous in K (a weight's rows): read them in runs of PACK_K, so
+                    // the panel rows being filled (PACK_K x 48, 12 KiB) stay in L1.
+                    for l0 in (0..k).step_by(PACK_K) {
+                        let rows = &mut panel[l0 * NR..(k.min(l0 + PACK_K)) * NR];
+                        for (jj, j) in cols.clone().enumerate() {
+                            let col = &b.data[j * b.cs + l0..][..rows.len() / NR];
+                            rows.chunks_exact_mut(NR).zip(col).for_each(|(row, v)| row[jj] = *v);
+                        }
                     }
                 } else {
                     for (l, row) in panel.chunks_exact_mut(NR).enumerate() {
@@ -96,12 +124,33 @@ impl Panels {
     }
 }
 
+impl Drop for Panels {
+    /// Keeps the buffer for the next product, in place of a smaller spare when all are taken.
+    fn drop(&mut self) {
+        let buffer = std::mem::replace(&mut self.data, Aligned { lines: Vec::new(), len: 0 });
+        let mut spares = SPARES.lock().unwrap_or_else(|e| e.into_inner());
+        spares.push(buffer);
+        spares.sort_by_key(|b| std::cmp::Reverse(b.lines.capacity()));
+        spares.truncate(MAX_SPARES);
+    }
+}
+
 /// A run of A's K: for row `i`, K elements `0..len` of the run are `a[i·a_rs + offset..][..len]`.
 /// A product's runs, in order, cover B's K.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Segment {
     pub offset: usize,
     pub len: usize,
+}
+
+/// Up to [`MR`] rows of a product: row `r < rows` reads A from element `a + r·a_rs` and writes
+/// `dst` from element `dst + r·dst_rs`. A convolution's tiles are runs of output pixels along
+/// one image row, so no rows are computed on the padding and none are copied afterwards.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RowTile {
+    pub a: usize,
+    pub dst: usize,
+    pub rows: usize,
 }
 
 /// One K block: `len` elements of A at `offset` in each row, B rows from `k0`.
@@ -112,7 +161,20 @@ struct Block {
     k0: usize,
 }
 
-/// A shareable pointer to `dst`, whose tasks write disjoint rectangles.
+/// Where a tile's sums go: `cols` (1..=NR) columns of rows `rs` apart from `c`. With
+/// `accumulate` the sums start from what `c` holds (the earlier K blocks), else from zero; with
+/// `bias` (the last K block) `bias[j]` is added before the store. Columns past `cols` are
+/// neither read nor written, so a panel's edge never touches its neighbours' elements.
+#[derive(Clone, Copy)]
+pub(super) struct Sums {
+    pub c: *mut f32,
+    pub rs: usize,
+    pub cols: usize,
+    pub accumulate: bool,
+    pub bias: Option<*const f32>,
+}
+
+/// A shareable pointer to `dst`, whose tasks write disjoint elements.
 #[derive(Clone, Copy)]
 struct DstPtr(*mut f32);
 // SAFETY: tasks write disjoint elements through it (see `gemm_packed`), and `dst` outlives them.
@@ -126,99 +188,99 @@ impl DstPtr {
     }
 }
 
-/// `dst[i, j] (+)= scale · Σ_k A[i, k] B[k, j] (+ bias[j])` for `i < m`, A's rows `a_rs` apart
-/// in `a` and read through `segments`, `dst` row-major with row stride `dst_rs`. With
-/// `parallel`, tasks run on rayon's threads; without, on the caller's (inside a rayon task).
+/// `dst[t.dst + r·dst_rs + j] = Σ_k A[t.a + r·a_rs, k] B[k, j] (+ bias[j])` for every row
+/// `r < t.rows` of every tile `t`, `j < n`, A's K read through `segments`. Tasks run on
+/// rayon's threads.
 ///
 /// # Panics
-/// If the segments do not cover B's K, a row's segment lies outside `a`, `dst` is too short or
-/// `bias` is not `n` long: callers derive all sizes from validated shapes, so these guard the
-/// unsafe kernel against bugs in the backend, not against user input.
+/// If the segments do not cover B's K, a tile has no rows or more than [`MR`], reads A outside
+/// `a`, writes outside `dst` or overlaps the tile before it (tiles come in increasing `dst`
+/// order, each ending where the next may start), or `bias` is not `n` long: callers derive all
+/// of these from validated shapes, so they guard the unsafe kernel against bugs in the
+/// backend, not against user input.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm_packed(
-    m: usize,
     a: &[f32],
     a_rs: usize,
     segments: &[Segment],
+    tiles: &[RowTile],
     b: &Panels,
+    bias: Option<&[f32]>,
     dst: &mut [f32],
     dst_rs: usize,
-    mode: Dst,
-    scale: f32,
-    bias: Option<&[f32]>,
-    parallel: bool,
 ) {
-    assert!(super::available(), "gemm_packed without AVX-512");
     let n = b.n();
     assert_eq!(segments.iter().map(|s| s.len).sum::<usize>(), b.k(), "gemm_packed: segments do not cover K");
-    if m == 0 || n == 0 {
+    assert!(bias.is_none_or(|b| b.len() == n), "gemm_packed: bias is not {n} long");
+    assert!(dst_rs >= n, "gemm_packed: dst rows overlap");
+    let reach = segments.iter().map(|s| s.offset + s.len).max().unwrap_or(0);
+    let mut free = 0; // the first element of `dst` the next tile may write
+    for t in tiles {
+        assert!((1..=MR).contains(&t.rows), "gemm_packed: a tile of {} rows", t.rows);
+        assert!(t.a + (t.rows - 1) * a_rs + reach <= a.len(), "gemm_packed: A out of bounds");
+        assert!(t.dst >= free, "gemm_packed: tiles overlap or are out of order");
+        free = t.dst + (t.rows - 1) * dst_rs + n;
+        assert!(free <= dst.len(), "gemm_packed: dst too short");
+    }
+    assert!(super::available(), "gemm_packed without AVX-512");
+    if n == 0 || tiles.is_empty() {
         return;
     }
-    let reach = segments.iter().map(|s| s.offset + s.len).max().unwrap_or(0);
-    assert!((m - 1) * a_rs + reach <= a.len(), "gemm_packed: A out of bounds");
-    assert!(dst_rs >= n && dst.len() >= (m - 1) * dst_rs + n, "gemm_packed: dst too short");
-    assert!(bias.is_none_or(|b| b.len() == n), "gemm_packed: bias is not {n} long");
+    if b.k() == 0 {
+        // No terms: the bias, or zeros.
+        for t in tiles {
+            for r in 0..t.rows {
+                let row = &mut dst[t.dst + r * dst_rs..][..n];
+                match bias {
+                    Some(b) => row.copy_from_slice(b),
+                    None => row.fill(0.0),
+                }
+            }
+        }
+        return;
+    }
     let blocks = k_blocks(segments);
     let panels = n.div_ceil(NR);
     // Panel groups of at most TASK_PANELS, as even as the panel count allows.
     let col_tasks = panels.div_ceil(TASK_PANELS);
     let group = panels.div_ceil(col_tasks);
-    let row_tasks = m.div_ceil(TASK_ROWS);
     let out = DstPtr(dst.as_mut_ptr());
     let run = |task: usize| {
         let (rt, ct) = (task / col_tasks, task % col_tasks);
-        let (row0, p0) = (rt * TASK_ROWS, ct * group);
-        let (rows, ps) = (TASK_ROWS.min(m - row0), group.min(panels - p0));
-        let (tiles, c_rs) = (rows.div_ceil(MR), ps * NR);
-        let mut c = Aligned::zeros(rows * c_rs); // [rows, ps·48]: the task's partial sums
-        let c = c.as_mut_slice();
+        let my_tiles = &tiles[rt * TASK_TILES..tiles.len().min(rt * TASK_TILES + TASK_TILES)];
+        let p0 = ct * group;
         for (bi, blk) in blocks.iter().enumerate() {
-            for p in 0..ps {
-                let panel = &b.data.as_slice()[(p0 + p) * b.k * NR + blk.k0 * NR..][..blk.len * NR];
-                for t in 0..tiles {
-                    let r = t * MR;
-                    // SAFETY: rows `row0 + r..` below `m` read `a` inside the bound asserted
-                    // above; the panel slice holds `len` rows of 48; `c` holds the tile's rows.
+            let last = bi + 1 == blocks.len();
+            for p in p0..panels.min(p0 + group) {
+                let panel = &b.data.as_slice()[p * b.k * NR + blk.k0 * NR..][..blk.len * NR];
+                let j0 = p * NR;
+                for t in my_tiles {
+                    let sums = Sums {
+                        c: out.add(t.dst + j0),
+                        rs: dst_rs,
+                        cols: NR.min(n - j0),
+                        accumulate: bi > 0,
+                        bias: bias.filter(|_| last).map(|b| b[j0..].as_ptr()),
+                    };
+                    // SAFETY: the tile's rows read `a` inside the bound asserted above; the
+                    // panel slice holds `len` rows of 48; the tile's rows, columns
+                    // `j0..j0 + cols <= n`, lie inside `dst` (asserted) and no other task
+                    // writes them: tiles do not overlap, and tasks split tiles and panels.
                     unsafe {
                         tile_rows(
-                            MR.min(rows - r),
-                            a.as_ptr().add((row0 + r) * a_rs + blk.offset),
+                            t.rows,
+                            a.as_ptr().add(t.a + blk.offset),
                             a_rs,
                             blk.len,
                             panel.as_ptr(),
-                            c.as_mut_ptr().add(r * c_rs + p * NR),
-                            c_rs,
-                            bi == 0,
-                        );
-                    }
-                }
-            }
-        }
-        let (j0, cols) = (p0 * NR, (ps * NR).min(n - p0 * NR));
-        let bias = bias.map(|b| &b[j0..j0 + cols]);
-        for (r, sums) in c.chunks_exact(c_rs).take(rows).enumerate() {
-            // SAFETY: row `row0 + r < m`, columns `j0..j0 + cols <= n`: inside `dst` (asserted
-            // above), and no other task writes this row's columns of this panel group.
-            let d = unsafe { std::slice::from_raw_parts_mut(out.add((row0 + r) * dst_rs + j0), cols) };
-            let sums = &sums[..cols];
-            match (mode, bias) {
-                (Dst::Overwrite, None) => d.iter_mut().zip(sums).for_each(|(d, v)| *d = scale * v),
-                (Dst::Accumulate, None) => d.iter_mut().zip(sums).for_each(|(d, v)| *d += scale * v),
-                (Dst::Overwrite, Some(bias)) => {
-                    d.iter_mut().zip(sums).zip(bias).for_each(|((d, v), b)| *d = scale * v + b)
-                }
-                (Dst::Accumulate, Some(bias)) => {
-                    d.iter_mut().zip(sums).zip(bias).for_each(|((d, v), b)| *d += scale * v + b)
+                            sums,
+                        )
+                    };
                 }
             }
         }
     };
-    let tasks = row_tasks * col_tasks;
-    if parallel {
-        (0..tasks).into_par_iter().for_each(run);
-    } else {
-        (0..tasks).for_each(run);
-    }
+    (0..tiles.len().div_ceil(TASK_TILES) * col_tasks).into_par_iter().for_each(run);
 }
 
 /// The segments cut into K blocks of at most [`KC`], in order.
@@ -272,29 +334,32 @@ mod tests {
         out
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Tiles over `m` consecutive rows: row `i` reads A at `i·a_rs` and writes `dst` at `i·dst_rs`.
+    fn consecutive(m: usize, a_rs: usize, dst_rs: usize) -> Vec<RowTile> {
+        (0..m).step_by(MR).map(|r| RowTile { a: r * a_rs, dst: r * dst_rs, rows: MR.min(m - r) }).collect()
+    }
+
+    /// `a [m, ·]` times `w [n, k]ᵀ` on the tile, into a copy of `start` (rows `dst_rs` apart).
     fn product(
         a: &[f32],
         a_rs: usize,
         segments: &[Segment],
         w: &[f32],
-        (m, n): (usize, usize),
-        start: &[f32],
-        mode: Dst,
-        scale: f32,
+        (m, n, dst_rs): (usize, usize, usize),
         bias: Option<&[f32]>,
-        parallel: bool,
+        start: &[f32],
     ) -> Vec<f32> {
         let k: usize = segments.iter().map(|s| s.len).sum();
         let packed = Panels::pack(Mat::transposed(w, k), k, n);
         let mut out = start.to_vec();
-        gemm_packed(m, a, a_rs, segments, &packed, &mut out, n, mode, scale, bias, parallel);
+        gemm_packed(a, a_rs, segments, &consecutive(m, a_rs, dst_rs), &packed, bias, &mut out, dst_rs);
         out
     }
 
     /// Products of random matrices match an f64 reference to f32 accumulation accuracy, for row
     /// counts off the 8-row tile and the task size, columns off the 48-column panel, K across
-    /// several K blocks, both modes, a scale and a bias.
+    /// several K blocks, with and without a bias; the elements between `dst`'s rows keep their
+    /// values (the panel edges are masked).
     #[test]
     fn products_match_an_f64_reference() {
         if !super::super::available() {
@@ -304,19 +369,30 @@ mod tests {
         let mut rng = SplitMix64::new(17);
         for (m, k, n) in [(1, 1, 1), (13, 40, 33), (97, 300, 70), (130, 2 * KC + 5, 300), (25, 7, 400)] {
             let (a, w) = (draw(&mut rng, m * k), draw(&mut rng, n * k));
-            let (bias, start) = (draw(&mut rng, n), draw(&mut rng, m * n));
+            let dst_rs = n + 5;
+            let (bias, start) = (draw(&mut rng, n), draw(&mut rng, m * dst_rs));
             let whole = [Segment { offset: 0, len: k }];
             let want = reference(&a, k, &whole, &w, m, n);
-            for (mode, scale, bias) in
-                [(Dst::Overwrite, 1.0, None), (Dst::Accumulate, 0.375, Some(&bias[..]))]
-            {
-                let got = product(&a, k, &whole, &w, (m, n), &start, mode, scale, bias, true);
-                for (i, (g, (sum, abs))) in got.iter().zip(&want).enumerate() {
-                    let base = if mode == Dst::Accumulate { f64::from(start[i]) } else { 0.0 };
-                    let b = bias.map_or(0.0, |b| f64::from(b[i % n]));
-                    let expect = base + f64::from(scale) * sum + b;
-                    let tol = 1e-6 * (1.0 + f64::from(scale) * abs + base.abs() + b.abs());
-                    assert!((f64::from(*g) - expect).abs() <= tol, "{m}x{k}x{n} {i}: {g} vs {expect}");
+            for bias in [None, Some(&bias[..])] {
+                let got = product(&a, k, &whole, &w, (m, n, dst_rs), bias, &start);
+                for (i, (g, s)) in got.iter().zip(&start).enumerate() {
+                    let (row, j) = (i / dst_rs, i % dst_rs);
+                    if j >= n {
+                        assert_eq!(
+                            g.to_bits(),
+                            s.to_bits(),
+                            "{m}x{k}x{n} row {row}: gap element {j} written"
+                        );
+                        continue;
+                    }
+                    let (sum, abs) = want[row * n + j];
+                    let b = bias.map_or(0.0, |b| f64::from(b[j]));
+                    let tol = 1e-6 * (1.0 + abs + b.abs());
+                    assert!(
+                        (f64::from(*g) - sum - b).abs() <= tol,
+                        "{m}x{k}x{n} ({row}, {j}): {g} vs {}",
+                        sum + b
+                    );
                 }
             }
         }
@@ -333,25 +409,34 @@ mod tests {
         let mut rng = SplitMix64::new(19);
         let (k, n, big) = (KC + 50, 70, 300);
         let (a, w) = (draw(&mut rng, big * k), draw(&mut rng, n * k));
+        let bias = draw(&mut rng, n);
         let whole = [Segment { offset: 0, len: k }];
-        let all = product(&a, k, &whole, &w, (big, n), &vec![0.0; big * n], Dst::Overwrite, 1.0, None, true);
-        for (m, parallel) in
-            [(1, true), (2, false), (7, true), (8, true), (9, false), (97, true), (299, false)]
-        {
-            let zeros = vec![0.0; m * n];
-            let part =
-                product(&a[..m * k], k, &whole, &w, (m, n), &zeros, Dst::Overwrite, 1.0, None, parallel);
+        let all = product(&a, k, &whole, &w, (big, n, n), Some(&bias), &vec![0.0; big * n]);
+        for m in [1, 2, 7, 8, 9, 97, 299] {
+            let part = product(&a[..m * k], k, &whole, &w, (m, n, n), Some(&bias), &vec![0.0; m * n]);
             for (i, (x, y)) in part.iter().zip(&all).enumerate() {
                 assert_eq!(x.to_bits(), y.to_bits(), "m {m} element {i}");
             }
         }
     }
 
-    /// B given by rows (`[k, n]` row-major) packs to the same panels as B given by columns.
+    /// Tiles that overlap the one before them are refused before anything is written.
+    #[test]
+    #[should_panic(expected = "tiles overlap")]
+    fn overlapping_tiles_are_refused() {
+        let (k, n) = (4, 20);
+        let packed = Panels::pack(Mat::transposed(&[0.5; 4 * 20], k), k, n);
+        let tiles = [RowTile { a: 0, dst: 0, rows: 2 }, RowTile { a: 0, dst: n + 1, rows: 1 }];
+        let whole = [Segment { offset: 0, len: k }];
+        gemm_packed(&[1.0; 8], k, &whole, &tiles, &packed, None, &mut [0.0; 3 * 20], n);
+    }
+
+    /// B given by rows (`[k, n]` row-major) packs to the same panels as B given by columns (read
+    /// in runs of `PACK_K`).
     #[test]
     fn packing_by_rows_equals_packing_by_columns() {
         let mut rng = SplitMix64::new(31);
-        let (k, n) = (37, 70);
+        let (k, n) = (PACK_K + 37, 70);
         let w = draw(&mut rng, n * k); // [n, k]
         let bt: Vec<f32> = (0..k * n).map(|i| w[(i % n) * k + i / n]).collect(); // [k, n]
         let (by_cols, by_rows) =
@@ -374,8 +459,7 @@ mod tests {
         let a = draw(&mut rng, m * a_rs);
         let w = draw(&mut rng, n * (KC + 100));
         let want = reference(&a, a_rs, &segments, &w, m, n);
-        let got =
-            product(&a, a_rs, &segments, &w, (m, n), &vec![0.0; m * n], Dst::Overwrite, 1.0, None, true);
+        let got = product(&a, a_rs, &segments, &w, (m, n, n), None, &vec![0.0; m * n]);
         for (i, (g, (sum, abs))) in got.iter().zip(&want).enumerate() {
             assert!((f64::from(*g) - sum).abs() <= 1e-6 * (1.0 + abs), "element {i}: {g} vs {sum}");
         }

@@ -1,14 +1,17 @@
 //! The register tile: up to `MR` rows by `NR` columns of f32 sums in 24 AVX-512 registers.
 
 use std::arch::x86_64::{
-    __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
+    __m512, __mmask16, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_storeu_ps,
+    _mm512_maskz_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
 };
+
+use super::gemm::Sums;
 
 /// Rows of a register tile: 8 rows x 3 registers of accumulators, 3 for the B row and 1 for the
 /// broadcast A element use 28 of the 32 registers, and each K step loads 11 values for 24 FMAs.
 /// On the 2-core Ice Lake this shape ran its FMAs at 93-97% of the one-thread peak from L1,
 /// 12x32 at 87-89% in the same minute (benches/RESULTS.md).
-pub(super) const MR: usize = 8;
+pub(crate) const MR: usize = 8;
 
 /// Columns of a register tile and of a packed B panel: three 16-lane registers.
 pub(super) const NR: usize = 48;
@@ -19,30 +22,30 @@ const V: usize = NR / 16;
 /// K steps per loop iteration, so the loop's own instructions take few FMA-port slots.
 const UNROLL: usize = 4;
 
-/// `c[r, j] = (first ? 0 : c[r, j]) + Σ_{l < len} a[r·a_rs + l] · b[l·NR + j]` for `r < R`,
-/// `j < NR`: A read in place (row stride `a_rs`), B as `len` rows of `NR` columns, `c` with row
-/// stride `c_rs`. One fused multiply-add per term in the order of `l`: a row's sums depend on
-/// that row and B only.
+/// `c[r, j] = (accumulate ? c[r, j] : 0) + Σ_{l < len} a[r·a_rs + l] · b[l·NR + j] (+ bias[j])`
+/// for `r < R`, `j < cols`: A read in place (row stride `a_rs`), B as `len` rows of `NR`
+/// columns. One fused multiply-add per term in the order of `l`, then the bias: a row's sums
+/// depend on that row and B only.
 ///
 /// # Safety
 /// The CPU must have AVX-512 F; `a` must be readable at `r·a_rs + l` for `r < R`, `l < len`,
-/// `b` at `len·NR` elements, and `c` readable and writable at `r·c_rs + j`.
+/// `b` at `len·NR` elements, `out.c` readable and writable at `r·out.rs + j` and `out.bias`
+/// readable at `j` for `j < out.cols`.
 #[target_feature(enable = "avx512f")]
-unsafe fn tile<const R: usize>(
-    a: *const f32,
-    a_rs: usize,
-    len: usize,
-    b: *const f32,
-    c: *mut f32,
-    c_rs: usize,
-    first: bool,
-) {
+unsafe fn tile<const R: usize>(a: *const f32, a_rs: usize, len: usize, b: *const f32, out: Sums) {
+    // Lanes of register `v` inside the tile's columns.
+    let masks: [__mmask16; V] = std::array::from_fn(|v| match out.cols.saturating_sub(16 * v) {
+        0 => 0,
+        n if n >= 16 => u16::MAX,
+        n => (1u16 << n) - 1,
+    });
     let mut acc: [[__m512; V]; R] = [[_mm512_setzero_ps(); V]; R];
-    // SAFETY (all blocks below): the caller guarantees every offset read or written.
-    if !first {
+    // SAFETY (all blocks below): the caller guarantees every offset read or written; masked
+    // lanes are not accessed.
+    if out.accumulate {
         for (r, row) in acc.iter_mut().enumerate() {
             for (v, acc) in row.iter_mut().enumerate() {
-                *acc = unsafe { _mm512_loadu_ps(c.add(r * c_rs + 16 * v)) };
+                *acc = unsafe { _mm512_maskz_loadu_ps(masks[v], out.c.add(r * out.rs + 16 * v)) };
             }
         }
     }
@@ -64,9 +67,18 @@ unsafe fn tile<const R: usize>(
     for l in whole..len {
         step(&mut acc, l);
     }
+    if let Some(bias) = out.bias {
+        let bv: [__m512; V] =
+            std::array::from_fn(|v| unsafe { _mm512_maskz_loadu_ps(masks[v], bias.add(16 * v)) });
+        for row in acc.iter_mut() {
+            for (acc, bv) in row.iter_mut().zip(&bv) {
+                *acc = _mm512_add_ps(*acc, *bv);
+            }
+        }
+    }
     for (r, row) in acc.iter().enumerate() {
         for (v, acc) in row.iter().enumerate() {
-            unsafe { _mm512_storeu_ps(c.add(r * c_rs + 16 * v), *acc) };
+            unsafe { _mm512_mask_storeu_ps(out.c.add(r * out.rs + 16 * v), masks[v], *acc) };
         }
     }
 }
@@ -75,28 +87,25 @@ unsafe fn tile<const R: usize>(
 ///
 /// # Safety
 /// As for [`tile`] with `R = rows`.
-#[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn tile_rows(
     rows: usize,
     a: *const f32,
     a_rs: usize,
     len: usize,
     b: *const f32,
-    c: *mut f32,
-    c_rs: usize,
-    first: bool,
+    out: Sums,
 ) {
     // SAFETY: forwarded from the caller; `gemm_packed` asserted AVX-512 F.
     unsafe {
         match rows {
-            8 => tile::<8>(a, a_rs, len, b, c, c_rs, first),
-            7 => tile::<7>(a, a_rs, len, b, c, c_rs, first),
-            6 => tile::<6>(a, a_rs, len, b, c, c_rs, first),
-            5 => tile::<5>(a, a_rs, len, b, c, c_rs, first),
-            4 => tile::<4>(a, a_rs, len, b, c, c_rs, first),
-            3 => tile::<3>(a, a_rs, len, b, c, c_rs, first),
-            2 => tile::<2>(a, a_rs, len, b, c, c_rs, first),
-            1 => tile::<1>(a, a_rs, len, b, c, c_rs, first),
+            8 => tile::<8>(a, a_rs, len, b, out),
+            7 => tile::<7>(a, a_rs, len, b, out),
+            6 => tile::<6>(a, a_rs, len, b, out),
+            5 => tile::<5>(a, a_rs, len, b, out),
+            4 => tile::<4>(a, a_rs, len, b, out),
+            3 => tile::<3>(a, a_rs, len, b, out),
+            2 => tile::<2>(a, a_rs, len, b, out),
+            1 => tile::<1>(a, a_rs, len, b, out),
             _ => unreachable!("a register tile has 1 to {MR} rows, not {rows}"),
         }
     }

@@ -1,18 +1,10 @@
 //! No AVX-512 tile off x86-64: [`super::available`] is false, so nothing here is ever called.
 
-pub(super) const MR: usize = 8;
+use super::gemm::Sums;
+
+pub(crate) const MR: usize = 8;
 pub(super) const NR: usize = 48;
 
-#[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn tile_rows(
-    _: usize,
-    _: *const f32,
-    _: usize,
-    _: usize,
-    _: *const f32,
-    _: *mut f32,
-    _: usize,
-    _: bool,
-) {
+pub(super) unsafe fn tile_rows(_: usize, _: *const f32, _: usize, _: usize, _: *const f32, _: Sums) {
     unreachable!("AVX-512 tiles off x86-64")
 }

@@ -1,18 +1,20 @@
-//! f32 matrix products on AVX-512 FMA registers, for f32 compute on CPUs without bf16 tiles.
+//! f32 matrix products on AVX-512 FMA registers: how f32 compute runs convolutions on CPUs
+//! with AVX-512 F.
 //!
 //! The `gemm` crate reaches 55-60% of the FMA peak inside kiln's models (2-core Ice Lake). This
-//! kernel keeps an 8x48 tile of sums in registers, reads B from 48-column panels packed
-//! once per product and A in place through `Segment`s, so a stride-1 convolution sums all
-//! its taps in one product over the padded image (an implicit GEMM: no im2col, and no
-//! read-modify-write of the output per tap).
+//! kernel keeps an 8x48 tile of sums in registers, reads B from 48-column panels packed once
+//! per product and A in place through `Segment`s and `RowTile`s, so a convolution sums all its
+//! taps in one product over the padded image (an implicit GEMM: no im2col, no read-modify-write
+//! of the output per tap, no copy of the result) and adds its bias as it stores.
 //!
 //! Every output element is one chain of fused multiply-adds over K in order, whatever the row
 //! count, the blocking or the threads: a row's result depends on that row and B only (batch
 //! invariance).
 //!
-//! Opt-in (`KILN_CPU_FMA=1`) on CPUs with AVX-512 F, for stride-1 convolutions: on the 2-core
-//! Ice Lake machine it matched the `gemm` crate in the UNet and VAE benches but did not beat
-//! it (benches/RESULTS.md, 2026-12-06), so `gemm` stays the default until the tile does.
+//! On by default where the CPU has AVX-512 F; `KILN_CPU_FMA=0` sends convolutions back to the
+//! `gemm` crate. On the 2-core Ice Lake machine the tile ran the UNet's and the VAE's 3x3
+//! convolutions faster than `gemm` (benches/RESULTS.md, 2026-12-06). Linear layers and attention
+//! stay on `gemm`, which was faster there.
 
 mod gemm;
 #[cfg(target_arch = "x86_64")]
@@ -21,17 +23,18 @@ mod kernel;
 #[path = "kernel_none.rs"]
 mod kernel;
 
-pub(crate) use gemm::{Panels, Segment, gemm_packed};
+pub(crate) use gemm::{Panels, RowTile, Segment, gemm_packed};
+pub(crate) use kernel::MR;
 
 use std::sync::OnceLock;
 
-/// Whether stride-1 convolutions run on this module's kernel in this process: the CPU has
-/// AVX-512 F and the environment says `KILN_CPU_FMA=1` (decided once).
+/// Whether f32 convolutions (all but 1x1) run on this module's kernel in this process: the CPU
+/// has AVX-512 F and the environment does not say `KILN_CPU_FMA=0` (decided once).
 pub fn enabled() -> bool {
     static ENABLED: OnceLock<bool> = OnceLock::new();
     *ENABLED.get_or_init(|| {
-        let on = std::env::var("KILN_CPU_FMA").is_ok_and(|v| matches!(v.trim(), "1" | "on" | "true"));
-        on && available()
+        let off = std::env::var("KILN_CPU_FMA").is_ok_and(|v| matches!(v.trim(), "0" | "off" | "false"));
+        !off && available()
     })
 }
 
