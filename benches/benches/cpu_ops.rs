@@ -39,16 +39,23 @@ fn bytes(elems: usize, dtype: DType) -> u64 {
 const DTYPES: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
 
 fn linear(c: &mut Criterion) {
-    let (m, k, n) = (4096, 320, 1280);
-    for dtype in DTYPES {
-        let x = random_tensor(&[m, k], dtype, 1);
-        let w = random_tensor(&[n, k], dtype, 2);
-        let b = random_tensor(&[n], dtype, 3);
-        let work = Work::Flops(2 * (m * n * k) as u64);
-        case(c, "linear", &format!("[{m},{k}]x[{n},{k}]^T+b {dtype}"), work, || {
-            black_box(x.linear(&w, Some(&b)).unwrap());
-        });
+    // SD 1.5's feed-forward at 64x64, SDXL's GEGLU at 32x32 (batch 2 for CFG), f32 only.
+    for (m, k, n) in [(4096, 320, 1280), (2048, 1280, 10240)] {
+        let dtypes: &[DType] = if k == 320 { &DTYPES } else { &[DType::F32] };
+        for &dtype in dtypes {
+            linear_case(c, (m, k, n), dtype);
+        }
     }
+}
+
+fn linear_case(c: &mut Criterion, (m, k, n): (usize, usize, usize), dtype: DType) {
+    let x = random_tensor(&[m, k], dtype, 1);
+    let w = random_tensor(&[n, k], dtype, 2);
+    let b = random_tensor(&[n], dtype, 3);
+    let work = Work::Flops(2 * (m * n * k) as u64);
+    case(c, "linear", &format!("[{m},{k}]x[{n},{k}]^T+b {dtype}"), work, || {
+        black_box(x.linear(&w, Some(&b)).unwrap());
+    });
 }
 
 /// One convolution case: NHWC input, output channels, square kernel, stride, padding.
@@ -84,6 +91,15 @@ fn conv(c: &mut Criterion) {
         ConvCase {
             input: [2, 8, 8, 1280],
             cout: 1280,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+            dtypes: &[DType::F32],
+        },
+        // The SD 1.5 VAE decoder's last block: a wide image, few channels (128 = 2⅔ panels).
+        ConvCase {
+            input: [1, 256, 256, 128],
+            cout: 128,
             kernel: 3,
             stride: 1,
             padding: 1,

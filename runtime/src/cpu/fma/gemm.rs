@@ -244,10 +244,13 @@ pub(crate) fn gemm_packed(
     // Panel groups of at most TASK_PANELS, as even as the panel count allows.
     let col_tasks = panels.div_ceil(TASK_PANELS);
     let group = panels.div_ceil(col_tasks);
+    // Tile groups of at most TASK_TILES, likewise even: 16 tiles are two tasks of 8, not 12 and 4.
+    let row_tasks = tiles.len().div_ceil(TASK_TILES);
+    let tile_group = tiles.len().div_ceil(row_tasks);
     let out = DstPtr(dst.as_mut_ptr());
     let run = |task: usize| {
         let (rt, ct) = (task / col_tasks, task % col_tasks);
-        let my_tiles = &tiles[rt * TASK_TILES..tiles.len().min(rt * TASK_TILES + TASK_TILES)];
+        let my_tiles = &tiles[rt * tile_group..tiles.len().min(rt * tile_group + tile_group)];
         let p0 = ct * group;
         for (bi, blk) in blocks.iter().enumerate() {
             let last = bi + 1 == blocks.len();
@@ -280,7 +283,7 @@ pub(crate) fn gemm_packed(
             }
         }
     };
-    (0..tiles.len().div_ceil(TASK_TILES) * col_tasks).into_par_iter().for_each(run);
+    (0..row_tasks * col_tasks).into_par_iter().for_each(run);
 }
 
 /// The segments cut into K blocks of at most [`KC`], in order.

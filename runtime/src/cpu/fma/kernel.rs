@@ -16,23 +16,27 @@ pub(crate) const MR: usize = 8;
 /// Columns of a register tile and of a packed B panel: three 16-lane registers.
 pub(super) const NR: usize = 48;
 
-/// Registers per tile row.
-const V: usize = NR / 16;
-
 /// K steps per loop iteration, so the loop's own instructions take few FMA-port slots.
 const UNROLL: usize = 4;
 
 /// `c[r, j] = (accumulate ? c[r, j] : 0) + Σ_{l < len} a[r·a_rs + l] · b[l·NR + j] (+ bias[j])`
 /// for `r < R`, `j < cols`: A read in place (row stride `a_rs`), B as `len` rows of `NR`
-/// columns. One fused multiply-add per term in the order of `l`, then the bias: a row's sums
+/// columns, of which the first `16·V` are summed (a narrow last panel skips the registers that
+/// would hold only its zero columns). One fused multiply-add per term in the order of `l`, then the bias: a row's sums
 /// depend on that row and B only.
 ///
 /// # Safety
 /// The CPU must have AVX-512 F; `a` must be readable at `r·a_rs + l` for `r < R`, `l < len`,
 /// `b` at `len·NR` elements, `out.c` readable and writable at `r·out.rs + j` and `out.bias`
-/// readable at `j` for `j < out.cols`.
+/// readable at `j` for `j < out.cols <= 16·V`.
 #[target_feature(enable = "avx512f")]
-unsafe fn tile<const R: usize>(a: *const f32, a_rs: usize, len: usize, b: *const f32, out: Sums) {
+unsafe fn tile<const R: usize, const V: usize>(
+    a: *const f32,
+    a_rs: usize,
+    len: usize,
+    b: *const f32,
+    out: Sums,
+) {
     // Lanes of register `v` inside the tile's columns.
     let masks: [__mmask16; V] = std::array::from_fn(|v| match out.cols.saturating_sub(16 * v) {
         0 => 0,
@@ -83,7 +87,8 @@ unsafe fn tile<const R: usize>(a: *const f32, a_rs: usize, len: usize, b: *const
     }
 }
 
-/// [`tile`] for a run-time row count `rows` in `1..=MR`.
+/// [`tile`] for a run-time row count `rows` in `1..=MR`, with as many registers per row as
+/// `out.cols` needs.
 ///
 /// # Safety
 /// As for [`tile`] with `R = rows`.
@@ -95,17 +100,27 @@ pub(super) unsafe fn tile_rows(
     b: *const f32,
     out: Sums,
 ) {
+    macro_rules! by_width {
+        ($r:literal) => {
+            match out.cols.div_ceil(16) {
+                1 => tile::<$r, 1>(a, a_rs, len, b, out),
+                2 => tile::<$r, 2>(a, a_rs, len, b, out),
+                3 => tile::<$r, 3>(a, a_rs, len, b, out),
+                _ => unreachable!("a panel has 1 to {NR} columns, not {}", out.cols),
+            }
+        };
+    }
     // SAFETY: forwarded from the caller; `gemm_packed` asserted AVX-512 F.
     unsafe {
         match rows {
-            8 => tile::<8>(a, a_rs, len, b, out),
-            7 => tile::<7>(a, a_rs, len, b, out),
-            6 => tile::<6>(a, a_rs, len, b, out),
-            5 => tile::<5>(a, a_rs, len, b, out),
-            4 => tile::<4>(a, a_rs, len, b, out),
-            3 => tile::<3>(a, a_rs, len, b, out),
-            2 => tile::<2>(a, a_rs, len, b, out),
-            1 => tile::<1>(a, a_rs, len, b, out),
+            8 => by_width!(8),
+            7 => by_width!(7),
+            6 => by_width!(6),
+            5 => by_width!(5),
+            4 => by_width!(4),
+            3 => by_width!(3),
+            2 => by_width!(2),
+            1 => by_width!(1),
             _ => unreachable!("a register tile has 1 to {MR} rows, not {rows}"),
         }
     }
