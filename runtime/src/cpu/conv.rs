@@ -83,8 +83,18 @@ pub(crate) fn conv2d(
             return round_to(tiles::conv2d_tiles(xb, wb, bf.as_deref(), g, COL_BUDGET), x.dtype());
         }
     }
-    let (xf, wf) = (widen(x), widen(weight));
-    let out = conv2d_f32(&xf, &wf, bf.as_deref(), g, COL_BUDGET);
+    let xf = widen(x);
+    if super::fma::enabled() && !g.is_pointwise() {
+        // The tile widens the weight as it packs it: no f32 copy of an f16 or bf16 weight.
+        let bf = bf.as_deref();
+        let out = match weight {
+            CpuStorage::F32(w) => implicit::conv2d_implicit(&xf, w, bf, g),
+            CpuStorage::F16(w) => implicit::conv2d_implicit(&xf, w, bf, g),
+            CpuStorage::BF16(w) => implicit::conv2d_implicit(&xf, w, bf, g),
+        };
+        return round_to(out, x.dtype());
+    }
+    let out = conv2d_f32(&xf, &widen(weight), bf.as_deref(), g, COL_BUDGET);
     round_to(out, x.dtype())
 }
 

@@ -26,23 +26,23 @@ use crate::CpuStorage;
 
 /// A read-only strided matrix inside a slice: element `(i, j)` is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy)]
-pub(crate) struct Mat<'a> {
+pub(crate) struct Mat<'a, T = f32> {
     /// The elements; the matrix starts at index 0.
-    pub data: &'a [f32],
+    pub data: &'a [T],
     /// Row stride.
     pub rs: usize,
     /// Column stride.
     pub cs: usize,
 }
 
-impl<'a> Mat<'a> {
+impl<'a, T> Mat<'a, T> {
     /// A row-major matrix with `cols` columns.
-    pub fn rows(data: &'a [f32], cols: usize) -> Self {
+    pub fn rows(data: &'a [T], cols: usize) -> Self {
         Mat { data, rs: cols, cs: 1 }
     }
 
     /// The transpose of a row-major matrix with `cols` columns (`[N, K]` read as `[K, N]`).
-    pub fn transposed(data: &'a [f32], cols: usize) -> Self {
+    pub fn transposed(data: &'a [T], cols: usize) -> Self {
         Mat { data, rs: 1, cs: cols }
     }
 

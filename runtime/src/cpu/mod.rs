@@ -216,6 +216,8 @@ pub(crate) trait Elem: Copy + Send + Sync + 'static {
     fn slice(s: &CpuStorage) -> Option<&[Self]>;
     /// Wraps a buffer of this type.
     fn wrap(v: Vec<Self>) -> CpuStorage;
+    /// `dst[i] = src[i]` as f32 (equal lengths).
+    fn widen_into(src: &[Self], dst: &mut [f32]);
 }
 
 impl Elem for f32 {
@@ -224,6 +226,9 @@ impl Elem for f32 {
     }
     fn wrap(v: Vec<Self>) -> CpuStorage {
         CpuStorage::F32(v)
+    }
+    fn widen_into(src: &[Self], dst: &mut [f32]) {
+        dst.copy_from_slice(src);
     }
 }
 
@@ -234,6 +239,9 @@ impl Elem for f16 {
     fn wrap(v: Vec<Self>) -> CpuStorage {
         CpuStorage::F16(v)
     }
+    fn widen_into(src: &[Self], dst: &mut [f32]) {
+        src.convert_to_f32_slice(dst);
+    }
 }
 
 impl Elem for bf16 {
@@ -242,6 +250,9 @@ impl Elem for bf16 {
     }
     fn wrap(v: Vec<Self>) -> CpuStorage {
         CpuStorage::BF16(v)
+    }
+    fn widen_into(src: &[Self], dst: &mut [f32]) {
+        src.convert_to_f32_slice(dst);
     }
 }
 

@@ -15,14 +15,21 @@ use std::borrow::Cow;
 
 use super::ConvGeometry;
 use super::shifted::pad_input;
+use crate::cpu::Elem;
 use crate::cpu::fma::{MR, Panels, RowTile, Segment, gemm_packed};
 use crate::cpu::matmul::{Mat, bias_rows};
 
-/// `x [n, h, w, cin]` convolved with `w [cout, kh, kw, cin]` plus `bias` -> `[n, ho, wo, cout]`.
+/// `x [n, h, w, cin]` convolved with `w [cout, kh, kw, cin]` plus `bias` -> `[n, ho, wo, cout]`,
+/// the weight in any stored dtype (widened as it is packed).
 ///
 /// # Panics
 /// On a CPU without AVX-512 F (callers check [`crate::cpu::fma::enabled`]).
-pub(super) fn conv2d_implicit(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: ConvGeometry) -> Vec<f32> {
+pub(super) fn conv2d_implicit<T: Elem>(
+    x: &[f32],
+    w: &[T],
+    bias: Option<&[f32]>,
+    g: ConvGeometry,
+) -> Vec<f32> {
     let (hp, wp, s) = (g.h + 2 * g.pad, g.w + 2 * g.pad, g.stride);
     let (cin, cout, k) = (g.cin, g.cout, g.kh * g.kw * g.cin);
     let rows = g.n * g.ho * g.wo;
@@ -54,6 +61,8 @@ pub(super) fn conv2d_implicit(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: Con
 #[cfg(test)]
 mod tests {
     use super::*;
+    use half::{bf16, f16};
+
     use crate::cpu::fma;
     use crate::random::SplitMix64;
 
@@ -105,5 +114,27 @@ mod tests {
             let first = conv2d_implicit(&x[..h * w * cin], &wt, Some(&bias), one);
             assert!(first.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()), "{g:?}: batch of one");
         }
+    }
+
+    /// An f16 or bf16 weight widened while packing gives the bits of the f32 product on the same
+    /// values, widened beforehand by `half`.
+    #[test]
+    fn half_weights_are_widened_exactly() {
+        if !fma::available() {
+            eprintln!("skipped: this CPU has no AVX-512 F");
+            return;
+        }
+        let mut rng = SplitMix64::new(31);
+        let (n, h, w, cin, cout, kk) = (1, 5, 11, 70, 20, 3);
+        let g = ConvGeometry { n, h, w, cin, cout, kh: kk, kw: kk, stride: 1, pad: 1, ho: h, wo: w };
+        let x: Vec<f32> = (0..n * h * w * cin).map(|_| rng.unit_variance()).collect();
+        let wt: Vec<f32> = (0..cout * kk * kk * cin).map(|_| rng.unit_variance()).collect();
+        let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+        let w16: Vec<f16> = wt.iter().map(|&v| f16::from_f32(v)).collect();
+        let widened: Vec<f32> = w16.iter().map(|v| v.to_f32()).collect();
+        assert_eq!(bits(conv2d_implicit(&x, &w16, None, g)), bits(conv2d_implicit(&x, &widened, None, g)));
+        let wb: Vec<bf16> = wt.iter().map(|&v| bf16::from_f32(v)).collect();
+        let widened: Vec<f32> = wb.iter().map(|v| v.to_f32()).collect();
+        assert_eq!(bits(conv2d_implicit(&x, &wb, None, g)), bits(conv2d_implicit(&x, &widened, None, g)));
     }
 }

@@ -14,6 +14,7 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use super::kernel::{MR, NR, tile_rows};
+use crate::cpu::Elem;
 use crate::cpu::matmul::Mat;
 
 /// Row tiles per task (96 rows).
@@ -79,8 +80,9 @@ pub(crate) struct Panels {
 
 impl Panels {
     /// Packs `b` as a `[k, n]` matrix (any strides: a weight `[n, k]` is `Mat::transposed`),
-    /// panels in parallel on rayon's threads.
-    pub fn pack(b: Mat<'_>, k: usize, n: usize) -> Panels {
+    /// widened to f32 as it is read (an f16 checkpoint's weight needs no f32 copy), panels in
+    /// parallel on rayon's threads.
+    pub fn pack<T: Elem>(b: Mat<'_, T>, k: usize, n: usize) -> Panels {
         assert!(b.fits(k, n), "Panels::pack: B out of bounds");
         let mut data = Aligned::reuse(n.div_ceil(NR) * k * NR);
         if k > 0 {
@@ -93,17 +95,20 @@ impl Panels {
                 if b.rs == 1 {
                     // Columns contiguous in K (a weight's rows): read them in runs of PACK_K, so
                     // the panel rows being filled (PACK_K x 48, 12 KiB) stay in L1.
+                    let mut run = [0f32; PACK_K];
                     for l0 in (0..k).step_by(PACK_K) {
                         let rows = &mut panel[l0 * NR..(k.min(l0 + PACK_K)) * NR];
+                        let run = &mut run[..rows.len() / NR];
                         for (jj, j) in cols.clone().enumerate() {
-                            let col = &b.data[j * b.cs + l0..][..rows.len() / NR];
-                            rows.chunks_exact_mut(NR).zip(col).for_each(|(row, v)| row[jj] = *v);
+                            T::widen_into(&b.data[j * b.cs + l0..][..run.len()], run);
+                            rows.chunks_exact_mut(NR).zip(&*run).for_each(|(row, v)| row[jj] = *v);
                         }
                     }
                 } else {
                     for (l, row) in panel.chunks_exact_mut(NR).enumerate() {
                         for (jj, j) in cols.clone().enumerate() {
-                            row[jj] = b.data[l * b.rs + j * b.cs];
+                            let v = &b.data[l * b.rs + j * b.cs];
+                            T::widen_into(std::slice::from_ref(v), std::slice::from_mut(&mut row[jj]));
                         }
                     }
                 }
