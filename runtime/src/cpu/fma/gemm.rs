@@ -40,12 +40,18 @@ struct Aligned {
 
 impl Aligned {
     /// `len` floats, in a spare buffer's memory when one is kept (holding earlier values), else
-    /// in fresh zeros.
+    /// in fresh zeros. Takes the smallest spare that is big enough, else the largest (grown).
     fn reuse(len: usize) -> Aligned {
+        let lines = len.div_ceil(16);
         let mut spares = SPARES.lock().unwrap_or_else(|e| e.into_inner());
-        let mut buffer = spares.pop().unwrap_or(Aligned { lines: Vec::new(), len: 0 });
+        // Spares are sorted largest first.
+        let pick = spares.iter().rposition(|b| b.lines.capacity() >= lines);
+        let mut buffer = match pick.or(if spares.is_empty() { None } else { Some(0) }) {
+            Some(i) => spares.remove(i),
+            None => Aligned { lines: Vec::new(), len: 0 },
+        };
         drop(spares);
-        buffer.lines.resize(len.div_ceil(16), Line([0.0; 16]));
+        buffer.lines.resize(lines, Line([0.0; 16]));
         buffer.len = len;
         buffer
     }
