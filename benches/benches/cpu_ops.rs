@@ -58,63 +58,20 @@ fn linear_case(c: &mut Criterion, (m, k, n): (usize, usize, usize), dtype: DType
     });
 }
 
-/// One convolution case: NHWC input, output channels, square kernel, stride, padding.
-struct ConvCase {
-    input: [usize; 4],
-    cout: usize,
-    kernel: usize,
-    stride: usize,
-    padding: usize,
-    dtypes: &'static [DType],
-}
-
 fn conv(c: &mut Criterion) {
-    let cases = [
-        ConvCase { input: [1, 64, 64, 320], cout: 320, kernel: 3, stride: 1, padding: 1, dtypes: &DTYPES },
-        ConvCase {
-            input: [1, 64, 64, 320],
-            cout: 320,
-            kernel: 3,
-            stride: 2,
-            padding: 1,
-            dtypes: &[DType::F32],
-        },
+    const F32: &[DType] = &[DType::F32];
+    // NHWC input, output channels, square kernel, stride, padding, dtypes.
+    let cases: [([usize; 4], usize, usize, usize, usize, &[DType]); 6] = [
+        ([1, 64, 64, 320], 320, 3, 1, 1, &DTYPES),
+        ([1, 64, 64, 320], 320, 3, 2, 1, F32),
         // The SD 1.5 UNet's deepest convolutions at batch 2 (one CFG step): few pixels, big weights.
-        ConvCase {
-            input: [2, 16, 16, 1280],
-            cout: 1280,
-            kernel: 3,
-            stride: 1,
-            padding: 1,
-            dtypes: &[DType::F32],
-        },
-        ConvCase {
-            input: [2, 8, 8, 1280],
-            cout: 1280,
-            kernel: 3,
-            stride: 1,
-            padding: 1,
-            dtypes: &[DType::F32],
-        },
+        ([2, 16, 16, 1280], 1280, 3, 1, 1, F32),
+        ([2, 8, 8, 1280], 1280, 3, 1, 1, F32),
         // The SD 1.5 VAE decoder's last block: a wide image, few channels (128 = 2⅔ panels).
-        ConvCase {
-            input: [1, 256, 256, 128],
-            cout: 128,
-            kernel: 3,
-            stride: 1,
-            padding: 1,
-            dtypes: &[DType::F32],
-        },
-        ConvCase {
-            input: [1, 64, 64, 320],
-            cout: 320,
-            kernel: 1,
-            stride: 1,
-            padding: 0,
-            dtypes: &[DType::F32],
-        },
+        ([1, 256, 256, 128], 128, 3, 1, 1, F32),
+        ([1, 64, 64, 320], 320, 1, 1, 0, F32),
     ];
-    for ConvCase { input, cout, kernel: k, stride, padding, dtypes } in cases {
+    for (input, cout, k, stride, padding, dtypes) in cases {
         let [n, h, w, cin] = input;
         for &dtype in dtypes {
             let x = random_tensor(&input, dtype, 4);

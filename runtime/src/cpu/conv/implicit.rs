@@ -66,6 +66,13 @@ mod tests {
     use crate::cpu::fma;
     use crate::random::SplitMix64;
 
+    /// A random input and weight for `g`.
+    fn draw(rng: &mut SplitMix64, g: ConvGeometry) -> (Vec<f32>, Vec<f32>) {
+        let x = (0..g.n * g.h * g.w * g.cin).map(|_| rng.unit_variance()).collect();
+        let w = (0..g.cout * g.kh * g.kw * g.cin).map(|_| rng.unit_variance()).collect();
+        (x, w)
+    }
+
     /// Convolutions (strides 1 and 2, paddings 0 to 2, kernels 3 and 5, widths off the tile,
     /// channels off the panel) match an f64 direct convolution, and a pixel's bits do not depend
     /// on the batch.
@@ -84,8 +91,7 @@ mod tests {
         ] {
             let (ho, wo) = ((h + 2 * pad - kk) / stride + 1, (w + 2 * pad - kk) / stride + 1);
             let g = ConvGeometry { n, h, w, cin, cout, kh: kk, kw: kk, stride, pad, ho, wo };
-            let x: Vec<f32> = (0..n * h * w * cin).map(|_| rng.unit_variance()).collect();
-            let wt: Vec<f32> = (0..cout * kk * kk * cin).map(|_| rng.unit_variance()).collect();
+            let (x, wt) = draw(&mut rng, g);
             let bias: Vec<f32> = (0..cout).map(|_| rng.unit_variance()).collect();
             let got = conv2d_implicit(&x, &wt, Some(&bias), g);
             let k = kk * kk * cin;
@@ -127,8 +133,7 @@ mod tests {
         let mut rng = SplitMix64::new(31);
         let (n, h, w, cin, cout, kk) = (1, 5, 11, 70, 20, 3);
         let g = ConvGeometry { n, h, w, cin, cout, kh: kk, kw: kk, stride: 1, pad: 1, ho: h, wo: w };
-        let x: Vec<f32> = (0..n * h * w * cin).map(|_| rng.unit_variance()).collect();
-        let wt: Vec<f32> = (0..cout * kk * kk * cin).map(|_| rng.unit_variance()).collect();
+        let (x, wt) = draw(&mut rng, g);
         let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
         let w16: Vec<f16> = wt.iter().map(|&v| f16::from_f32(v)).collect();
         let widened: Vec<f32> = w16.iter().map(|v| v.to_f32()).collect();
