@@ -1,5 +1,5 @@
 //! `CUresult` codes, their names and descriptions (`cuGetErrorName`, `cuGetErrorString`), and
-//! how an exported function turns a [`Failure`] into a code: the message is stored for
+//! how an exported function turns a [`Failure`] into a code: the message is stored, per thread, for
 //! [`kiln_softgpu_last_error`], printed to stderr when it reports a bug in the caller's kernel
 //! or PTX, and a kernel fault becomes the context's *sticky* error.
 //!
@@ -8,6 +8,7 @@
 //! software GPU reports the fault from `cuLaunchKernel` itself (CUDA reports it from a later
 //! call, asynchronously), so the failing launch is the one named.
 
+use std::cell::RefCell;
 use std::ffi::{CStr, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
@@ -142,8 +143,11 @@ pub(crate) use bail;
 /// The first kernel fault's code (0: none) and message.
 static STICKY: AtomicU32 = AtomicU32::new(0);
 static STICKY_MESSAGE: Mutex<String> = Mutex::new(String::new());
-/// The message of the last failed call.
-static LAST_ERROR: Mutex<String> = Mutex::new(String::new());
+thread_local! {
+    /// The message of this thread's last failed call (per thread, like `errno`: a call on
+    /// another thread cannot replace it between a failure and the read).
+    static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
+}
 
 fn lock(m: &Mutex<String>) -> std::sync::MutexGuard<'_, String> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -160,9 +164,9 @@ pub(crate) fn sticky() -> Result<(), Failure> {
     }
 }
 
-/// The last failure's message (empty if none).
+/// The message of this thread's last failed call (empty if none).
 pub fn last_error() -> String {
-    lock(&LAST_ERROR).clone()
+    LAST_ERROR.with_borrow(String::clone)
 }
 
 fn finish(function: &str, failure: Failure) -> CUresult {
@@ -181,7 +185,7 @@ fn finish(function: &str, failure: Failure) -> CUresult {
     if report {
         eprintln!("kiln-softgpu: {message}");
     }
-    *lock(&LAST_ERROR) = message;
+    LAST_ERROR.set(message);
     code
 }
 
@@ -250,7 +254,7 @@ pub unsafe extern "C" fn cuGetErrorString(error: CUresult, pStr: *mut *const c_c
     describe("cuGetErrorString", error, pStr, |e| e.2)
 }
 
-/// Copies the last failed call's message (NUL-terminated, truncated to `len - 1` bytes) into
+/// Copies the message of this thread's last failed call (NUL-terminated, truncated to `len - 1` bytes) into
 /// `buf` and returns the message's full length in bytes; with a null `buf` or `len == 0` only
 /// the length. For a kernel fault the message is the sanitizer's report: kernel, block,
 /// thread, instruction, PTX line and source line.
