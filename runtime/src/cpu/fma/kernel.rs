@@ -22,8 +22,8 @@ const UNROLL: usize = 4;
 /// `c[r, j] = (accumulate ? c[r, j] : 0) + Σ_{l < len} a[r·a_rs + l] · b[l·NR + j] (+ bias[j])`
 /// for `r < R`, `j < cols`: A read in place (row stride `a_rs`), B as `len` rows of `NR`
 /// columns, of which the first `16·V` are summed (a narrow last panel skips the registers that
-/// would hold only its zero columns). One fused multiply-add per term in the order of `l`, then the bias: a row's sums
-/// depend on that row and B only.
+/// would hold only its zero columns). One fused multiply-add per term in the order of `l`, then
+/// the bias: a row's sums depend on that row and B only.
 ///
 /// # Safety
 /// The CPU must have AVX-512 F; `a` must be readable at `r·a_rs + l` for `r < R`, `l < len`,
